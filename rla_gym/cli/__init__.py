@@ -1,0 +1,1 @@
+"""The ``rla-gym`` command line: one command, one verb per job."""

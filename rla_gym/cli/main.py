@@ -1,0 +1,111 @@
+"""``rla-gym <verb>``: collect, encode, inspect, train-rla, train-wm.
+
+Each verb takes a frozen dataclass of options; ``rla-gym <verb> --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+from rla_gym.data.collect import CollectConfig
+from rla_gym.errors import RLAGymError
+
+__all__ = ["main"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncodeArgs:
+    """Cache encoder features for a dataset."""
+
+    data: Path
+    """dataset folder"""
+    encoder: str = "opennsfw-resnet50-res4"
+    """encoder name (see rla_gym.features.ENCODERS)"""
+    weights: str | None = None
+    """weights path or hub id, for encoders that need one (dinov2-*)"""
+    overwrite: bool = False
+    """replace cached features made with a different encoder fingerprint"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InspectArgs:
+    """Print a dataset summary and write an mp4 preview."""
+
+    data: Path
+    """dataset folder"""
+    preview: Path | None = None
+    """mp4 to write (default: <data>/preview.mp4); pass --no-video to skip"""
+    episodes: int = 4
+    """episodes shown side by side in the preview"""
+    no_video: bool = False
+    """only print the summary"""
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def cmd_collect(cfg: CollectConfig) -> None:
+    """Record episodes in a real simulator (resumable; completed episodes survive interrupts)."""
+    from rla_gym.data.collect import collect
+
+    _print(collect(cfg))
+
+
+def cmd_encode(args: EncodeArgs) -> None:
+    """Cache encoder features for every episode of a dataset (resumable)."""
+    from rla_gym.data.encode import encode_dataset
+    from rla_gym.features import make_encoder
+
+    kwargs = {"weights": args.weights} if args.weights else {}
+    _print(encode_dataset(args.data, make_encoder(args.encoder, **kwargs), args.overwrite))
+
+
+def cmd_inspect(args: InspectArgs) -> None:
+    """Summarise a dataset and write an mp4 preview of some episodes."""
+    from rla_gym.data.inspect import summarize, write_preview
+
+    summary = summarize(args.data)
+    if not args.no_video:
+        out = args.preview or Path(args.data) / "preview.mp4"
+        summary["preview"] = str(write_preview(args.data, out, episodes=args.episodes))
+    _print(summary)
+
+
+def _verbs() -> dict[str, Any]:
+    verbs: dict[str, Any] = {
+        "collect": cmd_collect,
+        "encode": cmd_encode,
+        "inspect": cmd_inspect,
+    }
+    try:  # training verbs exist once the model rooms are installed with the package
+        from rla_gym.cli.train import cmd_train_rla, cmd_train_wm
+
+        verbs["train-rla"] = cmd_train_rla
+        verbs["train-wm"] = cmd_train_wm
+    except ImportError:
+        pass
+    return verbs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rla-gym`` console script."""
+    try:
+        tyro.extras.subcommand_cli_from_dict(
+            _verbs(), args=argv, prog="rla-gym", config=(tyro.conf.OmitArgPrefixes,)
+        )
+    except (RLAGymError, ValueError, KeyError) as err:
+        # Bad input is reported as one readable line, not a traceback.
+        print(f"rla-gym: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
