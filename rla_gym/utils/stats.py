@@ -1,0 +1,28 @@
+"""Small statistics used in benchmarks and evaluation reports."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["wilson_interval"]
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95 % by default).
+
+    Better behaved than the normal approximation near 0 and 1 and for small ``trials``.
+
+    Returns:
+        ``(low, high)``; ``(0.0, 1.0)`` when ``trials == 0``.
+    """
+    if trials < 0 or not 0 <= successes <= max(trials, 0):
+        raise ValueError(f"need 0 <= successes <= trials, got {successes}/{trials}")
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == trials else min(1.0, centre + half)  # exact ends, not 1 - 1e-16
+    return lo, hi

@@ -1,0 +1,37 @@
+"""Shared helpers: Wilson intervals, atomic JSON, device resolution, provenance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rla_gym.utils import load_json, provenance, resolve_device, save_json
+from rla_gym.utils.stats import wilson_interval
+
+
+def test_wilson_known_values():
+    lo, hi = wilson_interval(35, 50)
+    assert lo == pytest.approx(0.5625, abs=1e-3) and hi == pytest.approx(0.8090, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_json_round_trip(tmp_path):
+    save_json({"a": [1, 2]}, tmp_path / "x" / "a.json")
+    assert load_json(tmp_path / "x" / "a.json") == {"a": [1, 2]}
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_provenance_fields():
+    p = provenance(seed=3)
+    assert p["seed"] == 3 and "git_sha" in p and p["machine"]["cores"] >= 1
+    assert "numpy" in p["versions"]
