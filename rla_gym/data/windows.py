@@ -1,0 +1,226 @@
+"""Training pairs ``(s_t, s_{t+h}, a_{t:t+h})`` drawn from feature episodes.
+
+Both the RLA autoencoder and the world model learn from *pairs* of frames a variable gap ``h``
+apart plus the ``h`` actions between them (paper §2.3). :class:`PairSampler` draws them:
+
+* the gap ``h`` is uniform in ``[min_gap, max_gap]``, clipped to the episode length;
+* the start frame ``t`` is, with probability ``interaction_bias``, one of the episode's
+  *interaction frames*, otherwise uniform over all valid starts.
+
+The official code detects robot–object contact from simulator state; we only have features, so
+"interaction" is defined generically: a frame is an interaction frame when the total feature motion
+over the next ``max_gap`` steps, ``sum_{k=t}^{t+max_gap-1} mean|s_{k+1} - s_k|``, is in the top half
+of its episode (``>=`` the episode median). Idle stretches (robot waiting, scene static) have almost
+no feature motion and are therefore sampled rarely, which keeps the autoencoder from spending its
+capacity on the trivial ``s_{t+h} = s_t`` case. Frames near the end of an episode see a shorter
+look-ahead window and so score lower; that is harmless because they cannot start long gaps anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["PairSampler", "interaction_frames"]
+
+
+def interaction_frames(features: np.ndarray, window: int) -> np.ndarray:
+    """Indices of the frames whose next-``window`` feature motion is in the top half.
+
+    Args:
+        features: ``(T+1, N, D)`` features of one episode.
+        window: look-ahead in steps (``max_gap``).
+
+    Returns:
+        Sorted ``int64`` indices in ``[0, T)`` (empty when ``T == 0``).
+    """
+    t_len = len(features) - 1
+    if t_len <= 0:
+        return np.zeros(0, dtype=np.int64)
+    # Per-step motion, accumulated in float64 so long episodes do not lose precision.
+    step = np.empty(t_len, dtype=np.float64)
+    for k in range(t_len):  # a loop bounds peak memory to one (N, D) difference at a time
+        step[k] = np.abs(features[k + 1].astype(np.float32) - features[k].astype(np.float32)).mean()
+    csum = np.concatenate([[0.0], np.cumsum(step)])
+    starts = np.arange(t_len)
+    motion = csum[np.minimum(starts + window, t_len)] - csum[starts]
+    return starts[motion >= np.median(motion)].astype(np.int64)
+
+
+class PairSampler:
+    """Random ``(s_t, s_{t+h}, a_{t:t+h})`` pairs from in-memory feature episodes.
+
+    Episodes are kept as given (no copy; pass ``float16`` features to halve memory) and converted
+    to ``float32`` only per batch. Episodes are chosen with probability proportional to their
+    length, so every frame is equally likely a priori.
+
+    Args:
+        episodes: ``(features (T+1, N, D), actions (T, A))`` per episode; ``N``, ``D``, ``A`` must
+            agree across episodes. Episodes shorter than ``min_gap`` steps are skipped.
+        min_gap: smallest gap ``h`` (>= 1).
+        max_gap: largest gap ``h``; also the padded action length ``H_max``.
+        interaction_bias: probability of starting at an interaction frame (see module docstring).
+        seed: seed of the sampler's own ``numpy`` generator; sampling is deterministic given it.
+
+    Raises:
+        ValueError: inconsistent shapes, bad gaps, or no episode long enough.
+    """
+
+    def __init__(
+        self,
+        episodes: Sequence[tuple[np.ndarray, np.ndarray]],
+        min_gap: int,
+        max_gap: int,
+        interaction_bias: float = 0.9,
+        seed: int = 0,
+    ) -> None:
+        if not 1 <= min_gap <= max_gap:
+            raise ValueError(
+                f"need 1 <= min_gap <= max_gap, got min_gap={min_gap}, max_gap={max_gap}"
+            )
+        if not 0.0 <= interaction_bias <= 1.0:
+            raise ValueError(f"interaction_bias must be in [0, 1], got {interaction_bias}")
+        self.min_gap = min_gap
+        self.max_gap = max_gap
+        self.interaction_bias = interaction_bias
+        self.features: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.interaction: list[np.ndarray] = []
+        for i, (feats, acts) in enumerate(episodes):
+            feats, acts = np.asarray(feats), np.asarray(acts)
+            if feats.ndim != 3 or acts.ndim != 2 or len(feats) != len(acts) + 1:
+                raise ValueError(
+                    f"episode {i}: expected features (T+1, N, D) and actions (T, A), got "
+                    f"{feats.shape} and {acts.shape}"
+                )
+            if self.features and (
+                feats.shape[1:] != self.features[0].shape[1:]
+                or acts.shape[1] != self.actions[0].shape[1]
+            ):
+                raise ValueError(
+                    f"episode {i}: features {feats.shape[1:]} / action dim {acts.shape[1]} differ "
+                    f"from the first episode's {self.features[0].shape[1:]} / "
+                    f"{self.actions[0].shape[1]}"
+                )
+            if len(acts) < min_gap:
+                continue
+            self.features.append(feats)
+            self.actions.append(acts)
+            self.interaction.append(interaction_frames(feats, max_gap))
+        if not self.features:
+            raise ValueError(f"no episode has at least min_gap={min_gap} steps")
+        lengths = np.array([len(a) for a in self.actions], dtype=np.float64)
+        self._episode_p = lengths / lengths.sum()
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_tokens(self) -> int:
+        """``N``."""
+        return int(self.features[0].shape[1])
+
+    @property
+    def feature_dim(self) -> int:
+        """``D``."""
+        return int(self.features[0].shape[2])
+
+    @property
+    def action_dim(self) -> int:
+        """``A``."""
+        return int(self.actions[0].shape[1])
+
+    # ------------------------------------------------------------------ state
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream from ``seed`` (the trainer gives each DDP rank its own)."""
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state, for exact resumption (plain Python types only)."""
+        return {"seed": self.seed, "bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.seed = int(state["seed"])
+        self.rng = np.random.default_rng(self.seed)
+        self.rng.bit_generator.state = state["bit_generator"]
+
+    # ------------------------------------------------------------------ sampling
+    def _draw(self, rng: np.random.Generator, batch_size: int) -> list[tuple[int, int, int]]:
+        """``(episode, start, gap)`` triples drawn from ``rng``."""
+        out = []
+        for _ in range(batch_size):
+            e = int(rng.choice(len(self.actions), p=self._episode_p))
+            t_len = len(self.actions[e])
+            h = int(rng.integers(self.min_gap, min(self.max_gap, t_len) + 1))
+            inter = self.interaction[e]
+            # Draw both random numbers unconditionally so the stream advances identically.
+            biased = rng.random() < self.interaction_bias
+            u = rng.random()
+            valid = inter[inter <= t_len - h] if biased else inter[:0]
+            # Fall back to a uniform start when no interaction frame leaves room for the gap.
+            t = int(valid[int(u * len(valid))]) if len(valid) else int(u * (t_len - h + 1))
+            out.append((e, t, h))
+        return out
+
+    def _collate(self, triples: list[tuple[int, int, int]]) -> dict[str, torch.Tensor]:
+        b = len(triples)
+        s_t = np.empty((b, self.num_tokens, self.feature_dim), dtype=np.float32)
+        s_th = np.empty_like(s_t)
+        actions = np.zeros((b, self.max_gap, self.action_dim), dtype=np.float32)
+        for i, (e, t, h) in enumerate(triples):
+            s_t[i] = self.features[e][t]
+            s_th[i] = self.features[e][t + h]
+            actions[i, :h] = self.actions[e][t : t + h]
+        idx = np.asarray(triples, dtype=np.int64).reshape(b, 3)
+        lengths = torch.from_numpy(idx[:, 2].copy())
+        return {
+            "s_t": torch.from_numpy(s_t),
+            "s_th": torch.from_numpy(s_th),
+            "actions": torch.from_numpy(actions),
+            "lengths": lengths,
+            "action_mask": torch.arange(self.max_gap)[None, :] < lengths[:, None],
+            "episode": torch.from_numpy(idx[:, 0].copy()),
+            "start": torch.from_numpy(idx[:, 1].copy()),
+        }
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """A random batch of pairs.
+
+        Args:
+            batch_size: ``B``.
+
+        Returns:
+            Dict of CPU tensors:
+            ``s_t`` ``float32 (B, N, D)``; ``s_th`` ``float32 (B, N, D)`` (frame ``t + h``);
+            ``actions`` ``float32 (B, H_max, A)``, rows ``>= h`` zero; ``lengths`` ``int64 (B,)``
+            the gap ``h``; ``action_mask`` ``bool (B, H_max)``; ``episode`` and ``start``
+            ``int64 (B,)`` (episode index among the kept episodes, and ``t``).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        return self._collate(self._draw(self.rng, batch_size))
+
+    def iter_eval(
+        self, num_pairs: int = 256, batch_size: int = 64, seed: int = 12345
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Fixed validation batches: the same ``num_pairs`` pairs on every call.
+
+        Pairs follow the training distribution but come from a private generator seeded with
+        ``seed``, so they neither depend on nor disturb the training stream.
+
+        Args:
+            num_pairs: total pairs.
+            batch_size: pairs per yielded batch (the last batch may be smaller).
+            seed: seed of the fixed set.
+
+        Yields:
+            Batches in the format of :meth:`sample`.
+        """
+        triples = self._draw(np.random.default_rng(seed), num_pairs)
+        for i in range(0, num_pairs, batch_size):
+            yield self._collate(triples[i : i + batch_size])

@@ -1,0 +1,293 @@
+"""The RLA autoencoder: residual latent actions between two feature frames (paper §3).
+
+``z = f_enc(s_{t+h} - s_t)`` compresses the token-wise feature residual into ``K`` latent tokens
+of ``d`` channels; ``ŝ_{t+h} = f_dec(s_t, z)`` reconstructs the future frame in one pass.
+
+Both halves are pre-LN transformers over ``K + N`` tokens with ``K`` learned tokens prepended:
+
+* encoder: residual tokens ``(B, N, D)`` -> Linear ``D -> width`` -> blocks -> LayerNorm ->
+  Linear ``width -> d`` at the ``K`` learned positions -> ``z (B, K, d)``;
+* decoder: ``s_t`` tokens -> Linear ``D -> width``; ``z`` -> Linear ``d -> width`` added to ``K``
+  learned token embeddings and prepended -> blocks -> LayerNorm -> **zero-initialised** Linear
+  ``width -> D`` at the ``N`` feature positions.
+
+Positional embedding (our addition, ``RLAConfig.positional_embedding``): the paper adds none
+because DINOv3 tokens carry their position. The encoder input is a *residual*, and a residual token
+of a moved object says *what* changed but not *where*; with a permutation-equivariant transformer,
+the latent would then be unable to tell a cube moving left from one moving right in another part of
+the image. CNN features (our default encoder) carry even less absolute position than DINO tokens.
+A learned per-token embedding (small init) fixes this at a cost of ``N * width`` parameters.
+
+Zero-initialised head: in ``"absolute"`` mode the untrained decoder predicts ``0`` (paper); in
+``"residual"`` mode it predicts ``s_t``, i.e. "nothing moves", which is already a strong baseline
+for short gaps and makes early training focus on what changes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rla_gym.errors import CorruptFileError
+from rla_gym.features.base import check_fingerprint
+from rla_gym.rla.config import RLAConfig
+from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["RLAAutoencoder", "reconstruction_loss"]
+
+
+def reconstruction_loss(
+    s_hat: torch.Tensor, s_th: torch.Tensor, l1_weight: float = 1.0, mse_weight: float = 1.0
+) -> torch.Tensor:
+    """``l1_weight * L1 + mse_weight * MSE`` between predicted and true tokens (paper §3.3).
+
+    Args:
+        s_hat: predicted ``(B, N, D)``.
+        s_th: target ``(B, N, D)``.
+
+    Returns:
+        Scalar loss.
+    """
+    return l1_weight * F.l1_loss(s_hat, s_th) + mse_weight * F.mse_loss(s_hat, s_th)
+
+
+class _TokenTransformer(nn.Module):
+    """Pre-LN transformer over ``[K learned tokens; N input tokens]`` with a final LayerNorm.
+
+    Args:
+        cfg: sizes.
+        in_dim: channels of the ``N`` input tokens.
+    """
+
+    def __init__(self, cfg: RLAConfig, in_dim: int) -> None:
+        super().__init__()
+        self.in_proj = nn.Linear(in_dim, cfg.width)
+        # The official code initialises latent tokens with N(0, 1) * 0.2; same scale here.
+        self.latent = nn.Parameter(torch.randn(cfg.latent_tokens, cfg.width) * 0.2)
+        self.pos = (
+            nn.Parameter(torch.randn(cfg.num_tokens, cfg.width) * 0.02)
+            if cfg.positional_embedding
+            else None
+        )
+        layer = nn.TransformerEncoderLayer(
+            d_model=cfg.width,
+            nhead=cfg.heads,
+            dim_feedforward=round(cfg.width * cfg.mlp_ratio),
+            dropout=cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        # enable_nested_tensor only matters with padding masks, which we never use.
+        self.blocks = nn.TransformerEncoder(layer, num_layers=cfg.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.width)
+        self.k = cfg.latent_tokens
+
+    def forward(self, x: torch.Tensor, latent_extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the blocks.
+
+        Args:
+            x: input tokens ``(B, N, in_dim)``.
+            latent_extra: optional ``(B, K, width)`` added to the learned tokens.
+
+        Returns:
+            Normalised outputs ``(B, K + N, width)``.
+        """
+        h = self.in_proj(x)
+        if self.pos is not None:
+            h = h + self.pos
+        lat = self.latent.expand(x.shape[0], -1, -1)
+        if latent_extra is not None:
+            lat = lat + latent_extra
+        return self.norm(self.blocks(torch.cat([lat, h], dim=1)))
+
+
+class RLAAutoencoder(nn.Module):
+    """Residual latent action autoencoder.
+
+    Args:
+        config: an :class:`RLAConfig`.
+    """
+
+    def __init__(self, config: RLAConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = _TokenTransformer(c, c.feature_dim)
+        self.enc_out = nn.Linear(c.width, c.latent_dim)
+        self.decoder = _TokenTransformer(c, c.feature_dim)
+        self.z_proj = nn.Linear(c.latent_dim, c.width)
+        self.dec_out = nn.Linear(c.width, c.feature_dim)
+        nn.init.zeros_(self.dec_out.weight)
+        nn.init.zeros_(self.dec_out.bias)
+
+    # ------------------------------------------------------------------ checks
+    def _check_tokens(self, x: torch.Tensor, name: str) -> None:
+        c = self.config
+        if (
+            not isinstance(x, torch.Tensor)
+            or x.ndim != 3
+            or x.shape[1:] != (c.num_tokens, c.feature_dim)
+        ):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"{name} must have shape (B, {c.num_tokens}, {c.feature_dim}) = (batch, tokens, "
+                f"feature_dim) for this autoencoder, got {got}; were the features made with "
+                f"another encoder or resolution?"
+            )
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or inf values")
+
+    def _check_latent(self, z: torch.Tensor) -> None:
+        c = self.config
+        if (
+            not isinstance(z, torch.Tensor)
+            or z.ndim != 3
+            or z.shape[1:] != (c.latent_tokens, c.latent_dim)
+        ):
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"z must have shape (B, {c.latent_tokens}, {c.latent_dim}), got {got}")
+        if not torch.isfinite(z).all():
+            raise ValueError("z contains NaN or inf values")
+
+    # ------------------------------------------------------------------ API
+    def encode(self, s_t: torch.Tensor, s_th: torch.Tensor) -> torch.Tensor:
+        """Latent action between two frames.
+
+        Args:
+            s_t: features at ``t``, ``(B, N, D)``.
+            s_th: features at ``t + h``, ``(B, N, D)``.
+
+        Returns:
+            ``z`` of shape ``(B, K, d)``.
+
+        Raises:
+            ValueError: wrong shapes or non-finite values.
+        """
+        self._check_tokens(s_t, "s_t")
+        self._check_tokens(s_th, "s_th")
+        if s_t.shape[0] != s_th.shape[0]:
+            raise ValueError(f"s_t and s_th batch sizes differ: {s_t.shape[0]} vs {s_th.shape[0]}")
+        h = self.encoder(s_th - s_t)
+        return self.enc_out(h[:, : self.config.latent_tokens])
+
+    def decode(self, s_t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Predict ``s_{t+h}`` from ``s_t`` and a latent action.
+
+        Args:
+            s_t: features at ``t``, ``(B, N, D)``.
+            z: latent action ``(B, K, d)``.
+
+        Returns:
+            ``ŝ_{t+h}`` of shape ``(B, N, D)``.
+
+        Raises:
+            ValueError: wrong shapes or non-finite values.
+        """
+        self._check_tokens(s_t, "s_t")
+        self._check_latent(z)
+        if s_t.shape[0] != z.shape[0]:
+            raise ValueError(f"s_t and z batch sizes differ: {s_t.shape[0]} vs {z.shape[0]}")
+        h = self.decoder(s_t, latent_extra=self.z_proj(z))
+        out = self.dec_out(h[:, self.config.latent_tokens :])
+        return s_t + out if self.config.decoder_target == "residual" else out
+
+    def forward(self, s_t: torch.Tensor, s_th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode then decode.
+
+        Args:
+            s_t: ``(B, N, D)``.
+            s_th: ``(B, N, D)``.
+
+        Returns:
+            ``(ŝ_{t+h} (B, N, D), z (B, K, d))``.
+        """
+        z = self.encode(s_t, s_th)
+        return self.decode(s_t, z), z
+
+    def loss(self, s_t: torch.Tensor, s_th: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Reconstruction loss of one batch plus logging metrics.
+
+        Returns:
+            ``(loss, metrics)`` with metrics ``rla/l1``, ``rla/mse``, ``rla/copy_l1`` (the L1 of
+            predicting "no change", a per-batch baseline) and ``rla/z_std``.
+        """
+        s_hat, z = self(s_t, s_th)
+        c = self.config
+        l1 = F.l1_loss(s_hat, s_th)
+        mse = F.mse_loss(s_hat, s_th)
+        loss = c.l1_weight * l1 + c.mse_weight * mse
+        with torch.no_grad():
+            metrics = {
+                "rla/l1": l1.item(),
+                "rla/mse": mse.item(),
+                "rla/copy_l1": float(F.l1_loss(s_t, s_th)),
+                "rla/z_std": float(z.std()),
+            }
+        return loss, metrics
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(
+        self, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
+    ) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ ``meta.json``) atomically."""
+        return save_checkpoint(path, self.config.to_dict(), self, meta=meta)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        map_location: str | torch.device = "cpu",
+        expected_fingerprint: str | None = None,
+    ) -> RLAAutoencoder:
+        """Load a checkpoint folder.
+
+        Args:
+            path: folder written by :meth:`save_pretrained` or the trainer.
+            map_location: device of the returned model.
+            expected_fingerprint: if given, the encoder fingerprint the checkpoint must match.
+
+        Returns:
+            The model in eval mode.
+
+        Raises:
+            MissingWeightsError: ``path`` does not exist.
+            CorruptFileError: files missing/unreadable, or weights inconsistent with the config.
+            EncoderMismatchError: the checkpoint was trained on another encoder's features.
+            ValueError: ``config.json`` has unknown keys or invalid values.
+        """
+        ckpt = load_checkpoint(path, map_location=map_location)
+        try:
+            config = RLAConfig.from_dict(ckpt.config)
+        except TypeError as err:
+            raise ValueError(f"{ckpt.path}/config.json is not a valid RLAConfig: {err}") from err
+        if expected_fingerprint is not None:
+            check_fingerprint(
+                config.encoder_fingerprint, expected_fingerprint, what=f"RLA checkpoint {ckpt.path}"
+            )
+        model = cls(config)
+        own = model.state_dict()
+        missing = sorted(set(own) - set(ckpt.state_dict))
+        unexpected = sorted(set(ckpt.state_dict) - set(own))
+        bad = sorted(
+            f"{k}: file {tuple(v.shape)} vs config {tuple(own[k].shape)}"
+            for k, v in ckpt.state_dict.items()
+            if k in own and v.shape != own[k].shape
+        )
+        if missing or unexpected or bad:
+            raise CorruptFileError(
+                f"weights in {ckpt.path} do not match its config.json "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches "
+                f"{bad[:5]}); the folder mixes files of different models — re-save it"
+            )
+        model.load_state_dict(ckpt.state_dict)
+        return model.to(map_location).eval()
+
+    def num_parameters(self) -> int:
+        """Total trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,205 @@
+"""Checkpoint folders: ``config.json`` + ``model.safetensors`` (+ optimizer and training state).
+
+Layout of a checkpoint folder::
+
+    config.json          the model config (a dataclass, stored with dataclasses.asdict)
+    model.safetensors    model weights (safetensors: no pickle, so loading cannot run code)
+    meta.json            free-form provenance: encoder fingerprint, wall-clock, metrics, ...
+    optimizer.pt         optimizer state (optional; only needed to resume training)
+    train_state.pt       step and RNG states (optional; only needed to resume training)
+
+Folders are written atomically: everything goes into a sibling ``<name>.tmp-XXXX`` folder which is
+then renamed into place. A folder cannot be renamed over a non-empty folder, so an existing
+checkpoint is first moved aside to ``<name>.old-XXXX`` and deleted only after the new one is in
+place; :func:`load_checkpoint` falls back to that backup if a crash hit the gap between the renames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from rla_gym.errors import CorruptFileError, MissingWeightsError
+from rla_gym.utils.io import save_json
+
+__all__ = ["Checkpoint", "has_checkpoint", "load_checkpoint", "save_checkpoint"]
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+META = "meta.json"
+OPTIMIZER = "optimizer.pt"
+TRAIN_STATE = "train_state.pt"
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint folder.
+
+    Attributes:
+        config: the model config as a plain dict.
+        state_dict: model weights (CPU tensors).
+        meta: provenance dict (empty if none was saved).
+        optimizer: optimizer state dict, or ``None``.
+        train_state: step / RNG states, or ``None``.
+        path: the folder it was read from.
+    """
+
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    optimizer: dict[str, Any] | None = None
+    train_state: dict[str, Any] | None = None
+    path: Path | None = None
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    if isinstance(config, dict):
+        return dict(config)
+    raise TypeError(f"config must be a dataclass instance or a dict, got {type(config).__name__}")
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module inside DDP / ``torch.compile`` wrappers, so keys carry no prefix."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    config: Any,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    train_state: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically.
+
+    Args:
+        path: destination folder (replaced if it exists).
+        config: model config (dataclass instance or dict; must be JSON-serialisable).
+        model: the model (DDP / compiled wrappers are unwrapped).
+        optimizer: optional optimizer whose state is saved for resumption.
+        train_state: optional dict of plain Python values and tensors (step, RNG states).
+        meta: optional JSON-serialisable provenance.
+
+    Returns:
+        The final folder path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{path.name}.tmp-", dir=path.parent))
+    try:
+        save_json(_config_dict(config), tmp / CONFIG)
+        # safetensors refuses shared / non-contiguous storage; clone to be safe.
+        weights = {
+            k: v.detach().cpu().contiguous().clone() for k, v in _unwrap(model).state_dict().items()
+        }
+        save_file(weights, str(tmp / WEIGHTS))
+        save_json(meta or {}, tmp / META)
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
+        if train_state is not None:
+            torch.save(train_state, tmp / TRAIN_STATE)
+        old: Path | None = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f"{path.name}.old-", dir=path.parent))
+            os.rmdir(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _backup(path: Path) -> Path | None:
+    """The newest ``<name>.old-*`` folder left by a crash mid-replace, if any."""
+    olds = sorted(path.parent.glob(f"{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    return olds[-1] if olds else None
+
+
+def has_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (or a crash backup of it) holds a checkpoint to resume from."""
+    path = Path(path)
+    return (path / WEIGHTS).exists() or _backup(path) is not None
+
+
+def _corrupt(path: Path, what: str, err: Exception | None = None) -> CorruptFileError:
+    why = f" ({err})" if err is not None else ""
+    return CorruptFileError(
+        f"checkpoint {path} is incomplete or corrupt: {what}{why}. A checkpoint folder needs "
+        f"{CONFIG} and {WEIGHTS}; delete the folder and re-run training, or point to another "
+        f"checkpoint"
+    )
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> Checkpoint:
+    """Read a checkpoint folder written by :func:`save_checkpoint`.
+
+    Args:
+        path: the folder.
+        map_location: device for the weights and optimizer state.
+
+    Returns:
+        A :class:`Checkpoint`.
+
+    Raises:
+        MissingWeightsError: ``path`` does not exist.
+        CorruptFileError: a required file is missing, truncated or unreadable.
+    """
+    path = Path(path)
+    if not path.exists():
+        backup = _backup(path)
+        if backup is None:
+            raise MissingWeightsError(
+                f"no checkpoint at {path}; train one first (e.g. `rla-gym train-rla`) or fix "
+                f"the path"
+            )
+        path = backup
+    if not path.is_dir():
+        raise _corrupt(path, "expected a folder, found a file")
+    for name in (CONFIG, WEIGHTS):
+        if not (path / name).exists():
+            raise _corrupt(path, f"{name} is missing")
+    try:
+        config = json.loads((path / CONFIG).read_text())
+    except (OSError, ValueError) as err:
+        raise _corrupt(path, f"{CONFIG} is not valid JSON", err) from err
+    if not isinstance(config, dict):
+        raise _corrupt(path, f"{CONFIG} does not hold a JSON object")
+    try:
+        state_dict = load_file(str(path / WEIGHTS), device=str(map_location))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise _corrupt(path, f"{WEIGHTS} cannot be read", err) from err
+    meta: dict[str, Any] = {}
+    if (path / META).exists():
+        try:
+            meta = json.loads((path / META).read_text())
+        except (OSError, ValueError) as err:
+            raise _corrupt(path, f"{META} is not valid JSON", err) from err
+    optimizer = train_state = None
+    try:
+        if (path / OPTIMIZER).exists():
+            optimizer = torch.load(path / OPTIMIZER, map_location=map_location, weights_only=True)
+        if (path / TRAIN_STATE).exists():
+            train_state = torch.load(path / TRAIN_STATE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        raise _corrupt(path, "the optimizer or training state cannot be read", err) from err
+    return Checkpoint(config, state_dict, meta, optimizer, train_state, path)
