@@ -11,10 +11,11 @@ from __future__ import annotations
 import abc
 import os
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["SimAdapter", "SimStep", "ensure_headless_gl"]
+__all__ = ["Policy", "SimAdapter", "SimStep", "ensure_headless_gl"]
 
 
 def ensure_headless_gl() -> None:
@@ -113,3 +114,14 @@ class SimAdapter(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """An action source for one simulator: ``reset`` once per episode, then one call per step."""
+
+    def reset(self, obs: SimStep) -> None:
+        """Forget the previous episode; ``obs`` is the observation returned by ``sim.reset``."""
+
+    def __call__(self, obs: SimStep) -> np.ndarray:
+        """Return a ``float32 (A,)`` action within the simulator's bounds."""

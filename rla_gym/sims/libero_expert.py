@@ -12,16 +12,16 @@ which yields diverse, sometimes failing, non-expert trajectories for data collec
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rla_gym.sims.base import SimStep
+from rla_gym.sims.base import Policy, SimStep
 
 if TYPE_CHECKING:
     from rla_gym.sims.libero import LiberoSim
 
-__all__ = ["LiberoPickPlaceExpert", "Policy"]
+__all__ = ["LiberoPickPlaceExpert"]
 
 _OPEN, _CLOSE = -1.0, 1.0
 _POS_SCALE = 0.05  # metres of OSC target offset per unit action (robosuite OSC_POSE output_max)
@@ -38,14 +38,6 @@ _PHASES: dict[str, int] = {
     "open": 8,
     "retreat": 10_000,
 }
-
-
-class Policy(Protocol):
-    """What data collection and evaluation call: ``reset`` once per episode, then once per step."""
-
-    def reset(self, obs: SimStep) -> None: ...
-
-    def __call__(self, obs: SimStep) -> np.ndarray: ...
 
 
 def _quat_to_mat(q: np.ndarray) -> np.ndarray:

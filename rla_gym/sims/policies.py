@@ -8,11 +8,11 @@ so they work with any :class:`~rla_gym.sims.base.SimAdapter` (LIBERO included).
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from rla_gym.sims.base import SimAdapter, SimStep
+from rla_gym.sims.base import Policy, SimAdapter, SimStep
 
 __all__ = [
     "POLICY_KINDS",
@@ -25,17 +25,6 @@ __all__ = [
 ]
 
 POLICY_KINDS: tuple[str, ...] = ("expert", "noisy", "random", "play")
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """An action source for one simulator."""
-
-    def reset(self, obs: SimStep) -> None:
-        """Forget the previous episode; ``obs`` is the observation returned by ``sim.reset``."""
-
-    def __call__(self, obs: SimStep) -> np.ndarray:
-        """Return a ``float32 (A,)`` action within the simulator's bounds."""
 
 
 class _ActionNoise:
@@ -323,11 +312,8 @@ def _make_expert(sim: SimAdapter, noise: float, seed: int) -> Policy:
     if sim.sim == "dmc" and sim.task.startswith("reacher"):
         return ReacherExpert(sim, noise=noise, seed=seed)
     if sim.sim == "libero":
-        # Written separately; either module may hold the class.
-        try:
-            from rla_gym.sims.libero_expert import LiberoPickPlaceExpert
-        except ImportError:
-            from rla_gym.sims.libero import LiberoPickPlaceExpert  # type: ignore[attr-defined,no-redef]
+        from rla_gym.sims.libero_expert import LiberoPickPlaceExpert
+
         return LiberoPickPlaceExpert(sim, noise=noise, seed=seed)
     raise ValueError(
         f"no scripted expert for {sim.sim}/{sim.task}; experts exist for robosuite/Lift, "
