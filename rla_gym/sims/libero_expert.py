@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rla_gym.sims.base import Policy, SimStep
+from rla_gym.sims.base import SimStep
 
 if TYPE_CHECKING:
     from rla_gym.sims.libero import LiberoSim
