@@ -1,0 +1,700 @@
+"""RLA-WM: conditional flow matching in the residual-latent-action space of a frozen RLA.
+
+Prediction of ``s_{t+h}`` from ``s_t`` (``(N, D)`` feature tokens) and an action chunk
+``a_{t:t+h}`` (paper §4):
+
+1. the action chunk is encoded by a per-step MLP + GRU into one vector (``action_encoder.py``);
+2. the **condition stage** (run once per prediction) maps the ``N`` state tokens through adaLN
+   blocks modulated by the action vector into ``N`` condition tokens;
+3. the **flow stage** (run at every solver step) predicts the velocity of the ``K`` noisy latent
+   tokens with adaLN(time) self-attention, cross-attention into the condition tokens and an MLP;
+   the cross-attention keys/values of the condition tokens are computed once and cached;
+4. integrating the flow from noise (``t = 0``) to ``t = 1`` gives a normalised RLA latent ``z``
+   ``(K, d)``; the frozen RLA decoder maps ``(s_t, z)`` to ``ŝ_{t+h}`` in one pass.
+
+Deviation from the released code, on purpose: the flow stage adds a learned per-index embedding to
+the ``K`` latent tokens (the official flow network is permutation-equivariant over them while the
+RLA decoder is not; paper digest §4.2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rla_gym.errors import CorruptFileError
+from rla_gym.features.base import check_fingerprint
+from rla_gym.flow import flow_loss, interpolate, noise_like, sample, sample_time, velocity_target
+from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+from rla_gym.world_model.action_encoder import ActionChunkEncoder
+from rla_gym.world_model.config import WorldModelConfig
+
+__all__ = [
+    "AdaLNBlock",
+    "ConditionStage",
+    "FeatureWorldModel",
+    "FlowBlock",
+    "FlowStage",
+    "RLAWorldModel",
+]
+
+
+# --------------------------------------------------------------------------- building blocks
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: ``x (B, L, W) * (1 + scale (B, W)) + shift (B, W)``."""
+    return x * (1.0 + scale[:, None]) + shift[:, None]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with separately callable key/value projection (for caching).
+
+    Args:
+        width: model width ``W``.
+        heads: number of heads.
+    """
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, w = x.shape
+        return x.view(b, n, self.heads, w // self.heads).transpose(1, 2)
+
+    def keys_values(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Project context tokens ``(B, L, W)`` to keys and values ``(B, heads, L, W/heads)``."""
+        k, v = self.kv(ctx).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def forward(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Attend from ``x (B, L, W)`` to ``kv`` (self-attention if ``None``) -> ``(B, L, W)``."""
+        k, v = self.keys_values(x) if kv is None else kv
+        o = F.scaled_dot_product_attention(self._split(self.q(x)), k, v)
+        return self.out(o.transpose(1, 2).reshape(x.shape))
+
+
+def _mlp(width: int, ratio: float) -> nn.Sequential:
+    hidden = int(width * ratio)
+    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"),
+                         nn.Linear(hidden, width))
+
+
+def _zero_linear(i: int, o: int) -> nn.Linear:
+    lin = nn.Linear(i, o)
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
+class AdaLNBlock(nn.Module):
+    """Pre-LN transformer block whose LayerNorms are modulated by a vector ``c``.
+
+    The modulation layer is zero-initialised, so gates start at 0 and the block starts as the
+    identity: a freshly built condition stage passes the state tokens through unchanged, which
+    makes early training stable.
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = _mlp(width, mlp_ratio)
+        self.mod = nn.Sequential(nn.SiLU(), _zero_linear(width, 6 * width))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``x (B, L, W)``, ``c (B, W)`` -> ``(B, L, W)``."""
+        sh1, sc1, g1, sh2, sc2, g2 = self.mod(c).chunk(6, dim=-1)
+        x = x + g1[:, None] * self.attn(_modulate(self.norm1(x), sh1, sc1))
+        return x + g2[:, None] * self.mlp(_modulate(self.norm2(x), sh2, sc2))
+
+
+class FlowBlock(nn.Module):
+    """adaLN(time) self-attention, un-modulated cross-attention to condition tokens, adaLN MLP."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.self_attn = Attention(width, heads)
+        self.norm_cross = nn.LayerNorm(width, eps=1e-6)
+        self.cross_attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = _mlp(width, mlp_ratio)
+        self.mod = nn.Sequential(nn.SiLU(), _zero_linear(width, 6 * width))
+
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, cross_kv: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """``x (B, L, W)``, time vector ``c (B, W)``, cached condition K/V -> ``(B, L, W)``."""
+        sh1, sc1, g1, sh2, sc2, g2 = self.mod(c).chunk(6, dim=-1)
+        x = x + g1[:, None] * self.self_attn(_modulate(self.norm1(x), sh1, sc1))
+        x = x + self.cross_attn(self.norm_cross(x), kv=cross_kv)
+        return x + g2[:, None] * self.mlp(_modulate(self.norm2(x), sh2, sc2))
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of ``1000 t`` followed by an MLP: ``(B,)`` -> ``(B, W)``."""
+
+    def __init__(self, width: int, freq_dim: int = 256) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(
+            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
+        )
+        # Scaling t in [0, 1] by 1000 spreads it over the frequency range (DiT convention).
+        args = 1000.0 * t.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class ConditionStage(nn.Module):
+    """State tokens + action vector -> condition tokens (run once per prediction).
+
+    Args:
+        in_dim: ``D``, channels of a state token.
+        num_tokens: ``N``.
+        width: ``W``.
+        heads: attention heads.
+        depth: number of :class:`AdaLNBlock` s.
+        mlp_ratio: MLP expansion.
+    """
+
+    def __init__(
+        self, in_dim: int, num_tokens: int, width: int, heads: int, depth: int, mlp_ratio: float
+    ) -> None:
+        super().__init__()
+        self.in_proj = nn.Linear(in_dim, width)
+        self.pos = nn.Parameter(torch.randn(1, num_tokens, width) * 0.02)
+        self.blocks = nn.ModuleList(AdaLNBlock(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+
+    def forward(self, s_t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``s_t (B, N, D)``, action vector ``a (B, W)`` -> condition tokens ``(B, N, W)``."""
+        x = self.in_proj(s_t) + self.pos
+        for blk in self.blocks:
+            x = blk(x, a)
+        return self.norm(x)
+
+
+class FlowStage(nn.Module):
+    """Velocity network over ``L`` noisy tokens of size ``dim``, cross-attending to conditions.
+
+    Args:
+        dim: channels of a noisy token (``d`` for RLA latents, ``D`` for feature-space flow).
+        num_tokens: ``L``; each index gets its own learned embedding.
+        width: ``W``.
+        heads: attention heads.
+        depth: number of :class:`FlowBlock` s.
+        mlp_ratio: MLP expansion.
+    """
+
+    def __init__(
+        self, dim: int, num_tokens: int, width: int, heads: int, depth: int, mlp_ratio: float
+    ) -> None:
+        super().__init__()
+        self.in_proj = nn.Linear(dim, width)
+        self.index_emb = nn.Parameter(torch.randn(1, num_tokens, width) * 0.02)
+        self.time = TimeEmbedding(width)
+        self.blocks = nn.ModuleList(FlowBlock(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mod_out = nn.Sequential(nn.SiLU(), _zero_linear(width, 2 * width))
+        # Zero-init head: the initial velocity is 0, so the first samples are pure noise rather
+        # than large random vectors, and the loss starts at E|x_1 - x_0|.
+        self.out = _zero_linear(width, dim)
+
+    def prepare(self, cond: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Cross-attention keys/values of every block for condition tokens ``(B, N, W)``.
+
+        Computed once per prediction so each solver step only pays for the ``L`` query tokens.
+        """
+        return [blk.cross_attn.keys_values(cond) for blk in self.blocks]
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cache: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        """``x (B, L, dim)``, ``t (B,)``, cache from :meth:`prepare` -> velocity ``(B, L, dim)``."""
+        c = self.time(t)
+        h = self.in_proj(x) + self.index_emb
+        for blk, kv in zip(self.blocks, cache, strict=True):
+            h = blk(h, c, kv)
+        shift, scale = self.mod_out(c).chunk(2, dim=-1)
+        return self.out(_modulate(self.norm_out(h), shift, scale))
+
+
+def _repeat_kv(
+    cache: list[tuple[torch.Tensor, torch.Tensor]], n: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Repeat every cached ``(B, ...)`` key/value ``n`` times along the batch (sample-major)."""
+    if n == 1:
+        return cache
+    return [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in cache]
+
+
+def _default_generator(generator: torch.Generator | None) -> torch.Generator:
+    if generator is not None:
+        return generator
+    g = torch.Generator()
+    g.seed()  # fresh OS entropy: callers who want determinism pass their own generator
+    return g
+
+
+# --------------------------------------------------------------------------- common API
+class FeatureWorldModel(nn.Module):
+    """Shared input checks, action normalisation, rollout and uncertainty of feature-space WMs.
+
+    Subclasses implement :meth:`_predict_samples` and set ``num_tokens``, ``feature_dim``,
+    ``action_dim``, ``max_horizon`` and ``encoder_fingerprint``.
+    """
+
+    kind: ClassVar[str] = ""
+    num_tokens: int
+    feature_dim: int
+    action_dim: int
+    max_horizon: int
+    encoder_fingerprint: str
+
+    def _init_action_stats(self, action_dim: int) -> None:
+        # Actions of different robots/sims span very different ranges; standardising them with
+        # training statistics keeps the GRU inputs O(1). Identity until fit_normalization runs.
+        self.register_buffer("action_mean", torch.zeros(action_dim))
+        self.register_buffer("action_std", torch.ones(action_dim))
+
+    # ------------------------------------------------------------------ validation
+    def check_inputs(
+        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Validate and move inputs; returns ``(s_t, actions, lengths)`` on the model's device.
+
+        Args:
+            s_t: ``(B, N, D)`` features.
+            actions: ``(B, h, A)`` one chunk per row, or ``(B, L, A)`` zero-padded with ``lengths``.
+            lengths: optional ``(B,)`` chunk lengths in ``[1, min(L, H_max)]``.
+
+        Raises:
+            ValueError: wrong shapes, chunk longer than ``H_max``, non-finite values.
+        """
+        n, d, a, hmax = self.num_tokens, self.feature_dim, self.action_dim, self.max_horizon
+        if not isinstance(s_t, torch.Tensor) or s_t.ndim != 3 or tuple(s_t.shape[1:]) != (n, d):
+            got = tuple(s_t.shape) if isinstance(s_t, torch.Tensor) else type(s_t).__name__
+            raise ValueError(f"s_t must have shape (B, {n}, {d}) (B, tokens, channels), got {got}")
+        if not isinstance(actions, torch.Tensor) or actions.ndim != 3 or actions.shape[2] != a:
+            got = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions)
+            raise ValueError(
+                f"actions must have shape (B, h, {a}) with 1 <= h <= {hmax}, got {got}"
+            )
+        if actions.shape[0] != s_t.shape[0]:
+            raise ValueError(
+                f"s_t has batch {s_t.shape[0]} but actions have batch {actions.shape[0]}; "
+                f"expected actions of shape ({s_t.shape[0]}, h, {a})"
+            )
+        b, length = actions.shape[:2]
+        if lengths is None:
+            if not 1 <= length <= hmax:
+                raise ValueError(
+                    f"action chunk has {length} steps but this model accepts 1..{hmax} "
+                    f"(actions of shape (B, h<={hmax}, {a})); split longer chunks and use rollout()"
+                )
+            lengths = torch.full((b,), length, dtype=torch.int64)
+        else:
+            lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
+            if lengths.shape != (b,):
+                raise ValueError(f"lengths must have shape ({b},), got {tuple(lengths.shape)}")
+            if (lengths < 1).any() or (lengths > min(length, hmax)).any():
+                raise ValueError(
+                    f"lengths must lie in [1, {min(length, hmax)}] (H_max={hmax}, padded length "
+                    f"{length}), got {lengths.tolist()}"
+                )
+            # The padding beyond max(lengths) is never read; drop it so wider paddings work.
+            actions = actions[:, : int(lengths.max())]
+        if not torch.isfinite(s_t).all():
+            raise ValueError(f"s_t (B, {n}, {d}) contains NaN or inf")
+        if not torch.isfinite(actions).all():
+            raise ValueError(f"actions (B, h, {a}) contain NaN or inf")
+        dev = self._device()
+        return s_t.to(dev, torch.float32), actions.to(dev, torch.float32), lengths.to(dev)
+
+    def _device(self) -> torch.device:
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def normalize_actions(self, actions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Standardise ``(B, L, A)`` actions and re-zero the padding beyond ``lengths``."""
+        x = (actions - self.action_mean) / self.action_std
+        mask = torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]
+        return x * mask[..., None]
+
+    # ------------------------------------------------------------------ prediction
+    def _predict_samples(
+        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
+        steps: int | None, generator: torch.Generator, method: str, num_samples: int,
+    ) -> torch.Tensor:
+        """Checked inputs -> ``(B, S, N, D)`` predictions (``S = num_samples``)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        method: str = "euler",
+        num_samples: int = 1,
+    ) -> torch.Tensor:
+        """Predict ``s_{t+h}``.
+
+        Args:
+            s_t: ``(B, N, D)`` current features.
+            actions: ``(B, h, A)`` chunk, or ``(B, L, A)`` zero-padded together with ``lengths``.
+            lengths: optional ``(B,)`` true chunk lengths (``h <= H_max``).
+            steps: solver steps (flow models; default ``config.default_flow_steps``).
+            generator: seeds the noise; equal generator state -> identical output.
+            method: ``"euler"`` or ``"midpoint"``.
+            num_samples: with ``S > 1``, the mean of ``S`` samples is returned (use
+                :meth:`predict_with_uncertainty` to also get their spread).
+
+        Returns:
+            ``(B, N, D)`` predicted features.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
+        out = self._predict_samples(
+            s_t, actions, lengths, steps=steps, generator=_default_generator(generator),
+            method=method, num_samples=num_samples,
+        )
+        return out.mean(1) if num_samples > 1 else out[:, 0]
+
+    @torch.no_grad()
+    def predict_with_uncertainty(
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        num_samples: int = 4,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        method: str = "euler",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean prediction and an epistemic/aleatoric spread estimate from ``S`` samples.
+
+        Returns:
+            ``(mean (B, N, D), uncertainty (B,))`` where uncertainty is the standard deviation
+            across samples averaged over tokens and channels (0 for deterministic models).
+        """
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2 to measure a spread, got {num_samples}")
+        s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
+        out = self._predict_samples(
+            s_t, actions, lengths, steps=steps, generator=_default_generator(generator),
+            method=method, num_samples=num_samples,
+        )
+        return out.mean(1), out.std(1).mean(dim=(1, 2))
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        s_0: torch.Tensor,
+        chunks: Sequence[torch.Tensor],
+        *,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        method: str = "euler",
+    ) -> torch.Tensor:
+        """Autoregressive rollout: each prediction is fed back as the next ``s_t`` directly.
+
+        No decode/re-encode through the image encoder (as in the paper): the model stays Markov in
+        feature space.
+
+        Args:
+            s_0: ``(B, N, D)`` start features.
+            chunks: action chunks ``(B, h_i, A)`` with ``1 <= h_i <= H_max``.
+            steps, generator, method: as in :meth:`predict`.
+
+        Returns:
+            ``(B, len(chunks), N, D)``: the features after each chunk.
+        """
+        if len(chunks) == 0:
+            raise ValueError("rollout needs at least one action chunk")
+        g = _default_generator(generator)
+        s, outs = s_0, []
+        for chunk in chunks:
+            s = self.predict(s, chunk, steps=steps, generator=g, method=method)
+            outs.append(s)
+        return torch.stack(outs, dim=1)
+
+    # ------------------------------------------------------------------ persistence helpers
+    def _fit_action_stats(self, actions: torch.Tensor) -> None:
+        """Set action mean/std from unpadded ``(M, A)`` training actions."""
+        std = actions.std(0, unbiased=False) if len(actions) > 1 else torch.ones_like(actions[0])
+        self.action_mean.copy_(actions.mean(0))
+        # A constant action dimension (e.g. an unused gripper) must not divide by ~0.
+        self.action_std.copy_(std.clamp_min(1e-3))
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path | None) -> None:
+    """Strict load that turns key/shape mismatches into :class:`CorruptFileError`."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CorruptFileError(
+            f"weights in {path} do not match its config.json ({str(err)[:300]}); the folder mixes "
+            f"files of different models — re-train or re-save it"
+        ) from err
+
+
+# --------------------------------------------------------------------------- RLA-WM
+def _rla_config_dict(rla: nn.Module) -> dict[str, Any]:
+    cfg = rla.config
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(vars(cfg))
+
+
+def _rla_fingerprint(rla: nn.Module) -> str:
+    for holder in (rla, getattr(rla, "config", None)):
+        for name in ("encoder_fingerprint", "fingerprint"):
+            fp = getattr(holder, name, None)
+            if isinstance(fp, str):
+                return fp
+    return ""
+
+
+class RLAWorldModel(FeatureWorldModel):
+    """Flow-matching world model in the latent space of a frozen RLA autoencoder.
+
+    Args:
+        config: world-model hyper-parameters.
+        rla: a trained ``RLAAutoencoder``; it is frozen (no gradients, always in eval mode) and its
+            weights are embedded in this model's checkpoint.
+    """
+
+    kind: ClassVar[str] = "rla-wm"
+
+    def __init__(self, config: WorldModelConfig, rla: nn.Module) -> None:
+        super().__init__()
+        rc = rla.config
+        self.config = config
+        self.num_tokens, self.feature_dim = int(rc.num_tokens), int(rc.feature_dim)
+        self.latent_tokens, self.latent_dim = int(rc.latent_tokens), int(rc.latent_dim)
+        self.action_dim, self.max_horizon = config.action_dim, config.max_horizon
+        self.encoder_fingerprint = _rla_fingerprint(rla)
+        self.rla = rla
+        self.rla.requires_grad_(False)
+        for p in self.rla.parameters():
+            p.grad = None  # stale gradients from the RLA's own training must not linger
+        self.rla.eval()
+        w = config.width
+        self.action_encoder = ActionChunkEncoder(config.action_dim, config.action_hidden, w)
+        self.condition = ConditionStage(
+            self.feature_dim, self.num_tokens, w, config.heads, config.cond_depth, config.mlp_ratio
+        )
+        self.flow = FlowStage(
+            self.latent_dim, self.latent_tokens, w, config.heads, config.flow_depth,
+            config.mlp_ratio,
+        )
+        self._init_action_stats(config.action_dim)
+        shape = (self.latent_tokens, self.latent_dim)
+        if config.latent_norm == "scalar":
+            mean, std = torch.zeros(shape), torch.full(shape, config.latent_scale)
+        else:
+            mean, std = torch.zeros(shape), torch.ones(shape)
+        self.register_buffer("latent_mean", mean)
+        self.register_buffer("latent_std", std)
+
+    def train(self, mode: bool = True) -> RLAWorldModel:
+        """Switch the trainable parts; the frozen RLA always stays in eval mode."""
+        super().train(mode)
+        self.rla.eval()
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser should see (everything except the frozen RLA)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ latents
+    def normalize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """``z (B, K, d)`` -> flow space ``(z - mean) / std``."""
+        return (z - self.latent_mean) / self.latent_std
+
+    def denormalize_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Flow space ``(B, K, d)`` -> RLA latent ``z``."""
+        return x * self.latent_std + self.latent_mean
+
+    @torch.no_grad()
+    def encode_latent(self, s_t: torch.Tensor, s_th: torch.Tensor) -> torch.Tensor:
+        """Frozen RLA encoder: ``(B, N, D)`` x 2 -> ``z (B, K, d)``."""
+        return self.rla.encode(s_t, s_th)
+
+    @torch.no_grad()
+    def fit_normalization(self, batches: Iterable[dict[str, torch.Tensor]]) -> None:
+        """Measure action statistics and (for ``latent_norm="per_dim"``) latent statistics.
+
+        Args:
+            batches: training batches in the :class:`rla_gym.data.windows.PairSampler` format
+                (``s_t``, ``s_th``, ``actions`` padded, ``lengths``).
+        """
+        dev = self._device()
+        zs, acts = [], []
+        for b in batches:
+            lengths = b["lengths"].to("cpu")
+            mask = torch.arange(b["actions"].shape[1])[None] < lengths[:, None]
+            acts.append(b["actions"].to("cpu")[mask])
+            if self.config.latent_norm == "per_dim":
+                zs.append(self.encode_latent(b["s_t"].to(dev), b["s_th"].to(dev)).cpu())
+        if not acts:
+            raise ValueError("fit_normalization needs at least one batch")
+        self._fit_action_stats(torch.cat(acts).float())
+        if zs:
+            z = torch.cat(zs).float()
+            self.latent_mean.copy_(z.mean(0))
+            std = z.std(0, unbiased=False) if len(z) > 1 else torch.ones_like(z[0])
+            # Floor relative to the typical scale so near-constant latent channels are not blown up.
+            self.latent_std.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-6))
+
+    # ------------------------------------------------------------------ network
+    def conditioning(
+        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Run the condition stage once; returns the flow stage's cached cross-attention K/V.
+
+        Args:
+            s_t: ``(B, N, D)``.
+            actions: ``(B, L, A)`` raw (un-normalised) actions, zero-padded.
+            lengths: ``(B,)``.
+        """
+        a = self.action_encoder(self.normalize_actions(actions, lengths), lengths)
+        return self.flow.prepare(self.condition(s_t, a))
+
+    def loss(
+        self,
+        s_t: torch.Tensor,
+        s_th: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
+        generator: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
+        """Flow-matching loss on normalised RLA latents of the true pair.
+
+        Args:
+            s_t, s_th: ``(B, N, D)`` features at ``t`` and ``t + h``.
+            actions: ``(B, H_max, A)`` zero-padded chunk ``a_{t:t+h}``.
+            lengths: ``(B,)`` gaps ``h``.
+            generator: source of the noise and flow times.
+
+        Returns:
+            ``{"loss": scalar, "velocity_l1": scalar, "velocity_mse": scalar}``.
+        """
+        s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
+        s_th = s_th.to(s_t.device, torch.float32)
+        x_1 = self.normalize_latent(self.encode_latent(s_t, s_th))
+        x_0 = noise_like(x_1.shape, generator, x_1.device)
+        t = sample_time(x_1.shape[0], generator, self.config.time_distribution, device=x_1.device)
+        v = self.flow(interpolate(x_0, x_1, t), t, self.conditioning(s_t, actions, lengths))
+        target = velocity_target(x_0, x_1)
+        loss = flow_loss(v, target, self.config.l1_weight, self.config.mse_weight)
+        return {
+            "loss": loss,
+            "velocity_l1": F.l1_loss(v.detach(), target),
+            "velocity_mse": F.mse_loss(v.detach(), target),
+        }
+
+    def forward(
+        self,
+        s_t: torch.Tensor,
+        s_th: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
+        generator: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
+        """Training loss (same as :meth:`loss`); calling the module lets DDP sync gradients."""
+        return self.loss(s_t, s_th, actions, lengths, generator)
+
+    def sample_latent(
+        self, cache: list[tuple[torch.Tensor, torch.Tensor]], batch: int, *,
+        steps: int, generator: torch.Generator, method: str,
+    ) -> torch.Tensor:
+        """Integrate the flow for ``batch`` rows of a prepared cache -> ``z (batch, K, d)``."""
+        shape = (batch, self.latent_tokens, self.latent_dim)
+        x_0 = noise_like(shape, generator, self._device())
+        x_1 = sample(lambda x, t: self.flow(x, t, cache), x_0, steps, method)  # type: ignore[arg-type]
+        return self.denormalize_latent(x_1)
+
+    def _predict_samples(
+        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
+        steps: int | None, generator: torch.Generator, method: str, num_samples: int,
+    ) -> torch.Tensor:
+        b = s_t.shape[0]
+        cache = _repeat_kv(self.conditioning(s_t, actions, lengths), num_samples)
+        z = self.sample_latent(
+            cache, b * num_samples, steps=steps or self.config.default_flow_steps,
+            generator=generator, method=method,
+        )
+        s_rep = s_t.repeat_interleave(num_samples, 0)
+        s_next = self.rla.decode(s_rep, z)
+        return s_next.view(b, num_samples, self.num_tokens, self.feature_dim)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+        """Write a self-contained checkpoint folder (the frozen RLA weights are embedded).
+
+        Args:
+            path: destination folder (replaced atomically).
+            meta: extra provenance (training wall-clock, data, ...) for ``meta.json``.
+        """
+        meta = {"encoder_fingerprint": self.encoder_fingerprint, **(meta or {})}
+        return save_checkpoint(path, self.checkpoint_config(), self, meta=meta)
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        """The ``config.json`` content: model kind, WM config, embedded RLA config, fingerprint."""
+        return {
+            "model": self.kind,
+            "world_model": self.config.to_dict(),
+            "rla": _rla_config_dict(self.rla),
+            "encoder_fingerprint": self.encoder_fingerprint,
+        }
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        expected_fingerprint: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> RLAWorldModel:
+        """Load a folder written by :meth:`save_pretrained`.
+
+        Raises:
+            MissingWeightsError, CorruptFileError: no or a broken checkpoint.
+            EncoderMismatchError: ``expected_fingerprint`` differs from the stored one.
+        """
+        from rla_gym.rla import RLAAutoencoder, RLAConfig
+
+        ckpt = load_checkpoint(path, map_location="cpu")
+        cfg = ckpt.config
+        if cfg.get("model") != cls.kind:
+            raise ValueError(f"{path} holds a {cfg.get('model')!r} model, not {cls.kind!r}")
+        if expected_fingerprint is not None:
+            check_fingerprint(cfg.get("encoder_fingerprint", ""), expected_fingerprint,
+                              what=f"world model {path}")
+        rla = RLAAutoencoder(RLAConfig.from_dict(cfg["rla"]))
+        model = cls(WorldModelConfig.from_dict(cfg["world_model"]), rla)
+        _load_state(model, ckpt.state_dict, ckpt.path)
+        model.encoder_fingerprint = cfg.get("encoder_fingerprint", "")
+        model.meta = ckpt.meta
+        return model.to(device).eval()
