@@ -74,10 +74,10 @@ def main(args: Args) -> dict:
                "failed_episodes": sorted(i for i, ok, _ in results if not ok)}
         print(row, flush=True)
         rows.append(row)
-    result = provenance(seed=args.seed, device="cpu", rows=rows,
-                        protocol="LIBERO: fixed init states 0..N-1 after 10 settle steps; "
-                                 "robosuite/dm-control: seeds seed+i; success = any step solved "
-                                 "within the task's max_steps")
+    result = {"provenance": provenance(seed=args.seed, device="cpu"), "rows": rows,
+              "protocol": "LIBERO: fixed init states 0..N-1 after 10 settle steps; "
+                          "robosuite/dm-control: seeds seed+i; success = any step solved "
+                          "within the task's max_steps"}
     save_json(result, args.out)
     return result
 

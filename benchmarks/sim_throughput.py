@@ -65,9 +65,8 @@ def main(args: Args) -> dict:
             row = measure(sim_name, mode, args, encoder)
             print(row, flush=True)
             rows.append(row)
-    result = provenance(seed=args.seed, device="cpu", encoder=encoder.fingerprint,
-                        note="steps/s include periodic resets every 100 steps; single process",
-                        rows=rows)
+    result = {"provenance": provenance(seed=args.seed, device="cpu", encoder=encoder.fingerprint),
+              "note": "steps/s include a reset every 100 steps; one process", "rows": rows}
     save_json(result, args.out)
     return result
 

@@ -4,6 +4,7 @@ inspect and the CLI's error handling."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -87,3 +88,18 @@ def test_cli_inspect(dataset, capsys):
     assert cli(["inspect", "--data", str(root), "--no-video"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["policies"]["expert"]["episodes"] == 3
+
+
+@pytest.mark.parametrize(("sim", "module"), [("dmc", "dm_control"), ("robosuite", "robosuite"),
+                                             ("libero", "libero")])
+def test_missing_simulator_extra_names_the_fix(sim, module, monkeypatch):
+    from rla_gym.errors import MissingExtraError
+    from rla_gym.sims import make_sim
+
+    # A None entry in sys.modules makes `import module` raise ImportError, as if not installed.
+    for name in list(sys.modules):
+        if name == module or name.startswith(module + "."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(MissingExtraError, match=r'pip install "rla-gym\[sim\]"'):
+        make_sim(sim)

@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (RLAGymError, ValueError, KeyError) as err:
         # Bad input is reported as one readable line, not a traceback.
-        print(f"rla-gym: error: {err}", file=sys.stderr)
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
+        print(f"rla-gym: error: {msg}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,0 +1,104 @@
+"""Render the benchmark JSONs in ``benchmarks/results/`` as the README's tables.
+
+Every number in the README's benchmark section comes from here:
+
+    python benchmarks/report.py            # rewrite the marked blocks of README.md
+    python benchmarks/report.py --print    # only print the markdown
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _stamp(d: dict) -> str:
+    p = d["provenance"]
+    return (f"_{p['machine']['cpu']}, {p['machine']['cores']} cores, torch threads "
+            f"{p['machine']['torch_threads']}; git `{p['git_sha'][:12]}`, {p['time_utc']}._")
+
+
+def sim_throughput() -> str:
+    d = _load("sim_throughput.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/sim_throughput.py`_"
+    modes = ["physics", "render", "render+encode"]
+    out = ["| simulator / task | physics only | + render 128 px | + render + encode |",
+           "|---|---|---|---|"]
+    by: dict[str, dict[str, float]] = {}
+    for r in d["rows"]:
+        by.setdefault(f"{r['sim']} / {r['task']}", {})[r["mode"]] = r["steps_per_s"]
+    for k, v in by.items():
+        out.append(f"| {k} | " + " | ".join(f"{v.get(m, float('nan')):.1f}" for m in modes) + " |")
+    return "\n".join([*out, "", "steps/s, one process, " + _stamp(d)])
+
+
+def encoder_throughput() -> str:
+    d = _load("encoder_throughput.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/encoder_throughput.py`_"
+    out = ["| encoder | px | dtype | batch | images/s |", "|---|---|---|---|---|"]
+    for r in d["rows"]:
+        out.append(f"| {r['encoder']} | {r['resolution']} | {r['dtype']} | {r['batch']} | "
+                   f"{r['images_per_s']:.1f} |")
+    return "\n".join([*out, "", _stamp(d)])
+
+
+def expert_success() -> str:
+    d = _load("expert_success.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/expert_success.py`_"
+    out = ["| simulator | policy | success | Wilson 95 % | episodes |", "|---|---|---|---|---|"]
+    for r in d["rows"]:
+        lo, hi = r["wilson95"]
+        out.append(f"| {r['sim']} | {r['policy']} | {r['successes']}/{r['episodes']} "
+                   f"({100 * r['success_rate']:.0f} %) | [{100 * lo:.0f}, {100 * hi:.0f}] % | "
+                   f"{r['episodes']} |")
+    return "\n".join([*out, "", d["protocol"] + ". " + _stamp(d)])
+
+
+def fidelity() -> str:
+    d = _load("fidelity.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/fidelity.py ...`_"
+    lines = ["| model | " + " | ".join(f"L1 @ h={h}" for h in d["horizons"]) + " | " +
+             " | ".join(f"cos @ h={h}" for h in d["horizons"]) + " | train wall-clock |",
+             "|---|" + "---|" * (2 * len(d["horizons"]) + 1)]
+    for name, m in d["models"].items():
+        hs = m["horizons"]
+        l1 = " | ".join(f"{hs[str(h)]['l1']:.4f}" for h in d["horizons"])
+        cos = " | ".join(f"{hs[str(h)]['cosine']:.4f}" for h in d["horizons"])
+        wc = m.get("train_wall_clock_s")
+        lines.append(f"| {name} | {l1} | {cos} | {'-' if wc is None else f'{wc / 60:.1f} min'} |")
+    return "\n".join([*lines, "", _stamp(d)])
+
+
+BLOCKS = {"sim_throughput": sim_throughput, "encoder_throughput": encoder_throughput,
+          "expert_success": expert_success, "fidelity": fidelity}
+
+
+def main() -> None:
+    rendered = {k: f() for k, f in BLOCKS.items()}
+    if "--print" in sys.argv:
+        for k, v in rendered.items():
+            print(f"## {k}\n\n{v}\n")
+        return
+    text = README.read_text()
+    for k, v in rendered.items():
+        pat = re.compile(rf"(<!-- BENCH:{k} -->\n).*?(\n<!-- /BENCH:{k} -->)", re.S)
+        text = pat.sub(lambda m, v=v: m.group(1) + v + m.group(2), text)
+    README.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
