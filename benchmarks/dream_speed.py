@@ -43,6 +43,8 @@ class Args:
     real: bool = True
     """Also measure the real simulator (needs the sim's extra installed)."""
     seed: int = 0
+    note: str = ""
+    """Free-form remark stored in the result (e.g. which checkpoint the bundle holds)."""
     out: Path = Path("benchmarks/results/dream_speed.json")
 
 
@@ -132,7 +134,7 @@ def main(args: Args) -> dict:
             rows.append(measure_real(man["sim"], man["task"], int(man.get("resolution") or 128),
                                      man["encoder"], args, chunk))
             print(rows[-1], flush=True)
-        except Exception as err:  # noqa: BLE001 - a missing sim must not lose the dream numbers
+        except Exception as err:  # a missing sim must not lose the dream numbers
             rows.append({"kind": "real-render+encode", "error": f"{type(err).__name__}: {err}"})
     real = next((r for r in rows if r["kind"].startswith("real") and "error" not in r), None)
     if real is not None:
@@ -142,7 +144,8 @@ def main(args: Args) -> dict:
     result = provenance(
         artifacts=path, sim=man["sim"], task=man["task"], chunk=chunk,
         flow_steps=args.flow_steps, device=args.device, threads=args.threads,
-        weights_note=man.get("world_model_note", ""),
+        user_note=args.note,
+        bundle_bytes=man.get("total_bytes"),
         note="dream env step = K control steps; real rows are single-process render + encode "
              "with random actions, resets every 160 control steps included",
         rows=rows,

@@ -6,4 +6,7 @@ Importing this package is cheap: it pulls in no simulator, no encoder runtime an
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["__version__", "envs"]
+
+# Registers the RLAWorld-* Gymnasium ids (string entry points: imports gymnasium only).
+from rla_gym import envs

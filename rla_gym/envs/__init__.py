@@ -1,0 +1,74 @@
+"""Dreamed Gymnasium environments (RLA-WM as a learned simulator) and their registration.
+
+Importing this package registers the env ids with string entry points only: no torch, no
+simulator and no world model is imported until an env is made.
+
+==============================  =========================================  ==================
+id                              artifacts (default)                        max_episode_steps
+==============================  =========================================  ==================
+``RLAWorld-libero-v0``          ``rla_gym/envs/assets/libero/``            20
+``RLAWorld-robosuite-lift-v0``  ``rla_gym/envs/assets/robosuite-lift/``    20
+``RLAWorld-dmc-reacher-v0``     ``rla_gym/envs/assets/dmc-reacher/``       20
+==============================  =========================================  ==================
+
+An env whose bundle is not built raises ``ArtifactsNotFoundError`` naming the build command;
+pass ``artifacts=<folder>`` to use any bundle.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gymnasium.envs.registration import register, registry
+
+if TYPE_CHECKING:
+    from rla_gym.envs.artifacts import Artifacts, build_artifacts, load_artifacts
+    from rla_gym.envs.rla_world import RLAWorldEnv
+    from rla_gym.envs.sb3 import SB3VecEnvAdapter
+    from rla_gym.envs.vector import RLAWorldVectorEnv
+
+__all__ = [
+    "ENV_IDS",
+    "Artifacts",
+    "RLAWorldEnv",
+    "RLAWorldVectorEnv",
+    "SB3VecEnvAdapter",
+    "build_artifacts",
+    "load_artifacts",
+]
+
+# Suite name -> env id. 20 chunks x K=8 = 160 control steps: LIBERO-object expert demos take
+# ~130-160 steps, so an episode can follow its reference to the end.
+_SUITES = {
+    "libero": "RLAWorld-libero-v0",
+    "robosuite-lift": "RLAWorld-robosuite-lift-v0",
+    "dmc-reacher": "RLAWorld-dmc-reacher-v0",
+}
+ENV_IDS: tuple[str, ...] = tuple(_SUITES.values())
+
+for _suite, _id in _SUITES.items():
+    if _id not in registry:
+        register(
+            id=_id,
+            entry_point="rla_gym.envs.rla_world:RLAWorldEnv",
+            vector_entry_point="rla_gym.envs.vector:RLAWorldVectorEnv",
+            max_episode_steps=20,
+            kwargs={"suite": _suite},
+        )
+
+_LAZY = {
+    "Artifacts": "rla_gym.envs.artifacts",
+    "build_artifacts": "rla_gym.envs.artifacts",
+    "load_artifacts": "rla_gym.envs.artifacts",
+    "RLAWorldEnv": "rla_gym.envs.rla_world",
+    "RLAWorldVectorEnv": "rla_gym.envs.vector",
+    "SB3VecEnvAdapter": "rla_gym.envs.sb3",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,435 @@
+"""``RLAWorldEnv``: a Gymnasium environment that dreams with RLA-WM instead of simulating.
+
+The heavy lifting lives in :class:`DreamCore`, which works on a batch of environments at once;
+the single env (this module) and the native vector env (:mod:`rla_gym.envs.vector`) are thin
+shells around it, which is what makes "vector env == N single envs" hold by construction.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rla_gym.envs.artifacts import (
+    ASSETS_DIR,
+    Artifacts,
+    ArtifactsNotFoundError,
+    how_to_build,
+    load_artifacts,
+)
+from rla_gym.envs.render import nearest_frames
+from rla_gym.reward.aligned import AlignedReward
+
+__all__ = ["DreamCore", "RLAWorldEnv", "Start", "check_actions", "resolve_artifacts"]
+
+ObsMode = Literal["patch", "dict"]
+
+
+# --------------------------------------------------------------------------- artifacts lookup
+def resolve_artifacts(artifacts: str | Path | None, suite: str) -> Path:
+    """The bundle folder: ``artifacts`` itself, or the suite's embedded default.
+
+    Raises:
+        ArtifactsNotFoundError: the folder holds no bundle (the message says how to build it).
+    """
+    path = Path(artifacts) if artifacts is not None else ASSETS_DIR / suite
+    if not (path / "manifest.json").exists():
+        where = "embedded default " if artifacts is None else ""
+        raise ArtifactsNotFoundError(
+            f"artifacts not built yet: no {where}bundle for suite {suite!r} at {path}. Build it "
+            f"with: {how_to_build(path, suite.split('-')[0])} — or pass artifacts=<bundle folder>"
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_artifacts(path: str, mtime_ns: int) -> Artifacts:
+    # Keyed on the manifest's mtime so a rebuilt bundle is picked up; many envs share one copy.
+    return load_artifacts(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_model(path: str, mtime_ns: int, device: str) -> torch.nn.Module:
+    return _cached_artifacts(path, mtime_ns).load_world_model(device)
+
+
+def _pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'auto', got {device!r}")
+    return device
+
+
+# --------------------------------------------------------------------------- batched core
+@dataclass(frozen=True)
+class Start:
+    """Where one episode starts.
+
+    Attributes:
+        features: ``float32 (N, D)`` start features.
+        demo: reference demo the reward aligns with.
+        t: control step of the start within that demo (0 for init starts).
+        source: ``"init"`` or ``"demo_random"``.
+        index: reset-bank index (init) or reference row (demo_random).
+        init_state_id: simulator init state of an init start (``-1``: unknown / not an init start).
+    """
+
+    features: torch.Tensor
+    demo: int
+    t: int
+    source: str
+    index: int
+    init_state_id: int = -1
+
+
+def check_actions(actions: Any, shape: tuple[int, ...], space: str) -> np.ndarray:
+    """Validate actions in the normalised space and return them as ``float32``.
+
+    Raises:
+        ValueError: wrong shape, NaN/inf, or outside ``[-1, 1]``; the message names ``space``.
+    """
+    a = np.asarray(actions, dtype=np.float32)
+    if a.shape != shape:
+        raise ValueError(f"action has shape {a.shape}, expected {space}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"action contains NaN or inf; expected finite values in {space}")
+    if np.any(np.abs(a) > 1.0 + 1e-6):
+        raise ValueError(
+            f"action is outside [-1, 1] (min {a.min():.3g}, max {a.max():.3g}); expected {space}"
+        )
+    return a
+
+
+class DreamCore:
+    """Bank, world model and reward of a bundle, operating on batches of environments.
+
+    Args:
+        artifacts: bundle folder (``None``: the suite's embedded default).
+        suite: suite name of the embedded default (``"libero"``, ...).
+        device: ``"cpu"``, ``"cuda[:i]"`` or ``"auto"``.
+        flow_steps: Euler steps of the flow sampler.
+        reward_mode: ``"aligned"`` or ``"goal"``.
+        reward_metric: ``"l1"`` or ``"cosine"``.
+        reward_scale: reward multiplier.
+        num_uncertainty_samples: ``S``; with ``S >= 2`` every step draws ``S`` flow samples and
+            reports their spread (the state follows sample 0).
+    """
+
+    def __init__(
+        self,
+        artifacts: str | Path | None = None,
+        suite: str = "libero",
+        device: str = "cpu",
+        flow_steps: int = 10,
+        reward_mode: str = "aligned",
+        reward_metric: str = "l1",
+        reward_scale: float = 5.0,
+        num_uncertainty_samples: int = 0,
+    ) -> None:
+        if flow_steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
+        if num_uncertainty_samples < 0 or num_uncertainty_samples == 1:
+            raise ValueError(
+                f"num_uncertainty_samples must be 0 (off) or >= 2, got {num_uncertainty_samples}"
+            )
+        path = resolve_artifacts(artifacts, suite)
+        key = (str(path.resolve()), (path / "manifest.json").stat().st_mtime_ns)
+        self.device = torch.device(_pick_device(device))
+        self.art = _cached_artifacts(*key)
+        self.model = _cached_model(*key, str(self.device))
+        self.flow_steps = int(flow_steps)
+        self.num_samples = max(1, int(num_uncertainty_samples))
+        self.uncertainty = num_uncertainty_samples >= 2
+        m = self.art.manifest
+        self.chunk, self.action_dim = self.art.chunk, self.art.action_dim
+        self.num_tokens, self.feature_dim = int(m["num_tokens"]), int(m["feature_dim"])
+        self.max_episode_steps = int(m.get("max_episode_steps", self.art.reference.shape[1] - 1))
+        self.reference = torch.from_numpy(self.art.reference).to(self.device)
+        self.reference_len = self.art.reference_len
+        self.reset_features = torch.from_numpy(self.art.reset_features).to(self.device)
+        self.render_pooled = torch.from_numpy(self.art.render_pooled).to(self.device)
+        low = torch.tensor(m["action_low"], dtype=torch.float32, device=self.device)
+        high = torch.tensor(m["action_high"], dtype=torch.float32, device=self.device)
+        self._act_mid, self._act_half = (high + low) / 2, (high - low) / 2
+        self.reward = AlignedReward(
+            self.reference, mode=reward_mode, metric=reward_metric,  # type: ignore[arg-type]
+            scale=reward_scale, success_threshold=self.art.success_threshold,
+        )
+        self._per_env_noise = hasattr(self.model, "conditioning") and hasattr(self.model, "rla")
+
+    # ------------------------------------------------------------------ spaces
+    @property
+    def action_space_desc(self) -> str:
+        k, a = self.chunk, self.action_dim
+        return (f"Box(-1.0, 1.0, ({k * a},), float32): a chunk of K={k} actions of size A={a}, "
+                f"flattened row-major from (K, A)")
+
+    def single_action_space(self) -> spaces.Box:
+        return spaces.Box(-1.0, 1.0, (self.chunk * self.action_dim,), np.float32)
+
+    def single_observation_space(self, obs_mode: ObsMode) -> spaces.Space:
+        patch = spaces.Box(-np.inf, np.inf, (self.num_tokens, self.feature_dim), np.float32)
+        if obs_mode == "patch":
+            return patch
+        if obs_mode == "dict":
+            pooled = spaces.Box(-np.inf, np.inf, (self.feature_dim,), np.float32)
+            return spaces.Dict({"patch": patch, "pooled": pooled})
+        raise ValueError(f"obs_mode must be 'patch' or 'dict', got {obs_mode!r}")
+
+    # ------------------------------------------------------------------ reset
+    def sample_start(self, rng: np.random.Generator, options: dict[str, Any] | None) -> Start:
+        """Draw a start with ``rng`` (the env's ``np_random``).
+
+        Options: ``{"start": "init" | "demo_random", "index": int}``. ``"init"`` (default) picks
+        reset-bank entry ``index`` (random if absent); ``"demo_random"`` picks reference demo
+        ``index`` (random if absent) and a uniformly random interior row of it.
+        """
+        options = dict(options or {})
+        kind = options.get("start", "init")
+        index = options.get("index")
+        if kind == "init":
+            m = len(self.reset_features)
+            i = int(rng.integers(m)) if index is None else int(index)
+            if not 0 <= i < m:
+                raise ValueError(f"options['index'] must be in [0, {m}) for start='init', got {i}")
+            return Start(self.reset_features[i], int(self.art.reset_demo[i]), 0, "init", i,
+                         int(self.art.reset_init[i]))
+        if kind == "demo_random":
+            r = self.reward.num_demos
+            d = int(rng.integers(r)) if index is None else int(index)
+            if not 0 <= d < r:
+                raise ValueError(
+                    f"options['index'] must be in [0, {r}) for start='demo_random', got {d}"
+                )
+            # Interior rows only: row 0 is an init start, the last row is already the goal.
+            n_rows = int(self.reference_len[d])
+            j = int(rng.integers(1, n_rows - 1)) if n_rows > 2 else 0
+            return Start(self.reference[d, j], d, j * self.chunk, "demo_random", j)
+        raise ValueError(f"options['start'] must be 'init' or 'demo_random', got {kind!r}")
+
+    @staticmethod
+    def seed_generator(gen: torch.Generator, rng: np.random.Generator) -> None:
+        """Re-seed an env's flow-noise generator from its ``np_random`` (same seed, same noise)."""
+        gen.manual_seed(int(rng.integers(0, 2**63 - 1)))
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def dream(
+        self, s: torch.Tensor, actions: np.ndarray, generators: list[torch.Generator]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One chunk for every env in one batched world-model call.
+
+        Args:
+            s: ``(B, N, D)`` current features on the core's device.
+            actions: ``float32 (B, K*A)`` validated normalised chunks.
+            generators: one CPU generator per env (its own noise stream).
+
+        Returns:
+            ``(s_next (B, N, D), uncertainty (B,) or None)``.
+        """
+        b, k, a_dim = s.shape[0], self.chunk, self.action_dim
+        act = torch.from_numpy(actions).to(self.device).view(b, k, a_dim)
+        raw = self._act_mid + self._act_half * act  # normalised -> simulator units
+        model, sn = self.model, self.num_samples
+        if not self._per_env_noise:
+            # Baselines draw their own noise; one generator per batch is the best we can do.
+            out = model.predict(s, raw, steps=self.flow_steps, generator=generators[0])
+            return out, None
+        s_in, raw, lengths = model.check_inputs(s, raw, None)
+        cache = model.conditioning(s_in, raw, lengths)
+        if sn > 1:
+            cache = [(kk.repeat_interleave(sn, 0), vv.repeat_interleave(sn, 0)) for kk, vv in cache]
+        # Per-env generators: env i's noise never depends on how many other envs share the batch.
+        shape = (sn, model.latent_tokens, model.latent_dim)
+        noise = torch.stack([torch.randn(shape, generator=g) for g in generators])
+        from rla_gym.flow import sample
+
+        x_1 = sample(lambda x, t: model.flow(x, t, cache), noise.view(b * sn, *shape[1:])
+                     .to(self.device), self.flow_steps, "euler")
+        z = model.denormalize_latent(x_1)
+        out = model.rla.decode(s_in.repeat_interleave(sn, 0), z)
+        out = out.view(b, sn, self.num_tokens, self.feature_dim)
+        unc = out.std(1).mean(dim=(1, 2)) if sn > 1 else None
+        return out[:, 0].contiguous(), unc
+
+    def score(
+        self, s_next: torch.Tensor, demo: torch.Tensor, t: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Reward of features reached at control step ``t`` (``(B,)``) -> numpy reward and terms."""
+        row = torch.from_numpy(np.asarray(t) // self.chunk)
+        r, terms = self.reward(s_next, demo, row)
+        return (r.float().cpu().numpy().astype(np.float64),
+                {k: v.cpu().numpy() for k, v in terms.items()})
+
+    def observe(self, s: torch.Tensor, obs_mode: ObsMode) -> np.ndarray | dict[str, np.ndarray]:
+        """``(B, N, D)`` features -> batched observation(s) in numpy float32."""
+        patch = s.float().cpu().numpy()
+        if obs_mode == "dict":
+            return {"patch": patch, "pooled": patch.mean(1)}
+        return patch
+
+    def render(self, s: torch.Tensor) -> np.ndarray:
+        """Nearest real frame by token-mean features: ``(B, N, D)`` -> ``uint8 (B, h, w, 3)``."""
+        return nearest_frames(s, self.render_pooled, self.art.render_frames)
+
+
+# --------------------------------------------------------------------------- single env
+class RLAWorldEnv(gym.Env):
+    """Robot manipulation dreamed by RLA-WM in the feature space of a frozen image encoder.
+
+    ## Description
+    A learned simulator (paper §8, "WMRL"): the state is the grid of patch features of a camera
+    frame; each step feeds a chunk of actions to RLA-WM, which samples the features ``K`` control
+    steps later by flow matching in the residual-latent-action space of a frozen RLA and decodes
+    them. Predictions are fed back autoregressively; no image is decoded and no simulator runs.
+
+    ## Action Space
+    ``Box(-1, 1, (K * A,), float32)``: one env step is one chunk of ``K`` control steps (``K = 8``
+    by default, as in the paper's WMRL). The chunk is flattened row-major from ``(K, A)``, i.e.
+    ``action.reshape(K, A)[k]`` is control step ``k``. Values are mapped linearly from
+    ``[-1, 1]`` to the simulator's bounds recorded in the bundle (identity for LIBERO).
+    Out-of-range, non-finite or wrongly shaped actions raise ``ValueError``.
+
+    ## Observation Space
+    ``obs_mode="patch"``: ``Box(-inf, inf, (N, D), float32)`` patch features (LIBERO default
+    encoder: ``N = 64``, ``D = 512``). ``obs_mode="dict"``: ``Dict(patch=(N, D), pooled=(D,))``
+    where ``pooled`` is the token mean.
+
+    ## Rewards
+    Video-aligned reward: ``-reward_scale * dist(ŝ_t, ref_demo[t])`` where ``ref_demo`` is the
+    reference demo the episode is aligned with and ``t`` the control-step index
+    (``mode="aligned"``), or ``-reward_scale * dist(ŝ_t, ref_demo[final])`` (``mode="goal"``);
+    ``dist`` is mean L1 or ``1 - cos``. Only features enter the reward: no simulator signal.
+    ``info`` carries ``reward_l1``, ``dist_to_goal``, ``is_success_estimate`` (L1 to the goal
+    below the threshold calibrated on real episodes), ``t``, ``demo`` and, with
+    ``num_uncertainty_samples >= 2``, ``uncertainty`` (spread of flow samples, which the state
+    does not average: it follows sample 0).
+
+    ## Starting State
+    ``reset()`` draws, with ``self.np_random``, a start from the reset bank: features of frame 0
+    of real episodes (LIBERO: its fixed init states after settling). ``options={"start":
+    "demo_random"}`` starts at a random interior frame of a reference demo instead (the reward
+    aligns from that frame); ``options["index"]`` picks the bank entry / demo explicitly. The
+    flow noise generator is seeded from ``self.np_random``: same seed -> same trajectory.
+
+    ## Episode End
+    Never terminates (success is only an estimate). Truncated by the registration's
+    ``max_episode_steps`` (the reference demo length in chunks, 20 for LIBERO).
+
+    ## Arguments
+    ```python
+    gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
+             reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
+             render_mode=None, num_uncertainty_samples=0)
+    ```
+    ``artifacts``: bundle folder (``None``: ``rla_gym/envs/assets/<suite>/``). ``render_mode
+    ="rgb_array"`` returns the nearest real frame (by token-mean features) from the bundle's
+    render bank, ``uint8 (h, w, 3)``.
+
+    ## Version History
+    * v0: initial release (chunked actions, video-aligned reward, NN render).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        artifacts: str | None = None,
+        *,
+        suite: str = "libero",
+        device: str = "cpu",
+        flow_steps: int = 10,
+        reward_mode: str = "aligned",
+        reward_metric: str = "l1",
+        reward_scale: float = 5.0,
+        obs_mode: ObsMode = "patch",
+        render_mode: str | None = None,
+        num_uncertainty_samples: int = 0,
+    ) -> None:
+        self._init_kwargs = dict(
+            artifacts=artifacts, suite=suite, device=device, flow_steps=flow_steps,
+            reward_mode=reward_mode, reward_metric=reward_metric, reward_scale=reward_scale,
+            obs_mode=obs_mode, render_mode=render_mode,
+            num_uncertainty_samples=num_uncertainty_samples,
+        )
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.core = DreamCore(artifacts, suite, device, flow_steps, reward_mode, reward_metric,
+                              reward_scale, num_uncertainty_samples)
+        self.obs_mode: ObsMode = obs_mode
+        self.render_mode = render_mode
+        self.observation_space = self.core.single_observation_space(obs_mode)
+        self.action_space = self.core.single_action_space()
+        self._gen = torch.Generator()
+        self._s: torch.Tensor | None = None
+        self._demo = torch.zeros(1, dtype=torch.long)
+        self._t = 0
+        self._start: Start | None = None
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        # Models and tensors are rebuilt from the bundle; only the constructor arguments travel.
+        return {"init_kwargs": self._init_kwargs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["init_kwargs"])  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ API
+    def _obs(self) -> np.ndarray | dict[str, np.ndarray]:
+        assert self._s is not None
+        obs = self.core.observe(self._s[None], self.obs_mode)
+        return {k: v[0] for k, v in obs.items()} if isinstance(obs, dict) else obs[0]
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, Any]]:
+        """Start a dreamed episode (see the class docstring for ``options``)."""
+        super().reset(seed=seed)
+        start = self.core.sample_start(self.np_random, options)
+        self.core.seed_generator(self._gen, self.np_random)
+        self._start, self._s, self._t = start, start.features.clone(), start.t
+        self._demo = torch.tensor([start.demo], dtype=torch.long)
+        info = {"t": self._t, "demo": start.demo, "start": start.source,
+                "start_index": start.index, "init_state_id": start.init_state_id}
+        return self._obs(), info
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray | dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Dream one chunk of ``K`` control steps."""
+        if self._s is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        a = check_actions(action, self.action_space.shape, self.core.action_space_desc)
+        s_next, unc = self.core.dream(self._s[None], a[None], [self._gen])
+        self._s = s_next[0]
+        self._t += self.core.chunk
+        reward, terms = self.core.score(s_next, self._demo, np.array([self._t]))
+        info: dict[str, Any] = {
+            "reward_l1": float(terms["reward_l1"][0]),
+            "dist_to_goal": float(terms["dist_to_goal"][0]),
+            "is_success_estimate": bool(terms["is_success_estimate"][0]),
+            "t": self._t,
+            "demo": int(self._demo[0]),
+        }
+        if unc is not None:
+            info["uncertainty"] = float(unc[0])
+        return self._obs(), float(reward[0]), False, False, info
+
+    def render(self) -> np.ndarray | None:
+        """Nearest real frame to the current state, ``uint8 (h, w, 3)`` (``rgb_array`` mode)."""
+        if self.render_mode != "rgb_array" or self._s is None:
+            return None
+        return self.core.render(self._s[None])[0]
+
+    @property
+    def state_features(self) -> torch.Tensor | None:
+        """The current ``(N, D)`` features (on the core's device), ``None`` before reset."""
+        return self._s

@@ -1,0 +1,116 @@
+"""Stable-Baselines3 view of the batched dream env (no per-env Python loop around the model).
+
+SB3's ``VecEnv`` expects *same-step* autoreset: when env ``i`` ends, ``step`` already returns
+the first observation of its next episode, with the last observation of the finished one in
+``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]`` set. This adapter
+wraps a :class:`~rla_gym.envs.vector.RLAWorldVectorEnv` (composition: the two ``step``/``reset``
+contracts are incompatible, so one class cannot honour both) and uses its internal
+advance/reset-subset primitives directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import (
+    VecEnv,
+    VecEnvIndices,
+    VecEnvObs,
+    VecEnvStepReturn,
+)
+
+from rla_gym.envs.vector import RLAWorldVectorEnv
+
+__all__ = ["SB3VecEnvAdapter"]
+
+
+class SB3VecEnvAdapter(VecEnv):
+    """An SB3 ``VecEnv`` over ``num_envs`` dreamed episodes.
+
+    Args:
+        venv: an existing batched env; if ``None`` one is built from ``**kwargs``.
+        **kwargs: ``RLAWorldVectorEnv`` arguments (``num_envs``, ``artifacts``, ...).
+
+    Example:
+        >>> from stable_baselines3 import PPO  # doctest: +SKIP
+        >>> env = SB3VecEnvAdapter(num_envs=16, artifacts="bundle")  # doctest: +SKIP
+        >>> PPO("MlpPolicy", env).learn(10_000)  # doctest: +SKIP
+    """
+
+    def __init__(self, venv: RLAWorldVectorEnv | None = None, **kwargs: Any) -> None:
+        self.venv = venv if venv is not None else RLAWorldVectorEnv(**kwargs)
+        self.render_mode = self.venv.render_mode
+        self._actions: np.ndarray | None = None
+        super().__init__(self.venv.num_envs, self.venv.single_observation_space,
+                         self.venv.single_action_space)
+
+    def _obs(self) -> VecEnvObs:
+        return self.venv._observe()
+
+    def reset(self) -> VecEnvObs:
+        """Reset all envs with the seeds/options set by ``seed()`` / ``set_options()``."""
+        options = self._options[0] if self._options else {}
+        starts = self.venv._reset_envs(np.arange(self.num_envs), list(self._seeds), options)
+        self.venv._needs_reset = False
+        self.venv._autoreset[:] = False
+        self.reset_infos = [{"demo": s.demo, "t": s.t, "init_state_id": s.init_state_id}
+                            for s in starts]
+        self._reset_seeds()
+        self._reset_options()
+        return self._obs()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, dtype=np.float32).reshape(self.venv.action_space.shape)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """One batched dream step, then same-step reset of the envs that ended."""
+        assert self._actions is not None, "step_async must be called first"
+        reward, truncated, terms = self.venv._advance(self._actions)
+        obs = self._obs()
+        infos: list[dict[str, Any]] = [
+            {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in terms.items()}
+            for i in range(self.num_envs)
+        ]
+        done_idx = np.flatnonzero(truncated)
+        if len(done_idx):
+            for i in done_idx:
+                infos[i]["TimeLimit.truncated"] = True
+                infos[i]["terminal_observation"] = (
+                    {k: v[i].copy() for k, v in obs.items()} if isinstance(obs, dict)
+                    else obs[i].copy()
+                )
+            self.venv._reset_envs(done_idx)
+            obs = self._obs()
+        return obs, reward.astype(np.float32), truncated.copy(), infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """Attributes are shared by all envs of the batch."""
+        return [getattr(self.venv, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self.venv, attr_name, value)
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
+        fn = getattr(self.venv, method_name)
+        return [fn(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return list(self.venv.core.render(self.venv._s))
+
+    def _get_indices(self, indices: VecEnvIndices) -> Iterable[int]:
+        if indices is None:
+            return range(self.num_envs)
+        if isinstance(indices, int):
+            return [indices]
+        return indices

@@ -1,0 +1,195 @@
+"""Native batched env: ``num_envs`` dreamed episodes advanced by one world-model call per step.
+
+Equivalence with ``num_envs`` single envs: env ``i`` owns a ``np.random.Generator`` (seeded with
+``seed + i``, as ``SyncVectorEnv`` does) and a CPU ``torch.Generator`` re-seeded from it at every
+reset, and draws its own flow noise from it. The random stream of env ``i`` therefore never depends
+on the other envs or on the batch size, and ``RLAWorldVectorEnv(n).reset(seed=s)`` reproduces
+``RLAWorldEnv().reset(seed=s + i)`` for every ``i`` step by step (up to float rounding of batched
+matrix products).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from rla_gym.envs.rla_world import DreamCore, ObsMode, Start, check_actions
+
+__all__ = ["RLAWorldVectorEnv"]
+
+
+class RLAWorldVectorEnv(VectorEnv):
+    """``num_envs`` copies of :class:`~rla_gym.envs.rla_world.RLAWorldEnv` in one batch.
+
+    Autoreset is ``NEXT_STEP`` (Gymnasium's default): after a step that ends env ``i``, the
+    next ``step`` ignores ``actions[i]``, resets env ``i`` and returns its first observation with
+    reward 0 and ``terminated = truncated = False``.
+
+    Args:
+        num_envs: batch size ``B``.
+        artifacts, suite, device, flow_steps, reward_mode, reward_metric, reward_scale, obs_mode,
+            render_mode, num_uncertainty_samples: as for ``RLAWorldEnv``.
+        max_episode_steps: truncation after this many env steps (``gym.make_vec`` passes the
+            registration's value; ``None`` uses the bundle's reference length in chunks).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4,
+                "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        artifacts: str | None = None,
+        *,
+        suite: str = "libero",
+        device: str = "cpu",
+        flow_steps: int = 10,
+        reward_mode: str = "aligned",
+        reward_metric: str = "l1",
+        reward_scale: float = 5.0,
+        obs_mode: ObsMode = "patch",
+        render_mode: str | None = None,
+        num_uncertainty_samples: int = 0,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.core = DreamCore(artifacts, suite, device, flow_steps, reward_mode, reward_metric,
+                              reward_scale, num_uncertainty_samples)
+        self.num_envs = int(num_envs)
+        self.obs_mode: ObsMode = obs_mode
+        self.render_mode = render_mode
+        self.max_episode_steps = (
+            int(max_episode_steps) if max_episode_steps is not None
+            else self.core.max_episode_steps
+        )
+        self.single_observation_space = self.core.single_observation_space(obs_mode)
+        self.single_action_space = self.core.single_action_space()
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        b, dev = self.num_envs, self.core.device
+        self._rngs: list[np.random.Generator | None] = [None] * b
+        self._gens = [torch.Generator() for _ in range(b)]
+        self._s = torch.zeros(b, self.core.num_tokens, self.core.feature_dim, device=dev)
+        self._demo = torch.zeros(b, dtype=torch.long)
+        self._t = np.zeros(b, np.int64)
+        self._elapsed = np.zeros(b, np.int64)
+        self._autoreset = np.zeros(b, bool)
+        self._needs_reset = True
+
+    # ------------------------------------------------------------------ internals shared with SB3
+    def _rng(self, i: int, seed: int | None) -> np.random.Generator:
+        if seed is not None or self._rngs[i] is None:
+            self._rngs[i], _ = seeding.np_random(seed)
+        return self._rngs[i]  # type: ignore[return-value]
+
+    def _reset_envs(
+        self, idx: np.ndarray, seeds: list[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> list[Start]:
+        """Reset envs ``idx`` (same draws, in the same order, as ``RLAWorldEnv.reset``)."""
+        starts = []
+        for j, i in enumerate(idx):
+            rng = self._rng(int(i), None if seeds is None else seeds[j])
+            start = self.core.sample_start(rng, options)
+            self.core.seed_generator(self._gens[i], rng)
+            self._s[i] = start.features
+            self._demo[i] = start.demo
+            self._t[i], self._elapsed[i] = start.t, 0
+            starts.append(start)
+        return starts
+
+    def _advance(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Dream one chunk for every env (no autoreset); returns ``(reward, truncated, terms)``."""
+        a = check_actions(actions, self.action_space.shape,
+                          f"({self.num_envs}, K*A) rows of {self.core.action_space_desc}")
+        s_next, unc = self.core.dream(self._s, a, self._gens)
+        self._s = s_next
+        self._t += self.core.chunk
+        self._elapsed += 1
+        reward, terms = self.core.score(s_next, self._demo, self._t)
+        terms = {"reward_l1": terms["reward_l1"], "dist_to_goal": terms["dist_to_goal"],
+                 "is_success_estimate": terms["is_success_estimate"], "t": self._t.copy(),
+                 "demo": self._demo.numpy().copy()}
+        if unc is not None:
+            terms["uncertainty"] = unc.cpu().numpy()
+        return reward, self._elapsed >= self.max_episode_steps, terms
+
+    def _observe(self) -> np.ndarray | dict[str, np.ndarray]:
+        return self.core.observe(self._s, self.obs_mode)
+
+    # ------------------------------------------------------------------ VectorEnv API
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, Any]]:
+        """Reset all envs (or those in ``options["reset_mask"]``).
+
+        Args:
+            seed: an int seeds env ``i`` with ``seed + i``; a list gives one seed per env.
+            options: as for ``RLAWorldEnv.reset`` plus an optional boolean ``reset_mask (B,)``.
+        """
+        options = dict(options or {})
+        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, bool)), bool)
+        if isinstance(seed, int):
+            seeds: list[int | None] = [seed + i for i in range(self.num_envs)]
+        elif seed is None:
+            seeds = [None] * self.num_envs
+        else:
+            if len(seed) != self.num_envs:
+                raise ValueError(f"got {len(seed)} seeds for {self.num_envs} envs")
+            seeds = list(seed)
+        idx = np.flatnonzero(mask)
+        starts = self._reset_envs(idx, [seeds[i] for i in idx], options)
+        self._autoreset[idx] = False
+        self._needs_reset = False
+        info = {
+            "t": self._t.copy(), "_t": mask.copy(),
+            "demo": self._demo.numpy().copy(), "_demo": mask.copy(),
+            "init_state_id": np.array([-1] * self.num_envs), "_init_state_id": mask.copy(),
+        }
+        info["init_state_id"][idx] = [s.init_state_id for s in starts]
+        return self._observe(), info
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray,
+               dict[str, Any]]:
+        """Advance every env by one chunk in one batched world-model call (NEXT_STEP autoreset)."""
+        if self._needs_reset:
+            from gymnasium.error import ResetNeeded
+
+            raise ResetNeeded("call reset() before step()")
+        done_before = self._autoreset.copy()
+        reward, truncated, terms = self._advance(actions)
+        # Envs that ended last step were dreamed along (batched call) but their result is
+        # discarded: they restart now, exactly as a single env's reset() after its episode ends.
+        if done_before.any():
+            self._reset_envs(np.flatnonzero(done_before))
+            reward[done_before] = 0.0
+            truncated[done_before] = False
+            terms["t"][done_before] = self._t[done_before]
+        terminated = np.zeros(self.num_envs, bool)
+        self._autoreset = terminated | truncated
+        stepped = ~done_before
+        info: dict[str, Any] = {}
+        for k, v in terms.items():
+            info[k], info[f"_{k}"] = v, stepped.copy()
+        return self._observe(), reward, terminated, truncated, info
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """Nearest real frame of every env, a tuple of ``uint8 (h, w, 3)``."""
+        if self.render_mode != "rgb_array":
+            return None
+        return tuple(self.core.render(self._s))
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Nothing to release: models are shared through a cache."""

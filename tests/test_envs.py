@@ -1,0 +1,251 @@
+"""Dreamed envs end to end on a tiny bundle built from a synthetic dataset (CPU, < 120 s)."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rla_gym.data.episodes import Episode, EpisodeStore
+from rla_gym.envs.artifacts import (
+    ArtifactsNotFoundError,
+    build_artifacts,
+    dequantize_int8,
+    load_artifacts,
+    quantize_int8,
+)
+from rla_gym.errors import CorruptFileError, EncoderMismatchError
+from rla_gym.features import make_encoder
+
+RES, A, T, K = 32, 2, 40, 8
+
+
+def _frames(actions: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """A bright square moved by the actions over a fixed noisy background: ``(T+1, R, R, 3)``."""
+    bg = np.random.default_rng(7).integers(0, 60, (RES, RES, 3), dtype=np.uint8)
+    pos = np.clip(start + np.concatenate([[0, 0], np.cumsum(actions, 0)[:, :2].ravel()])
+                  .reshape(-1, 2) * 1.5, 0, RES - 8).astype(int)
+    out = np.repeat(bg[None], len(pos), 0)
+    for i, (y, x) in enumerate(pos):
+        out[i, y:y + 8, x:x + 8] = (250, 200, 30)
+    return out
+
+
+def _write_dataset(root: Path) -> EpisodeStore:
+    store = EpisodeStore(root)
+    store.init_manifest({"sim": "libero", "task": "synthetic", "resolution": RES, "action_dim": A,
+                         "action_low": [-1.0] * A, "action_high": [1.0] * A})
+    enc = make_encoder("tiny")
+    store.begin_features("tiny", enc.fingerprint)
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        policy = "expert" if i < 7 else "noisy"
+        start = rng.uniform(4, 12, 2)
+        acts = rng.uniform(-1, 1, (T, A)).astype(np.float32)
+        if policy == "expert":
+            acts[:, :] = np.abs(acts) * 0.8  # experts drift towards the bottom-right "goal"
+        frames = _frames(acts, start)
+        success = np.zeros(T + 1, bool)
+        success[-1] = policy == "expert"
+        eid = store.episode_id(policy, i)
+        store.write(eid, Episode(frames, acts, np.zeros((T + 1, 1), np.float32),
+                                 np.zeros(T, np.float32), success,
+                                 {"policy": policy, "init_state_id": i % 5}))
+        store.write_features(eid, "tiny", enc.encode(frames), enc.fingerprint, (2, 2))
+    return store
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic dataset -> tiny RLA + tiny RLA-WM (a few steps) -> artifacts bundle."""
+    from rla_gym.rla import RLAConfig
+    from rla_gym.rla.train import TrainRLAConfig, train_rla
+    from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("envs")
+    _write_dataset(root / "data")
+    quiet = dict(progress=False, device="cpu", val_every=10_000, ckpt_every=10_000)
+    rla = train_rla(TrainRLAConfig(
+        data=str(root / "data"), encoder="tiny", out=str(root / "rla"), steps=15, batch_size=16,
+        rla=RLAConfig(latent_tokens=2, latent_dim=4, width=32, depth=1, heads=2, max_gap=16),
+        val_pairs=8, **quiet,
+    ))
+    wm = train_world_model(TrainWorldModelConfig(
+        data=str(root / "data"), encoder="tiny", rla=str(rla.checkpoint), out=str(root / "wm"),
+        preset="tiny", steps=15, batch_size=16, val_pairs=8, norm_pairs=32, num_threads=1,
+        tensorboard=False, **quiet,
+    ))
+    return build_artifacts(root / "data", "tiny", wm.checkpoint, root / "bundle", chunk=K,
+                           num_reference_demos=3, thumb_size=16, val_fraction=0.3)
+
+
+def _make(bundle: Path, **kw: object) -> gym.Env:
+    return gym.make("RLAWorld-libero-v0", artifacts=str(bundle), flow_steps=2, **kw)
+
+
+def _rollout(env: gym.Env, seed: int, n: int = 4) -> tuple[list[np.ndarray], list[float]]:
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    obs_l, rew_l = [obs], []
+    for _ in range(n):
+        obs, r, *_ = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        obs_l.append(obs)
+        rew_l.append(r)
+    return obs_l, rew_l
+
+
+def test_bundle_manifest_and_quantization(bundle: Path) -> None:
+    art = load_artifacts(bundle)
+    m = art.manifest
+    assert m["chunk"] == K and m["action_dim"] == A and m["grid"] == [2, 2]
+    assert art.reference.shape == (3, T // K + 1, 4, 16)
+    assert m["quantization"]["relative_error"] < 0.01
+    assert m["success"]["threshold"] is not None
+    assert m["total_bytes"] < 12e6
+    x = np.random.default_rng(0).normal(size=(50, 4, 16)).astype(np.float32)
+    q, s, o = quantize_int8(x)
+    assert np.abs(dequantize_int8(q, s, o) - x).max() <= s.max() / 2 + 1e-6
+
+
+def test_check_env_gymnasium_and_sb3(bundle: Path) -> None:
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = _make(bundle, render_mode="rgb_array")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning but the two known ones fails the test
+        warnings.filterwarnings("ignore", message=".*observation space m.* is (-)?infinity")
+        warnings.filterwarnings("ignore", message=".*unconventional shape")
+        check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+
+
+def test_same_seed_same_trajectory_and_pickle(bundle: Path) -> None:
+    env1, env2 = _make(bundle), _make(bundle)
+    o1, r1 = _rollout(env1, 3)
+    o2, r2 = _rollout(env2, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(o1, o2, strict=True)) and r1 == r2
+    o3, _ = _rollout(env1, 4)
+    assert not np.array_equal(o1[-1], o3[-1])
+    clone = pickle.loads(pickle.dumps(env1.unwrapped))
+    o4, r4 = _rollout(clone, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(o1, o4, strict=True)) and r1 == r4
+
+
+def test_vector_env_equals_single_envs(bundle: Path) -> None:
+    n, steps, horizon = 3, 5, 3  # crosses one truncation -> exercises NEXT_STEP autoreset
+    venv = gym.make_vec("RLAWorld-libero-v0", num_envs=n, vectorization_mode="vector_entry_point",
+                        artifacts=str(bundle), flow_steps=2, max_episode_steps=horizon)
+    singles = [_make(bundle, max_episode_steps=horizon) for _ in range(n)]
+    rng = np.random.default_rng(0)
+    vobs, _ = venv.reset(seed=10)
+    sobs = [e.reset(seed=10 + i)[0] for i, e in enumerate(singles)]
+    np.testing.assert_allclose(vobs, np.stack(sobs), atol=1e-5)
+    ended = [False] * n
+    for _ in range(steps):
+        acts = rng.uniform(-1, 1, venv.action_space.shape).astype(np.float32)
+        vobs, vr, _, vtrunc, _ = venv.step(acts)
+        for i, e in enumerate(singles):
+            if ended[i]:
+                o, r, tr = e.reset()[0], 0.0, False
+                ended[i] = False
+            else:
+                o, r, _, tr, _ = e.step(acts[i])
+                ended[i] = tr
+            np.testing.assert_allclose(vobs[i], o, atol=1e-4)
+            assert vr[i] == pytest.approx(r, abs=1e-4) and vtrunc[i] == tr
+    assert venv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+
+
+def test_sb3_adapter_ppo(bundle: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from rla_gym.envs.sb3 import SB3VecEnvAdapter
+
+    env = SB3VecEnvAdapter(num_envs=4, artifacts=str(bundle), flow_steps=2, max_episode_steps=3)
+    env.seed(0)
+    obs = env.reset()
+    assert obs.shape == (4, 4, 16)
+    for _ in range(3):
+        obs, _, done, infos = env.step(np.zeros((4, K * A), np.float32))
+    assert done.all() and infos[0]["TimeLimit.truncated"]
+    assert infos[0]["terminal_observation"].shape == (4, 16)
+    model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1,
+                policy_kwargs={"net_arch": [16]}, seed=0)
+    model.learn(64)
+
+
+def test_bad_actions_raise_with_space(bundle: Path) -> None:
+    env = _make(bundle)
+    env.reset(seed=0)
+    good = np.zeros(K * A, np.float32)
+    for bad in (good[:-1], np.full_like(good, np.nan), np.full_like(good, 1.5)):
+        with pytest.raises(ValueError, match=r"Box\(-1.0, 1.0, \(16,\)"):
+            env.step(bad)
+
+
+def test_missing_and_corrupt_artifacts(bundle: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactsNotFoundError, match="artifacts not built yet"):
+        gym.make("RLAWorld-robosuite-lift-v0")
+    with pytest.raises(ArtifactsNotFoundError, match=r"python -m rla_gym\.envs\.artifacts"):
+        _make(tmp_path / "nowhere")
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    with open(broken / "bank.safetensors", "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"\x00" * 8)
+    with pytest.raises(CorruptFileError, match="checksum"):
+        load_artifacts(broken)
+    shutil.copytree(bundle, tmp_path / "mismatch")
+    cfg = (tmp_path / "mismatch" / "world_model" / "config.json")
+    cfg.write_text(cfg.read_text().replace("tiny@", "other@"))
+    with pytest.raises(EncoderMismatchError):
+        load_artifacts(tmp_path / "mismatch")
+
+
+def test_reward_modes_differ_and_info(bundle: Path) -> None:
+    acts = np.random.default_rng(1).uniform(-1, 1, (3, K * A)).astype(np.float32)
+    rewards = {}
+    for mode in ("aligned", "goal"):
+        env = _make(bundle, reward_mode=mode, num_uncertainty_samples=2, obs_mode="dict")
+        obs, info = env.reset(seed=5, options={"start": "demo_random", "index": 0})
+        assert set(obs) == {"patch", "pooled"} and info["t"] in (K, 2 * K, 3 * K, 4 * K)
+        env.reset(seed=5, options={"start": "init", "index": 0})  # rows 1..3 are not the goal
+        rewards[mode] = []
+        for a in acts:
+            _, r, _, _, info = env.step(a)
+            rewards[mode].append(r)
+        assert {"reward_l1", "dist_to_goal", "is_success_estimate", "uncertainty", "t",
+                "demo"} <= set(info)
+        assert info["uncertainty"] > 0
+    assert not np.allclose(rewards["aligned"], rewards["goal"])
+
+
+def test_aligned_reward_unit() -> None:
+    from rla_gym.reward import AlignedReward
+
+    ref = torch.arange(2 * 3 * 1 * 1, dtype=torch.float32).view(2, 3, 1, 1)
+    pred = torch.zeros(2, 1, 1)
+    r, terms = AlignedReward(ref, scale=2.0)(pred, torch.tensor([0, 1]), torch.tensor([1, 9]))
+    assert r.tolist() == [-2.0, -10.0]  # demo 1 row clamped to its last row (5)
+    rg, _ = AlignedReward(ref, mode="goal")(pred, torch.tensor([0, 1]), torch.tensor([0, 0]))
+    assert rg.tolist() == [-10.0, -25.0] and terms["dist_to_goal"].tolist() == [2.0, 5.0]
