@@ -75,7 +75,8 @@ def test_encode_inspect_and_mismatch(dataset, tmp_path):
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
-    assert cli(["collect", "--out", str(tmp_path / "x"), "--sim", "dmc", "--task", "nope-nope"]) == 2
+    bad_task = ["collect", "--out", str(tmp_path / "x"), "--sim", "dmc", "--task", "nope-nope"]
+    assert cli(bad_task) == 2
     assert "rla-gym: error" in capsys.readouterr().err
     assert cli(["encode", "--data", str(tmp_path / "missing")]) == 2
     assert "not an rla-gym dataset" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 Layout of a dataset folder::
 
-    dataset.json                      sim, task, resolution, action/proprio sizes (one task per folder)
+    dataset.json                      sim, task, resolution, action size (one task per folder)
     episodes/<policy>_<index>.h5      frames, actions, proprio, rewards, success (+ attrs)
     features/<encoder>/<episode>.h5   float16 patch features with the encoder fingerprint
 
@@ -28,7 +28,7 @@ import numpy as np
 from rla_gym.errors import CorruptFileError, EncoderMismatchError, RLAGymError
 from rla_gym.utils.io import atomic_path, load_json, save_json
 
-__all__ = ["Episode", "EpisodeStore", "FeatureEpisode", "FORMAT_VERSION"]
+__all__ = ["FORMAT_VERSION", "Episode", "EpisodeStore", "FeatureEpisode"]
 
 FORMAT_VERSION = 1
 _EPISODE_ID = re.compile(r"^[a-z][a-z0-9-]*_\d{6}$")
@@ -66,7 +66,9 @@ class Episode:
         }
         for name, (got, want) in shapes.items():
             if got != want:
-                raise ValueError(f"episode {name} has length {got}, expected {want} for {t} actions")
+                raise ValueError(
+                    f"episode {name} has length {got}, expected {want} for {t} actions"
+                )
 
     @property
     def length(self) -> int:

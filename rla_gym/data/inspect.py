@@ -60,7 +60,7 @@ def write_preview(root: str | Path, out: str | Path, episodes: int = 4, fps: int
     if not ids:
         raise ValueError(f"{root} has no episodes to preview")
     # Spread the picks across policies so the preview shows experts and non-experts alike.
-    picks = [ids[int(round(i))] for i in np.linspace(0, len(ids) - 1, min(episodes, len(ids)))]
+    picks = [ids[round(i)] for i in np.linspace(0, len(ids) - 1, min(episodes, len(ids)))]
     eps = [store.read(e) for e in picks]
     t_max = max(len(e.frames) for e in eps)
     out = Path(out)

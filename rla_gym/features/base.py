@@ -1,9 +1,9 @@
 """The encoder interface: camera frames in, patch features out.
 
-An encoder is frozen. It maps ``uint8`` RGB frames of shape ``(B, H, W, 3)`` to ``float32`` patch
-features of shape ``(B, N, D)`` where ``N = gh * gw`` tokens in raster order over a ``(gh, gw)``
-grid. Its :attr:`FeatureEncoder.fingerprint` (name + weights checksum + preprocessing) is stored with
-every dataset and checkpoint so features of different encoders are never mixed silently.
+An encoder is frozen. It maps ``uint8`` RGB frames of shape ``(B, H, W, 3)`` to ``float32``
+patch features of shape ``(B, N, D)`` where ``N = gh * gw`` tokens in raster order over a
+``(gh, gw)`` grid. Its :attr:`FeatureEncoder.fingerprint` (name + weights checksum) is stored
+with every dataset and checkpoint so features of different encoders are never mixed silently.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def check_fingerprint(expected: str, actual: str, what: str = "features") -> Non
     if expected != actual:
         raise EncoderMismatchError(
             f"{what} were made with encoder {expected!r} but encoder {actual!r} was requested; "
-            f"use the same encoder (rla_gym.features.make_encoder) or re-encode with `rla-gym encode`"
+            f"use the same encoder (rla_gym.features.make_encoder) or re-encode with "
+            f"`rla-gym encode`"
         )
 
 
@@ -79,7 +80,7 @@ class FeatureEncoder(abc.ABC):
         """Encode frames.
 
         Args:
-            frames: ``uint8`` array ``(B, H, W, 3)`` (a single ``(H, W, 3)`` frame is also accepted).
+            frames: ``uint8`` array ``(B, H, W, 3)``; a single ``(H, W, 3)`` frame is accepted.
 
         Returns:
             ``float32`` array ``(B, N, D)`` with ``N = gh * gw`` in raster order.
@@ -102,7 +103,7 @@ class FeatureEncoder(abc.ABC):
 
     @abc.abstractmethod
     def _encode_batch(self, frames: np.ndarray) -> np.ndarray:
-        """Encode one batch: ``uint8 (b, H, W, 3)`` -> ``float32 (b, N, D)``; sizes already checked."""
+        """Encode one batch: ``uint8 (b, H, W, 3)`` -> ``float32 (b, N, D)`` (sizes are checked)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(fingerprint={self.fingerprint!r}, dim={self.feature_dim})"

@@ -53,7 +53,8 @@ class SimAdapter(abc.ABC):
 
     Attributes:
         sim: ``"libero"``, ``"robosuite"`` or ``"dmc"``.
-        task: task name within the simulator (e.g. ``"libero_object/0"``, ``"Lift"``, ``"reacher-easy"``).
+        task: task name within the simulator (``"libero_object/0"``, ``"Lift"``,
+            ``"reacher-easy"``).
         resolution: square camera resolution in pixels.
         action_dim: ``A``; actions are ``float32 (A,)`` within ``[action_low, action_high]``.
         max_steps: the evaluation horizon in control steps.
@@ -71,11 +72,11 @@ class SimAdapter(abc.ABC):
 
     @abc.abstractmethod
     def reset(self, seed: int | None = None, init_state_id: int | None = None) -> SimStep:
-        """Start an episode from a seed, or from fixed init state ``init_state_id`` when supported."""
+        """Start an episode from a seed, or from fixed init state ``init_state_id`` if any."""
 
     @abc.abstractmethod
     def step(self, action: np.ndarray) -> SimStep:
-        """Apply one action ``float32 (A,)`` (validated against the bounds) and advance one control step."""
+        """Apply one validated action ``float32 (A,)`` and advance one control step."""
 
     @abc.abstractmethod
     def get_sim_state(self) -> np.ndarray:
@@ -98,7 +99,8 @@ class SimAdapter(abc.ABC):
         a = np.asarray(action, dtype=np.float32)
         if a.shape != (self.action_dim,):
             raise ValueError(
-                f"{self.sim}/{self.task} expects an action of shape ({self.action_dim},), got {a.shape}"
+                f"{self.sim}/{self.task} expects an action of shape ({self.action_dim},), "
+                f"got {a.shape}"
             )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{self.sim}/{self.task} action contains NaN or inf: {a}")

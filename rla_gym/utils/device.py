@@ -19,5 +19,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
+        raise ValueError(
+            f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'"
+        )
     return dev
