@@ -104,3 +104,27 @@ def test_missing_simulator_extra_names_the_fix(sim, module, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(MissingExtraError, match=r'pip install "rla-gym\[sim\]"'):
         make_sim(sim)
+
+
+class _TowardsCentre:
+    """A feature policy that ignores its input: a constant chunk (picklable for spawn workers)."""
+
+    def __init__(self, k: int = 4, a: int = 2) -> None:
+        self.k, self.a = k, a
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        assert features.ndim == 2  # (N, D) patch features from the real pipeline
+        return np.full(self.k * self.a, 0.5, np.float32)
+
+
+def test_real_sim_evaluation(tmp_path):
+    from rla_gym.evaluation.real import RealEvalConfig, evaluate_in_sim
+
+    cfg = RealEvalConfig(sim="dmc", resolution=64, encoder="tiny", episodes=3, chunk=4,
+                         max_steps=12, workers=2, video_dir=tmp_path, videos=1)
+    out = evaluate_in_sim(_TowardsCentre, cfg, progress=False)
+    assert out["episodes"] == 3 and [r["index"] for r in out["rows"]] == [0, 1, 2]
+    assert all(r["length"] <= 12 for r in out["rows"])
+    lo, hi = out["wilson95"]
+    assert 0.0 <= lo <= out["success_rate"] <= hi <= 1.0
+    assert len(out["videos"]) == 1 and (tmp_path / out["videos"][0].split("/")[-1]).exists()

@@ -1,0 +1,169 @@
+"""Run policies in the real simulator, through the same observation pipeline as the dream.
+
+A policy trained inside an ``RLAWorld-*`` env sees patch features and emits a flattened chunk of
+``K`` actions per decision. Here the real simulator renders a frame, the same frozen encoder turns
+it into features ``(N, D)``, the policy returns a chunk, and the simulator executes its ``K``
+control steps (stopping early on success). Episodes run in parallel worker processes; LIBERO
+episodes use the task's fixed init states ``0..episodes-1``, other simulators seeds
+``seed + i``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rla_gym.utils.stats import wilson_interval
+
+__all__ = ["FeaturePolicy", "RealEvalConfig", "evaluate_in_sim", "run_episode"]
+
+
+class FeaturePolicy(Protocol):
+    """Deterministic policy on features: ``float32 (N, D)`` -> ``float32 (K * A,)`` in [-1, 1]."""
+
+    def __call__(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class RealEvalConfig:
+    """Where and how to evaluate."""
+
+    sim: str = "libero"
+    """real simulator: libero, robosuite or dmc"""
+    task: str | None = None
+    """task (default: the simulator's default task)"""
+    resolution: int = 128
+    """camera resolution; must match the features the policy was trained on"""
+    encoder: str = "opennsfw-resnet50-res4"
+    """frozen encoder; must match the policy's training features"""
+    episodes: int = 50
+    """episodes (LIBERO: init states 0..episodes-1)"""
+    chunk: int = 8
+    """control steps per policy decision (K)"""
+    max_steps: int | None = None
+    """control-step limit (default: the task's evaluation horizon)"""
+    workers: int = 2
+    """simulator processes"""
+    seed: int = 0
+    """seed of seeded resets (robosuite, dm-control)"""
+    video_dir: Path | None = None
+    """write the first ``videos`` episodes as mp4 here"""
+    videos: int = 2
+    """how many episodes to record"""
+
+
+def run_episode(sim: Any, encoder: Any, policy: FeaturePolicy, index: int,
+                cfg: RealEvalConfig) -> dict[str, Any]:
+    """One real episode; returns success, return, length and (optionally) its frames."""
+    init_id = index if sim.num_init_states else None
+    obs = sim.reset(seed=cfg.seed + index, init_state_id=init_id)
+    frames = [obs.frame]
+    limit = cfg.max_steps or sim.max_steps
+    ret, steps, success = 0.0, 0, bool(obs.success)
+    while steps < limit and not success:
+        feats = encoder.encode(obs.frame[None])[0]
+        chunk = np.asarray(policy(feats), np.float32).reshape(cfg.chunk, sim.action_dim)
+        # Normalised [-1, 1] -> simulator units (identity for LIBERO, robosuite, reacher).
+        mid = (sim.action_high + sim.action_low) / 2
+        half = (sim.action_high - sim.action_low) / 2
+        for a in np.clip(chunk, -1.0, 1.0):
+            obs = sim.step((mid + half * a).astype(np.float32))
+            frames.append(obs.frame)
+            ret += float(obs.reward)
+            steps += 1
+            if obs.success:
+                success = True
+                break
+            if steps >= limit:
+                break
+    return {"index": index, "success": success, "return": ret, "length": steps,
+            "frames": np.stack(frames)}
+
+
+def _worker(args: tuple[Callable[[], FeaturePolicy], RealEvalConfig, list[int], Any]) -> None:
+    from rla_gym.features import make_encoder
+    from rla_gym.sims import make_sim
+
+    make_policy, cfg, indices, out_q = args
+    try:
+        sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
+        encoder, policy = make_encoder(cfg.encoder), make_policy()
+        try:
+            for i in indices:
+                r = run_episode(sim, encoder, policy, i, cfg)
+                if cfg.video_dir is None or i >= cfg.videos:
+                    r.pop("frames")
+                out_q.put(("done", r))
+        finally:
+            sim.close()
+        out_q.put(("exit", None))
+    except BaseException:
+        import traceback
+
+        out_q.put(("error", traceback.format_exc()))
+
+
+def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfig,
+                    progress: bool = True) -> dict[str, Any]:
+    """Evaluate the policy built by ``make_policy`` (a picklable factory, called in each worker).
+
+    Returns:
+        ``success_rate``, ``wilson95``, mean ``return`` and ``length``, per-episode rows and the
+        written video paths.
+    """
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    n = max(1, min(cfg.workers, cfg.episodes))
+    idx = list(range(cfg.episodes))
+    procs = [ctx.Process(target=_worker, args=((make_policy, cfg, idx[w::n], q),), daemon=True)
+             for w in range(n)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    rows: list[dict[str, Any]] = []
+    videos: list[str] = []
+    running = n
+    with tqdm(total=cfg.episodes, desc=f"eval {cfg.sim}", disable=not progress) as bar:
+        try:
+            while running:
+                kind, payload = q.get()
+                if kind == "error":
+                    raise RuntimeError(f"an evaluation worker failed:\n{payload}")
+                if kind == "exit":
+                    running -= 1
+                    continue
+                if "frames" in payload:
+                    videos.append(str(_write_video(payload.pop("frames"), cfg, payload)))
+                rows.append(payload)
+                bar.update(1)
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                p.join(timeout=10)
+    rows.sort(key=lambda r: r["index"])
+    k = sum(r["success"] for r in rows)
+    lo, hi = wilson_interval(k, len(rows))
+    cfg_d = {k2: (str(v) if isinstance(v, Path) else v) for k2, v in asdict(cfg).items()}
+    return {"success_rate": k / max(len(rows), 1), "successes": k, "episodes": len(rows),
+            "wilson95": [lo, hi], "mean_return": float(np.mean([r["return"] for r in rows])),
+            "mean_length": float(np.mean([r["length"] for r in rows])), "rows": rows,
+            "videos": sorted(videos), "wall_clock_s": time.perf_counter() - t0, "config": cfg_d}
+
+
+def _write_video(frames: np.ndarray, cfg: RealEvalConfig, row: dict[str, Any]) -> Path:
+    import imageio.v2 as imageio
+
+    assert cfg.video_dir is not None
+    tag = "ok" if row["success"] else "fail"
+    out = Path(cfg.video_dir) / f"{cfg.sim}_ep{row['index']:03d}_{tag}.mp4"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimwrite(out, list(frames), fps=20, codec="libx264", macro_block_size=1)
+    return out
