@@ -83,8 +83,26 @@ def fidelity() -> str:
     return "\n".join([*lines, "", _stamp(d)])
 
 
+def rla_decoder_target() -> str:
+    d = _load("rla_decoder_target.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/rla_decoder_target.py`_"
+    out = ["| decoder target | val L1 | val MSE | copy-last L1 | L1 / copy | steps | train time |",
+           "|---|---|---|---|---|---|---|"]
+    for name, r in d["runs"].items():
+        f, m = r["final"], r["meta"]
+        kept = " (kept)" if name == d["kept"] else ""
+        out.append(f"| {name}{kept} | {f['val/l1']:.4f} | {f['val/mse']:.5f} | "
+                   f"{f['val/copy_l1']:.4f} | {f['val/l1_vs_copy']:.3f} | {f['step']} | "
+                   f"{m['wall_clock_s'] / 60:.1f} min |")
+    n_train = d["runs"][d["kept"]]["meta"]["train_episodes"]
+    n_val = d["runs"][d["kept"]]["meta"]["val_episodes"]
+    return "\n".join([*out, "", f"{n_train} train / {n_val} held-out episodes. " + _stamp(d)])
+
+
 BLOCKS = {"sim_throughput": sim_throughput, "encoder_throughput": encoder_throughput,
-          "expert_success": expert_success, "fidelity": fidelity}
+          "expert_success": expert_success, "fidelity": fidelity,
+          "rla_decoder_target": rla_decoder_target}
 
 
 def main() -> None:
