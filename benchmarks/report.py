@@ -58,8 +58,9 @@ def expert_success() -> str:
     d = _load("expert_success.json")
     if d is None:
         return "_not run yet: `python benchmarks/expert_success.py`_"
+    noisy = _load("noisy_success.json")  # `--policy noisy --out .../noisy_success.json`
     out = ["| simulator | policy | success | Wilson 95 % | episodes |", "|---|---|---|---|---|"]
-    for r in d["rows"]:
+    for r in d["rows"] + (noisy["rows"] if noisy else []):
         lo, hi = r["wilson95"]
         out.append(f"| {r['sim']} | {r['policy']} | {r['successes']}/{r['episodes']} "
                    f"({100 * r['success_rate']:.0f} %) | [{100 * lo:.0f}, {100 * hi:.0f}] % | "
@@ -71,16 +72,26 @@ def fidelity() -> str:
     d = _load("fidelity.json")
     if d is None:
         return "_not run yet: `python benchmarks/fidelity.py ...`_"
-    lines = ["| model | " + " | ".join(f"L1 @ h={h}" for h in d["horizons"]) + " | " +
-             " | ".join(f"cos @ h={h}" for h in d["horizons"]) + " | train wall-clock |",
-             "|---|" + "---|" * (2 * len(d["horizons"]) + 1)]
+    hs = d["config"]["horizons"]
+    lines = ["| model | " + " | ".join(f"L1 @ {h}" for h in hs) + " | " +
+             " | ".join(f"cos @ {h}" for h in hs) + " | train steps | train time |",
+             "|---|" + "---|" * (2 * len(hs) + 2)]
     for name, m in d["models"].items():
-        hs = m["horizons"]
-        l1 = " | ".join(f"{hs[str(h)]['l1']:.4f}" for h in d["horizons"])
-        cos = " | ".join(f"{hs[str(h)]['cosine']:.4f}" for h in d["horizons"])
-        wc = m.get("train_wall_clock_s")
-        lines.append(f"| {name} | {l1} | {cos} | {'-' if wc is None else f'{wc / 60:.1f} min'} |")
-    return "\n".join([*lines, "", _stamp(d)])
+        l1, cos = m["metrics"]["l1"], m["metrics"]["cosine"]
+        wc, st = m.get("train_wall_clock_s"), m.get("train_steps")
+        lines.append(
+            f"| {name} | " + " | ".join(f"{l1[str(h)]:.4f}" for h in hs) + " | "
+            + " | ".join(f"{cos[str(h)]:.4f}" for h in hs) + " | "
+            + f"{st if st is not None else '-'} | "
+            + f"{'-' if wc is None else f'{wc / 60:.1f} min'} |")
+    c, r = d["config"], d["rla_reconstruction"]
+    extra = (f"{c['val_episodes']} held-out episodes, {c['starts_per_episode']} start frames each, "
+             f"chunks of {c['chunk']} control steps, {c['flow_steps']} Euler steps, seed "
+             f"{c['seed']}, device {c['device']}, encoder `{c['encoder_fingerprint']}`. "
+             f"Single-step RLA reconstruction at gap {r['gap']}: L1 {r['l1']:.4f}, cosine "
+             f"{r['cosine']:.4f}.")
+    return "\n".join([*lines, "", extra + " " + _stamp(d),
+                      "", "![fidelity](benchmarks/results/fidelity.png)"])
 
 
 def rla_decoder_target() -> str:
@@ -100,9 +111,25 @@ def rla_decoder_target() -> str:
     return "\n".join([*out, "", f"{n_train} train / {n_val} held-out episodes. " + _stamp(d)])
 
 
+def dream_speed() -> str:
+    d = _load("dream_speed.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/dream_speed.py`_"
+    out = ["| setup | envs | env steps/s | control steps/s | × real LIBERO (control steps) |",
+           "|---|---|---|---|---|"]
+    for r in d["rows"]:
+        x = r.get("speedup_vs_real_control_steps")
+        out.append(f"| {r['kind']} | {r['num_envs']} | {r['env_steps_per_s']:.1f} | "
+                   f"{r['control_steps_per_s']:.1f} | {'-' if x is None else f'{x:.0f}×'} |")
+    m = d["machine"]
+    return "\n".join([*out, "", f"One env step = {d['chunk']} control steps; "
+                      f"{d['flow_steps']} Euler steps; torch threads {d['threads']}; {m['cpu']}, {m['cores']} cores; git "
+                      f"`{d['git_sha'][:12]}`, {d['time_utc']}. {d['user_note']}."])
+
+
 BLOCKS = {"sim_throughput": sim_throughput, "encoder_throughput": encoder_throughput,
           "expert_success": expert_success, "fidelity": fidelity,
-          "rla_decoder_target": rla_decoder_target}
+          "rla_decoder_target": rla_decoder_target, "dream_speed": dream_speed}
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 Reads the validation history of two ``rla-gym train-rla`` runs that differ only in
 ``--decoder-target`` and writes their numbers side by side.
 
-    python benchmarks/rla_decoder_target.py --residual runs/rla_residual --absolute runs/rla_absolute
+    python benchmarks/rla_decoder_target.py \\
+        --residual runs/rla_residual --absolute runs/rla_absolute
 """
 
 from __future__ import annotations
