@@ -123,7 +123,8 @@ def dream_speed() -> str:
                    f"{r['control_steps_per_s']:.1f} | {'-' if x is None else f'{x:.0f}×'} |")
     m = d["machine"]
     return "\n".join([*out, "", f"One env step = {d['chunk']} control steps; "
-                      f"{d['flow_steps']} Euler steps; torch threads {d['threads']}; {m['cpu']}, {m['cores']} cores; git "
+                      f"{d['flow_steps']} Euler steps; torch threads {d['threads']}; "
+                      f"{m['cpu']}, {m['cores']} cores; git "
                       f"`{d['git_sha'][:12]}`, {d['time_utc']}. {d['user_note']}."])
 
 
