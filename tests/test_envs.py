@@ -22,6 +22,8 @@ from rla_gym.envs.artifacts import (
 from rla_gym.errors import CorruptFileError, EncoderMismatchError
 from rla_gym.features import make_encoder
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 RES, A, T, K = 32, 2, 40, 8
 
 
@@ -58,14 +60,6 @@ def _write_dataset(root: Path) -> EpisodeStore:
                                  {"policy": policy, "init_state_id": i % 5}))
         store.write_features(eid, "tiny", enc.encode(frames), enc.fingerprint, (2, 2))
     return store
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from rla_gym.world_model import (
     world_model_preset,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N, D, A, H_MAX = 4, 8, 2, 6
 FP = "synthetic@000000000000"
 
@@ -45,15 +47,6 @@ def synthetic_episodes(num: int = 6, length: int = 40, seed: int = 0) -> Episode
         feats = np.tanh(np.einsum("ndk,tk->tnd", w, p) + b[None])
         out.append((feats.astype(np.float32), acts))
     return out
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models are dominated by per-op overhead; extra threads only add contention."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
