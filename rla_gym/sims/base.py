@@ -9,6 +9,7 @@ Simulator packages are imported lazily inside the concrete adapters.
 from __future__ import annotations
 
 import abc
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -26,6 +27,17 @@ def ensure_headless_gl() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     if os.environ["MUJOCO_GL"] == "egl":
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    # robosuite (also under LIBERO) warns on every import that no private macro file exists; that
+    # file is a per-user tweak we never need, so drop exactly those notices and keep all others.
+    logger = logging.getLogger("robosuite_logs")
+    if not any(isinstance(f, _MacroNoticeFilter) for f in logger.filters):
+        logger.addFilter(_MacroNoticeFilter())
+
+
+class _MacroNoticeFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return "private macro file" not in msg and "setup_macros.py" not in msg
 
 
 @dataclass
