@@ -4,7 +4,7 @@ This is the quickest end-to-end check of an install: it runs the real LIBERO sim
 MuJoCo), the scripted expert and a noisy expert, stores the episodes, encodes every frame with the
 embedded default encoder and writes a summary plus an mp4 preview.
 
-    python examples/collect_libero.py                      # ~5 minutes on 2 CPU cores
+    python examples/collect_libero.py                      # ~2 minutes on 2 CPU cores
     python examples/collect_libero.py --expert 50 --noisy 50 --out data/libero_object_0
 """
 
