@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Policy", "SimAdapter", "SimStep", "ensure_headless_gl"]
+__all__ = ["Policy", "SimAdapter", "SimStep", "check_resolution", "ensure_headless_gl"]
 
 
 def ensure_headless_gl() -> None:
@@ -32,6 +32,19 @@ def ensure_headless_gl() -> None:
     logger = logging.getLogger("robosuite_logs")
     if not any(isinstance(f, _MacroNoticeFilter) for f in logger.filters):
         logger.addFilter(_MacroNoticeFilter())
+
+
+def check_resolution(resolution: object) -> int:
+    """Return ``resolution`` if it is a positive multiple of 16 (the encoders' patch stride).
+
+    Raises:
+        ValueError: anything else, naming valid choices.
+    """
+    if not isinstance(resolution, int) or resolution <= 0 or resolution % 16:
+        raise ValueError(
+            f"resolution must be a positive multiple of 16 (e.g. 128, 224, 256), got {resolution!r}"
+        )
+    return resolution
 
 
 class _MacroNoticeFilter(logging.Filter):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from rla_gym.errors import MissingExtraError
-from rla_gym.sims.base import SimAdapter, SimStep, ensure_headless_gl
+from rla_gym.sims.base import SimAdapter, SimStep, check_resolution, ensure_headless_gl
 
 __all__ = ["DMCSim", "parse_dmc_task"]
 
@@ -75,8 +75,7 @@ class DMCSim(SimAdapter):
             ValueError: unknown task, bad resolution or max_steps.
             MissingExtraError: dm-control is not installed.
         """
-        if not isinstance(resolution, int) or resolution <= 0 or resolution % 16:
-            raise ValueError(f"resolution must be a positive multiple of 16, got {resolution!r}")
+        check_resolution(resolution)
         if max_steps <= 0:
             raise ValueError(f"max_steps must be positive, got {max_steps}")
         ensure_headless_gl()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rla_gym.errors import MissingExtraError
-from rla_gym.sims.base import SimAdapter, SimStep, ensure_headless_gl
+from rla_gym.sims.base import SimAdapter, SimStep, check_resolution, ensure_headless_gl
 
 __all__ = ["LIBERO_MAX_STEPS", "LiberoSim", "resolve_libero_task"]
 
@@ -129,11 +129,7 @@ class LiberoSim(SimAdapter):
         render: bool = True,
     ) -> None:
         self._holder: list[Any] = []
-        if not isinstance(resolution, int) or resolution <= 0 or resolution % 16:
-            raise ValueError(
-                "resolution must be a positive multiple of 16 (e.g. 128, 224, 256), "
-                f"got {resolution!r}"
-            )
+        check_resolution(resolution)
         if settle_steps < 0:
             raise ValueError(f"settle_steps must be >= 0, got {settle_steps}")
         benchmark_mod, env_cls = _import_libero()

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from rla_gym.errors import MissingExtraError
-from rla_gym.sims.base import SimAdapter, SimStep, ensure_headless_gl
+from rla_gym.sims.base import SimAdapter, SimStep, check_resolution, ensure_headless_gl
 
 __all__ = ["ROBOSUITE_TASKS", "RobosuiteSim"]
 
@@ -78,8 +78,7 @@ class RobosuiteSim(SimAdapter):
             raise ValueError(
                 f"unknown robosuite task {task!r}; supported tasks: {', '.join(ROBOSUITE_TASKS)}"
             )
-        if not isinstance(resolution, int) or resolution <= 0 or resolution % 16:
-            raise ValueError(f"resolution must be a positive multiple of 16, got {resolution!r}")
+        check_resolution(resolution)
         if horizon <= 0:
             raise ValueError(f"horizon must be positive, got {horizon}")
         ensure_headless_gl()
