@@ -35,3 +35,19 @@ def test_provenance_fields():
     p = provenance(seed=3)
     assert p["seed"] == 3 and "git_sha" in p and p["machine"]["cores"] >= 1
     assert "numpy" in p["versions"]
+
+
+def _square_or_fail(args, items, emit):
+    for i in items:
+        if i == args:
+            raise ValueError(f"cannot do item {i}")
+        emit(i * i)
+
+
+def test_imap_workers_results_and_failures():
+    from rla_gym.utils.parallel import imap_workers
+
+    out = sorted(imap_workers(_square_or_fail, -1, range(5), 2, desc="t", progress=False))
+    assert out == [0, 1, 4, 9, 16]
+    with pytest.raises(RuntimeError, match="cannot do item 3"):
+        list(imap_workers(_square_or_fail, 3, range(5), 2, desc="t", progress=False))

@@ -7,18 +7,15 @@ episodes in flight; running the same command again records only the missing ones
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue
-import traceback
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from rla_gym.data.episodes import Episode, EpisodeStore
+from rla_gym.utils.parallel import Emit, imap_workers
 
 __all__ = ["CollectConfig", "collect", "record_episode"]
 
@@ -91,28 +88,24 @@ def record_episode(sim: Any, policy: Any, seed: int, init_state_id: int | None,
     )
 
 
-def _worker(cfg: CollectConfig, indices: list[int], out_q: Any) -> None:
+def _worker(cfg: CollectConfig, indices: list[int], emit: Emit) -> None:
     from rla_gym.sims.factory import make_sim
     from rla_gym.sims.policies import make_policy
 
+    store = EpisodeStore(cfg.out)
+    sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
     try:
-        store = EpisodeStore(cfg.out)
-        sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
-        try:
-            max_steps = cfg.max_steps or sim.max_steps
-            for i in indices:
-                seed = _episode_seed(cfg, i)
-                init_id = i % sim.num_init_states if sim.num_init_states else None
-                policy = make_policy(cfg.policy, sim, seed=seed, noise=cfg.noise)
-                ep = record_episode(sim, policy, seed, init_id, max_steps, cfg.steps_after_success)
-                ep.meta["policy"] = cfg.policy
-                store.write(store.episode_id(cfg.policy, i), ep)
-                out_q.put(("done", i, ep.meta["success_any"], ep.length))
-        finally:
-            sim.close()
-        out_q.put(("exit", None, None, None))
-    except BaseException:  # report everything, including KeyboardInterrupt, to the parent
-        out_q.put(("error", traceback.format_exc(), None, None))
+        max_steps = cfg.max_steps or sim.max_steps
+        for i in indices:
+            seed = _episode_seed(cfg, i)
+            init_id = i % sim.num_init_states if sim.num_init_states else None
+            policy = make_policy(cfg.policy, sim, seed=seed, noise=cfg.noise)
+            ep = record_episode(sim, policy, seed, init_id, max_steps, cfg.steps_after_success)
+            ep.meta["policy"] = cfg.policy
+            store.write(store.episode_id(cfg.policy, i), ep)
+            emit((ep.meta["success_any"], ep.length))
+    finally:
+        sim.close()
 
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
@@ -144,39 +137,15 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
                                "successes": 0, "total_steps": 0, "config": _jsonable(cfg)}
     if not todo:
         return summary
-    n_workers = min(cfg.workers, len(todo))
-    ctx = mp.get_context("spawn")  # fork + EGL/MuJoCo contexts is unsafe
-    out_q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(cfg, todo[w::n_workers], out_q), daemon=True)
-             for w in range(n_workers)]
-    for p in procs:
-        p.start()
-    bar = tqdm(total=len(todo), desc=f"collect {cfg.sim} {cfg.policy}", disable=not progress)
-    running = n_workers
-    try:
-        while running:
-            try:
-                kind, a, ok, length = out_q.get(timeout=5.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    raise RuntimeError("all collection workers died without reporting") from None
-                continue
-            if kind == "error":
-                raise RuntimeError(f"a collection worker failed:\n{a}")
-            if kind == "exit":
-                running -= 1
-                continue
-            summary["recorded"] += 1
-            summary["successes"] += int(ok)
-            summary["total_steps"] += int(length)
-            bar.update(1)
-            bar.set_postfix(success=f"{summary['successes']}/{summary['recorded']}")
-    finally:
-        bar.close()
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join(timeout=10)
+    results = imap_workers(
+        _worker, cfg, todo, cfg.workers, desc=f"collect {cfg.sim} {cfg.policy}",
+        progress=progress,
+        postfix=lambda: {"success": f"{summary['successes']}/{summary['recorded']}"},
+    )
+    for ok, length in results:
+        summary["recorded"] += 1
+        summary["successes"] += int(ok)
+        summary["total_steps"] += int(length)
     summary["success_rate"] = summary["successes"] / max(summary["recorded"], 1)
     return summary
 

@@ -10,7 +10,6 @@ episodes use the task's fixed init states ``0..episodes-1``, other simulators se
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import wilson_interval
 
 __all__ = ["FeaturePolicy", "RealEvalConfig", "evaluate_in_sim", "run_episode"]
@@ -87,27 +86,22 @@ def run_episode(sim: Any, encoder: Any, policy: FeaturePolicy, index: int,
             "frames": np.stack(frames)}
 
 
-def _worker(args: tuple[Callable[[], FeaturePolicy], RealEvalConfig, list[int], Any]) -> None:
+def _worker(args: tuple[Callable[[], FeaturePolicy], RealEvalConfig], indices: list[int],
+            emit: Emit) -> None:
     from rla_gym.features import make_encoder
     from rla_gym.sims import make_sim
 
-    make_policy, cfg, indices, out_q = args
+    make_policy, cfg = args
+    sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
+    encoder, policy = make_encoder(cfg.encoder), make_policy()
     try:
-        sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
-        encoder, policy = make_encoder(cfg.encoder), make_policy()
-        try:
-            for i in indices:
-                r = run_episode(sim, encoder, policy, i, cfg)
-                if cfg.video_dir is None or i >= cfg.videos:
-                    r.pop("frames")
-                out_q.put(("done", r))
-        finally:
-            sim.close()
-        out_q.put(("exit", None))
-    except BaseException:
-        import traceback
-
-        out_q.put(("error", traceback.format_exc()))
+        for i in indices:
+            r = run_episode(sim, encoder, policy, i, cfg)
+            if cfg.video_dir is None or i >= cfg.videos:
+                r.pop("frames")
+            emit(r)
+    finally:
+        sim.close()
 
 
 def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfig,
@@ -118,36 +112,14 @@ def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfi
         ``success_rate``, ``wilson95``, mean ``return`` and ``length``, per-episode rows and the
         written video paths.
     """
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    n = max(1, min(cfg.workers, cfg.episodes))
-    idx = list(range(cfg.episodes))
-    procs = [ctx.Process(target=_worker, args=((make_policy, cfg, idx[w::n], q),), daemon=True)
-             for w in range(n)]
     t0 = time.perf_counter()
-    for p in procs:
-        p.start()
     rows: list[dict[str, Any]] = []
     videos: list[str] = []
-    running = n
-    with tqdm(total=cfg.episodes, desc=f"eval {cfg.sim}", disable=not progress) as bar:
-        try:
-            while running:
-                kind, payload = q.get()
-                if kind == "error":
-                    raise RuntimeError(f"an evaluation worker failed:\n{payload}")
-                if kind == "exit":
-                    running -= 1
-                    continue
-                if "frames" in payload:
-                    videos.append(str(_write_video(payload.pop("frames"), cfg, payload)))
-                rows.append(payload)
-                bar.update(1)
-        finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-                p.join(timeout=10)
+    for row in imap_workers(_worker, (make_policy, cfg), range(cfg.episodes), cfg.workers,
+                            desc=f"eval {cfg.sim}", progress=progress):
+        if "frames" in row:
+            videos.append(str(_write_video(row.pop("frames"), cfg, row)))
+        rows.append(row)
     rows.sort(key=lambda r: r["index"])
     k = sum(r["success"] for r in rows)
     lo, hi = wilson_interval(k, len(rows))
