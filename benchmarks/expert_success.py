@@ -9,15 +9,14 @@ is off (experts read privileged state), episodes run in parallel worker processe
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from tqdm.auto import tqdm
 
 from rla_gym.utils import provenance, save_json
+from rla_gym.utils.parallel import imap_workers
 from rla_gym.utils.stats import wilson_interval
 
 
@@ -36,34 +35,35 @@ class Args:
     out: Path = Path("benchmarks/results/expert_success.json")
 
 
-def _run(job: tuple[str, str, int, int]) -> tuple[int, bool, int]:
+def _worker(args: tuple[str, str, int], indices: list[int], emit) -> None:
     from rla_gym.sims.factory import make_sim
     from rla_gym.sims.policies import make_policy
 
-    sim_name, policy_kind, index, seed = job
-    sim = _run.cache.get(sim_name) if hasattr(_run, "cache") else None
-    if sim is None:
-        sim = make_sim(sim_name, render=False)
-        _run.cache = {sim_name: sim}
-    init_id = index if sim.num_init_states else None
-    obs = sim.reset(seed=seed + index, init_state_id=init_id)
-    policy = make_policy(policy_kind, sim, seed=seed + index)
-    policy.reset(obs)
-    for t in range(sim.max_steps):
-        obs = sim.step(policy(obs))
-        if obs.success:
-            return index, True, t + 1
-    return index, False, sim.max_steps
+    sim_name, policy_kind, seed = args
+    sim = make_sim(sim_name, render=False)
+    try:
+        for index in indices:
+            init_id = index if sim.num_init_states else None
+            obs = sim.reset(seed=seed + index, init_state_id=init_id)
+            policy = make_policy(policy_kind, sim, seed=seed + index)
+            policy.reset(obs)
+            result = (index, False, sim.max_steps)
+            for t in range(sim.max_steps):
+                obs = sim.step(policy(obs))
+                if obs.success:
+                    result = (index, True, t + 1)
+                    break
+            emit(result)
+    finally:
+        sim.close()
 
 
 def main(args: Args) -> dict:
     rows = []
-    ctx = mp.get_context("spawn")
     for sim_name in args.sims:
-        jobs = [(sim_name, args.policy, i, args.seed) for i in range(args.episodes)]
         t0 = time.perf_counter()
-        with ctx.Pool(args.workers) as pool:
-            results = list(tqdm(pool.imap_unordered(_run, jobs), total=len(jobs), desc=sim_name))
+        results = list(imap_workers(_worker, (sim_name, args.policy, args.seed),
+                                    range(args.episodes), args.workers, desc=sim_name))
         k = sum(ok for _, ok, _ in results)
         lo, hi = wilson_interval(k, len(results))
         lengths = [n for _, ok, n in results if ok]
