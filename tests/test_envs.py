@@ -243,3 +243,30 @@ def test_aligned_reward_unit() -> None:
     assert r.tolist() == [-2.0, -10.0]  # demo 1 row clamped to its last row (5)
     rg, _ = AlignedReward(ref, mode="goal")(pred, torch.tensor([0, 1]), torch.tensor([0, 0]))
     assert rg.tolist() == [-10.0, -25.0] and terms["dist_to_goal"].tolist() == [2.0, 5.0]
+
+
+def test_config_object_equals_kwargs_and_rejects_bad_options(bundle: Path) -> None:
+    from rla_gym.envs import RLAWorldConfig, RLAWorldVectorEnv
+
+    cfg = RLAWorldConfig(artifacts=str(bundle), flow_steps=2, reward_mode="goal")
+    by_config = gym.make("RLAWorld-libero-v0", config=cfg)
+    by_kwargs = _make(bundle, reward_mode="goal")
+    assert by_config.unwrapped.config == by_kwargs.unwrapped.config
+    obs_a, rew_a = _rollout(by_config, seed=3, n=2)
+    obs_b, rew_b = _rollout(by_kwargs, seed=3, n=2)
+    np.testing.assert_allclose(rew_a, rew_b)
+    np.testing.assert_allclose(obs_a[-1], obs_b[-1])
+    # keyword arguments override the config's fields
+    assert RLAWorldVectorEnv(2, config=cfg, flow_steps=3).config.flow_steps == 3
+    with pytest.raises(TypeError, match="unknown RLAWorld option"):
+        _make(bundle, flow_stepz=2)
+    with pytest.raises(ValueError, match="reward_mode"):
+        RLAWorldConfig(reward_mode="dense")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="flow_steps"):
+        RLAWorldConfig(flow_steps=0)
+
+
+def test_registered_horizons_per_suite() -> None:
+    from rla_gym.envs import ENV_IDS
+
+    assert [gym.spec(i).max_episode_steps for i in ENV_IDS] == [20, 10, 8]

@@ -7,8 +7,8 @@ simulator and no world model is imported until an env is made.
 id                              artifacts (default)                        max_episode_steps
 ==============================  =========================================  ==================
 ``RLAWorld-libero-v0``          ``rla_gym/envs/assets/libero/``            20
-``RLAWorld-robosuite-lift-v0``  ``rla_gym/envs/assets/robosuite-lift/``    20
-``RLAWorld-dmc-reacher-v0``     ``rla_gym/envs/assets/dmc-reacher/``       20
+``RLAWorld-robosuite-lift-v0``  ``rla_gym/envs/assets/robosuite-lift/``    10
+``RLAWorld-dmc-reacher-v0``     ``rla_gym/envs/assets/dmc-reacher/``       8
 ==============================  =========================================  ==================
 
 An env whose bundle is not built raises ``ArtifactsNotFoundError`` naming the build command;
@@ -23,13 +23,14 @@ from gymnasium.envs.registration import register, registry
 
 if TYPE_CHECKING:
     from rla_gym.envs.artifacts import Artifacts, build_artifacts, load_artifacts
-    from rla_gym.envs.rla_world import RLAWorldEnv
+    from rla_gym.envs.rla_world import RLAWorldConfig, RLAWorldEnv
     from rla_gym.envs.sb3 import SB3VecEnvAdapter
     from rla_gym.envs.vector import RLAWorldVectorEnv
 
 __all__ = [
     "ENV_IDS",
     "Artifacts",
+    "RLAWorldConfig",
     "RLAWorldEnv",
     "RLAWorldVectorEnv",
     "SB3VecEnvAdapter",
@@ -37,22 +38,23 @@ __all__ = [
     "load_artifacts",
 ]
 
-# Suite name -> env id. 20 chunks x K=8 = 160 control steps: LIBERO-object expert demos take
-# ~130-160 steps, so an episode can follow its reference to the end.
+# Suite name -> (env id, horizon in chunks of K=8 control steps). Each horizon lets an episode
+# follow its reference demo to the end plus a margin: LIBERO-object expert demos take ~130-160
+# steps (20 chunks = 160), Lift ~55 (10 = 80), reacher-easy ~25 (8 = 64, time to hold the target).
 _SUITES = {
-    "libero": "RLAWorld-libero-v0",
-    "robosuite-lift": "RLAWorld-robosuite-lift-v0",
-    "dmc-reacher": "RLAWorld-dmc-reacher-v0",
+    "libero": ("RLAWorld-libero-v0", 20),
+    "robosuite-lift": ("RLAWorld-robosuite-lift-v0", 10),
+    "dmc-reacher": ("RLAWorld-dmc-reacher-v0", 8),
 }
-ENV_IDS: tuple[str, ...] = tuple(_SUITES.values())
+ENV_IDS: tuple[str, ...] = tuple(v[0] for v in _SUITES.values())
 
-for _suite, _id in _SUITES.items():
+for _suite, (_id, _horizon) in _SUITES.items():
     if _id not in registry:
         register(
             id=_id,
             entry_point="rla_gym.envs.rla_world:RLAWorldEnv",
             vector_entry_point="rla_gym.envs.vector:RLAWorldVectorEnv",
-            max_episode_steps=20,
+            max_episode_steps=_horizon,
             kwargs={"suite": _suite},
         )
 
@@ -60,6 +62,7 @@ _LAZY = {
     "Artifacts": "rla_gym.envs.artifacts",
     "build_artifacts": "rla_gym.envs.artifacts",
     "load_artifacts": "rla_gym.envs.artifacts",
+    "RLAWorldConfig": "rla_gym.envs.rla_world",
     "RLAWorldEnv": "rla_gym.envs.rla_world",
     "RLAWorldVectorEnv": "rla_gym.envs.vector",
     "SB3VecEnvAdapter": "rla_gym.envs.sb3",

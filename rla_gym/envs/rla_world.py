@@ -7,6 +7,7 @@ shells around it, which is what makes "vector env == N single envs" hold by cons
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,13 @@ from rla_gym.envs.artifacts import (
 from rla_gym.envs.render import nearest_frames
 from rla_gym.reward.aligned import AlignedReward
 
-__all__ = ["DreamCore", "RLAWorldEnv", "Start", "check_actions", "resolve_artifacts"]
+__all__ = [
+    "DreamCore", "RLAWorldConfig", "RLAWorldEnv", "Start", "check_actions", "resolve_artifacts",
+]
 
 ObsMode = Literal["patch", "dict"]
+RewardMode = Literal["aligned", "goal"]
+RewardMetric = Literal["l1", "cosine"]
 
 
 # --------------------------------------------------------------------------- artifacts lookup
@@ -108,46 +113,83 @@ def check_actions(actions: Any, shape: tuple[int, ...], space: str) -> np.ndarra
     return a
 
 
+@dataclass(frozen=True, kw_only=True)
+class RLAWorldConfig:
+    """Every option of a dreamed env (single or batched), validated once.
+
+    ``gym.make(id, **kwargs)`` and the env constructors accept these fields as keyword arguments;
+    ``config=`` passes a whole config instead (keyword arguments then override its fields).
+    """
+
+    artifacts: str | None = None
+    """Bundle folder (``None``: the suite's embedded default ``rla_gym/envs/assets/<suite>/``)."""
+    suite: str = "libero"
+    """Suite of the embedded default (``libero``, ``robosuite-lift``, ``dmc-reacher``)."""
+    device: str = "cpu"
+    """``cpu``, ``cuda[:i]`` or ``auto`` (GPU when present)."""
+    flow_steps: int = 10
+    """Euler steps of the flow sampler per env step."""
+    reward_mode: RewardMode = "aligned"
+    """``aligned``: distance to the reference demo at the same time index; ``goal``: to its final
+    frame."""
+    reward_metric: RewardMetric = "l1"
+    """``l1`` (mean absolute difference) or ``cosine`` (1 - cosine similarity per token)."""
+    reward_scale: float = 5.0
+    """Reward multiplier."""
+    obs_mode: ObsMode = "patch"
+    """``patch``: ``(N, D)`` features; ``dict``: ``{"patch", "pooled"}``."""
+    render_mode: str | None = None
+    """``None`` or ``rgb_array`` (nearest real frame of the bundle's render bank)."""
+    num_uncertainty_samples: int = 0
+    """``S``: with ``S >= 2`` every step draws ``S`` flow samples and reports their spread in
+    ``info["uncertainty"]`` (the state follows sample 0)."""
+
+    def __post_init__(self) -> None:
+        if self.flow_steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps}")
+        if self.num_uncertainty_samples < 0 or self.num_uncertainty_samples == 1:
+            raise ValueError(
+                "num_uncertainty_samples must be 0 (off) or >= 2, got "
+                f"{self.num_uncertainty_samples}"
+            )
+        if self.reward_mode not in ("aligned", "goal"):
+            raise ValueError(f"reward_mode must be 'aligned' or 'goal', got {self.reward_mode!r}")
+        if self.reward_metric not in ("l1", "cosine"):
+            raise ValueError(
+                f"reward_metric must be 'l1' or 'cosine', got {self.reward_metric!r}"
+            )
+        if self.obs_mode not in ("patch", "dict"):
+            raise ValueError(f"obs_mode must be 'patch' or 'dict', got {self.obs_mode!r}")
+        if self.render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
+        _pick_device(self.device)
+
+    @classmethod
+    def resolve(cls, config: RLAWorldConfig | None, **overrides: Any) -> RLAWorldConfig:
+        """``config`` (default: all defaults) with ``overrides`` applied; unknown keys raise."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown RLAWorld option(s) {unknown}; valid: {sorted(names)}")
+        return dataclasses.replace(config or cls(), **overrides)
+
+
 class DreamCore:
     """Bank, world model and reward of a bundle, operating on batches of environments.
 
     Args:
-        artifacts: bundle folder (``None``: the suite's embedded default).
-        suite: suite name of the embedded default (``"libero"``, ...).
-        device: ``"cpu"``, ``"cuda[:i]"`` or ``"auto"``.
-        flow_steps: Euler steps of the flow sampler.
-        reward_mode: ``"aligned"`` or ``"goal"``.
-        reward_metric: ``"l1"`` or ``"cosine"``.
-        reward_scale: reward multiplier.
-        num_uncertainty_samples: ``S``; with ``S >= 2`` every step draws ``S`` flow samples and
-            reports their spread (the state follows sample 0).
+        config: the env options (see :class:`RLAWorldConfig`).
     """
 
-    def __init__(
-        self,
-        artifacts: str | Path | None = None,
-        suite: str = "libero",
-        device: str = "cpu",
-        flow_steps: int = 10,
-        reward_mode: str = "aligned",
-        reward_metric: str = "l1",
-        reward_scale: float = 5.0,
-        num_uncertainty_samples: int = 0,
-    ) -> None:
-        if flow_steps < 1:
-            raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
-        if num_uncertainty_samples < 0 or num_uncertainty_samples == 1:
-            raise ValueError(
-                f"num_uncertainty_samples must be 0 (off) or >= 2, got {num_uncertainty_samples}"
-            )
-        path = resolve_artifacts(artifacts, suite)
+    def __init__(self, config: RLAWorldConfig) -> None:
+        self.config = config
+        path = resolve_artifacts(config.artifacts, config.suite)
         key = (str(path.resolve()), (path / "manifest.json").stat().st_mtime_ns)
-        self.device = torch.device(_pick_device(device))
+        self.device = torch.device(_pick_device(config.device))
         self.art = _cached_artifacts(*key)
         self.model = _cached_model(*key, str(self.device))
-        self.flow_steps = int(flow_steps)
-        self.num_samples = max(1, int(num_uncertainty_samples))
-        self.uncertainty = num_uncertainty_samples >= 2
+        self.flow_steps = int(config.flow_steps)
+        self.num_samples = max(1, int(config.num_uncertainty_samples))
         m = self.art.manifest
         self.chunk, self.action_dim = self.art.chunk, self.art.action_dim
         self.num_tokens, self.feature_dim = int(m["num_tokens"]), int(m["feature_dim"])
@@ -160,8 +202,8 @@ class DreamCore:
         high = torch.tensor(m["action_high"], dtype=torch.float32, device=self.device)
         self._act_mid, self._act_half = (high + low) / 2, (high - low) / 2
         self.reward = AlignedReward(
-            self.reference, mode=reward_mode, metric=reward_metric,  # type: ignore[arg-type]
-            scale=reward_scale, success_threshold=self.art.success_threshold,
+            self.reference, mode=config.reward_mode, metric=config.reward_metric,
+            scale=config.reward_scale, success_threshold=self.art.success_threshold,
         )
         self._per_env_noise = hasattr(self.model, "conditioning") and hasattr(self.model, "rla")
 
@@ -329,7 +371,9 @@ class RLAWorldEnv(gym.Env):
     gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
              reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
              render_mode=None, num_uncertainty_samples=0)
+    gym.make("RLAWorld-libero-v0", config=RLAWorldConfig(...))  # the same, as one object
     ```
+    Every option is a field of :class:`RLAWorldConfig` (documented there).
     ``artifacts``: bundle folder (``None``: ``rla_gym/envs/assets/<suite>/``). ``render_mode
     ="rgb_array"`` returns the nearest real frame (by token-mean features) from the bundle's
     render bank, ``uint8 (h, w, 3)``.
@@ -341,32 +385,16 @@ class RLAWorldEnv(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
-        self,
-        artifacts: str | None = None,
-        *,
-        suite: str = "libero",
-        device: str = "cpu",
-        flow_steps: int = 10,
-        reward_mode: str = "aligned",
-        reward_metric: str = "l1",
-        reward_scale: float = 5.0,
-        obs_mode: ObsMode = "patch",
-        render_mode: str | None = None,
-        num_uncertainty_samples: int = 0,
+        self, artifacts: str | None = None, *, config: RLAWorldConfig | None = None, **kwargs: Any
     ) -> None:
-        self._init_kwargs = dict(
-            artifacts=artifacts, suite=suite, device=device, flow_steps=flow_steps,
-            reward_mode=reward_mode, reward_metric=reward_metric, reward_scale=reward_scale,
-            obs_mode=obs_mode, render_mode=render_mode,
-            num_uncertainty_samples=num_uncertainty_samples,
-        )
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.core = DreamCore(artifacts, suite, device, flow_steps, reward_mode, reward_metric,
-                              reward_scale, num_uncertainty_samples)
-        self.obs_mode: ObsMode = obs_mode
-        self.render_mode = render_mode
-        self.observation_space = self.core.single_observation_space(obs_mode)
+        if artifacts is not None:
+            kwargs["artifacts"] = artifacts
+        cfg = RLAWorldConfig.resolve(config, **kwargs)
+        self.config = cfg
+        self.core = DreamCore(cfg)
+        self.obs_mode: ObsMode = cfg.obs_mode
+        self.render_mode = cfg.render_mode
+        self.observation_space = self.core.single_observation_space(cfg.obs_mode)
         self.action_space = self.core.single_action_space()
         self._gen = torch.Generator()
         self._s: torch.Tensor | None = None
@@ -376,11 +404,11 @@ class RLAWorldEnv(gym.Env):
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
-        # Models and tensors are rebuilt from the bundle; only the constructor arguments travel.
-        return {"init_kwargs": self._init_kwargs}
+        # Models and tensors are rebuilt from the bundle; only the config travels.
+        return {"config": self.config}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state["init_kwargs"])  # type: ignore[misc]
+        self.__init__(config=state["config"])  # type: ignore[misc]
 
     # ------------------------------------------------------------------ API
     def _obs(self) -> np.ndarray | dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rla_gym.envs.rla_world import DreamCore, ObsMode, Start, check_actions
+from rla_gym.envs.rla_world import DreamCore, ObsMode, RLAWorldConfig, Start, check_actions
 
 __all__ = ["RLAWorldVectorEnv"]
 
@@ -32,8 +32,9 @@ class RLAWorldVectorEnv(VectorEnv):
 
     Args:
         num_envs: batch size ``B``.
-        artifacts, suite, device, flow_steps, reward_mode, reward_metric, reward_scale, obs_mode,
-            render_mode, num_uncertainty_samples: as for ``RLAWorldEnv``.
+        artifacts: bundle folder (``None``: the suite's embedded default).
+        config: env options (:class:`~rla_gym.envs.rla_world.RLAWorldConfig`); keyword arguments
+            override its fields, as for ``RLAWorldEnv``.
         max_episode_steps: truncation after this many env steps (``gym.make_vec`` passes the
             registration's value; ``None`` uses the bundle's reference length in chunks).
     """
@@ -46,31 +47,25 @@ class RLAWorldVectorEnv(VectorEnv):
         num_envs: int = 1,
         artifacts: str | None = None,
         *,
-        suite: str = "libero",
-        device: str = "cpu",
-        flow_steps: int = 10,
-        reward_mode: str = "aligned",
-        reward_metric: str = "l1",
-        reward_scale: float = 5.0,
-        obs_mode: ObsMode = "patch",
-        render_mode: str | None = None,
-        num_uncertainty_samples: int = 0,
+        config: RLAWorldConfig | None = None,
         max_episode_steps: int | None = None,
+        **kwargs: Any,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.core = DreamCore(artifacts, suite, device, flow_steps, reward_mode, reward_metric,
-                              reward_scale, num_uncertainty_samples)
+        if artifacts is not None:
+            kwargs["artifacts"] = artifacts
+        cfg = RLAWorldConfig.resolve(config, **kwargs)
+        self.config = cfg
+        self.core = DreamCore(cfg)
         self.num_envs = int(num_envs)
-        self.obs_mode: ObsMode = obs_mode
-        self.render_mode = render_mode
+        self.obs_mode: ObsMode = cfg.obs_mode
+        self.render_mode = cfg.render_mode
         self.max_episode_steps = (
             int(max_episode_steps) if max_episode_steps is not None
             else self.core.max_episode_steps
         )
-        self.single_observation_space = self.core.single_observation_space(obs_mode)
+        self.single_observation_space = self.core.single_observation_space(cfg.obs_mode)
         self.single_action_space = self.core.single_action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)

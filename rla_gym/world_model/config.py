@@ -154,6 +154,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Default: ~30 min of CPU training at N=64, D=512, A=7, H_max=16 (see the report in
     # benchmarks/ for the measured steps/s).
     "cpu-small": {},
+    # What the embedded env bundles ship: small enough that the weights of one env stay ~3 MB in
+    # float16 and a chunk dreams fast on a laptop CPU (measured in benchmarks/dream_speed.py).
+    "cpu-compact": {"width": 128, "heads": 4, "cond_depth": 2, "flow_depth": 2},
     # Smallest sensible model, for tests and smoke runs.
     "tiny": {"width": 64, "heads": 2, "cond_depth": 1, "flow_depth": 2, "action_hidden": 32},
     # The released RLA-WM (mlzxy/rla-wm configs/rla_wm, ManiSkill): width 1024, 16 heads, 8

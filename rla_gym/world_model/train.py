@@ -47,7 +47,7 @@ class TrainWorldModelConfig:
     """RLA autoencoder checkpoint folder (required for ``model="rla-wm"``)."""
     out: str = "runs/wm"
     """Output folder; the model is written to ``<out>/checkpoint``. Re-running resumes."""
-    preset: Literal["cpu-small", "tiny", "paper"] = "cpu-small"
+    preset: Literal["cpu-small", "cpu-compact", "tiny", "paper"] = "cpu-small"
     """RLA-WM size preset (see ``rla_gym.world_model.config.PRESETS``) when ``world_model`` is
     not given."""
     world_model: WorldModelConfig | None = None
