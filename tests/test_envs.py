@@ -270,3 +270,37 @@ def test_registered_horizons_per_suite() -> None:
     from rla_gym.envs import ENV_IDS
 
     assert [gym.spec(i).max_episode_steps for i in ENV_IDS] == [20, 10, 8]
+
+
+def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
+    """BC from the dataset -> bundle with policy -> residual PPO in the dream -> imagined eval."""
+    from rla_gym.evaluation.wmrl import MissingPolicyError, WMRLConfig, run_wmrl, train_bc_policy
+
+    root = bundle.parent
+    with pytest.raises(MissingPolicyError, match="--bc-data"):
+        run_wmrl(WMRLConfig(artifacts=str(bundle), out=tmp_path / "none", progress=False))
+    bc = train_bc_policy(root / "data", K, tmp_path / "bc", epochs=3, encoder="tiny",
+                         device="cpu")
+    with_policy = build_artifacts(root / "data", "tiny", root / "wm" / "checkpoint",
+                                  tmp_path / "bundle", chunk=K, num_reference_demos=3,
+                                  thumb_size=16, val_fraction=0.3, policy=bc)
+    cfg = WMRLConfig(artifacts=str(with_policy), out=tmp_path / "run", ppo_steps=64, num_envs=4,
+                     n_steps=4, flow_steps=2, snapshots=1, eval_episodes=0, device="cpu",
+                     progress=False)
+    report = run_wmrl(cfg)
+    assert report["ppo"]["env_steps"] == 64
+    names = list(report["policies"])
+    assert names[0] == "bc" and names[-1] == "bc+ppo" and len(names) == 3  # one snapshot
+    m = len(load_artifacts(with_policy).reset_features)
+    for p in report["policies"].values():
+        assert p["dream"]["episodes"] == m and len(p["dream"]["returns"]) == m
+        assert np.all(np.isfinite(p["dream"]["returns"]))
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+    # Re-running resumes: PPO is already at its budget, so no further steps are taken.
+    again = run_wmrl(cfg)
+    assert again["ppo"]["env_steps"] == 64 and again["ppo"]["history"] == report["ppo"]["history"]
+    # A policy for another action size is refused when the bundle is built.
+    with pytest.raises(ValueError, match="K \\* A"):
+        build_artifacts(root / "data", "tiny", root / "wm" / "checkpoint", tmp_path / "b2",
+                        chunk=4, num_reference_demos=3, thumb_size=16, val_fraction=0.3,
+                        policy=bc)

@@ -7,6 +7,8 @@ Layout::
     world_model/         RLA-WM checkpoint (the frozen RLA is embedded); loads with
                          rla_gym.world_model.load_predictor / RLAWorldModel.from_pretrained
     bank.safetensors     reset bank, reference demos (every K-th frame) and the render bank
+    policy/              optional: behaviour-cloned base policy (ActorCritic folder) that the WMRL
+                         main job fine-tunes in the dream
 
 Bank tensors (``R`` reference demos, ``T_ref`` rows each, ``M`` reset starts, ``F`` render frames)::
 
@@ -62,6 +64,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 BANK = "bank.safetensors"
 WORLD_MODEL = "world_model"
+POLICY = "policy"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 # Only what loading needs: optimizer/train state would triple the bundle for nothing.
 _WM_FILES = ("config.json", "model.safetensors", "meta.json")
@@ -269,6 +272,9 @@ class BuildArtifactsConfig:
     """Side of the render-bank thumbnails in pixels."""
     max_render_frames: int = 128
     """Cap on render-bank frames (64 px: 12 kB each)."""
+    policy: str | None = None
+    """Behaviour-cloned base policy folder to ship as ``<bundle>/policy`` (see
+    ``rla_gym.evaluation.wmrl.train_bc_policy``)."""
     weights_dtype: Literal["float32", "float16"] = "float16"
     """Storage of the world-model weights in the bundle (float16 halves the largest file; they
     are cast back to float32 on load and the prediction change is recorded in the manifest)."""
@@ -375,6 +381,26 @@ def _store_weights(
                     "chunk with identical noise; weights are cast to float32 on load"}
 
 
+def _copy_policy(src: Path, dst: Path, obs_shape: tuple[int, int], action_dim: int) -> dict:
+    """Copy a saved policy into the bundle after checking it fits the env's spaces."""
+    if not (src / "config.json").exists() or not (src / "model.safetensors").exists():
+        raise RLAGymError(f"{src} is not a saved policy folder (config.json + model.safetensors)")
+    spec = load_json(src / "config.json")
+    spec = spec.get("policy_spec", spec)
+    if tuple(spec["observation_shape"]) != obs_shape or int(spec["action_dim"]) != action_dim:
+        raise ValueError(
+            f"policy {src} maps {tuple(spec['observation_shape'])} -> {spec['action_dim']} but "
+            f"the bundle's env maps {obs_shape} -> {action_dim} (K * A); train it on this data"
+        )
+    dst.mkdir()
+    for name in ("config.json", "model.safetensors", "meta.json"):
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)
+    meta = load_json(src / "meta.json") if (src / "meta.json").exists() else {}
+    return {"source": str(src), "samples": meta.get("samples"), "episodes": meta.get("episodes"),
+            "sha256": _sha256(dst / "model.safetensors")}
+
+
 def build_artifacts(
     data_dir: str | Path,
     encoder_name: str,
@@ -389,6 +415,7 @@ def build_artifacts(
     val_fraction: float = 0.1,
     seed: int = 0,
     weights_dtype: Literal["float32", "float16"] = "float16",
+    policy: str | Path | None = None,
 ) -> Path:
     """Build an artifacts bundle from a real dataset and a trained world model.
 
@@ -411,6 +438,9 @@ def build_artifacts(
         val_fraction: held-out fraction of the hash split.
         seed: split seed.
         weights_dtype: storage dtype of the world-model weights.
+        policy: a saved :class:`~rla_gym.agents.ActorCritic` folder (the behaviour-cloned base
+            that ``examples/train_ppo_in_wm.py`` fine-tunes), shipped as ``<bundle>/policy``; it
+            must map ``(N, D)`` features to ``K * A`` actions.
 
     Returns:
         The bundle folder.
@@ -579,6 +609,10 @@ def build_artifacts(
             if (Path(world_model_ckpt) / name).exists():
                 shutil.copy2(Path(world_model_ckpt) / name, tmp / WORLD_MODEL / name)
         weights = _store_weights(model, tmp / WORLD_MODEL, weights_dtype, reset_dq[:8], chunk)
+        policy_info = None
+        if policy is not None:
+            policy_info = _copy_policy(Path(policy), tmp / POLICY, (int(n_tok), int(dim)),
+                                       chunk * int(ds["action_dim"]))
         sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size
                  for p in tmp.rglob("*") if p.is_file()}
         manifest = {
@@ -605,6 +639,7 @@ def build_artifacts(
             "weights": weights,
             "success": success,
             "reward_calibration": reward_cal,
+            "policy": policy_info,
             "files": {BANK: {"sha256": _sha256(tmp / BANK), "bytes": sizes[BANK]}},
             "size_bytes": sizes,
             "total_bytes": sum(sizes.values()),

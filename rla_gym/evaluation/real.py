@@ -21,13 +21,33 @@ import numpy as np
 from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import wilson_interval
 
-__all__ = ["FeaturePolicy", "RealEvalConfig", "evaluate_in_sim", "run_episode"]
+__all__ = ["FeaturePolicy", "RealEvalConfig", "SavedPolicy", "evaluate_in_sim", "run_episode"]
 
 
 class FeaturePolicy(Protocol):
     """Deterministic policy on features: ``float32 (N, D)`` -> ``float32 (K * A,)`` in [-1, 1]."""
 
     def __call__(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SavedPolicy:
+    """Picklable factory of a saved :class:`~rla_gym.agents.ActorCritic` (or ``PPO.save``
+    folder) as a deterministic :class:`FeaturePolicy`; each worker loads its own copy on CPU.
+
+    ``SavedPolicy(path)()`` returns the callable ``features (N, D) -> chunk (K * A,)``.
+    """
+
+    path: str
+
+    def __call__(self) -> FeaturePolicy:
+        import torch
+
+        from rla_gym.agents import ActorCritic
+
+        torch.set_num_threads(1)  # one core per simulator worker
+        policy = ActorCritic.load(self.path).eval()
+        return lambda features: policy.predict(features, deterministic=True)[0]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,352 @@
+"""WMRL (paper §8): improve a behaviour-cloned policy with residual PPO inside the dream, then
+check in the real simulator whether the dream was right.
+
+Pipeline of :func:`run_wmrl`:
+
+1. **BC init** — the bundle's behaviour-cloned base policy (``<bundle>/policy``, trained by
+   :func:`train_bc_policy` on the dataset the bundle was built from), or a fresh one from
+   ``bc_data``.
+2. **Residual PPO in the dream** — the base is frozen and a zero-initialised residual head adds at
+   most ``residual_scale`` per action (:func:`~rla_gym.agents.make_residual_policy`); PPO trains it
+   in the batched dreamed env on the video-aligned reward. Snapshots are saved along the way.
+3. **Imagined evaluation** — every policy (BC, snapshots, final) is rolled out deterministically
+   from every reset-bank start of the dream: imagined return and estimated success.
+4. **Real evaluation** — BC and the final policy in the real simulator over its fixed init states
+   (LIBERO) or seeds: real success with Wilson 95% intervals, returns, mp4s.
+
+Everything lands in ``out/``: ``report.json``, ``curves.png``, ``bc/``, ``ppo/`` (resumable
+checkpoint and snapshots) and ``videos/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rla_gym.errors import RLAGymError
+from rla_gym.utils.io import load_json, save_json
+from rla_gym.utils.stats import wilson_interval
+
+__all__ = [
+    "MissingPolicyError", "WMRLConfig", "dream_evaluate", "format_report", "run_wmrl",
+    "train_bc_policy",
+]
+
+
+class MissingPolicyError(RLAGymError, FileNotFoundError):
+    """No BC base policy was found in the bundle and no dataset was given to train one."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WMRLConfig:
+    """Options of :func:`run_wmrl` (``python examples/train_ppo_in_wm.py --help``)."""
+
+    suite: str = "libero"
+    """Suite of the embedded bundle (``libero``, ``robosuite-lift``, ``dmc-reacher``)."""
+    artifacts: str | None = None
+    """Bundle folder (default: the suite's embedded bundle)."""
+    bc_data: str | None = None
+    """Train the BC base on this dataset's expert train episodes instead of using the bundle's."""
+    bc_epochs: int = 30
+    """BC epochs when training a base from ``bc_data``."""
+    out: Path = Path("runs/wmrl")
+    """Output folder (re-running resumes PPO from ``out/ppo``)."""
+    ppo_steps: int = 12_288
+    """Env steps (chunks of K control steps, summed over envs) of residual PPO in the dream."""
+    num_envs: int = 32
+    """Dreamed envs advanced by one batched world-model call."""
+    n_steps: int = 8
+    """PPO rollout length per env per iteration."""
+    flow_steps: int = 5
+    """Euler steps per dreamed chunk during training and imagined evaluation."""
+    residual_scale: float = 0.1
+    """Largest change the residual may make to each normalised action (paper: 0.1)."""
+    learning_rate: float = 3e-4
+    """PPO learning rate of the residual head and critic."""
+    snapshots: int = 3
+    """Policies saved along training (besides BC and the final one) for imagined evaluation."""
+    eval_episodes: int = 10
+    """Real-simulator episodes per policy (LIBERO: init states 0..n-1); 0 skips the real
+    evaluation."""
+    eval_workers: int = 2
+    """Real-simulator processes."""
+    eval_max_steps: int | None = None
+    """Control-step limit of a real episode (default: the task's)."""
+    videos: int = 1
+    """Real episodes per policy written as mp4."""
+    seed: int = 0
+    """Seed of PPO, dream noise and real resets."""
+    device: str = "auto"
+    """``auto``, ``cpu`` or ``cuda`` for PPO and the world model."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+# --------------------------------------------------------------------------- BC
+def train_bc_policy(
+    data: str | Path,
+    chunk: int,
+    out: str | Path,
+    epochs: int = 30,
+    encoder: str = "opennsfw-resnet50-res4",
+    policies: tuple[str, ...] = ("expert",),
+    seed: int = 0,
+    device: str = "auto",
+) -> Path:
+    """Fit an :class:`~rla_gym.agents.ActorCritic` to the action chunks of a dataset.
+
+    Uses the train split (same hash split as the world model) of successful episodes of
+    ``policies``; the policy maps features ``(N, D)`` to a chunk ``(K * A,)`` in ``[-1, 1]``.
+
+    Returns:
+        The saved policy folder ``out`` (its ``meta.json`` records data, sizes and losses).
+    """
+    from rla_gym.agents import ActorCritic, BCConfig
+    from rla_gym.agents.bc import BehaviourCloning
+    from rla_gym.data import EpisodeStore
+    from rla_gym.data.chunks import load_chunks
+
+    store = EpisodeStore(data)
+    train_ids, _ = store.split()
+    ids = [e for p in policies for e in store.episode_ids(p) if e in set(train_ids)]
+    ids = [e for e in ids if bool(store.read(e, frames=False).success[-1])]
+    chunks = load_chunks(store, ids, chunk, encoder)
+    policy = ActorCritic(chunks.obs.shape[1:], chunks.actions.shape[1],
+                         action_low=-np.ones(chunks.actions.shape[1], np.float32),
+                         action_high=np.ones(chunks.actions.shape[1], np.float32))
+    torch.manual_seed(seed)
+    cfg = BCConfig(epochs=epochs, seed=seed)
+    t0 = time.perf_counter()
+    bc = BehaviourCloning(policy, cfg, device)
+    bc.fit(chunks.obs, chunks.actions)
+    meta = {"data": str(data), "episodes": len(chunks.episode_ids), "samples": len(chunks),
+            "chunk": chunk, "encoder": encoder, "policies": list(policies),
+            "train_losses": bc.train_losses, "val_losses": bc.val_losses,
+            "best_epoch": bc.best_epoch, "wall_clock_s": time.perf_counter() - t0}
+    policy.cpu().save(out, meta=meta)
+    return Path(out)
+
+
+# --------------------------------------------------------------------------- imagined evaluation
+@torch.no_grad()
+def dream_evaluate(
+    policy: Any, venv: Any, starts: list[int] | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """Deterministic rollouts of ``policy`` from reset-bank starts of a dreamed vector env.
+
+    Args:
+        policy: an :class:`~rla_gym.agents.ActorCritic` (``predict(obs_batch)``).
+        venv: an :class:`~rla_gym.envs.RLAWorldVectorEnv` with ``num_envs == len(starts)``.
+        starts: reset-bank indices (default: ``0..num_envs-1``).
+        seed: seed of the flow noise (env ``i`` gets ``seed + i``).
+
+    Returns:
+        per-start ``returns``, ``success_any`` (success estimate at any step), ``success_final``
+        and the means, over ``max_episode_steps`` env steps.
+    """
+    b = venv.num_envs
+    starts = list(range(b)) if starts is None else list(starts)
+    if len(starts) != b:
+        raise ValueError(f"{len(starts)} starts for {b} envs")
+    obs = None
+    for i, index in enumerate(starts):
+        mask = np.zeros(b, bool)
+        mask[i] = True
+        obs, _ = venv.reset(seed=[seed + j for j in range(b)],
+                            options={"reset_mask": mask, "start": "init", "index": index})
+    returns = np.zeros(b)
+    success_any = np.zeros(b, bool)
+    info: dict[str, Any] = {}
+    for _ in range(venv.max_episode_steps):
+        action, _ = policy.predict(obs, deterministic=True)
+        obs, reward, _, _, info = venv.step(action)
+        returns += reward
+        success_any |= info["is_success_estimate"]
+    success_final = np.asarray(info["is_success_estimate"], bool)
+    k = int(success_any.sum())
+    return {"starts": starts, "returns": returns.tolist(), "mean_return": float(returns.mean()),
+            "success_any": success_any.tolist(), "success_final": success_final.tolist(),
+            "success_rate": k / b, "successes": k, "episodes": b,
+            "wilson95": list(wilson_interval(k, b))}
+
+
+# --------------------------------------------------------------------------- pipeline
+def _bundle_path(cfg: WMRLConfig) -> Path:
+    from rla_gym.envs.rla_world import resolve_artifacts
+
+    return resolve_artifacts(cfg.artifacts, cfg.suite)
+
+
+def _base_policy(cfg: WMRLConfig, bundle: Path, chunk: int) -> Path:
+    if cfg.bc_data is not None:
+        out = cfg.out / "bc"
+        if not (out / "model.safetensors").exists():
+            train_bc_policy(cfg.bc_data, chunk, out, epochs=cfg.bc_epochs, seed=cfg.seed,
+                            device=cfg.device)
+        return out
+    path = bundle / "policy"
+    if not (path / "model.safetensors").exists():
+        raise MissingPolicyError(
+            f"bundle {bundle} has no BC base policy (policy/); pass --bc-data <dataset> to train "
+            f"one, or rebuild the bundle with --policy"
+        )
+    return path
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.6))
+    hist = report["ppo"]["history"]
+    done = [h for h in hist if h["return"] is not None]
+    if done:
+        ax0.plot([h["step"] for h in done], [h["return"] for h in done], marker=".")
+    ax0.set(xlabel="dream env steps", ylabel="episodic return (dream)",
+            title="residual PPO in the dream")
+    names = list(report["policies"])
+    x = np.arange(len(names))
+    for off, key, label in ((-0.2, "dream", "imagined"), (0.2, "real", "real")):
+        rates, lo, hi = [], [], []
+        for n in names:
+            r = report["policies"][n].get(key)
+            rates.append(r["success_rate"] if r else np.nan)
+            lo.append(r["success_rate"] - r["wilson95"][0] if r else 0)
+            hi.append(r["wilson95"][1] - r["success_rate"] if r else 0)
+        ax1.bar(x + off, rates, 0.4, yerr=[lo, hi], capsize=3, label=label)
+    ax1.set_xticks(x, names, rotation=20)
+    ax1.set(ylim=(0, 1.05), ylabel="success rate", title="imagined vs real (Wilson 95%)")
+    ax1.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
+    """Run the whole pipeline (see the module docstring) and return the report dict."""
+    from rla_gym.agents import PPO, ActorCritic, PPOConfig, make_residual_policy
+    from rla_gym.envs.rla_world import RLAWorldConfig
+    from rla_gym.envs.vector import RLAWorldVectorEnv
+    from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
+    from rla_gym.utils.provenance import provenance
+
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = _bundle_path(cfg)
+    env_cfg = RLAWorldConfig(artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps)
+    train_env = RLAWorldVectorEnv(cfg.num_envs, config=env_cfg)
+    core = train_env.core
+    manifest = core.art.manifest
+    base_path = _base_policy(cfg, bundle, core.chunk)
+    base = ActorCritic.load(base_path)
+    if base.action_dim != core.chunk * core.action_dim:
+        from rla_gym.agents.networks import SpaceMismatchError
+
+        raise SpaceMismatchError(
+            f"BC policy {base_path} outputs {base.action_dim} values but the env takes chunks of "
+            f"{core.chunk} x {core.action_dim}; retrain it with --bc-data"
+        )
+
+    # ---- residual PPO in the dream (resumable; snapshots along the way)
+    ppo_dir = out / "ppo"
+    ppo_cfg = PPOConfig.wmrl(n_steps=cfg.n_steps, learning_rate=cfg.learning_rate,
+                             critic_learning_rate=cfg.learning_rate, seed=cfg.seed,
+                             minibatch_size=min(256, cfg.n_steps * cfg.num_envs))
+    if (ppo_dir / "checkpoint" / "model.safetensors").exists():
+        agent = PPO.load(ppo_dir / "checkpoint", env=train_env, device=cfg.device)
+    else:
+        policy = make_residual_policy(base, scale=cfg.residual_scale)
+        agent = PPO(train_env, ppo_cfg, policy=policy, device=cfg.device)
+    history_path = ppo_dir / "history.json"
+    history: list[dict[str, float]] = load_json(history_path) if history_path.exists() else []
+    batch = cfg.n_steps * cfg.num_envs
+    iterations = max(1, math.ceil(cfg.ppo_steps / batch))
+    snap_every = max(1, iterations // (cfg.snapshots + 1))
+
+    def on_iteration(ag: PPO, metrics: dict[str, float]) -> None:
+        ret = metrics["charts/episodic_return"]  # NaN until an episode has finished
+        history.append({"step": ag.num_timesteps, "iteration": ag.iteration,
+                        "return": None if math.isnan(ret) else ret})
+        if ag.iteration % snap_every == 0 and ag.iteration < iterations:
+            ag.policy.save(ppo_dir / "snapshots" / f"step_{ag.num_timesteps:07d}")
+        ag.save(ppo_dir / "checkpoint")
+        save_json(history, history_path)
+
+    remaining = cfg.ppo_steps - agent.num_timesteps
+    t0 = time.perf_counter()
+    if remaining > 0:
+        agent.learn(remaining, callback=on_iteration, progress_bar=cfg.progress)
+    ppo_wall = time.perf_counter() - t0
+    final_path = agent.policy.save(ppo_dir / "final")
+    train_env.close()
+
+    # ---- imagined evaluation of BC, snapshots and the final policy from every bank start
+    starts = list(range(len(core.reset_features)))
+    eval_env = RLAWorldVectorEnv(len(starts), config=env_cfg)
+    policies: dict[str, Path] = {"bc": base_path}
+    for snap in sorted((ppo_dir / "snapshots").glob("step_*")):
+        policies[f"ppo@{int(snap.name[5:])}"] = snap
+    policies["bc+ppo"] = final_path
+    report_policies: dict[str, dict[str, Any]] = {}
+    for name, path in policies.items():
+        pol = ActorCritic.load(path)
+        report_policies[name] = {"path": str(path),
+                                 "dream": dream_evaluate(pol, eval_env, starts, seed=cfg.seed)}
+    eval_env.close()
+
+    # ---- real evaluation of BC and the final policy
+    for name in ("bc", "bc+ppo") if cfg.eval_episodes > 0 else ():
+        real_cfg = RealEvalConfig(
+            sim=manifest["sim"], task=manifest["task"], resolution=int(manifest["resolution"]),
+            encoder=manifest["encoder"], episodes=cfg.eval_episodes, chunk=core.chunk,
+            max_steps=cfg.eval_max_steps, workers=cfg.eval_workers, seed=cfg.seed,
+            video_dir=out / "videos" / name.replace("+", "_"), videos=cfg.videos,
+        )
+        res = evaluate_in_sim(SavedPolicy(str(policies[name])), real_cfg, progress=cfg.progress)
+        res.pop("config")
+        report_policies[name]["real"] = res
+
+    report = {
+        "suite": cfg.suite, "bundle": str(bundle), "sim": manifest["sim"],
+        "task": manifest["task"], "encoder": manifest["encoder_fingerprint"],
+        "config": {k: str(v) if isinstance(v, Path) else v
+                   for k, v in dataclasses.asdict(cfg).items()},
+        "ppo": {"env_steps": agent.num_timesteps, "wall_clock_s": ppo_wall, "history": history},
+        "policies": report_policies,
+        "wall_clock_s": time.perf_counter() - t_start,
+        "provenance": provenance(seed=cfg.seed, encoder=manifest["encoder_fingerprint"],
+                                 device=str(core.device)),
+    }
+    save_json(report, out / "report.json")
+    _plot(report, out / "curves.png")
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Imagined vs real success side by side, one line per policy."""
+    lines = [f"{'policy':<14} {'imagined success':>24} {'imagined return':>16} "
+             f"{'real success':>24} {'real return':>12}"]
+
+    def fmt(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return "-"
+        lo, hi = r["wilson95"]
+        return f"{r['successes']}/{r['episodes']} [{lo:.2f}, {hi:.2f}]"
+
+    for name, p in report["policies"].items():
+        real = p.get("real")
+        lines.append(
+            f"{name:<14} {fmt(p['dream']):>24} {p['dream']['mean_return']:>16.3f} "
+            f"{fmt(real):>24} {real['mean_return'] if real else float('nan'):>12.3f}"
+        )
+    return "\n".join(lines)
