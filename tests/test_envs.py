@@ -283,7 +283,12 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
                          device="cpu")
     with_policy = build_artifacts(root / "data", "tiny", root / "wm" / "checkpoint",
                                   tmp_path / "bundle", chunk=K, num_reference_demos=3,
-                                  thumb_size=16, val_fraction=0.3, policy=bc)
+                                  thumb_size=16, val_fraction=0.3, policy=bc,
+                                  weights_dtype="int8", reset_from="references")
+    man = load_artifacts(with_policy).manifest
+    assert man["weights"]["dtype"] == man["policy"]["dtype"] == "int8"
+    assert man["weights"]["prediction_rel_error"] < 0.2
+    assert man["reset"]["episodes"] == man["reference"]["episodes"]
     cfg = WMRLConfig(artifacts=str(with_policy), out=tmp_path / "run", ppo_steps=64, num_envs=4,
                      n_steps=4, flow_steps=2, snapshots=1, eval_episodes=0, device="cpu",
                      progress=False)

@@ -51,3 +51,30 @@ def test_imap_workers_results_and_failures():
     assert out == [0, 1, 4, 9, 16]
     with pytest.raises(RuntimeError, match="cannot do item 3"):
         list(imap_workers(_square_or_fail, 3, range(5), 2, desc="t", progress=False))
+
+
+def test_int8_state_dict_roundtrip_and_checkpoint_loading(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from rla_gym.utils.checkpoint import (
+        dequantize_state_dict,
+        load_checkpoint,
+        quantize_state_dict,
+        save_checkpoint,
+    )
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(128, 64), torch.nn.LayerNorm(64))
+    q = quantize_state_dict(model.state_dict())
+    assert q["0.weight"].dtype == torch.int8 and q["0.bias"].dtype == torch.float32
+    back = dequantize_state_dict(q)
+    assert set(back) == set(model.state_dict())
+    w = model.state_dict()["0.weight"]
+    # per-row symmetric: error at most half a quantisation step of that row
+    step = w.abs().amax(1, keepdim=True) / 127
+    assert torch.all((back["0.weight"] - w).abs() <= step / 2 + 1e-4)
+    path = save_checkpoint(tmp_path / "ck", {"kind": "test"}, model)
+    save_file(q, str(path / "model.safetensors"))
+    loaded = load_checkpoint(path).state_dict
+    assert loaded["0.weight"].dtype == torch.float32
+    torch.testing.assert_close(loaded["0.weight"], back["0.weight"])

@@ -272,12 +272,16 @@ class BuildArtifactsConfig:
     """Side of the render-bank thumbnails in pixels."""
     max_render_frames: int = 128
     """Cap on render-bank frames (64 px: 12 kB each)."""
+    reset_from: Literal["all", "references"] = "all"
+    """Reset starts: every episode of ``policies`` or only the reference demos (per-episode goals,
+    e.g. reacher)."""
     policy: str | None = None
     """Behaviour-cloned base policy folder to ship as ``<bundle>/policy`` (see
     ``rla_gym.evaluation.wmrl.train_bc_policy``)."""
-    weights_dtype: Literal["float32", "float16"] = "float16"
-    """Storage of the world-model weights in the bundle (float16 halves the largest file; they
-    are cast back to float32 on load and the prediction change is recorded in the manifest)."""
+    weights_dtype: Literal["float32", "float16", "int8"] = "float16"
+    """Storage of the world-model weights in the bundle: ``float16`` halves the largest file,
+    ``int8`` (per-row symmetric) quarters it; weights are float32 again after loading and the
+    prediction change is measured and recorded in the manifest."""
     val_fraction: float = 0.1
     """Held-out fraction (same hash split as training, so use the training value)."""
     seed: int = 0
@@ -360,29 +364,36 @@ def _store_weights(
     """
     if dtype == "float32":
         return {"dtype": "float32", "prediction_rel_error": 0.0}
-    if dtype != "float16":
-        raise ValueError(f"weights_dtype must be 'float32' or 'float16', got {dtype!r}")
+    if dtype not in ("float16", "int8"):
+        raise ValueError(f"weights_dtype must be 'float32', 'float16' or 'int8', got {dtype!r}")
     import torch
     from safetensors.torch import load_file, save_file
 
+    from rla_gym.utils.checkpoint import quantize_state_dict
     from rla_gym.world_model import load_predictor
 
     path = folder / "model.safetensors"
     state = load_file(str(path))
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(path))
+    if dtype == "int8":
+        small_state = quantize_state_dict(state)
+    else:
+        small_state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file(small_state, str(path))
     small = load_predictor(folder)
     s = torch.from_numpy(s_t).float()
     acts = torch.zeros(len(s), chunk, int(model.action_dim))
     a = model.predict(s, acts, generator=torch.Generator().manual_seed(0))
     b = small.predict(s, acts, generator=torch.Generator().manual_seed(0))
     err = float((a - b).abs().mean() / (a - s).abs().mean().clamp_min(1e-12))
-    return {"dtype": "float16", "prediction_rel_error": err,
-            "note": "mean |pred_fp16 - pred_fp32| / mean |pred_fp32 - s_t| for one zero-action "
-                    "chunk with identical noise; weights are cast to float32 on load"}
+    return {"dtype": dtype, "prediction_rel_error": err,
+            "note": f"mean |pred_{dtype} - pred_fp32| / mean |pred_fp32 - s_t| for one "
+                    "zero-action chunk with identical noise; weights are float32 after loading"}
 
 
-def _copy_policy(src: Path, dst: Path, obs_shape: tuple[int, int], action_dim: int) -> dict:
-    """Copy a saved policy into the bundle after checking it fits the env's spaces."""
+def _copy_policy(
+    src: Path, dst: Path, obs_shape: tuple[int, int], action_dim: int, dtype: str
+) -> dict:
+    """Copy a saved policy into the bundle (weights in ``dtype``) after checking its spaces."""
     if not (src / "config.json").exists() or not (src / "model.safetensors").exists():
         raise RLAGymError(f"{src} is not a saved policy folder (config.json + model.safetensors)")
     spec = load_json(src / "config.json")
@@ -396,9 +407,18 @@ def _copy_policy(src: Path, dst: Path, obs_shape: tuple[int, int], action_dim: i
     for name in ("config.json", "model.safetensors", "meta.json"):
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)
+    if dtype != "float32":
+        from safetensors.torch import load_file, save_file
+
+        from rla_gym.utils.checkpoint import quantize_state_dict
+
+        state = load_file(str(dst / "model.safetensors"))
+        save_file(quantize_state_dict(state) if dtype == "int8" else
+                  {k: v.half() if v.is_floating_point() else v for k, v in state.items()},
+                  str(dst / "model.safetensors"))
     meta = load_json(src / "meta.json") if (src / "meta.json").exists() else {}
     return {"source": str(src), "samples": meta.get("samples"), "episodes": meta.get("episodes"),
-            "sha256": _sha256(dst / "model.safetensors")}
+            "dtype": dtype, "sha256": _sha256(dst / "model.safetensors")}
 
 
 def build_artifacts(
@@ -414,8 +434,9 @@ def build_artifacts(
     max_render_frames: int = 128,
     val_fraction: float = 0.1,
     seed: int = 0,
-    weights_dtype: Literal["float32", "float16"] = "float16",
+    weights_dtype: Literal["float32", "float16", "int8"] = "float16",
     policy: str | Path | None = None,
+    reset_from: Literal["all", "references"] = "all",
 ) -> Path:
     """Build an artifacts bundle from a real dataset and a trained world model.
 
@@ -440,7 +461,11 @@ def build_artifacts(
         weights_dtype: storage dtype of the world-model weights.
         policy: a saved :class:`~rla_gym.agents.ActorCritic` folder (the behaviour-cloned base
             that ``examples/train_ppo_in_wm.py`` fine-tunes), shipped as ``<bundle>/policy``; it
-            must map ``(N, D)`` features to ``K * A`` actions.
+            must map ``(N, D)`` features to ``K * A`` actions. Stored with ``weights_dtype``.
+        reset_from: ``"all"``: frame 0 of every episode of ``policies`` (each aligned with the
+            reference demo whose frame 0 is nearest); ``"references"``: only the reference demos'
+            own starts, for tasks whose goal differs per episode (reacher's target), where the
+            nearest demo may chase another goal.
 
     Returns:
         The bundle folder.
@@ -494,7 +519,7 @@ def build_artifacts(
     t_ref = max(len(r) for r in rows)
     reference = np.stack([np.concatenate([r, np.repeat(r[-1:], t_ref - len(r), 0)]) for r in rows])
     reference_len = np.array([len(r) for r in rows], np.int64)
-    reset_ids = own
+    reset_ids = own if reset_from == "all" else ref_ids
     reset = np.stack([feats[e].features[0] for e in reset_ids]).astype(np.float32)
 
     # ---- quantise and measure what it costs
@@ -612,7 +637,7 @@ def build_artifacts(
         policy_info = None
         if policy is not None:
             policy_info = _copy_policy(Path(policy), tmp / POLICY, (int(n_tok), int(dim)),
-                                       chunk * int(ds["action_dim"]))
+                                       chunk * int(ds["action_dim"]), weights_dtype)
         sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size
                  for p in tmp.rglob("*") if p.is_file()}
         manifest = {
@@ -633,7 +658,8 @@ def build_artifacts(
             "max_episode_steps": int(t_ref - 1),
             "reference": {"episodes": ref_ids, "rows": int(t_ref),
                           "lengths": reference_len.tolist()},
-            "reset": {"episodes": reset_ids, "init_state_ids": reset_init.tolist()},
+            "reset": {"from": reset_from, "episodes": reset_ids,
+                      "init_state_ids": reset_init.tolist()},
             "render": {"frames": len(render_frames), "thumb_size": thumb_size},
             "quantization": quant,
             "weights": weights,

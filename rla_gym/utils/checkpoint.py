@@ -32,13 +32,53 @@ from safetensors.torch import load_file, save_file
 from rla_gym.errors import CorruptFileError, MissingWeightsError
 from rla_gym.utils.io import save_json
 
-__all__ = ["Checkpoint", "has_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "Checkpoint", "dequantize_state_dict", "has_checkpoint", "load_checkpoint",
+    "quantize_state_dict", "save_checkpoint",
+]
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 META = "meta.json"
 OPTIMIZER = "optimizer.pt"
 TRAIN_STATE = "train_state.pt"
+# A weight stored as int8 carries its per-row scale under this suffix; loaders dequantise it.
+INT8_SCALE = ".__int8_scale"
+
+
+def quantize_state_dict(
+    state: dict[str, torch.Tensor], min_numel: int = 4096
+) -> dict[str, torch.Tensor]:
+    """Symmetric int8 storage of the large float tensors of a state dict (4x smaller).
+
+    Each tensor with at least ``min_numel`` elements is stored as ``int8`` with one ``float16``
+    scale per row of its last axis (``w ≈ q * scale``, error at most ``scale / 2``); smaller float
+    tensors (biases, norms, statistics) stay ``float32``. :func:`load_checkpoint` undoes it.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if not v.is_floating_point() or v.numel() < min_numel or v.dim() < 2:
+            out[k] = v.float() if v.is_floating_point() else v
+            continue
+        w = v.float()
+        scale = (w.abs().amax(dim=-1, keepdim=True) / 127.0).clamp_min(1e-12)
+        out[k] = torch.round(w / scale).clamp(-127, 127).to(torch.int8).contiguous()
+        out[k + INT8_SCALE] = scale.half().contiguous()
+    return out
+
+
+def dequantize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`quantize_state_dict` (and a cast of float16 tensors to float32)."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith(INT8_SCALE):
+            continue
+        scale = state.get(k + INT8_SCALE)
+        if scale is not None:
+            out[k] = v.float() * scale.float()
+        else:
+            out[k] = v.float() if v.is_floating_point() else v
+    return out
 
 
 @dataclass
@@ -185,7 +225,8 @@ def load_checkpoint(
     if not isinstance(config, dict):
         raise _corrupt(path, f"{CONFIG} does not hold a JSON object")
     try:
-        state_dict = load_file(str(path / WEIGHTS), device=str(map_location))
+        state_dict = dequantize_state_dict(load_file(str(path / WEIGHTS),
+                                                     device=str(map_location)))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise _corrupt(path, f"{WEIGHTS} cannot be read", err) from err
     meta: dict[str, Any] = {}
