@@ -128,9 +128,41 @@ def dream_speed() -> str:
                       f"`{d['git_sha'][:12]}`, {d['time_utc']}. {d['user_note']}."])
 
 
+def rl_in_dream() -> str:
+    d = _load("rl_in_dream.json")
+    if d is None or "a" not in d:
+        return "_not run yet: `python benchmarks/rl_in_dream.py`_"
+    a = d["a"]
+    out = ["| policy | trained | train time | env steps | real return (95 % CI) | "
+           "success (Wilson 95 %) |", "|---|---|---|---|---|---|"]
+    rows = [("PPO", "in the dream", a["final"]["dream"]), ("PPO", "in the real sim",
+            a["final"]["real"]), ("random", "-", a["random"])]
+    for name, where, r in rows:
+        lo, hi = r["ci95"]
+        wlo, whi = r["wilson95"]
+        wc = f"{r['wall_clock_s'] / 60:.1f} min" if "wall_clock_s" in r else "-"
+        steps = f"{r['timesteps']:,}" if "timesteps" in r else "-"
+        out.append(f"| {name} | {where} | {wc} | {steps} | {r['mean_return']:.2f} "
+                   f"[{lo:.2f}, {hi:.2f}] | {100 * r['success_rate']:.0f} % "
+                   f"[{100 * wlo:.0f}, {100 * whi:.0f}] % |")
+    ratio, ci = a["dream_over_real_return"], a["dream_over_real_ci95"]
+    if ratio is None:
+        verdict = "no ratio: the real-trained policy scored 0"
+    else:
+        ci_txt = f" (paired bootstrap 95 % [{ci[0]:.2f}, {ci[1]:.2f}])" if ci else ""
+        met = "met" if a["target_met"] else "missed"
+        verdict = f"dream / real return {ratio:.2f}{ci_txt}; target ≥ {a['target_ratio']}: {met}"
+    extra = (f"{a['task']}, {len(a['eval_seeds'])} real episodes on the same seeds per policy, "
+             f"{a['horizon_chunks']} chunks of {a['chunk']} control steps (max return "
+             f"{a['max_return']}); encoder `{a['encoder_fingerprint']}`. {verdict}.")
+    return "\n".join([*out, "", extra + " " + _stamp(d), "",
+                      "![rl in dream](benchmarks/results/rl_in_dream.png)"])
+
+
 BLOCKS = {"sim_throughput": sim_throughput, "encoder_throughput": encoder_throughput,
           "expert_success": expert_success, "fidelity": fidelity,
-          "rla_decoder_target": rla_decoder_target, "dream_speed": dream_speed}
+          "rla_decoder_target": rla_decoder_target, "dream_speed": dream_speed,
+          "rl_in_dream": rl_in_dream}
 
 
 def main() -> None:

@@ -1,0 +1,237 @@
+"""``rla-gym eval``: a policy in the real simulator, with the dreamed env's observation pipeline.
+
+The policy is either a saved feature policy, which sees encoder patch features ``(N, D)`` of
+the camera frame and returns a chunk of ``K`` actions (an ``ActorCritic.save`` or ``PPO.save``
+folder, or a Stable-Baselines3 ``.zip``), or a scripted kind (``expert``, ``noisy``, ``random``,
+``play``), which reads the simulator's privileged state and acts every control step.
+
+    rla-gym eval --policy runs/ppo/checkpoint --sim libero --episodes 50
+    rla-gym eval --policy model.zip --sim dmc --episodes 30 --video-dir videos
+    rla-gym eval --policy expert --sim robosuite --episodes 20
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EvalArgs", "SB3SavedPolicy", "cmd_eval", "load_sb3_model", "run_eval"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalArgs:
+    """Evaluate a policy in a real simulator: success rate with its Wilson 95 % interval, mean
+    return and length, a JSON report and optional mp4s."""
+
+    policy: str
+    """checkpoint folder (ActorCritic.save / PPO.save), Stable-Baselines3 model .zip, or a
+    scripted kind: expert, noisy, random, play"""
+    sim: str = "libero"
+    """real simulator: libero, robosuite or dmc"""
+    task: str | None = None
+    """task (default: the simulator's default task)"""
+    episodes: int = 50
+    """episodes (LIBERO: fixed init states 0..episodes-1; others: seeds seed+i)"""
+    encoder: str = "opennsfw-resnet50-res4"
+    """frozen encoder the policy was trained on (feature policies only)"""
+    resolution: int = 128
+    """camera resolution the policy was trained on (feature policies only)"""
+    chunk: int | None = None
+    """control steps per policy decision K (default: the policy's action size divided by the
+    simulator's)"""
+    max_steps: int | None = None
+    """control-step limit per episode (default: the task's evaluation horizon)"""
+    noise: float = 0.3
+    """action-noise std of the 'noisy' scripted policy (fraction of the half range)"""
+    workers: int = 2
+    """simulator processes"""
+    seed: int = 0
+    """base seed of seeded resets (robosuite, dm-control) and scripted-policy noise"""
+    out: Path = Path("eval.json")
+    """JSON report to write"""
+    video_dir: Path | None = None
+    """write the first --videos episodes as mp4 here"""
+    videos: int = 2
+    """episodes to record when --video-dir is given"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+# --------------------------------------------------------------------------- saved policies
+_SB3_ALGOS = ("PPO", "A2C", "SAC", "TD3", "DDPG")
+
+
+def load_sb3_model(path: str | Path, device: str = "cpu") -> Any:
+    """Load a Stable-Baselines3 model ``.zip`` whatever its algorithm.
+
+    The algorithm is read from the module of the stored policy class (``sac.policies`` means SAC,
+    ``td3.policies`` TD3, the shared actor-critic policies PPO).
+
+    Raises:
+        MissingExtraError: stable-baselines3 is not installed.
+        CorruptFileError: the file is not an SB3 model archive.
+    """
+    from rla_gym.errors import CorruptFileError, MissingExtraError
+
+    try:
+        import stable_baselines3 as sb3
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MissingExtraError("stable-baselines3", "sb3", "to load SB3 models") from e
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+        raise CorruptFileError(
+            f"{path} is not a Stable-Baselines3 model archive ({err}); save models with "
+            f"model.save(path)"
+        ) from err
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    algo = next((a for a in ("SAC", "TD3") if f".{a.lower()}." in module), "PPO")
+    return getattr(sb3, algo).load(path, device=device)
+
+
+@dataclass(frozen=True)
+class SB3SavedPolicy:
+    """Picklable factory of a saved SB3 model as a deterministic feature policy (one per worker).
+
+    ``SB3SavedPolicy(path)()`` returns the callable ``features (N, D) -> chunk (K * A,)``.
+    """
+
+    path: str
+
+    def __call__(self) -> Any:
+        import torch
+
+        torch.set_num_threads(1)  # one core per simulator worker
+        model = load_sb3_model(self.path)
+        return lambda features: model.predict(features, deterministic=True)[0]
+
+
+def _describe_policy(path: Path) -> tuple[Any, tuple[int, ...], int, str]:
+    """``(factory, observation shape, flat action size, kind)`` of a saved feature policy."""
+    import numpy as np
+
+    from rla_gym.errors import MissingWeightsError
+
+    if not path.exists():
+        raise MissingWeightsError(
+            f"no policy checkpoint at {path}; pass a folder written by ActorCritic.save or "
+            f"PPO.save, an SB3 model .zip, or a scripted kind: expert, noisy, random, play"
+        )
+    if path.is_file():
+        model = load_sb3_model(path)
+        shape = tuple(int(s) for s in model.observation_space.shape)
+        return SB3SavedPolicy(str(path)), shape, int(np.prod(model.action_space.shape)), "sb3"
+    from rla_gym.agents import ActorCritic
+    from rla_gym.evaluation.real import SavedPolicy
+
+    policy = ActorCritic.load(path)
+    return SavedPolicy(str(path)), tuple(policy.observation_shape), policy.action_dim, "rla_gym"
+
+
+def check_policy_fits(
+    observation_shape: tuple[int, ...],
+    action_dim: int,
+    features_shape: tuple[int, int],
+    sim_action_dim: int,
+    chunk: int | None,
+    where: str,
+) -> int:
+    """The chunk ``K`` with which a policy fits a simulator's features and actions.
+
+    Raises:
+        SpaceMismatchError: other features ``(N, D)``, or an action size that is not ``K * A``.
+    """
+    from rla_gym.agents import SpaceMismatchError
+
+    if tuple(observation_shape) != tuple(features_shape):
+        raise SpaceMismatchError(
+            f"the policy expects observations of shape {tuple(observation_shape)} but {where} "
+            f"gives features {tuple(features_shape)}; pass the --encoder and --resolution the "
+            f"policy was trained with"
+        )
+    if action_dim % sim_action_dim:
+        raise SpaceMismatchError(
+            f"the policy outputs {action_dim} action values, not a chunk K x A of {where}'s "
+            f"A={sim_action_dim}-D actions; it was trained for another simulator or task"
+        )
+    k = action_dim // sim_action_dim
+    if chunk is not None and chunk != k:
+        raise SpaceMismatchError(
+            f"the policy outputs {action_dim} = K x A action values, i.e. K={k} for A="
+            f"{sim_action_dim}, not --chunk {chunk}; drop --chunk or pass --chunk {k}"
+        )
+    return k
+
+
+# --------------------------------------------------------------------------- the verb
+def run_eval(args: EvalArgs) -> dict[str, Any]:
+    """Evaluate ``args.policy`` and write the JSON report; returns it.
+
+    Raises:
+        MissingWeightsError: no checkpoint at the path.
+        MissingExtraError: the simulator (or SB3) is not installed.
+        SpaceMismatchError: the policy's observation or action size does not fit the simulator.
+        ValueError: unknown simulator, task or policy kind.
+    """
+    from rla_gym.evaluation.real import RealEvalConfig, evaluate_in_sim
+    from rla_gym.evaluation.scripted import evaluate_scripted_in_sim
+    from rla_gym.sims import POLICY_KINDS, make_sim
+    from rla_gym.utils import provenance, save_json
+
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    scripted = args.policy in POLICY_KINDS
+    # Validate everything here, in one process: errors inside the simulator workers would arrive
+    # as tracebacks. A probe without a renderer checks the extra and the task, and gives A.
+    probe = make_sim(args.sim, args.task, resolution=args.resolution, render=False)
+    try:
+        sim_action_dim, task = int(probe.action_dim), probe.task
+    finally:
+        probe.close()
+    where = f"{args.sim}/{task}"
+    common = dict(sim=args.sim, task=task, resolution=args.resolution, encoder=args.encoder,
+                  episodes=args.episodes, max_steps=args.max_steps, workers=args.workers,
+                  seed=args.seed, video_dir=args.video_dir, videos=args.videos)  # fmt: skip
+    if scripted:
+        cfg = RealEvalConfig(chunk=1, **common)  # type: ignore[arg-type]
+        result = evaluate_scripted_in_sim(args.policy, cfg, args.noise, progress=args.progress)
+        policy_info: dict[str, Any] = {"kind": args.policy, "noise": args.noise}
+    else:
+        from rla_gym.features import make_encoder
+
+        factory, obs_shape, action_dim, kind = _describe_policy(Path(args.policy))
+        enc = make_encoder(args.encoder)
+        gh, gw = enc.grid_shape(args.resolution, args.resolution)
+        k = check_policy_fits(obs_shape, action_dim, (gh * gw, int(enc.feature_dim)),
+                              sim_action_dim, args.chunk,
+                              f"{where} with {args.encoder} at {args.resolution} px")  # fmt: skip
+        cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
+        result = evaluate_in_sim(factory, cfg, progress=args.progress)
+        policy_info = {"kind": kind, "path": str(args.policy), "observation_shape": obs_shape,
+                       "action_dim": action_dim, "chunk": k}  # fmt: skip
+    report = {
+        "policy": policy_info,
+        **result,
+        "provenance": provenance(seed=args.seed, encoder=args.encoder, device="cpu"),
+    }
+    save_json(report, args.out)
+    return report
+
+
+def cmd_eval(args: EvalArgs) -> None:
+    """Evaluate a saved or scripted policy in a real simulator (success with Wilson 95 %)."""
+    r = run_eval(args)
+    lo, hi = r["wilson95"]
+    cfg = r["config"]
+    print(
+        f"{args.policy} on {cfg['sim']}/{cfg['task']}: success {r['successes']}/{r['episodes']} "
+        f"= {100 * r['success_rate']:.1f} % (Wilson 95 % [{100 * lo:.1f}, {100 * hi:.1f}] %), "
+        f"mean return {r['mean_return']:.3f}, mean length {r['mean_length']:.1f} control steps"
+    )
+    for v in r["videos"]:
+        print(f"video: {v}")
+    print(f"wrote {args.out}")

@@ -1,0 +1,250 @@
+"""``RealFeatureEnv``: the real simulator behind the dreamed env's observation and action interface.
+
+A policy trained in ``RLAWorld-*`` sees encoder patch features ``(N, D)`` and emits a flattened
+chunk of ``K`` actions. This env gives it exactly that interface on top of a real LIBERO,
+robosuite or dm-control task, with the simulator's own reward: train in the real simulator to get
+the "real-trained" baseline of a dream-trained policy, or evaluate a dream-trained policy with any
+Gymnasium or SB3 tooling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from rla_gym.envs.rla_world import check_actions
+
+__all__ = ["RealFeatureConfig", "RealFeatureEnv"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RealFeatureConfig:
+    """Every option of :class:`RealFeatureEnv`, validated once.
+
+    The constructor accepts these fields as keyword arguments; ``config=`` passes a whole config
+    instead (keyword arguments then override its fields).
+    """
+
+    sim: str = "dmc"
+    """Real simulator: ``libero``, ``robosuite`` or ``dmc``."""
+    task: str | None = None
+    """Task within the simulator (``None``: its default task, e.g. ``reacher-easy``)."""
+    resolution: int = 128
+    """Square camera resolution; must match the features the policy was trained on."""
+    encoder: str = "opennsfw-resnet50-res4"
+    """Frozen encoder (a name of ``rla_gym.features.ENCODERS``); must match the policy's."""
+    encoder_weights: str | None = None
+    """Weights path or hub id for encoders that need one (``dinov2-*``)."""
+    chunk: int = 8
+    """``K``: control steps per env step (the dreamed env's chunk)."""
+    max_episode_steps: int | None = None
+    """Truncate after this many env steps (chunks); ``None``: the task's evaluation horizon
+    ``ceil(sim.max_steps / chunk)``."""
+    terminate_on_success: bool | None = None
+    """End the episode (``terminated``) at the first successful control step, skipping the rest
+    of the chunk. ``None``: yes for LIBERO and robosuite (their evaluation protocol), no for
+    dm-control, whose tasks have no terminal state and whose reward scores every step."""
+    render_mode: str | None = None
+    """``None`` or ``rgb_array`` (the last camera frame, ``uint8 (R, R, 3)``)."""
+
+    def __post_init__(self) -> None:
+        from rla_gym.sims.base import check_resolution
+        from rla_gym.sims.factory import SIMS
+
+        if self.sim not in SIMS:
+            raise ValueError(f"unknown simulator {self.sim!r}; choose one of: {', '.join(SIMS)}")
+        check_resolution(self.resolution)
+        if self.chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        if self.render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
+
+    @classmethod
+    def resolve(cls, config: RealFeatureConfig | None, **overrides: Any) -> RealFeatureConfig:
+        """``config`` (default: all defaults) with ``overrides`` applied; unknown keys raise."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown RealFeatureEnv option(s) {unknown}; valid: {sorted(names)}")
+        return dataclasses.replace(config or cls(), **overrides)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_encoder(name: str, weights: str | None) -> Any:
+    # Several envs in one process (an SB3 DummyVecEnv) share one encoder session.
+    from rla_gym.features import make_encoder
+
+    return make_encoder(name, **({"weights": weights} if weights else {}))
+
+
+class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A real simulator task observed through a frozen encoder, acting in chunks.
+
+    ## Description
+    The real counterpart of ``RLAWorld-*``: the same observation and action spaces, but every
+    step runs ``K`` control steps of the real simulator (LIBERO, robosuite or dm-control) and
+    encodes the camera frame reached at the end of the chunk with the same frozen encoder the
+    world model was trained on.
+
+    ## Action Space
+    ``Box(-1, 1, (K * A,), float32)``: a chunk of ``K`` actions flattened row-major from
+    ``(K, A)``, mapped linearly from ``[-1, 1]`` to the simulator's action bounds (identity for
+    LIBERO, robosuite and reacher). Out-of-range, non-finite or wrongly shaped actions raise
+    ``ValueError``.
+
+    ## Observation Space
+    ``Box(-inf, inf, (N, D), float32)``: patch features of the last rendered ``R x R`` frame
+    (default encoder at 128 px: ``N = 64``, ``D = 512``).
+
+    ## Rewards
+    The simulator's own task reward summed over the control steps executed in the chunk
+    (dm-control reacher: 1 per step with the finger on the target; LIBERO and robosuite: their
+    sparse success reward). ``info`` carries ``success`` (a control step of this chunk solved
+    the task), ``is_success`` (the episode has been solved at some step; SB3 reads this key),
+    ``control_steps`` (executed in this chunk) and ``t`` (control steps since reset).
+
+    ## Starting State
+    ``reset(seed=s)`` is deterministic. Simulators with fixed init states (LIBERO: 50) start
+    from ``options["init_state_id"]`` if given, else from init state ``s % 50`` (a random one
+    drawn with ``self.np_random`` when no seed is given). Other simulators are reset with seed
+    ``s`` (or one drawn with ``self.np_random``), the same seeds ``evaluate_in_sim`` uses.
+
+    ## Episode End
+    Terminated at the first successful control step when ``terminate_on_success`` holds (default
+    for LIBERO and robosuite). Truncated after ``max_episode_steps`` chunks (default: the task's
+    evaluation horizon in chunks).
+
+    ## Arguments
+    ```python
+    RealFeatureEnv(sim="dmc", task=None, resolution=128, encoder="opennsfw-resnet50-res4",
+                   encoder_weights=None, chunk=8, max_episode_steps=None,
+                   terminate_on_success=None, render_mode=None)
+    RealFeatureEnv(config=RealFeatureConfig(...))  # the same, as one object
+    ```
+    Every option is a field of :class:`RealFeatureConfig` (documented there). Call
+    :meth:`close` to release the simulator and its renderer.
+
+    ## Version History
+    * v0: initial release.
+
+    Example:
+        >>> env = RealFeatureEnv(sim="dmc", encoder="tiny", resolution=32)  # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
+        >>> obs.shape, env.action_space.shape  # doctest: +SKIP
+        ((4, 16), (16,))
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, *, config: RealFeatureConfig | None = None, **kwargs: Any) -> None:
+        from rla_gym.sims.factory import make_sim
+
+        cfg = RealFeatureConfig.resolve(config, **kwargs)
+        self.config = cfg
+        self.render_mode = cfg.render_mode
+        self.encoder = _cached_encoder(cfg.encoder, cfg.encoder_weights)
+        self.sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
+        self.chunk, self.action_dim = cfg.chunk, int(self.sim.action_dim)
+        self.max_episode_steps = cfg.max_episode_steps or math.ceil(self.sim.max_steps / cfg.chunk)
+        self.terminate_on_success = (
+            cfg.sim != "dmc" if cfg.terminate_on_success is None else cfg.terminate_on_success
+        )
+        gh, gw = self.encoder.grid_shape(cfg.resolution, cfg.resolution)
+        self.observation_space = spaces.Box(
+            -np.inf, np.inf, (gh * gw, int(self.encoder.feature_dim)), np.float32
+        )
+        self.action_space = spaces.Box(-1.0, 1.0, (self.chunk * self.action_dim,), np.float32)
+        low = np.asarray(self.sim.action_low, np.float32)
+        high = np.asarray(self.sim.action_high, np.float32)
+        self._low, self._high = low, high
+        self._mid, self._half = (high + low) / 2, (high - low) / 2
+        # dm-control renders only when asked (its adapter reads `render` at every step), so the
+        # K - 1 frames inside a chunk, which no observation uses, are skipped: ~7x faster.
+        # Not when a chunk may stop early: the frame of whichever step ends it is needed.
+        self._lazy_render = cfg.sim == "dmc" and not self.terminate_on_success
+        self._frame: np.ndarray | None = None
+        self._elapsed = 0
+        self._t = 0
+        self._solved = False
+
+    @property
+    def action_space_desc(self) -> str:
+        """The action space in words, for error messages."""
+        k, a = self.chunk, self.action_dim
+        return (f"Box(-1.0, 1.0, ({k * a},), float32): a chunk of K={k} actions of size A={a}, "
+                f"flattened row-major from (K, A)")  # fmt: skip
+
+    def _observe(self, frame: np.ndarray) -> np.ndarray:
+        self._frame = frame
+        return self.encoder.encode(frame[None])[0].astype(np.float32, copy=False)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a real episode (see the class docstring for seeds and ``options``)."""
+        super().reset(seed=seed)
+        options = dict(options or {})
+        init_id = options.get("init_state_id")
+        n_init = self.sim.num_init_states
+        if n_init and init_id is None:
+            init_id = seed % n_init if seed is not None else int(self.np_random.integers(n_init))
+        sim_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
+        if self._lazy_render:
+            self.sim.render = True  # type: ignore[attr-defined]
+        obs = self.sim.reset(seed=sim_seed, init_state_id=init_id)
+        self._elapsed, self._t, self._solved = 0, 0, bool(obs.success)
+        info = {"t": 0, "seed": sim_seed, "init_state_id": -1 if init_id is None else int(init_id),
+                "success": bool(obs.success), "is_success": self._solved}  # fmt: skip
+        return self._observe(obs.frame), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Run one chunk of ``K`` control steps in the real simulator."""
+        if self._frame is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        a = check_actions(action, self.action_space.shape, self.action_space_desc)
+        # Normalised -> simulator units; the clip only removes float rounding past the bounds.
+        raw = np.clip(self._mid + self._half * a.reshape(self.chunk, self.action_dim),
+                      self._low, self._high).astype(np.float32)  # fmt: skip
+        reward, success, done, steps = 0.0, False, False, 0
+        obs = None
+        for k in range(self.chunk):
+            if self._lazy_render:
+                self.sim.render = k == self.chunk - 1  # type: ignore[attr-defined]
+            obs = self.sim.step(raw[k])
+            reward += float(obs.reward)
+            steps += 1
+            success = success or bool(obs.success)
+            if success and self.terminate_on_success:
+                done = True
+                break
+        assert obs is not None
+        self._elapsed += 1
+        self._t += steps
+        self._solved = self._solved or success
+        truncated = not done and self._elapsed >= self.max_episode_steps
+        info = {"success": success, "is_success": self._solved, "control_steps": steps,
+                "t": self._t}  # fmt: skip
+        return self._observe(obs.frame), reward, done, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        """The last camera frame, ``uint8 (R, R, 3)`` (``rgb_array`` mode)."""
+        if self.render_mode != "rgb_array" or self._frame is None:
+            return None
+        return self._frame.copy()
+
+    def close(self) -> None:
+        """Release the simulator and its renderer (safe to call twice)."""
+        sim = getattr(self, "sim", None)
+        if sim is not None:
+            sim.close()
+            self.sim = None  # type: ignore[assignment]
+        super().close()

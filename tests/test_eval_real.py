@@ -1,0 +1,161 @@
+"""Real-simulator side of the agents: RealFeatureEnv, ``rla-gym eval`` and the SB3 glue.
+
+The real simulator is dm-control reacher (the cheapest) seen through the ``tiny`` encoder at
+32 px, i.e. ``(4, 16)`` features: the observation space of the tiny dreamed bundle of
+``test_envs.py``, whose fixture is reused here. CPU, well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from test_envs import bundle  # noqa: F401  (the tiny dreamed bundle, built once per session)
+
+from rla_gym.agents import ActorCritic, ActorCriticConfig
+from rla_gym.cli.main import main
+
+pytest.importorskip("dm_control")
+pytest.importorskip("stable_baselines3")
+pytestmark = [pytest.mark.sim, pytest.mark.usefixtures("one_torch_thread")]
+
+TINY_REAL = {"sim": "dmc", "encoder": "tiny", "resolution": 32}
+TINY_POLICY = ActorCriticConfig(
+    token_dim=8, feature_dim=16, actor_hidden=(16,), critic_hidden=(16,), mlp_hidden=(16,)
+)
+
+
+def _real_env(**kw: object) -> gym.Env:
+    from rla_gym.envs.real import RealFeatureEnv
+
+    return RealFeatureEnv(**TINY_REAL, max_episode_steps=3, **kw)
+
+
+def _eval(tmp_path: Path, *extra: str) -> int:
+    argv = ["eval", "--sim", "dmc", "--encoder", "tiny", "--resolution", "32", "--episodes", "2",
+            "--workers", "1", "--max-steps", "16", "--no-progress", *extra]  # fmt: skip
+    return main(argv)
+
+
+def test_real_feature_env_passes_check_env_and_is_deterministic() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    gym.register("RealFeatureTest-v0", entry_point="rla_gym.envs.real:RealFeatureEnv",
+                 kwargs={**TINY_REAL, "max_episode_steps": 3})  # fmt: skip
+    try:
+        env = gym.make("RealFeatureTest-v0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warning but the two known ones fails the test
+            warnings.filterwarnings("ignore", message=".*observation space m.* is (-)?infinity")
+            warnings.filterwarnings("ignore", message=".*unconventional shape")
+            check_env(env.unwrapped)
+        env.close()
+    finally:
+        del gym.registry["RealFeatureTest-v0"]
+
+    env1, env2 = _real_env(render_mode="rgb_array"), _real_env()
+    assert env1.observation_space.shape == (4, 16) and env1.action_space.shape == (16,)
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 16)).astype(np.float32)
+    runs = []
+    for env in (env1, env2):
+        obs, _ = env.reset(seed=7)
+        obs_l, rest = [obs], []
+        for a in actions:
+            obs, *out = env.step(a)
+            obs_l.append(obs)
+            rest.append(out)
+        runs.append((obs_l, rest))
+    (o1, rest1), (o2, rest2) = runs
+    assert all(np.array_equal(a, b) for a, b in zip(o1, o2, strict=True)) and rest1 == rest2
+    _, terminated, truncated, info = rest1[-1]
+    assert not terminated and truncated and info["t"] == 24 and info["control_steps"] == 8
+    assert not np.array_equal(env2.reset(seed=8)[0], o1[0])
+    frame = env1.render()
+    assert frame.dtype == np.uint8 and frame.shape == (32, 32, 3) and frame.any()
+    with pytest.raises(ValueError, match=r"Box\(-1.0, 1.0, \(16,\)"):
+        env1.step(np.full(16, 1.5, np.float32))
+    with pytest.raises(ValueError, match="no fixed init states"):
+        env1.reset(options={"init_state_id": 0})
+    for env in (env1, env2):
+        env.close()
+        env.close()  # closing twice is allowed
+
+
+def test_eval_cli_on_saved_actor_critic_and_scripted(tmp_path: Path) -> None:
+    ActorCritic((4, 16), 16, TINY_POLICY).save(tmp_path / "policy")
+    assert _eval(tmp_path, "--policy", str(tmp_path / "policy"),
+                 "--out", str(tmp_path / "ac.json")) == 0  # fmt: skip
+    r = json.loads((tmp_path / "ac.json").read_text())
+    assert r["episodes"] == 2 and len(r["rows"]) == 2 and r["policy"]["chunk"] == 8
+    lo, hi = r["wilson95"]
+    assert 0.0 <= lo <= r["success_rate"] <= hi <= 1.0
+    assert {"mean_return", "mean_length", "provenance"} <= set(r)
+    assert all(row["length"] <= 16 for row in r["rows"])
+
+    assert _eval(tmp_path, "--policy", "expert", "--max-steps", "200",
+                 "--out", str(tmp_path / "expert.json")) == 0  # fmt: skip
+    r = json.loads((tmp_path / "expert.json").read_text())
+    assert r["success_rate"] == 1.0 and r["policy"]["kind"] == "expert"
+
+
+def test_eval_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    ActorCritic((4, 16), 16, TINY_POLICY).save(tmp_path / "policy")
+    cases = [
+        (["--policy", str(tmp_path / "policy"), "--resolution", "64"],
+         "expects observations of shape (4, 16) but dmc/reacher-easy with tiny at 64 px gives "
+         "features (16, 16)"),
+        (["--policy", str(tmp_path / "policy"), "--chunk", "4"], "i.e. K=8 for A=2, not --chunk 4"),
+        (["--policy", str(tmp_path / "missing")], "no policy checkpoint at"),
+    ]  # fmt: skip
+    ActorCritic((4, 16), 15, TINY_POLICY).save(tmp_path / "odd")
+    cases.append((["--policy", str(tmp_path / "odd")], "not a chunk K x A"))
+    for extra, message in cases:
+        assert _eval(tmp_path, *extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+    from rla_gym.errors import MissingExtraError
+
+    def no_sim(*args: object, **kwargs: object) -> None:
+        raise MissingExtraError("dm-control", "sim", "for dm-control tasks")
+
+    monkeypatch.setattr("rla_gym.sims.make_sim", no_sim)
+    assert _eval(tmp_path, "--policy", "expert") == 2
+    assert 'pip install "rla-gym[sim]"' in capsys.readouterr().err
+
+
+def test_sb3_extractor_ppo_in_dream_then_eval_in_real(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from rla_gym.cli.evaluate import load_sb3_model
+    from rla_gym.envs.sb3 import SB3PatchExtractor, SB3VecEnvAdapter, patch_policy_kwargs
+
+    venv = gym.make_vec("RLAWorld-dmc-reacher-v0", num_envs=4, artifacts=str(bundle),
+                        vectorization_mode="vector_entry_point", flow_steps=2)  # fmt: skip
+    env = VecMonitor(SB3VecEnvAdapter(venv.unwrapped))
+    kwargs = patch_policy_kwargs(features_dim=32, token_dim=8, net_arch=(32,))
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=32, n_epochs=1, seed=0,
+                policy_kwargs={**kwargs, "log_std_init": -0.5})  # fmt: skip
+    extractor = model.policy.features_extractor
+    assert isinstance(extractor, SB3PatchExtractor) and extractor.pool.kind == "conv"
+    model.learn(64)
+    assert model.num_timesteps >= 64 and len(model.ep_info_buffer) > 0
+    model.save(tmp_path / "ppo.zip")
+    sac = SAC("MlpPolicy", env, buffer_size=200, batch_size=16, learning_starts=16,
+              policy_kwargs=kwargs, seed=0)  # fmt: skip
+    sac.learn(24)
+    sac.save(tmp_path / "sac.zip")
+    env.close()
+    assert isinstance(load_sb3_model(tmp_path / "sac.zip"), SAC)
+
+    # The dream's (4, 16) features and 8 x 2 chunks are exactly real reacher's through `tiny`.
+    assert _eval(tmp_path, "--policy", str(tmp_path / "ppo.zip"), "--episodes", "1",
+                 "--out", str(tmp_path / "sb3.json")) == 0  # fmt: skip
+    r = json.loads((tmp_path / "sb3.json").read_text())
+    assert r["policy"]["kind"] == "sb3" and r["episodes"] == 1
