@@ -11,6 +11,9 @@ id                              artifacts (default)                        max_e
 ``RLAWorld-dmc-reacher-v0``     ``rla_gym/envs/assets/dmc-reacher/``       8
 ==============================  =========================================  ==================
 
+``RealFeatureEnv`` is the real simulator behind the same spaces (features of the rendered frame,
+action chunks, the task's own reward): the baseline a dream-trained policy is compared with.
+
 An env whose bundle is not built raises ``ArtifactsNotFoundError`` naming the build command;
 pass ``artifacts=<folder>`` to use any bundle.
 """
@@ -23,8 +26,9 @@ from gymnasium.envs.registration import register, registry
 
 if TYPE_CHECKING:
     from rla_gym.envs.artifacts import Artifacts, build_artifacts, load_artifacts
+    from rla_gym.envs.real import RealFeatureConfig, RealFeatureEnv
     from rla_gym.envs.rla_world import RLAWorldConfig, RLAWorldEnv
-    from rla_gym.envs.sb3 import SB3VecEnvAdapter
+    from rla_gym.envs.sb3 import SB3PatchExtractor, SB3VecEnvAdapter
     from rla_gym.envs.vector import RLAWorldVectorEnv
 
 __all__ = [
@@ -33,6 +37,9 @@ __all__ = [
     "RLAWorldConfig",
     "RLAWorldEnv",
     "RLAWorldVectorEnv",
+    "RealFeatureConfig",
+    "RealFeatureEnv",
+    "SB3PatchExtractor",
     "SB3VecEnvAdapter",
     "build_artifacts",
     "load_artifacts",
@@ -66,6 +73,9 @@ _LAZY = {
     "RLAWorldEnv": "rla_gym.envs.rla_world",
     "RLAWorldVectorEnv": "rla_gym.envs.vector",
     "SB3VecEnvAdapter": "rla_gym.envs.sb3",
+    "SB3PatchExtractor": "rla_gym.envs.sb3",
+    "RealFeatureConfig": "rla_gym.envs.real",
+    "RealFeatureEnv": "rla_gym.envs.real",
 }
 
 
