@@ -146,6 +146,7 @@ class LiberoSim(SimAdapter):
         self.action_high = np.ones(self.action_dim, dtype=np.float32)
         self.max_steps = _suite_max_steps(suite)
         self._init_states = np.asarray(bench.get_task_init_states(task_index), dtype=np.float64)
+        self._warm = False
         self.num_init_states = int(self._init_states.shape[0])
 
         env = env_cls(
@@ -359,6 +360,12 @@ class LiberoSim(SimAdapter):
                 f"init_state_id must be in [0, {self.num_init_states}), got {init_state_id}"
             )
         env = self.env
+        if not self._warm:
+            # The first episode's frames after construction differ from every later one's by a
+            # few pixel levels (same physics state; renderer warm-up). One throwaway episode start
+            # makes episode i identical whether or not it is the process's first.
+            self._warm = True
+            self.reset(init_state_id=init_state_id)
         env.reset()
         obs = env.set_init_state(self._init_states[int(init_state_id)])
         noop = np.zeros(self.action_dim, dtype=np.float64)
