@@ -76,6 +76,16 @@ class Args:
     """torch threads, the same for both arms"""
     seed: int = 0
     """seed of SB3, of the training resets and of the random policy"""
+    libero_artifacts: str | None = None
+    """(b) LIBERO bundle with a BC base policy (default: the embedded rla_gym/envs/assets/libero)"""
+    libero_seeds: tuple[int, ...] = (0, 1)
+    """(b) residual-PPO seeds (each trains its own residual and is evaluated in real LIBERO)"""
+    libero_ppo_steps: int = 12_288
+    """(b) dream env steps of residual PPO per seed"""
+    libero_eval_episodes: int = 25
+    """(b) real LIBERO episodes per policy: init states 0..n-1 (the same for every policy)"""
+    libero_runs: Path = Path("runs/rl_in_dream_b")
+    """(b) WMRL output folders (<libero_runs>/seed<k>; re-running resumes)"""
     out: Path = Path("benchmarks/results/rl_in_dream.json")
     """result JSON; the learning-curve PNG goes next to it"""
 
@@ -292,16 +302,47 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 # --------------------------------------------------------------------------- part (b)
 def part_b(args: Args) -> dict[str, Any]:
-    """(b) LIBERO: BC vs BC + residual PPO in the dream, both judged in real LIBERO.
+    """(b) LIBERO: BC vs BC + residual PPO in the dream (paper §8.2), both judged in real LIBERO.
 
-    The hook for the paper's §8.2 protocol, to be filled with
-    ``rla_gym.evaluation.wmrl.run_wmrl(WMRLConfig(...))`` (issue #5); it returns a
-    JSON-serialisable dict, which :func:`main` stores under ``"b"`` next to part (a).
+    Each seed runs :func:`rla_gym.evaluation.wmrl.run_wmrl`: the bundle's BC base, residual PPO
+    in the batched dream, imagined evaluation, then real LIBERO over init states
+    ``0..libero_eval_episodes-1``. The BC policy and LIBERO are deterministic, so BC is evaluated
+    once (with the first seed); every seed's final policy is evaluated. Issue #5 target: residual
+    PPO raises real success over its BC init.
     """
-    raise NotImplementedError(
-        "part (b) (LIBERO BC vs BC + residual PPO, issue #5) is not wired up yet; "
-        "run with --parts a"
-    )
+    from rla_gym.evaluation.wmrl import WMRLConfig, run_wmrl
+
+    torch.set_num_threads(args.threads)
+    runs = []
+    for i, seed in enumerate(args.libero_seeds):
+        cfg = WMRLConfig(
+            artifacts=args.libero_artifacts, out=args.libero_runs / f"seed{seed}",
+            ppo_steps=args.libero_ppo_steps, eval_episodes=args.libero_eval_episodes,
+            seed=seed, videos=0, real_policies=("bc", "bc+ppo") if i == 0 else ("bc+ppo",),
+        )
+        runs.append(run_wmrl(cfg))
+    bc = runs[0]["policies"]["bc"]
+    finals = [r["policies"]["bc+ppo"] for r in runs]
+    k = sum(f["real"]["successes"] for f in finals)
+    n = sum(f["real"]["episodes"] for f in finals)
+    return {
+        "task": runs[0]["task"], "bundle": runs[0]["bundle"], "encoder": runs[0]["encoder"],
+        "seeds": list(args.libero_seeds), "ppo_steps": args.libero_ppo_steps,
+        "eval_episodes": args.libero_eval_episodes,
+        "bc": {"real": _strip(bc["real"]), "dream": _strip(bc["dream"])},
+        "bc_ppo": [{"seed": s, "real": _strip(f["real"]), "dream": _strip(f["dream"]),
+                    "ppo_wall_clock_s": r["ppo"]["wall_clock_s"]}
+                   for s, f, r in zip(args.libero_seeds, finals, runs, strict=True)],
+        "bc_ppo_pooled": {"successes": k, "episodes": n, "success_rate": k / max(n, 1),
+                          "wilson95": list(wilson_interval(k, n))},
+        "wall_clock_s": sum(r["wall_clock_s"] for r in runs),
+    }
+
+
+def _strip(res: dict[str, Any]) -> dict[str, Any]:
+    """A WMRL evaluation without its per-episode rows (kept in the run folders)."""
+    return {k: v for k, v in res.items() if k not in ("rows", "returns", "success_any",
+                                                       "success_final", "starts", "videos")}
 
 
 PARTS = {"a": part_a, "b": part_b}

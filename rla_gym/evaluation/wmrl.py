@@ -81,6 +81,9 @@ class WMRLConfig:
     """Control-step limit of a real episode (default: the task's)."""
     videos: int = 1
     """Real episodes per policy written as mp4."""
+    real_policies: tuple[str, ...] = ("bc", "bc+ppo")
+    """Which policies the real simulator evaluates (the BC result does not depend on ``seed``,
+    so repeated-seed studies evaluate it once)."""
     seed: int = 0
     """Seed of PPO, dream noise and real resets."""
     device: str = "auto"
@@ -305,7 +308,7 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     eval_env.close()
 
     # ---- real evaluation of BC and the final policy
-    for name in ("bc", "bc+ppo") if cfg.eval_episodes > 0 else ():
+    for name in cfg.real_policies if cfg.eval_episodes > 0 else ():
         real_cfg = RealEvalConfig(
             sim=manifest["sim"], task=manifest["task"], resolution=int(manifest["resolution"]),
             encoder=manifest["encoder"], episodes=cfg.eval_episodes, chunk=core.chunk,
