@@ -143,3 +143,12 @@ class BCConfig:
     """Gradient-norm clip."""
     seed: int = 0
     """Seed of the split and the minibatch order."""
+    steps: int | None = None
+    """Total optimizer steps, overriding ``epochs``. An epoch is one pass over the labelled
+    training rows, so plain BC and BC with a latent head run the same steps on the same labelled
+    minibatches."""
+    latent_weight: float = 0.3
+    """Weight of the latent-head loss when :meth:`~rla_gym.agents.bc.BehaviourCloning.fit` gets
+    latent targets (the world action model's RLA head, paper §7): MSE on targets normalised per
+    dimension, added to the action loss. On one LIBERO split (5 labelled episodes, 2000 steps)
+    0.3 gave a lower held-out action error than 1, and both beat plain BC."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import tyro
 
+from rla_gym.cli.evaluate import cmd_eval
 from rla_gym.data.collect import CollectConfig
 from rla_gym.errors import RLAGymError
 
@@ -83,12 +84,14 @@ def _verbs() -> dict[str, Any]:
         "collect": cmd_collect,
         "encode": cmd_encode,
         "inspect": cmd_inspect,
+        "eval": cmd_eval,
     }
     try:  # training verbs exist once the model rooms are installed with the package
-        from rla_gym.cli.train import cmd_train_rla, cmd_train_wm
+        from rla_gym.cli.train import cmd_train_bc, cmd_train_rla, cmd_train_wm
 
         verbs["train-rla"] = cmd_train_rla
         verbs["train-wm"] = cmd_train_wm
+        verbs["train-bc"] = cmd_train_bc
     except ImportError:
         pass
     return verbs

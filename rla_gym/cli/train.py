@@ -1,17 +1,19 @@
-"""Training verbs of the ``rla-gym`` command: ``train-rla`` and ``train-wm``.
+"""Training verbs of the ``rla-gym`` command: ``train-rla``, ``train-wm`` and ``train-bc``.
 
-Both resume when their output folder already holds a checkpoint, and both run data-parallel under
-``torchrun --nproc_per_node N -m rla_gym.cli.main train-...``.
+``train-rla`` and ``train-wm`` resume when their output folder already holds a checkpoint, and both
+run data-parallel under ``torchrun --nproc_per_node N -m rla_gym.cli.main train-...``.
+``train-bc`` is a minutes-long single-process fit.
 """
 
 from __future__ import annotations
 
 import json
 
+from rla_gym.evaluation.world_action import TrainBCConfig, train_bc_from_dataset
 from rla_gym.rla.train import TrainRLAConfig, train_rla
 from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
-__all__ = ["cmd_train_rla", "cmd_train_wm"]
+__all__ = ["cmd_train_bc", "cmd_train_rla", "cmd_train_wm"]
 
 
 def _report(result: object) -> None:
@@ -28,3 +30,9 @@ def cmd_train_rla(cfg: TrainRLAConfig) -> None:
 def cmd_train_wm(cfg: TrainWorldModelConfig) -> None:
     """Train the flow-matching world model (or a baseline) on a frozen RLA (resumes)."""
     _report(train_world_model(cfg))
+
+
+def cmd_train_bc(cfg: TrainBCConfig) -> None:
+    """Behaviour-clone a feature policy from a dataset's action chunks. With --rla-head --rla <ckpt>
+    it becomes the world action model: an RLA head lets action-free videos train the policy too."""
+    print(json.dumps(train_bc_from_dataset(cfg), indent=2))

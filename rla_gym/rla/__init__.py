@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from rla_gym.rla.config import RLAConfig
+from rla_gym.rla.latents import encode_pairs
 from rla_gym.rla.model import RLAAutoencoder, reconstruction_loss
 
-__all__ = ["RLAAutoencoder", "RLAConfig", "TrainRLAConfig", "reconstruction_loss", "train_rla"]
+__all__ = [
+    "RLAAutoencoder",
+    "RLAConfig",
+    "TrainRLAConfig",
+    "encode_pairs",
+    "reconstruction_loss",
+    "train_rla",
+]
 
 
 def __getattr__(name: str) -> object:
