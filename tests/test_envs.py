@@ -274,13 +274,15 @@ def test_registered_horizons_per_suite() -> None:
 
 def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     """BC from the dataset -> bundle with policy -> residual PPO in the dream -> imagined eval."""
-    from rla_gym.evaluation.wmrl import MissingPolicyError, WMRLConfig, run_wmrl, train_bc_policy
+    from rla_gym.evaluation.wmrl import MissingPolicyError, WMRLConfig, run_wmrl
+    from rla_gym.evaluation.world_action import TrainBCConfig, train_bc_from_dataset
 
     root = bundle.parent
     with pytest.raises(MissingPolicyError, match="--bc-data"):
         run_wmrl(WMRLConfig(artifacts=str(bundle), out=tmp_path / "none", progress=False))
-    bc = train_bc_policy(root / "data", K, tmp_path / "bc", epochs=3, encoder="tiny",
-                         device="cpu")
+    bc = tmp_path / "bc"
+    train_bc_from_dataset(TrainBCConfig(data=root / "data", out=bc, encoder="tiny", chunk=K,
+                                        steps=20, device="cpu"))
     with_policy = build_artifacts(root / "data", "tiny", root / "wm" / "checkpoint",
                                   tmp_path / "bundle", chunk=K, num_reference_demos=3,
                                   thumb_size=16, val_fraction=0.3, policy=bc,

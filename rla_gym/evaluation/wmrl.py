@@ -4,8 +4,8 @@ check in the real simulator whether the dream was right.
 Pipeline of :func:`run_wmrl`:
 
 1. **BC init** — the bundle's behaviour-cloned base policy (``<bundle>/policy``, trained by
-   :func:`train_bc_policy` on the dataset the bundle was built from), or a fresh one from
-   ``bc_data``.
+   ``rla-gym train-bc`` on the dataset the bundle was built from), or a fresh one from
+   ``bc_data`` (:func:`rla_gym.evaluation.world_action.train_bc_from_dataset`).
 2. **Residual PPO in the dream** — the base is frozen and a zero-initialised residual head adds at
    most ``residual_scale`` per action (:func:`~rla_gym.agents.make_residual_policy`); PPO trains it
    in the batched dreamed env on the video-aligned reward. Snapshots are saved along the way.
@@ -36,7 +36,6 @@ from rla_gym.utils.stats import wilson_interval
 
 __all__ = [
     "MissingPolicyError", "WMRLConfig", "dream_evaluate", "format_report", "run_wmrl",
-    "train_bc_policy",
 ]
 
 
@@ -54,8 +53,8 @@ class WMRLConfig:
     """Bundle folder (default: the suite's embedded bundle)."""
     bc_data: str | None = None
     """Train the BC base on this dataset's expert train episodes instead of using the bundle's."""
-    bc_epochs: int = 30
-    """BC epochs when training a base from ``bc_data``."""
+    bc_steps: int = 2000
+    """BC optimizer steps when training a base from ``bc_data``."""
     out: Path = Path("runs/wmrl")
     """Output folder (re-running resumes PPO from ``out/ppo``)."""
     ppo_steps: int = 12_288
@@ -90,51 +89,6 @@ class WMRLConfig:
     """``auto``, ``cpu`` or ``cuda`` for PPO and the world model."""
     progress: bool = True
     """Show progress bars."""
-
-
-# --------------------------------------------------------------------------- BC
-def train_bc_policy(
-    data: str | Path,
-    chunk: int,
-    out: str | Path,
-    epochs: int = 30,
-    encoder: str = "opennsfw-resnet50-res4",
-    policies: tuple[str, ...] = ("expert",),
-    seed: int = 0,
-    device: str = "auto",
-) -> Path:
-    """Fit an :class:`~rla_gym.agents.ActorCritic` to the action chunks of a dataset.
-
-    Uses the train split (same hash split as the world model) of successful episodes of
-    ``policies``; the policy maps features ``(N, D)`` to a chunk ``(K * A,)`` in ``[-1, 1]``.
-
-    Returns:
-        The saved policy folder ``out`` (its ``meta.json`` records data, sizes and losses).
-    """
-    from rla_gym.agents import ActorCritic, BCConfig
-    from rla_gym.agents.bc import BehaviourCloning
-    from rla_gym.data import EpisodeStore
-    from rla_gym.data.chunks import load_chunks
-
-    store = EpisodeStore(data)
-    train_ids, _ = store.split()
-    ids = [e for p in policies for e in store.episode_ids(p) if e in set(train_ids)]
-    ids = [e for e in ids if bool(store.read(e, frames=False).success[-1])]
-    chunks = load_chunks(store, ids, chunk, encoder)
-    policy = ActorCritic(chunks.obs.shape[1:], chunks.actions.shape[1],
-                         action_low=-np.ones(chunks.actions.shape[1], np.float32),
-                         action_high=np.ones(chunks.actions.shape[1], np.float32))
-    torch.manual_seed(seed)
-    cfg = BCConfig(epochs=epochs, seed=seed)
-    t0 = time.perf_counter()
-    bc = BehaviourCloning(policy, cfg, device)
-    bc.fit(chunks.obs, chunks.actions)
-    meta = {"data": str(data), "episodes": len(chunks.episode_ids), "samples": len(chunks),
-            "chunk": chunk, "encoder": encoder, "policies": list(policies),
-            "train_losses": bc.train_losses, "val_losses": bc.val_losses,
-            "best_epoch": bc.best_epoch, "wall_clock_s": time.perf_counter() - t0}
-    policy.cpu().save(out, meta=meta)
-    return Path(out)
 
 
 # --------------------------------------------------------------------------- imagined evaluation
@@ -191,8 +145,11 @@ def _base_policy(cfg: WMRLConfig, bundle: Path, chunk: int) -> Path:
     if cfg.bc_data is not None:
         out = cfg.out / "bc"
         if not (out / "model.safetensors").exists():
-            train_bc_policy(cfg.bc_data, chunk, out, epochs=cfg.bc_epochs, seed=cfg.seed,
-                            device=cfg.device)
+            from rla_gym.evaluation.world_action import TrainBCConfig, train_bc_from_dataset
+
+            train_bc_from_dataset(TrainBCConfig(data=Path(cfg.bc_data), out=out, chunk=chunk,
+                                                steps=cfg.bc_steps, seed=cfg.seed,
+                                                device=cfg.device))
         return out
     path = bundle / "policy"
     if not (path / "model.safetensors").exists():
