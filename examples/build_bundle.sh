@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Rebuild the embedded default bundle of one dreamed env from scratch, with the project's own
+# collectors and CLI: collect -> encode -> train RLA -> train RLA-WM -> behaviour-cloned base
+# policy -> bundle in rla_gym/envs/assets/<suite>/.
+#
+#   bash examples/build_bundle.sh libero            # RLAWorld-libero-v0
+#   bash examples/build_bundle.sh robosuite-lift    # RLAWorld-robosuite-lift-v0
+#   bash examples/build_bundle.sh dmc-reacher       # RLAWorld-dmc-reacher-v0
+#
+# Every step resumes where it stopped (collection skips recorded episodes, trainers resume from
+# their checkpoints; train-bc simply retrains, ~2 min), so an interrupted build continues when
+# re-run. Wall-clock on 2 CPU cores is
+# in the README ("Embedded bundles").
+set -euo pipefail
+suite=${1:?usage: build_bundle.sh libero|robosuite-lift|dmc-reacher}
+
+case "$suite" in
+  libero)
+    sim=libero; task=libero_object/0; data=data/libero_object_0
+    collect=("expert 50" "noisy 50" "play 20 150"); rla_steps=1500; wm_steps=3000
+    bundle_flags=(--num-reference-demos 4 --max-render-frames 64) ;;
+  robosuite-lift)
+    sim=robosuite; task=Lift; data=data/robosuite_lift
+    collect=("expert 60" "noisy 50" "play 20"); rla_steps=1000; wm_steps=2000
+    bundle_flags=(--num-reference-demos 4 --max-render-frames 64) ;;
+  dmc-reacher)
+    # Every reacher episode has its own target, so each start is aligned only with its own demo.
+    sim=dmc; task=reacher-easy; data=data/dmc_reacher_easy
+    collect=("expert 150" "noisy 100" "play 40 100"); rla_steps=1500; wm_steps=3000
+    bundle_flags=(--num-reference-demos 20 --reset-from references --max-render-frames 64) ;;
+  *) echo "unknown suite $suite (libero, robosuite-lift, dmc-reacher)" >&2; exit 2 ;;
+esac
+runs=runs/bundle/$suite
+
+for spec in "${collect[@]}"; do
+  read -r policy episodes max_steps <<<"$spec"
+  rla-gym collect --sim "$sim" --task "$task" --policy "$policy" --episodes "$episodes" \
+    ${max_steps:+--max-steps "$max_steps"} --workers 2 --out "$data"
+done
+rla-gym encode --data "$data"
+
+# One torch thread per job: on two cores, two builds side by side use the machine best.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+rla-gym train-rla --data "$data" --out "$runs/rla" --decoder-target residual --width 96 --depth 2 \
+  --steps "$rla_steps" --no-progress
+rla-gym train-wm --model rla-wm --data "$data" --rla "$runs/rla/checkpoint" --out "$runs/wm" \
+  --preset cpu-compact --steps "$wm_steps" --no-progress
+rla-gym train-bc --data "$data" --out "$runs/bc" --device cpu
+python -m rla_gym.envs.artifacts --data "$data" --world-model "$runs/wm/checkpoint" \
+  --policy "$runs/bc" --weights-dtype int8 "${bundle_flags[@]}" --out "rla_gym/envs/assets/$suite"
