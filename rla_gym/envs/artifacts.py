@@ -425,6 +425,23 @@ def _copy_policy(
             "dtype": dtype, "sha256": _sha256(dst / "model.safetensors")}
 
 
+def _training_record(wm_ckpt: Path, policy: str | Path | None) -> dict[str, Any]:
+    """What trained the bundle's parts and how long it took (from their ``meta.json``)."""
+    keys = ("step", "wall_clock_s", "val_metrics", "parameters", "trainable_parameters",
+            "heldout_action_mse", "labelled_rows")
+
+    def pick(folder: Path | None) -> dict[str, Any] | None:
+        if folder is None or not (folder / "meta.json").exists():
+            return None
+        meta = load_json(folder / "meta.json")
+        return {k: meta[k] for k in keys if k in meta}
+
+    wm_meta = load_json(wm_ckpt / "meta.json") if (wm_ckpt / "meta.json").exists() else {}
+    rla = wm_meta.get("rla_checkpoint")
+    return {"world_model": pick(wm_ckpt), "rla": pick(Path(rla)) if rla else None,
+            "policy": pick(Path(policy)) if policy is not None else None}
+
+
 def build_artifacts(
     data_dir: str | Path,
     encoder_name: str,
@@ -670,6 +687,7 @@ def build_artifacts(
             "success": success,
             "reward_calibration": reward_cal,
             "policy": policy_info,
+            "training": _training_record(Path(world_model_ckpt), policy),
             "files": {BANK: {"sha256": _sha256(tmp / BANK), "bytes": sizes[BANK]}},
             "size_bytes": sizes,
             "total_bytes": sum(sizes.values()),
