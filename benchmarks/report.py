@@ -185,13 +185,20 @@ def _rl_in_dream_b(b: dict) -> str:
                        f"{b['wall_clock_s'] / 60:.0f} min in all."])
 
 
+def _real_cal(su: dict) -> str:
+    r = su.get("real_frames")
+    return "-" if r is None else (f"{r['train_balanced_accuracy']:.2f} / "
+                                  f"{r['heldout_agreement']:.2f}")
+
+
 def bundles() -> str:
     assets = Path(__file__).parents[1] / "rla_gym" / "envs" / "assets"
     ids = {"libero": ("RLAWorld-libero-v0", 20),
            "robosuite-lift": ("RLAWorld-robosuite-lift-v0", 10),
            "dmc-reacher": ("RLAWorld-dmc-reacher-v0", 8)}
-    out = ["| id | real task | horizon (chunks) | size | WM val L1 (copy-last) | success estimate: "
-           "train bal. acc. / held-out agreement | reset starts / reference demos | train-rla | "
+    out = ["| id | real task | horizon (chunks) | size | WM val L1 (copy-last) | success estimate "
+           "on dreamed replays (on real frames): train bal. acc. / held-out agreement | "
+           "reset starts / reference demos | train-rla | "
            "train-wm | train-bc |", "|---|---|---|---|---|---|---|---|---|---|"]
     errs, total = [], 0
     for suite, (env_id, horizon) in ids.items():
@@ -212,7 +219,8 @@ def bundles() -> str:
             f"{m['total_bytes'] / 1e6:.1f} MB | "
             f"{v['val/pred_l1']:.4f} ({v['val/copy_l1']:.4f}) | "
             f"{su['train_balanced_accuracy']:.2f} / {su['heldout_agreement']:.2f} "
-            f"({su['heldout_episodes']} ep.) | {len(m['reset']['episodes'])} / "
+            f"({_real_cal(su)}; {su['heldout_episodes']} held-out ep.) | "
+            f"{len(m['reset']['episodes'])} / "
             f"{len(m['reference']['episodes'])} | {mins('rla')} steps | {mins('world_model')} "
             f"steps | {tr['policy']['wall_clock_s'] / 60:.1f} min |")
     e = np.array(errs)

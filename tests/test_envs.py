@@ -196,8 +196,10 @@ def test_bad_actions_raise_with_space(bundle: Path) -> None:
 
 
 def test_missing_and_corrupt_artifacts(bundle: Path, tmp_path: Path) -> None:
-    with pytest.raises(ArtifactsNotFoundError, match="artifacts not built yet"):
-        gym.make("RLAWorld-robosuite-lift-v0")
+    from rla_gym.envs.rla_world import resolve_artifacts
+
+    with pytest.raises(ArtifactsNotFoundError, match="no embedded default bundle"):
+        resolve_artifacts(None, "no-such-suite")
     with pytest.raises(ArtifactsNotFoundError, match=r"python -m rla_gym\.envs\.artifacts"):
         _make(tmp_path / "nowhere")
     import shutil

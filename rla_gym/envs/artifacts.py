@@ -272,6 +272,9 @@ class BuildArtifactsConfig:
     """Side of the render-bank thumbnails in pixels."""
     max_render_frames: int = 128
     """Cap on render-bank frames (64 px: 12 kB each)."""
+    success_calibration: Literal["imagined", "real"] = "imagined"
+    """Choose the success threshold on dreamed replays of real episodes (what the env sees) or on
+    real final frames."""
     reset_from: Literal["all", "references"] = "all"
     """Reset starts: every episode of ``policies`` or only the reference demos (per-episode goals,
     e.g. reacher)."""
@@ -425,6 +428,37 @@ def _copy_policy(
             "dtype": dtype, "sha256": _sha256(dst / "model.safetensors")}
 
 
+def _success_record(
+    dists: np.ndarray, labels: np.ndarray, held: np.ndarray, metric: str
+) -> dict[str, Any]:
+    """Threshold chosen on the train episodes, agreement measured on the held-out ones."""
+    thr, train_acc, method = _calibrate_threshold(dists[~held], labels[~held])
+    held_acc = (float(((dists[held] < thr) == labels[held]).mean())
+                if thr is not None and held.any() else None)
+    return {"threshold": thr, "metric": metric, "method": method,
+            "train_balanced_accuracy": train_acc, "heldout_agreement": held_acc,
+            "train_episodes": int((~held).sum()), "train_successes": int(labels[~held].sum()),
+            "heldout_episodes": int(held.sum()), "heldout_successes": int(labels[held].sum())}
+
+
+def _imagined_goal_distances(
+    model: Any, episodes: list[Any], goal: np.ndarray, demos: list[int], chunk: int, seed: int
+) -> np.ndarray:
+    """L1 to its demo's goal of each episode's dreamed end state: ``(E,)``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for ep, d in zip(episodes, demos, strict=True):
+        acts = torch.from_numpy(np.asarray(ep.actions, np.float32))[None]
+        pieces = [acts[:, i:i + chunk] for i in range(0, acts.shape[1], chunk)]
+        s0 = torch.from_numpy(ep.features[0].astype(np.float32))[None]
+        with torch.no_grad():
+            end = model.rollout(s0, pieces, generator=gen)[0, -1].numpy()
+        out.append(float(_l1(end, goal[d])))
+    return np.array(out)
+
+
 def _training_record(wm_ckpt: Path, policy: str | Path | None) -> dict[str, Any]:
     """What trained the bundle's parts and how long it took (from their ``meta.json``)."""
     keys = ("step", "wall_clock_s", "val_metrics", "parameters", "trainable_parameters",
@@ -458,6 +492,7 @@ def build_artifacts(
     weights_dtype: Literal["float32", "float16", "int8"] = "float16",
     policy: str | Path | None = None,
     reset_from: Literal["all", "references"] = "all",
+    success_calibration: Literal["imagined", "real"] = "imagined",
 ) -> Path:
     """Build an artifacts bundle from a real dataset and a trained world model.
 
@@ -487,6 +522,10 @@ def build_artifacts(
             reference demo whose frame 0 is nearest); ``"references"``: only the reference demos'
             own starts, for tasks whose goal differs per episode (reacher's target), where the
             nearest demo may chase another goal.
+        success_calibration: the success estimate's threshold is chosen on ``"imagined"`` end
+            states (each calibration episode's real actions replayed in the stored world model
+            from its real first frame; what the env will see) or on ``"real"`` final frames. Both
+            sets of numbers are recorded.
 
     Returns:
         The bundle folder.
@@ -591,23 +630,9 @@ def build_artifacts(
         ep_rows = f[_ref_rows(len(feats[e].actions), chunk)][1:]
         idx = np.minimum(np.arange(1, len(ep_rows) + 1), reference_len[d] - 1)
         real_l1.append(float(_l1(ep_rows, reference_dq[d, idx]).mean()))
-    dists_a, labels_a, held_a = np.array(dists), np.array(labels, bool), np.array(held, bool)
-    thr, train_acc, method = _calibrate_threshold(dists_a[~held_a], labels_a[~held_a])
-    held_acc = (
-        float(((dists_a[held_a] < thr) == labels_a[held_a]).mean())
-        if thr is not None and held_a.any() else None
-    )
-    success = {
-        "threshold": thr,
-        "metric": "mean L1 of final-frame features to the aligned demo's goal features",
-        "method": method,
-        "train_balanced_accuracy": train_acc,
-        "heldout_agreement": held_acc,
-        "train_episodes": int((~held_a).sum()),
-        "train_successes": int(labels_a[~held_a].sum()),
-        "heldout_episodes": int(held_a.sum()),
-        "heldout_successes": int(labels_a[held_a].sum()),
-    }
+    labels_a, held_a = np.array(labels, bool), np.array(held, bool)
+    success = _success_record(np.array(dists), labels_a, held_a,
+                              "mean L1 of real final-frame features to the aligned demo's goal")
     reward_cal = {
         "real_episode_aligned_l1_mean": float(np.mean(real_l1)) if real_l1 else None,
         "reference_row_change_l1_mean": chunk_change,
@@ -655,6 +680,22 @@ def build_artifacts(
             if (Path(world_model_ckpt) / name).exists():
                 shutil.copy2(Path(world_model_ckpt) / name, tmp / WORLD_MODEL / name)
         weights = _store_weights(model, tmp / WORLD_MODEL, weights_dtype, reset_dq[:8], chunk)
+        if success_calibration == "imagined" and calib:
+            # The env applies the threshold to *dreamed* features, which are smoother than real
+            # ones; so calibrate on dreams: replay each real episode's actions from its real
+            # first frame in the stored (quantised) model and label the end by real success.
+            from rla_gym.world_model import load_predictor as _load
+
+            stored = _load(tmp / WORLD_MODEL)
+            demos = [_nearest_demo(feats[e].features[0].astype(np.float32), ref_frame0)
+                     for e in calib]
+            imagined = _imagined_goal_distances(stored, [feats[e] for e in calib], goal, demos,
+                                                chunk, seed)
+            success = {**_success_record(imagined, labels_a, held_a,
+                                         "mean L1 of the dreamed final features (the episode's "
+                                         "real actions replayed from its real first frame) to "
+                                         "the aligned demo's goal"),
+                       "real_frames": success}
         policy_info = None
         if policy is not None:
             policy_info = _copy_policy(Path(policy), tmp / POLICY, (int(n_tok), int(dim)),

@@ -258,7 +258,10 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
         policies[f"ppo@{int(snap.name[5:])}"] = snap
     policies["bc+ppo"] = final_path
     report_policies: dict[str, dict[str, Any]] = {}
-    for name, path in policies.items():
+    from tqdm.auto import tqdm
+
+    for name, path in tqdm(policies.items(), desc=f"dream eval ({len(starts)} starts)",
+                           disable=not cfg.progress):
         pol = ActorCritic.load(path)
         report_policies[name] = {"path": str(path),
                                  "dream": dream_evaluate(pol, eval_env, starts, seed=cfg.seed)}
