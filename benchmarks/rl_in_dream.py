@@ -354,6 +354,9 @@ def main(args: Args) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in args.parts:
         result[name] = PARTS[name](args)
+        # Re-read before writing: the parts may run as separate processes side by side.
+        latest = load_json(args.out) if args.out.exists() else {}
+        result = {**{k: v for k, v in latest.items() if k in PARTS}, name: result[name]}
         out = {"provenance": provenance(seed=args.seed, device="cpu",
                                         encoder=result.get("a", {}).get("encoder_fingerprint")),
                **result}  # fmt: skip
