@@ -9,7 +9,6 @@ Gymnasium or SB3 tooling.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rla_gym.envs.rla_world import check_actions
+from rla_gym.utils.configs import with_overrides
 
 __all__ = ["RealFeatureConfig", "RealFeatureEnv"]
 
@@ -71,11 +71,7 @@ class RealFeatureConfig:
     @classmethod
     def resolve(cls, config: RealFeatureConfig | None, **overrides: Any) -> RealFeatureConfig:
         """``config`` (default: all defaults) with ``overrides`` applied; unknown keys raise."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise TypeError(f"unknown RealFeatureEnv option(s) {unknown}; valid: {sorted(names)}")
-        return dataclasses.replace(config or cls(), **overrides)
+        return with_overrides(cls, config, overrides, "RealFeatureEnv")
 
 
 @functools.lru_cache(maxsize=4)

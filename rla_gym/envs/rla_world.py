@@ -7,7 +7,6 @@ shells around it, which is what makes "vector env == N single envs" hold by cons
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from rla_gym.envs.artifacts import (
 )
 from rla_gym.envs.render import nearest_frames
 from rla_gym.reward.aligned import AlignedReward
+from rla_gym.utils.configs import with_overrides
 
 __all__ = [
     "DreamCore", "RLAWorldConfig", "RLAWorldEnv", "Start", "check_actions", "resolve_artifacts",
@@ -167,11 +167,7 @@ class RLAWorldConfig:
     @classmethod
     def resolve(cls, config: RLAWorldConfig | None, **overrides: Any) -> RLAWorldConfig:
         """``config`` (default: all defaults) with ``overrides`` applied; unknown keys raise."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise TypeError(f"unknown RLAWorld option(s) {unknown}; valid: {sorted(names)}")
-        return dataclasses.replace(config or cls(), **overrides)
+        return with_overrides(cls, config, overrides, "RLAWorld")
 
 
 class DreamCore:

@@ -108,28 +108,15 @@ def dream_evaluate(
         per-start ``returns``, ``success_any`` (success estimate at any step), ``success_final``
         and the means, over ``max_episode_steps`` env steps.
     """
+    from rla_gym.evaluation.dream_vs_real import dream_rollouts
+
     b = venv.num_envs
     starts = list(range(b)) if starts is None else list(starts)
-    if len(starts) != b:
-        raise ValueError(f"{len(starts)} starts for {b} envs")
-    obs = None
-    for i, index in enumerate(starts):
-        mask = np.zeros(b, bool)
-        mask[i] = True
-        obs, _ = venv.reset(seed=[seed + j for j in range(b)],
-                            options={"reset_mask": mask, "start": "init", "index": index})
-    returns = np.zeros(b)
-    success_any = np.zeros(b, bool)
-    info: dict[str, Any] = {}
-    for _ in range(venv.max_episode_steps):
-        action, _ = policy.predict(obs, deterministic=True)
-        obs, reward, _, _, info = venv.step(action)
-        returns += reward
-        success_any |= info["is_success_estimate"]
-    success_final = np.asarray(info["is_success_estimate"], bool)
+    roll = dream_rollouts(venv, starts, policy=policy, seed=seed)
+    returns, success_any = roll["rewards"].sum(1), roll["success"].any(1)
     k = int(success_any.sum())
     return {"starts": starts, "returns": returns.tolist(), "mean_return": float(returns.mean()),
-            "success_any": success_any.tolist(), "success_final": success_final.tolist(),
+            "success_any": success_any.tolist(), "success_final": roll["success"][:, -1].tolist(),
             "success_rate": k / b, "successes": k, "episodes": b,
             "wilson95": list(wilson_interval(k, b))}
 
