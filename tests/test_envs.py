@@ -333,7 +333,7 @@ def test_embedded_bundles_work_offline_and_pass_checkers(env_id: str) -> None:
     obs, _ = env.reset(seed=0)
     steps, done = 0, False
     while not done:
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
         steps, done = steps + 1, terminated or truncated
         assert np.isfinite(reward) and obs.shape == env.observation_space.shape
     assert steps == gym.spec(env_id).max_episode_steps

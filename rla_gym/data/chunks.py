@@ -49,7 +49,9 @@ class ChunkData:
         return len(self.obs)
 
 
-def normalize_actions(actions: np.ndarray, low: Sequence[float], high: Sequence[float]) -> np.ndarray:
+def normalize_actions(
+    actions: np.ndarray, low: Sequence[float], high: Sequence[float]
+) -> np.ndarray:
     """Simulator units -> ``[-1, 1]`` (clipped; a degenerate dimension maps to 0)."""
     lo, hi = np.asarray(low, np.float32), np.asarray(high, np.float32)
     half = np.where(hi > lo, (hi - lo) / 2, 1.0)
