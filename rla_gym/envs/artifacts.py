@@ -357,6 +357,27 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _rewrite_weights(path: Path, dtype: str) -> None:
+    """Store the weights file at ``path`` in ``dtype`` (``float32`` leaves it as it is).
+
+    ``float16`` halves the floats; ``int8`` quantises the large tensors
+    (:func:`~rla_gym.utils.checkpoint.quantize_state_dict`). Both load back as float32 through
+    :func:`~rla_gym.utils.checkpoint.load_checkpoint`.
+    """
+    if dtype == "float32":
+        return
+    from safetensors.torch import load_file, save_file
+
+    from rla_gym.utils.checkpoint import quantize_state_dict
+
+    state = load_file(str(path))
+    if dtype == "int8":
+        small = quantize_state_dict(state)
+    else:
+        small = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file(small, str(path))
+
+
 def _store_weights(
     model: Any, folder: Path, dtype: str, s_t: np.ndarray, chunk: int
 ) -> dict[str, Any]:
@@ -370,18 +391,10 @@ def _store_weights(
     if dtype not in ("float16", "int8"):
         raise ValueError(f"weights_dtype must be 'float32', 'float16' or 'int8', got {dtype!r}")
     import torch
-    from safetensors.torch import load_file, save_file
 
-    from rla_gym.utils.checkpoint import quantize_state_dict
     from rla_gym.world_model import load_predictor
 
-    path = folder / "model.safetensors"
-    state = load_file(str(path))
-    if dtype == "int8":
-        small_state = quantize_state_dict(state)
-    else:
-        small_state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_file(small_state, str(path))
+    _rewrite_weights(folder / "model.safetensors", dtype)
     small = load_predictor(folder)
     s = torch.from_numpy(s_t).float()
     acts = torch.zeros(len(s), chunk, int(model.action_dim))
@@ -414,15 +427,7 @@ def _copy_policy(
     for name in ("config.json", "model.safetensors", "meta.json"):
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)
-    if dtype != "float32":
-        from safetensors.torch import load_file, save_file
-
-        from rla_gym.utils.checkpoint import quantize_state_dict
-
-        state = load_file(str(dst / "model.safetensors"))
-        save_file(quantize_state_dict(state) if dtype == "int8" else
-                  {k: v.half() if v.is_floating_point() else v for k, v in state.items()},
-                  str(dst / "model.safetensors"))
+    _rewrite_weights(dst / "model.safetensors", dtype)
     meta = load_json(src / "meta.json") if (src / "meta.json").exists() else {}
     return {"source": str(src), "samples": meta.get("samples"), "episodes": meta.get("episodes"),
             "dtype": dtype, "sha256": _sha256(dst / "model.safetensors")}

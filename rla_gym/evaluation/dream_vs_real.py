@@ -30,7 +30,7 @@ import torch
 from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import wilson_interval
 
-__all__ = ["PolicySpec", "compare", "dream_rollouts", "real_rollouts", "spearman"]
+__all__ = ["PolicySpec", "compare", "dream_rollouts", "real_rollouts", "spearman", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,8 @@ def _real_worker(job: _RealJob, items: list[tuple[PolicySpec, int, int]], emit: 
                 expert.reset(obs)
             elif spec.kind == "saved" and spec.path not in loaded:
                 loaded[spec.path] = ActorCritic.load(spec.path).eval()
-            rand = _random_chunks(job.seed, start, job.episodes, job.chunk * sim.action_dim)
+            rand = (_random_chunks(job.seed, start, job.episodes, job.chunk * sim.action_dim)
+                    if spec.kind == "random" else None)
             feats, success, sim_return, taken = [], [], 0.0, []
             for e in range(job.episodes):
                 if spec.kind == "saved":
@@ -216,9 +217,9 @@ def compare(
                          progress)
     out: dict[str, Any] = {"starts": starts, "init_state_ids": init_ids, "horizon": horizon,
                            "chunk": core.chunk, "policies": {}}
-    for spec in specs:
-        from rla_gym.agents import ActorCritic
+    from rla_gym.agents import ActorCritic
 
+    for spec in specs:
         if spec.kind == "saved":
             dream = dream_rollouts(venv, starts, policy=ActorCritic.load(spec.path), seed=seed)
         else:
@@ -239,8 +240,9 @@ def compare(
         dream_ret, dream_succ = dream["rewards"].sum(1), dream["success"].any(1)
         out["policies"][spec.name] = {
             "kind": spec.kind, "path": spec.path,
-            "imagined": _summary(dream_ret, dream_succ),
-            "real": {**_summary(real_ret, real_succ), "sim_return": float(np.mean(
+            "imagined": {**summarize(dream_ret, dream_succ), "success": dream_succ.tolist()},
+            "real": {**summarize(real_ret, real_succ), "success": real_succ.tolist(),
+                     "sim_return": float(np.mean(
                 [real[(spec.name, s)]["sim_return"] for s in starts]))},
         }
     venv.close()
@@ -258,8 +260,9 @@ def compare(
     return out
 
 
-def _summary(returns: np.ndarray, success: np.ndarray) -> dict[str, Any]:
+def summarize(returns: np.ndarray, success: np.ndarray) -> dict[str, Any]:
+    """Per-episode ``returns (E,)`` and ``success (E,)`` -> means, counts and Wilson 95 %."""
     k, n = int(success.sum()), len(success)
     return {"mean_return": float(returns.mean()), "returns": returns.tolist(),
-            "success": success.tolist(), "success_rate": k / n, "successes": k, "episodes": n,
+            "success_rate": k / n, "successes": k, "episodes": n,
             "wilson95": list(wilson_interval(k, n))}

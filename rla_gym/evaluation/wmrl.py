@@ -32,7 +32,6 @@ import torch
 
 from rla_gym.errors import RLAGymError
 from rla_gym.utils.io import load_json, save_json
-from rla_gym.utils.stats import wilson_interval
 
 __all__ = [
     "MissingPolicyError", "WMRLConfig", "dream_evaluate", "format_report", "run_wmrl",
@@ -108,17 +107,13 @@ def dream_evaluate(
         per-start ``returns``, ``success_any`` (success estimate at any step), ``success_final``
         and the means, over ``max_episode_steps`` env steps.
     """
-    from rla_gym.evaluation.dream_vs_real import dream_rollouts
+    from rla_gym.evaluation.dream_vs_real import dream_rollouts, summarize
 
-    b = venv.num_envs
-    starts = list(range(b)) if starts is None else list(starts)
+    starts = list(range(venv.num_envs)) if starts is None else list(starts)
     roll = dream_rollouts(venv, starts, policy=policy, seed=seed)
-    returns, success_any = roll["rewards"].sum(1), roll["success"].any(1)
-    k = int(success_any.sum())
-    return {"starts": starts, "returns": returns.tolist(), "mean_return": float(returns.mean()),
-            "success_any": success_any.tolist(), "success_final": roll["success"][:, -1].tolist(),
-            "success_rate": k / b, "successes": k, "episodes": b,
-            "wilson95": list(wilson_interval(k, b))}
+    success_any = roll["success"].any(1)
+    return {"starts": starts, **summarize(roll["rewards"].sum(1), success_any),
+            "success_any": success_any.tolist(), "success_final": roll["success"][:, -1].tolist()}
 
 
 # --------------------------------------------------------------------------- pipeline
