@@ -64,8 +64,8 @@ def measure_single(path: str, args: Args, chunk: int) -> dict:
     shape = env.action_space.shape
 
     def step() -> None:
-        _, _, _, _, info = env.step(rng.uniform(-1, 1, shape).astype(np.float32))
-        if info["t"] >= 20 * chunk:  # stay inside the reference; reset is not timed separately
+        _, _, _, truncated, info = env.step(rng.uniform(-1, 1, shape).astype(np.float32))
+        if info["t"] >= 20 * chunk or truncated:  # reset is not timed separately
             env.reset()
 
     n, dt = _time_loop(step, args.seconds)

@@ -195,15 +195,13 @@ def _real_cal(su: dict) -> str:
 
 def bundles() -> str:
     assets = Path(__file__).parents[1] / "rla_gym" / "envs" / "assets"
-    ids = {"libero": ("RLAWorld-libero-v0", 20),
-           "robosuite-lift": ("RLAWorld-robosuite-lift-v0", 10),
-           "dmc-reacher": ("RLAWorld-dmc-reacher-v0", 8)}
+    from rla_gym.envs import SUITE_IDS
     out = ["| id | real task | horizon (chunks) | size | WM val L1 (copy-last) | success estimate "
            "on dreamed replays (on real frames): train bal. acc. / held-out agreement | "
            "reset starts / reference demos | train-rla | "
            "train-wm | train-bc |", "|---|---|---|---|---|---|---|---|---|---|"]
     errs, total = [], 0
-    for suite, (env_id, horizon) in ids.items():
+    for suite, env_id in SUITE_IDS.items():
         path = assets / suite / "manifest.json"
         if not path.exists():
             continue
@@ -217,7 +215,7 @@ def bundles() -> str:
             return f"{tr[part]['wall_clock_s'] / 60:.1f} min, {tr[part]['step']}"
 
         out.append(
-            f"| `{env_id}` | {m['sim']} {m['task']} | {horizon} | "
+            f"| `{env_id}` | {m['sim']} {m['task']} | {m['max_episode_steps']} | "
             f"{m['total_bytes'] / 1e6:.1f} MB | "
             f"{v['val/pred_l1']:.4f} ({v['val/copy_l1']:.4f}) | "
             f"{su['train_balanced_accuracy']:.2f} / {su['heldout_agreement']:.2f} "

@@ -204,7 +204,7 @@ def part_a(args: Args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     bundle = resolve_artifacts(args.artifacts, "dmc-reacher")
     man = load_json(bundle / "manifest.json")
-    horizon = int(gym.spec(DREAM_ID).max_episode_steps or man["max_episode_steps"])
+    horizon = int(man["max_episode_steps"])  # the bundle's horizon, as the dreamed env uses
     real_kwargs = dict(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
                        encoder=man["encoder"], chunk=int(man["chunk"]),
                        max_episode_steps=horizon)  # fmt: skip

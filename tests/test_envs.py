@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -268,10 +269,34 @@ def test_config_object_equals_kwargs_and_rejects_bad_options(bundle: Path) -> No
         RLAWorldConfig(flow_steps=0)
 
 
-def test_registered_horizons_per_suite() -> None:
-    from rla_gym.envs import ENV_IDS
+@pytest.mark.parametrize("env_id", ["RLAWorld-libero-v0", "RLAWorld-robosuite-lift-v0",
+                                    "RLAWorld-dmc-reacher-v0"])
+def test_one_horizon_however_the_env_is_built(env_id: str) -> None:
+    """gym.make, gym.make_vec and direct construction truncate at the bundle's horizon."""
+    from rla_gym.envs import RLAWorldConfig, RLAWorldEnv, RLAWorldVectorEnv
 
-    assert [gym.spec(i).max_episode_steps for i in ENV_IDS] == [20, 10, 8]
+    suite = gym.spec(env_id).kwargs["suite"]
+    single = gym.make(env_id, flow_steps=1)
+    horizon = single.unwrapped.core.art.manifest["max_episode_steps"]
+    vec = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", flow_steps=1)
+    direct = RLAWorldEnv(suite=suite, flow_steps=1)
+    direct_vec = RLAWorldVectorEnv(2, suite=suite, flow_steps=1)
+
+    def steps_to_truncation(env: Any) -> int:
+        env.reset(seed=0)
+        for n in range(1, 100):
+            a = np.zeros(env.action_space.shape, np.float32)
+            truncated = np.all(env.step(a)[3])
+            if truncated:
+                return n
+        raise AssertionError("never truncated")
+
+    assert {steps_to_truncation(e) for e in (single, vec, direct, direct_vec)} == {horizon}
+    assert direct.max_episode_steps == direct_vec.max_episode_steps == horizon
+    short = RLAWorldEnv(suite=suite, flow_steps=1, max_episode_steps=2)
+    assert steps_to_truncation(short) == 2
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        RLAWorldConfig(max_episode_steps=0)
 
 
 def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
@@ -336,5 +361,5 @@ def test_embedded_bundles_work_offline_and_pass_checkers(env_id: str) -> None:
         obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
         steps, done = steps + 1, terminated or truncated
         assert np.isfinite(reward) and obs.shape == env.observation_space.shape
-    assert steps == gym.spec(env_id).max_episode_steps
+    assert steps == man["max_episode_steps"]
     env.close()

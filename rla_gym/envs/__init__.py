@@ -3,13 +3,17 @@
 Importing this package registers the env ids with string entry points only: no torch, no
 simulator and no world model is imported until an env is made.
 
-==============================  =========================================  ==================
-id                              artifacts (default)                        max_episode_steps
-==============================  =========================================  ==================
-``RLAWorld-libero-v0``          ``rla_gym/envs/assets/libero/``            20
-``RLAWorld-robosuite-lift-v0``  ``rla_gym/envs/assets/robosuite-lift/``    10
-``RLAWorld-dmc-reacher-v0``     ``rla_gym/envs/assets/dmc-reacher/``       8
-==============================  =========================================  ==================
+==============================  =========================================
+id                              artifacts (default)
+==============================  =========================================
+``RLAWorld-libero-v0``          ``rla_gym/envs/assets/libero/``
+``RLAWorld-robosuite-lift-v0``  ``rla_gym/envs/assets/robosuite-lift/``
+``RLAWorld-dmc-reacher-v0``     ``rla_gym/envs/assets/dmc-reacher/``
+==============================  =========================================
+
+The episode horizon is the bundle's (``manifest.json`` ``max_episode_steps``, overridable with the
+``max_episode_steps`` env option) and the env truncates itself, so the registrations carry no
+``max_episode_steps``: a second number here could only disagree with the bundle in use.
 
 ``RealFeatureEnv`` is the real simulator behind the same spaces (features of the rendered frame,
 action chunks, the task's own reward): the baseline a dream-trained policy is compared with.
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_IDS",
+    "SUITE_IDS",
     "Artifacts",
     "RLAWorldConfig",
     "RLAWorldEnv",
@@ -45,23 +50,20 @@ __all__ = [
     "load_artifacts",
 ]
 
-# Suite name -> (env id, horizon in chunks of K=8 control steps). Each horizon lets an episode
-# follow its reference demo to the end plus a margin: LIBERO-object expert demos take ~130-160
-# steps (20 chunks = 160), Lift ~55 (10 = 80), reacher-easy ~25 (8 = 64, time to hold the target).
-_SUITES = {
-    "libero": ("RLAWorld-libero-v0", 20),
-    "robosuite-lift": ("RLAWorld-robosuite-lift-v0", 10),
-    "dmc-reacher": ("RLAWorld-dmc-reacher-v0", 8),
+# Suite name -> env id (the suite names the embedded bundle folder under assets/).
+SUITE_IDS: dict[str, str] = {
+    "libero": "RLAWorld-libero-v0",
+    "robosuite-lift": "RLAWorld-robosuite-lift-v0",
+    "dmc-reacher": "RLAWorld-dmc-reacher-v0",
 }
-ENV_IDS: tuple[str, ...] = tuple(v[0] for v in _SUITES.values())
+ENV_IDS: tuple[str, ...] = tuple(SUITE_IDS.values())
 
-for _suite, (_id, _horizon) in _SUITES.items():
+for _suite, _id in SUITE_IDS.items():
     if _id not in registry:
         register(
             id=_id,
             entry_point="rla_gym.envs.rla_world:RLAWorldEnv",
             vector_entry_point="rla_gym.envs.vector:RLAWorldVectorEnv",
-            max_episode_steps=_horizon,
             kwargs={"suite": _suite},
         )
 

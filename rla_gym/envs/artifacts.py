@@ -136,6 +136,15 @@ class Artifacts:
         return int(self.manifest["action_dim"])
 
     @property
+    def max_episode_steps(self) -> int:
+        """The bundle's episode horizon in env steps (chunks): the one horizon of its envs.
+
+        Recorded in the manifest at build time (the reference demos' length in chunks); older
+        manifests without it fall back to the reference bank's row count minus the start row.
+        """
+        return int(self.manifest.get("max_episode_steps", self.reference.shape[1] - 1))
+
+    @property
     def success_threshold(self) -> float | None:
         """Calibrated L1-to-goal threshold of the success estimate (``None`` if uncalibrated)."""
         thr = self.manifest.get("success", {}).get("threshold")

@@ -143,10 +143,16 @@ class RLAWorldConfig:
     num_uncertainty_samples: int = 0
     """``S``: with ``S >= 2`` every step draws ``S`` flow samples and reports their spread in
     ``info["uncertainty"]`` (the state follows sample 0)."""
+    max_episode_steps: int | None = None
+    """Truncation after this many env steps (chunks). ``None``: the bundle's horizon, recorded in
+    its manifest — the one number every way of building the env (``gym.make``,
+    ``gym.make_vec``, the classes directly, the pipelines) reads."""
 
     def __post_init__(self) -> None:
         if self.flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps}")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1 or None, got {self.max_episode_steps}")
         if self.num_uncertainty_samples < 0 or self.num_uncertainty_samples == 1:
             raise ValueError(
                 "num_uncertainty_samples must be 0 (off) or >= 2, got "
@@ -189,7 +195,10 @@ class DreamCore:
         m = self.art.manifest
         self.chunk, self.action_dim = self.art.chunk, self.art.action_dim
         self.num_tokens, self.feature_dim = int(m["num_tokens"]), int(m["feature_dim"])
-        self.max_episode_steps = int(m.get("max_episode_steps", self.art.reference.shape[1] - 1))
+        self.max_episode_steps = int(
+            config.max_episode_steps if config.max_episode_steps is not None
+            else self.art.max_episode_steps
+        )
         self.reference = torch.from_numpy(self.art.reference).to(self.device)
         self.reference_len = self.art.reference_len
         self.reset_features = torch.from_numpy(self.art.reset_features).to(self.device)
@@ -359,14 +368,16 @@ class RLAWorldEnv(gym.Env):
     flow noise generator is seeded from ``self.np_random``: same seed -> same trajectory.
 
     ## Episode End
-    Never terminates (success is only an estimate). Truncated by the registration's
-    ``max_episode_steps`` (the reference demo length in chunks, 20 for LIBERO).
+    Never terminates (success is only an estimate). Truncated after ``max_episode_steps`` env
+    steps: the bundle's horizon from its manifest (its reference demos' length in chunks; the
+    embedded LIBERO bundle: 17), or the ``max_episode_steps`` option. The env truncates itself,
+    so ``gym.make``, ``gym.make_vec`` and direct construction all end episodes at the same step.
 
     ## Arguments
     ```python
     gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
              reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
-             render_mode=None, num_uncertainty_samples=0)
+             render_mode=None, num_uncertainty_samples=0, max_episode_steps=None)
     gym.make("RLAWorld-libero-v0", config=RLAWorldConfig(...))  # the same, as one object
     ```
     Every option is a field of :class:`RLAWorldConfig` (documented there).
@@ -396,7 +407,13 @@ class RLAWorldEnv(gym.Env):
         self._s: torch.Tensor | None = None
         self._demo = torch.zeros(1, dtype=torch.long)
         self._t = 0
+        self._elapsed = 0
         self._start: Start | None = None
+
+    @property
+    def max_episode_steps(self) -> int:
+        """Env steps (chunks) after which an episode is truncated."""
+        return self.core.max_episode_steps
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -420,6 +437,7 @@ class RLAWorldEnv(gym.Env):
         start = self.core.sample_start(self.np_random, options)
         self.core.seed_generator(self._gen, self.np_random)
         self._start, self._s, self._t = start, start.features.clone(), start.t
+        self._elapsed = 0
         self._demo = torch.tensor([start.demo], dtype=torch.long)
         info = {"t": self._t, "demo": start.demo, "start": start.source,
                 "start_index": start.index, "init_state_id": start.init_state_id}
@@ -435,6 +453,7 @@ class RLAWorldEnv(gym.Env):
         s_next, unc = self.core.dream(self._s[None], a[None], [self._gen])
         self._s = s_next[0]
         self._t += self.core.chunk
+        self._elapsed += 1
         reward, terms = self.core.score(s_next, self._demo, np.array([self._t]))
         info: dict[str, Any] = {
             "reward_l1": float(terms["reward_l1"][0]),
@@ -445,7 +464,8 @@ class RLAWorldEnv(gym.Env):
         }
         if unc is not None:
             info["uncertainty"] = float(unc[0])
-        return self._obs(), float(reward[0]), False, False, info
+        truncated = self._elapsed >= self.core.max_episode_steps
+        return self._obs(), float(reward[0]), False, truncated, info
 
     def render(self) -> np.ndarray | None:
         """Nearest real frame to the current state, ``uint8 (h, w, 3)`` (``rgb_array`` mode)."""

@@ -35,8 +35,6 @@ class RLAWorldVectorEnv(VectorEnv):
         artifacts: bundle folder (``None``: the suite's embedded default).
         config: env options (:class:`~rla_gym.envs.rla_world.RLAWorldConfig`); keyword arguments
             override its fields, as for ``RLAWorldEnv``.
-        max_episode_steps: truncation after this many env steps (``gym.make_vec`` passes the
-            registration's value; ``None`` uses the bundle's reference length in chunks).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4,
@@ -48,7 +46,6 @@ class RLAWorldVectorEnv(VectorEnv):
         artifacts: str | None = None,
         *,
         config: RLAWorldConfig | None = None,
-        max_episode_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
         if num_envs < 1:
@@ -61,10 +58,7 @@ class RLAWorldVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.obs_mode: ObsMode = cfg.obs_mode
         self.render_mode = cfg.render_mode
-        self.max_episode_steps = (
-            int(max_episode_steps) if max_episode_steps is not None
-            else self.core.max_episode_steps
-        )
+        self.max_episode_steps = self.core.max_episode_steps
         self.single_observation_space = self.core.single_observation_space(cfg.obs_mode)
         self.single_action_space = self.core.single_action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
