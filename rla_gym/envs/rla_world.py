@@ -152,7 +152,9 @@ class RLAWorldConfig:
         if self.flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1 or None, got {self.max_episode_steps}")
+            raise ValueError(
+                f"max_episode_steps must be >= 1 or None, got {self.max_episode_steps}"
+            )
         if self.num_uncertainty_samples < 0 or self.num_uncertainty_samples == 1:
             raise ValueError(
                 "num_uncertainty_samples must be 0 (off) or >= 2, got "
