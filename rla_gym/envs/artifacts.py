@@ -42,12 +42,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rla_gym.errors import CorruptFileError, EncoderMismatchError, RLAGymError
 from rla_gym.utils.io import load_json, save_json
+
+if TYPE_CHECKING:  # the loader imports torch lazily; the bundle format does not need it
+    from rla_gym.world_model.baselines import Predictor
 
 __all__ = [
     "ASSETS_DIR",
@@ -150,7 +153,7 @@ class Artifacts:
         thr = self.manifest.get("success", {}).get("threshold")
         return None if thr is None else float(thr)
 
-    def load_world_model(self, device: str = "cpu") -> Any:
+    def load_world_model(self, device: str = "cpu") -> Predictor:
         """The bundle's world model, checked against the bank's encoder fingerprint.
 
         Raises:

@@ -27,6 +27,7 @@ from rla_gym.envs.artifacts import (
 from rla_gym.envs.render import nearest_frames
 from rla_gym.reward.aligned import AlignedReward
 from rla_gym.utils.configs import with_overrides
+from rla_gym.world_model.baselines import Predictor
 
 __all__ = [
     "DreamCore", "RLAWorldConfig", "RLAWorldEnv", "Start", "check_actions", "resolve_artifacts",
@@ -61,7 +62,7 @@ def _cached_artifacts(path: str, mtime_ns: int) -> Artifacts:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_model(path: str, mtime_ns: int, device: str) -> torch.nn.Module:
+def _cached_model(path: str, mtime_ns: int, device: str) -> Predictor:
     return _cached_artifacts(path, mtime_ns).load_world_model(device)
 
 
@@ -212,7 +213,6 @@ class DreamCore:
             self.reference, mode=config.reward_mode, metric=config.reward_metric,
             scale=config.reward_scale, success_threshold=self.art.success_threshold,
         )
-        self._per_env_noise = hasattr(self.model, "conditioning") and hasattr(self.model, "rla")
 
     # ------------------------------------------------------------------ spaces
     @property
@@ -287,26 +287,10 @@ class DreamCore:
         b, k, a_dim = s.shape[0], self.chunk, self.action_dim
         act = torch.from_numpy(actions).to(self.device).view(b, k, a_dim)
         raw = self._act_mid + self._act_half * act  # normalised -> simulator units
-        model, sn = self.model, self.num_samples
-        if not self._per_env_noise:
-            # Baselines draw their own noise; one generator per batch is the best we can do.
-            out = model.predict(s, raw, steps=self.flow_steps, generator=generators[0])
-            return out, None
-        s_in, raw, lengths = model.check_inputs(s, raw, None)
-        cache = model.conditioning(s_in, raw, lengths)
-        if sn > 1:
-            cache = [(kk.repeat_interleave(sn, 0), vv.repeat_interleave(sn, 0)) for kk, vv in cache]
         # Per-env generators: env i's noise never depends on how many other envs share the batch.
-        shape = (sn, model.latent_tokens, model.latent_dim)
-        noise = torch.stack([torch.randn(shape, generator=g) for g in generators])
-        from rla_gym.flow import sample
-
-        x_1 = sample(lambda x, t: model.flow(x, t, cache), noise.view(b * sn, *shape[1:])
-                     .to(self.device), self.flow_steps, "euler")
-        z = model.denormalize_latent(x_1)
-        out = model.rla.decode(s_in.repeat_interleave(sn, 0), z)
-        out = out.view(b, sn, self.num_tokens, self.feature_dim)
-        unc = out.std(1).mean(dim=(1, 2)) if sn > 1 else None
+        out = self.model.sample(s, raw, num_samples=self.num_samples, steps=self.flow_steps,
+                                generator=generators)
+        unc = out.std(1).mean(dim=(1, 2)) if self.num_samples > 1 else None
         return out[:, 0].contiguous(), unc
 
     def score(

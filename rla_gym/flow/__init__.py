@@ -8,7 +8,13 @@ and ``x_1`` is data at ``t = 1``; samples are produced by integrating ``dx/dt = 
 from __future__ import annotations
 
 from rla_gym.flow.loss import flow_loss
-from rla_gym.flow.path import interpolate, noise_like, sample_time, velocity_target
+from rla_gym.flow.path import (
+    interpolate,
+    noise_for_rows,
+    noise_like,
+    sample_time,
+    velocity_target,
+)
 from rla_gym.flow.solver import euler, midpoint, sample
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     "flow_loss",
     "interpolate",
     "midpoint",
+    "noise_for_rows",
     "noise_like",
     "sample",
     "sample_time",

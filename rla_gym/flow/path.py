@@ -44,6 +44,43 @@ def noise_like(
     return x if device is None else x.to(device)
 
 
+def noise_for_rows(
+    rows: int,
+    num_samples: int,
+    shape: Sequence[int] | torch.Size,
+    generator: torch.Generator | Sequence[torch.Generator],
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Noise for ``num_samples`` draws of each of ``rows`` rows, sample-major within a row.
+
+    With one generator the whole ``(rows * S, *shape)`` block is drawn from it. With one
+    generator per row, row ``i``'s ``S`` draws come from ``generator[i]`` alone, so a row's noise
+    never depends on which other rows share the batch (what makes a batched env equal to single
+    envs).
+
+    Args:
+        rows: batch size ``B``.
+        num_samples: draws per row ``S``.
+        shape: shape of one draw, e.g. ``(K, d)``.
+        generator: one generator, or a sequence of ``B`` generators.
+        device: where the result should live.
+
+    Returns:
+        ``(B * S, *shape)``; rows ``i * S .. i * S + S - 1`` belong to row ``i``.
+
+    Raises:
+        ValueError: a generator sequence whose length is not ``rows``.
+    """
+    if isinstance(generator, torch.Generator):
+        return noise_like((rows * num_samples, *shape), generator, device)
+    gens = list(generator)
+    if len(gens) != rows:
+        raise ValueError(f"got {len(gens)} generators for {rows} rows; pass one per row or one")
+    x = torch.stack([noise_like((num_samples, *shape), g) for g in gens])
+    x = x.view(rows * num_samples, *shape)
+    return x if device is None else x.to(device)
+
+
 def sample_time(
     batch: int,
     generator: torch.Generator,

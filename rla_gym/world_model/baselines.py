@@ -21,7 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rla_gym.features.base import check_fingerprint
-from rla_gym.flow import flow_loss, interpolate, noise_like, sample, sample_time, velocity_target
+from rla_gym.flow import (
+    flow_loss,
+    interpolate,
+    noise_for_rows,
+    noise_like,
+    sample,
+    sample_time,
+    velocity_target,
+)
 from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
 from rla_gym.utils.io import load_json
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
@@ -30,6 +38,7 @@ from rla_gym.world_model.model import (
     ConditionStage,
     FeatureWorldModel,
     FlowStage,
+    Generators,
     RLAWorldModel,
     _load_state,
     _repeat_kv,
@@ -47,7 +56,26 @@ __all__ = [
 
 @runtime_checkable
 class Predictor(Protocol):
-    """Anything that predicts future features from features and action chunks."""
+    """Anything that predicts future features from features and action chunks.
+
+    What :func:`load_predictor` and a bundle's ``load_world_model`` return; the dreamed envs
+    call only :meth:`sample`.
+    """
+
+    def sample(
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        num_samples: int = 1,
+        steps: int | None = None,
+        generator: Generators | None = None,
+        method: str = "euler",
+    ) -> torch.Tensor:
+        """``s_t (B, N, D)``, ``actions (B, h, A)`` -> ``S`` samples ``(B, S, N, D)``; one
+        generator for the batch or one per row."""
+        ...
 
     def predict(
         self,
@@ -80,6 +108,14 @@ class CopyLastFrame:
     """Predicts no change: ``ŝ_{t+h} = s_t``. Has no parameters and accepts any shapes."""
 
     kind: ClassVar[str] = "copy"
+
+    def sample(
+        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor | None = None, *,
+        num_samples: int = 1, **_: Any,
+    ) -> torch.Tensor:
+        """``s_t`` repeated ``S`` times: ``(B, S, N, D)``."""
+        self._check(s_t, actions)
+        return s_t[:, None].expand(-1, num_samples, -1, -1).clone()
 
     @staticmethod
     def _check(s_t: torch.Tensor, actions: torch.Tensor) -> None:
@@ -266,7 +302,7 @@ class DirectRegressionWM(_LearnedBaseline):
 
     def _predict_samples(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
-        steps: int | None, generator: torch.Generator, method: str, num_samples: int,
+        steps: int | None, generator: Generators, method: str, num_samples: int,
     ) -> torch.Tensor:
         out = self.regress(s_t, actions, lengths)
         return out[:, None].expand(-1, num_samples, -1, -1)
@@ -312,11 +348,11 @@ class FeatureFlowWM(_LearnedBaseline):
 
     def _predict_samples(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
-        steps: int | None, generator: torch.Generator, method: str, num_samples: int,
+        steps: int | None, generator: Generators, method: str, num_samples: int,
     ) -> torch.Tensor:
         b, n, d = s_t.shape
         cache = _repeat_kv(self.flow.prepare(self._condition(s_t, actions, lengths)), num_samples)
-        x_0 = noise_like((b * num_samples, n, d), generator, s_t.device)
+        x_0 = noise_for_rows(b, num_samples, (n, d), generator, s_t.device)
         x_1 = sample(lambda x, t: self.flow(x, t, cache), x_0,
                      steps or self.config.default_flow_steps, method)  # type: ignore[arg-type]
         out = x_1 * self.feature_std + self.feature_mean

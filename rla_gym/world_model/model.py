@@ -30,7 +30,15 @@ from torch import nn
 
 from rla_gym.errors import CorruptFileError
 from rla_gym.features.base import check_fingerprint
-from rla_gym.flow import flow_loss, interpolate, noise_like, sample, sample_time, velocity_target
+from rla_gym.flow import (
+    flow_loss,
+    interpolate,
+    noise_for_rows,
+    noise_like,
+    sample,
+    sample_time,
+    velocity_target,
+)
 from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
 from rla_gym.world_model.config import WorldModelConfig
@@ -41,6 +49,7 @@ __all__ = [
     "FeatureWorldModel",
     "FlowBlock",
     "FlowStage",
+    "Generators",
     "RLAWorldModel",
 ]
 
@@ -244,7 +253,11 @@ def _repeat_kv(
     return [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in cache]
 
 
-def _default_generator(generator: torch.Generator | None) -> torch.Generator:
+Generators = torch.Generator | Sequence[torch.Generator]
+"""One generator for the whole batch, or one per batch row (see :func:`noise_for_rows`)."""
+
+
+def _default_generator(generator: Generators | None) -> Generators:
     if generator is not None:
         return generator
     g = torch.Generator()
@@ -341,10 +354,45 @@ class FeatureWorldModel(nn.Module):
     # ------------------------------------------------------------------ prediction
     def _predict_samples(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
-        steps: int | None, generator: torch.Generator, method: str, num_samples: int,
+        steps: int | None, generator: Generators, method: str, num_samples: int,
     ) -> torch.Tensor:
         """Checked inputs -> ``(B, S, N, D)`` predictions (``S = num_samples``)."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        num_samples: int = 1,
+        steps: int | None = None,
+        generator: Generators | None = None,
+        method: str = "euler",
+    ) -> torch.Tensor:
+        """``S`` samples of ``s_{t+h}`` per row: the one sampler every caller goes through.
+
+        Args:
+            s_t: ``(B, N, D)`` current features.
+            actions: ``(B, h, A)`` chunk, or ``(B, L, A)`` zero-padded together with ``lengths``.
+            lengths: optional ``(B,)`` true chunk lengths (``h <= H_max``).
+            num_samples: ``S >= 1`` draws per row.
+            steps: solver steps (flow models; default ``config.default_flow_steps``).
+            generator: one generator for the batch, or one per row (row ``i``'s noise then
+                depends on ``generator[i]`` only); equal generator states -> identical output.
+            method: ``"euler"`` or ``"midpoint"``.
+
+        Returns:
+            ``(B, S, N, D)`` predicted features (deterministic models repeat one prediction).
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
+        return self._predict_samples(
+            s_t, actions, lengths, steps=steps, generator=_default_generator(generator),
+            method=method, num_samples=num_samples,
+        )
 
     @torch.no_grad()
     def predict(
@@ -354,7 +402,7 @@ class FeatureWorldModel(nn.Module):
         lengths: torch.Tensor | None = None,
         *,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,
         method: str = "euler",
         num_samples: int = 1,
     ) -> torch.Tensor:
@@ -373,13 +421,8 @@ class FeatureWorldModel(nn.Module):
         Returns:
             ``(B, N, D)`` predicted features.
         """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
-        out = self._predict_samples(
-            s_t, actions, lengths, steps=steps, generator=_default_generator(generator),
-            method=method, num_samples=num_samples,
-        )
+        out = self.sample(s_t, actions, lengths, num_samples=num_samples, steps=steps,
+                          generator=generator, method=method)
         return out.mean(1) if num_samples > 1 else out[:, 0]
 
     @torch.no_grad()
@@ -391,7 +434,7 @@ class FeatureWorldModel(nn.Module):
         *,
         num_samples: int = 4,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,
         method: str = "euler",
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean prediction and an epistemic/aleatoric spread estimate from ``S`` samples.
@@ -402,11 +445,8 @@ class FeatureWorldModel(nn.Module):
         """
         if num_samples < 2:
             raise ValueError(f"num_samples must be >= 2 to measure a spread, got {num_samples}")
-        s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
-        out = self._predict_samples(
-            s_t, actions, lengths, steps=steps, generator=_default_generator(generator),
-            method=method, num_samples=num_samples,
-        )
+        out = self.sample(s_t, actions, lengths, num_samples=num_samples, steps=steps,
+                          generator=generator, method=method)
         return out.mean(1), out.std(1).mean(dim=(1, 2))
 
     @torch.no_grad()
@@ -628,23 +668,24 @@ class RLAWorldModel(FeatureWorldModel):
 
     def sample_latent(
         self, cache: list[tuple[torch.Tensor, torch.Tensor]], batch: int, *,
-        steps: int, generator: torch.Generator, method: str,
+        steps: int, generator: Generators, method: str, num_samples: int = 1,
     ) -> torch.Tensor:
-        """Integrate the flow for ``batch`` rows of a prepared cache -> ``z (batch, K, d)``."""
-        shape = (batch, self.latent_tokens, self.latent_dim)
-        x_0 = noise_like(shape, generator, self._device())
+        """Integrate the flow for a prepared cache of ``batch * num_samples`` rows (sample-major
+        within a row) -> ``z (batch * num_samples, K, d)``."""
+        x_0 = noise_for_rows(batch, num_samples, (self.latent_tokens, self.latent_dim),
+                             generator, self._device())
         x_1 = sample(lambda x, t: self.flow(x, t, cache), x_0, steps, method)  # type: ignore[arg-type]
         return self.denormalize_latent(x_1)
 
     def _predict_samples(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
-        steps: int | None, generator: torch.Generator, method: str, num_samples: int,
+        steps: int | None, generator: Generators, method: str, num_samples: int,
     ) -> torch.Tensor:
         b = s_t.shape[0]
         cache = _repeat_kv(self.conditioning(s_t, actions, lengths), num_samples)
         z = self.sample_latent(
-            cache, b * num_samples, steps=steps or self.config.default_flow_steps,
-            generator=generator, method=method,
+            cache, b, steps=steps or self.config.default_flow_steps,
+            generator=generator, method=method, num_samples=num_samples,
         )
         s_rep = s_t.repeat_interleave(num_samples, 0)
         s_next = self.rla.decode(s_rep, z)
