@@ -69,14 +69,14 @@ class BehaviourCloning:
         self.latent_std: torch.Tensor | None = None
 
     def _action_loss(self, feat: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        mean = self.policy._mean_from_features(feat)
+        mean = self.policy.mean_from_features(feat)
         if self.config.loss == "mse":
             return (mean - actions).pow(2).mean()
         dist = Normal(mean, self.policy.log_std.exp().expand_as(mean))
         return -dist.log_prob(actions).sum(-1).mean()
 
     def _loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        self.policy._check_obs(obs)
+        self.policy.check_obs(obs)
         return self._action_loss(self.policy.extractor(obs), actions)
 
     def fit(

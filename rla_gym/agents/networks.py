@@ -263,14 +263,17 @@ class ActorCritic(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def _check_obs(self, obs: torch.Tensor) -> None:
+    def check_obs(self, obs: torch.Tensor) -> None:
+        """Raise :class:`SpaceMismatchError` unless ``obs`` is ``(B, *observation_shape)``."""
         if tuple(obs.shape[1:]) != self.observation_shape:
             raise SpaceMismatchError(
                 f"policy expects observations of shape (B, *{self.observation_shape}), got "
                 f"{tuple(obs.shape)}; use an env or dataset with the policy's observation space"
             )
 
-    def _mean_from_features(self, feat: torch.Tensor) -> torch.Tensor:
+    def mean_from_features(self, feat: torch.Tensor) -> torch.Tensor:
+        """Action mean ``(B, A)`` from extractor features ``(B, F)`` (base head + residual):
+        the seam BC trains through, sharing one extractor pass with other losses."""
         mean = self.actor_mean(feat)
         if self.residual is not None:
             mean = mean + self.config.residual_scale * torch.tanh(self.residual(feat))
@@ -284,18 +287,18 @@ class ActorCritic(nn.Module):
 
     def distribution(self, obs: torch.Tensor) -> Normal:
         """``obs (B, *obs_shape) ->`` Normal with ``(B, A)`` mean and scale."""
-        self._check_obs(obs)
-        mean = self._mean_from_features(self.extractor(obs))
+        self.check_obs(obs)
+        mean = self.mean_from_features(self.extractor(obs))
         return Normal(mean, self.log_std.exp().expand_as(mean))
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic (unclipped) action ``(B, A)``."""
-        self._check_obs(obs)
-        return self._mean_from_features(self.extractor(obs))
+        self.check_obs(obs)
+        return self.mean_from_features(self.extractor(obs))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """State values ``(B,)``."""
-        self._check_obs(obs)
+        self.check_obs(obs)
         feat = self.extractor(obs) if self.critic_extractor is None else obs.new_zeros(0)
         return self._value_from_obs(obs, feat)
 
@@ -311,9 +314,9 @@ class ActorCritic(nn.Module):
         Returns:
             ``(action (B, A) unclipped, log_prob (B,), value (B,))``.
         """
-        self._check_obs(obs)
+        self.check_obs(obs)
         feat = self.extractor(obs)
-        mean = self._mean_from_features(feat)
+        mean = self.mean_from_features(feat)
         dist = Normal(mean, self.log_std.exp().expand_as(mean))
         action = mean if deterministic else dist.sample()
         return action, dist.log_prob(action).sum(-1), self._value_from_obs(obs, feat)
@@ -322,9 +325,9 @@ class ActorCritic(nn.Module):
         self, obs: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log_prob (B,), entropy (B,), value (B,))`` of ``actions (B, A)`` at ``obs``."""
-        self._check_obs(obs)
+        self.check_obs(obs)
         feat = self.extractor(obs)
-        mean = self._mean_from_features(feat)
+        mean = self.mean_from_features(feat)
         dist = Normal(mean, self.log_std.exp().expand_as(mean))
         logp = dist.log_prob(actions).sum(-1)
         return logp, dist.entropy().sum(-1), self._value_from_obs(obs, feat)

@@ -34,15 +34,12 @@ from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
 from rla_gym.utils.io import load_json
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
 from rla_gym.world_model.config import BaselineConfig
+from rla_gym.world_model.layers import ConditionStage, FlowStage, repeat_kv, zero_linear
 from rla_gym.world_model.model import (
-    ConditionStage,
     FeatureWorldModel,
-    FlowStage,
     Generators,
     RLAWorldModel,
-    _load_state,
-    _repeat_kv,
-    _zero_linear,
+    load_state_strict,
 )
 
 __all__ = [
@@ -253,7 +250,7 @@ class _LearnedBaseline(FeatureWorldModel):
             check_fingerprint(config.encoder_fingerprint, expected_fingerprint,
                               what=f"world model {path}")
         model = cls(config)
-        _load_state(model, ckpt.state_dict, ckpt.path)
+        load_state_strict(model, ckpt.state_dict, ckpt.path)
         model.meta = ckpt.meta
         return model.to(device).eval()
 
@@ -270,7 +267,7 @@ class DirectRegressionWM(_LearnedBaseline):
     def __init__(self, config: BaselineConfig) -> None:
         super().__init__(config)
         # Zero-init head: the untrained model is exactly CopyLastFrame, a strong starting point.
-        self.head = _zero_linear(config.width, config.feature_dim)
+        self.head = zero_linear(config.width, config.feature_dim)
 
     def regress(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor
@@ -351,7 +348,7 @@ class FeatureFlowWM(_LearnedBaseline):
         steps: int | None, generator: Generators, method: str, num_samples: int,
     ) -> torch.Tensor:
         b, n, d = s_t.shape
-        cache = _repeat_kv(self.flow.prepare(self._condition(s_t, actions, lengths)), num_samples)
+        cache = repeat_kv(self.flow.prepare(self._condition(s_t, actions, lengths)), num_samples)
         x_0 = noise_for_rows(b, num_samples, (n, d), generator, s_t.device)
         x_1 = sample(lambda x, t: self.flow(x, t, cache), x_0,
                      steps or self.config.default_flow_steps, method)  # type: ignore[arg-type]
