@@ -363,3 +363,16 @@ def test_embedded_bundles_work_offline_and_pass_checkers(env_id: str) -> None:
         assert np.isfinite(reward) and obs.shape == env.observation_space.shape
     assert steps == man["max_episode_steps"]
     env.close()
+
+
+def test_guidance_option_is_checked_against_the_bundle() -> None:
+    """A negative weight, or guidance on a model trained without action dropout, is refused."""
+    from rla_gym.envs import RLAWorldConfig
+
+    with pytest.raises(ValueError, match="guidance"):
+        RLAWorldConfig(guidance=-0.5)
+    with pytest.raises(ValueError, match="action dropout"):
+        gym.make("RLAWorld-dmc-reacher-v0", guidance=2.0)
+    env = gym.make("RLAWorld-dmc-reacher-v0", guidance=1.0, flow_steps=1)
+    env.reset(seed=0)
+    assert np.isfinite(env.step(env.action_space.sample())[1])

@@ -402,3 +402,39 @@ def test_per_row_generators_make_rows_independent_of_the_batch(
     assert isinstance(model, Predictor)
     copy = CopyLastFrame().sample(s, a, num_samples=3)
     assert copy.shape == (len(s), 3, N, D) and torch.equal(copy[:, 2], s)
+
+
+def test_action_dropout_and_guidance(rla: RLAAutoencoder, tmp_path: Path) -> None:
+    """Guidance 1 is plain sampling, 0 ignores the action, > 1 moves further from action-free."""
+    torch.manual_seed(0)
+    wm = RLAWorldModel(world_model_preset("tiny", A, max_horizon=H_MAX, action_dropout=0.3), rla)
+    with torch.no_grad():  # as if trained: zero-initialised gates would hide the action
+        for p in wm.trainable_parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    wm.eval()
+    s, a = batch()
+    plain = wm.sample(s, a, steps=3, generator=gen(1))
+    torch.testing.assert_close(wm.sample(s, a, steps=3, generator=gen(1), guidance=1.0), plain)
+    free_a = wm.sample(s, a, steps=3, generator=gen(1), guidance=0.0)
+    free_b = wm.sample(s, -a, steps=3, generator=gen(1), guidance=0.0)
+    torch.testing.assert_close(free_a, free_b)  # weight 0: the action no longer matters
+    strong = wm.sample(s, a, steps=3, generator=gen(1), guidance=3.0)
+    assert (strong - free_a).abs().mean() > (plain - free_a).abs().mean()
+    # The training loss draws the dropout mask from the generator: still deterministic.
+    s_th = s + 0.1
+    acts = torch.nn.functional.pad(a, (0, 0, 0, H_MAX - a.shape[1]))
+    lens = torch.full((len(s),), a.shape[1])
+    l1 = wm.loss(s, s_th, acts, lens, gen(2))["loss"]
+    torch.testing.assert_close(wm.loss(s, s_th, acts, lens, gen(2))["loss"], l1)
+    # The option survives a save/load round trip; bad weights and dropout-free models refuse.
+    wm.save_pretrained(tmp_path / "wm")
+    again = RLAWorldModel.from_pretrained(tmp_path / "wm")
+    torch.testing.assert_close(again.sample(s, a, steps=3, generator=gen(1), guidance=3.0), strong)
+    with pytest.raises(ValueError, match=">= 0"):
+        wm.sample(s, a, guidance=-1.0)
+    with pytest.raises(ValueError, match="action dropout"):
+        make_wm(rla).sample(s, a, guidance=2.0)
+    with pytest.raises(ValueError, match="action-free"):
+        make_baseline(DirectRegressionWM).sample(s, a, guidance=2.0)
+    with pytest.raises(ValueError, match="action_dropout"):
+        world_model_preset("tiny", A, action_dropout=1.0)

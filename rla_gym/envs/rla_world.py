@@ -144,6 +144,10 @@ class RLAWorldConfig:
     num_uncertainty_samples: int = 0
     """``S``: with ``S >= 2`` every step draws ``S`` flow samples and reports their spread in
     ``info["uncertainty"]`` (the state follows sample 0)."""
+    guidance: float = 1.0
+    """Classifier-free guidance weight over the action at every dreamed step (``1``: off; ``> 1``
+    amplifies how much the action changes the prediction, at twice the flow cost). Needs a bundle
+    whose world model was trained with action dropout; otherwise the env raises at construction."""
     max_episode_steps: int | None = None
     """Truncation after this many env steps (chunks). ``None``: the bundle's horizon, recorded in
     its manifest — the one number every way of building the env (``gym.make``,
@@ -152,6 +156,8 @@ class RLAWorldConfig:
     def __post_init__(self) -> None:
         if self.flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps}")
+        if not (self.guidance >= 0 and np.isfinite(self.guidance)):
+            raise ValueError(f"guidance must be a finite weight >= 0, got {self.guidance}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(
                 f"max_episode_steps must be >= 1 or None, got {self.max_episode_steps}"
@@ -194,6 +200,7 @@ class DreamCore:
         self.art = _cached_artifacts(*key)
         self.model = _cached_model(*key, str(self.device))
         self.flow_steps = int(config.flow_steps)
+        self.model.check_guidance(config.guidance)  # a bad weight fails here, not mid-episode
         self.num_samples = max(1, int(config.num_uncertainty_samples))
         m = self.art.manifest
         self.chunk, self.action_dim = self.art.chunk, self.art.action_dim
@@ -289,7 +296,7 @@ class DreamCore:
         raw = self._act_mid + self._act_half * act  # normalised -> simulator units
         # Per-env generators: env i's noise never depends on how many other envs share the batch.
         out = self.model.sample(s, raw, num_samples=self.num_samples, steps=self.flow_steps,
-                                generator=generators)
+                                generator=generators, guidance=self.config.guidance)
         unc = out.std(1).mean(dim=(1, 2)) if self.num_samples > 1 else None
         return out[:, 0].contiguous(), unc
 
@@ -363,7 +370,8 @@ class RLAWorldEnv(gym.Env):
     ```python
     gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
              reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
-             render_mode=None, num_uncertainty_samples=0, max_episode_steps=None)
+             render_mode=None, num_uncertainty_samples=0, guidance=1.0,
+             max_episode_steps=None)
     gym.make("RLAWorld-libero-v0", config=RLAWorldConfig(...))  # the same, as one object
     ```
     Every option is a field of :class:`RLAWorldConfig` (documented there).

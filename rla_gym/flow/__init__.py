@@ -15,11 +15,12 @@ from rla_gym.flow.path import (
     sample_time,
     velocity_target,
 )
-from rla_gym.flow.solver import euler, midpoint, sample
+from rla_gym.flow.solver import euler, guided, midpoint, sample
 
 __all__ = [
     "euler",
     "flow_loss",
+    "guided",
     "interpolate",
     "midpoint",
     "noise_for_rows",

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["VelocityFn", "euler", "midpoint", "sample"]
+__all__ = ["VelocityFn", "euler", "guided", "midpoint", "sample"]
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``v(x, t)``: ``x (B, ...)``, ``t (B,)`` -> velocity ``(B, ...)``."""
@@ -93,3 +93,23 @@ def sample(
     except KeyError:
         raise ValueError(f"unknown solver {method!r}; use one of {sorted(_SOLVERS)}") from None
     return solver(velocity_fn, x_0, steps)
+
+
+def guided(paired_fn: VelocityFn, weight: float) -> VelocityFn:
+    """Classifier-free guidance: ``v = v_free + weight * (v_cond - v_free)``.
+
+    Args:
+        paired_fn: ``v(x2, t2)`` on the batch doubled along dim 0: rows ``[:B]`` are evaluated
+            with the condition, rows ``[B:]`` without it (one network call for both).
+        weight: guidance weight (``1``: conditional; ``0``: unconditional; ``> 1`` amplifies what
+            the condition changes).
+
+    Returns:
+        ``v(x, t)`` on the original batch, for :func:`sample`.
+    """
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        v_cond, v_free = paired_fn(torch.cat([x, x]), torch.cat([t, t])).chunk(2)
+        return v_free + weight * (v_cond - v_free)
+
+    return velocity

@@ -69,9 +69,15 @@ class Predictor(Protocol):
         steps: int | None = None,
         generator: Generators | None = None,
         method: str = "euler",
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """``s_t (B, N, D)``, ``actions (B, h, A)`` -> ``S`` samples ``(B, S, N, D)``; one
-        generator for the batch or one per row."""
+        generator for the batch or one per row; ``guidance``: classifier-free guidance weight
+        over the action (``1``: off)."""
+        ...
+
+    def check_guidance(self, guidance: float) -> None:
+        """Raise ``ValueError`` unless this model can sample with ``guidance``."""
         ...
 
     def predict(
@@ -106,11 +112,18 @@ class CopyLastFrame:
 
     kind: ClassVar[str] = "copy"
 
+    @staticmethod
+    def check_guidance(guidance: float) -> None:
+        """Copy-last ignores actions: only ``guidance == 1`` is meaningful."""
+        if guidance != 1.0:
+            raise ValueError(f"guidance={guidance}: copy-last ignores actions; use guidance=1")
+
     def sample(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor | None = None, *,
-        num_samples: int = 1, **_: Any,
+        num_samples: int = 1, guidance: float = 1.0, **_: Any,
     ) -> torch.Tensor:
         """``s_t`` repeated ``S`` times: ``(B, S, N, D)``."""
+        self.check_guidance(guidance)
         self._check(s_t, actions)
         return s_t[:, None].expand(-1, num_samples, -1, -1).clone()
 
@@ -300,6 +313,7 @@ class DirectRegressionWM(_LearnedBaseline):
     def _predict_samples(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
         steps: int | None, generator: Generators, method: str, num_samples: int,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         out = self.regress(s_t, actions, lengths)
         return out[:, None].expand(-1, num_samples, -1, -1)
@@ -346,6 +360,7 @@ class FeatureFlowWM(_LearnedBaseline):
     def _predict_samples(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
         steps: int | None, generator: Generators, method: str, num_samples: int,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         b, n, d = s_t.shape
         cache = repeat_kv(self.flow.prepare(self._condition(s_t, actions, lengths)), num_samples)

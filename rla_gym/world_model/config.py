@@ -64,9 +64,15 @@ class WorldModelConfig:
     """Weight of the L1 term of the velocity loss (official configs: 1)."""
     mse_weight: float = 1.0
     """Weight of the MSE term of the velocity loss (official configs: 1)."""
+    action_dropout: float = 0.0
+    """Probability that a training pair's action vector is replaced by a learned "no action"
+    vector. Above 0 the model also learns the action-free prediction, which classifier-free
+    guidance (``guidance`` at sampling time) contrasts with the action-conditioned one."""
 
     def __post_init__(self) -> None:
         _check_common(self.action_dim, self.max_horizon, self.width, self.heads)
+        if not 0.0 <= self.action_dropout < 1.0:
+            raise ValueError(f"action_dropout must be in [0, 1), got {self.action_dropout}")
         if self.cond_depth < 0 or self.flow_depth < 1:
             raise ValueError("cond_depth must be >= 0 and flow_depth >= 1")
         if self.latent_norm not in ("scalar", "per_dim"):

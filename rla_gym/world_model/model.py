@@ -19,6 +19,7 @@ RLA decoder is not; paper digest §4.2).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +32,7 @@ from rla_gym.errors import CorruptFileError
 from rla_gym.features.base import check_fingerprint
 from rla_gym.flow import (
     flow_loss,
+    guided,
     interpolate,
     noise_for_rows,
     noise_like,
@@ -153,9 +155,18 @@ class FeatureWorldModel(nn.Module):
     def _predict_samples(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
         steps: int | None, generator: Generators, method: str, num_samples: int,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """Checked inputs -> ``(B, S, N, D)`` predictions (``S = num_samples``)."""
         raise NotImplementedError
+
+    def check_guidance(self, guidance: float) -> None:
+        """Raise ``ValueError`` unless ``guidance`` can be used (here: only ``1``)."""
+        if guidance != 1.0:
+            raise ValueError(
+                f"guidance={guidance}: {type(self).__name__} has no action-free prediction to "
+                "guide with; only RLA-WM trained with action_dropout > 0 supports guidance != 1"
+            )
 
     @torch.no_grad()
     def sample(
@@ -168,6 +179,7 @@ class FeatureWorldModel(nn.Module):
         steps: int | None = None,
         generator: Generators | None = None,
         method: str = "euler",
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """``S`` samples of ``s_{t+h}`` per row: the one sampler every caller goes through.
 
@@ -180,16 +192,19 @@ class FeatureWorldModel(nn.Module):
             generator: one generator for the batch, or one per row (row ``i``'s noise then
                 depends on ``generator[i]`` only); equal generator states -> identical output.
             method: ``"euler"`` or ``"midpoint"``.
+            guidance: classifier-free guidance weight over the action (``1``: off); see
+                :meth:`check_guidance`.
 
         Returns:
             ``(B, S, N, D)`` predicted features (deterministic models repeat one prediction).
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.check_guidance(guidance)
         s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
         return self._predict_samples(
             s_t, actions, lengths, steps=steps, generator=_default_generator(generator),
-            method=method, num_samples=num_samples,
+            method=method, num_samples=num_samples, guidance=guidance,
         )
 
     @torch.no_grad()
@@ -347,6 +362,9 @@ class RLAWorldModel(FeatureWorldModel):
             self.latent_dim, self.latent_tokens, w, config.heads, config.flow_depth,
             config.mlp_ratio,
         )
+        if config.action_dropout > 0:
+            # Only models trained with action dropout have it, so older checkpoints load as-is.
+            self.null_action = nn.Parameter(torch.zeros(w))
         self._init_action_stats(config.action_dim)
         shape = (self.latent_tokens, self.latent_dim)
         if config.latent_norm == "scalar":
@@ -408,7 +426,8 @@ class RLAWorldModel(FeatureWorldModel):
 
     # ------------------------------------------------------------------ network
     def conditioning(
-        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor
+        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor,
+        drop: torch.Tensor | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Run the condition stage once; returns the flow stage's cached cross-attention K/V.
 
@@ -416,9 +435,28 @@ class RLAWorldModel(FeatureWorldModel):
             s_t: ``(B, N, D)``.
             actions: ``(B, L, A)`` raw (un-normalised) actions, zero-padded.
             lengths: ``(B,)``.
+            drop: optional ``bool (B,)``: rows whose action vector is replaced by the learned
+                "no action" vector (needs ``config.action_dropout > 0``).
         """
         a = self.action_encoder(self.normalize_actions(actions, lengths), lengths)
+        if drop is not None:
+            a = torch.where(drop[:, None].to(a.device), self.null_action.to(a.dtype), a)
         return self.flow.prepare(self.condition(s_t, a))
+
+    def check_guidance(self, guidance: float) -> None:
+        """Raise ``ValueError`` unless ``guidance`` can be used with this model.
+
+        ``1`` is plain conditional sampling; any other weight needs the action-free prediction,
+        which only a model trained with ``action_dropout > 0`` has learned.
+        """
+        if not (guidance >= 0 and math.isfinite(guidance)):
+            raise ValueError(f"guidance must be a finite weight >= 0, got {guidance}")
+        if guidance != 1.0 and self.config.action_dropout <= 0:
+            raise ValueError(
+                f"guidance={guidance} needs a world model trained with action dropout "
+                "(WorldModelConfig.action_dropout > 0); this one was trained without it, so it "
+                "has no action-free prediction to contrast with. Use guidance=1."
+            )
 
     def loss(
         self,
@@ -444,7 +482,11 @@ class RLAWorldModel(FeatureWorldModel):
         x_1 = self.normalize_latent(self.encode_latent(s_t, s_th))
         x_0 = noise_like(x_1.shape, generator, x_1.device)
         t = sample_time(x_1.shape[0], generator, self.config.time_distribution, device=x_1.device)
-        v = self.flow(interpolate(x_0, x_1, t), t, self.conditioning(s_t, actions, lengths))
+        drop = None
+        if self.config.action_dropout > 0:
+            u = torch.rand(x_1.shape[0], generator=generator, device=generator.device)
+            drop = u < self.config.action_dropout
+        v = self.flow(interpolate(x_0, x_1, t), t, self.conditioning(s_t, actions, lengths, drop))
         target = velocity_target(x_0, x_1)
         loss = flow_loss(v, target, self.config.l1_weight, self.config.mse_weight)
         return {
@@ -467,23 +509,40 @@ class RLAWorldModel(FeatureWorldModel):
     def sample_latent(
         self, cache: list[tuple[torch.Tensor, torch.Tensor]], batch: int, *,
         steps: int, generator: Generators, method: str, num_samples: int = 1,
+        free_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None, guidance: float = 1.0,
     ) -> torch.Tensor:
         """Integrate the flow for a prepared cache of ``batch * num_samples`` rows (sample-major
-        within a row) -> ``z (batch * num_samples, K, d)``."""
+        within a row) -> ``z (batch * num_samples, K, d)``.
+
+        With ``free_cache`` (the same rows conditioned on the "no action" vector) and
+        ``guidance != 1`` the velocity is classifier-free guided over the action.
+        """
         x_0 = noise_for_rows(batch, num_samples, (self.latent_tokens, self.latent_dim),
                              generator, self._device())
-        x_1 = sample(lambda x, t: self.flow(x, t, cache), x_0, steps, method)  # type: ignore[arg-type]
+        if free_cache is None or guidance == 1.0:
+            x_1 = sample(lambda x, t: self.flow(x, t, cache), x_0, steps, method)  # type: ignore[arg-type]
+        else:
+            both = [(torch.cat([kc, kf]), torch.cat([vc, vf]))
+                    for (kc, vc), (kf, vf) in zip(cache, free_cache, strict=True)]
+            fn = guided(lambda x, t: self.flow(x, t, both), guidance)
+            x_1 = sample(fn, x_0, steps, method)  # type: ignore[arg-type]
         return self.denormalize_latent(x_1)
 
     def _predict_samples(
         self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
         steps: int | None, generator: Generators, method: str, num_samples: int,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         b = s_t.shape[0]
         cache = repeat_kv(self.conditioning(s_t, actions, lengths), num_samples)
+        free = None
+        if guidance != 1.0:
+            drop = torch.ones(b, dtype=torch.bool, device=s_t.device)
+            free = repeat_kv(self.conditioning(s_t, actions, lengths, drop), num_samples)
         z = self.sample_latent(
             cache, b, steps=steps or self.config.default_flow_steps,
             generator=generator, method=method, num_samples=num_samples,
+            free_cache=free, guidance=guidance,
         )
         s_rep = s_t.repeat_interleave(num_samples, 0)
         s_next = self.rla.decode(s_rep, z)
