@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["PairSampler", "interaction_frames"]
+__all__ = ["PairSampler", "RowSampler", "interaction_frames"]
 
 
 def interaction_frames(features: np.ndarray, window: int) -> np.ndarray:
@@ -224,3 +224,55 @@ class PairSampler:
         triples = self._draw(np.random.default_rng(seed), num_pairs)
         for i in range(0, num_pairs, batch_size):
             yield self._collate(triples[i : i + batch_size])
+
+
+class RowSampler:
+    """Uniformly random rows of aligned arrays, as batches of ``float32`` tensors.
+
+    For per-frame heads (progress, success) whose training examples are single frames rather than
+    pairs; it satisfies :class:`rla_gym.utils.training.Sampler`, so :func:`fit` resumes it exactly.
+
+    Args:
+        arrays: name -> ``(M, ...)`` arrays with the same ``M`` (kept as given, converted per
+            batch).
+        seed: seed of the sampler's own ``numpy`` generator.
+
+    Raises:
+        ValueError: empty or misaligned arrays.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], seed: int = 0) -> None:
+        sizes = {k: len(v) for k, v in arrays.items()}
+        if not sizes or len(set(sizes.values())) != 1 or next(iter(sizes.values())) == 0:
+            raise ValueError(f"arrays must be non-empty with one common length, got {sizes}")
+        self.arrays = arrays
+        self.size = next(iter(sizes.values()))
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream from ``seed``."""
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state, for exact resumption (plain Python types only)."""
+        return {"seed": self.seed, "bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.seed = int(state["seed"])
+        self.rng = np.random.default_rng(self.seed)
+        self.rng.bit_generator.state = state["bit_generator"]
+
+    def _take(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.asarray(v[idx], np.float32)) for k, v in self.arrays.items()}
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """``batch_size`` rows drawn with replacement."""
+        return self._take(self.rng.integers(0, self.size, batch_size))
+
+    def iter_all(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Every row once, in order (evaluation)."""
+        for i in range(0, self.size, batch_size):
+            yield self._take(np.arange(i, min(i + batch_size, self.size)))
+

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["wilson_interval"]
+import numpy as np
+
+__all__ = ["roc_auc", "wilson_interval"]
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -26,3 +28,30 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     lo = 0.0 if successes == 0 else max(0.0, centre - half)
     hi = 1.0 if successes == trials else min(1.0, centre + half)  # exact ends, not 1 - 1e-16
     return lo, hi
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (ties count half).
+
+    The probability that a random positive scores above a random negative (Mann-Whitney U).
+
+    Raises:
+        ValueError: only one class present (the AUC is undefined).
+    """
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels, bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUC needs both classes, got {n_pos} positives and {n_neg} negatives")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):  # average ranks over ties
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+

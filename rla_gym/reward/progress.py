@@ -1,0 +1,193 @@
+"""A learned progress / success head on patch features (``reward_mode="progress"``).
+
+The video-aligned reward asks "how close is this frame to the reference demo at the same time?",
+which says little about whether a *different* trajectory is getting the task done, and its success
+estimate is a single distance threshold. This head is trained on real episodes of every kind the
+dataset holds (expert, noisy, failed, play, random), never on simulator state at run time:
+
+* **success**: a logit for "the task is solved in this frame" (the per-frame ``success`` flag the
+  collector recorded);
+* **progress**: in ``[0, 1]``; on successful episodes ``min(t / t_success, 1)`` where ``t_success``
+  is the first solved frame; a failed episode's true progress is unknown, so only its frame 0 gets
+  a target (0) and its other frames are merely kept below 0.8 (a hinge), besides teaching the
+  success logit that they are not solved.
+
+The network is deliberately small (per-token projection, attention-free mean/max pooling, MLP) so it
+adds little to a bundle and runs at dream speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rla_gym.errors import EncoderMismatchError
+from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = [
+    "ProgressHead",
+    "ProgressHeadConfig",
+    "head_inputs",
+    "progress_targets",
+]
+
+MODEL_TYPE = "progress-head"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressHeadConfig:
+    """Sizes of :class:`ProgressHead` and the features it reads."""
+
+    feature_dim: int
+    """``D``: channels of a patch token."""
+    num_tokens: int
+    """``N``: patch tokens per frame."""
+    encoder_fingerprint: str
+    """Fingerprint of the encoder whose features the head was trained on."""
+    token_dim: int = 32
+    """Per-token projection size before pooling."""
+    hidden: int = 128
+    """Hidden width of the MLP after pooling."""
+
+    def __post_init__(self) -> None:
+        if min(self.feature_dim, self.num_tokens, self.token_dim, self.hidden) < 1:
+            raise ValueError(f"all sizes must be >= 1, got {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (with the model type key)."""
+        return {"model": MODEL_TYPE, **dataclasses.asdict(self)}
+
+
+class ProgressHead(nn.Module):
+    """Patch features ``(B, N, D)`` -> ``(progress (B,) in [0, 1], success logit (B,))``.
+
+    Args:
+        config: sizes and the encoder fingerprint.
+    """
+
+    def __init__(self, config: ProgressHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.norm = nn.LayerNorm(c.feature_dim)
+        self.token = nn.Linear(c.feature_dim, c.token_dim)
+        # Position matters (where the object is), so tokens keep their identity in the concat.
+        self.mlp = nn.Sequential(
+            nn.Linear(c.num_tokens * c.token_dim, c.hidden), nn.GELU(),
+            nn.Linear(c.hidden, c.hidden), nn.GELU(), nn.Linear(c.hidden, 2),
+        )
+
+    def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``s (B, N, D)`` -> ``(progress (B,), success_logit (B,))``."""
+        c = self.config
+        if s.ndim != 3 or tuple(s.shape[1:]) != (c.num_tokens, c.feature_dim):
+            raise ValueError(
+                f"progress head expects features (B, {c.num_tokens}, {c.feature_dim}), got "
+                f"{tuple(s.shape)}"
+            )
+        x = F.gelu(self.token(self.norm(s.float())))
+        out = self.mlp(x.flatten(1))
+        return torch.sigmoid(out[:, 0]), out[:, 1]
+
+    def loss(
+        self, s: torch.Tensor, progress: torch.Tensor, success: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """BCE on success + MSE on progress where it is known (``nan`` targets are skipped).
+
+        Args:
+            s: ``(B, N, D)`` features.
+            progress: ``(B,)`` targets in ``[0, 1]`` or ``nan``.
+            success: ``(B,)`` 0/1 targets.
+        """
+        p, logit = self(s)
+        bce = F.binary_cross_entropy_with_logits(logit, success.float())
+        known = torch.isfinite(progress)
+        mse = F.mse_loss(p[known], progress[known]) if known.any() else p.sum() * 0.0
+        # Frames of failed episodes have no progress target, but they are not done either: keep
+        # their progress below the level solved frames reach.
+        open_ = ~known & (success < 0.5)
+        cap = F.relu(p[open_] - 0.8).pow(2).mean() if open_.any() else p.sum() * 0.0
+        loss = bce + mse + cap
+        return loss, {"progress/bce": float(bce.detach()), "progress/mse": float(mse.detach())}
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ ``meta.json``) atomically."""
+        return save_checkpoint(path, self.config.to_dict(), self, meta=meta)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, expected_fingerprint: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> ProgressHead:
+        """Load a saved head.
+
+        Raises:
+            EncoderMismatchError: ``expected_fingerprint`` differs from the head's encoder.
+            ValueError: the folder holds another model type.
+        """
+        ckpt = load_checkpoint(path, map_location=device)
+        cfg = dict(ckpt.config)
+        kind = cfg.pop("model", None)
+        if kind != MODEL_TYPE:
+            raise ValueError(f"{path} holds model type {kind!r}, not {MODEL_TYPE!r}")
+        config = ProgressHeadConfig(**cfg)
+        if expected_fingerprint is not None and config.encoder_fingerprint != expected_fingerprint:
+            raise EncoderMismatchError(
+                f"progress head {path} was trained on features of {config.encoder_fingerprint}, "
+                f"but these features come from {expected_fingerprint}; train a head on this "
+                "encoder's features (rla-gym train-progress)"
+            )
+        head = cls(config)
+        head.load_state_dict(ckpt.state_dict)
+        return head.to(device).eval()
+
+
+def progress_targets(success: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+    """Progress targets of one episode: ``bool (T+1,)`` per-frame success -> ``float32 (T+1,)``.
+
+    Successful episodes: ``min(t / t_success, 1)`` (``t_success``: first solved frame). Failed
+    episodes: ``nan`` (unknown), except frame 0, whose progress is 0 by definition — which also
+    teaches the head that start frames are not progress.
+
+    Args:
+        success: per-frame success flags.
+        features: unused; accepted so callers can pass episode arrays uniformly.
+    """
+    del features
+    success = np.asarray(success, bool)
+    out = np.full(len(success), np.nan, np.float32)
+    hits = np.flatnonzero(success)
+    if len(hits):
+        t_s = max(int(hits[0]), 1)
+        out[:] = np.minimum(np.arange(len(success)) / t_s, 1.0)
+    out[0] = 0.0
+    return out
+
+
+def head_inputs(
+    episodes: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """Stack episodes into training rows.
+
+    Args:
+        episodes: ``(features (T+1, N, D), success bool (T+1,))`` per episode.
+
+    Returns:
+        ``{"s": (M, N, D) float16, "progress": (M,) float32 (nan = unknown), "success": (M,)
+        float32}``.
+    """
+    if not episodes:
+        raise ValueError("need at least one episode to train a progress head")
+    s = np.concatenate([f for f, _ in episodes]).astype(np.float16)
+    prog = np.concatenate([progress_targets(ok) for _, ok in episodes])
+    succ = np.concatenate([np.asarray(ok, np.float32) for _, ok in episodes])
+    return {"s": s, "progress": prog, "success": succ}

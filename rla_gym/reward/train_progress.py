@@ -1,0 +1,148 @@
+"""Training the progress / success head (``rla-gym train-progress``).
+
+Rows are single frames of every episode of a dataset (expert, noisy, failed, play, random: the more
+kinds of failure the head sees, the less it mistakes "looks like a demo" for "done"), split by
+episode. The shared trainer (:func:`rla_gym.utils.training.fit`) makes it resumable. Validation
+reports the held-out success AUC and the false-positive rate of the success estimate at start
+frames (frame 0 of every held-out episode), the two numbers the env's success estimate is judged
+by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rla_gym.data.episodes import EpisodeStore
+from rla_gym.data.windows import RowSampler
+from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig, head_inputs
+from rla_gym.utils.stats import roc_auc
+from rla_gym.utils.training import TrainerConfig, TrainResult, fit
+
+__all__ = ["TrainProgressConfig", "evaluate_progress_head", "train_progress_head"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainProgressConfig:
+    """Everything ``rla-gym train-progress`` needs."""
+
+    data: str
+    """Dataset folder (an ``EpisodeStore`` with cached features)."""
+    encoder: str = "opennsfw-resnet50-res4"
+    """Name of the cached feature encoder."""
+    out: str = "runs/progress"
+    """Output folder; the head is written to ``<out>/checkpoint``. Re-running resumes."""
+    token_dim: int = 32
+    """Per-token projection size (see :class:`ProgressHeadConfig`)."""
+    hidden: int = 128
+    """MLP width (see :class:`ProgressHeadConfig`)."""
+    val_fraction: float = 0.15
+    """Fraction of episodes held out (split by episode id hash, as the other trainers)."""
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        steps=1500, batch_size=128, lr=1e-3, val_every=500, ckpt_every=500,
+        tensorboard=False))
+    """Optimisation and bookkeeping."""
+
+
+def _load(store: EpisodeStore, encoder: str, ids: list[str],
+          fingerprint: str | None) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
+    eps, starts, fp = [], [], fingerprint
+    for eid in ids:
+        fe = store.load_features(eid, encoder, expected_fingerprint=fp)
+        fp = fe.fingerprint
+        starts.append(sum(len(f) for f, _ in eps))
+        eps.append((fe.features, fe.success))
+    return head_inputs(eps), fp or "", np.asarray(starts, np.int64)
+
+
+@torch.no_grad()
+def evaluate_progress_head(
+    head: ProgressHead, rows: dict[str, np.ndarray], starts: np.ndarray, batch_size: int = 512
+) -> dict[str, float]:
+    """Held-out metrics of a head.
+
+    Args:
+        head: the head (eval mode).
+        rows: :func:`~rla_gym.reward.progress.head_inputs` of held-out episodes.
+        starts: row index of every held-out episode's frame 0.
+
+    Returns:
+        ``val/success_auc`` (``nan`` with one class), ``val/start_false_positive_rate`` (start
+        frames the head calls solved), ``val/success_accuracy`` and ``val/progress_mae`` (rows
+        with a known target).
+    """
+    dev = next(head.parameters()).device
+    probs, prog = [], []
+    for b in RowSampler(rows).iter_all(batch_size):
+        p, logit = head(b["s"].to(dev))
+        probs.append(torch.sigmoid(logit).cpu().numpy())
+        prog.append(p.cpu().numpy())
+    prob, p_all = np.concatenate(probs), np.concatenate(prog)
+    label = rows["success"] > 0.5
+    try:
+        auc = roc_auc(prob, label)
+    except ValueError:
+        auc = float("nan")
+    known = np.isfinite(rows["progress"])
+    return {
+        "val/success_auc": auc,
+        "val/start_false_positive_rate": float((prob[starts] > 0.5).mean()),
+        "val/success_accuracy": float(((prob > 0.5) == label).mean()),
+        "val/progress_mae": float(np.abs(p_all[known] - rows["progress"][known]).mean()),
+    }
+
+
+def _loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+) -> tuple[torch.Tensor, dict[str, float]]:
+    del generator  # deterministic given the batch
+    base: ProgressHead = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
+    return base.loss(batch["s"], batch["progress"], batch["success"])
+
+
+def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
+    """Train (or resume) a progress head on a dataset's episodes.
+
+    Raises:
+        ValueError: the dataset has no episodes, or no held-out episodes for validation.
+        EncoderMismatchError: episodes encoded with different encoders.
+    """
+    store = EpisodeStore(cfg.data)
+    train_ids, val_ids = store.split(cfg.val_fraction, seed=cfg.trainer.seed)
+    if not train_ids:
+        raise ValueError(f"no episodes in {cfg.data}; run `rla-gym collect` and `encode` first")
+    rows, fp, _ = _load(store, cfg.encoder, train_ids, None)
+    val = _load(store, cfg.encoder, val_ids, fp) if val_ids else None
+    n, d = rows["s"].shape[1:]
+    torch.manual_seed(cfg.trainer.seed)
+    head = ProgressHead(ProgressHeadConfig(
+        feature_dim=int(d), num_tokens=int(n), encoder_fingerprint=fp, token_dim=cfg.token_dim,
+        hidden=cfg.hidden,
+    ))
+    meta: dict[str, Any] = {
+        "data": str(Path(cfg.data)), "encoder": cfg.encoder, "train_episodes": len(train_ids),
+        "val_episodes": len(val_ids), "train_rows": len(rows["s"]),
+        "train_success_rows": int(rows["success"].sum()),
+        "train_config": _plain(dataclasses.asdict(cfg)),
+    }
+
+    def val_fn(m: nn.Module) -> dict[str, float]:
+        assert val is not None
+        return evaluate_progress_head(m, val[0], val[2])  # type: ignore[arg-type]
+
+    return fit(head, _loss, RowSampler(rows, cfg.trainer.seed), cfg.trainer, cfg.out,
+               head.config.to_dict(), val_fn=val_fn if val else None, meta=meta)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
