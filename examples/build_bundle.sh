@@ -46,5 +46,5 @@ rla-gym train-rla --data "$data" --out "$runs/rla" --decoder-target residual --w
 rla-gym train-wm --model rla-wm --data "$data" --rla "$runs/rla/checkpoint" --out "$runs/wm" \
   --preset cpu-compact --steps "$wm_steps" --no-progress
 rla-gym train-bc --data "$data" --out "$runs/bc" --device cpu
-python -m rla_gym.envs.artifacts --data "$data" --world-model "$runs/wm/checkpoint" \
+rla-gym build-bundle --data "$data" --world-model "$runs/wm/checkpoint" \
   --policy "$runs/bc" --weights-dtype int8 "${bundle_flags[@]}" --out "rla_gym/envs/assets/$suite"

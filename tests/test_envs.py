@@ -15,13 +15,13 @@ import torch
 from rla_gym.data.episodes import Episode, EpisodeStore
 from rla_gym.envs.artifacts import (
     ArtifactsNotFoundError,
-    build_artifacts,
     dequantize_int8,
     load_artifacts,
     quantize_int8,
 )
 from rla_gym.errors import CorruptFileError, EncoderMismatchError
 from rla_gym.features import make_encoder
+from rla_gym.pipelines.build_bundle import BuildBundleConfig, build_bundle
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -84,8 +84,15 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         preset="tiny", steps=15, batch_size=16, val_pairs=8, norm_pairs=32, num_threads=1,
         tensorboard=False, **quiet,
     ))
-    return build_artifacts(root / "data", "tiny", wm.checkpoint, root / "bundle", chunk=K,
-                           num_reference_demos=3, thumb_size=16, val_fraction=0.3)
+    return build_bundle(_bundle_config(root, out=root / "bundle"))
+
+
+def _bundle_config(root: Path, **kw: Any) -> BuildBundleConfig:
+    """Build options of the tiny bundle (``root`` holds the fixture's data and runs)."""
+    return BuildBundleConfig(**{
+        "data": root / "data", "encoder": "tiny", "world_model": root / "wm" / "checkpoint",
+        "chunk": K, "num_reference_demos": 3, "thumb_size": 16, "val_fraction": 0.3, **kw,
+    })
 
 
 def _make(bundle: Path, **kw: object) -> gym.Env:
@@ -201,7 +208,7 @@ def test_missing_and_corrupt_artifacts(bundle: Path, tmp_path: Path) -> None:
 
     with pytest.raises(ArtifactsNotFoundError, match="no embedded default bundle"):
         resolve_artifacts(None, "no-such-suite")
-    with pytest.raises(ArtifactsNotFoundError, match=r"python -m rla_gym\.envs\.artifacts"):
+    with pytest.raises(ArtifactsNotFoundError, match="rla-gym build-bundle"):
         _make(tmp_path / "nowhere")
     import shutil
 
@@ -217,6 +224,24 @@ def test_missing_and_corrupt_artifacts(bundle: Path, tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text().replace("tiny@", "other@"))
     with pytest.raises(EncoderMismatchError):
         load_artifacts(tmp_path / "mismatch")
+
+
+def test_build_bundle_cli_writes_the_same_bundle(bundle: Path, tmp_path: Path) -> None:
+    """``rla-gym build-bundle`` with the fixture's options writes the fixture's bundle, byte for
+    byte (only the manifest's creation time may differ)."""
+    from rla_gym.cli.main import main
+
+    root = bundle.parent
+    argv = ["build-bundle", "--data", str(root / "data"), "--encoder", "tiny",
+            "--world-model", str(root / "wm" / "checkpoint"), "--out", str(tmp_path / "cli"),
+            "--chunk", str(K), "--num-reference-demos", "3", "--thumb-size", "16",
+            "--val-fraction", "0.3"]  # fmt: skip
+    assert main(argv) == 0
+    for name in ("bank.safetensors", "world_model/model.safetensors"):
+        assert (tmp_path / "cli" / name).read_bytes() == (bundle / name).read_bytes(), name
+    manifest = {**load_artifacts(tmp_path / "cli").manifest, "created_utc": None}
+    assert manifest == {**load_artifacts(bundle).manifest, "created_utc": None}
+    assert main([*argv, "--chunk", "99"]) == 2  # beyond the model's horizon: one-line error
 
 
 def test_reward_modes_differ_and_info(bundle: Path) -> None:
@@ -310,10 +335,8 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     bc = tmp_path / "bc"
     train_bc_from_dataset(TrainBCConfig(data=root / "data", out=bc, encoder="tiny", chunk=K,
                                         steps=20, device="cpu"))
-    with_policy = build_artifacts(root / "data", "tiny", root / "wm" / "checkpoint",
-                                  tmp_path / "bundle", chunk=K, num_reference_demos=3,
-                                  thumb_size=16, val_fraction=0.3, policy=bc,
-                                  weights_dtype="int8", reset_from="references")
+    with_policy = build_bundle(_bundle_config(root, out=tmp_path / "bundle", policy=bc,
+                                              weights_dtype="int8", reset_from="references"))
     man = load_artifacts(with_policy).manifest
     assert man["weights"]["dtype"] == man["policy"]["dtype"] == "int8"
     assert man["weights"]["prediction_rel_error"] < 0.2
@@ -335,9 +358,7 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     assert again["ppo"]["env_steps"] == 64 and again["ppo"]["history"] == report["ppo"]["history"]
     # A policy for another action size is refused when the bundle is built.
     with pytest.raises(ValueError, match="K \\* A"):
-        build_artifacts(root / "data", "tiny", root / "wm" / "checkpoint", tmp_path / "b2",
-                        chunk=4, num_reference_demos=3, thumb_size=16, val_fraction=0.3,
-                        policy=bc)
+        build_bundle(_bundle_config(root, out=tmp_path / "b2", chunk=4, policy=bc))
 
 
 @pytest.mark.parametrize("env_id", ["RLAWorld-libero-v0", "RLAWorld-robosuite-lift-v0",

@@ -1,4 +1,4 @@
-"""``rla-gym <verb>``: collect, encode, inspect, train-rla, train-wm.
+"""``rla-gym <verb>``: collect, encode, inspect, train-rla, train-wm, train-bc, build-bundle, eval.
 
 Each verb takes a frozen dataclass of options; ``rla-gym <verb> --help`` lists them.
 """
@@ -16,6 +16,8 @@ import tyro
 from rla_gym.cli.evaluate import cmd_eval
 from rla_gym.data.collect import CollectConfig
 from rla_gym.errors import RLAGymError
+from rla_gym.pipelines.build_bundle import BuildBundleConfig
+from rla_gym.utils.io import load_json
 
 __all__ = ["main"]
 
@@ -79,11 +81,21 @@ def cmd_inspect(args: InspectArgs) -> None:
     _print(summary)
 
 
+def cmd_build_bundle(cfg: BuildBundleConfig) -> None:
+    """Build the artifacts bundle a dreamed env loads, from a dataset and a trained world model."""
+    from rla_gym.pipelines.build_bundle import build_bundle
+
+    manifest = load_json(build_bundle(cfg) / "manifest.json")
+    _print({k: manifest[k] for k in ("size_bytes", "total_bytes", "quantization", "weights",
+                                     "success")})
+
+
 def _verbs() -> dict[str, Any]:
     verbs: dict[str, Any] = {
         "collect": cmd_collect,
         "encode": cmd_encode,
         "inspect": cmd_inspect,
+        "build-bundle": cmd_build_bundle,
         "eval": cmd_eval,
     }
     try:  # training verbs exist once the model rooms are installed with the package

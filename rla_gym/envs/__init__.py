@@ -18,8 +18,9 @@ The episode horizon is the bundle's (``manifest.json`` ``max_episode_steps``, ov
 ``RealFeatureEnv`` is the real simulator behind the same spaces (features of the rendered frame,
 action chunks, the task's own reward): the baseline a dream-trained policy is compared with.
 
-An env whose bundle is not built raises ``ArtifactsNotFoundError`` naming the build command;
-pass ``artifacts=<folder>`` to use any bundle.
+An env whose bundle is not built raises ``ArtifactsNotFoundError`` naming the build command
+(``rla-gym build-bundle``, :mod:`rla_gym.pipelines.build_bundle`); pass ``artifacts=<folder>`` to
+use any bundle.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from gymnasium.envs.registration import register, registry
 
 if TYPE_CHECKING:
-    from rla_gym.envs.artifacts import Artifacts, build_artifacts, load_artifacts
+    from rla_gym.envs.artifacts import Artifacts, load_artifacts
     from rla_gym.envs.real import RealFeatureConfig, RealFeatureEnv
     from rla_gym.envs.rla_world import RLAWorldConfig, RLAWorldEnv
     from rla_gym.envs.sb3 import SB3PatchExtractor, SB3VecEnvAdapter
@@ -46,7 +47,6 @@ __all__ = [
     "RealFeatureEnv",
     "SB3PatchExtractor",
     "SB3VecEnvAdapter",
-    "build_artifacts",
     "load_artifacts",
 ]
 
@@ -69,7 +69,6 @@ for _suite, _id in SUITE_IDS.items():
 
 _LAZY = {
     "Artifacts": "rla_gym.envs.artifacts",
-    "build_artifacts": "rla_gym.envs.artifacts",
     "load_artifacts": "rla_gym.envs.artifacts",
     "RLAWorldConfig": "rla_gym.envs.rla_world",
     "RLAWorldEnv": "rla_gym.envs.rla_world",

@@ -50,7 +50,8 @@ class AlignedReward:
         metric: ``"l1"`` or ``"cosine"`` (see :func:`feature_distance`).
         scale: reward multiplier (paper: 5.0); ``reward = -scale * distance``.
         success_threshold: L1 distance to the goal below which ``is_success_estimate`` is true
-            (calibrated by :func:`rla_gym.envs.artifacts.build_artifacts`); ``None`` disables it.
+            (calibrated when the bundle is built, see :mod:`rla_gym.pipelines.build_bundle`);
+            ``None`` disables it.
 
     Example:
         >>> ref = torch.zeros(2, 5, 4, 8)

@@ -8,10 +8,11 @@ Layout of a checkpoint folder::
     optimizer.pt         optimizer state (optional; only needed to resume training)
     train_state.pt       step and RNG states (optional; only needed to resume training)
 
-Folders are written atomically: everything goes into a sibling ``<name>.tmp-XXXX`` folder which is
-then renamed into place. A folder cannot be renamed over a non-empty folder, so an existing
-checkpoint is first moved aside to ``<name>.old-XXXX`` and deleted only after the new one is in
-place; :func:`load_checkpoint` falls back to that backup if a crash hit the gap between the renames.
+Folders are written atomically (:func:`rla_gym.utils.io.atomic_folder`): everything goes into a
+sibling ``<name>.tmp-XXXX`` folder which is then renamed into place. A folder cannot be renamed over
+a non-empty folder, so an existing checkpoint is first moved aside to ``<name>.old-XXXX`` and
+deleted only after the new one is in place; :func:`load_checkpoint` falls back to that backup if a
+crash hit the gap between the renames.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rla_gym.errors import CorruptFileError, MissingWeightsError
-from rla_gym.utils.io import save_json
+from rla_gym.utils.io import atomic_folder, save_json
 
 __all__ = [
     "Checkpoint", "dequantize_state_dict", "has_checkpoint", "load_checkpoint",
@@ -145,10 +144,7 @@ def save_checkpoint(
     Returns:
         The final folder path.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{path.name}.tmp-", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         save_json(_config_dict(config), tmp / CONFIG)
         # safetensors refuses shared / non-contiguous storage; clone to be safe.
         weights = {
@@ -160,18 +156,7 @@ def save_checkpoint(
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
-        old: Path | None = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f"{path.name}.old-", dir=path.parent))
-            os.rmdir(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _backup(path: Path) -> Path | None:

@@ -7,10 +7,11 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_sha", "provenance"]
+__all__ = ["git_sha", "package_versions", "provenance"]
 
 _PACKAGES = (
     "rla-gym", "numpy", "torch", "gymnasium", "mujoco", "robosuite", "dm-control",
@@ -41,6 +42,11 @@ def _version(name: str) -> str | None:
         return None
 
 
+def package_versions(packages: Sequence[str] = _PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages``, in that order; packages not installed are left out."""
+    return {p: v for p in packages if (v := _version(p)) is not None}
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
     """A dict describing this run: git sha, time, machine, versions, plus ``extra`` fields."""
     cpu = platform.processor() or platform.machine()
@@ -69,6 +75,6 @@ def provenance(**extra: Any) -> dict[str, Any]:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "versions": {p: v for p in _PACKAGES if (v := _version(p)) is not None},
+        "versions": package_versions(),
         **extra,
     }
