@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.envs.sb3 import SB3VecEnvAdapter, patch_policy_kwargs
 from rla_gym.errors import EncoderMismatchError
 from rla_gym.utils import load_json, provenance, save_json
+from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.stats import wilson_interval
 
 DREAM_ID = "RLAWorld-dmc-reacher-v0"
@@ -256,7 +257,7 @@ def part_a(args: Args) -> dict[str, Any]:
         "dream_over_real_ci95": _ratio_ci(final["dream"]["returns"], final["real"]["returns"],
                                           args.seed),
         "target_ratio": 0.8, "target_met": None if ratio is None else bool(ratio >= 0.8),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()},
+        "config": to_jsonable(args),
         "protocol": (
             "SB3 PPO with SB3PatchExtractor, identical hyper-parameters in both arms except the "
             "number of envs; each arm trains for the same wall-clock budget on the same torch "

@@ -44,7 +44,7 @@ WORKER = textwrap.dedent(
         with torch.no_grad():
             return m.loss(probe["s_t"], probe["s_th"])[0].item()
 
-    tcfg = TrainerConfig(steps=40, batch_size=8, lr=3e-3, ckpt_every=20, val_every=1000,
+    tcfg = TrainerConfig(steps=40, batch_size=8, learning_rate=3e-3, ckpt_every=20, val_every=1000,
                          log_every=10, progress=False, tensorboard=False, device="cpu")
     init_probe = probe_loss(model)
     res = fit(model, _rla_loss, sampler, tcfg, out / "run", cfg.to_dict())

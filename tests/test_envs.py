@@ -66,23 +66,25 @@ def _write_dataset(root: Path) -> EpisodeStore:
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic dataset -> tiny RLA + tiny RLA-WM (a few steps) -> artifacts bundle."""
+    from rla_gym.data.feature_episodes import FeatureDataConfig
     from rla_gym.rla import RLAConfig
     from rla_gym.rla.train import TrainRLAConfig, train_rla
+    from rla_gym.utils.training import TrainerConfig
     from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("envs")
     _write_dataset(root / "data")
-    quiet = dict(progress=False, device="cpu", val_every=10_000, ckpt_every=10_000)
+    data = FeatureDataConfig(folder=str(root / "data"), encoder="tiny", val_pairs=8)
+    trainer = TrainerConfig(steps=15, batch_size=16, val_every=10_000, ckpt_every=10_000,
+                            device="cpu", num_threads=1, progress=False, tensorboard=False)
     rla = train_rla(TrainRLAConfig(
-        data=str(root / "data"), encoder="tiny", out=str(root / "rla"), steps=15, batch_size=16,
+        data=data, out=str(root / "rla"), trainer=trainer,
         rla=RLAConfig(latent_tokens=2, latent_dim=4, width=32, depth=1, heads=2, max_gap=16),
-        val_pairs=8, **quiet,
     ))
-    wm = train_world_model(TrainWorldModelConfig(
-        data=str(root / "data"), encoder="tiny", rla=str(rla.checkpoint), out=str(root / "wm"),
-        preset="tiny", steps=15, batch_size=16, val_pairs=8, norm_pairs=32, num_threads=1,
-        tensorboard=False, **quiet,
+    train_world_model(TrainWorldModelConfig(
+        data=data, rla=str(rla.checkpoint), out=str(root / "wm"), preset="tiny", norm_pairs=32,
+        trainer=trainer,
     ))
     return build_bundle(_bundle_config(root, out=root / "bundle"))
 

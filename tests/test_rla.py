@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rla_gym.data.feature_episodes import FeatureDataConfig
 from rla_gym.data.windows import PairSampler, interaction_frames
 from rla_gym.errors import CorruptFileError, EncoderMismatchError, MissingWeightsError
 from rla_gym.rla import RLAAutoencoder, RLAConfig
@@ -218,7 +219,7 @@ def _fit(out: Path, steps: int, crash_at: int | None = None) -> RLAAutoencoder:
     cfg = TrainerConfig(
         steps=steps,
         batch_size=4,
-        lr=1e-3,
+        learning_rate=1e-3,
         warmup_steps=3,
         ckpt_every=5,
         val_every=100,
@@ -247,15 +248,9 @@ def test_train_rla_in_memory(tmp_path: Path) -> None:
     cfg = TrainRLAConfig(
         out=str(tmp_path / "run"),
         rla=tiny_config(encoder_fingerprint=""),
-        steps=30,
-        batch_size=8,
-        lr=3e-3,
-        warmup_steps=0,
-        val_every=15,
-        ckpt_every=15,
-        val_pairs=32,
-        progress=False,
-        device="cpu",
+        data=FeatureDataConfig(val_pairs=32),
+        trainer=TrainerConfig(steps=30, batch_size=8, learning_rate=3e-3, val_every=15,
+                              ckpt_every=15, progress=False, device="cpu"),
     )
     res = train_rla(cfg, synthetic_episodes(), synthetic_episodes(n=2, seed=1), fingerprint="fp@1")
     assert res.step == 30 and res.checkpoint is not None
@@ -267,3 +262,50 @@ def test_train_rla_in_memory(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "metrics.jsonl").exists()
     again = train_rla(cfg, synthetic_episodes(), fingerprint="fp@1")  # finished: no retraining
     assert again.step == 30 and again.resumed_from == 30
+
+
+def _write_store(root: Path) -> None:
+    """The synthetic episodes as an on-disk dataset with cached ``tiny`` features."""
+    from rla_gym.data.episodes import Episode, EpisodeStore
+
+    store = EpisodeStore(root)
+    store.init_manifest({"sim": "synthetic", "task": "blob", "resolution": 8, "action_dim": A})
+    store.begin_features("tiny", "tiny@abc")
+    for i, (f, a) in enumerate(synthetic_episodes(n=6)):
+        t = len(a)
+        eid = store.episode_id("expert", i)
+        store.write(eid, Episode(np.zeros((t + 1, 8, 8, 3), np.uint8), a,
+                                 np.zeros((t + 1, 1), np.float32), np.zeros(t, np.float32),
+                                 np.zeros(t + 1, bool), {"policy": "expert"}))
+        store.write_features(eid, "tiny", f, "tiny@abc", (1, N))
+
+
+def test_cli_trainer_flags_reach_the_trainer(tmp_path: Path) -> None:
+    """``rla-gym train-rla`` flags of the nested configs (``--stop-at``, ``--betas``,
+    ``--learning-rate``, ``--val-pairs``) reach the trainer; a checkpoint whose ``meta.json``
+    holds an old flat train config resumes like any other."""
+    from rla_gym.cli.main import main
+
+    _write_store(tmp_path / "data")
+    out = tmp_path / "run"
+    argv = ["train-rla", "--data", str(tmp_path / "data"), "--encoder", "tiny", "--out", str(out),
+            "--latent-tokens", "2", "--latent-dim", "4", "--width", "32", "--depth", "1",
+            "--heads", "2", "--max-gap", "4", "--steps", "6", "--batch-size", "4",
+            "--learning-rate", "1e-3", "--betas", "0.5", "0.9", "--val-pairs", "4",
+            "--val-fraction", "0.3", "--device", "cpu", "--num-threads", "1", "--no-progress",
+            "--no-tensorboard"]  # fmt: skip
+    assert main([*argv, "--stop-at", "4"]) == 0
+    ck = load_checkpoint(out / "checkpoint")
+    assert ck.train_state["step"] == 4 and not ck.meta["finished"]  # type: ignore[index]
+    assert tuple(ck.optimizer["param_groups"][0]["betas"]) == (0.5, 0.9)  # type: ignore[index]
+    cfg = ck.meta["train_config"]
+    assert cfg["trainer"]["stop_at"] == 4 and cfg["data"]["val_pairs"] == 4
+    assert cfg["data"]["folder"] == str(tmp_path / "data") and cfg["trainer"]["betas"] == [0.5, 0.9]
+    # Older runs recorded the train config flat; resuming reads only weights, optimizer and RNG
+    # state, so such a checkpoint continues unchanged.
+    flat = {"data": str(tmp_path / "data"), "encoder": "tiny", "steps": 6, "lr": 1e-3}
+    (out / "checkpoint" / "meta.json").write_text(json.dumps({**ck.meta, "train_config": flat}))
+    assert main(argv) == 0
+    ck = load_checkpoint(out / "checkpoint")
+    assert ck.train_state["step"] == 6 and ck.meta["finished"]  # type: ignore[index]
+    assert ck.meta["train_config"]["trainer"]["stop_at"] is None

@@ -318,14 +318,17 @@ def test_fidelity_keys_copy_static_and_determinism(rla: RLAAutoencoder) -> None:
 # ---------------------------------------------------------------------------------- training
 def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes,
                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.utils.training import TrainerConfig
     from rla_gym.world_model import TrainWorldModelConfig, train_world_model
 
     rla.save_pretrained(tmp_path / "rla")
     for kind in ("rla-wm", "direct"):
         cfg = TrainWorldModelConfig(
             model=kind, rla=str(tmp_path / "rla"), out=str(tmp_path / kind), preset="tiny",
-            max_gap=H_MAX, steps=3, batch_size=4, val_pairs=4, norm_pairs=16, val_every=2,
-            ckpt_every=2, device="cpu", progress=False, tensorboard=False,
+            max_gap=H_MAX, norm_pairs=16, data=FeatureDataConfig(val_pairs=4),
+            trainer=TrainerConfig(steps=3, batch_size=4, val_every=2, ckpt_every=2, device="cpu",
+                                  progress=False, tensorboard=False),
         )
         res = train_world_model(cfg, episodes[:4], val_episodes=episodes[4:], fingerprint=FP)
         assert res.step == 3 and "val/pred_l1" in res.val_metrics
@@ -342,6 +345,8 @@ def test_fidelity_benchmark_cli_smoke(rla: RLAAutoencoder, tmp_path) -> None:  #
     from pathlib import Path
 
     from rla_gym.data.episodes import Episode, EpisodeStore
+    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.utils.training import TrainerConfig
     from rla_gym.world_model import TrainWorldModelConfig, train_world_model
 
     pytest.importorskip("matplotlib")
@@ -361,10 +366,12 @@ def test_fidelity_benchmark_cli_smoke(rla: RLAAutoencoder, tmp_path) -> None:  #
     ckpts = {}
     for kind in ("rla-wm", "direct"):
         cfg = TrainWorldModelConfig(
-            model=kind, data=str(root), encoder="tiny", rla=str(tmp_path / "rla"),
-            out=str(tmp_path / kind), preset="tiny", max_gap=H_MAX, steps=2, batch_size=4,
-            val_pairs=4, norm_pairs=8, val_fraction=0.3, device="cpu", progress=False,
-            tensorboard=False,
+            model=kind, rla=str(tmp_path / "rla"), out=str(tmp_path / kind), preset="tiny",
+            max_gap=H_MAX, norm_pairs=8,
+            data=FeatureDataConfig(folder=str(root), encoder="tiny", val_pairs=4,
+                                   val_fraction=0.3),
+            trainer=TrainerConfig(steps=2, batch_size=4, device="cpu", progress=False,
+                                  tensorboard=False),
         )
         ckpts[kind] = str(train_world_model(cfg).checkpoint)
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity.py"

@@ -8,13 +8,14 @@ episodes in flight; running the same command again records only the missing ones
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from rla_gym.data.episodes import Episode, EpisodeStore
+from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.parallel import Emit, imap_workers
 
 __all__ = ["CollectConfig", "collect", "record_episode"]
@@ -134,7 +135,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     finally:
         probe.close()
     summary: dict[str, Any] = {"recorded": 0, "skipped": cfg.episodes - len(todo),
-                               "successes": 0, "total_steps": 0, "config": _jsonable(cfg)}
+                               "successes": 0, "total_steps": 0, "config": to_jsonable(cfg)}
     if not todo:
         return summary
     results = imap_workers(
@@ -148,9 +149,3 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
         summary["total_steps"] += int(length)
     summary["success_rate"] = summary["successes"] / max(summary["recorded"], 1)
     return summary
-
-
-def _jsonable(cfg: CollectConfig) -> dict[str, Any]:
-    d = asdict(cfg)
-    d["out"] = str(d["out"])
-    return d

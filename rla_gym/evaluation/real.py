@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import wilson_interval
 
@@ -143,11 +144,11 @@ def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfi
     rows.sort(key=lambda r: r["index"])
     k = sum(r["success"] for r in rows)
     lo, hi = wilson_interval(k, len(rows))
-    cfg_d = {k2: (str(v) if isinstance(v, Path) else v) for k2, v in asdict(cfg).items()}
     return {"success_rate": k / max(len(rows), 1), "successes": k, "episodes": len(rows),
             "wilson95": [lo, hi], "mean_return": float(np.mean([r["return"] for r in rows])),
             "mean_length": float(np.mean([r["length"] for r in rows])), "rows": rows,
-            "videos": sorted(videos), "wall_clock_s": time.perf_counter() - t0, "config": cfg_d}
+            "videos": sorted(videos), "wall_clock_s": time.perf_counter() - t0,
+            "config": to_jsonable(cfg)}
 
 
 def _write_video(frames: np.ndarray, cfg: RealEvalConfig, row: dict[str, Any]) -> Path:

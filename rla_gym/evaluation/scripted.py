@@ -10,13 +10,12 @@ directly comparable.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rla_gym.evaluation.real import RealEvalConfig, _write_video
+from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import wilson_interval
 
@@ -80,11 +79,11 @@ def summarize_episodes(
     rows = sorted(rows, key=lambda r: r["index"])
     k = sum(bool(r["success"]) for r in rows)
     lo, hi = wilson_interval(k, len(rows))
-    cfg_d = {name: (str(v) if isinstance(v, Path) else v) for name, v in asdict(cfg).items()}
     return {"success_rate": k / max(len(rows), 1), "successes": k, "episodes": len(rows),
             "wilson95": [lo, hi], "mean_return": float(np.mean([r["return"] for r in rows])),
             "mean_length": float(np.mean([r["length"] for r in rows])), "rows": rows,
-            "videos": sorted(videos), "wall_clock_s": wall_clock_s, "config": cfg_d}  # fmt: skip
+            "videos": sorted(videos), "wall_clock_s": wall_clock_s,
+            "config": to_jsonable(cfg)}  # fmt: skip
 
 
 def evaluate_scripted_in_sim(

@@ -20,7 +20,6 @@ checkpoint and snapshots) and ``videos/``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from rla_gym.errors import RLAGymError
-from rla_gym.utils.io import load_json, save_json
+from rla_gym.utils.io import load_json, save_json, to_jsonable
 
 __all__ = [
     "MissingPolicyError", "WMRLConfig", "dream_evaluate", "format_report", "run_wmrl",
@@ -264,8 +263,7 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     report = {
         "suite": cfg.suite, "bundle": str(bundle), "sim": manifest["sim"],
         "task": manifest["task"], "encoder": manifest["encoder_fingerprint"],
-        "config": {k: str(v) if isinstance(v, Path) else v
-                   for k, v in dataclasses.asdict(cfg).items()},
+        "config": to_jsonable(cfg),
         "ppo": {"env_steps": agent.num_timesteps, "wall_clock_s": ppo_wall, "history": history},
         "policies": report_policies,
         "wall_clock_s": time.perf_counter() - t_start,

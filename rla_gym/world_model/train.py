@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from rla_gym.data.feature_episodes import FeatureDataConfig, load_split
 from rla_gym.data.windows import PairSampler
-from rla_gym.utils.training import TrainerConfig, TrainResult, fit
+from rla_gym.utils.io import to_jsonable
+from rla_gym.utils.training import TrainerConfig, TrainResult, fit, set_threads
 from rla_gym.world_model.baselines import DirectRegressionWM, FeatureFlowWM
 from rla_gym.world_model.config import BaselineConfig, WorldModelConfig, world_model_preset
 from rla_gym.world_model.model import FeatureWorldModel, RLAWorldModel
@@ -39,10 +41,9 @@ class TrainWorldModelConfig:
     model: ModelKind = "rla-wm"
     """``"rla-wm"`` (flow in RLA latent space), ``"direct"`` (regression) or ``"fm"`` (flow in
     feature space)."""
-    data: str = ""
-    """Dataset folder (an ``EpisodeStore``); unused when episodes are passed in memory."""
-    encoder: str = "opennsfw-resnet50-res4"
-    """Name of the cached feature encoder (``features/<encoder>/`` in the dataset)."""
+    data: FeatureDataConfig = field(default_factory=lambda: FeatureDataConfig(val_pairs=64))
+    """Training data: dataset folder, encoder, split and pair sampling (validation pairs each
+    cost a full flow sample, so keep ``val_pairs`` small on CPU)."""
     rla: str = ""
     """RLA autoencoder checkpoint folder (required for ``model="rla-wm"``)."""
     out: str = "runs/wm"
@@ -59,47 +60,16 @@ class TrainWorldModelConfig:
     """Smallest gap ``h`` of training pairs."""
     max_gap: int | None = None
     """Largest gap ``h`` (default: the model's ``max_horizon``; must not exceed it)."""
-    steps: int = 6000
-    """Optimizer steps. At N=64, D=512, A=7, batch 32 with default sizes, measured steps/s:
-    RLA-WM 5.5 / direct 6.4 / fm 3.5 on 2 threads of a quiet 2-core machine (6000 steps: 18 / 16 /
-    29 min); 3.2 / 3.6 / 2.0 on 1 thread of a busy one (RLA-WM ~31 min)."""
-    batch_size: int = 32
-    """Pairs per step (per rank under torchrun)."""
-    lr: float = 3e-4
-    """AdamW learning rate (paper: 1e-4 at batch 64 for 100k steps; short CPU runs tolerate
-    more)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay (paper: 0)."""
-    warmup_steps: int = 100
-    """Linear learning-rate warm-up steps."""
-    grad_clip: float | None = 1.0
-    """Global gradient-norm clip (``None`` to disable)."""
-    interaction_bias: float = 0.9
-    """Probability of starting a pair at an interaction frame (paper: 0.9)."""
-    val_fraction: float = 0.1
-    """Fraction of episodes held out for validation (split by episode id hash)."""
-    val_pairs: int = 64
-    """Fixed validation pairs (each costs a full flow sample, so keep this small on CPU)."""
     norm_pairs: int = 512
     """Pairs used to measure the normalisation statistics before training."""
-    val_every: int = 1000
-    """Validate every this many steps."""
-    ckpt_every: int = 500
-    """Write a resumable checkpoint every this many steps."""
-    log_every: int = 10
-    """Log training metrics every this many steps."""
-    device: str = "auto"
-    """``auto``, ``cpu`` or ``cuda``."""
-    num_threads: int | None = None
-    """CPU intra-op threads (``None``: torch's default). On a machine shared with other jobs use
-    1: with oversubscribed cores torch's spinning worker threads made a step ~25x slower in our
-    measurements (0.13 vs 3.3 steps/s)."""
-    seed: int = 0
-    """Seed of weights, sampling, noise and split."""
-    progress: bool = True
-    """Show a progress bar."""
-    tensorboard: bool = True
-    """Write TensorBoard scalars (if tensorboard is installed)."""
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        steps=6000, warmup_steps=100, val_every=1000, ckpt_every=500,
+    ))
+    """Optimisation and bookkeeping. Speed at N=64, D=512, A=7, batch 32 with default sizes,
+    measured steps/s: RLA-WM 5.5 / direct 6.4 / fm 3.5 on 2 threads of a quiet 2-core machine
+    (6000 steps: 18 / 16 / 29 min); 3.2 / 3.6 / 2.0 on 1 thread of a busy one (RLA-WM ~31 min).
+    Learning rate: the paper uses 1e-4 at batch 64 for 100k steps; short CPU runs tolerate the
+    default 3e-4."""
 
 
 def _wm_loss(
@@ -183,8 +153,8 @@ def train_world_model(
     Args:
         cfg: options.
         episodes: in-memory ``(features (T+1, N, D), actions (T, A))`` training episodes; when
-            ``None`` they are loaded from ``cfg.data`` / ``cfg.encoder`` and split by
-            ``cfg.val_fraction``.
+            ``None`` they are loaded and split as ``cfg.data`` says
+            (:func:`~rla_gym.data.feature_episodes.load_split`).
         val_episodes: in-memory validation episodes (default: none when ``episodes`` is given).
         fingerprint: encoder fingerprint of in-memory episodes (checked against the RLA
             checkpoint and stored in the world-model checkpoint).
@@ -193,73 +163,49 @@ def train_world_model(
         The trainer's :class:`~rla_gym.utils.training.TrainResult`; ``result.checkpoint`` loads
         with :func:`rla_gym.world_model.load_predictor`.
     """
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
+    set_threads(cfg.trainer)
+    seed = cfg.trainer.seed
     grid: tuple[int, int] | None = None
     if episodes is None:
-        if not cfg.data:
-            raise ValueError("pass in-memory episodes or set TrainWorldModelConfig.data")
-        from rla_gym.data.episodes import EpisodeStore
-        from rla_gym.rla.train import load_feature_episodes
-
-        train_ids, val_ids = EpisodeStore(cfg.data).split(cfg.val_fraction, seed=cfg.seed)
-        if not train_ids:
-            raise ValueError(f"no episodes in {cfg.data}; run `rla-gym collect` first")
-        episodes, fingerprint, grid = load_feature_episodes(cfg.data, cfg.encoder, train_ids)
-        val_episodes = (
-            load_feature_episodes(cfg.data, cfg.encoder, val_ids, fingerprint)[0]
-            if val_ids else None
-        )
+        split = load_split(cfg.data, seed)
+        episodes, val_episodes = split.train, split.val
+        fingerprint, grid = split.fingerprint, split.grid
     feats0, acts0 = episodes[0]
     # Same seed on every rank: identical initial weights even before DDP's broadcast.
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     model = _build_model(cfg, int(feats0.shape[2]), int(feats0.shape[1]), int(acts0.shape[1]),
                          fingerprint)
     max_gap = cfg.max_gap or model.max_horizon
     if max_gap > model.max_horizon:
         raise ValueError(f"max_gap={max_gap} exceeds the model's max_horizon={model.max_horizon}")
-    sampler = PairSampler(episodes, cfg.min_gap, max_gap, cfg.interaction_bias, cfg.seed)
+    bias = cfg.data.interaction_bias
+    sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed)
     val_sampler = (
-        PairSampler(val_episodes, cfg.min_gap, max_gap, cfg.interaction_bias, cfg.seed)
-        if val_episodes else None
+        PairSampler(val_episodes, cfg.min_gap, max_gap, bias, seed) if val_episodes else None
     )
     # Statistics come from a private sampler so the training stream (and resume) is untouched.
-    norm_sampler = PairSampler(episodes, cfg.min_gap, max_gap, cfg.interaction_bias, cfg.seed + 1)
+    norm_sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed + 1)
     model.fit_normalization(  # type: ignore[attr-defined]
-        norm_sampler.iter_eval(num_pairs=cfg.norm_pairs, batch_size=64, seed=cfg.seed + 1)
+        norm_sampler.iter_eval(num_pairs=cfg.norm_pairs, batch_size=64, seed=seed + 1)
     )
 
     def val_fn(m: nn.Module) -> dict[str, float]:
         assert val_sampler is not None
-        return evaluate_world_model(m, val_sampler, num_pairs=cfg.val_pairs)  # type: ignore[arg-type]
+        return evaluate_world_model(m, val_sampler, num_pairs=cfg.data.val_pairs)  # type: ignore[arg-type]
 
-    trainer_cfg = TrainerConfig(
-        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip, val_every=cfg.val_every,
-        ckpt_every=cfg.ckpt_every, log_every=cfg.log_every, seed=cfg.seed, device=cfg.device,
-        progress=cfg.progress, tensorboard=cfg.tensorboard,
-    )
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     meta: dict[str, Any] = {
         "kind": cfg.model,
-        "encoder": cfg.encoder,
+        "encoder": cfg.data.encoder,
         "encoder_fingerprint": model.encoder_fingerprint,
         "rla_checkpoint": cfg.rla or None,
         "grid": list(grid) if grid else None,
         "train_episodes": len(episodes),
         "val_episodes": len(val_episodes) if val_episodes else 0,
         "trainable_parameters": n_params,
-        "train_config": _jsonable(dataclasses.asdict(cfg)),
+        "train_config": to_jsonable(cfg),
     }
-    return fit(model, _wm_loss, sampler, trainer_cfg, cfg.out,
+    return fit(model, _wm_loss, sampler, cfg.trainer, cfg.out,
                model.checkpoint_config(),  # type: ignore[attr-defined]
                val_fn=val_fn if val_sampler is not None else None, meta=meta)
 
-
-def _jsonable(obj: Any) -> Any:
-    """Tuples to lists, recursively (``dataclasses.asdict`` output is otherwise JSON-ready)."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
