@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rla_gym.data.feature_episodes import FeatureDataConfig
+from rla_gym.data.feature_episodes import FeatureDataConfig, FeatureSplit
 from rla_gym.data.windows import PairSampler, interaction_frames
 from rla_gym.errors import CorruptFileError, EncoderMismatchError, MissingWeightsError
 from rla_gym.rla import RLAAutoencoder, RLAConfig
@@ -252,7 +252,9 @@ def test_train_rla_in_memory(tmp_path: Path) -> None:
         trainer=TrainerConfig(steps=30, batch_size=8, learning_rate=3e-3, val_every=15,
                               ckpt_every=15, progress=False, device="cpu"),
     )
-    res = train_rla(cfg, synthetic_episodes(), synthetic_episodes(n=2, seed=1), fingerprint="fp@1")
+    split = FeatureSplit(train=synthetic_episodes(), val=synthetic_episodes(n=2, seed=1),
+                         fingerprint="fp@1")
+    res = train_rla(cfg, split)
     assert res.step == 30 and res.checkpoint is not None
     assert res.val_metrics["val/l1"] > 0
     m = RLAAutoencoder.from_pretrained(res.checkpoint, expected_fingerprint="fp@1")
@@ -260,7 +262,7 @@ def test_train_rla_in_memory(tmp_path: Path) -> None:
     meta = json.loads((res.checkpoint / "meta.json").read_text())
     assert meta["encoder_fingerprint"] == "fp@1" and "wall_clock_s" in meta
     assert (tmp_path / "run" / "metrics.jsonl").exists()
-    again = train_rla(cfg, synthetic_episodes(), fingerprint="fp@1")  # finished: no retraining
+    again = train_rla(cfg, split)  # finished: no retraining
     assert again.step == 30 and again.resumed_from == 30
 
 

@@ -318,7 +318,7 @@ def test_fidelity_keys_copy_static_and_determinism(rla: RLAAutoencoder) -> None:
 # ---------------------------------------------------------------------------------- training
 def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes,
                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.data.feature_episodes import FeatureDataConfig, FeatureSplit
     from rla_gym.utils.training import TrainerConfig
     from rla_gym.world_model import TrainWorldModelConfig, train_world_model
 
@@ -330,7 +330,8 @@ def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes,
             trainer=TrainerConfig(steps=3, batch_size=4, val_every=2, ckpt_every=2, device="cpu",
                                   progress=False, tensorboard=False),
         )
-        res = train_world_model(cfg, episodes[:4], val_episodes=episodes[4:], fingerprint=FP)
+        split = FeatureSplit(train=episodes[:4], val=episodes[4:], fingerprint=FP)
+        res = train_world_model(cfg, split)
         assert res.step == 3 and "val/pred_l1" in res.val_metrics
         model = load_predictor(res.checkpoint, expected_fingerprint=FP)
         assert model.meta["wall_clock_s"] > 0 and model.meta["kind"] == kind

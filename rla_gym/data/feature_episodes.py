@@ -39,21 +39,21 @@ class FeatureDataConfig:
     """Fixed validation pairs."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeatureSplit:
-    """Train and validation episodes of a dataset (see :data:`Episodes` for shapes).
+    """Train and validation episodes, loaded by :func:`load_split` or built in memory.
 
     Attributes:
-        train: training episodes.
-        val: validation episodes (``None`` if the split holds none).
-        fingerprint: the encoder fingerprint shared by every episode.
-        grid: token grid ``(gh, gw)`` of the features.
+        train: training episodes ``[(features (T+1, N, D), actions (T, A)), ...]``.
+        val: validation episodes (``None``: no validation).
+        fingerprint: the encoder fingerprint shared by every episode (stored in checkpoints).
+        grid: token grid ``(gh, gw)`` of the features (``None`` if unknown).
     """
 
-    train: Episodes
-    val: Episodes | None
-    fingerprint: str
-    grid: tuple[int, int]
+    train: Sequence[tuple[np.ndarray, np.ndarray]]
+    val: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
+    fingerprint: str = ""
+    grid: tuple[int, int] | None = None
 
 
 def load_feature_episodes(

@@ -10,15 +10,13 @@ takes in-memory episodes), samples ``(s_t, s_{t+h})`` pairs with
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from rla_gym.data.feature_episodes import FeatureDataConfig, load_split
+from rla_gym.data.feature_episodes import FeatureDataConfig, FeatureSplit, load_split
 from rla_gym.data.windows import PairSampler
 from rla_gym.rla.config import RLAConfig
 from rla_gym.rla.model import RLAAutoencoder
@@ -26,8 +24,6 @@ from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit, set_threads
 
 __all__ = ["TrainRLAConfig", "train_rla"]
-
-Episodes = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,19 +90,14 @@ def evaluate_rla(
 
 def train_rla(
     cfg: TrainRLAConfig,
-    episodes: Episodes | None = None,
-    val_episodes: Episodes | None = None,
-    fingerprint: str | None = None,
+    split: FeatureSplit | None = None,
 ) -> TrainResult:
     """Train (or resume training) an RLA autoencoder.
 
     Args:
         cfg: options.
-        episodes: in-memory ``(features (T+1, N, D), actions (T, A))`` training episodes; when
-            ``None`` they are loaded and split as ``cfg.data`` says
+        split: in-memory episodes; default: loaded and split as ``cfg.data`` says
             (:func:`~rla_gym.data.feature_episodes.load_split`).
-        val_episodes: in-memory validation episodes (default: none when ``episodes`` is given).
-        fingerprint: encoder fingerprint of in-memory episodes (stored in the checkpoint).
 
     Returns:
         The trainer's :class:`~rla_gym.utils.training.TrainResult`; ``result.checkpoint`` is the
@@ -114,11 +105,8 @@ def train_rla(
     """
     set_threads(cfg.trainer)
     seed = cfg.trainer.seed
-    grid: tuple[int, int] | None = None
-    if episodes is None:
-        split = load_split(cfg.data, seed)
-        episodes, val_episodes = split.train, split.val
-        fingerprint, grid = split.fingerprint, split.grid
+    split = split or load_split(cfg.data, seed)
+    episodes, val_episodes, fingerprint = split.train, split.val, split.fingerprint
     rla_cfg = dataclasses.replace(
         cfg.rla,
         feature_dim=int(episodes[0][0].shape[2]),
@@ -144,7 +132,7 @@ def train_rla(
         "kind": "rla_autoencoder",
         "encoder": cfg.data.encoder,
         "encoder_fingerprint": rla_cfg.encoder_fingerprint,
-        "grid": list(grid) if grid else None,
+        "grid": list(split.grid) if split.grid else None,
         "train_episodes": len(episodes),
         "val_episodes": len(val_episodes) if val_episodes else 0,
         "parameters": model.num_parameters(),

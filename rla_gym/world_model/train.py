@@ -12,15 +12,13 @@ statistics (actions; RLA latents or features) on a separate sample, and runs the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
-from rla_gym.data.feature_episodes import FeatureDataConfig, load_split
+from rla_gym.data.feature_episodes import FeatureDataConfig, FeatureSplit, load_split
 from rla_gym.data.windows import PairSampler
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit, set_threads
@@ -29,8 +27,6 @@ from rla_gym.world_model.config import BaselineConfig, WorldModelConfig, world_m
 from rla_gym.world_model.model import FeatureWorldModel, RLAWorldModel
 
 __all__ = ["TrainWorldModelConfig", "evaluate_world_model", "train_world_model"]
-
-Episodes = Sequence[tuple[np.ndarray, np.ndarray]]
 ModelKind = Literal["rla-wm", "direct", "fm"]
 
 
@@ -144,20 +140,15 @@ def _build_model(
 
 def train_world_model(
     cfg: TrainWorldModelConfig,
-    episodes: Episodes | None = None,
-    val_episodes: Episodes | None = None,
-    fingerprint: str | None = None,
+    split: FeatureSplit | None = None,
 ) -> TrainResult:
     """Train (or resume training) RLA-WM or a baseline.
 
     Args:
         cfg: options.
-        episodes: in-memory ``(features (T+1, N, D), actions (T, A))`` training episodes; when
-            ``None`` they are loaded and split as ``cfg.data`` says
-            (:func:`~rla_gym.data.feature_episodes.load_split`).
-        val_episodes: in-memory validation episodes (default: none when ``episodes`` is given).
-        fingerprint: encoder fingerprint of in-memory episodes (checked against the RLA
-            checkpoint and stored in the world-model checkpoint).
+        split: in-memory episodes; default: loaded and split as ``cfg.data`` says
+            (:func:`~rla_gym.data.feature_episodes.load_split`). Its fingerprint is checked
+            against the RLA checkpoint.
 
     Returns:
         The trainer's :class:`~rla_gym.utils.training.TrainResult`; ``result.checkpoint`` loads
@@ -165,11 +156,8 @@ def train_world_model(
     """
     set_threads(cfg.trainer)
     seed = cfg.trainer.seed
-    grid: tuple[int, int] | None = None
-    if episodes is None:
-        split = load_split(cfg.data, seed)
-        episodes, val_episodes = split.train, split.val
-        fingerprint, grid = split.fingerprint, split.grid
+    split = split or load_split(cfg.data, seed)
+    episodes, val_episodes, fingerprint = split.train, split.val, split.fingerprint
     feats0, acts0 = episodes[0]
     # Same seed on every rank: identical initial weights even before DDP's broadcast.
     torch.manual_seed(seed)
@@ -199,7 +187,7 @@ def train_world_model(
         "encoder": cfg.data.encoder,
         "encoder_fingerprint": model.encoder_fingerprint,
         "rla_checkpoint": cfg.rla or None,
-        "grid": list(grid) if grid else None,
+        "grid": list(split.grid) if split.grid else None,
         "train_episodes": len(episodes),
         "val_episodes": len(val_episodes) if val_episodes else 0,
         "trainable_parameters": n_params,
