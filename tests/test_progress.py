@@ -55,8 +55,9 @@ def _dataset(root: Path) -> None:
 
 def test_progress_head_learns_success_and_resumes(tmp_path: Path, one_torch_thread: None) -> None:
     _dataset(tmp_path / "data")
-    trainer = TrainerConfig(steps=200, batch_size=64, lr=3e-3, val_every=200, ckpt_every=100,
-                            progress=False, tensorboard=False, device="cpu", stop_at=100)
+    trainer = TrainerConfig(steps=200, batch_size=64, learning_rate=3e-3, val_every=200,
+                            ckpt_every=100, progress=False, tensorboard=False, device="cpu",
+                            stop_at=100)
     cfg = TrainProgressConfig(data=str(tmp_path / "data"), encoder="tiny",
                               out=str(tmp_path / "head"), val_fraction=0.3, trainer=trainer)
     first = train_progress_head(cfg)

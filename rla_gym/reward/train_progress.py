@@ -10,7 +10,6 @@ by.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from torch import nn
 from rla_gym.data.episodes import EpisodeStore
 from rla_gym.data.windows import RowSampler
 from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig, head_inputs
+from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.stats import roc_auc
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit
 
@@ -45,7 +45,7 @@ class TrainProgressConfig:
     val_fraction: float = 0.15
     """Fraction of episodes held out (split by episode id hash, as the other trainers)."""
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        steps=1500, batch_size=128, lr=1e-3, val_every=500, ckpt_every=500,
+        steps=1500, batch_size=128, learning_rate=1e-3, val_every=500, ckpt_every=500,
         tensorboard=False))
     """Optimisation and bookkeeping."""
 
@@ -129,7 +129,7 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
         "data": str(Path(cfg.data)), "encoder": cfg.encoder, "train_episodes": len(train_ids),
         "val_episodes": len(val_ids), "train_rows": len(rows["s"]),
         "train_success_rows": int(rows["success"].sum()),
-        "train_config": _plain(dataclasses.asdict(cfg)),
+        "train_config": to_jsonable(cfg),
     }
 
     def val_fn(m: nn.Module) -> dict[str, float]:
@@ -139,10 +139,3 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
     return fit(head, _loss, RowSampler(rows, cfg.trainer.seed), cfg.trainer, cfg.out,
                head.config.to_dict(), val_fn=val_fn if val else None, meta=meta)
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
