@@ -125,11 +125,13 @@ def test_bundle_manifest_and_quantization(bundle: Path) -> None:
     assert np.abs(dequantize_int8(q, s, o) - x).max() <= s.max() / 2 + 1e-6
 
 
-def test_check_env_gymnasium_and_sb3(bundle: Path) -> None:
+@pytest.mark.parametrize("action_mode", ["chunk", "repeat"])
+def test_check_env_gymnasium_and_sb3(bundle: Path, action_mode: str) -> None:
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = _make(bundle, render_mode="rgb_array")
+    env = _make(bundle, render_mode="rgb_array", action_mode=action_mode)
+    assert env.action_space.shape == ((K * A,) if action_mode == "chunk" else (A,))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning but the two known ones fails the test
         warnings.filterwarnings("ignore", message=".*observation space m.* is (-)?infinity")
@@ -178,22 +180,57 @@ def test_vector_env_equals_single_envs(bundle: Path) -> None:
     assert venv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
 
 
-def test_sb3_adapter_ppo(bundle: Path) -> None:
+@pytest.mark.parametrize("action_mode", ["chunk", "repeat"])
+def test_sb3_adapter_ppo(bundle: Path, action_mode: str) -> None:
     from stable_baselines3 import PPO
 
     from rla_gym.envs.sb3 import SB3VecEnvAdapter
 
-    env = SB3VecEnvAdapter(num_envs=4, artifacts=str(bundle), flow_steps=2, max_episode_steps=3)
+    env = SB3VecEnvAdapter(num_envs=4, artifacts=str(bundle), flow_steps=2, max_episode_steps=3,
+                           action_mode=action_mode)
+    size = K * A if action_mode == "chunk" else A
+    assert env.action_space.shape == (size,)
     env.seed(0)
     obs = env.reset()
     assert obs.shape == (4, 4, 16)
     for _ in range(3):
-        obs, _, done, infos = env.step(np.zeros((4, K * A), np.float32))
+        obs, _, done, infos = env.step(np.zeros((4, size), np.float32))
     assert done.all() and infos[0]["TimeLimit.truncated"]
     assert infos[0]["terminal_observation"].shape == (4, 16)
     model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1,
                 policy_kwargs={"net_arch": [16]}, seed=0)
     model.learn(64)
+
+
+def test_repeat_mode_equals_chunk_mode_with_tiled_actions(bundle: Path) -> None:
+    """``action_mode="repeat"`` is ``"chunk"`` with the ``(A,)`` action tiled ``K`` times: same
+    seed, same observations and rewards (single env and native vector env)."""
+    acts = np.random.default_rng(2).uniform(-1, 1, (3, A)).astype(np.float32)
+    chunk_env, repeat_env = _make(bundle), _make(bundle, action_mode="repeat")
+    for env in (chunk_env, repeat_env):
+        env.reset(seed=11)
+    for a in acts:
+        o_c, r_c, *_ = chunk_env.step(np.tile(a, K))
+        o_r, r_r, *_ = repeat_env.step(a)
+        np.testing.assert_array_equal(o_c, o_r)
+        assert r_c == r_r
+    from rla_gym.envs import RLAWorldVectorEnv
+
+    venvs = [RLAWorldVectorEnv(2, artifacts=str(bundle), flow_steps=2, action_mode=m)
+             for m in ("chunk", "repeat")]
+    for v in venvs:
+        v.reset(seed=3)
+    batch = np.stack([acts[0], acts[1]])
+    o_c, r_c, *_ = venvs[0].step(np.tile(batch, (1, K)))
+    o_r, r_r, *_ = venvs[1].step(batch)
+    np.testing.assert_array_equal(o_c, o_r)
+    np.testing.assert_array_equal(r_c, r_r)
+    with pytest.raises(ValueError, match=r"Box\(-1.0, 1.0, \(2,\), float32\): one action"):
+        repeat_env.step(np.tile(acts[0], K))
+    from rla_gym.envs import RLAWorldConfig
+
+    with pytest.raises(ValueError, match="action_mode"):
+        RLAWorldConfig(action_mode="hold")  # type: ignore[arg-type]
 
 
 def test_bad_actions_raise_with_space(bundle: Path) -> None:

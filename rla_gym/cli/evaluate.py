@@ -2,23 +2,32 @@
 
 The policy is either a saved feature policy, which sees encoder patch features ``(N, D)`` of
 the camera frame and returns a chunk of ``K`` actions (an ``ActorCritic.save`` or ``PPO.save``
-folder, or a Stable-Baselines3 ``.zip``), or a scripted kind (``expert``, ``noisy``, ``random``,
-``play``), which reads the simulator's privileged state and acts every control step.
+folder, or a Stable-Baselines3 ``.zip``), the dream planner (``plan``: model-predictive control
+in a bundle's dream, the same features in and chunks out), or a scripted kind (``expert``,
+``noisy``, ``random``, ``play``), which reads the simulator's privileged state and acts every
+control step.
 
     rla-gym eval --policy runs/ppo/checkpoint --sim libero --episodes 50
     rla-gym eval --policy model.zip --sim dmc --episodes 30 --video-dir videos
+    rla-gym eval --policy plan --sim dmc --max-steps 64 --samples 64 --horizon 2
+    rla-gym eval --policy plan --sim robosuite --residual-scale 0.1   # around the bundle's BC
     rla-gym eval --policy expert --sim robosuite --episodes 20
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EvalArgs", "SB3SavedPolicy", "cmd_eval", "load_sb3_model", "run_eval"]
+from rla_gym.planning.config import PlannerConfig
+
+__all__ = [
+    "EvalArgs", "SB3SavedPolicy", "cmd_eval", "default_bundle", "load_sb3_model", "run_eval",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,8 +36,8 @@ class EvalArgs:
     return and length, a JSON report and optional mp4s."""
 
     policy: str
-    """checkpoint folder (ActorCritic.save / PPO.save), Stable-Baselines3 model .zip, or a
-    scripted kind: expert, noisy, random, play"""
+    """checkpoint folder (ActorCritic.save / PPO.save), Stable-Baselines3 model .zip, plan (the
+    dream planner on --bundle), or a scripted kind: expert, noisy, random, play"""
     sim: str = "libero"
     """real simulator: libero, robosuite or dmc"""
     task: str | None = None
@@ -58,6 +67,11 @@ class EvalArgs:
     """episodes to record when --video-dir is given"""
     progress: bool = True
     """show a progress bar"""
+    bundle: Path | None = None
+    """bundle whose dream --policy plan plans in (default: the embedded bundle of --sim and
+    its task)"""
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    """options of --policy plan"""
 
 
 # --------------------------------------------------------------------------- saved policies
@@ -167,6 +181,70 @@ def check_policy_fits(
     return k
 
 
+# --------------------------------------------------------------------------- the dream planner
+def default_bundle(sim: str, task: str) -> Path:
+    """The embedded bundle built for ``sim``/``task``.
+
+    Raises:
+        ArtifactsNotFoundError: no embedded bundle matches (the message lists those that exist).
+    """
+    from rla_gym.envs.artifacts import ASSETS_DIR, MANIFEST, ArtifactsNotFoundError
+
+    found = []
+    for folder in sorted(ASSETS_DIR.iterdir()):
+        if (folder / MANIFEST).exists():
+            m = json.loads((folder / MANIFEST).read_text())
+            if (m.get("sim"), m.get("task")) == (sim, task):
+                return folder
+            found.append(f"{m.get('sim')}/{m.get('task')}")
+    raise ArtifactsNotFoundError(
+        f"no embedded bundle for {sim}/{task} (embedded: {', '.join(found)}); pass --bundle "
+        f"<bundle folder> or --task <one of those tasks>"
+    )
+
+
+def _planner_policy(
+    args: EvalArgs, sim_action_dim: int, task: str
+) -> tuple[Any, int, dict[str, Any]]:
+    """``(factory, chunk K, report info)`` of ``--policy plan``, checked against the simulator.
+
+    Raises:
+        ArtifactsNotFoundError: no bundle for the simulator's task.
+        EncoderMismatchError: the bundle's encoder or resolution is not --encoder / --resolution.
+        SpaceMismatchError: other action size, or a --chunk that is not the bundle's.
+        ValueError: planner options out of range (e.g. a horizon beyond the episode).
+    """
+    from rla_gym.agents import SpaceMismatchError
+    from rla_gym.envs.artifacts import MANIFEST
+    from rla_gym.envs.rla_world import RLAWorldConfig, resolve_artifacts
+    from rla_gym.errors import EncoderMismatchError
+    from rla_gym.planning import DreamPlanner, PlannerPolicy
+
+    bundle = (resolve_artifacts(args.bundle, args.sim) if args.bundle is not None
+              else default_bundle(args.sim, task))
+    m = json.loads((bundle / MANIFEST).read_text())
+    if (m["sim"], m["task"]) != (args.sim, task):
+        warnings.warn(f"bundle {bundle} was built for {m['sim']}/{m['task']}, not "
+                      f"{args.sim}/{task}: the planner's dream is of another task", stacklevel=2)
+    if (m["encoder"], int(m["resolution"])) != (args.encoder, args.resolution):
+        raise EncoderMismatchError(
+            f"bundle {bundle} dreams in {m['encoder']} features at {m['resolution']} px but the "
+            f"evaluation encodes with {args.encoder} at {args.resolution} px; pass --encoder "
+            f"{m['encoder']} --resolution {m['resolution']}"
+        )
+    k, a = int(m["chunk"]), int(m["action_dim"])
+    if a != sim_action_dim:
+        raise SpaceMismatchError(f"bundle {bundle} acts with A={a}-D actions but "
+                                 f"{args.sim}/{task} takes A={sim_action_dim}")
+    if args.chunk is not None and args.chunk != k:
+        raise SpaceMismatchError(f"bundle {bundle} dreams chunks of K={k} control steps, not "
+                                 f"--chunk {args.chunk}; drop --chunk or pass --chunk {k}")
+    # Built once here so that bad options fail in this process, not as worker tracebacks.
+    DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), args.planner)
+    info = {"kind": "plan", "bundle": str(bundle), "planner": asdict(args.planner), "chunk": k}
+    return PlannerPolicy(str(bundle), args.planner), k, info
+
+
 # --------------------------------------------------------------------------- the verb
 def run_eval(args: EvalArgs) -> dict[str, Any]:
     """Evaluate ``args.policy`` and write the JSON report; returns it.
@@ -200,6 +278,10 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
         cfg = RealEvalConfig(chunk=1, **common)  # type: ignore[arg-type]
         result = evaluate_scripted_in_sim(args.policy, cfg, args.noise, progress=args.progress)
         policy_info: dict[str, Any] = {"kind": args.policy, "noise": args.noise}
+    elif args.policy == "plan":
+        factory, k, policy_info = _planner_policy(args, sim_action_dim, task)
+        cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
+        result = evaluate_in_sim(factory, cfg, progress=args.progress)
     else:
         from rla_gym.features import make_encoder
 
@@ -231,6 +313,7 @@ def cmd_eval(args: EvalArgs) -> None:
         f"{args.policy} on {cfg['sim']}/{cfg['task']}: success {r['successes']}/{r['episodes']} "
         f"= {100 * r['success_rate']:.1f} % (Wilson 95 % [{100 * lo:.1f}, {100 * hi:.1f}] %), "
         f"mean return {r['mean_return']:.3f}, mean length {r['mean_length']:.1f} control steps"
+        + (f", {r['mean_decision_s']:.2f} s per decision" if "mean_decision_s" in r else "")
     )
     for v in r["videos"]:
         print(f"video: {v}")

@@ -59,6 +59,7 @@ __all__ = [
     "dequantize_int8",
     "how_to_build",
     "load_artifacts",
+    "nearest_demo",
     "quantize_int8",
 ]
 
@@ -249,4 +250,17 @@ def load_artifacts(path: str | Path) -> Artifacts:
             f"{bank_path}: reset_demo points past the {len(art.reference)} demos"
         )
     return art
+
+
+def nearest_demo(frame0: np.ndarray, ref_frame0: np.ndarray) -> int:
+    """Reference demo whose first frame is closest in mean L1 (same init state -> same scene).
+
+    The rule that aligns every reset-bank start with its reference demo when a bundle is built;
+    a planner acting in the real simulator aligns its episode's first frame the same way.
+
+    Args:
+        frame0: ``(N, D)`` features of an episode's first frame.
+        ref_frame0: ``(R, N, D)`` first-frame features of the reference demos.
+    """
+    return int(np.argmin(np.abs(frame0[None] - ref_frame0).mean(axis=(-2, -1))))
 

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 ObsMode = Literal["patch", "dict"]
+ActionMode = Literal["chunk", "repeat"]
 RewardMode = Literal["aligned", "goal"]
 RewardMetric = Literal["l1", "cosine"]
 
@@ -152,6 +153,9 @@ class RLAWorldConfig:
     """Truncation after this many env steps (chunks). ``None``: the bundle's horizon, recorded in
     its manifest — the one number every way of building the env (``gym.make``,
     ``gym.make_vec``, the classes directly, the pipelines) reads."""
+    action_mode: ActionMode = "chunk"
+    """``chunk``: an action is a flattened ``(K, A)`` chunk, ``(K * A,)``; ``repeat``: one
+    ``(A,)`` action held for the ``K`` control steps of a chunk (DMC-style action repeat)."""
 
     def __post_init__(self) -> None:
         if self.flow_steps < 1:
@@ -172,6 +176,10 @@ class RLAWorldConfig:
         if self.reward_metric not in ("l1", "cosine"):
             raise ValueError(
                 f"reward_metric must be 'l1' or 'cosine', got {self.reward_metric!r}"
+            )
+        if self.action_mode not in ("chunk", "repeat"):
+            raise ValueError(
+                f"action_mode must be 'chunk' or 'repeat', got {self.action_mode!r}"
             )
         if self.obs_mode not in ("patch", "dict"):
             raise ValueError(f"obs_mode must be 'patch' or 'dict', got {self.obs_mode!r}")
@@ -204,6 +212,7 @@ class DreamCore:
         self.num_samples = max(1, int(config.num_uncertainty_samples))
         m = self.art.manifest
         self.chunk, self.action_dim = self.art.chunk, self.art.action_dim
+        self.action_mode: ActionMode = config.action_mode
         self.num_tokens, self.feature_dim = int(m["num_tokens"]), int(m["feature_dim"])
         self.max_episode_steps = int(
             config.max_episode_steps if config.max_episode_steps is not None
@@ -224,12 +233,25 @@ class DreamCore:
     # ------------------------------------------------------------------ spaces
     @property
     def action_space_desc(self) -> str:
+        """The action space in words, for error messages."""
         k, a = self.chunk, self.action_dim
+        if self.action_mode == "repeat":
+            return (f"Box(-1.0, 1.0, ({a},), float32): one action of size A={a}, held for the "
+                    f"K={k} control steps of a chunk")
         return (f"Box(-1.0, 1.0, ({k * a},), float32): a chunk of K={k} actions of size A={a}, "
                 f"flattened row-major from (K, A)")
 
     def single_action_space(self) -> spaces.Box:
-        return spaces.Box(-1.0, 1.0, (self.chunk * self.action_dim,), np.float32)
+        """One env's action space: ``(K * A,)`` chunks or ``(A,)`` repeated actions."""
+        size = self.action_dim if self.action_mode == "repeat" else self.chunk * self.action_dim
+        return spaces.Box(-1.0, 1.0, (size,), np.float32)
+
+    def to_chunks(self, actions: np.ndarray) -> np.ndarray:
+        """Validated env actions ``(B, *action_shape)`` -> the chunks ``(B, K*A)`` that
+        :meth:`dream` takes: ``repeat`` tiles each ``(A,)`` action ``K`` times."""
+        if self.action_mode == "repeat":
+            return np.tile(actions, (1, self.chunk))
+        return actions
 
     def single_observation_space(self, obs_mode: ObsMode) -> spaces.Space:
         patch = spaces.Box(-np.inf, np.inf, (self.num_tokens, self.feature_dim), np.float32)
@@ -332,11 +354,21 @@ class RLAWorldEnv(gym.Env):
     them. Predictions are fed back autoregressively; no image is decoded and no simulator runs.
 
     ## Action Space
-    ``Box(-1, 1, (K * A,), float32)``: one env step is one chunk of ``K`` control steps (``K = 8``
-    by default, as in the paper's WMRL). The chunk is flattened row-major from ``(K, A)``, i.e.
-    ``action.reshape(K, A)[k]`` is control step ``k``. Values are mapped linearly from
-    ``[-1, 1]`` to the simulator's bounds recorded in the bundle (identity for LIBERO).
-    Out-of-range, non-finite or wrongly shaped actions raise ``ValueError``.
+    One env step is one chunk of ``K`` control steps (``K = 8`` by default, as in the paper's
+    WMRL); ``action_mode`` says how an action describes it:
+
+    * ``"chunk"`` (default): ``Box(-1, 1, (K * A,), float32)``, the chunk flattened row-major
+      from ``(K, A)``, i.e. ``action.reshape(K, A)[k]`` is control step ``k``. Use it for
+      policies that emit chunks: behaviour cloning, residual RL around a BC base (the paper's
+      WMRL), the dream planner.
+    * ``"repeat"``: ``Box(-1, 1, (A,), float32)``, one action held for all ``K`` control steps
+      (the usual DMC action repeat); the same as ``"chunk"`` with the action tiled ``K`` times.
+      Use it for RL from scratch on small action spaces (e.g. reacher: 2 numbers per decision
+      instead of 16), where a chunk's ``K * A`` independent dimensions make exploration slow.
+
+    Values are mapped linearly from ``[-1, 1]`` to the simulator's bounds recorded in the
+    bundle (identity for LIBERO). Out-of-range, non-finite or wrongly shaped actions raise
+    ``ValueError``.
 
     ## Observation Space
     ``obs_mode="patch"``: ``Box(-inf, inf, (N, D), float32)`` patch features (LIBERO default
@@ -371,7 +403,7 @@ class RLAWorldEnv(gym.Env):
     gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
              reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
              render_mode=None, num_uncertainty_samples=0, guidance=1.0,
-             max_episode_steps=None)
+             max_episode_steps=None, action_mode="chunk")
     gym.make("RLAWorld-libero-v0", config=RLAWorldConfig(...))  # the same, as one object
     ```
     Every option is a field of :class:`RLAWorldConfig` (documented there).
@@ -380,7 +412,8 @@ class RLAWorldEnv(gym.Env):
     render bank, ``uint8 (h, w, 3)``.
 
     ## Version History
-    * v0: initial release (chunked actions, video-aligned reward, NN render).
+    * v0: initial release (chunked actions, video-aligned reward, NN render); the
+      ``action_mode="repeat"`` option was added later (the default is unchanged).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -444,7 +477,7 @@ class RLAWorldEnv(gym.Env):
         if self._s is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         a = check_actions(action, self.action_space.shape, self.core.action_space_desc)
-        s_next, unc = self.core.dream(self._s[None], a[None], [self._gen])
+        s_next, unc = self.core.dream(self._s[None], self.core.to_chunks(a[None]), [self._gen])
         self._s = s_next[0]
         self._t += self.core.chunk
         self._elapsed += 1

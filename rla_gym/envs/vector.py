@@ -100,8 +100,8 @@ class RLAWorldVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Dream one chunk for every env (no autoreset); returns ``(reward, truncated, terms)``."""
         a = check_actions(actions, self.action_space.shape,
-                          f"({self.num_envs}, K*A) rows of {self.core.action_space_desc}")
-        s_next, unc = self.core.dream(self._s, a, self._gens)
+                          f"{self.action_space.shape} rows of {self.core.action_space_desc}")
+        s_next, unc = self.core.dream(self._s, self.core.to_chunks(a), self._gens)
         self._s = s_next
         self._t += self.core.chunk
         self._elapsed += 1

@@ -26,7 +26,12 @@ __all__ = ["FeaturePolicy", "RealEvalConfig", "SavedPolicy", "evaluate_in_sim", 
 
 
 class FeaturePolicy(Protocol):
-    """Deterministic policy on features: ``float32 (N, D)`` -> ``float32 (K * A,)`` in [-1, 1]."""
+    """Deterministic policy on features: ``float32 (N, D)`` -> ``float32 (K * A,)`` in [-1, 1].
+
+    A stateful policy (e.g. :class:`rla_gym.planning.MPCController`, which counts elapsed time
+    and warm-starts its plans) also has ``reset(seed: int)``; :func:`run_episode` calls it at the
+    start of every episode with the episode's seed.
+    """
 
     def __call__(self, features: np.ndarray) -> np.ndarray: ...
 
@@ -81,15 +86,22 @@ class RealEvalConfig:
 
 def run_episode(sim: Any, encoder: Any, policy: FeaturePolicy, index: int,
                 cfg: RealEvalConfig) -> dict[str, Any]:
-    """One real episode; returns success, return, length and (optionally) its frames."""
+    """One real episode; returns success, return, length, the mean seconds per policy decision
+    and (optionally) its frames."""
     init_id = index if sim.num_init_states else None
     obs = sim.reset(seed=cfg.seed + index, init_state_id=init_id)
+    reset = getattr(policy, "reset", None)
+    if callable(reset):
+        reset(seed=cfg.seed + index)
     frames = [obs.frame]
     limit = cfg.max_steps or sim.max_steps
     ret, steps, success = 0.0, 0, bool(obs.success)
+    decision_s, decisions = 0.0, 0
     while steps < limit and not success:
         feats = encoder.encode(obs.frame[None])[0]
+        t0 = time.perf_counter()
         chunk = np.asarray(policy(feats), np.float32).reshape(cfg.chunk, sim.action_dim)
+        decision_s, decisions = decision_s + time.perf_counter() - t0, decisions + 1
         # Normalised [-1, 1] -> simulator units (identity for LIBERO, robosuite, reacher).
         mid = (sim.action_high + sim.action_low) / 2
         half = (sim.action_high - sim.action_low) / 2
@@ -104,7 +116,7 @@ def run_episode(sim: Any, encoder: Any, policy: FeaturePolicy, index: int,
             if steps >= limit:
                 break
     return {"index": index, "success": success, "return": ret, "length": steps,
-            "frames": np.stack(frames)}
+            "decision_s": decision_s / max(decisions, 1), "frames": np.stack(frames)}
 
 
 def _worker(args: tuple[Callable[[], FeaturePolicy], RealEvalConfig], indices: list[int],
@@ -130,8 +142,8 @@ def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfi
     """Evaluate the policy built by ``make_policy`` (a picklable factory, called in each worker).
 
     Returns:
-        ``success_rate``, ``wilson95``, mean ``return`` and ``length``, per-episode rows and the
-        written video paths.
+        ``success_rate``, ``wilson95``, mean ``return`` and ``length``, ``mean_decision_s``
+        (seconds per policy call), per-episode rows and the written video paths.
     """
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -146,7 +158,8 @@ def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfi
     lo, hi = wilson_interval(k, len(rows))
     return {"success_rate": k / max(len(rows), 1), "successes": k, "episodes": len(rows),
             "wilson95": [lo, hi], "mean_return": float(np.mean([r["return"] for r in rows])),
-            "mean_length": float(np.mean([r["length"] for r in rows])), "rows": rows,
+            "mean_length": float(np.mean([r["length"] for r in rows])),
+            "mean_decision_s": float(np.mean([r["decision_s"] for r in rows])), "rows": rows,
             "videos": sorted(videos), "wall_clock_s": time.perf_counter() - t0,
             "config": to_jsonable(cfg)}
 

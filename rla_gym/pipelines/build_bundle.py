@@ -48,6 +48,7 @@ from rla_gym.envs.artifacts import (
     POLICY,
     WORLD_MODEL,
     dequantize_int8,
+    nearest_demo,
     quantize_int8,
 )
 from rla_gym.errors import RLAGymError
@@ -159,11 +160,6 @@ def _thumbnail(frames: np.ndarray, size: int) -> np.ndarray:
 def _l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean |a - b| over the last two axes: ``(..., N, D)`` -> ``(...)``."""
     return np.abs(a - b).mean(axis=(-2, -1))
-
-
-def _nearest_demo(frame0: np.ndarray, ref_frame0: np.ndarray) -> int:
-    """Reference demo whose first frame is closest in L1 (same init state -> same scene)."""
-    return int(np.argmin(_l1(frame0[None], ref_frame0)))
 
 
 def _calibrate_threshold(
@@ -416,7 +412,7 @@ def feature_banks(
     }
     ref_frame0 = reference_dq[:, 0]
     reset_demo = np.array(
-        [ref_ids.index(e) if e in ref_ids else _nearest_demo(reset_dq[i], ref_frame0)
+        [ref_ids.index(e) if e in ref_ids else nearest_demo(reset_dq[i], ref_frame0)
          for i, e in enumerate(sel.reset)], np.int64,
     )
     reset_init = np.array([int(store.read(e, frames=False).meta.get("init_state_id", -1))
@@ -460,7 +456,7 @@ def calibrate_real(sel: EpisodeSelection, banks: FeatureBanks, chunk: int) -> Re
     for e in sel.calibration:
         fe = sel.features[e]
         f = fe.features.astype(np.float32)
-        d = _nearest_demo(f[0], ref_frame0)
+        d = nearest_demo(f[0], ref_frame0)
         demos.append(d)
         dists.append(float(_l1(f[-1], goal[d])))
         labels.append(bool(fe.success[-1]))

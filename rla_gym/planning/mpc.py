@@ -1,0 +1,100 @@
+"""Receding-horizon control with the dream planner, as a feature policy of the real evaluation.
+
+At every real decision the controller plans ``H`` chunks from the current encoded features and
+returns the first; the rest, shifted by one chunk, warm-starts the next plan. The reward needs
+the reference demo the episode is aligned with and the elapsed time: the demo is the one whose
+first frame is nearest to the episode's first features (the rule the env's reset bank uses) and
+the time is counted by the controller, ``K`` control steps per decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rla_gym.envs.rla_world import RLAWorldConfig
+from rla_gym.planning.config import PlannerConfig
+from rla_gym.planning.planner import DreamPlanner, Plan
+
+__all__ = ["MPCController", "PlannerPolicy"]
+
+
+class MPCController:
+    """A stateful ``features (N, D) -> chunk (K * A,)`` policy that plans at every call.
+
+    Call :meth:`reset` at the start of every episode (``rla_gym.evaluation.real.run_episode``
+    does); the first call after it aligns the episode with a reference demo unless
+    :meth:`reset` was given one.
+
+    Args:
+        planner: the :class:`DreamPlanner` to plan with.
+
+    Attributes:
+        demo: reference demo of the current episode (``None`` until the first call).
+        t: control steps elapsed in the current episode.
+        warm_start: ``(H, K * A)`` the next plan's initial mean (``None`` before the first call).
+        last_plan: the latest :class:`Plan`.
+        plan_seconds: wall-clock time of every plan of the episode.
+    """
+
+    def __init__(self, planner: DreamPlanner) -> None:
+        self.planner = planner
+        self.demo: int | None = None
+        self.t = 0
+        self.warm_start: np.ndarray | None = None
+        self.last_plan: Plan | None = None
+        self.plan_seconds: list[float] = []
+        self._rng = np.random.default_rng(planner.config.seed)
+
+    def reset(self, seed: int | None = None, demo: int | None = None, t: int = 0) -> None:
+        """Start an episode.
+
+        Args:
+            seed: episode seed; with the planner's seed it fixes every plan of the episode.
+            demo: reference demo to align with (``None``: nearest by first-frame features).
+            t: control step the episode starts at within that demo.
+        """
+        self.demo, self.t, self.warm_start, self.last_plan = demo, int(t), None, None
+        self.plan_seconds = []
+        base = self.planner.config.seed
+        self._rng = np.random.default_rng(base if seed is None else [base, int(seed)])
+
+    @torch.no_grad()
+    def __call__(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Plan from ``features (N, D)``; returns the first chunk ``float32 (K * A,)``."""
+        if self.demo is None:
+            self.demo = self.planner.nearest_demo(features)
+        plan = self.planner.plan(features, self.demo, self.t, init_mean=self.warm_start,
+                                 seed=int(self._rng.integers(2**62)))
+        # Shift by one chunk; the new last chunk starts from the prior (zeros: the base policy
+        # in residual mode, the middle of the range from scratch).
+        self.warm_start = np.concatenate([plan.mean[1:], np.zeros_like(plan.mean[:1])])
+        self.t += self.planner.chunk
+        self.last_plan = plan
+        self.plan_seconds.append(plan.seconds)
+        return plan.action
+
+
+@dataclass(frozen=True)
+class PlannerPolicy:
+    """Picklable factory of an :class:`MPCController` on a bundle (one per simulator worker).
+
+    ``PlannerPolicy(artifacts, config)()`` returns the controller, a feature policy with a
+    ``reset(seed)`` method.
+
+    Attributes:
+        artifacts: bundle folder whose world model and reward are planned with.
+        config: planner options.
+        device: where the world model runs.
+    """
+
+    artifacts: str
+    config: PlannerConfig = field(default_factory=PlannerConfig)
+    device: str = "cpu"
+
+    def __call__(self) -> MPCController:
+        torch.set_num_threads(1)  # one core per simulator worker
+        env_cfg = RLAWorldConfig(artifacts=self.artifacts, device=self.device)
+        return MPCController(DreamPlanner(env_cfg, self.config))

@@ -1,0 +1,291 @@
+"""``DreamPlanner``: CEM / MPPI over sequences of action chunks, scored in the batched dream.
+
+A candidate is a sequence of ``H`` chunks. All ``samples`` candidates of an iteration are dreamed
+together: one :meth:`DreamCore.dream` call per chunk step with the batch ``B = samples``, and
+each step is scored by :meth:`DreamCore.score` (the env's own reward: by default the
+video-aligned distance to the start's reference demo at the right time index). A candidate's
+return is the sum of its ``H`` rewards. Nothing here runs a simulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rla_gym.envs.artifacts import POLICY, nearest_demo
+from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig
+from rla_gym.errors import MissingWeightsError
+from rla_gym.planning.config import PlannerConfig
+
+__all__ = ["DreamPlanner", "Plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of one :meth:`DreamPlanner.plan` call.
+
+    Attributes:
+        action: ``float32 (K * A,)`` chunk to execute now, in ``[-1, 1]``.
+        mean: ``float32 (H, K * A)`` final mean of the search distribution: chunks (from
+            scratch) or residuals around the base policy (residual mode).
+        std: ``float32 (H, K * A)`` its final standard deviation.
+        history: one dict per iteration with the candidates' ``mean``, ``best`` and ``elite``
+            (mean of the refit's top share) dream returns and ``incumbent``, the return of the
+            distribution's mean, which is always candidate 0.
+        first_candidates: ``float32 (B, H, K * A)`` the first iteration's samples (search space).
+        seconds: wall-clock time of the call.
+    """
+
+    action: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    history: list[dict[str, float]]
+    first_candidates: np.ndarray
+    seconds: float
+
+
+class DreamPlanner:
+    """Sampling-based planner over action chunks in a bundle's dream.
+
+    Args:
+        env_config: the dreamed env whose model and reward are planned with (bundle, suite,
+            device, reward mode and metric...). Its ``flow_steps`` is replaced by the planner's
+            own and uncertainty sampling is switched off.
+        config: planner options (default: :class:`PlannerConfig` defaults).
+        base_policy: in residual mode, the policy whose chunks are perturbed, any object with
+            ``predict(obs (B, N, D), deterministic=True) -> ((B, K * A), _)`` (default: the
+            bundle's behaviour-cloned policy ``<bundle>/policy``).
+
+    Raises:
+        ValueError: the horizon exceeds the env's episode horizon.
+        MissingWeightsError: residual mode without a base policy, and the bundle ships none.
+        SpaceMismatchError: the base policy does not map ``(N, D)`` features to ``K * A`` actions.
+
+    Example:
+        >>> planner = DreamPlanner(RLAWorldConfig(suite="dmc-reacher"))  # doctest: +SKIP
+        >>> plan = planner.plan(features, demo=0, t=0)  # doctest: +SKIP
+        >>> plan.action.shape  # doctest: +SKIP
+        (16,)
+    """
+
+    def __init__(
+        self,
+        env_config: RLAWorldConfig | None = None,
+        config: PlannerConfig | None = None,
+        base_policy: Any = None,
+    ) -> None:
+        cfg = config or PlannerConfig()
+        env_cfg = dataclasses.replace(
+            env_config or RLAWorldConfig(), flow_steps=cfg.flow_steps, num_uncertainty_samples=0,
+            render_mode=None, action_mode="chunk",
+        )
+        self.config = cfg
+        self.env_config = env_cfg
+        self.core = DreamCore(env_cfg)
+        core = self.core
+        self.chunk, self.action_dim = core.chunk, core.action_dim
+        self.action_size = core.chunk * core.action_dim
+        if cfg.horizon > self.episode_horizon:
+            raise ValueError(
+                f"planner horizon {cfg.horizon} chunks is beyond the env's episode horizon of "
+                f"{self.episode_horizon} chunks ({core.art.path}); pass --horizon <= "
+                f"{self.episode_horizon}"
+            )
+        self.base_policy = None
+        if cfg.residual:
+            self.base_policy = base_policy if base_policy is not None else self._bundle_policy()
+            self._check_base(self.base_policy)
+        # The search space: whole chunks in [-1, 1], or residuals within +-residual_scale.
+        self.width = cfg.residual_scale if cfg.residual else 1.0
+        self._rng = np.random.default_rng(cfg.seed)
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def episode_horizon(self) -> int:
+        """Chunks in one dreamed episode of the env (the longest sensible plan)."""
+        return int(self.core.max_episode_steps)
+
+    def _bundle_policy(self) -> Any:
+        from rla_gym.agents import ActorCritic
+
+        path = self.core.art.path / POLICY
+        if not (path / "model.safetensors").exists():
+            raise MissingWeightsError(
+                f"residual planning needs a base policy, but bundle {self.core.art.path} ships "
+                f"none ({POLICY}/); pass base_policy=..., rebuild the bundle with --policy, or "
+                f"plan from scratch with residual_scale=0"
+            )
+        return ActorCritic.load(path, device=self.core.device).eval()
+
+    def _check_base(self, policy: Any) -> None:
+        from rla_gym.agents import SpaceMismatchError
+
+        obs = tuple(getattr(policy, "observation_shape", ()))
+        act = getattr(policy, "action_dim", None)
+        want = (self.core.num_tokens, self.core.feature_dim)
+        if (obs and obs != want) or (act is not None and act != self.action_size):
+            raise SpaceMismatchError(
+                f"the base policy maps {obs} -> {act} but the dream has features {want} and "
+                f"chunks of K={self.chunk} x A={self.action_dim} = {self.action_size}"
+            )
+
+    def nearest_demo(self, features: np.ndarray | torch.Tensor) -> int:
+        """Reference demo an episode starting at ``features (N, D)`` is aligned with: the one
+        whose first frame is nearest in L1, the rule that aligns the env's reset bank."""
+        f = torch.as_tensor(features, dtype=torch.float32).cpu().numpy()
+        return nearest_demo(f, self.core.art.reference[:, 0])
+
+    # ------------------------------------------------------------------ dreaming candidates
+    def _generators(self, n: int, seed: int) -> list[torch.Generator]:
+        if self.config.common_noise:
+            return [torch.Generator().manual_seed(seed) for _ in range(n)]
+        return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+
+    def _rollout(
+        self, s0: torch.Tensor, demo: int, t: int, sequences: torch.Tensor, noise_seed: int
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Dream ``sequences (M, H, K*A)`` (search space) from ``s0 (N, D)``.
+
+        Returns:
+            ``(returns (M,) float64, first executed chunks (M, K*A))``.
+        """
+        m, horizon = sequences.shape[0], sequences.shape[1]
+        s = s0.expand(m, *s0.shape).contiguous()
+        gens = self._generators(m, noise_seed)
+        demo_t = torch.full((m,), int(demo), dtype=torch.long)
+        total = np.zeros(m)
+        first = sequences[:, 0]
+        for h in range(horizon):
+            chunk = sequences[:, h]
+            if self.base_policy is not None:
+                base = torch.as_tensor(self.base_policy.predict(s, deterministic=True)[0])
+                chunk = base.reshape(m, -1).to(chunk) + chunk
+            chunk = chunk.clamp(-1.0, 1.0)
+            if h == 0:
+                first = chunk
+            s, _ = self.core.dream(s, chunk.numpy().astype(np.float32), gens)
+            # The env scores a chunk at the control step it ends on.
+            reward, _ = self.core.score(s, demo_t, np.full(m, t + (h + 1) * self.chunk))
+            total += reward
+        return total, first
+
+    def _features(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
+        s0 = torch.as_tensor(features, dtype=torch.float32).to(self.core.device)
+        want = (self.core.num_tokens, self.core.feature_dim)
+        if tuple(s0.shape) != want:
+            raise ValueError(f"features must have shape {want}, got {tuple(s0.shape)}")
+        return s0
+
+    @torch.no_grad()
+    def evaluate(
+        self, features: np.ndarray | torch.Tensor, demo: int, t: int,
+        sequences: np.ndarray | torch.Tensor, seed: int = 0,
+    ) -> np.ndarray:
+        """Dream returns of given sequences, as the planner scores its candidates.
+
+        Args:
+            features: ``(N, D)`` start features.
+            demo: reference demo the reward aligns with.
+            t: control step of the start within that demo.
+            sequences: ``(M, H', K * A)`` in the search space (chunks, or residuals in
+                residual mode).
+            seed: flow-noise seed (shared by all rows with ``common_noise``).
+
+        Returns:
+            ``float64 (M,)`` sums of the ``H'`` rewards.
+        """
+        seq = torch.as_tensor(sequences, dtype=torch.float32).cpu()
+        if seq.ndim != 3 or seq.shape[2] != self.action_size:
+            raise ValueError(
+                f"sequences must have shape (M, H, {self.action_size}), got {tuple(seq.shape)}"
+            )
+        return self._rollout(self._features(features), demo, t, seq, seed)[0]
+
+    # ------------------------------------------------------------------ planning
+    @torch.no_grad()
+    def plan(
+        self,
+        features: np.ndarray | torch.Tensor,
+        demo: int,
+        t: int,
+        init_mean: np.ndarray | None = None,
+        seed: int | None = None,
+    ) -> Plan:
+        """Search for the best sequence of ``H`` chunks from ``features``.
+
+        Args:
+            features: ``(N, D)`` current features.
+            demo: reference demo the reward aligns with (see :meth:`nearest_demo`).
+            t: control steps elapsed in the episode (the reward's time index).
+            init_mean: ``(H, K * A)`` initial mean in the search space (a warm start: the
+                previous plan shifted by one chunk); default zeros, i.e. the base policy in
+                residual mode.
+            seed: seed of this call's candidate draws and flow noise (default: the next draw of
+                the planner's own generator).
+
+        Returns:
+            The :class:`Plan`; ``plan.action`` is the chunk to execute.
+        """
+        t0 = time.perf_counter()
+        cfg, horizon, size = self.config, self.config.horizon, self.action_size
+        s0 = self._features(features)
+        seed = int(self._rng.integers(2**62)) if seed is None else int(seed)
+        gen = torch.Generator().manual_seed(seed)
+        if init_mean is None:
+            mean = torch.zeros(horizon, size)
+        else:
+            mean = torch.as_tensor(init_mean, dtype=torch.float32).clone()
+            if tuple(mean.shape) != (horizon, size):
+                raise ValueError(f"init_mean must have shape {(horizon, size)}, got "
+                                 f"{tuple(mean.shape)}")
+            mean = mean.clamp(-self.width, self.width)
+        std = torch.full((horizon, size), cfg.init_std * self.width)
+        history: list[dict[str, float]] = []
+        first_candidates = None
+        for _ in range(cfg.iterations):
+            eps = torch.randn(cfg.samples, horizon, size, generator=gen)
+            cand = (mean + std * eps).clamp(-self.width, self.width)
+            cand[0] = mean  # the incumbent: a warm start (or the pure base policy) is never lost
+            if first_candidates is None:
+                first_candidates = cand.clone()
+            noise_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            returns, _ = self._rollout(s0, demo, t, cand, noise_seed)
+            ret = torch.from_numpy(returns)
+            mean, std, elite = self._refit(cand, ret)
+            history.append({"mean": float(ret.mean()), "best": float(ret.max()),
+                            "elite": elite, "incumbent": float(ret[0])})
+        assert first_candidates is not None
+        action = mean[0]
+        if self.base_policy is not None:
+            base = torch.as_tensor(self.base_policy.predict(s0[None], deterministic=True)[0])
+            action = base.reshape(-1).float().cpu() + action
+        return Plan(
+            action=action.clamp(-1.0, 1.0).numpy().astype(np.float32),
+            mean=mean.numpy().astype(np.float32), std=std.numpy().astype(np.float32),
+            history=history, first_candidates=first_candidates.numpy(),
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _refit(
+        self, cand: torch.Tensor, ret: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """New ``(mean, std)`` of the search distribution from scored candidates
+        ``(B, H, K*A)``, ``(B,)``; also the mean return of the refit's top share."""
+        cfg = self.config
+        floor = cfg.min_std * self.width
+        if cfg.mode == "cem":
+            idx = torch.topk(ret, cfg.num_elites).indices
+            elites = cand[idx]
+            std = elites.std(0, unbiased=False) if len(idx) > 1 else torch.zeros_like(elites[0])
+            return elites.mean(0), std.clamp_min(floor), float(ret[idx].mean())
+        # MPPI: returns standardised so the temperature is unit-free across suites and scales.
+        spread = ret.std(unbiased=False).clamp_min(1e-8) if len(ret) > 1 else ret.new_ones(())
+        w = torch.softmax((ret - ret.max()) / (cfg.temperature * spread), 0).float()
+        mean = torch.einsum("b,bhk->hk", w, cand)
+        var = torch.einsum("b,bhk->hk", w, (cand - mean).pow(2))
+        return mean, var.sqrt().clamp_min(floor), float((w.double() * ret).sum())

@@ -1,0 +1,134 @@
+"""The dream planner: config errors, search that improves the dream's score, MPC, distillation,
+and ``rla-gym eval --policy plan`` (CPU; tiny bundle of ``test_envs.py`` and embedded bundles)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_envs import K, bundle  # noqa: F401  (the tiny dreamed bundle, built once per session)
+
+from rla_gym.envs.rla_world import RLAWorldConfig
+from rla_gym.planning import DreamPlanner, MPCController, PlannerConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = PlannerConfig(samples=8, iterations=2, horizon=2, flow_steps=2)
+
+
+def _tiny_planner(bundle: Path, **kw: object) -> DreamPlanner:  # noqa: F811
+    import dataclasses
+
+    return DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), dataclasses.replace(TINY, **kw))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"samples": 0}, "samples must be >= 1, got 0"),
+    ({"elite_fraction": 0.0}, r"elite_fraction must be in \(0, 1\], got 0.0"),
+    ({"elite_fraction": 1.5}, r"elite_fraction must be in \(0, 1\], got 1.5"),
+    ({"horizon": 0}, "horizon must be >= 1 chunk"),
+    ({"iterations": 0}, "iterations must be >= 1"),
+    ({"mode": "random"}, "mode must be 'cem' or 'mppi'"),
+    ({"residual_scale": -0.1}, r"residual_scale must be in \[0, 2\]"),
+])
+def test_planner_config_rejects_bad_values(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PlannerConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_planner_horizon_beyond_episode_and_missing_base_raise(bundle: Path) -> None:  # noqa: F811
+    from rla_gym.errors import MissingWeightsError
+
+    horizon = _tiny_planner(bundle).episode_horizon
+    with pytest.raises(ValueError, match=f"beyond the env's episode horizon of {horizon} chunks"):
+        _tiny_planner(bundle, horizon=horizon + 1)
+    with pytest.raises(MissingWeightsError, match="residual_scale=0"):
+        _tiny_planner(bundle, residual_scale=0.1)  # the tiny bundle ships no BC policy
+
+
+@pytest.mark.parametrize("mode", ["cem", "mppi"])
+def test_planned_chunks_beat_the_first_random_candidates_in_the_dream(mode: str) -> None:
+    """Re-scored with fresh flow noise, the plan's sequence does at least as well as the mean of
+    its own first-iteration candidates (a planner that kept the worst samples would fail)."""
+    cfg = PlannerConfig(mode=mode, samples=32, iterations=3, horizon=2, flow_steps=2)
+    planner = DreamPlanner(RLAWorldConfig(suite="robosuite-lift"), cfg)
+    core = planner.core
+    for start in (0, 1):
+        s0, demo = core.reset_features[start], int(core.art.reset_demo[start])
+        plan = planner.plan(s0, demo, t=0, seed=start)
+        assert plan.action.shape == (K * core.action_dim,) and np.abs(plan.action).max() <= 1
+        assert len(plan.history) == 3 and plan.first_candidates.shape == (32, 2, plan.action.size)
+        planned, candidates = [], []
+        for seed in (100, 101):
+            planned.append(planner.evaluate(s0, demo, 0, plan.mean[None], seed=seed)[0])
+            candidates.append(planner.evaluate(s0, demo, 0, plan.first_candidates, seed).mean())
+        assert np.mean(planned) >= np.mean(candidates), (planned, candidates, plan.history)
+
+
+def test_mpc_aligns_counts_time_and_warm_starts_by_shifting(bundle: Path) -> None:  # noqa: F811
+    planner = _tiny_planner(bundle)
+    core, size = planner.core, planner.action_size
+    mpc = MPCController(planner)
+    mpc.reset(seed=3)
+    s0 = core.reset_features[1].cpu().numpy()
+    chunk = mpc(s0)
+    assert chunk.shape == (size,) and chunk.dtype == np.float32
+    assert mpc.demo == int(core.art.reset_demo[1]) and mpc.t == K  # the bank's own alignment
+    first = mpc.last_plan
+    assert first is not None and mpc.warm_start is not None
+    assert mpc.warm_start.shape == (TINY.horizon, size)
+    np.testing.assert_array_equal(mpc.warm_start[:-1], first.mean[1:])
+    np.testing.assert_array_equal(mpc.warm_start[-1], 0.0)
+    mpc(s0)
+    assert mpc.t == 2 * K and len(mpc.plan_seconds) == 2
+    # the warm start is the next plan's incumbent (candidate 0)
+    assert mpc.last_plan is not None
+    np.testing.assert_allclose(mpc.last_plan.first_candidates[0],
+                               np.concatenate([first.mean[1:], np.zeros((1, size), np.float32)]))
+    again = MPCController(planner)
+    again.reset(seed=3)
+    np.testing.assert_array_equal(again(s0), chunk)  # same episode seed, same plan
+    mpc.reset(seed=4, demo=0, t=8)
+    assert mpc.warm_start is None and mpc.demo == 0 and mpc.t == 8
+
+
+def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path) -> None:  # noqa: F811
+    from rla_gym.agents import ActorCriticConfig, BCConfig
+    from rla_gym.planning import distill, record_plans
+
+    planner = _tiny_planner(bundle, iterations=1, horizon=1)
+    data = record_plans(MPCController(planner), starts=[0, 1], seed=0)
+    m = 2 * planner.episode_horizon
+    assert data["features"].shape == (m, 4, 16) and data["chunks"].shape == (m, K * 2)
+    assert data["returns"].shape == (2,) and np.all(np.isfinite(data["returns"]))
+    tiny = ActorCriticConfig(token_dim=8, feature_dim=16, actor_hidden=(16,),
+                             critic_hidden=(16,), mlp_hidden=(16,))
+    policy = distill(data["features"], data["chunks"], policy_config=tiny,
+                     bc_config=BCConfig(steps=5, batch_size=4, val_fraction=0.0))
+    assert policy.predict(data["features"][:3])[0].shape == (3, K * 2)
+    residual = distill(data["features"], data["chunks"], base_policy=policy, residual_scale=0.2,
+                       bc_config=BCConfig(steps=5, batch_size=4, val_fraction=0.0))
+    assert residual.config.residual and residual.config.residual_scale == 0.2
+
+
+@pytest.mark.sim
+def test_eval_cli_policy_plan_on_reacher(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    """``rla-gym eval --policy plan`` in real dm-control reacher (tiny bundle, 1 short episode)."""
+    pytest.importorskip("dm_control")
+    from rla_gym.cli.main import main
+
+    out = tmp_path / "plan.json"
+    argv = ["eval", "--policy", "plan", "--bundle", str(bundle), "--sim", "dmc", "--encoder",
+            "tiny", "--resolution", "32", "--episodes", "1", "--workers", "1", "--max-steps",
+            "16", "--samples", "8", "--iterations", "1", "--horizon", "1", "--flow-steps", "2",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    with pytest.warns(UserWarning, match="dream is of another task"):
+        assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["policy"]["kind"] == "plan" and report["policy"]["planner"]["samples"] == 8
+    assert report["episodes"] == 1 and report["rows"][0]["length"] == 16
+    assert report["mean_decision_s"] > 0
+    with pytest.warns(UserWarning):
+        assert main([*argv[:-2], "--horizon", "99", "--out", str(out)]) == 2  # one-line error
