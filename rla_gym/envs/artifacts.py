@@ -57,6 +57,7 @@ __all__ = [
     "build_artifacts",
     "dequantize_int8",
     "load_artifacts",
+    "nearest_demo",
     "quantize_int8",
 ]
 
@@ -316,8 +317,13 @@ def _l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a - b).mean(axis=(-2, -1))
 
 
-def _nearest_demo(frame0: np.ndarray, ref_frame0: np.ndarray) -> int:
-    """Reference demo whose first frame is closest in L1 (same init state -> same scene)."""
+def nearest_demo(frame0: np.ndarray, ref_frame0: np.ndarray) -> int:
+    """Reference demo whose first frame is closest in L1 (same init state -> same scene).
+
+    Args:
+        frame0: ``(N, D)`` features of an episode's first frame.
+        ref_frame0: ``(R, N, D)`` first-frame features of the reference demos.
+    """
     return int(np.argmin(_l1(frame0[None], ref_frame0)))
 
 
@@ -616,7 +622,7 @@ def build_artifacts(
     # ---- reset starts are aligned with the nearest reference demo (itself if it is one)
     ref_frame0 = reference_dq[:, 0]
     reset_demo = np.array(
-        [ref_ids.index(e) if e in ref_ids else _nearest_demo(reset_dq[i], ref_frame0)
+        [ref_ids.index(e) if e in ref_ids else nearest_demo(reset_dq[i], ref_frame0)
          for i, e in enumerate(reset_ids)], np.int64,
     )
     reset_init = np.array([int(store.read(e, frames=False).meta.get("init_state_id", -1))
@@ -628,7 +634,7 @@ def build_artifacts(
     dists, labels, held, real_l1 = [], [], [], []
     for e in calib:
         f = feats[e].features.astype(np.float32)
-        d = _nearest_demo(f[0], ref_frame0)
+        d = nearest_demo(f[0], ref_frame0)
         dists.append(float(_l1(f[-1], goal[d])))
         labels.append(bool(feats[e].success[-1]))
         held.append(e in val_set)
@@ -692,7 +698,7 @@ def build_artifacts(
             from rla_gym.world_model import load_predictor as _load
 
             stored = _load(tmp / WORLD_MODEL)
-            demos = [_nearest_demo(feats[e].features[0].astype(np.float32), ref_frame0)
+            demos = [nearest_demo(feats[e].features[0].astype(np.float32), ref_frame0)
                      for e in calib]
             imagined = _imagined_goal_distances(stored, [feats[e] for e in calib], goal, demos,
                                                 chunk, seed)

@@ -122,8 +122,12 @@ class SimAdapter(abc.ABC):
 
         return pack_state(self.sim, self.task, self._save_state())
 
-    def set_sim_state(self, state: np.ndarray) -> SimStep:
-        """Restore a :meth:`get_sim_state` vector and return the observation there (rendered).
+    def set_sim_state(self, state: np.ndarray, *, render: bool = True) -> SimStep:
+        """Restore a :meth:`get_sim_state` vector and return the observation there.
+
+        Args:
+            state: a vector from :meth:`get_sim_state` of this simulator and task.
+            render: ``False`` skips the camera (``frame`` is all zeros), as in :meth:`step`.
 
         Raises:
             ValueError: a state of the wrong shape or saved by another simulator/task; the message
@@ -131,7 +135,8 @@ class SimAdapter(abc.ABC):
         """
         from rla_gym.sims.state import check_state
 
-        return self._restore_state(check_state(state, self.sim, self.task, self.state_size))
+        body = check_state(state, self.sim, self.task, self.state_size)
+        return self._restore_state(body, render)
 
     @property
     def state_size(self) -> int:
@@ -143,8 +148,8 @@ class SimAdapter(abc.ABC):
         """The adapter's state without the identity tag, ``float64 (S - 1,)``."""
 
     @abc.abstractmethod
-    def _restore_state(self, body: np.ndarray) -> SimStep:
-        """Restore a validated :meth:`_save_state` vector and observe (with a rendered frame)."""
+    def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
+        """Restore a validated :meth:`_save_state` vector and observe (rendering if asked)."""
 
     @abc.abstractmethod
     def close(self) -> None:

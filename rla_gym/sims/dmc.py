@@ -201,7 +201,7 @@ class DMCSim(SimAdapter):
             state = np.concatenate([state, np.asarray(target, dtype=np.float64)])
         return state
 
-    def _restore_state(self, body: np.ndarray) -> SimStep:
+    def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
         from rla_gym.sims.state import set_mujoco_state
 
         if self.domain == "reacher":
@@ -214,7 +214,7 @@ class DMCSim(SimAdapter):
             set_mujoco_state(self.physics.model.ptr, self.physics.data.ptr, body)
         # Without this, a set_sim_state before any reset would make the next step() reset instead.
         self.env._reset_next_step = False
-        return self._make_step()
+        return self._make_step(render=render)
 
     def close(self) -> None:
         """Release the renderer and the simulator."""

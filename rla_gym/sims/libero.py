@@ -412,7 +412,7 @@ class LiberoSim(SimAdapter):
         return np.concatenate([get_mujoco_state(sim.model._model, sim.data._data),
                                robot_state(self.env.env)])
 
-    def _restore_state(self, body: np.ndarray) -> SimStep:
+    def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
         from rla_gym.sims.state import (
             mujoco_state_size,
             resample_observables,
@@ -426,7 +426,7 @@ class LiberoSim(SimAdapter):
         set_mujoco_state(sim.model._model, sim.data._data, body[:n])
         set_robot_state(inner, body[n:])
         inner._post_process()  # LIBERO's tracked object states (lights, ...) follow the sim
-        return self._make_step(resample_observables(inner))
+        return self._make_step(resample_observables(inner), render=render)
 
     def close(self) -> None:
         """Release the renderer and simulator; safe to call more than once."""

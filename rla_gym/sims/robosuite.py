@@ -226,7 +226,7 @@ class RobosuiteSim(SimAdapter):
         return np.concatenate([get_mujoco_state(sim.model._model, sim.data._data),
                                robot_state(self.env)])
 
-    def _restore_state(self, body: np.ndarray) -> SimStep:
+    def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
         from rla_gym.sims.state import (
             mujoco_state_size,
             resample_observables,
@@ -238,7 +238,7 @@ class RobosuiteSim(SimAdapter):
         n = mujoco_state_size(sim.model._model)
         set_mujoco_state(sim.model._model, sim.data._data, body[:n])
         set_robot_state(self.env, body[n:])
-        return self._make_step(resample_observables(self.env))
+        return self._make_step(resample_observables(self.env), render=render)
 
     def close(self) -> None:
         """Release the renderer and the simulator."""

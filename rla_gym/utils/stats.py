@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["wilson_interval"]
+import numpy as np
+
+__all__ = ["spearman", "wilson_interval"]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman rank correlation (average ranks for ties); ``None`` if undefined.
+
+    Undefined below 3 values or when either side is constant.
+    """
+    from scipy.stats import rankdata
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
