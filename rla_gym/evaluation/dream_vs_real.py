@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from rla_gym.utils.parallel import Emit, imap_workers
-from rla_gym.utils.stats import wilson_interval
+from rla_gym.utils.stats import spearman, wilson_interval
 
 __all__ = ["PolicySpec", "compare", "dream_rollouts", "real_rollouts", "spearman", "summarize"]
 
@@ -58,16 +58,6 @@ def _random_chunks(seed: int, start: int, episodes: int, size: int) -> np.ndarra
     """The seeded uniform chunks of the random policy: ``(E, K * A)`` in ``[-1, 1]``."""
     rng = np.random.default_rng([seed, start])
     return rng.uniform(-1, 1, (episodes, size)).astype(np.float32)
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Spearman rank correlation (average ranks for ties); ``None`` if undefined."""
-    from scipy.stats import rankdata
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
 
 
 # --------------------------------------------------------------------------- dream side

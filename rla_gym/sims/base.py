@@ -100,16 +100,56 @@ class SimAdapter(abc.ABC):
         """Start an episode from a seed, or from fixed init state ``init_state_id`` if any."""
 
     @abc.abstractmethod
-    def step(self, action: np.ndarray) -> SimStep:
-        """Apply one validated action ``float32 (A,)`` and advance one control step."""
+    def step(self, action: np.ndarray, *, render: bool = True) -> SimStep:
+        """Apply one validated action ``float32 (A,)`` and advance one control step.
 
-    @abc.abstractmethod
+        Args:
+            action: the action, within ``[action_low, action_high]``.
+            render: ``False`` skips the camera for this step (``frame`` is all zeros): for steps
+                whose frame nobody reads, e.g. inside an action chunk. The physics, proprio and
+                privileged state are the same either way, and a later rendered step shows the
+                state it reached exactly as if every step had rendered.
+        """
+
     def get_sim_state(self) -> np.ndarray:
-        """Flat ``float64`` physics state that :meth:`set_sim_state` restores exactly."""
+        """Everything that decides what the next actions do, as one ``float64 (S,)`` vector.
+
+        :meth:`set_sim_state` restores it exactly: the same actions then give bit-identical
+        physics, frames and features, whatever ran in between. Entry 0 identifies the simulator
+        and task; the layout is described in :mod:`rla_gym.sims.state`.
+        """
+        from rla_gym.sims.state import pack_state
+
+        return pack_state(self.sim, self.task, self._save_state())
+
+    def set_sim_state(self, state: np.ndarray, *, render: bool = True) -> SimStep:
+        """Restore a :meth:`get_sim_state` vector and return the observation there.
+
+        Args:
+            state: a vector from :meth:`get_sim_state` of this simulator and task.
+            render: ``False`` skips the camera (``frame`` is all zeros), as in :meth:`step`.
+
+        Raises:
+            ValueError: a state of the wrong shape or saved by another simulator/task; the message
+                names the expected and the received value.
+        """
+        from rla_gym.sims.state import check_state
+
+        body = check_state(state, self.sim, self.task, self.state_size)
+        return self._restore_state(body, render)
+
+    @property
+    def state_size(self) -> int:
+        """``S``: the length of :meth:`get_sim_state`'s vector."""
+        return 1 + int(self._save_state().size)
 
     @abc.abstractmethod
-    def set_sim_state(self, state: np.ndarray) -> SimStep:
-        """Restore a state from :meth:`get_sim_state` and return the observation there."""
+    def _save_state(self) -> np.ndarray:
+        """The adapter's state without the identity tag, ``float64 (S - 1,)``."""
+
+    @abc.abstractmethod
+    def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
+        """Restore a validated :meth:`_save_state` vector and observe (rendering if asked)."""
 
     @abc.abstractmethod
     def close(self) -> None:

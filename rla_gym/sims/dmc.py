@@ -69,7 +69,8 @@ class DMCSim(SimAdapter):
             resolution: square camera resolution; a positive multiple of 16.
             camera_id: MuJoCo camera index (reacher: 0 = fixed top-down, 1 = hand).
             max_steps: episode horizon in control steps (default 1000, dm-control's limit).
-            render: if False, skip rendering and return black frames (benchmarking only).
+            render: if False, never render and return black frames (benchmarking only); see
+                also ``step(..., render=False)`` to skip single frames.
 
         Raises:
             ValueError: unknown task, bad resolution or max_steps.
@@ -106,8 +107,8 @@ class DMCSim(SimAdapter):
 
     # ------------------------------------------------------------------ observation helpers
 
-    def _frame(self) -> np.ndarray:
-        if not self.render:
+    def _frame(self, render: bool = True) -> np.ndarray:
+        if not (self.render and render):
             return np.zeros((self.resolution, self.resolution, 3), dtype=np.uint8)
         self._rebind_gl()
         return np.asarray(
@@ -133,7 +134,7 @@ class DMCSim(SimAdapter):
         """Target + finger radius: dm-control's reward is 1 iff the distance is within it."""
         return float(self.physics.named.model.geom_size[["target", "finger"], 0].sum())
 
-    def _make_step(self, reward: float = 0.0) -> SimStep:
+    def _make_step(self, reward: float = 0.0, render: bool = True) -> SimStep:
         p = self.physics
         proprio = np.concatenate([p.data.qpos, p.data.qvel]).astype(np.float32)
         state: dict[str, np.ndarray] = {
@@ -155,7 +156,8 @@ class DMCSim(SimAdapter):
             # finger sphere touches the target sphere.
             success = bool(p.finger_to_target_dist() <= radii)
         return SimStep(
-            frame=self._frame(), proprio=proprio, reward=float(reward), success=success, state=state
+            frame=self._frame(render), proprio=proprio, reward=float(reward), success=success,
+            state=state,
         )
 
     # ------------------------------------------------------------------ SimAdapter interface
@@ -179,33 +181,40 @@ class DMCSim(SimAdapter):
         self.env.reset()
         return self._make_step()
 
-    def step(self, action: np.ndarray) -> SimStep:
-        """Apply ``float32 (A,)`` action within the action spec for one control step."""
+    def step(self, action: np.ndarray, *, render: bool = True) -> SimStep:
+        """Apply ``float32 (A,)`` action within the action spec for one control step.
+
+        ``render=False`` skips the camera (``frame`` is all zeros); see :meth:`SimAdapter.step`.
+        """
         a = self.check_action(action)
         ts = self.env.step(a.astype(np.float64))
-        return self._make_step(float(ts.reward or 0.0))
+        return self._make_step(float(ts.reward or 0.0), render)
 
-    def get_sim_state(self) -> np.ndarray:
-        """``float64 (S,)`` physics state; for reacher the target position (a *model* quantity that
-        ``physics.get_state`` does not cover) is appended as two trailing entries."""
-        state = np.asarray(self.physics.get_state(), dtype=np.float64)
+    def _save_state(self) -> np.ndarray:
+        """MuJoCo integration state; for reacher the target position (a *model* quantity that
+        the physics state does not cover) is appended as two trailing entries."""
+        from rla_gym.sims.state import get_mujoco_state
+
+        state = get_mujoco_state(self.physics.model.ptr, self.physics.data.ptr)
         if self.domain == "reacher":
             target = self.physics.named.model.geom_pos["target", :2]
             state = np.concatenate([state, np.asarray(target, dtype=np.float64)])
-        return state.copy()
+        return state
 
-    def set_sim_state(self, state: np.ndarray) -> SimStep:
-        """Restore a :meth:`get_sim_state` vector and return the observation there."""
-        state = np.asarray(state, dtype=np.float64)
+    def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
+        from rla_gym.sims.state import set_mujoco_state
+
         if self.domain == "reacher":
-            self.physics.named.model.geom_pos["target", "x"] = state[-2]
-            self.physics.named.model.geom_pos["target", "y"] = state[-1]
-            state = state[:-2]
+            self.physics.named.model.geom_pos["target", "x"] = body[-2]
+            self.physics.named.model.geom_pos["target", "y"] = body[-1]
+            body = body[:-2]
+        # reset_context clears everything the integration state does not hold (and lets
+        # dm-control run its own post-reset bookkeeping).
         with self.physics.reset_context():
-            self.physics.set_state(state)
+            set_mujoco_state(self.physics.model.ptr, self.physics.data.ptr, body)
         # Without this, a set_sim_state before any reset would make the next step() reset instead.
         self.env._reset_next_step = False
-        return self._make_step()
+        return self._make_step(render=render)
 
     def close(self) -> None:
         """Release the renderer and the simulator."""

@@ -172,6 +172,10 @@ class LiberoSim(SimAdapter):
             self.close()
             raise ValueError(f"unknown LIBERO camera {camera!r}; valid cameras: {valid}")
         self._image_key = f"{camera}_image"
+        if render:
+            # robosuite would render the camera on its own sampling timer at every step (and
+            # during the settle steps); the adapter renders it itself, only when asked.
+            env.env.modify_observable(self._image_key, "enabled", False)
         self._sync_obs_with_state(env.env)
         self._setup_goal_refs(env)
         self._last_obs: dict[str, np.ndarray] | None = None
@@ -323,11 +327,17 @@ class LiberoSim(SimAdapter):
         mujoco.mju_mat2Quat(wxyz, np.asarray(mat, dtype=np.float64).reshape(9))
         return np.roll(wxyz, -1)
 
-    def _make_step(self, obs: dict[str, np.ndarray], reward: float = 0.0) -> SimStep:
+    def _make_step(
+        self, obs: dict[str, np.ndarray], reward: float = 0.0, render: bool = True
+    ) -> SimStep:
         self._last_obs = obs
-        if self.render:
+        if self.render and render:
+            from rla_gym.sims.state import render_camera
+
             # OpenGL reads rows bottom-up, so LIBERO frames arrive upside-down.
-            frame = np.ascontiguousarray(obs[self._image_key][::-1], dtype=np.uint8)
+            frame = np.ascontiguousarray(
+                render_camera(self.env.env, self._image_key)[::-1], dtype=np.uint8
+            )
         else:
             frame = np.zeros((self.resolution, self.resolution, 3), dtype=np.uint8)
         proprio = np.concatenate(
@@ -366,31 +376,57 @@ class LiberoSim(SimAdapter):
             # makes episode i identical whether or not it is the process's first.
             self._warm = True
             self.reset(init_state_id=init_state_id)
+        from rla_gym.sims.state import resample_observables, start_episode
+
         env.reset()
-        obs = env.set_init_state(self._init_states[int(init_state_id)])
+        env.set_init_state(self._init_states[int(init_state_id)])
+        start_episode(env.env)
+        # set_init_state forces an observation, which shifts robosuite's sampling timers by a
+        # substep; start every episode in the phase of a fresh reset instead.
+        obs = resample_observables(env.env)
         noop = np.zeros(self.action_dim, dtype=np.float64)
         noop[-1] = _GRIPPER_OPEN
         for _ in range(self.settle_steps):
             obs, _, _, _ = env.step(noop)
         return self._make_step(obs)
 
-    def step(self, action: np.ndarray) -> SimStep:
-        """Apply one action ``float32 (7,)`` in ``[-1, 1]`` and advance one 20 Hz control step."""
+    def step(self, action: np.ndarray, *, render: bool = True) -> SimStep:
+        """Apply one action ``float32 (7,)`` in ``[-1, 1]`` and advance one 20 Hz control step.
+
+        ``render=False`` skips the camera (``frame`` is all zeros); see :meth:`SimAdapter.step`.
+        """
         a = self.check_action(action)
         obs, reward, _, _ = self.env.step(a.astype(np.float64))
-        return self._make_step(obs, reward)
+        return self._make_step(obs, reward, render)
 
-    def get_sim_state(self) -> np.ndarray:
-        """``float64 (S,)`` flattened MuJoCo state (time, qpos, qvel), the format of init states."""
-        return np.array(self.env.get_sim_state(), dtype=np.float64)
+    def _save_state(self) -> np.ndarray:
+        """MuJoCo integration state followed by the robot's Python-side state (gripper command,
+        controller posture; see :mod:`rla_gym.sims.state`).
 
-    def set_sim_state(self, state: np.ndarray) -> SimStep:
-        """Restore a state from :meth:`get_sim_state` and return the observation there."""
-        state = np.asarray(state, dtype=np.float64)
-        expected = self._init_states.shape[1]
-        if state.shape != (expected,):
-            raise ValueError(f"LIBERO sim state must have shape ({expected},), got {state.shape}")
-        return self._make_step(self.env.regenerate_obs_from_state(state))
+        (The fixed init states of :attr:`init_states` use LIBERO's shorter (time, qpos, qvel)
+        format and are only read by :meth:`reset`.)
+        """
+        from rla_gym.sims.state import get_mujoco_state, robot_state
+
+        sim = self.env.sim
+        return np.concatenate([get_mujoco_state(sim.model._model, sim.data._data),
+                               robot_state(self.env.env)])
+
+    def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
+        from rla_gym.sims.state import (
+            mujoco_state_size,
+            resample_observables,
+            set_mujoco_state,
+            set_robot_state,
+        )
+
+        inner = self.env.env
+        sim = inner.sim
+        n = mujoco_state_size(sim.model._model)
+        set_mujoco_state(sim.model._model, sim.data._data, body[:n])
+        set_robot_state(inner, body[n:])
+        inner._post_process()  # LIBERO's tracked object states (lights, ...) follow the sim
+        return self._make_step(resample_observables(inner), render=render)
 
     def close(self) -> None:
         """Release the renderer and simulator; safe to call more than once."""

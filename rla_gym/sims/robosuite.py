@@ -65,7 +65,8 @@ class RobosuiteSim(SimAdapter):
             robot: robosuite robot name (single arm).
             horizon: episode length in control steps; becomes :attr:`max_steps`.
             render: if False, skip the camera entirely (much faster) and return black frames; for
-                benchmarking and expert validation only.
+                benchmarking and expert validation only. ``step(..., render=False)`` skips single
+                frames instead.
             fast_render: turn off shadows and reflections; about 2x faster under software (llvmpipe)
                 rendering, at the cost of a flatter look. Off by default so frames match stock
                 robosuite.
@@ -101,36 +102,62 @@ class RobosuiteSim(SimAdapter):
         # Unseeded resets draw their seed from here so they differ from each other but never touch
         # the caller's global numpy stream.
         self._seed_rng = np.random.default_rng()
-        self.env: Any = robosuite.make(
-            task,
-            robots=robot,
-            controller_configs=load_controller_config(default_controller="OSC_POSE"),
-            has_renderer=False,
-            has_offscreen_renderer=render,
-            use_camera_obs=render,
-            camera_names=camera,
-            camera_heights=resolution,
-            camera_widths=resolution,
-            control_freq=20,
-            horizon=horizon,
-            # We count steps ourselves; robosuite raising after `horizon` would only get in the way.
-            ignore_done=True,
-            # A hard reset reloads the MJCF and rebuilds the renderer every episode (~1 s); the soft
-            # reset restores the same initial model, so determinism is unaffected.
-            hard_reset=False,
-            reward_shaping=False,
-        )
+        # Building the model draws from numpy's *global* RNG (Lift's cube size lies in
+        # [0.020, 0.022] m), so two processes would otherwise simulate slightly different cubes and
+        # render different frames for the same state. Seed it for the build; the caller's
+        # stream is restored.
+        saved = np.random.get_state()
+        try:
+            np.random.seed(0)
+            self.env: Any = robosuite.make(
+                task,
+                robots=robot,
+                controller_configs=load_controller_config(default_controller="OSC_POSE"),
+                has_renderer=False,
+                has_offscreen_renderer=render,
+                use_camera_obs=render,
+                camera_names=camera,
+                camera_heights=resolution,
+                camera_widths=resolution,
+                control_freq=20,
+                horizon=horizon,
+                # We count steps ourselves; robosuite raising after `horizon` would only get in
+                # the way.
+                ignore_done=True,
+                # A hard reset reloads the MJCF and rebuilds the renderer every episode (~1 s); the
+                # soft reset restores the same initial model, so determinism is unaffected.
+                hard_reset=False,
+                reward_shaping=False,
+            )
+        finally:
+            np.random.set_state(saved)
+        if render:
+            # robosuite would render the camera on its own sampling timer at every step; the
+            # adapter renders it itself, only for the frames that are asked for.
+            self.env.modify_observable(self._image_key, "enabled", False)
+            if fast_render:
+                import mujoco
+
+                # robosuite.make() rendered once, so the offscreen context and its scene exist.
+                scn = self.env.sim._render_context_offscreen.scn
+                scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+                scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         self._obs: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ observation helpers
 
-    def _frame(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """``uint8 (R, R, 3)`` upright frame (robosuite renders OpenGL-style, bottom row first)."""
-        if not self.render:
+    def _frame(self, render: bool) -> np.ndarray:
+        """``uint8 (R, R, 3)`` upright frame of the current state (zeros when not rendering)."""
+        if not (self.render and render):
             return np.zeros((self.resolution, self.resolution, 3), dtype=np.uint8)
-        return np.ascontiguousarray(obs[self._image_key][::-1])
+        from rla_gym.sims.state import render_camera
 
-    def _make_step(self, obs: dict[str, np.ndarray], reward: float = 0.0) -> SimStep:
+        # robosuite renders OpenGL-style, bottom row first.
+        return np.ascontiguousarray(render_camera(self.env, self._image_key)[::-1], np.uint8)
+
+    def _make_step(
+        self, obs: dict[str, np.ndarray], reward: float = 0.0, render: bool = True
+    ) -> SimStep:
         self._obs = obs
         eef_pos = np.asarray(obs[f"{_ROBOT_PREFIX}eef_pos"], dtype=np.float64)
         eef_quat = np.asarray(obs[f"{_ROBOT_PREFIX}eef_quat"], dtype=np.float64)
@@ -148,30 +175,12 @@ class RobosuiteSim(SimAdapter):
                 continue
             state[key] = np.array(value, dtype=np.float64)
         return SimStep(
-            frame=self._frame(obs),
+            frame=self._frame(render),
             proprio=proprio,
             reward=float(reward),
             success=bool(self.env._check_success()),
             state=state,
         )
-
-    def _make_gl_current(self) -> None:
-        """Make robosuite's EGL context current before anything renders.
-
-        robosuite 1.4's offscreen renderer never re-binds its context before drawing, so once
-        another MuJoCo renderer in the same thread (dm-control, a second robosuite env) has made
-        its own context current, robosuite silently renders black frames.
-        """
-        if not self.render:
-            return
-        ctx = getattr(self.env.sim, "_render_context_offscreen", None)
-        if ctx is not None:
-            ctx.gl_ctx.make_current()
-            if self.fast_render:
-                import mujoco
-
-                ctx.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-                ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
     # ------------------------------------------------------------------ SimAdapter interface
 
@@ -188,39 +197,48 @@ class RobosuiteSim(SimAdapter):
             raise ValueError("robosuite tasks have no fixed init states; reset with a seed instead")
         if seed is None:
             seed = int(self._seed_rng.integers(2**31 - 1))
+        from rla_gym.sims.state import start_episode
+
         saved = np.random.get_state()
         try:
             np.random.seed(int(seed))
-            # robosuite.make() already reset once, so the renderer exists and can be bound now.
-            self._make_gl_current()
             obs = self.env.reset()
         finally:
             np.random.set_state(saved)
+        start_episode(self.env)
         return self._make_step(obs)
 
-    def step(self, action: np.ndarray) -> SimStep:
-        """Apply ``float32 (7,)`` action in ``[-1, 1]`` for one 20 Hz control step."""
+    def step(self, action: np.ndarray, *, render: bool = True) -> SimStep:
+        """Apply ``float32 (7,)`` action in ``[-1, 1]`` for one 20 Hz control step.
+
+        ``render=False`` skips the camera (``frame`` is all zeros); see :meth:`SimAdapter.step`.
+        """
         a = self.check_action(action)
-        self._make_gl_current()
         obs, reward, _done, _info = self.env.step(a.astype(np.float64))
-        return self._make_step(obs, reward)
+        return self._make_step(obs, reward, render)
 
-    def get_sim_state(self) -> np.ndarray:
-        """``float64 (S,)`` MuJoCo state (time, qpos, qvel, ...)."""
-        return np.array(self.env.sim.get_state().flatten(), dtype=np.float64)
+    def _save_state(self) -> np.ndarray:
+        """MuJoCo integration state followed by the robot's Python-side state (gripper command,
+        controller posture; see :mod:`rla_gym.sims.state`)."""
+        from rla_gym.sims.state import get_mujoco_state, robot_state
 
-    def set_sim_state(self, state: np.ndarray) -> SimStep:
-        """Restore a :meth:`get_sim_state` vector and return a freshly computed observation."""
-        self.env.sim.set_state_from_flattened(np.asarray(state, dtype=np.float64))
-        self.env.sim.forward()
-        # The controller keeps a goal from the previous step; re-anchor it at the restored pose so
-        # the next delta action is relative to where the arm now is.
-        for robot in self.env.robots:
-            robot.controller.update(force=True)
-            robot.controller.reset_goal()
-        self._make_gl_current()
-        obs = self.env._get_observations(force_update=True)
-        return self._make_step(obs)
+        sim = self.env.sim
+        return np.concatenate([get_mujoco_state(sim.model._model, sim.data._data),
+                               robot_state(self.env)])
+
+    def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
+        from rla_gym.sims.state import (
+            mujoco_state_size,
+            resample_observables,
+            set_mujoco_state,
+            set_robot_state,
+        )
+
+        sim = self.env.sim
+        n = mujoco_state_size(sim.model._model)
+        set_mujoco_state(sim.model._model, sim.data._data, body[:n])
+        set_robot_state(self.env, body[n:])
+        return self._make_step(resample_observables(self.env), render=render)
 
     def close(self) -> None:
         """Release the renderer and the simulator."""

@@ -6,7 +6,20 @@ import math
 
 import numpy as np
 
-__all__ = ["roc_auc", "wilson_interval"]
+__all__ = ["roc_auc", "spearman", "wilson_interval"]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman rank correlation (average ranks for ties); ``None`` if undefined.
+
+    Undefined below 3 values or when either side is constant.
+    """
+    from scipy.stats import rankdata
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -33,25 +46,17 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` for binary ``labels`` (ties count half).
 
-    The probability that a random positive scores above a random negative (Mann-Whitney U).
+    The probability that a random positive scores above a random negative (Mann-Whitney U on
+    average ranks, the same ranking as :func:`spearman`).
 
     Raises:
         ValueError: only one class present (the AUC is undefined).
     """
-    scores = np.asarray(scores, np.float64)
+    from scipy.stats import rankdata
+
     labels = np.asarray(labels, bool)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"AUC needs both classes, got {n_pos} positives and {n_neg} negatives")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average ranks over ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks = rankdata(np.asarray(scores, np.float64))
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
