@@ -123,15 +123,27 @@ def test_dream_outcomes_share_noise_within_a_start() -> None:
 
 
 @pytest.mark.sim
-def test_tiny_real_run_on_the_reacher_bundle() -> None:
+def test_tiny_real_run_on_the_reacher_bundle(tmp_path) -> None:
     pytest.importorskip("dm_control")
     pytest.importorskip("onnxruntime")
     from rla_gym.envs.rla_world import resolve_artifacts
-    from rla_gym.evaluation.counterfactual import evaluate_suite
+    from rla_gym.evaluation.counterfactual import RealOutcomes, measure_real, score_models
 
     torch.set_num_threads(1)
     cfg = CounterfactualConfig(states=2, episodes=2, horizons=(1,))
-    out = evaluate_suite(resolve_artifacts(None, "dmc-reacher"), cfg, log=lambda _: None)
+    bundle = resolve_artifacts(None, "dmc-reacher")
+    real = measure_real(bundle, cfg, log=lambda _: None)
+    real.save(tmp_path / "real.npz")
+    again = RealOutcomes.load(tmp_path / "real.npz")
+    assert again.starts == real.starts and np.array_equal(again.real, real.real)
+    # The bundle's own model, and the same checkpoint passed as an override, score the same.
+    scored = score_models(again, cfg, {"rla-wm": {},
+                                       "same": {"world_model": str(bundle / "world_model")}},
+                          log=lambda _: None)
+    assert scored["same"]["1"] == scored["rla-wm"]["1"]
+    from rla_gym.evaluation.counterfactual import evaluate_suite
+
+    out = evaluate_suite(bundle, cfg, log=lambda _: None)
     m = out["rla-wm"]["1"]
     assert m["states"] == 2 and m["pairs"] == 12
     assert -1 <= m["direction"] <= 1 and m["magnitude_ratio"] > 0

@@ -154,24 +154,34 @@ class Artifacts:
         thr = self.manifest.get("success", {}).get("threshold")
         return None if thr is None else float(thr)
 
-    def load_world_model(self, device: str = "cpu") -> Predictor:
-        """The bundle's world model, checked against the bank's encoder fingerprint.
+    def load_world_model(
+        self, device: str = "cpu", checkpoint: str | Path | None = None
+    ) -> Predictor:
+        """The bundle's world model (or ``checkpoint`` in its place), checked against the bank.
+
+        Args:
+            device: where to load it.
+            checkpoint: another world-model checkpoint to dream with (ablations, baselines); it
+                must read the same encoder's features and take the bundle's action chunks.
 
         Raises:
             EncoderMismatchError: the checkpoint was trained on another encoder's features.
+            CorruptFileError: the bundle's own model does not fit its manifest.
+            ValueError: ``checkpoint`` takes other actions or shorter chunks than the bundle.
         """
         from rla_gym.world_model import load_predictor
 
+        path = self.path / WORLD_MODEL if checkpoint is None else Path(checkpoint)
         model = load_predictor(
-            self.path / WORLD_MODEL, expected_fingerprint=self.manifest["encoder_fingerprint"],
-            device=device,
+            path, expected_fingerprint=self.manifest["encoder_fingerprint"], device=device,
         )
         if int(model.action_dim) != self.action_dim or self.chunk > int(model.max_horizon):
-            raise CorruptFileError(
-                f"{self.path}: world model takes {model.action_dim}-D actions up to "
-                f"{model.max_horizon} steps, but the manifest says action_dim={self.action_dim}, "
-                f"chunk={self.chunk}; rebuild the bundle (rla-gym build-bundle)"
-            )
+            msg = (f"world model {path} takes {model.action_dim}-D actions up to "
+                   f"{model.max_horizon} steps, but bundle {self.path} has action_dim="
+                   f"{self.action_dim}, chunk={self.chunk}")
+            if checkpoint is not None:
+                raise ValueError(msg + "; train it on this bundle's task")
+            raise CorruptFileError(msg + "; rebuild the bundle (rla-gym build-bundle)")
         return model
 
 

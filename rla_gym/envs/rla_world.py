@@ -63,8 +63,8 @@ def _cached_artifacts(path: str, mtime_ns: int) -> Artifacts:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_model(path: str, mtime_ns: int, device: str) -> Predictor:
-    return _cached_artifacts(path, mtime_ns).load_world_model(device)
+def _cached_model(path: str, mtime_ns: int, device: str, checkpoint: str | None) -> Predictor:
+    return _cached_artifacts(path, mtime_ns).load_world_model(device, checkpoint)
 
 
 def _pick_device(device: str) -> str:
@@ -145,6 +145,9 @@ class RLAWorldConfig:
     num_uncertainty_samples: int = 0
     """``S``: with ``S >= 2`` every step draws ``S`` flow samples and reports their spread in
     ``info["uncertainty"]`` (the state follows sample 0)."""
+    world_model: str | None = None
+    """Another world-model checkpoint to dream with instead of the bundle's (same encoder, same
+    action chunks): compare models or ablations on one bundle's starts, reward and spaces."""
     guidance: float = 1.0
     """Classifier-free guidance weight over the action at every dreamed step (``1``: off; ``> 1``
     amplifies how much the action changes the prediction, at twice the flow cost). Needs a bundle
@@ -206,7 +209,7 @@ class DreamCore:
         key = (str(path.resolve()), (path / "manifest.json").stat().st_mtime_ns)
         self.device = torch.device(_pick_device(config.device))
         self.art = _cached_artifacts(*key)
-        self.model = _cached_model(*key, str(self.device))
+        self.model = _cached_model(*key, str(self.device), config.world_model)
         self.flow_steps = int(config.flow_steps)
         self.model.check_guidance(config.guidance)  # a bad weight fails here, not mid-episode
         self.num_samples = max(1, int(config.num_uncertainty_samples))

@@ -50,15 +50,18 @@ from rla_gym.utils.stats import spearman
 
 __all__ = [
     "CounterfactualConfig",
+    "RealOutcomes",
     "RealStart",
     "dream_outcomes",
     "evaluate_suite",
+    "measure_real",
     "outcome_metrics",
     "pair_agreement",
     "perturbed_sequences",
     "real_outcomes",
     "record_starts",
     "rla_ceiling_outcomes",
+    "score_models",
 ]
 
 # One dreamed chunk: features (B, N, D), normalised chunks (B, K * A), a generator per row
@@ -382,43 +385,75 @@ def rla_ceiling_outcomes(rla: Any, start: np.ndarray, real: np.ndarray,
 
 
 # --------------------------------------------------------------------------- one suite
-def evaluate_suite(
-    bundle: str | Path, cfg: CounterfactualConfig, *, direct: str | Path | None = None,
-    encoder: Any = None, log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Measure one bundle against its real simulator (see the module docstring).
+@dataclass
+class RealOutcomes:
+    """The real half of one suite's measurement, computed once and scored against any model.
 
-    Args:
-        bundle: the env's artifacts bundle (its manifest names simulator, task, encoder, chunk).
-        cfg: what to run.
-        direct: optional direct-regression checkpoint on the same encoder, measured on the same
-            starts and outcomes as ``"direct"``.
-        encoder: the bundle's encoder, already built (default: rebuilt from the manifest's
-            fingerprint with default options).
-        log: progress messages.
+    Attributes:
+        bundle: the bundle whose simulator, encoder and reference demos were used.
+        start: ``float32 (S, N, D)`` encoded real starts.
+        real: ``float32 (S, M, len(horizons), N, D)`` encoded real outcomes.
+        sequences: ``float32 (S, M, H * K, A)`` the normalised actions executed.
+        reference: ``float32 (len(horizons), S, N, D)`` aligned reference frames.
+        horizons: chunk counts of ``real``'s third axis.
+        starts: per start ``{"episode", "policy", "t", "reference_demo"}``.
+        seconds: wall-clock of the real and encoding parts.
+    """
 
-    Returns:
-        ``{"rla-wm": {"1": metrics, "4": ..., "rla_ceiling": ...}, "direct": {...}?, "run":
-        {...}}`` where ``run`` records the bundle, starts, outcome names and wall-clock.
+    bundle: str
+    start: np.ndarray
+    real: np.ndarray
+    sequences: np.ndarray
+    reference: np.ndarray
+    horizons: tuple[int, ...]
+    starts: list[dict[str, Any]]
+    seconds: dict[str, float]
+
+    def save(self, path: str | Path) -> None:
+        """Write everything to one ``.npz`` (atomically), so later models skip the simulator."""
+        import json
+
+        from rla_gym.utils.io import atomic_path
+
+        meta = {"bundle": self.bundle, "horizons": list(self.horizons), "starts": self.starts,
+                "seconds": self.seconds}
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, start=self.start, real=self.real, sequences=self.sequences,
+                     reference=self.reference, meta=np.array(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RealOutcomes:
+        """Read :meth:`save`'s file."""
+        import json
+
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            return cls(meta["bundle"], z["start"], z["real"], z["sequences"], z["reference"],
+                       tuple(meta["horizons"]), meta["starts"], meta["seconds"])
+
+
+def measure_real(
+    bundle: str | Path, cfg: CounterfactualConfig, *, encoder: Any = None,
+    log: Callable[[str], None] = print,
+) -> RealOutcomes:
+    """Restore held-out real starts, execute the ``M`` sequences, encode (steps 1-2 above).
 
     Raises:
-        EncoderMismatchError: ``encoder`` or ``direct`` was made for other features.
+        EncoderMismatchError: ``encoder`` was made for other features than the bundle's.
     """
-    from rla_gym.envs.artifacts import nearest_demo
-    from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig
+    from rla_gym.envs.artifacts import load_artifacts, nearest_demo
+    from rla_gym.envs.rla_world import resolve_artifacts
     from rla_gym.features import check_fingerprint, encoder_from_fingerprint
     from rla_gym.sims.factory import make_sim
 
-    t_all = time.perf_counter()
-    core = DreamCore(RLAWorldConfig(artifacts=str(bundle), flow_steps=cfg.flow_steps))
-    art, man = core.art, core.art.manifest
-    k, fp = core.chunk, man["encoder_fingerprint"]
+    art = load_artifacts(resolve_artifacts(str(bundle), ""))
+    man = art.manifest
+    k, fp = art.chunk, man["encoder_fingerprint"]
     encoder = encoder if encoder is not None else encoder_from_fingerprint(fp)
     check_fingerprint(fp, encoder.fingerprint, what=f"bundle {bundle}")
-    last_start = int(core.max_episode_steps) - 1
+    last_start = int(art.max_episode_steps) - 1
     horizons = tuple(sorted(set(cfg.horizons)))
 
-    # ---- real side: held-out episodes, restored starts, M outcomes each
     t0 = time.perf_counter()
     sim = make_sim(man["sim"], man["task"], resolution=int(man["resolution"]))
     try:
@@ -451,66 +486,116 @@ def evaluate_suite(
 
     # ---- the reference frame each outcome is ranked against, chosen as the env does
     demos = [nearest_demo(first_f[e], art.reference[:, 0]) for e in range(len(first_f))]
-    reference = {}
-    for hi, h in enumerate(horizons):
+    reference = []
+    for h in horizons:
         rows = [min(st.t // k + h, int(art.reference_len[demos[st.episode]]) - 1)
                 for st in starts]
-        reference[hi] = np.stack([art.reference[demos[st.episode], r]
-                                  for st, r in zip(starts, rows, strict=True)])
+        reference.append(np.stack([art.reference[demos[st.episode], r]
+                                   for st, r in zip(starts, rows, strict=True)]))
+    return RealOutcomes(
+        str(bundle), start_f.astype(np.float32), real.astype(np.float32),
+        sequences.astype(np.float32), np.stack(reference).astype(np.float32), horizons,
+        [{"episode": st.episode, "policy": st.policy, "t": st.t,
+          "reference_demo": demos[st.episode]} for st in starts],
+        {"real": real_s, "encode": encode_s},
+    )
 
-    # ---- dreamed outcomes of every model on the same starts and sequences
-    noise_seeds = np.array([cfg.seed * 1_000_003 + i for i in range(s_n)])
-    models: dict[str, tuple[DreamStep, Any]] = {
-        "rla-wm": (lambda s, a, g: core.dream(s, a, g)[0], core.model)}
-    if direct is not None:
-        from rla_gym.world_model import load_predictor
 
-        baseline = load_predictor(direct, expected_fingerprint=fp)
-        low = torch.tensor(man["action_low"], dtype=torch.float32)
-        high = torch.tensor(man["action_high"], dtype=torch.float32)
-        mid, half = (high + low) / 2, (high - low) / 2
+def score_models(
+    outcomes: RealOutcomes, cfg: CounterfactualConfig, models: dict[str, dict[str, Any]], *,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Dream the same starts and sequences with every model and score them (step 3 above).
 
-        def direct_step(s: torch.Tensor, a: np.ndarray, g: list[torch.Generator]) -> torch.Tensor:
-            raw = mid + half * torch.from_numpy(a).view(len(g), k, -1)  # as the env maps them
-            return baseline.predict(s, raw, steps=cfg.flow_steps, generator=g[0])
+    Args:
+        outcomes: :func:`measure_real`'s result.
+        cfg: the measurement's config (flow steps, seed, batch size).
+        models: name -> options of the dreamed env (:class:`~rla_gym.envs.RLAWorldConfig`
+            fields, e.g. ``{}`` for the bundle's own model, ``{"world_model": ckpt}`` for another
+            checkpoint, ``{"world_model": ckpt, "guidance": 2.0}``). Every model dreams through
+            the env's own :meth:`DreamCore.dream`, so action scaling and noise are the env's.
 
-        models["direct"] = (direct_step, baseline)
+    Returns:
+        name -> ``{"<h>": metrics, ..., "rla_ceiling": metrics}`` (the ceiling for models that
+        carry an RLA), plus ``"_seconds"`` per model.
+    """
+    from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig
+
+    start, real, horizons = outcomes.start, outcomes.real, outcomes.horizons
+    noise_seeds = np.array([cfg.seed * 1_000_003 + i for i in range(len(start))])
     result: dict[str, Any] = {}
-    dream_s: dict[str, float] = {}
-    for name, (step, model) in models.items():
+    seconds: dict[str, float] = {}
+    for name, opts in models.items():
         t0 = time.perf_counter()
-        dream = dream_outcomes(step, start_f, sequences, k, horizons, noise_seeds,
+        core = DreamCore(RLAWorldConfig(artifacts=outcomes.bundle, flow_steps=cfg.flow_steps,
+                                        **opts))
+        dream = dream_outcomes(lambda s, a, g, c=core: c.dream(s, a, g)[0], start,
+                               outcomes.sequences, core.chunk, horizons, noise_seeds,
                                cfg.batch_size)
-        entry = {str(h): outcome_metrics(start_f, real[:, :, hi], dream[:, :, hi],
-                                         reference[hi])
-                 for hi, h in enumerate(horizons)}
-        rla = getattr(model, "rla", None) if name == "rla-wm" else None
+        entry: dict[str, Any] = {
+            str(h): outcome_metrics(start, real[:, :, hi], dream[:, :, hi],
+                                    outcomes.reference[hi])
+            for hi, h in enumerate(horizons)}
+        rla = getattr(core.model, "rla", None)
         if rla is not None and 1 in horizons:
-            ceiling = rla_ceiling_outcomes(rla, start_f, real[:, :, horizons.index(1)],
-                                           cfg.batch_size)
+            h1 = horizons.index(1)
+            ceiling = rla_ceiling_outcomes(rla, start, real[:, :, h1], cfg.batch_size)
             entry["rla_ceiling"] = {
-                **outcome_metrics(start_f, real[:, :, horizons.index(1)], ceiling,
-                                  reference[horizons.index(1)]),
+                **outcome_metrics(start, real[:, :, h1], ceiling, outcomes.reference[h1]),
                 "horizon": "1",
-                "what": "the bundle's RLA decoding the true latent of each real one-chunk "
+                "what": "the model's RLA decoding the true latent of each real one-chunk "
                         "outcome: decode(s, encode(s, real))",
             }
-        dream_s[name] = time.perf_counter() - t0
+        seconds[name] = time.perf_counter() - t0
         result[name] = entry
         log(f"  {name}: " + "  ".join(
             f"h{h}: dir {entry[str(h)]['direction']:.3f} ratio "
             f"{entry[str(h)]['magnitude_ratio']:.3f}" for h in horizons)
-            + f" ({dream_s[name]:.0f} s)")
+            + f" ({seconds[name]:.0f} s)")
+    result["_seconds"] = seconds
+    return result
+
+
+def evaluate_suite(
+    bundle: str | Path, cfg: CounterfactualConfig, *, direct: str | Path | None = None,
+    encoder: Any = None, log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure one bundle against its real simulator (see the module docstring).
+
+    Args:
+        bundle: the env's artifacts bundle (its manifest names simulator, task, encoder, chunk).
+        cfg: what to run.
+        direct: optional direct-regression checkpoint on the same encoder, measured on the same
+            starts and outcomes as ``"direct"``.
+        encoder: the bundle's encoder, already built (default: rebuilt from the manifest's
+            fingerprint with default options).
+        log: progress messages.
+
+    Returns:
+        ``{"rla-wm": {"1": metrics, "4": ..., "rla_ceiling": ...}, "direct": {...}?, "run":
+        {...}}`` where ``run`` records the bundle, starts, outcome names and wall-clock.
+
+    Raises:
+        EncoderMismatchError: ``encoder`` or ``direct`` was made for other features.
+    """
+    t_all = time.perf_counter()
+    outcomes = measure_real(bundle, cfg, encoder=encoder, log=log)
+    models: dict[str, dict[str, Any]] = {"rla-wm": {}}
+    if direct is not None:
+        models["direct"] = {"world_model": str(direct)}
+    result = score_models(outcomes, cfg, models, log=log)
+    from rla_gym.envs.artifacts import load_artifacts
+
+    man = load_artifacts(bundle).manifest
     result["run"] = {
         "bundle": str(bundle), "sim": man["sim"], "task": man["task"],
-        "encoder_fingerprint": fp, "chunk": k, "horizons": list(horizons),
-        "outcomes": list(cfg.outcomes), "config": asdict(cfg),
-        "direct_checkpoint": None if direct is None else str(direct),
-        "starts": [{"episode": st.episode, "policy": st.policy, "t": st.t,
-                    "reference_demo": demos[st.episode]} for st in starts],
+        "encoder_fingerprint": man["encoder_fingerprint"], "chunk": man["chunk"],
+        "horizons": list(outcomes.horizons), "outcomes": list(cfg.outcomes),
+        "config": asdict(cfg), "direct_checkpoint": None if direct is None else str(direct),
+        "starts": outcomes.starts,
         "episode_seeds": [cfg.collection_seed + e for e in range(cfg.episodes)],
         "noise": "the M outcomes of one start share their flow-noise seed",
-        "wall_clock_s": {"real": real_s, "encode": encode_s, "dream": dream_s,
+        "wall_clock_s": {**outcomes.seconds, "dream": result.pop("_seconds"),
                          "total": time.perf_counter() - t_all},
     }
     return result
