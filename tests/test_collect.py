@@ -74,10 +74,16 @@ def test_encode_inspect_and_mismatch(dataset, tmp_path):
     assert mp4.stat().st_size > 1000
 
 
-def test_cli_reports_bad_input(tmp_path, capsys):
+def test_cli_reports_bad_input(tmp_path, capsys, monkeypatch):
     bad_task = ["collect", "--out", str(tmp_path / "x"), "--sim", "dmc", "--task", "nope-nope"]
     assert cli(bad_task) == 2
-    assert "rla-gym: error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "rla-gym: error: ValueError at rla_gym/sims/" in err  # what and where
+    assert "RLA_GYM_DEBUG" in err
+    monkeypatch.setenv("RLA_GYM_DEBUG", "1")
+    with pytest.raises(ValueError, match="nope"):
+        cli(bad_task)
+    monkeypatch.delenv("RLA_GYM_DEBUG")
     assert cli(["encode", "--data", str(tmp_path / "missing")]) == 2
     assert "not an rla-gym dataset" in capsys.readouterr().err
     with pytest.raises(SystemExit):

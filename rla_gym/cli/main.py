@@ -6,6 +6,7 @@ Each verb takes a frozen dataclass of options; ``rla-gym <verb> --help`` lists t
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,15 +99,25 @@ def _verbs() -> dict[str, Any]:
         "build-bundle": cmd_build_bundle,
         "eval": cmd_eval,
     }
-    try:  # training verbs exist once the model rooms are installed with the package
-        from rla_gym.cli.train import cmd_train_bc, cmd_train_rla, cmd_train_wm
+    # Imported unconditionally: a broken import must fail loudly, not silently remove verbs.
+    from rla_gym.cli.train import cmd_train_bc, cmd_train_progress, cmd_train_rla, cmd_train_wm
 
-        verbs["train-rla"] = cmd_train_rla
-        verbs["train-wm"] = cmd_train_wm
-        verbs["train-bc"] = cmd_train_bc
-    except ImportError:
-        pass
+    verbs["train-rla"] = cmd_train_rla
+    verbs["train-wm"] = cmd_train_wm
+    verbs["train-bc"] = cmd_train_bc
+    verbs["train-progress"] = cmd_train_progress
     return verbs
+
+
+def _origin(err: BaseException) -> str:
+    """``file:line`` in rla_gym where ``err`` was raised (the innermost project frame)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if "rla_gym" in f.filename]
+    if not frames:
+        return "?"
+    f = frames[-1]
+    return f"{f.filename[f.filename.rfind('rla_gym'):]}:{f.lineno}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             _verbs(), args=argv, prog="rla-gym", config=(tyro.conf.OmitArgPrefixes,)
         )
     except (RLAGymError, ValueError, KeyError) as err:
-        # Bad input is reported as one readable line, not a traceback.
+        if os.environ.get("RLA_GYM_DEBUG"):
+            raise
+        # Bad input is reported as one readable line (what, where), not a traceback.
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
-        print(f"rla-gym: error: {msg}", file=sys.stderr)
+        print(f"rla-gym: error: {type(err).__name__} at {_origin(err)}: {msg}\n"
+              "(set RLA_GYM_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
     return 0
 

@@ -1,4 +1,5 @@
-"""Training verbs of the ``rla-gym`` command: ``train-rla``, ``train-wm`` and ``train-bc``.
+"""Training verbs of the ``rla-gym`` command: ``train-rla``, ``train-wm``, ``train-bc`` and
+``train-progress``.
 
 ``train-rla`` and ``train-wm`` resume when their output folder already holds a checkpoint, and both
 run data-parallel under ``torchrun --nproc_per_node N -m rla_gym.cli.main train-...``.
@@ -10,10 +11,11 @@ from __future__ import annotations
 import json
 
 from rla_gym.evaluation.world_action import TrainBCConfig, train_bc_from_dataset
+from rla_gym.reward.train_progress import TrainProgressConfig, train_progress_head
 from rla_gym.rla.train import TrainRLAConfig, train_rla
 from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
-__all__ = ["cmd_train_bc", "cmd_train_rla", "cmd_train_wm"]
+__all__ = ["cmd_train_bc", "cmd_train_progress", "cmd_train_rla", "cmd_train_wm"]
 
 
 def _report(result: object) -> None:
@@ -36,3 +38,11 @@ def cmd_train_bc(cfg: TrainBCConfig) -> None:
     """Behaviour-clone a feature policy from a dataset's action chunks. With --rla-head --rla <ckpt>
     it becomes the world action model: an RLA head lets action-free videos train the policy too."""
     print(json.dumps(train_bc_from_dataset(cfg), indent=2))
+
+
+def cmd_train_progress(cfg: TrainProgressConfig) -> None:
+    """Train the progress / success head on every episode of a dataset (resumes): the reward of
+    ``reward_mode="progress"`` and the success estimate (held-out AUC, start-frame false
+    positives)."""
+    _report(train_progress_head(cfg))
+

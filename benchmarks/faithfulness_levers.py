@@ -1,0 +1,183 @@
+"""Which levers make the dream listen to actions? One row per lever, same data and step budget.
+
+Every trained row starts from the same frozen RLA (the suite's embedded bundle's own, so the RLA
+ceiling is shared), the same dataset and the same optimizer steps; only the lever differs. Every
+row is scored by the counterfactual measurement (``rla_gym.evaluation.counterfactual``) on the
+*same* restored real starts and outcomes, which are measured once and cached in
+``<runs>/<suite>/real.npz``, through the env's own ``DreamCore.dream`` (the bundle's starts,
+action scaling and noise; ``RLAWorldConfig.world_model`` swaps in each trained checkpoint).
+
+Rows:
+
+* ``bundle``: the shipped model (trained on the bundle's larger dataset; context, not a lever);
+* ``rla-wm``: RLA-WM (``cpu-compact``) retrained on this data, no lever;
+* ``rla-wm+dropout``: the same with action dropout (``--dropout``), sampled with classifier-free
+  guidance weights ``--guidance`` (weight 1 = plain conditional sampling of that model);
+* ``direct``: the direct-regression baseline on the same data and steps.
+
+Long, so resumable: trained checkpoints resume (``runs/levers/<suite>/<row>``), the real
+outcomes are cached, and rows already in the JSON are skipped unless ``--redo``.
+
+    python benchmarks/faithfulness_levers.py --suite robosuite-lift --data data/robosuite_lift
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+from rla_gym.utils import load_json, provenance, save_json
+
+
+@dataclass(frozen=True)
+class Args:
+    suite: str = "robosuite-lift"
+    """embedded bundle whose RLA, starts, reference demos and simulator are used"""
+    data: Path = Path("data/robosuite_lift")
+    """dataset (with cached features of the bundle's encoder) every trained row learns from"""
+    runs: Path = Path("runs/levers")
+    """checkpoints and the cached real outcomes"""
+    steps: int = 2000
+    """optimizer steps of every trained row (the embedded Lift bundle's world model: 2000)"""
+    dropout: float = 0.2
+    """action-dropout probability of the dropout row"""
+    guidance: tuple[float, ...] = (1.0, 2.0, 3.0)
+    """guidance weights the dropout row is sampled with"""
+    rows: tuple[str, ...] = ("bundle", "rla-wm+dropout", "direct", "rla-wm")
+    """rows to run (train + score)"""
+    train_only: bool = False
+    """only train the rows (e.g. in a second process while the first measures reality)"""
+    states: int = 30
+    """real starts of the counterfactual measurement"""
+    episodes: int = 10
+    """held-out real episodes the starts are drawn from"""
+    seed: int = 0
+    """seed of training, perturbations and flow noise"""
+    threads: int = 1
+    """torch threads"""
+    out: Path = Path("benchmarks/results/faithfulness_levers.json")
+    """result JSON (rows are merged into it)"""
+    redo: bool = False
+    """score rows that are already in the JSON again"""
+
+
+def _rla_checkpoint(bundle: Path, folder: Path) -> Path:
+    """The bundle's frozen RLA as a checkpoint of its own (what every trained row wraps)."""
+    from rla_gym.envs.artifacts import load_artifacts
+
+    ckpt = folder / "checkpoint"
+    if not (ckpt / "config.json").exists():
+        rla = load_artifacts(bundle).load_world_model().rla
+        rla.save_pretrained(ckpt, meta={"source": f"{bundle}/world_model (embedded RLA)"})
+    return ckpt
+
+
+def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict[str, Any]]:
+    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.utils.training import TrainerConfig
+    from rla_gym.world_model.config import world_model_preset
+    from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
+
+    out = args.runs / args.suite / row
+    trainer = TrainerConfig(steps=args.steps, warmup_steps=100, val_every=args.steps,
+                            ckpt_every=250, seed=args.seed, device="cpu",
+                            num_threads=args.threads, progress=False, tensorboard=False)
+    data = FeatureDataConfig(folder=str(args.data), val_pairs=64)
+    if row == "direct":
+        cfg = TrainWorldModelConfig(model="direct", data=data, out=str(out), trainer=trainer)
+    else:
+        dropout = args.dropout if row == "rla-wm+dropout" else 0.0
+        wm = world_model_preset("cpu-compact", action_dim, action_dropout=dropout)
+        cfg = TrainWorldModelConfig(model="rla-wm", data=data, rla=str(rla), out=str(out),
+                                    world_model=wm, trainer=trainer)
+    t0 = time.perf_counter()
+    res = train_world_model(cfg)
+    meta = load_json(res.checkpoint / "meta.json")
+    return res.checkpoint, {"steps": res.step, "train_wall_clock_s": meta.get("wall_clock_s"),
+                            "this_call_s": time.perf_counter() - t0,
+                            "val_metrics": res.val_metrics,
+                            "trainable_parameters": meta.get("trainable_parameters")}
+
+
+def main(args: Args) -> dict[str, Any]:
+    import torch
+
+    from rla_gym.envs.artifacts import load_artifacts
+    from rla_gym.envs.rla_world import resolve_artifacts
+    from rla_gym.evaluation.counterfactual import (
+        CounterfactualConfig,
+        RealOutcomes,
+        measure_real,
+        score_models,
+    )
+    from rla_gym.features import encoder_from_fingerprint
+
+    torch.set_num_threads(args.threads)
+    bundle = resolve_artifacts(None, args.suite)
+    man = load_artifacts(bundle).manifest
+    cfg = CounterfactualConfig(states=args.states, episodes=args.episodes, seed=args.seed)
+    result: dict[str, Any] = load_json(args.out) if args.out.exists() else {}
+    suite_out = result.setdefault("suites", {}).setdefault(args.suite, {"rows": {}})
+
+    rla = _rla_checkpoint(bundle, args.runs / args.suite / "rla")
+    if args.train_only:
+        for row in args.rows:
+            if row != "bundle":
+                print(row, _train(args, row, rla, int(man["action_dim"]))[1])
+        return result
+    cache = args.runs / args.suite / "real.npz"
+    if cache.exists():
+        real = RealOutcomes.load(cache)
+    else:
+        fp = man["encoder_fingerprint"]
+        kw = {"num_threads": args.threads} if fp.startswith("opennsfw") else {}
+        real = measure_real(bundle, cfg, encoder=encoder_from_fingerprint(fp, **kw))
+        real.save(cache)
+    for row in args.rows:
+        names = ([f"{row} g={w:g}" for w in args.guidance] if row == "rla-wm+dropout"
+                 else [row])
+        if all(n in suite_out["rows"] for n in names) and not args.redo:
+            print(f"{row}: already in {args.out}, skipped")
+            continue
+        training: dict[str, Any] | None = None
+        if row == "bundle":
+            models: dict[str, dict[str, Any]] = {row: {}}
+        else:
+            ckpt, training = _train(args, row, rla, int(man["action_dim"]))
+            models = {n: {"world_model": str(ckpt)} for n in names}
+            if row == "rla-wm+dropout":
+                for n, w in zip(names, args.guidance, strict=True):
+                    models[n]["guidance"] = float(w)
+        scored = score_models(real, cfg, models)
+        seconds = scored.pop("_seconds")
+        for n in names:
+            suite_out["rows"][n] = {**scored[n], "training": training,
+                                    "options": models[n], "score_s": seconds[n]}
+        suite_out["run"] = {
+            "data": str(args.data), "steps": args.steps, "dropout": args.dropout,
+            "rla": "the embedded bundle's RLA, frozen, for every RLA-WM row",
+            "starts": len(real.starts), "real_outcomes": str(cache),
+            "real_seconds": real.seconds, "git_sha": provenance()["git_sha"],
+        }
+        result.update(benchmark="faithfulness_levers",
+                      provenance=provenance(seed=args.seed, encoder=man["encoder_fingerprint"],
+                                            device="cpu", torch_threads=args.threads))
+        # Merge with the file as it is now: another process may have added rows meanwhile.
+        on_disk = load_json(args.out) if args.out.exists() else {}
+        rows_now = on_disk.get("suites", {}).get(args.suite, {}).get("rows", {})
+        suite_out["rows"] = {**rows_now, **suite_out["rows"]}
+        save_json(result, args.out)
+    for name, r in suite_out["rows"].items():
+        h1, h4 = r["1"], r.get("4", {})
+        print(f"{name:<24} dir {h1['direction']:.3f} ratio {h1['magnitude_ratio']:.3f} "
+              f"rank {h1['ranking_spearman']:.3f} | 4 chunks L1 {h4.get('l1', float('nan')):.4f}"
+              f" (copy {h4.get('copy_last_l1', float('nan')):.4f})")
+    return result
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
