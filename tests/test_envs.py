@@ -202,6 +202,30 @@ def test_sb3_adapter_ppo(bundle: Path, action_mode: str) -> None:
     model.learn(64)
 
 
+def test_sb3_adapter_attr_and_method_semantics(bundle: Path) -> None:
+    """One value per requested index; shared state is changed or called once, for all envs."""
+    from rla_gym.envs.sb3 import SB3VecEnvAdapter
+
+    env = SB3VecEnvAdapter(num_envs=3, artifacts=str(bundle), flow_steps=1)
+    assert env.get_attr("max_episode_steps") == [env.venv.max_episode_steps] * 3
+    assert len(env.get_attr("num_envs", indices=[0, 2])) == 2
+    env.set_attr("max_episode_steps", 2)
+    assert env.venv.max_episode_steps == 2
+    with pytest.raises(ValueError, match="share one batched"):
+        env.set_attr("max_episode_steps", 5, indices=[1])
+    calls = []
+    env.venv.count_me = lambda x: calls.append(x) or x + 1  # type: ignore[attr-defined]
+    assert env.env_method("count_me", 4) == [5, 5, 5] and calls == [4]  # called once
+    with pytest.raises(ValueError, match="indices=None"):
+        env.env_method("count_me", 1, indices=0)
+    assert env.env_is_wrapped(object, indices=[0, 1]) == [False, False]
+    env.seed(3)
+    env.reset()
+    for _ in range(2):
+        _, _, done, _ = env.step(np.zeros((3, *env.action_space.shape), np.float32))
+    assert done.all()  # the set_attr above reached the batch's truncation
+
+
 def test_repeat_mode_equals_chunk_mode_with_tiled_actions(bundle: Path) -> None:
     """``action_mode="repeat"`` is ``"chunk"`` with the ``(A,)`` action tiled ``K`` times: same
     seed, same observations and rewards (single env and native vector env)."""

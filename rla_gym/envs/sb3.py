@@ -139,14 +139,12 @@ class SB3VecEnvAdapter(VecEnv):
         )
 
     def _obs(self) -> VecEnvObs:
-        return self.venv._observe()
+        return self.venv.observe()
 
     def reset(self) -> VecEnvObs:
         """Reset all envs with the seeds/options set by ``seed()`` / ``set_options()``."""
         options = self._options[0] if self._options else {}
-        starts = self.venv._reset_envs(np.arange(self.num_envs), list(self._seeds), options)
-        self.venv._needs_reset = False
-        self.venv._autoreset[:] = False
+        starts = self.venv.reset_envs(np.arange(self.num_envs), list(self._seeds), options)
         self.reset_infos = [
             {"demo": s.demo, "t": s.t, "init_state_id": s.init_state_id} for s in starts
         ]
@@ -160,7 +158,7 @@ class SB3VecEnvAdapter(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         """One batched dream step, then same-step reset of the envs that ended."""
         assert self._actions is not None, "step_async must be called first"
-        reward, truncated, terms = self.venv._advance(self._actions)
+        reward, truncated, terms = self.venv.advance(self._actions)
         obs = self._obs()
         infos: list[dict[str, Any]] = [
             {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in terms.items()}
@@ -175,18 +173,27 @@ class SB3VecEnvAdapter(VecEnv):
                     if isinstance(obs, dict)
                     else obs[i].copy()
                 )
-            self.venv._reset_envs(done_idx)
+            self.venv.reset_envs(done_idx)
             obs = self._obs()
         return obs, reward.astype(np.float32), truncated.copy(), infos
 
     def close(self) -> None:
         self.venv.close()
 
+    # The batch is one object: an attribute or method of "env i" is the batch's own. SB3's
+    # contract (one value per index, a call per env) is kept where that is meaningful and refused
+    # where it would silently do something else.
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """Attributes are shared by all envs of the batch."""
+        """The batch's attribute, once per requested index."""
         return [getattr(self.venv, attr_name) for _ in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set a batch attribute; only for all envs at once (they share it).
+
+        Raises:
+            ValueError: ``indices`` selects a strict subset of the envs.
+        """
+        self._require_all(indices, f"set_attr({attr_name!r})")
         setattr(self.venv, attr_name, value)
 
     def env_method(
@@ -196,18 +203,34 @@ class SB3VecEnvAdapter(VecEnv):
         indices: VecEnvIndices = None,
         **method_kwargs: Any,
     ) -> list[Any]:
-        fn = getattr(self.venv, method_name)
-        return [fn(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+        """Call a batch method once and return its result for every requested index.
+
+        Raises:
+            ValueError: ``indices`` selects a strict subset of the envs (a shared method would
+                act on all of them).
+        """
+        idx = self._require_all(indices, f"env_method({method_name!r})")
+        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
+        return [result for _ in idx]
+
+    def _require_all(self, indices: VecEnvIndices, what: str) -> list[int]:
+        idx = list(self._get_indices(indices))
+        if sorted(idx) != list(range(self.num_envs)):
+            raise ValueError(
+                f"{what} for envs {idx}: the {self.num_envs} dreamed envs share one batched "
+                "object, so attributes and methods apply to all of them; pass indices=None"
+            )
+        return idx
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
-        return list(self.venv.core.render(self.venv._s))
+        return list(self.venv.core.render(self.venv.state_features))
 
     def _get_indices(self, indices: VecEnvIndices) -> Iterable[int]:
         if indices is None:
             return range(self.num_envs)
         if isinstance(indices, int):
             return [indices]
-        return indices
+        return list(indices)

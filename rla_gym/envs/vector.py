@@ -71,19 +71,30 @@ class RLAWorldVectorEnv(VectorEnv):
         self._t = np.zeros(b, np.int64)
         self._elapsed = np.zeros(b, np.int64)
         self._autoreset = np.zeros(b, bool)
+        self._ever_reset = np.zeros(b, bool)
         self._needs_reset = True
 
-    # ------------------------------------------------------------------ internals shared with SB3
+    # ------------------------------------------------------------------ batch seams
+    # Public so adapters with other autoreset rules (SB3's same-step reset) drive the batch
+    # without reaching into its state: reset some envs, advance all, read the observation.
     def _rng(self, i: int, seed: int | None) -> np.random.Generator:
         if seed is not None or self._rngs[i] is None:
             self._rngs[i], _ = seeding.np_random(seed)
         return self._rngs[i]  # type: ignore[return-value]
 
-    def _reset_envs(
+    def reset_envs(
         self, idx: np.ndarray, seeds: list[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> list[Start]:
-        """Reset envs ``idx`` (same draws, in the same order, as ``RLAWorldEnv.reset``)."""
+        """Reset envs ``idx`` (same draws, in the same order, as ``RLAWorldEnv.reset``).
+
+        Clears their pending autoreset; the batch counts as reset once every env was reset.
+
+        Args:
+            idx: env indices.
+            seeds: one seed (or ``None``) per index.
+            options: as for ``RLAWorldEnv.reset``.
+        """
         starts = []
         for j, i in enumerate(idx):
             rng = self._rng(int(i), None if seeds is None else seeds[j])
@@ -92,13 +103,23 @@ class RLAWorldVectorEnv(VectorEnv):
             self._s[i] = start.features
             self._demo[i] = start.demo
             self._t[i], self._elapsed[i] = start.t, 0
+            self._autoreset[i] = False
+            self._ever_reset[i] = True
             starts.append(start)
+        self._needs_reset = not bool(self._ever_reset.all())
         return starts
 
-    def _advance(
+    def advance(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Dream one chunk for every env (no autoreset); returns ``(reward, truncated, terms)``."""
+        """Dream one chunk for every env, without autoreset.
+
+        Args:
+            actions: ``(B, *single_action_space.shape)`` validated like :meth:`step`'s.
+
+        Returns:
+            ``(reward (B,), truncated (B,), terms)``; ``terms`` holds the per-env info arrays.
+        """
         a = check_actions(actions, self.action_space.shape,
                           f"{self.action_space.shape} rows of {self.core.action_space_desc}")
         s_next, unc = self.core.dream(self._s, self.core.to_chunks(a), self._gens)
@@ -113,8 +134,14 @@ class RLAWorldVectorEnv(VectorEnv):
             terms["uncertainty"] = unc.cpu().numpy()
         return reward, self._elapsed >= self.max_episode_steps, terms
 
-    def _observe(self) -> np.ndarray | dict[str, np.ndarray]:
+    def observe(self) -> np.ndarray | dict[str, np.ndarray]:
+        """The batched observation of the current states."""
         return self.core.observe(self._s, self.obs_mode)
+
+    @property
+    def state_features(self) -> torch.Tensor:
+        """``(B, N, D)`` current features (on the core's device)."""
+        return self._s
 
     # ------------------------------------------------------------------ VectorEnv API
     def reset(
@@ -137,16 +164,14 @@ class RLAWorldVectorEnv(VectorEnv):
                 raise ValueError(f"got {len(seed)} seeds for {self.num_envs} envs")
             seeds = list(seed)
         idx = np.flatnonzero(mask)
-        starts = self._reset_envs(idx, [seeds[i] for i in idx], options)
-        self._autoreset[idx] = False
-        self._needs_reset = False
+        starts = self.reset_envs(idx, [seeds[i] for i in idx], options)
         info = {
             "t": self._t.copy(), "_t": mask.copy(),
             "demo": self._demo.numpy().copy(), "_demo": mask.copy(),
             "init_state_id": np.array([-1] * self.num_envs), "_init_state_id": mask.copy(),
         }
         info["init_state_id"][idx] = [s.init_state_id for s in starts]
-        return self._observe(), info
+        return self.observe(), info
 
     def step(
         self, actions: np.ndarray
@@ -158,11 +183,11 @@ class RLAWorldVectorEnv(VectorEnv):
 
             raise ResetNeeded("call reset() before step()")
         done_before = self._autoreset.copy()
-        reward, truncated, terms = self._advance(actions)
+        reward, truncated, terms = self.advance(actions)
         # Envs that ended last step were dreamed along (batched call) but their result is
         # discarded: they restart now, exactly as a single env's reset() after its episode ends.
         if done_before.any():
-            self._reset_envs(np.flatnonzero(done_before))
+            self.reset_envs(np.flatnonzero(done_before))
             reward[done_before] = 0.0
             truncated[done_before] = False
             terms["t"][done_before] = self._t[done_before]
@@ -172,7 +197,7 @@ class RLAWorldVectorEnv(VectorEnv):
         info: dict[str, Any] = {}
         for k, v in terms.items():
             info[k], info[f"_{k}"] = v, stepped.copy()
-        return self._observe(), reward, terminated, truncated, info
+        return self.observe(), reward, terminated, truncated, info
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """Nearest real frame of every env, a tuple of ``uint8 (h, w, 3)``."""
