@@ -34,8 +34,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
 from rla_gym.envs.real import RealFeatureEnv
 from rla_gym.envs.rla_world import resolve_artifacts
-from rla_gym.envs.sb3 import SB3VecEnvAdapter, patch_policy_kwargs
 from rla_gym.errors import EncoderMismatchError
+from rla_gym.sb3 import SB3VecEnvAdapter, patch_policy_kwargs
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.stats import wilson_interval
@@ -305,13 +305,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def part_b(args: Args) -> dict[str, Any]:
     """(b) LIBERO: BC vs BC + residual PPO in the dream (paper §8.2), both judged in real LIBERO.
 
-    Each seed runs :func:`rla_gym.evaluation.wmrl.run_wmrl`: the bundle's BC base, residual PPO
+    Each seed runs :func:`rla_gym.pipelines.wmrl.run_wmrl`: the bundle's BC base, residual PPO
     in the batched dream, imagined evaluation, then real LIBERO over init states
     ``0..libero_eval_episodes-1``. The BC policy and LIBERO are deterministic, so BC is evaluated
     once (with the first seed); every seed's final policy is evaluated. Issue #5 target: residual
     PPO raises real success over its BC init.
     """
-    from rla_gym.evaluation.wmrl import WMRLConfig, run_wmrl
+    from rla_gym.pipelines.wmrl import WMRLConfig, run_wmrl
 
     torch.set_num_threads(args.threads)
     runs = []

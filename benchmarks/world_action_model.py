@@ -32,7 +32,7 @@ from rla_gym.agents import ActorCritic, BCConfig
 from rla_gym.data import EpisodeStore
 from rla_gym.data.chunks import load_chunks
 from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
-from rla_gym.evaluation.world_action import (
+from rla_gym.pipelines.world_action import (
     action_mse,
     fit_policy,
     load_rla,

@@ -16,7 +16,7 @@ import os
 
 import tyro
 
-from rla_gym.evaluation.wmrl import WMRLConfig, format_report, run_wmrl
+from rla_gym.pipelines.wmrl import WMRLConfig, format_report, run_wmrl
 
 
 def main(cfg: WMRLConfig) -> None:

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
 from rla_gym.envs.rla_world import resolve_artifacts
-from rla_gym.envs.sb3 import SB3VecEnvAdapter, patch_policy_kwargs
+from rla_gym.sb3 import SB3VecEnvAdapter, patch_policy_kwargs
 from rla_gym.utils import load_json, save_json
 
 

@@ -21,7 +21,7 @@ import tyro
 
 from rla_gym.data import EpisodeStore
 from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
-from rla_gym.evaluation.world_action import TrainBCConfig, train_bc_from_dataset
+from rla_gym.pipelines.world_action import TrainBCConfig, train_bc_from_dataset
 
 
 @dataclass(frozen=True)

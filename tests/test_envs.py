@@ -184,7 +184,7 @@ def test_vector_env_equals_single_envs(bundle: Path) -> None:
 def test_sb3_adapter_ppo(bundle: Path, action_mode: str) -> None:
     from stable_baselines3 import PPO
 
-    from rla_gym.envs.sb3 import SB3VecEnvAdapter
+    from rla_gym.sb3 import SB3VecEnvAdapter
 
     env = SB3VecEnvAdapter(num_envs=4, artifacts=str(bundle), flow_steps=2, max_episode_steps=3,
                            action_mode=action_mode)
@@ -204,7 +204,7 @@ def test_sb3_adapter_ppo(bundle: Path, action_mode: str) -> None:
 
 def test_sb3_adapter_attr_and_method_semantics(bundle: Path) -> None:
     """One value per requested index; shared state is changed or called once, for all envs."""
-    from rla_gym.envs.sb3 import SB3VecEnvAdapter
+    from rla_gym.sb3 import SB3VecEnvAdapter
 
     env = SB3VecEnvAdapter(num_envs=3, artifacts=str(bundle), flow_steps=1)
     assert env.get_attr("max_episode_steps") == [env.venv.max_episode_steps] * 3
@@ -389,8 +389,8 @@ def test_one_horizon_however_the_env_is_built(env_id: str) -> None:
 
 def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     """BC from the dataset -> bundle with policy -> residual PPO in the dream -> imagined eval."""
-    from rla_gym.evaluation.wmrl import MissingPolicyError, WMRLConfig, run_wmrl
-    from rla_gym.evaluation.world_action import TrainBCConfig, train_bc_from_dataset
+    from rla_gym.pipelines.wmrl import MissingPolicyError, WMRLConfig, run_wmrl
+    from rla_gym.pipelines.world_action import TrainBCConfig, train_bc_from_dataset
 
     root = bundle.parent
     with pytest.raises(MissingPolicyError, match="--bc-data"):

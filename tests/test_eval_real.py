@@ -134,7 +134,7 @@ def test_sb3_extractor_ppo_in_dream_then_eval_in_real(bundle: Path, tmp_path: Pa
     from stable_baselines3.common.vec_env import VecMonitor
 
     from rla_gym.cli.evaluate import load_sb3_model
-    from rla_gym.envs.sb3 import SB3PatchExtractor, SB3VecEnvAdapter, patch_policy_kwargs
+    from rla_gym.sb3 import SB3PatchExtractor, SB3VecEnvAdapter, patch_policy_kwargs
 
     venv = gym.make_vec("RLAWorld-dmc-reacher-v0", num_envs=4, artifacts=str(bundle),
                         vectorization_mode="vector_entry_point", flow_steps=2)  # fmt: skip

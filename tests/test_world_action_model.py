@@ -18,7 +18,7 @@ from rla_gym.agents import ActorCritic, ActorCriticConfig, BCConfig, BehaviourCl
 from rla_gym.cli.main import main as cli
 from rla_gym.data import Episode, EpisodeStore
 from rla_gym.errors import EncoderMismatchError, RLAGymError
-from rla_gym.evaluation.world_action import (
+from rla_gym.pipelines.world_action import (
     EpisodeSelectionError,
     MissingRLAError,
     TrainBCConfig,

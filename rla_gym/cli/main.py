@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # Bad input is reported as one readable line (what, where), not a traceback.
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
-        print(f"rla-gym: error: {type(err).__name__} at {_origin(err)}: {msg}\n"
-              "(set RLA_GYM_DEBUG=1 for the full traceback)", file=sys.stderr)
+        print(f"rla-gym: error: {type(err).__name__} at {_origin(err)}: {msg} "
+              "[RLA_GYM_DEBUG=1 shows the traceback]", file=sys.stderr)
         return 2
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from rla_gym.evaluation.world_action import TrainBCConfig, train_bc_from_dataset
+from rla_gym.pipelines.world_action import TrainBCConfig, train_bc_from_dataset
 from rla_gym.reward.train_progress import TrainProgressConfig, train_progress_head
 from rla_gym.rla.train import TrainRLAConfig, train_rla
 from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model

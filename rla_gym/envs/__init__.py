@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from rla_gym.envs.artifacts import Artifacts, load_artifacts
     from rla_gym.envs.real import RealFeatureConfig, RealFeatureEnv
     from rla_gym.envs.rla_world import RLAWorldConfig, RLAWorldEnv
-    from rla_gym.envs.sb3 import SB3PatchExtractor, SB3VecEnvAdapter
     from rla_gym.envs.vector import RLAWorldVectorEnv
 
 __all__ = [
@@ -45,8 +44,6 @@ __all__ = [
     "RLAWorldVectorEnv",
     "RealFeatureConfig",
     "RealFeatureEnv",
-    "SB3PatchExtractor",
-    "SB3VecEnvAdapter",
     "load_artifacts",
 ]
 
@@ -73,8 +70,6 @@ _LAZY = {
     "RLAWorldConfig": "rla_gym.envs.rla_world",
     "RLAWorldEnv": "rla_gym.envs.rla_world",
     "RLAWorldVectorEnv": "rla_gym.envs.vector",
-    "SB3VecEnvAdapter": "rla_gym.envs.sb3",
-    "SB3PatchExtractor": "rla_gym.envs.sb3",
     "RealFeatureConfig": "rla_gym.envs.real",
     "RealFeatureEnv": "rla_gym.envs.real",
 }

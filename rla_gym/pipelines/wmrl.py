@@ -5,7 +5,7 @@ Pipeline of :func:`run_wmrl`:
 
 1. **BC init** — the bundle's behaviour-cloned base policy (``<bundle>/policy``, trained by
    ``rla-gym train-bc`` on the dataset the bundle was built from), or a fresh one from
-   ``bc_data`` (:func:`rla_gym.evaluation.world_action.train_bc_from_dataset`).
+   ``bc_data`` (:func:`rla_gym.pipelines.world_action.train_bc_from_dataset`).
 2. **Residual PPO in the dream** — the base is frozen and a zero-initialised residual head adds at
    most ``residual_scale`` per action (:func:`~rla_gym.agents.make_residual_policy`); PPO trains it
    in the batched dreamed env on the video-aligned reward. Snapshots are saved along the way.
@@ -126,7 +126,7 @@ def _base_policy(cfg: WMRLConfig, bundle: Path, chunk: int) -> Path:
     if cfg.bc_data is not None:
         out = cfg.out / "bc"
         if not (out / "model.safetensors").exists():
-            from rla_gym.evaluation.world_action import TrainBCConfig, train_bc_from_dataset
+            from rla_gym.pipelines.world_action import TrainBCConfig, train_bc_from_dataset
 
             train_bc_from_dataset(TrainBCConfig(data=Path(cfg.bc_data), out=out, chunk=chunk,
                                                 steps=cfg.bc_steps, seed=cfg.seed,
