@@ -22,6 +22,7 @@ from rla_gym.envs.artifacts import (
 from rla_gym.errors import CorruptFileError, EncoderMismatchError
 from rla_gym.features import make_encoder
 from rla_gym.pipelines.build_bundle import BuildBundleConfig, build_bundle
+from rla_gym.utils.io import load_json, save_json
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -460,3 +461,43 @@ def test_guidance_option_is_checked_against_the_bundle() -> None:
     env = gym.make("RLAWorld-dmc-reacher-v0", guidance=1.0, flow_steps=1)
     env.reset(seed=0)
     assert np.isfinite(env.step(env.action_space.sample())[1])
+
+
+def test_progress_head_in_a_bundle(bundle: Path, tmp_path: Path) -> None:
+    """A head trained on the bundle's data ships with add-progress-head; reward_mode="progress"
+    pays reward_scale x progress, and every mode takes the success estimate from the head."""
+    import shutil
+
+    from rla_gym.cli.main import main as cli
+    from rla_gym.reward.train_progress import TrainProgressConfig, train_progress_head
+    from rla_gym.utils.training import TrainerConfig
+
+    with pytest.raises(FileNotFoundError, match="add-progress-head"):
+        _make(bundle, reward_mode="progress")
+    head = train_progress_head(TrainProgressConfig(
+        data=str(bundle.parent / "data"), encoder="tiny", out=str(tmp_path / "head"),
+        val_fraction=0.3, trainer=TrainerConfig(steps=20, batch_size=16, progress=False,
+                                                tensorboard=False, device="cpu")))
+    mine = tmp_path / "bundle"
+    shutil.copytree(bundle, mine)
+    assert cli(["add-progress-head", "--bundle", str(mine), "--head", str(head.checkpoint)]) == 0
+    man = load_artifacts(mine).manifest
+    assert man["progress"]["dtype"] == "int8" and man["total_bytes"] > 0
+    assert man["size_bytes"]["progress/model.safetensors"] > 0
+    env = _make(mine, reward_mode="progress", reward_scale=2.0)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    assert 0.0 <= info["progress"] <= 1.0 and reward == pytest.approx(2.0 * info["progress"])
+    aligned = _make(mine)
+    aligned.reset(seed=0)
+    _, r_aligned, _, _, info_a = aligned.step(env.action_space.sample())
+    assert r_aligned <= 0 and "progress" in info_a  # aligned reward, head's success estimate
+    with pytest.raises(EncoderMismatchError):
+        from rla_gym.pipelines.build_bundle import add_progress_head
+
+        other = tmp_path / "other"
+        shutil.copytree(mine, other)
+        m = load_json(other / "manifest.json")
+        m["encoder_fingerprint"] = "other@0"
+        save_json(m, other / "manifest.json")
+        add_progress_head(other, head.checkpoint)

@@ -91,12 +91,33 @@ def cmd_build_bundle(cfg: BuildBundleConfig) -> None:
                                      "success")})
 
 
+@dataclass(frozen=True, kw_only=True)
+class AddProgressHeadArgs:
+    """Ship a trained progress / success head in an existing bundle."""
+
+    bundle: Path
+    """bundle folder (e.g. rla_gym/envs/assets/robosuite-lift)"""
+    head: Path
+    """progress-head checkpoint folder (from rla-gym train-progress: <out>/checkpoint)"""
+    dtype: str = "int8"
+    """weights storage in the bundle: float32, float16 or int8"""
+
+
+def cmd_add_progress_head(args: AddProgressHeadArgs) -> None:
+    """Add a progress / success head to a bundle (reward_mode="progress"; success estimate)."""
+    from rla_gym.pipelines.build_bundle import add_progress_head
+
+    m = add_progress_head(args.bundle, args.head, args.dtype)
+    _print({"progress": m["progress"], "total_bytes": m["total_bytes"]})
+
+
 def _verbs() -> dict[str, Any]:
     verbs: dict[str, Any] = {
         "collect": cmd_collect,
         "encode": cmd_encode,
         "inspect": cmd_inspect,
         "build-bundle": cmd_build_bundle,
+        "add-progress-head": cmd_add_progress_head,
         "eval": cmd_eval,
     }
     # Imported unconditionally: a broken import must fail loudly, not silently remove verbs.

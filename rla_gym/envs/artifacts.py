@@ -53,6 +53,7 @@ __all__ = [
     "MANIFEST",
     "MODEL_FILES",
     "POLICY",
+    "PROGRESS",
     "WORLD_MODEL",
     "Artifacts",
     "ArtifactsNotFoundError",
@@ -68,6 +69,7 @@ MANIFEST = "manifest.json"
 BANK = "bank.safetensors"
 WORLD_MODEL = "world_model"
 POLICY = "policy"
+PROGRESS = "progress"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 # The files of a model folder (world model, policy) that a bundle keeps: only what loading needs;
 # optimizer/train state would triple the bundle for nothing.
@@ -183,6 +185,31 @@ class Artifacts:
                 raise ValueError(msg + "; train it on this bundle's task")
             raise CorruptFileError(msg + "; rebuild the bundle (rla-gym build-bundle)")
         return model
+
+    @property
+    def has_progress_head(self) -> bool:
+        """Whether the bundle ships a learned progress / success head (``progress/``)."""
+        return (self.path / PROGRESS / "config.json").exists()
+
+    def load_progress_head(self, device: str = "cpu") -> Any:
+        """The bundle's progress / success head, checked against the bank's encoder.
+
+        Raises:
+            FileNotFoundError: the bundle has no ``progress/`` (says how to add one).
+            EncoderMismatchError: the head was trained on another encoder's features.
+        """
+        from rla_gym.reward.progress import ProgressHead
+
+        if not self.has_progress_head:
+            raise FileNotFoundError(
+                f"bundle {self.path} has no progress head; train one with `rla-gym "
+                "train-progress --data <dataset>` and add it with `rla-gym add-progress-head "
+                f"--bundle {self.path} --head <out>/checkpoint`"
+            )
+        return ProgressHead.from_pretrained(
+            self.path / PROGRESS, expected_fingerprint=self.manifest["encoder_fingerprint"],
+            device=device,
+        )
 
 
 def how_to_build(out: str | Path, sim: str = "<sim>") -> str:

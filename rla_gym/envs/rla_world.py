@@ -35,7 +35,7 @@ __all__ = [
 
 ObsMode = Literal["patch", "dict"]
 ActionMode = Literal["chunk", "repeat"]
-RewardMode = Literal["aligned", "goal"]
+RewardMode = Literal["aligned", "goal", "progress"]
 RewardMetric = Literal["l1", "cosine"]
 
 
@@ -133,7 +133,8 @@ class RLAWorldConfig:
     """Euler steps of the flow sampler per env step."""
     reward_mode: RewardMode = "aligned"
     """``aligned``: distance to the reference demo at the same time index; ``goal``: to its final
-    frame."""
+    frame; ``progress``: ``reward_scale`` x the bundle's learned progress head (in ``[0, 1]``,
+    trained on real expert, noisy, failed and random episodes; the bundle must ship one)."""
     reward_metric: RewardMetric = "l1"
     """``l1`` (mean absolute difference) or ``cosine`` (1 - cosine similarity per token)."""
     reward_scale: float = 5.0
@@ -174,8 +175,10 @@ class RLAWorldConfig:
                 "num_uncertainty_samples must be 0 (off) or >= 2, got "
                 f"{self.num_uncertainty_samples}"
             )
-        if self.reward_mode not in ("aligned", "goal"):
-            raise ValueError(f"reward_mode must be 'aligned' or 'goal', got {self.reward_mode!r}")
+        if self.reward_mode not in ("aligned", "goal", "progress"):
+            raise ValueError(
+                f"reward_mode must be 'aligned', 'goal' or 'progress', got {self.reward_mode!r}"
+            )
         if self.reward_metric not in ("l1", "cosine"):
             raise ValueError(
                 f"reward_metric must be 'l1' or 'cosine', got {self.reward_metric!r}"
@@ -229,9 +232,16 @@ class DreamCore:
         high = torch.tensor(m["action_high"], dtype=torch.float32, device=self.device)
         self._act_mid, self._act_half = (high + low) / 2, (high - low) / 2
         self.reward = AlignedReward(
-            self.reference, mode=config.reward_mode, metric=config.reward_metric,
+            self.reference, mode="aligned" if config.reward_mode == "progress"
+            else config.reward_mode, metric=config.reward_metric,
             scale=config.reward_scale, success_threshold=self.art.success_threshold,
         )
+        # The learned head, when the bundle ships one, gives the success estimate in every mode
+        # (it was trained with start frames and failures as negatives) and the progress reward.
+        self.progress_head = (self.art.load_progress_head(str(self.device))
+                              if self.art.has_progress_head else None)
+        if config.reward_mode == "progress" and self.progress_head is None:
+            self.art.load_progress_head()  # raises, saying how to add one
 
     # ------------------------------------------------------------------ spaces
     @property
@@ -331,6 +341,13 @@ class DreamCore:
         """Reward of features reached at control step ``t`` (``(B,)``) -> numpy reward and terms."""
         row = torch.from_numpy(np.asarray(t) // self.chunk)
         r, terms = self.reward(s_next, demo, row)
+        if self.progress_head is not None:
+            with torch.no_grad():
+                progress, logit = self.progress_head(s_next)
+            terms["progress"] = progress
+            terms["is_success_estimate"] = logit > 0
+            if self.config.reward_mode == "progress":
+                r = self.config.reward_scale * progress
         return (r.float().cpu().numpy().astype(np.float64),
                 {k: v.cpu().numpy() for k, v in terms.items()})
 
@@ -383,6 +400,9 @@ class RLAWorldEnv(gym.Env):
     reference demo the episode is aligned with and ``t`` the control-step index
     (``mode="aligned"``), or ``-reward_scale * dist(ŝ_t, ref_demo[final])`` (``mode="goal"``);
     ``dist`` is mean L1 or ``1 - cos``. Only features enter the reward: no simulator signal.
+    ``reward_mode="progress"``: ``reward_scale * progress(ŝ_t)`` from the bundle's learned
+    progress head. A bundle with a head also takes ``is_success_estimate`` from it (and reports
+    ``info["progress"]``) in every mode.
     ``info`` carries ``reward_l1``, ``dist_to_goal``, ``is_success_estimate`` (L1 to the goal
     below the threshold calibrated on real episodes), ``t``, ``demo`` and, with
     ``num_uncertainty_samples >= 2``, ``uncertainty`` (spread of flow samples, which the state
@@ -492,6 +512,8 @@ class RLAWorldEnv(gym.Env):
             "t": self._t,
             "demo": int(self._demo[0]),
         }
+        if "progress" in terms:
+            info["progress"] = float(terms["progress"][0])
         if unc is not None:
             info["uncertainty"] = float(unc[0])
         truncated = self._elapsed >= self.core.max_episode_steps

@@ -126,10 +126,12 @@ class RLAWorldVectorEnv(VectorEnv):
         self._s = s_next
         self._t += self.core.chunk
         self._elapsed += 1
-        reward, terms = self.core.score(s_next, self._demo, self._t)
-        terms = {"reward_l1": terms["reward_l1"], "dist_to_goal": terms["dist_to_goal"],
-                 "is_success_estimate": terms["is_success_estimate"], "t": self._t.copy(),
+        reward, scored = self.core.score(s_next, self._demo, self._t)
+        terms = {"reward_l1": scored["reward_l1"], "dist_to_goal": scored["dist_to_goal"],
+                 "is_success_estimate": scored["is_success_estimate"], "t": self._t.copy(),
                  "demo": self._demo.numpy().copy()}
+        if "progress" in scored:
+            terms["progress"] = scored["progress"]
         if unc is not None:
             terms["uncertainty"] = unc.cpu().numpy()
         return reward, self._elapsed >= self.max_episode_steps, terms

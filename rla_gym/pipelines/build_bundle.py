@@ -46,6 +46,7 @@ from rla_gym.envs.artifacts import (
     MANIFEST,
     MODEL_FILES,
     POLICY,
+    PROGRESS,
     WORLD_MODEL,
     dequantize_int8,
     nearest_demo,
@@ -65,6 +66,8 @@ __all__ = [
     "EpisodeSelection",
     "FeatureBanks",
     "RealCalibration",
+    "add_part",
+    "add_progress_head",
     "build_bundle",
     "calibrate_dreamed",
     "calibrate_real",
@@ -225,8 +228,9 @@ def _rewrite_weights(path: Path, dtype: str) -> None:
 
 
 def _copy_model_files(src: Path, dst: Path) -> None:
-    """Copy the loadable files (:data:`~rla_gym.envs.artifacts.MODEL_FILES`) of a model folder."""
-    dst.mkdir()
+    """Copy the loadable files (:data:`~rla_gym.envs.artifacts.MODEL_FILES`) of a model folder
+    into ``dst`` (created if needed; an atomic temporary folder already exists)."""
+    dst.mkdir(exist_ok=True)
     for name in MODEL_FILES:
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)
@@ -750,3 +754,59 @@ def build_bundle(cfg: BuildBundleConfig) -> Path:
                                  len(frames), success, real.reward, weights, policy)
         save_json(manifest, tmp / MANIFEST)
     return Path(cfg.out)
+
+
+# --------------------------------------------------------------------------- parts added later
+def add_part(
+    bundle: str | Path, part: str, src: str | Path, dtype: str, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Add (or replace) a model folder ``<bundle>/<part>/`` without rebuilding the bundle.
+
+    The model files are copied (weights stored in ``dtype``), then the manifest's sizes and its
+    ``record`` under ``part`` are rewritten; the part folder and the manifest are each replaced
+    atomically, the folder first, so a crash leaves a loadable bundle.
+
+    Args:
+        bundle: an existing bundle folder.
+        part: folder and manifest key (e.g. ``"progress"``).
+        src: a checkpoint folder (``config.json`` + ``model.safetensors``).
+        dtype: weights storage: ``float32``, ``float16`` or ``int8``.
+        record: what the manifest says about the part (provenance, metrics).
+
+    Returns:
+        The updated manifest.
+    """
+    from rla_gym.envs.artifacts import load_artifacts
+
+    bundle = Path(bundle)
+    manifest = load_artifacts(bundle).manifest  # a valid bundle, or a clear error
+    with atomic_folder(bundle / part) as tmp:
+        _copy_model_files(Path(src), tmp)
+        _rewrite_weights(tmp / "model.safetensors", dtype)
+    sizes = {p.relative_to(bundle).as_posix(): p.stat().st_size
+             for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest.update({part: {**record, "dtype": dtype,
+                            "sha256": sha256_file(bundle / part / "model.safetensors")},
+                     "size_bytes": sizes, "total_bytes": sum(sizes.values())})
+    save_json(manifest, bundle / MANIFEST)
+    return manifest
+
+
+def add_progress_head(bundle: str | Path, head: str | Path, dtype: str = "int8") -> dict[str, Any]:
+    """Ship a trained progress / success head in a bundle (``reward_mode="progress"``).
+
+    Raises:
+        EncoderMismatchError: the head reads another encoder's features than the bundle's.
+    """
+    from rla_gym.envs.artifacts import load_artifacts
+    from rla_gym.reward.progress import ProgressHead
+
+    fp = load_artifacts(bundle).manifest["encoder_fingerprint"]
+    ProgressHead.from_pretrained(head, expected_fingerprint=fp)  # refuses a mismatched head
+    meta = load_json(Path(head) / "meta.json") if (Path(head) / "meta.json").exists() else {}
+    keys = ("step", "wall_clock_s", "val_metrics", "train_episodes", "val_episodes", "data")
+    record = {"source": str(head), **{k: meta[k] for k in keys if k in meta}}
+    manifest = add_part(bundle, PROGRESS, head, dtype, record)
+    load_artifacts(bundle).load_progress_head()  # what the env will load, stored weights included
+    return manifest
+
