@@ -168,8 +168,9 @@ def outcome_metrics(
 
     Returns:
         ``direction``, ``magnitude_ratio``, ``ranking_spearman`` (``None`` if no start has a
-        defined rank correlation), ``l1``, ``copy_last_l1``, ``states`` and the counts behind
-        them (``pairs``, ``ranked_states``).
+        defined rank correlation), ``l1``, ``copy_last_l1``, ``states``, the counts behind them
+        (``pairs``, ``ranked_states``) and the standard errors of the first three over starts
+        (``*_se``, from the per-start means; ``None`` below two starts).
 
     Raises:
         ValueError: inconsistent shapes.
@@ -202,7 +203,16 @@ def outcome_metrics(
         "states": int(s),
         "pairs": int(cos_all.size),
         "ranked_states": len(rho),
+        "direction_se": _standard_error([c.mean() for c in cos if c.size]),
+        "magnitude_ratio_se": _standard_error([r.mean() for r in ratio if r.size]),
+        "ranking_spearman_se": _standard_error(rho),
     }
+
+
+def _standard_error(values: Sequence[float]) -> float | None:
+    """Standard error of the mean of per-start values (starts are the independent units)."""
+    v = np.asarray(values, np.float64)
+    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size >= 2 else None
 
 
 # --------------------------------------------------------------------------- real side
@@ -409,7 +419,7 @@ def evaluate_suite(
     from rla_gym.features import check_fingerprint, encoder_from_fingerprint
     from rla_gym.sims.factory import make_sim
 
-    t_all = time.perf_counter()
+    t_all, cpu_all = time.perf_counter(), time.process_time()
     core = DreamCore(RLAWorldConfig(artifacts=str(bundle), flow_steps=cfg.flow_steps))
     art, man = core.art, core.art.manifest
     k, fp = core.chunk, man["encoder_fingerprint"]
@@ -512,5 +522,7 @@ def evaluate_suite(
         "noise": "the M outcomes of one start share their flow-noise seed",
         "wall_clock_s": {"real": real_s, "encode": encode_s, "dream": dream_s,
                          "total": time.perf_counter() - t_all},
+        # Wall-clock depends on who else uses the cores; CPU time of this process does not.
+        "cpu_s": time.process_time() - cpu_all,
     }
     return result
