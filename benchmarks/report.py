@@ -96,6 +96,90 @@ def fidelity() -> str:
                       "", "![fidelity](benchmarks/results/fidelity.png)"])
 
 
+def _verdict(ok: bool | None, gap: float = 0.0) -> str:
+    if ok is None:
+        return "not measured"
+    return "met" if ok else f"missed by {gap:.2f}"
+
+
+def counterfactual() -> str:
+    d = _load("counterfactual.json")
+    if d is None or not d.get("suites"):
+        return "_not run yet: `python benchmarks/counterfactual.py`_"
+    t = d["targets"]
+    lo_r, hi_r = t["magnitude_ratio_range"]
+    ha, hl = t["agreement_horizon"], t["l1_horizon"]
+    order = ["libero", "robosuite-lift", "dmc-reacher"]
+    suites = sorted(d["suites"], key=lambda s: order.index(s) if s in order else len(order))
+
+    def f(x: float | None, spec: str = ".2f") -> str:
+        return "-" if x is None else format(x, spec)
+
+    def pm(m: dict, key: str) -> str:
+        se = m.get(f"{key}_se")
+        return f(m[key]) + ("" if se is None or m[key] is None else f" ± {se:.2f}")
+
+    out = ["| suite | model | chunks | direction | magnitude ratio | ranking Spearman | L1 | "
+           "copy-last L1 | L1 / copy-last |", "|---|---|---|---|---|---|---|---|---|"]
+    checks: dict[str, list[str]] = {}
+    costs = []
+    for suite in suites:
+        e = d["suites"][suite]
+        for model, per_h in e.items():
+            if model == "run":
+                continue
+            for h, m in per_h.items():
+                label = f"{model}: RLA ceiling" if h == "rla_ceiling" else model
+                chunks = m.get("horizon", "1") if h == "rla_ceiling" else h
+                out.append(f"| {suite} | {label} | {chunks} | {pm(m, 'direction')} | "
+                           f"{pm(m, 'magnitude_ratio')} | {pm(m, 'ranking_spearman')} | "
+                           f"{m['l1']:.4f} | {m['copy_last_l1']:.4f} | "
+                           f"{m['l1'] / m['copy_last_l1']:.2f} |")
+        wm, direct = e.get("rla-wm", {}), e.get("direct")
+        a, b = wm.get(ha), wm.get(hl)
+        dirn = a and a["direction"]
+        ratio = a and a["magnitude_ratio"]
+        rho = a and a["ranking_spearman"]
+        rel = b["l1"] / b["copy_last_l1"] if b else None
+        checks[suite] = [
+            f"{f(dirn)}: " + _verdict(None if dirn is None else dirn >= t["direction_min"],
+                                      t["direction_min"] - (dirn or 0)),
+            f"{f(ratio)}: " + _verdict(None if ratio is None else lo_r <= ratio <= hi_r,
+                                       max(lo_r - (ratio or 0), (ratio or 0) - hi_r)),
+            f"{f(rho)}: " + _verdict(None if rho is None else rho >= t["ranking_spearman_min"],
+                                     t["ranking_spearman_min"] - (rho or 0)),
+            f"{f(rel)}×: " + _verdict(None if rel is None else rel <= t["l1_over_copy_last_max"],
+                                      (rel or 0) - t["l1_over_copy_last_max"]),
+            ("no direct-regression checkpoint" if direct is None or b is None else
+             f"{b['l1']:.4f} vs {direct[hl]['l1']:.4f}: "
+             + _verdict(b["l1"] <= direct[hl]["l1"], b["l1"] - direct[hl]["l1"])),
+        ]
+        run = e["run"]
+        cpu = run.get("cpu_s")
+        costs.append(f"{suite} {run['wall_clock_s']['total'] / 60:.1f} min"
+                     + ("" if cpu is None else f" ({cpu / 60:.1f} CPU-min)"))
+    rows = [f"direction at {ha} chunk ≥ {t['direction_min']}",
+            f"magnitude ratio at {ha} chunk in [{lo_r}, {hi_r}]",
+            f"ranking Spearman at {ha} chunk ≥ {t['ranking_spearman_min']}",
+            f"L1 at {hl} chunks ≤ {t['l1_over_copy_last_max']}× copy-last",
+            f"L1 at {hl} chunks ≤ direct regression's"]
+    tgt = ["| target (RLA-WM) | " + " | ".join(suites) + " |", "|---" * (len(suites) + 1) + "|"]
+    for i, name in enumerate(rows):
+        tgt.append(f"| {name} | " + " | ".join(checks[s][i] for s in suites) + " |")
+    run = d["suites"][suites[0]]["run"]
+    c = run["config"]
+    extra = (f"Per suite: {c['states']} real starts at chunk boundaries inside the dreamed "
+             f"horizon, from {c['episodes']} held-out episodes (expert and noisy, reset seeds "
+             f"{c['collection_seed']}+); {len(run['outcomes'])} action sequences from each "
+             f"({', '.join(run['outcomes'])}); chunks of {run['chunk']} control steps; "
+             f"± = standard error over starts; {c['flow_steps']} Euler steps, the outcomes of "
+             f"one start share the flow noise; encoder `{run['encoder_fingerprint']}`; seed "
+             f"{c['seed']}. No suite has a direct-regression checkpoint unless listed in the "
+             f"table. Wall-clock with other jobs on the two cores: {'; '.join(costs)}. "
+             + _stamp(d))
+    return "\n".join([*out, "", *tgt, "", extra])
+
+
 def rla_decoder_target() -> str:
     d = _load("rla_decoder_target.json")
     if d is None:
@@ -291,6 +375,7 @@ def world_action_model() -> str:
 BLOCKS = {"bundles": bundles, "dream_vs_real": dream_vs_real, "sim_throughput": sim_throughput,
           "encoder_throughput": encoder_throughput,
           "expert_success": expert_success, "fidelity": fidelity,
+          "counterfactual": counterfactual,
           "rla_decoder_target": rla_decoder_target, "dream_speed": dream_speed,
           "rl_in_dream": rl_in_dream,
           "world_action_model": world_action_model}

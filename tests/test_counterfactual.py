@@ -35,6 +35,7 @@ def test_a_perfect_dream_scores_one(case) -> None:
     assert m["l1"] == 0.0
     assert (m["states"], m["pairs"], m["ranked_states"]) == (S, S * M * (M - 1) // 2, S)
     assert m["copy_last_l1"] == pytest.approx(np.abs(real - start[:, None]).mean())
+    assert m["direction_se"] == pytest.approx(0.0, abs=1e-7)  # every start agrees perfectly
 
 
 def test_scaled_shifted_and_reversed_dreams(case) -> None:

@@ -171,8 +171,9 @@ def outcome_metrics(
 
     Returns:
         ``direction``, ``magnitude_ratio``, ``ranking_spearman`` (``None`` if no start has a
-        defined rank correlation), ``l1``, ``copy_last_l1``, ``states`` and the counts behind
-        them (``pairs``, ``ranked_states``).
+        defined rank correlation), ``l1``, ``copy_last_l1``, ``states``, the counts behind them
+        (``pairs``, ``ranked_states``) and the standard errors of the first three over starts
+        (``*_se``, from the per-start means; ``None`` below two starts).
 
     Raises:
         ValueError: inconsistent shapes.
@@ -205,7 +206,16 @@ def outcome_metrics(
         "states": int(s),
         "pairs": int(cos_all.size),
         "ranked_states": len(rho),
+        "direction_se": _standard_error([c.mean() for c in cos if c.size]),
+        "magnitude_ratio_se": _standard_error([r.mean() for r in ratio if r.size]),
+        "ranking_spearman_se": _standard_error(rho),
     }
+
+
+def _standard_error(values: Sequence[float]) -> float | None:
+    """Standard error of the mean of per-start values (starts are the independent units)."""
+    v = np.asarray(values, np.float64)
+    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size >= 2 else None
 
 
 # --------------------------------------------------------------------------- real side
@@ -578,7 +588,7 @@ def evaluate_suite(
     Raises:
         EncoderMismatchError: ``encoder`` or ``direct`` was made for other features.
     """
-    t_all = time.perf_counter()
+    t_all, cpu_all = time.perf_counter(), time.process_time()
     outcomes = measure_real(bundle, cfg, encoder=encoder, log=log)
     models: dict[str, dict[str, Any]] = {"rla-wm": {}}
     if direct is not None:
@@ -597,5 +607,7 @@ def evaluate_suite(
         "noise": "the M outcomes of one start share their flow-noise seed",
         "wall_clock_s": {**outcomes.seconds, "dream": result.pop("_seconds"),
                          "total": time.perf_counter() - t_all},
+        # Wall-clock depends on who else uses the cores; CPU time of this process does not.
+        "cpu_s": time.process_time() - cpu_all,
     }
     return result

@@ -9,9 +9,9 @@ A saved state is one flat ``float64 (S,)`` vector::
   rejected with a clear error even when its length happens to match.
 * ``mujoco_state`` is MuJoCo's ``mjSTATE_INTEGRATION`` state (time, qpos, qvel, act, the solver
   warm-start, ctrl, applied forces, mocap poses, ...): everything the next ``mj_step`` reads, so a
-  restored state continues *bit-identically* to the run it was saved from. ``qpos``/``qvel`` alone
-  (what robosuite's and LIBERO's flattened states hold) would leave the warm-start of the
-  previous run in place and the continuation would depend on history.
+  restored state continues *bit-identically* to the run it was saved from by construction.
+  robosuite's and LIBERO's flattened states hold only time, qpos and qvel (in these tasks the
+  missing warm-start happened to change nothing, but nothing guarantees that).
 * ``adapter_extras`` is state outside MuJoCo's that changes what an action does (robosuite's
   smoothed gripper command and the controller's nullspace posture; reacher's target position, a
   *model* quantity).
