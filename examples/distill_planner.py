@@ -39,6 +39,8 @@ class Args:
     """behaviour-cloning optimizer steps on the recorded pairs"""
     eval_episodes: int = 0
     """real-simulator episodes per policy (0: dream only)"""
+    eval_max_steps: int | None = None
+    """control-step limit of a real episode (default: the task's)"""
     seed: int = 0
     """seed of the dreamed episodes, plans and real resets"""
     out: Path = Path("runs/distill_planner")
@@ -83,7 +85,8 @@ def main(args: Args) -> dict:
         m = planner.core.art.manifest
         real = RealEvalConfig(sim=m["sim"], task=m["task"], resolution=int(m["resolution"]),
                               encoder=m["encoder"], episodes=args.eval_episodes,
-                              chunk=planner.chunk, workers=1, seed=args.seed)
+                              chunk=planner.chunk, max_steps=args.eval_max_steps, workers=1,
+                              seed=args.seed)
         report["real"] = {}
         for name, path in (("bc", bundle / "policy"), ("distilled", policy_dir)):
             r = evaluate_in_sim(SavedPolicy(str(path)), real, progress=False)
