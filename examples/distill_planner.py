@@ -53,7 +53,7 @@ def main(args: Args) -> dict:
     from rla_gym.agents import ActorCritic, BCConfig
     from rla_gym.envs.rla_world import RLAWorldConfig
     from rla_gym.envs.vector import RLAWorldVectorEnv
-    from rla_gym.evaluation.wmrl import dream_evaluate
+    from rla_gym.pipelines.wmrl import dream_evaluate
     from rla_gym.planning import DreamPlanner, MPCController, distill, record_plans
     from rla_gym.utils import save_json
 
