@@ -102,6 +102,27 @@ def test_eval_cli_on_saved_actor_critic_and_scripted(tmp_path: Path) -> None:
     assert r["success_rate"] == 1.0 and r["policy"]["kind"] == "expert"
 
 
+def test_repeat_action_mode_in_the_real_env_and_eval(tmp_path: Path) -> None:
+    """``action_mode="repeat"`` in ``RealFeatureEnv`` is the chunk mode with the action tiled;
+    ``rla-gym eval --chunk 8`` holds a one-action policy's action for the 8 control steps."""
+    chunk_env, repeat_env = _real_env(), _real_env(action_mode="repeat")
+    assert repeat_env.action_space.shape == (2,)
+    a = np.array([0.7, -0.4], np.float32)
+    for env in (chunk_env, repeat_env):
+        env.reset(seed=5)
+    o_c, r_c, *_ = chunk_env.step(np.tile(a, 8))
+    o_r, r_r, *_ = repeat_env.step(a)
+    np.testing.assert_array_equal(o_c, o_r)
+    assert r_c == r_r
+    for env in (chunk_env, repeat_env):
+        env.close()
+    ActorCritic((4, 16), 2, TINY_POLICY).save(tmp_path / "repeat")
+    assert _eval(tmp_path, "--policy", str(tmp_path / "repeat"), "--chunk", "8",
+                 "--out", str(tmp_path / "repeat.json")) == 0  # fmt: skip
+    r = json.loads((tmp_path / "repeat.json").read_text())
+    assert r["policy"]["chunk"] == 8 and all(row["length"] == 16 for row in r["rows"])
+
+
 def test_eval_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     ActorCritic((4, 16), 16, TINY_POLICY).save(tmp_path / "policy")

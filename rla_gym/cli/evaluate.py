@@ -50,7 +50,8 @@ class EvalArgs:
     """camera resolution the policy was trained on (feature policies only)"""
     chunk: int | None = None
     """control steps per policy decision K (default: the policy's action size divided by the
-    simulator's)"""
+    simulator's); a policy emitting one action holds it for --chunk control steps (trained with
+    action_mode="repeat")"""
     max_steps: int | None = None
     """control-step limit per episode (default: the task's evaluation horizon)"""
     noise: float = 0.3
@@ -157,7 +158,9 @@ def check_policy_fits(
     """The chunk ``K`` with which a policy fits a simulator's features and actions.
 
     Raises:
-        SpaceMismatchError: other features ``(N, D)``, or an action size that is not ``K * A``.
+        SpaceMismatchError: other features ``(N, D)``, or an action size that is not ``K * A``
+            (a policy of one ``A``-dim action fits any ``chunk``: it is held, as
+            ``action_mode="repeat"`` trained it).
     """
     from rla_gym.agents import SpaceMismatchError
 
@@ -173,6 +176,8 @@ def check_policy_fits(
             f"A={sim_action_dim}-D actions; it was trained for another simulator or task"
         )
     k = action_dim // sim_action_dim
+    if chunk is not None and k == 1:
+        return chunk  # one action held for `chunk` control steps (action_mode="repeat")
     if chunk is not None and chunk != k:
         raise SpaceMismatchError(
             f"the policy outputs {action_dim} = K x A action values, i.e. K={k} for A="

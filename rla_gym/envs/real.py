@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rla_gym.envs.rla_world import check_actions
+from rla_gym.envs.rla_world import ActionMode, check_actions
 from rla_gym.utils.configs import with_overrides
 
 __all__ = ["RealFeatureConfig", "RealFeatureEnv"]
@@ -44,6 +44,9 @@ class RealFeatureConfig:
     """Weights path or hub id for encoders that need one (``dinov2-*``)."""
     chunk: int = 8
     """``K``: control steps per env step (the dreamed env's chunk)."""
+    action_mode: ActionMode = "chunk"
+    """``chunk``: an action is a flattened ``(K, A)`` chunk; ``repeat``: one ``(A,)`` action held
+    for the ``K`` control steps (as the dreamed env's option of the same name)."""
     max_episode_steps: int | None = None
     """Truncate after this many env steps (chunks); ``None``: the task's evaluation horizon
     ``ceil(sim.max_steps / chunk)``."""
@@ -63,6 +66,10 @@ class RealFeatureConfig:
         check_resolution(self.resolution)
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        if self.action_mode not in ("chunk", "repeat"):
+            raise ValueError(
+                f"action_mode must be 'chunk' or 'repeat', got {self.action_mode!r}"
+            )
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.render_mode not in (None, "rgb_array"):
@@ -93,9 +100,10 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Action Space
     ``Box(-1, 1, (K * A,), float32)``: a chunk of ``K`` actions flattened row-major from
-    ``(K, A)``, mapped linearly from ``[-1, 1]`` to the simulator's action bounds (identity for
-    LIBERO, robosuite and reacher). Out-of-range, non-finite or wrongly shaped actions raise
-    ``ValueError``.
+    ``(K, A)`` (``action_mode="repeat"``: ``Box(-1, 1, (A,), float32)``, one action held for the
+    ``K`` control steps), mapped linearly from ``[-1, 1]`` to the simulator's action bounds
+    (identity for LIBERO, robosuite and reacher). Out-of-range, non-finite or wrongly shaped
+    actions raise ``ValueError``.
 
     ## Observation Space
     ``Box(-inf, inf, (N, D), float32)``: patch features of the last rendered ``R x R`` frame
@@ -122,7 +130,7 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Arguments
     ```python
     RealFeatureEnv(sim="dmc", task=None, resolution=128, encoder="opennsfw-resnet50-res4",
-                   encoder_weights=None, chunk=8, max_episode_steps=None,
+                   encoder_weights=None, chunk=8, action_mode="chunk", max_episode_steps=None,
                    terminate_on_success=None, render_mode=None)
     RealFeatureEnv(config=RealFeatureConfig(...))  # the same, as one object
     ```
@@ -158,7 +166,9 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         self.observation_space = spaces.Box(
             -np.inf, np.inf, (gh * gw, int(self.encoder.feature_dim)), np.float32
         )
-        self.action_space = spaces.Box(-1.0, 1.0, (self.chunk * self.action_dim,), np.float32)
+        self.action_mode: ActionMode = cfg.action_mode
+        size = self.action_dim if cfg.action_mode == "repeat" else self.chunk * self.action_dim
+        self.action_space = spaces.Box(-1.0, 1.0, (size,), np.float32)
         low = np.asarray(self.sim.action_low, np.float32)
         high = np.asarray(self.sim.action_high, np.float32)
         self._low, self._high = low, high
@@ -176,6 +186,9 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
     def action_space_desc(self) -> str:
         """The action space in words, for error messages."""
         k, a = self.chunk, self.action_dim
+        if self.action_mode == "repeat":
+            return (f"Box(-1.0, 1.0, ({a},), float32): one action of size A={a}, held for the "
+                    f"K={k} control steps of a chunk")  # fmt: skip
         return (f"Box(-1.0, 1.0, ({k * a},), float32): a chunk of K={k} actions of size A={a}, "
                 f"flattened row-major from (K, A)")  # fmt: skip
 
@@ -205,8 +218,10 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._frame is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         a = check_actions(action, self.action_space.shape, self.action_space_desc)
+        # A repeated action is the chunk with that action at every one of the K control steps.
+        a = np.broadcast_to(a.reshape(-1, self.action_dim), (self.chunk, self.action_dim))
         # Normalised -> simulator units; the clip only removes float rounding past the bounds.
-        raw = np.clip(self._mid + self._half * a.reshape(self.chunk, self.action_dim),
+        raw = np.clip(self._mid + self._half * a,
                       self._low, self._high).astype(np.float32)  # fmt: skip
         reward, success, done, steps = 0.0, False, False, 0
         obs = None

@@ -100,7 +100,12 @@ def run_episode(sim: Any, encoder: Any, policy: FeaturePolicy, index: int,
     while steps < limit and not success:
         feats = encoder.encode(obs.frame[None])[0]
         t0 = time.perf_counter()
-        chunk = np.asarray(policy(feats), np.float32).reshape(cfg.chunk, sim.action_dim)
+        chunk = np.asarray(policy(feats), np.float32).reshape(-1, sim.action_dim)
+        if len(chunk) == 1:  # one action held for the K control steps (action_mode="repeat")
+            chunk = np.repeat(chunk, cfg.chunk, 0)
+        if len(chunk) != cfg.chunk:
+            raise ValueError(f"the policy returned {len(chunk)} actions of size "
+                             f"{sim.action_dim}, not a chunk of K={cfg.chunk} or one action")
         decision_s, decisions = decision_s + time.perf_counter() - t0, decisions + 1
         # Normalised [-1, 1] -> simulator units (identity for LIBERO, robosuite, reacher).
         mid = (sim.action_high + sim.action_low) / 2
