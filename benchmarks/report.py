@@ -372,7 +372,75 @@ def world_action_model() -> str:
     return "\n".join([*out, "", extra + _stamp(d)])
 
 
-BLOCKS = {"bundles": bundles, "dream_vs_real": dream_vs_real, "sim_throughput": sim_throughput,
+def faithfulness_levers() -> str:
+    d = _load("faithfulness_levers.json")
+    if d is None or not d.get("suites"):
+        return "_not run yet: `python benchmarks/faithfulness_levers.py`_"
+    out = ["| suite | row (lever) | direction (1 chunk) | magnitude ratio | ranking Spearman | "
+           "L1 / copy-last (4 chunks) | RLA ceiling direction | trained |",
+           "|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for suite, e in d["suites"].items():
+        for name, r in e["rows"].items():
+            h1, h4, ceil = r["1"], r.get("4"), r.get("rla_ceiling")
+            tr = r.get("training")
+            trained = ("shipped bundle" if tr is None else
+                       f"{tr['steps']} steps, {(tr.get('train_wall_clock_s') or 0) / 60:.0f} min")
+            rel = "-" if h4 is None else f"{h4['l1'] / h4['copy_last_l1']:.2f}"
+            out.append(f"| {suite} | {name} | {h1['direction']:.3f} | "
+                       f"{h1['magnitude_ratio']:.3f} | {h1['ranking_spearman']:.2f} | {rel} | "
+                       f"{'-' if ceil is None else format(ceil['direction'], '.2f')} | "
+                       f"{trained} |")
+        run = e["run"]
+        notes.append(f"{suite}: {run['starts']} restored real starts (cached), data "
+                     f"`{run['data']}`, {run['steps']} steps per trained row, action dropout "
+                     f"{run['dropout']}")
+    return "\n".join([*out, "", "; ".join(notes) + ". " + _stamp(d)])
+
+
+def success_estimate() -> str:
+    d = _load("success_estimate.json")
+    suites = [k for k in ("libero", "robosuite-lift", "dmc-reacher") if d and k in d]
+    if not suites:
+        return "_not run yet: `python benchmarks/success_estimate.py`_"
+    out = ["| suite | progress head AUC | start false positives | goal-distance rule AUC | "
+           "its start false positives | held-out episodes (frames, solved) |",
+           "|---|---|---|---|---|---|"]
+    for s in suites:
+        r, g = d[s], d[s]["goal_distance"]
+        gfp = "-" if g["start_false_positive_rate"] is None else \
+            f"{g['start_false_positive_rate']:.2f}"
+        out.append(f"| {s} | {r['auc']:.3f} | {r['start_false_positive_rate']:.2f} | "
+                   f"{g['auc']:.3f} | {gfp} | {r['heldout_episodes']} ({r['frames']}, "
+                   f"{r['success_frames']}) |")
+    return "\n".join([*out, "", "Targets: AUC ≥ 0.9, ≤ 10 % false positives at start states. "
+                       + _stamp(d)])
+
+
+def planner_real() -> str:
+    folder = RESULTS / "planner_eval"
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    if not runs:
+        return "_not run yet: `bash benchmarks/results/planner_eval/run_reacher.sh`_"
+    names = {"random": "random", "bc": "bundle BC", "plan": "planner from scratch",
+             "plan_res": "planner around BC (residual 0.2)"}
+    out = ["| suite | policy | real successes | Wilson 95 % | seconds per decision |",
+           "|---|---|---|---|---|"]
+    for key, d in runs.items():
+        suite, _, kind = key.partition("_")
+        lo, hi = d["wilson95"]
+        dec = d.get("mean_decision_s")
+        out.append(f"| {suite} | {names.get(kind, kind)} | {d['successes']}/{d['episodes']} | "
+                   f"[{lo:.2f}, {hi:.2f}] | {'-' if dec is None else format(dec, '.2f')} |")
+    return "\n".join([*out, "", "`rla-gym eval` runs (commands in "
+                       "`benchmarks/results/planner_eval/run_*.sh`): reacher seeds 0-9, 64 control "
+                       "steps; Lift seeds 0-9, 200 steps; planner defaults (CEM, 64 samples, 3 "
+                       "iterations, 2 chunks, 5 flow steps), one core shared with other jobs."])
+
+
+BLOCKS = {"planner_real": planner_real, "faithfulness_levers": faithfulness_levers,
+          "success_estimate": success_estimate,
+          "bundles": bundles, "dream_vs_real": dream_vs_real, "sim_throughput": sim_throughput,
           "encoder_throughput": encoder_throughput,
           "expert_success": expert_success, "fidelity": fidelity,
           "counterfactual": counterfactual,
