@@ -50,7 +50,29 @@ def interaction_frames(features: np.ndarray, window: int) -> np.ndarray:
     return starts[motion >= np.median(motion)].astype(np.int64)
 
 
-class PairSampler:
+class SeededStream:
+    """A sampler's own ``numpy`` random stream, restartable and resumable by the trainer."""
+
+    seed: int
+    rng: np.random.Generator
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream from ``seed`` (the trainer gives each DDP rank its own)."""
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state, for exact resumption (plain Python types only)."""
+        return {"seed": self.seed, "bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.seed = int(state["seed"])
+        self.rng = np.random.default_rng(self.seed)
+        self.rng.bit_generator.state = state["bit_generator"]
+
+
+class PairSampler(SeededStream):
     """Random ``(s_t, s_{t+h}, a_{t:t+h})`` pairs from in-memory feature episodes.
 
     Episodes are kept as given (no copy; pass ``float16`` features to halve memory) and converted
@@ -133,21 +155,6 @@ class PairSampler:
         """``A``."""
         return int(self.actions[0].shape[1])
 
-    # ------------------------------------------------------------------ state
-    def reseed(self, seed: int) -> None:
-        """Restart the random stream from ``seed`` (the trainer gives each DDP rank its own)."""
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Generator state, for exact resumption (plain Python types only)."""
-        return {"seed": self.seed, "bit_generator": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`."""
-        self.seed = int(state["seed"])
-        self.rng = np.random.default_rng(self.seed)
-        self.rng.bit_generator.state = state["bit_generator"]
 
     # ------------------------------------------------------------------ sampling
     def _draw(self, rng: np.random.Generator, batch_size: int) -> list[tuple[int, int, int]]:
@@ -226,7 +233,7 @@ class PairSampler:
             yield self._collate(triples[i : i + batch_size])
 
 
-class RowSampler:
+class RowSampler(SeededStream):
     """Uniformly random rows of aligned arrays, as batches of ``float32`` tensors.
 
     For per-frame heads (progress, success) whose training examples are single frames rather than
@@ -248,21 +255,6 @@ class RowSampler:
         self.arrays = arrays
         self.size = next(iter(sizes.values()))
         self.reseed(seed)
-
-    def reseed(self, seed: int) -> None:
-        """Restart the random stream from ``seed``."""
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Generator state, for exact resumption (plain Python types only)."""
-        return {"seed": self.seed, "bit_generator": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`."""
-        self.seed = int(state["seed"])
-        self.rng = np.random.default_rng(self.seed)
-        self.rng.bit_generator.state = state["bit_generator"]
 
     def _take(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(np.asarray(v[idx], np.float32)) for k, v in self.arrays.items()}
