@@ -21,7 +21,8 @@ from gymnasium import spaces
 from rla_gym.envs.rla_world import ActionMode, check_actions
 from rla_gym.utils.configs import with_overrides
 
-__all__ = ["DREAM_STEP_INFO", "REAL_STEP_INFO", "RealFeatureConfig", "RealFeatureEnv"]
+__all__ = ["DREAM_STEP_INFO", "REAL_STEP_INFO", "ActionScale", "RealFeatureConfig",
+           "RealFeatureEnv"]
 
 # The step ``info`` schema shared by the dream and the real env: both report ``t`` (control steps
 # since reset); success is the simulator's in the real env and a calibrated estimate in the dream,
@@ -95,6 +96,34 @@ class RealFeatureConfig:
     def resolve(cls, config: RealFeatureConfig | None, **overrides: Any) -> RealFeatureConfig:
         """``config`` (default: all defaults) with ``overrides`` applied; unknown keys raise."""
         return with_overrides(cls, config, overrides, "RealFeatureEnv")
+
+
+class ActionScale:
+    """The linear map between normalised ``[-1, 1]`` actions and a simulator's action bounds.
+
+    The one place actions are scaled (identity for LIBERO, robosuite and reacher): used by
+    :class:`RealFeatureEnv` and by code that drives a bare simulator (privileged experts,
+    replays from saved states).
+
+    Args:
+        sim: anything with ``action_low`` and ``action_high``, ``(A,)`` each.
+    """
+
+    def __init__(self, sim: Any) -> None:
+        self.low = np.asarray(sim.action_low, np.float32)
+        self.high = np.asarray(sim.action_high, np.float32)
+        self.mid, self.half = (self.high + self.low) / 2, (self.high - self.low) / 2
+
+    def to_sim(self, action: np.ndarray) -> np.ndarray:
+        """Normalised ``(..., A)`` -> simulator units ``float32 (..., A)``; the clip only removes
+        float rounding past the bounds."""
+        return np.clip(self.mid + self.half * action, self.low, self.high).astype(np.float32)
+
+    def from_sim(self, raw: np.ndarray) -> np.ndarray:
+        """Simulator units ``(..., A)`` -> normalised ``float32 (..., A)`` in ``[-1, 1]`` (a
+        zero-width bound maps to 0)."""
+        half = np.where(self.half > 0, self.half, 1)
+        return np.clip((raw - self.mid) / half, -1, 1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -190,10 +219,7 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_mode: ActionMode = cfg.action_mode
         size = self.action_dim if cfg.action_mode == "repeat" else self.chunk * self.action_dim
         self.action_space = spaces.Box(-1.0, 1.0, (size,), np.float32)
-        low = np.asarray(self.sim.action_low, np.float32)
-        high = np.asarray(self.sim.action_high, np.float32)
-        self._low, self._high = low, high
-        self._mid, self._half = (high + low) / 2, (high - low) / 2
+        self.action_scale = ActionScale(self.sim)
         # The K - 1 frames inside a chunk, which no observation uses, are not rendered (~7x faster
         # on dm-control). Not when a chunk may stop early: the frame of whichever step ends it is
         # needed.
@@ -215,19 +241,14 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"flattened row-major from (K, A)")  # fmt: skip
 
     def to_sim_action(self, action: np.ndarray) -> np.ndarray:
-        """Normalised ``[-1, 1]`` actions ``(..., A)`` -> simulator units ``float32 (..., A)``.
-
-        The one place actions are scaled (identity for LIBERO, robosuite and reacher); the clip
-        only removes float rounding past the bounds.
-        """
-        raw = np.clip(self._mid + self._half * action, self._low, self._high)
-        return raw.astype(np.float32)
+        """Normalised ``[-1, 1]`` actions ``(..., A)`` -> simulator units ``float32 (..., A)``
+        (:meth:`ActionScale.to_sim`)."""
+        return self.action_scale.to_sim(action)
 
     def from_sim_action(self, raw: np.ndarray) -> np.ndarray:
-        """Simulator-unit actions ``(..., A)`` -> normalised ``float32 (..., A)`` in ``[-1, 1]``
-        (the inverse of :meth:`to_sim_action`; a zero-width bound maps to 0)."""
-        half = np.where(self._half > 0, self._half, 1)
-        return np.clip((raw - self._mid) / half, -1, 1).astype(np.float32)
+        """Simulator-unit actions ``(..., A)`` -> normalised ``float32 (..., A)``
+        (:meth:`ActionScale.from_sim`, the inverse of :meth:`to_sim_action`)."""
+        return self.action_scale.from_sim(raw)
 
     @property
     def chunk_frames(self) -> np.ndarray | None:
