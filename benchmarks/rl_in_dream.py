@@ -35,6 +35,7 @@ import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
 from rla_gym.envs.real import RealFeatureEnv
 from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.errors import EncoderMismatchError
+from rla_gym.evaluation.real import rollout
 from rla_gym.sb3 import SB3VecEnvAdapter, patch_policy_kwargs
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.io import to_jsonable
@@ -93,24 +94,17 @@ class Args:
 
 # --------------------------------------------------------------------------- evaluation
 def evaluate_real(act: Any, env: RealFeatureEnv, seeds: list[int]) -> dict[str, Any]:
-    """Run ``act(obs) -> action`` for one episode per seed in the real env.
+    """Run ``act(obs) -> action`` for one episode per seed in the real env (the shared
+    :func:`~rla_gym.evaluation.real.rollout`).
 
     Returns:
         per-episode ``returns`` and ``successes`` (touched the target at some step), their
         means, a normal-approximation 95 % interval of the mean return and the success Wilson
         interval.
     """
-    returns, successes = [], []
-    for s in seeds:
-        obs, _ = env.reset(seed=s)
-        ret, done, solved = 0.0, False, False
-        while not done:
-            obs, r, terminated, truncated, info = env.step(act(obs))
-            ret += float(r)
-            solved = solved or bool(info["success"])
-            done = terminated or truncated
-        returns.append(ret)
-        successes.append(solved)
+    episodes = [rollout(env, act, s) for s in seeds]
+    returns = [e["return"] for e in episodes]
+    successes = [e["success"] for e in episodes]
     x = np.asarray(returns)
     half = 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
     k = int(sum(successes))

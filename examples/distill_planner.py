@@ -61,7 +61,7 @@ def main(args: Args) -> dict:
     t0 = time.perf_counter()
     planner = DreamPlanner(RLAWorldConfig(suite=args.suite, artifacts=args.artifacts),
                            args.planner)
-    bundle = planner.core.art.path
+    bundle = planner.core.bundle_path
     starts = list(range(min(args.starts, len(planner.core.reset_features))))
     data = record_plans(MPCController(planner), starts, seed=args.seed)
     base = ActorCritic.load(bundle / "policy")
@@ -82,7 +82,7 @@ def main(args: Args) -> dict:
     if args.eval_episodes > 0:
         from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
 
-        m = planner.core.art.manifest
+        m = planner.core.manifest
         real = RealEvalConfig(sim=m["sim"], task=m["task"], resolution=int(m["resolution"]),
                               encoder=m["encoder"], episodes=args.eval_episodes,
                               chunk=planner.chunk, max_steps=args.eval_max_steps, workers=1,

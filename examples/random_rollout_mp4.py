@@ -46,7 +46,7 @@ def main(args: Args) -> None:
     from rla_gym.sims.factory import make_sim
 
     env = RLAWorldEnv(args.artifacts, flow_steps=args.flow_steps, render_mode="rgb_array")
-    man = env.core.art.manifest
+    man = env.manifest
     k, a_dim = env.core.chunk, env.core.action_dim
     _, info = env.reset(seed=args.seed, options={"start": "init", "index": args.index})
     init_id = info["init_state_id"]

@@ -366,7 +366,7 @@ def test_one_horizon_however_the_env_is_built(env_id: str) -> None:
 
     suite = gym.spec(env_id).kwargs["suite"]
     single = gym.make(env_id, flow_steps=1)
-    horizon = single.unwrapped.core.art.manifest["max_episode_steps"]
+    horizon = single.unwrapped.manifest["max_episode_steps"]
     vec = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", flow_steps=1)
     direct = RLAWorldEnv(suite=suite, flow_steps=1)
     direct_vec = RLAWorldVectorEnv(2, suite=suite, flow_steps=1)
@@ -433,7 +433,7 @@ def test_embedded_bundles_work_offline_and_pass_checkers(env_id: str) -> None:
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     env = gym.make(env_id, flow_steps=2)
-    man = env.unwrapped.core.art.manifest
+    man = env.unwrapped.manifest
     assert man["total_bytes"] < 10_000_000 and man["weights"]["dtype"] == "int8"
     assert (env.unwrapped.core.art.path / "policy" / "model.safetensors").exists()
     with warnings.catch_warnings():

@@ -180,3 +180,37 @@ def test_sb3_extractor_ppo_in_dream_then_eval_in_real(bundle: Path, tmp_path: Pa
                  "--out", str(tmp_path / "sb3.json")) == 0  # fmt: skip
     r = json.loads((tmp_path / "sb3.json").read_text())
     assert r["policy"]["kind"] == "sb3" and r["episodes"] == 1
+
+
+def test_one_rollout_path_for_eval_and_the_env_and_one_info_schema(
+    bundle: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """``rla-gym eval``'s episodes are :func:`rollout` on a ``RealFeatureEnv``: the same seed
+    gives the same episode either way; real and dreamed ``info`` follow the shared schema."""
+    from rla_gym.envs.real import DREAM_STEP_INFO, REAL_STEP_INFO, RealFeatureEnv
+    from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim, rollout
+
+    ActorCritic((4, 16), 16, TINY_POLICY).save(tmp_path / "policy")
+    policy = SavedPolicy(str(tmp_path / "policy"))
+    cfg = RealEvalConfig(sim="dmc", encoder="tiny", resolution=32, episodes=1, max_steps=16,
+                         workers=1, seed=3)  # fmt: skip
+    via_eval = evaluate_in_sim(policy, cfg, progress=False)["rows"][0]
+    env = RealFeatureEnv(**TINY_REAL, max_episode_steps=2, terminate_on_success=True)
+    direct = rollout(env, policy(), seed=3, keep_observations=True)
+    assert direct["decisions"] == 2 and direct["observations"].shape == (2, 4, 16)
+    for key in ("success", "return", "length"):
+        assert via_eval[key] == direct[key], key
+
+    _, info = env.reset(seed=3)
+    *_, info = env.step(env.action_space.sample())
+    assert set(info) == set(REAL_STEP_INFO) and "is_success_estimate" not in info
+    env.close()
+    dream = gym.make("RLAWorld-dmc-reacher-v0", artifacts=str(bundle), flow_steps=1)
+    dream.reset(seed=3)
+    *_, info = dream.step(dream.action_space.sample())
+    assert set(DREAM_STEP_INFO) <= set(info) and "is_success" not in info
+    assert set(REAL_STEP_INFO) & set(info) == {"t"}
+    # The bundle's manifest through the env's public seam: the real env above is its twin.
+    man = dream.unwrapped.manifest
+    assert (int(man["chunk"]), man["encoder"]) == (8, "tiny")
+    dream.close()

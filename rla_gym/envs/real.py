@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +21,17 @@ from gymnasium import spaces
 from rla_gym.envs.rla_world import ActionMode, check_actions
 from rla_gym.utils.configs import with_overrides
 
-__all__ = ["RealFeatureConfig", "RealFeatureEnv"]
+__all__ = ["DREAM_STEP_INFO", "REAL_STEP_INFO", "ActionScale", "RealFeatureConfig",
+           "RealFeatureEnv"]
+
+# The step ``info`` schema shared by the dream and the real env: both report ``t`` (control steps
+# since reset); success is the simulator's in the real env and a calibrated estimate in the dream,
+# under different keys so that SB3 (which reads ``is_success``) never mistakes one for the other.
+REAL_STEP_INFO = ("t", "success", "is_success", "control_steps")
+"""Keys of every :meth:`RealFeatureEnv.step` ``info``."""
+DREAM_STEP_INFO = ("t", "demo", "reward_l1", "dist_to_goal", "is_success_estimate")
+"""Keys of every ``RLAWorld-*`` step ``info`` (plus ``progress`` / ``uncertainty`` when the
+bundle or config provides them)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +60,11 @@ class RealFeatureConfig:
     max_episode_steps: int | None = None
     """Truncate after this many env steps (chunks); ``None``: the task's evaluation horizon
     ``ceil(sim.max_steps / chunk)``."""
+    max_control_steps: int | Literal["task"] | None = None
+    """Also truncate after this many control steps, cutting the last chunk short (``"task"``:
+    the task's evaluation horizon ``sim.max_steps``; ``None``: no limit besides
+    ``max_episode_steps``, which then defaults to ``ceil(max_control_steps / chunk)``). ``rla-gym
+    eval`` stops at ``--max-steps`` this way."""
     terminate_on_success: bool | None = None
     """End the episode (``terminated``) at the first successful control step, skipping the rest
     of the chunk. ``None``: yes for LIBERO and robosuite (their evaluation protocol), no for
@@ -72,6 +87,8 @@ class RealFeatureConfig:
             )
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        if self.max_control_steps not in (None, "task") and self.max_control_steps < 1:
+            raise ValueError(f"max_control_steps must be >= 1, got {self.max_control_steps}")
         if self.render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
 
@@ -79,6 +96,34 @@ class RealFeatureConfig:
     def resolve(cls, config: RealFeatureConfig | None, **overrides: Any) -> RealFeatureConfig:
         """``config`` (default: all defaults) with ``overrides`` applied; unknown keys raise."""
         return with_overrides(cls, config, overrides, "RealFeatureEnv")
+
+
+class ActionScale:
+    """The linear map between normalised ``[-1, 1]`` actions and a simulator's action bounds.
+
+    The one place actions are scaled (identity for LIBERO, robosuite and reacher): used by
+    :class:`RealFeatureEnv` and by code that drives a bare simulator (privileged experts,
+    replays from saved states).
+
+    Args:
+        sim: anything with ``action_low`` and ``action_high``, ``(A,)`` each.
+    """
+
+    def __init__(self, sim: Any) -> None:
+        self.low = np.asarray(sim.action_low, np.float32)
+        self.high = np.asarray(sim.action_high, np.float32)
+        self.mid, self.half = (self.high + self.low) / 2, (self.high - self.low) / 2
+
+    def to_sim(self, action: np.ndarray) -> np.ndarray:
+        """Normalised ``(..., A)`` -> simulator units ``float32 (..., A)``; the clip only removes
+        float rounding past the bounds."""
+        return np.clip(self.mid + self.half * action, self.low, self.high).astype(np.float32)
+
+    def from_sim(self, raw: np.ndarray) -> np.ndarray:
+        """Simulator units ``(..., A)`` -> normalised ``float32 (..., A)`` in ``[-1, 1]`` (a
+        zero-width bound maps to 0)."""
+        half = np.where(self.half > 0, self.half, 1)
+        return np.clip((raw - self.mid) / half, -1, 1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -112,9 +157,10 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Rewards
     The simulator's own task reward summed over the control steps executed in the chunk
     (dm-control reacher: 1 per step with the finger on the target; LIBERO and robosuite: their
-    sparse success reward). ``info`` carries ``success`` (a control step of this chunk solved
-    the task), ``is_success`` (the episode has been solved at some step; SB3 reads this key),
-    ``control_steps`` (executed in this chunk) and ``t`` (control steps since reset).
+    sparse success reward). ``info`` follows :data:`rla_gym.envs.real.REAL_STEP_INFO`:
+    ``success`` (a control step of this chunk solved the task), ``is_success`` (the episode has
+    been solved at some step; SB3 reads this key; the dream reports ``is_success_estimate``
+    instead), ``control_steps`` (executed in this chunk) and ``t`` (control steps since reset).
 
     ## Starting State
     ``reset(seed=s)`` is deterministic. Simulators with fixed init states (LIBERO: 50) start
@@ -125,13 +171,13 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Episode End
     Terminated at the first successful control step when ``terminate_on_success`` holds (default
     for LIBERO and robosuite). Truncated after ``max_episode_steps`` chunks (default: the task's
-    evaluation horizon in chunks).
+    evaluation horizon in chunks), or mid-chunk after ``max_control_steps`` control steps.
 
     ## Arguments
     ```python
     RealFeatureEnv(sim="dmc", task=None, resolution=128, encoder="opennsfw-resnet50-res4",
                    encoder_weights=None, chunk=8, action_mode="chunk", max_episode_steps=None,
-                   terminate_on_success=None, render_mode=None)
+                   max_control_steps=None, terminate_on_success=None, render_mode=None)
     RealFeatureEnv(config=RealFeatureConfig(...))  # the same, as one object
     ```
     Every option is a field of :class:`RealFeatureConfig` (documented there). Call
@@ -158,7 +204,11 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         self.encoder = _cached_encoder(cfg.encoder, cfg.encoder_weights)
         self.sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
         self.chunk, self.action_dim = cfg.chunk, int(self.sim.action_dim)
-        self.max_episode_steps = cfg.max_episode_steps or math.ceil(self.sim.max_steps / cfg.chunk)
+        limit = self.sim.max_steps if cfg.max_control_steps == "task" else cfg.max_control_steps
+        self.max_control_steps: int | None = limit
+        self.max_episode_steps = cfg.max_episode_steps or math.ceil(
+            (limit or self.sim.max_steps) / cfg.chunk
+        )
         self.terminate_on_success = (
             cfg.sim != "dmc" if cfg.terminate_on_success is None else cfg.terminate_on_success
         )
@@ -169,15 +219,13 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_mode: ActionMode = cfg.action_mode
         size = self.action_dim if cfg.action_mode == "repeat" else self.chunk * self.action_dim
         self.action_space = spaces.Box(-1.0, 1.0, (size,), np.float32)
-        low = np.asarray(self.sim.action_low, np.float32)
-        high = np.asarray(self.sim.action_high, np.float32)
-        self._low, self._high = low, high
-        self._mid, self._half = (high + low) / 2, (high - low) / 2
+        self.action_scale = ActionScale(self.sim)
         # The K - 1 frames inside a chunk, which no observation uses, are not rendered (~7x faster
         # on dm-control). Not when a chunk may stop early: the frame of whichever step ends it is
         # needed.
         self._lazy_render = not self.terminate_on_success
         self._frame: np.ndarray | None = None
+        self._frames: list[np.ndarray] = []
         self._elapsed = 0
         self._t = 0
         self._solved = False
@@ -191,6 +239,23 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
                     f"K={k} control steps of a chunk")  # fmt: skip
         return (f"Box(-1.0, 1.0, ({k * a},), float32): a chunk of K={k} actions of size A={a}, "
                 f"flattened row-major from (K, A)")  # fmt: skip
+
+    def to_sim_action(self, action: np.ndarray) -> np.ndarray:
+        """Normalised ``[-1, 1]`` actions ``(..., A)`` -> simulator units ``float32 (..., A)``
+        (:meth:`ActionScale.to_sim`)."""
+        return self.action_scale.to_sim(action)
+
+    def from_sim_action(self, raw: np.ndarray) -> np.ndarray:
+        """Simulator-unit actions ``(..., A)`` -> normalised ``float32 (..., A)``
+        (:meth:`ActionScale.from_sim`, the inverse of :meth:`to_sim_action`)."""
+        return self.action_scale.from_sim(raw)
+
+    @property
+    def chunk_frames(self) -> np.ndarray | None:
+        """Camera frames of the control steps of the last ``step`` (or the reset frame),
+        ``uint8 (k, R, R, 3)``: every step's when frames are rendered at every control step
+        (``terminate_on_success``), else only the last; ``None`` before ``reset``."""
+        return None if not self._frames else np.stack(self._frames)
 
     def _observe(self, frame: np.ndarray) -> np.ndarray:
         self._frame = frame
@@ -209,6 +274,7 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         sim_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
         obs = self.sim.reset(seed=sim_seed, init_state_id=init_id)
         self._elapsed, self._t, self._solved = 0, 0, bool(obs.success)
+        self._frames = [obs.frame]
         info = {"t": 0, "seed": sim_seed, "init_state_id": -1 if init_id is None else int(init_id),
                 "success": bool(obs.success), "is_success": self._solved}  # fmt: skip
         return self._observe(obs.frame), info
@@ -220,24 +286,30 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         a = check_actions(action, self.action_space.shape, self.action_space_desc)
         # A repeated action is the chunk with that action at every one of the K control steps.
         a = np.broadcast_to(a.reshape(-1, self.action_dim), (self.chunk, self.action_dim))
-        # Normalised -> simulator units; the clip only removes float rounding past the bounds.
-        raw = np.clip(self._mid + self._half * a,
-                      self._low, self._high).astype(np.float32)  # fmt: skip
+        raw = self.to_sim_action(a)
+        limit = self.max_control_steps
         reward, success, done, steps = 0.0, False, False, 0
-        obs = None
+        obs, self._frames = None, []
         for k in range(self.chunk):
-            obs = self.sim.step(raw[k], render=not self._lazy_render or k == self.chunk - 1)
+            cut = limit is not None and self._t + steps + 1 >= limit
+            last = k == self.chunk - 1 or cut
+            obs = self.sim.step(raw[k], render=not self._lazy_render or last)
+            if not self._lazy_render or last:
+                self._frames.append(obs.frame)
             reward += float(obs.reward)
             steps += 1
             success = success or bool(obs.success)
             if success and self.terminate_on_success:
                 done = True
                 break
+            if cut:
+                break
         assert obs is not None
         self._elapsed += 1
         self._t += steps
         self._solved = self._solved or success
-        truncated = not done and self._elapsed >= self.max_episode_steps
+        out_of_steps = limit is not None and self._t >= limit
+        truncated = not done and (self._elapsed >= self.max_episode_steps or out_of_steps)
         info = {"success": success, "is_success": self._solved, "control_steps": steps,
                 "t": self._t}  # fmt: skip
         return self._observe(obs.frame), reward, done, truncated, info

@@ -243,6 +243,18 @@ class DreamCore:
         if config.reward_mode == "progress" and self.progress_head is None:
             self.art.load_progress_head()  # raises, saying how to add one
 
+    # ------------------------------------------------------------------ the bundle
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The bundle's ``manifest.json``: simulator, task, encoder, resolution, chunk, horizon
+        (read-only by convention: it is shared by every env on the same bundle)."""
+        return self.art.manifest
+
+    @property
+    def bundle_path(self) -> Path:
+        """The bundle folder this env dreams from."""
+        return self.art.path
+
     # ------------------------------------------------------------------ spaces
     @property
     def action_space_desc(self) -> str:
@@ -464,6 +476,11 @@ class RLAWorldEnv(gym.Env):
     def max_episode_steps(self) -> int:
         """Env steps (chunks) after which an episode is truncated."""
         return self.core.max_episode_steps
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The bundle's ``manifest.json`` (see :attr:`DreamCore.manifest`)."""
+        return self.core.manifest
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:

@@ -145,6 +145,11 @@ class RLAWorldVectorEnv(VectorEnv):
         """``(B, N, D)`` current features (on the core's device)."""
         return self._s
 
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The bundle's ``manifest.json`` (see ``DreamCore.manifest``)."""
+        return self.core.manifest
+
     # ------------------------------------------------------------------ VectorEnv API
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None

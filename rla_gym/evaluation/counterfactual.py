@@ -255,10 +255,10 @@ def record_starts(
     Returns:
         ``(starts, first_frames uint8 (E, R, R, 3))``.
     """
+    from rla_gym.envs.real import ActionScale
     from rla_gym.sims.policies import make_policy
 
-    mid = (sim.action_high + sim.action_low) / 2
-    half = (sim.action_high - sim.action_low) / 2
+    scale = ActionScale(sim)
     max_h = max(cfg.horizons)
     n_chunks = last_start_chunk + max_h
     per_episode = math.ceil(cfg.states / cfg.episodes)
@@ -285,7 +285,7 @@ def record_starts(
             a = np.asarray(policy(obs), np.float32)
             actions.append(a)
             obs = sim.step(a, render=False)
-        norm = ((np.stack(actions) - mid) / half).astype(np.float32)
+        norm = scale.from_sim(np.stack(actions))
         picks = np.sort(rng.choice(last_start_chunk + 1, per_episode, replace=False))
         for c in picks:
             starts.append(RealStart(e, kind, int(c) * chunk, states[c],
@@ -311,8 +311,9 @@ def real_outcomes(
     Returns:
         ``(start_frame uint8 (R, R, 3), frames uint8 (M, len(horizons), R, R, 3))``.
     """
-    mid = (sim.action_high + sim.action_low) / 2
-    half = (sim.action_high - sim.action_low) / 2
+    from rla_gym.envs.real import ActionScale
+
+    scale = ActionScale(sim)
     at = {h * chunk: i for i, h in enumerate(horizons)}
     n_steps = max(horizons) * chunk
     frames = np.zeros((len(sequences), len(horizons), sim.resolution, sim.resolution, 3),
@@ -322,10 +323,9 @@ def real_outcomes(
         obs = sim.set_sim_state(start.state, render=m == 0)
         if m == 0:
             start_frame = obs.frame
-        # The clip only removes float rounding past the bounds.
-        raw = np.clip(mid + half * seq[:n_steps], sim.action_low, sim.action_high)
+        raw = scale.to_sim(seq[:n_steps])
         for k in range(n_steps):
-            obs = sim.step(raw[k].astype(np.float32), render=(k + 1) in at)
+            obs = sim.step(raw[k], render=(k + 1) in at)
             if (k + 1) in at:
                 frames[m, at[k + 1]] = obs.frame
     assert start_frame is not None

@@ -115,53 +115,68 @@ class _RealJob:
 
 def _real_worker(job: _RealJob, items: list[tuple[PolicySpec, int, int]], emit: Emit) -> None:
     from rla_gym.agents import ActorCritic
-    from rla_gym.features import make_encoder
-    from rla_gym.sims import make_sim
-    from rla_gym.sims.policies import make_policy
+    from rla_gym.envs.real import RealFeatureEnv
+    from rla_gym.evaluation.real import rollout
 
     torch.set_num_threads(1)
-    sim = make_sim(job.sim, job.task, resolution=job.resolution)
-    encoder = make_encoder(job.encoder)
-    mid = (sim.action_high + sim.action_low) / 2
-    half = (sim.action_high - sim.action_low) / 2
+    # The full horizon whatever happens: success is scored per chunk, not an episode end.
+    env = RealFeatureEnv(sim=job.sim, task=job.task, resolution=job.resolution,
+                         encoder=job.encoder, chunk=job.chunk, max_episode_steps=job.episodes,
+                         terminate_on_success=False)
     loaded: dict[str, Any] = {}
     try:
         for spec, start, init_id in items:
-            obs = sim.reset(seed=job.seed + start, init_state_id=init_id)
-            expert = None
+            seed = job.seed + start
             if spec.kind == "expert":
-                expert = make_policy("expert", sim, seed=job.seed + start)
-                expert.reset(obs)
-            elif spec.kind == "saved" and spec.path not in loaded:
-                loaded[spec.path] = ActorCritic.load(spec.path).eval()
-            rand = (_random_chunks(job.seed, start, job.episodes, job.chunk * sim.action_dim)
-                    if spec.kind == "random" else None)
-            feats, success, sim_return, taken = [], [], 0.0, []
-            for e in range(job.episodes):
-                if spec.kind == "saved":
-                    f = encoder.encode(obs.frame[None])[0]
-                    chunk = loaded[spec.path].predict(f, deterministic=True)[0]
-                elif spec.kind == "random":
-                    chunk = rand[e]
-                hit = False
-                for k in range(job.chunk):
-                    if expert is not None:
-                        a = np.asarray(expert(obs), np.float32)
-                        taken.append(np.clip((a - mid) / np.where(half > 0, half, 1), -1, 1))
-                    else:
-                        a = (mid + half * np.clip(chunk.reshape(job.chunk, -1)[k], -1, 1))
-                    obs = sim.step(a.astype(np.float32))
-                    sim_return += float(obs.reward)
-                    hit |= bool(obs.success)
-                feats.append(encoder.encode(obs.frame[None])[0].astype(np.float16))
-                success.append(hit)
-            row = {"policy": spec.name, "start": start, "features": np.stack(feats),
-                   "success": np.array(success), "sim_return": sim_return}
-            if expert is not None:
-                row["actions"] = np.stack(taken).reshape(job.episodes, -1).astype(np.float32)
-            emit(row)
+                emit({"policy": spec.name, "start": start, **_expert_rollout(env, job, seed,
+                                                                             init_id)})
+                continue
+            if spec.kind == "saved":
+                if spec.path not in loaded:
+                    loaded[spec.path] = ActorCritic.load(spec.path).eval()
+                model = loaded[spec.path]
+
+                def policy(f: np.ndarray, model: Any = model) -> np.ndarray:
+                    return model.predict(f, deterministic=True)[0]
+            else:
+                chunks = iter(_random_chunks(job.seed, start, job.episodes,
+                                             job.chunk * env.action_dim))
+
+                def policy(f: np.ndarray, chunks: Any = chunks) -> np.ndarray:
+                    return next(chunks)
+            r = rollout(env, policy, seed, init_id, keep_observations=True)
+            emit({"policy": spec.name, "start": start,
+                  "features": r["observations"].astype(np.float16),
+                  "success": r["chunk_success"], "sim_return": r["return"]})
     finally:
-        sim.close()
+        env.close()
+
+
+def _expert_rollout(env: Any, job: _RealJob, seed: int, init_id: int) -> dict[str, Any]:
+    """The privileged scripted expert for ``job.episodes`` chunks, on ``env``'s simulator.
+
+    The expert reads the simulator's state at every control step, so it cannot act through the
+    env's one-decision-per-chunk ``step``; it drives ``env.sim`` directly, and its actions are
+    recorded normalised with the env's own scaling (to replay them in the dream).
+    """
+    from rla_gym.sims.policies import make_policy
+
+    obs = env.sim.reset(seed=seed, init_state_id=init_id)
+    expert = make_policy("expert", env.sim, seed=seed)
+    expert.reset(obs)
+    feats, success, sim_return, taken = [], [], 0.0, []
+    for _ in range(job.episodes):
+        hit = False
+        for _ in range(job.chunk):
+            a = np.asarray(expert(obs), np.float32)
+            taken.append(env.from_sim_action(a))
+            obs = env.sim.step(a)
+            sim_return += float(obs.reward)
+            hit |= bool(obs.success)
+        feats.append(env.encoder.encode(obs.frame[None])[0].astype(np.float16))
+        success.append(hit)
+    return {"features": np.stack(feats), "success": np.array(success), "sim_return": sim_return,
+            "actions": np.stack(taken).reshape(job.episodes, -1).astype(np.float32)}
 
 
 def real_rollouts(
@@ -203,7 +218,7 @@ def compare(
     core = venv.core
     init_ids = [int(core.art.reset_init[i]) for i in starts]
     horizon = venv.max_episode_steps
-    real = real_rollouts(core.art.manifest, specs, starts, init_ids, horizon, workers, seed,
+    real = real_rollouts(core.manifest, specs, starts, init_ids, horizon, workers, seed,
                          progress)
     out: dict[str, Any] = {"starts": starts, "init_state_ids": init_ids, "horizon": horizon,
                            "chunk": core.chunk, "policies": {}}

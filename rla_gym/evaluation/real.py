@@ -3,8 +3,10 @@
 A policy trained inside an ``RLAWorld-*`` env sees patch features and emits a flattened chunk of
 ``K`` actions per decision. Here the real simulator renders a frame, the same frozen encoder turns
 it into features ``(N, D)``, the policy returns a chunk, and the simulator executes its ``K``
-control steps (stopping early on success). Episodes run in parallel worker processes; LIBERO
-episodes use the task's fixed init states ``0..episodes-1``, other simulators seeds
+control steps (stopping early on success). :func:`rollout` is that loop, over
+:class:`~rla_gym.envs.real.RealFeatureEnv`, for every real evaluation (``rla-gym eval``, the
+pipelines, ``dream_vs_real`` and the benchmarks). Episodes run in parallel worker processes;
+LIBERO episodes use the task's fixed init states ``0..episodes-1``, other simulators seeds
 ``seed + i``.
 """
 
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -22,14 +24,18 @@ from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import wilson_interval
 
-__all__ = ["FeaturePolicy", "RealEvalConfig", "SavedPolicy", "evaluate_in_sim", "run_episode"]
+if TYPE_CHECKING:
+    from rla_gym.envs.real import RealFeatureEnv
+
+__all__ = ["FeaturePolicy", "RealEvalConfig", "SavedPolicy", "episode", "eval_env",
+           "evaluate_in_sim", "rollout"]
 
 
 class FeaturePolicy(Protocol):
     """Deterministic policy on features: ``float32 (N, D)`` -> ``float32 (K * A,)`` in [-1, 1].
 
     A stateful policy (e.g. :class:`rla_gym.planning.MPCController`, which counts elapsed time
-    and warm-starts its plans) also has ``reset(seed: int)``; :func:`run_episode` calls it at the
+    and warm-starts its plans) also has ``reset(seed: int)``; :func:`rollout` calls it at the
     start of every episode with the episode's seed.
     """
 
@@ -84,62 +90,105 @@ class RealEvalConfig:
     """how many episodes to record"""
 
 
-def run_episode(sim: Any, encoder: Any, policy: FeaturePolicy, index: int,
-                cfg: RealEvalConfig) -> dict[str, Any]:
-    """One real episode; returns success, return, length, the mean seconds per policy decision
-    and (optionally) its frames."""
-    init_id = index if sim.num_init_states else None
-    obs = sim.reset(seed=cfg.seed + index, init_state_id=init_id)
+def rollout(env: RealFeatureEnv, policy: FeaturePolicy, seed: int,
+            init_state_id: int | None = None, *, keep_frames: bool = False,
+            keep_observations: bool = False) -> dict[str, Any]:
+    """One real episode of ``policy`` in ``env``: the one rollout path of every real evaluation.
+
+    The episode is ``env.reset(seed=seed, options={"init_state_id": init_state_id})`` and then
+    one ``env.step`` per policy decision until it terminates or truncates, so its scaling,
+    success rule and horizon are the env's. A stateful policy's ``reset(seed=seed)`` is called
+    first. The policy's output is clipped to ``[-1, 1]`` (as SB3's ``predict`` clips); one
+    action ``(A,)`` from a policy in a chunk-mode env is held for the ``K`` control steps (the
+    env's ``action_mode="repeat"``).
+
+    Args:
+        env: the real env (its ``terminate_on_success`` and horizons decide when to stop).
+        policy: ``features (N, D) -> float32 (K * A,)`` or ``(A,)``.
+        seed: the reset seed (and the policy's).
+        init_state_id: fixed init state (LIBERO); ``None``: the env's rule from ``seed``.
+        keep_frames: return every rendered camera frame, ``uint8 (T, R, R, 3)``.
+        keep_observations: return the observation after every chunk, ``float32 (E, N, D)``.
+
+    Returns:
+        ``success`` (``info["is_success"]`` at the end), ``return`` (summed reward), ``length``
+        (control steps), ``decisions`` (env steps), ``chunk_success`` (``bool (E,)``, this
+        chunk's ``info["success"]``), ``decision_s`` (mean seconds per policy call) and, if
+        asked, ``frames`` and ``observations``.
+    """
+    options = {} if init_state_id is None else {"init_state_id": int(init_state_id)}
+    obs, info = env.reset(seed=seed, options=options)
     reset = getattr(policy, "reset", None)
     if callable(reset):
-        reset(seed=cfg.seed + index)
-    frames = [obs.frame]
-    limit = cfg.max_steps or sim.max_steps
-    ret, steps, success = 0.0, 0, bool(obs.success)
-    decision_s, decisions = 0.0, 0
-    while steps < limit and not success:
-        feats = encoder.encode(obs.frame[None])[0]
+        reset(seed=seed)
+    frames = [env.chunk_frames] if keep_frames else []
+    observations, chunk_success = [], []
+    ret, decision_s = 0.0, 0.0
+    # A start that is already solved ends the episode before any decision where success ends it.
+    done = bool(info["is_success"]) and env.terminate_on_success
+    while not done:
         t0 = time.perf_counter()
-        chunk = np.asarray(policy(feats), np.float32).reshape(-1, sim.action_dim)
-        if len(chunk) == 1:  # one action held for the K control steps (action_mode="repeat")
-            chunk = np.repeat(chunk, cfg.chunk, 0)
-        if len(chunk) != cfg.chunk:
-            raise ValueError(f"the policy returned {len(chunk)} actions of size "
-                             f"{sim.action_dim}, not a chunk of K={cfg.chunk} or one action")
-        decision_s, decisions = decision_s + time.perf_counter() - t0, decisions + 1
-        # Normalised [-1, 1] -> simulator units (identity for LIBERO, robosuite, reacher).
-        mid = (sim.action_high + sim.action_low) / 2
-        half = (sim.action_high - sim.action_low) / 2
-        for a in np.clip(chunk, -1.0, 1.0):
-            obs = sim.step((mid + half * a).astype(np.float32))
-            frames.append(obs.frame)
-            ret += float(obs.reward)
-            steps += 1
-            if obs.success:
-                success = True
-                break
-            if steps >= limit:
-                break
-    return {"index": index, "success": success, "return": ret, "length": steps,
-            "decision_s": decision_s / max(decisions, 1), "frames": np.stack(frames)}
+        action = np.asarray(policy(obs), np.float32).reshape(-1)
+        decision_s += time.perf_counter() - t0
+        if action.shape != env.action_space.shape and action.size == env.action_dim:
+            action = np.tile(action, env.chunk)  # one action held for the K control steps
+        if action.shape != env.action_space.shape:
+            raise ValueError(f"the policy returned {action.size} values; expected "
+                             f"{env.action_space_desc}, or one action of size {env.action_dim}")
+        obs, reward, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0))
+        ret += float(reward)
+        chunk_success.append(bool(info["success"]))
+        if keep_frames:
+            frames.append(env.chunk_frames)
+        if keep_observations:
+            observations.append(obs)
+        done = terminated or truncated
+    n = len(chunk_success)
+    out = {"success": bool(info["is_success"]), "return": ret, "length": int(info["t"]),
+           "decisions": n, "chunk_success": np.array(chunk_success, bool),
+           "decision_s": decision_s / max(n, 1)}
+    if keep_frames:
+        out["frames"] = np.concatenate(frames)
+    if keep_observations:
+        out["observations"] = np.stack(observations)
+    return out
+
+
+def eval_env(cfg: RealEvalConfig, render: bool = False) -> RealFeatureEnv:
+    """The real env ``rla-gym eval`` runs ``cfg`` in: episodes stop at the first successful
+    control step or after ``cfg.max_steps`` control steps (default: the task's horizon)."""
+    from rla_gym.envs.real import RealFeatureEnv
+
+    return RealFeatureEnv(sim=cfg.sim, task=cfg.task, resolution=cfg.resolution,
+                          encoder=cfg.encoder, chunk=cfg.chunk, terminate_on_success=True,
+                          max_control_steps=cfg.max_steps or "task",
+                          render_mode="rgb_array" if render else None)
+
+
+def episode(env: RealFeatureEnv, policy: FeaturePolicy, index: int, cfg: RealEvalConfig,
+            keep_frames: bool = False) -> dict[str, Any]:
+    """Episode ``index`` of ``cfg``: LIBERO from init state ``index``, every simulator from seed
+    ``cfg.seed + index`` (the policy's reset seed too); the row of ``evaluate_in_sim``."""
+    init_id = index if env.sim.num_init_states else None
+    r = rollout(env, policy, cfg.seed + index, init_id, keep_frames=keep_frames)
+    row = {"index": index, "success": r["success"], "return": r["return"],
+           "length": r["length"], "decision_s": r["decision_s"]}
+    if keep_frames:
+        row["frames"] = r["frames"]
+    return row
 
 
 def _worker(args: tuple[Callable[[], FeaturePolicy], RealEvalConfig], indices: list[int],
             emit: Emit) -> None:
-    from rla_gym.features import make_encoder
-    from rla_gym.sims import make_sim
-
     make_policy, cfg = args
-    sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
-    encoder, policy = make_encoder(cfg.encoder), make_policy()
+    env = eval_env(cfg, render=cfg.video_dir is not None)
+    policy = make_policy()
     try:
         for i in indices:
-            r = run_episode(sim, encoder, policy, i, cfg)
-            if cfg.video_dir is None or i >= cfg.videos:
-                r.pop("frames")
-            emit(r)
+            emit(episode(env, policy, i, cfg, keep_frames=cfg.video_dir is not None
+                         and i < cfg.videos))
     finally:
-        sim.close()
+        env.close()
 
 
 def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfig,

@@ -187,7 +187,7 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     env_cfg = RLAWorldConfig(artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps)
     train_env = RLAWorldVectorEnv(cfg.num_envs, config=env_cfg)
     core = train_env.core
-    manifest = core.art.manifest
+    manifest = core.manifest
     base_path = _base_policy(cfg, bundle, core.chunk)
     base = ActorCritic.load(base_path)
     if base.action_dim != core.chunk * core.action_dim:

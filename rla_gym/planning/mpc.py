@@ -24,7 +24,7 @@ __all__ = ["MPCController", "PlannerPolicy"]
 class MPCController:
     """A stateful ``features (N, D) -> chunk (K * A,)`` policy that plans at every call.
 
-    Call :meth:`reset` at the start of every episode (``rla_gym.evaluation.real.run_episode``
+    Call :meth:`reset` at the start of every episode (``rla_gym.evaluation.real.rollout``
     does); the first call after it aligns the episode with a reference demo unless
     :meth:`reset` was given one.
 

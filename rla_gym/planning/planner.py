@@ -93,7 +93,7 @@ class DreamPlanner:
         if cfg.horizon > self.episode_horizon:
             raise ValueError(
                 f"planner horizon {cfg.horizon} chunks is beyond the env's episode horizon of "
-                f"{self.episode_horizon} chunks ({core.art.path}); pass --horizon <= "
+                f"{self.episode_horizon} chunks ({core.bundle_path}); pass --horizon <= "
                 f"{self.episode_horizon}"
             )
         self.base_policy = None
@@ -113,10 +113,10 @@ class DreamPlanner:
     def _bundle_policy(self) -> Any:
         from rla_gym.agents import ActorCritic
 
-        path = self.core.art.path / POLICY
+        path = self.core.bundle_path / POLICY
         if not (path / "model.safetensors").exists():
             raise MissingWeightsError(
-                f"residual planning needs a base policy, but bundle {self.core.art.path} ships "
+                f"residual planning needs a base policy, but bundle {self.core.bundle_path} ships "
                 f"none ({POLICY}/); pass base_policy=..., rebuild the bundle with --policy, or "
                 f"plan from scratch with residual_scale=0"
             )
