@@ -25,7 +25,7 @@ from rla_gym.utils import provenance, save_json
 from rla_gym.utils.io import load_json
 
 SUITES = ("libero", "robosuite-lift", "dmc-reacher")
-# The targets, checked by report.py from this file.
+# The targets, checked by report.py from this file.
 TARGETS = {"direction_min": 0.5, "magnitude_ratio_range": [0.5, 2.0],
            "ranking_spearman_min": 0.6, "l1_over_copy_last_max": 0.7,
            "l1_horizon": "4", "agreement_horizon": "1"}

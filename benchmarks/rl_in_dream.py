@@ -6,7 +6,7 @@
     budget on the same threads. Snapshots along training, a uniform random policy and the final
     policies run in real reacher-easy on the same seeds; the score is the real return (dm-control
     reward summed over the dreamed env's horizon: control steps with the finger on the target).
-    Issue #5 target: the dream-trained return is at least 80 % of the real-trained one.
+    Target: the dream-trained return is at least 80 % of the real-trained one.
 (b) LIBERO: behaviour cloning vs BC + residual PPO in the dream (paper §8.2), judged in real
     LIBERO; see :func:`part_b`.
 
@@ -302,7 +302,7 @@ def part_b(args: Args) -> dict[str, Any]:
     Each seed runs :func:`rla_gym.pipelines.wmrl.run_wmrl`: the bundle's BC base, residual PPO
     in the batched dream, imagined evaluation, then real LIBERO over init states
     ``0..libero_eval_episodes-1``. The BC policy and LIBERO are deterministic, so BC is evaluated
-    once (with the first seed); every seed's final policy is evaluated. Issue #5 target: residual
+    once (with the first seed); every seed's final policy is evaluated. Target: residual
     PPO raises real success over its BC init.
     """
     from rla_gym.pipelines.wmrl import WMRLConfig, run_wmrl

@@ -74,7 +74,7 @@ class CounterfactualConfig:
     """What one suite's counterfactual measurement runs."""
 
     states: int = 40
-    """Real start states (the issue's targets are read at >= 30)."""
+    """Real start states (the targets are read at >= 30)."""
     episodes: int = 10
     """Held-out real episodes the starts are drawn from; even ones expert, odd ones noisy."""
     horizons: tuple[int, ...] = (1, 4)
