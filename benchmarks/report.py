@@ -472,8 +472,11 @@ def decoder() -> str:
             f"{r['foreground_l1_real']:.3f} / {r['foreground_l1_nearest_real']:.3f} "
             f"({100 * r['foreground_fraction']:.0f} % of pixels) | {met} |")
     p = d["provenance"]
+    eps = ", ".join(f"{s} {len(d[s]['heldout_episodes'])}" for s in suites)
     extra = (f"PSNR in dB (mean over frames) of the int8 decoder shipped in each bundle, on the "
-             f"held-out episodes of its training split; imagined: the bundle's world model "
+             f"held-out episodes of its training split plus fresh test episodes of another "
+             f"collection seed, seen by neither the decoder nor the world model ({eps} "
+             f"episodes); imagined: the bundle's world model "
              f"dreams from a real frame with the episode's real actions ({p['flow_steps']} Euler "
              f"steps, chunks of {d[suites[0]]['chunk']} control steps) and the decoded dream is "
              f"compared with the real frame those actions led to. Foreground: pixels more than "
