@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the embedded default bundle of one dreamed env from scratch, with the project's own
 # collectors and CLI: collect -> encode -> train RLA -> train RLA-WM -> behaviour-cloned base
-# policy -> bundle in rla_gym/envs/assets/<suite>/.
+# policy -> frame decoder -> bundle in rla_gym/envs/assets/<suite>/.
 #
 #   bash examples/build_bundle.sh libero            # RLAWorld-libero-v0
 #   bash examples/build_bundle.sh robosuite-lift    # RLAWorld-robosuite-lift-v0
@@ -46,5 +46,8 @@ rla-gym train-rla --data "$data" --out "$runs/rla" --decoder-target residual --w
 rla-gym train-wm --model rla-wm --data "$data" --rla "$runs/rla/checkpoint" --out "$runs/wm" \
   --preset cpu-compact --steps "$wm_steps" --no-progress
 rla-gym train-bc --data "$data" --out "$runs/bc" --device cpu
+rla-gym train-decoder --data "$data" --out "$runs/decoder" --steps 500 --no-progress
 rla-gym build-bundle --data "$data" --world-model "$runs/wm/checkpoint" \
   --policy "$runs/bc" --weights-dtype int8 "${bundle_flags[@]}" --out "rla_gym/envs/assets/$suite"
+# The decoder goes in last: add-decoder checks it against the bundle and keeps it under 10 MB.
+rla-gym add-decoder --bundle "rla_gym/envs/assets/$suite" --decoder "$runs/decoder/checkpoint"

@@ -1,4 +1,5 @@
-"""``rla-gym <verb>``: collect, encode, inspect, train-rla, train-wm, train-bc, build-bundle, eval.
+"""``rla-gym <verb>``: collect, encode, inspect, train-rla, train-wm, train-bc, train-progress,
+train-decoder, build-bundle, add-progress-head, add-decoder, eval.
 
 Each verb takes a frozen dataclass of options; ``rla-gym <verb> --help`` lists them.
 """
@@ -10,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tyro
 
@@ -111,6 +112,29 @@ def cmd_add_progress_head(args: AddProgressHeadArgs) -> None:
     _print({"progress": m["progress"], "total_bytes": m["total_bytes"]})
 
 
+@dataclass(frozen=True, kw_only=True)
+class AddDecoderArgs:
+    """Ship a trained frame decoder in an existing bundle (nothing else in it is rebuilt)."""
+
+    bundle: Path
+    """bundle folder (e.g. rla_gym/envs/assets/libero)"""
+    decoder: Path
+    """decoder checkpoint folder (from rla-gym train-decoder: <out>/checkpoint)"""
+    dtype: Literal["float32", "float16", "int8"] = "int8"
+    """weights storage in the bundle"""
+    max_mb: float | None = 10.0
+    """refuse a decoder that takes the bundle past this many MB (10^6 bytes)"""
+
+
+def cmd_add_decoder(args: AddDecoderArgs) -> None:
+    """Add (or replace) the frame decoder of a bundle (render_backend="decoder")."""
+    from rla_gym.pipelines.build_bundle import add_decoder
+
+    max_bytes = None if args.max_mb is None else int(args.max_mb * 1e6)
+    m = add_decoder(args.bundle, args.decoder, args.dtype, max_bytes)
+    _print({"decoder": m["decoder"], "total_bytes": m["total_bytes"]})
+
+
 def _verbs() -> dict[str, Any]:
     verbs: dict[str, Any] = {
         "collect": cmd_collect,
@@ -118,15 +142,23 @@ def _verbs() -> dict[str, Any]:
         "inspect": cmd_inspect,
         "build-bundle": cmd_build_bundle,
         "add-progress-head": cmd_add_progress_head,
+        "add-decoder": cmd_add_decoder,
         "eval": cmd_eval,
     }
     # Imported unconditionally: a broken import must fail loudly, not silently remove verbs.
-    from rla_gym.cli.train import cmd_train_bc, cmd_train_progress, cmd_train_rla, cmd_train_wm
+    from rla_gym.cli.train import (
+        cmd_train_bc,
+        cmd_train_decoder,
+        cmd_train_progress,
+        cmd_train_rla,
+        cmd_train_wm,
+    )
 
     verbs["train-rla"] = cmd_train_rla
     verbs["train-wm"] = cmd_train_wm
     verbs["train-bc"] = cmd_train_bc
     verbs["train-progress"] = cmd_train_progress
+    verbs["train-decoder"] = cmd_train_decoder
     return verbs
 
 

@@ -1,21 +1,24 @@
-"""Training verbs of the ``rla-gym`` command: ``train-rla``, ``train-wm``, ``train-bc`` and
-``train-progress``.
+"""Training verbs of the ``rla-gym`` command: ``train-rla``, ``train-wm``, ``train-bc``,
+``train-progress`` and ``train-decoder``.
 
 ``train-rla`` and ``train-wm`` resume when their output folder already holds a checkpoint, and both
 run data-parallel under ``torchrun --nproc_per_node N -m rla_gym.cli.main train-...``.
-``train-bc`` is a minutes-long single-process fit.
+``train-bc`` is a minutes-long single-process fit; ``train-decoder`` resumes like the first two.
 """
 
 from __future__ import annotations
 
 import json
 
+from rla_gym.decoder.train import TrainDecoderConfig, train_decoder
 from rla_gym.pipelines.world_action import TrainBCConfig, train_bc_from_dataset
 from rla_gym.reward.train_progress import TrainProgressConfig, train_progress_head
 from rla_gym.rla.train import TrainRLAConfig, train_rla
 from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
-__all__ = ["cmd_train_bc", "cmd_train_progress", "cmd_train_rla", "cmd_train_wm"]
+__all__ = [
+    "cmd_train_bc", "cmd_train_decoder", "cmd_train_progress", "cmd_train_rla", "cmd_train_wm",
+]
 
 
 def _report(result: object) -> None:
@@ -46,3 +49,8 @@ def cmd_train_progress(cfg: TrainProgressConfig) -> None:
     positives)."""
     _report(train_progress_head(cfg))
 
+
+def cmd_train_decoder(cfg: TrainDecoderConfig) -> None:
+    """Train the frame decoder (features -> pixels) on a dataset's real (features, frame) pairs,
+    held-out split by episode (resumes an existing run; --steps extends it)."""
+    _report(train_decoder(cfg))

@@ -9,6 +9,8 @@ Layout::
     bank.safetensors     reset bank, reference demos (every K-th frame) and the render bank
     policy/              optional: behaviour-cloned base policy (ActorCritic folder) that the WMRL
                          main job fine-tunes in the dream
+    decoder/             optional: frame decoder (features -> pixels) that renders dreamed states,
+                         added to a built bundle with ``rla-gym add-decoder``
 
 Bank tensors (``R`` reference demos, ``T_ref`` rows each, ``M`` reset starts, ``F`` render frames)::
 
@@ -44,13 +46,16 @@ from rla_gym.features.base import sha256_file
 from rla_gym.utils.io import load_json
 
 if TYPE_CHECKING:  # the loader imports torch lazily; the bundle format does not need it
+    from rla_gym.decoder import FrameDecoder
     from rla_gym.world_model.baselines import Predictor
 
 __all__ = [
     "ASSETS_DIR",
     "BANK",
+    "DECODER",
     "FORMAT_VERSION",
     "MANIFEST",
+    "MAX_BUNDLE_BYTES",
     "MODEL_FILES",
     "POLICY",
     "PROGRESS",
@@ -70,6 +75,9 @@ BANK = "bank.safetensors"
 WORLD_MODEL = "world_model"
 POLICY = "policy"
 PROGRESS = "progress"
+DECODER = "decoder"
+MAX_BUNDLE_BYTES = 10_000_000
+"""Size budget of an embedded bundle (``total_bytes`` in its manifest)."""
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 # The files of a model folder (world model, policy) that a bundle keeps: only what loading needs;
 # optimizer/train state would triple the bundle for nothing.
@@ -209,6 +217,41 @@ class Artifacts:
         return ProgressHead.from_pretrained(
             self.path / PROGRESS, expected_fingerprint=self.manifest["encoder_fingerprint"],
             device=device,
+        )
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether the bundle ships a frame decoder (``decoder/``, ``rla-gym add-decoder``)."""
+        return self.manifest.get(DECODER) is not None
+
+    def load_decoder(self, device: str = "cpu") -> FrameDecoder:
+        """The bundle's frame decoder, checked against its checksum and the bank's encoder.
+
+        Raises:
+            ArtifactsNotFoundError: the bundle has no decoder (says how to add one).
+            CorruptFileError: the decoder's weights do not match the manifest's checksum.
+            EncoderMismatchError: the decoder was trained on another encoder's features or grid.
+        """
+        from rla_gym.decoder import FrameDecoder
+
+        if not self.has_decoder:
+            raise ArtifactsNotFoundError(
+                f"bundle {self.path} has no frame decoder; train one with `rla-gym train-decoder "
+                f"--data <dataset>` and add it with `rla-gym add-decoder --bundle {self.path} "
+                f"--decoder <out>/checkpoint`, or render with render_backend='nearest'"
+            )
+        weights = self.path / DECODER / "model.safetensors"
+        want = self.manifest[DECODER].get("sha256")
+        if not weights.exists() or want is None or sha256_file(weights) != want:
+            raise CorruptFileError(
+                f"{weights} is missing or does not match the checksum in {MANIFEST}; re-add the "
+                f"decoder with `rla-gym add-decoder --bundle {self.path} --decoder <checkpoint>`"
+            )
+        return FrameDecoder.from_pretrained(
+            self.path / DECODER, map_location=device,
+            expected_fingerprint=self.manifest["encoder_fingerprint"],
+            expected_grid=tuple(self.manifest["grid"]),
+            expected_feature_dim=int(self.manifest["feature_dim"]),
         )
 
 

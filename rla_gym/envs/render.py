@@ -1,9 +1,10 @@
 """Rendering a dreamed state: nearest real frame by pooled features, and video helpers.
 
-RLA-WM predicts features, not pixels, and rla-gym ships no pixel decoder. To *see* a dreamed
-state we retrieve the real frame whose token-mean features are closest (L2) among a small bank
-of real frames stored with the artifacts. It shows roughly where the arm and objects are; it
-cannot show states that never occur in the bank, so treat it as a debugging view.
+RLA-WM predicts features, not pixels. Bundles that ship a frame decoder (:mod:`rla_gym.decoder`)
+render dreamed features directly; the fallback here retrieves the real frame whose token-mean
+features are closest (L2) among a small bank of real frames stored with the artifacts. It shows
+roughly where the arm and objects are; it cannot show states that never occur in the bank, so
+treat it as a debugging view.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["label", "nearest_frames", "side_by_side", "write_mp4"]
+__all__ = ["label", "nearest_frames", "panels", "resize_nearest", "side_by_side", "write_mp4"]
 
 
 def nearest_frames(
@@ -34,17 +35,27 @@ def nearest_frames(
     return bank_frames[idx]
 
 
-def _resize_nearest(frame: np.ndarray, size: int) -> np.ndarray:
+def resize_nearest(frame: np.ndarray, size: int) -> np.ndarray:
+    """``(h, w, C)`` -> ``(size, size, C)`` by nearest-neighbour sampling."""
     h, w = frame.shape[:2]
     ys = (np.arange(size) * h / size).astype(int)
     xs = (np.arange(size) * w / size).astype(int)
     return frame[ys][:, xs]
 
 
+def panels(frames: Sequence[np.ndarray], size: int = 128, gap: int = 4) -> np.ndarray:
+    """``uint8 (h, w, 3)`` frames resized to ``size`` and joined left to right with white gaps."""
+    sep = np.full((size, gap, 3), 255, np.uint8)
+    out: list[np.ndarray] = []
+    for i, f in enumerate(frames):
+        out += [sep] if i else []
+        out.append(resize_nearest(f, size))
+    return np.concatenate(out, 1)
+
+
 def side_by_side(left: np.ndarray, right: np.ndarray, size: int = 128, gap: int = 4) -> np.ndarray:
     """Two ``uint8 (h, w, 3)`` frames resized to ``size`` and joined with a white gap."""
-    sep = np.full((size, gap, 3), 255, np.uint8)
-    return np.concatenate([_resize_nearest(left, size), sep, _resize_nearest(right, size)], 1)
+    return panels([left, right], size, gap)
 
 
 def label(frame: np.ndarray, value: float, width: int = 4) -> np.ndarray:

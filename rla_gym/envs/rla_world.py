@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -29,6 +29,9 @@ from rla_gym.reward.aligned import AlignedReward
 from rla_gym.utils.configs import with_overrides
 from rla_gym.world_model.baselines import Predictor
 
+if TYPE_CHECKING:
+    from rla_gym.decoder import FrameDecoder
+
 __all__ = [
     "DreamCore", "RLAWorldConfig", "RLAWorldEnv", "Start", "check_actions", "resolve_artifacts",
 ]
@@ -37,6 +40,7 @@ ObsMode = Literal["patch", "dict"]
 ActionMode = Literal["chunk", "repeat"]
 RewardMode = Literal["aligned", "goal", "progress"]
 RewardMetric = Literal["l1", "cosine"]
+RenderBackend = Literal["auto", "decoder", "nearest"]
 
 
 # --------------------------------------------------------------------------- artifacts lookup
@@ -65,6 +69,11 @@ def _cached_artifacts(path: str, mtime_ns: int) -> Artifacts:
 @functools.lru_cache(maxsize=8)
 def _cached_model(path: str, mtime_ns: int, device: str, checkpoint: str | None) -> Predictor:
     return _cached_artifacts(path, mtime_ns).load_world_model(device, checkpoint)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_decoder(path: str, mtime_ns: int, device: str) -> FrameDecoder:
+    return _cached_artifacts(path, mtime_ns).load_decoder(device)
 
 
 def _pick_device(device: str) -> str:
@@ -142,7 +151,12 @@ class RLAWorldConfig:
     obs_mode: ObsMode = "patch"
     """``patch``: ``(N, D)`` features; ``dict``: ``{"patch", "pooled"}``."""
     render_mode: str | None = None
-    """``None`` or ``rgb_array`` (nearest real frame of the bundle's render bank)."""
+    """``None`` or ``rgb_array`` (a frame of the dreamed state; ``render_backend`` says how)."""
+    render_backend: RenderBackend = "auto"
+    """How ``rgb_array`` frames are made: ``decoder``: the bundle's frame decoder applied to the
+    dreamed features (the bundle must ship one); ``nearest``: the real frame of the bundle's render
+    bank whose token-mean features are closest; ``auto``: the decoder when the bundle has one,
+    otherwise nearest."""
     num_uncertainty_samples: int = 0
     """``S``: with ``S >= 2`` every step draws ``S`` flow samples and reports their spread in
     ``info["uncertainty"]`` (the state follows sample 0)."""
@@ -191,6 +205,11 @@ class RLAWorldConfig:
             raise ValueError(f"obs_mode must be 'patch' or 'dict', got {self.obs_mode!r}")
         if self.render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
+        if self.render_backend not in ("auto", "decoder", "nearest"):
+            raise ValueError(
+                f"render_backend must be 'auto', 'decoder' or 'nearest', got "
+                f"{self.render_backend!r}"
+            )
         _pick_device(self.device)
 
     @classmethod
@@ -228,6 +247,11 @@ class DreamCore:
         self.reference_len = self.art.reference_len
         self.reset_features = torch.from_numpy(self.art.reset_features).to(self.device)
         self.render_pooled = torch.from_numpy(self.art.render_pooled).to(self.device)
+        self._key = key
+        self.render_backend = self._resolve_render_backend(config.render_backend)
+        self._decoder: FrameDecoder | None = None
+        if self.render_backend == "decoder" and config.render_mode == "rgb_array":
+            self._decoder = _cached_decoder(*key, str(self.device))  # a bad decoder fails here
         low = torch.tensor(m["action_low"], dtype=torch.float32, device=self.device)
         high = torch.tensor(m["action_high"], dtype=torch.float32, device=self.device)
         self._act_mid, self._act_half = (high + low) / 2, (high - low) / 2
@@ -370,9 +394,30 @@ class DreamCore:
             return {"patch": patch, "pooled": patch.mean(1)}
         return patch
 
-    def render(self, s: torch.Tensor) -> np.ndarray:
-        """Nearest real frame by token-mean features: ``(B, N, D)`` -> ``uint8 (B, h, w, 3)``."""
-        return nearest_frames(s, self.render_pooled, self.art.render_frames)
+    def _resolve_render_backend(self, backend: RenderBackend) -> Literal["decoder", "nearest"]:
+        if backend == "nearest" or (backend == "auto" and not self.art.has_decoder):
+            return "nearest"
+        if not self.art.has_decoder:
+            raise ArtifactsNotFoundError(
+                f"render_backend='decoder' but the bundle {self.art.path} has no frame decoder; "
+                f"add one with `rla-gym add-decoder --bundle {self.art.path} --decoder "
+                f"<checkpoint>` or use render_backend='nearest' (or 'auto')"
+            )
+        return "decoder"
+
+    def render(self, s: torch.Tensor, backend: RenderBackend | None = None) -> np.ndarray:
+        """Frames of the states ``(B, N, D)`` -> ``uint8 (B, h, w, 3)``.
+
+        ``"decoder"``: the frame decoder's picture at the dataset resolution; ``"nearest"``: the
+        bank's real thumbnail with the closest token-mean features. ``backend`` overrides the
+        env's ``render_backend`` for this call (e.g. to show both side by side).
+        """
+        which = self.render_backend if backend is None else self._resolve_render_backend(backend)
+        if which == "nearest":
+            return nearest_frames(s, self.render_pooled, self.art.render_frames)
+        if self._decoder is None:
+            self._decoder = _cached_decoder(*self._key, str(self.device))
+        return self._decoder.render(s, fingerprint=self.art.manifest["encoder_fingerprint"])
 
 
 # --------------------------------------------------------------------------- single env
@@ -383,7 +428,8 @@ class RLAWorldEnv(gym.Env):
     A learned simulator (paper §8, "WMRL"): the state is the grid of patch features of a camera
     frame; each step feeds a chunk of actions to RLA-WM, which samples the features ``K`` control
     steps later by flow matching in the residual-latent-action space of a frozen RLA and decodes
-    them. Predictions are fed back autoregressively; no image is decoded and no simulator runs.
+    them. Predictions are fed back autoregressively; no simulator runs, and images are decoded only
+    to render (see "Rendering").
 
     ## Action Space
     One env step is one chunk of ``K`` control steps (``K = 8`` by default, as in the paper's
@@ -437,18 +483,28 @@ class RLAWorldEnv(gym.Env):
     ```python
     gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
              reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
-             render_mode=None, num_uncertainty_samples=0, guidance=1.0,
-             max_episode_steps=None, action_mode="chunk")
+             render_mode=None, render_backend="auto", num_uncertainty_samples=0,
+             guidance=1.0, max_episode_steps=None, action_mode="chunk")
     gym.make("RLAWorld-libero-v0", config=RLAWorldConfig(...))  # the same, as one object
     ```
     Every option is a field of :class:`RLAWorldConfig` (documented there).
-    ``artifacts``: bundle folder (``None``: ``rla_gym/envs/assets/<suite>/``). ``render_mode
-    ="rgb_array"`` returns the nearest real frame (by token-mean features) from the bundle's
-    render bank, ``uint8 (h, w, 3)``.
+    ``artifacts``: bundle folder (``None``: ``rla_gym/envs/assets/<suite>/``).
+
+    ## Rendering
+    ``render_mode="rgb_array"`` returns a ``uint8 (h, w, 3)`` picture of the dreamed state, made
+    as ``render_backend`` says. ``"decoder"``: the bundle's frame decoder (a small CNN trained on
+    real ``(features, frame)`` pairs, ``rla-gym train-decoder``) turns the dreamed features into a
+    frame at the dataset resolution (128 px for the embedded bundles); it shows states no real
+    frame holds, blurred where the features are uncertain. ``"nearest"``: the real thumbnail
+    (64 px) of the bundle's render bank whose token-mean features are closest; a real picture,
+    but only of states the bank holds. ``"auto"`` (default): the decoder when the bundle ships one
+    (all embedded bundles do), otherwise nearest. ``self.core.render_backend`` says which is used.
+    Rendering never changes the dream: the decoder only reads features.
 
     ## Version History
-    * v0: initial release (chunked actions, video-aligned reward, NN render); the
-      ``action_mode="repeat"`` option was added later (the default is unchanged).
+    * v0: initial release (chunked actions, video-aligned reward, NN render); later options that
+      leave the defaults unchanged: ``action_mode="repeat"``, decoded renders
+      (``render_backend``; observations, actions and rewards are untouched).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -537,7 +593,7 @@ class RLAWorldEnv(gym.Env):
         return self._obs(), float(reward[0]), False, truncated, info
 
     def render(self) -> np.ndarray | None:
-        """Nearest real frame to the current state, ``uint8 (h, w, 3)`` (``rgb_array`` mode)."""
+        """The current state as ``uint8 (h, w, 3)`` (``rgb_array`` mode; see "Rendering")."""
         if self.render_mode != "rgb_array" or self._s is None:
             return None
         return self.core.render(self._s[None])[0]

@@ -207,7 +207,8 @@ class RLAWorldVectorEnv(VectorEnv):
         return self.observe(), reward, terminated, truncated, info
 
     def render(self) -> tuple[np.ndarray, ...] | None:
-        """Nearest real frame of every env, a tuple of ``uint8 (h, w, 3)``."""
+        """Every env's state as a tuple of ``uint8 (h, w, 3)`` (decoded or nearest real frame, as
+        the ``render_backend`` option says)."""
         if self.render_mode != "rgb_array":
             return None
         return tuple(self.core.render(self._s))

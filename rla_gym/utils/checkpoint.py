@@ -51,23 +51,26 @@ def quantize_state_dict(
     """Symmetric int8 storage of the large float tensors of a state dict (~3.8x smaller).
 
     Each tensor with at least ``min_numel`` elements is stored as ``int8`` with one ``float16``
-    scale per ``group`` consecutive values of its last axis (per row if the axis does not divide),
-    so ``w ≈ q * scale`` with error at most ``scale / 2``; small groups keep one outlier from
-    coarsening a whole row. Smaller float tensors (biases, norms, statistics) stay ``float32``.
-    :func:`load_checkpoint` undoes it.
+    scale per ``group`` consecutive values of its row (per row if the row does not divide), so
+    ``w ≈ q * scale`` with error at most ``scale / 2``; small groups keep one outlier from
+    coarsening a whole row. A row is the last axis of a matrix and everything after the first axis
+    of a higher-rank tensor: a conv kernel ``(out, in, 3, 3)`` grouped along its last axis would
+    carry one scale per 3 weights. Smaller float tensors (biases, norms, statistics) stay
+    ``float32``. :func:`load_checkpoint` undoes it.
     """
     out: dict[str, torch.Tensor] = {}
     for k, v in state.items():
         if not v.is_floating_point() or v.numel() < min_numel or v.dim() < 2:
             out[k] = v.float() if v.is_floating_point() else v
             continue
-        last = v.shape[-1]
+        rows = v.reshape(v.shape[0], -1)
+        last = rows.shape[-1]
         g = group if last % group == 0 else last
-        w = v.float().reshape(*v.shape[:-1], last // g, g)
+        w = rows.float().reshape(rows.shape[0], last // g, g)
         scale = (w.abs().amax(dim=-1, keepdim=True) / 127.0).clamp_min(1e-12)
         q = torch.round(w / scale).clamp(-127, 127).to(torch.int8)
         out[k] = q.reshape(v.shape).contiguous()
-        out[k + INT8_SCALE] = scale.squeeze(-1).half().contiguous()
+        out[k + INT8_SCALE] = scale.squeeze(-1).half().contiguous()  # (rows, groups)
     return out
 
 
@@ -78,9 +81,11 @@ def dequantize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         if k.endswith(INT8_SCALE):
             continue
         scale = state.get(k + INT8_SCALE)
-        if scale is not None:  # one scale per group of the last axis
+        if scale is not None:  # one scale per group of a row
+            # Files written before rows were flattened keep one scale axis per tensor axis.
+            rows = v.reshape(v.shape[0], -1) if scale.dim() < v.dim() else v
             groups = scale.shape[-1]
-            w = v.float().reshape(*v.shape[:-1], groups, v.shape[-1] // groups)
+            w = rows.float().reshape(*rows.shape[:-1], groups, rows.shape[-1] // groups)
             out[k] = (w * scale.float()[..., None]).reshape(v.shape)
         else:
             out[k] = v.float() if v.is_floating_point() else v
