@@ -277,13 +277,23 @@ def _real_cal(su: dict) -> str:
                                   f"{r['heldout_agreement']:.2f}")
 
 
+def _head(m: dict) -> str:
+    p = m.get("progress")
+    if not p or "val_metrics" not in p:
+        return "none"
+    v = p["val_metrics"]
+    return (f"{v['val/success_auc']:.3f} / {v['val/start_false_positive_rate']:.2f} "
+            f"({p.get('val_episodes', '?')} held-out ep.)")
+
+
 def bundles() -> str:
     assets = Path(__file__).parents[1] / "rla_gym" / "envs" / "assets"
     from rla_gym.envs import SUITE_IDS
     out = ["| id | real task | horizon (chunks) | size | WM val L1 (copy-last) | success estimate "
            "on dreamed replays (on real frames): train bal. acc. / held-out agreement | "
+           "progress head (the env's success estimate): held-out AUC / start false positives | "
            "reset starts / reference demos | train-rla | "
-           "train-wm | train-bc |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "train-wm | train-bc |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     errs, total = [], 0
     for suite, env_id in SUITE_IDS.items():
         path = assets / suite / "manifest.json"
@@ -303,7 +313,7 @@ def bundles() -> str:
             f"{m['total_bytes'] / 1e6:.1f} MB | "
             f"{v['val/pred_l1']:.4f} ({v['val/copy_l1']:.4f}) | "
             f"{su['train_balanced_accuracy']:.2f} / {su['heldout_agreement']:.2f} "
-            f"({_real_cal(su)}; {su['heldout_episodes']} held-out ep.) | "
+            f"({_real_cal(su)}; {su['heldout_episodes']} held-out ep.) | {_head(m)} | "
             f"{len(m['reset']['episodes'])} / "
             f"{len(m['reference']['episodes'])} | {mins('rla')} steps | {mins('world_model')} "
             f"steps | {tr['policy']['wall_clock_s'] / 60:.1f} min |")
