@@ -14,6 +14,7 @@
 set -euo pipefail
 suite=${1:?usage: build_bundle.sh libero|robosuite-lift|dmc-reacher}
 
+head_flags=()
 case "$suite" in
   libero)
     sim=libero; task=libero_object/0; data=data/libero_object_0
@@ -27,7 +28,8 @@ case "$suite" in
     # Every reacher episode has its own target, so each start is aligned only with its own demo.
     sim=dmc; task=reacher-easy; data=data/dmc_reacher_easy
     collect=("expert 150" "noisy 100" "play 40 100"); rla_steps=1500; wm_steps=3000
-    bundle_flags=(--num-reference-demos 20 --reset-from references --max-render-frames 64) ;;
+    bundle_flags=(--num-reference-demos 20 --reset-from references --max-render-frames 64)
+    head_flags=(--token-dim 16 --hidden 64) ;;  # a smaller head keeps this bundle under 10 MB
   *) echo "unknown suite $suite (libero, robosuite-lift, dmc-reacher)" >&2; exit 2 ;;
 esac
 runs=runs/bundle/$suite
@@ -51,3 +53,9 @@ rla-gym build-bundle --data "$data" --world-model "$runs/wm/checkpoint" \
   --policy "$runs/bc" --weights-dtype int8 "${bundle_flags[@]}" --out "rla_gym/envs/assets/$suite"
 # The decoder goes in last: add-decoder checks it against the bundle and keeps it under 10 MB.
 rla-gym add-decoder --bundle "rla_gym/envs/assets/$suite" --decoder "$runs/decoder/checkpoint"
+# The progress / success head (reward_mode="progress"; the env's success estimate) learns from
+# every episode kind of the dataset, failures included.
+rla-gym train-progress --data "$data" --out "$runs/progress" --no-progress \
+  "${head_flags[@]}"
+rla-gym add-progress-head --bundle "rla_gym/envs/assets/$suite" --head "$runs/progress/checkpoint"
+
