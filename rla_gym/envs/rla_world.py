@@ -72,6 +72,11 @@ def _cached_model(path: str, mtime_ns: int, device: str, checkpoint: str | None)
 
 
 @functools.lru_cache(maxsize=8)
+def _cached_progress_head(path: str, mtime_ns: int, device: str) -> Any:
+    return _cached_artifacts(path, mtime_ns).load_progress_head(device)
+
+
+@functools.lru_cache(maxsize=8)
 def _cached_decoder(path: str, mtime_ns: int, device: str) -> FrameDecoder:
     return _cached_artifacts(path, mtime_ns).load_decoder(device)
 
@@ -262,10 +267,11 @@ class DreamCore:
         )
         # The learned head, when the bundle ships one, gives the success estimate in every mode
         # (it was trained with start frames and failures as negatives) and the progress reward.
-        self.progress_head = (self.art.load_progress_head(str(self.device))
-                              if self.art.has_progress_head else None)
-        if config.reward_mode == "progress" and self.progress_head is None:
-            self.art.load_progress_head()  # raises, saying how to add one
+        if config.reward_mode == "progress" or self.art.has_progress_head:
+            # Shared by every env on the bundle; without a head this raises, saying how to add one.
+            self.progress_head = _cached_progress_head(*key, str(self.device))
+        else:
+            self.progress_head = None
 
     # ------------------------------------------------------------------ the bundle
     @property
