@@ -71,8 +71,7 @@ class RLAWorldVectorEnv(VectorEnv):
         self._t = np.zeros(b, np.int64)
         self._elapsed = np.zeros(b, np.int64)
         self._autoreset = np.zeros(b, bool)
-        self._ever_reset = np.zeros(b, bool)
-        self._needs_reset = True
+        self._ever_reset = np.zeros(b, bool)  # stepping needs every env reset at least once
 
     # ------------------------------------------------------------------ batch seams
     # Public so adapters with other autoreset rules (SB3's same-step reset) drive the batch
@@ -106,7 +105,6 @@ class RLAWorldVectorEnv(VectorEnv):
             self._autoreset[i] = False
             self._ever_reset[i] = True
             starts.append(start)
-        self._needs_reset = not bool(self._ever_reset.all())
         return starts
 
     def advance(
@@ -185,7 +183,7 @@ class RLAWorldVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray,
                dict[str, Any]]:
         """Advance every env by one chunk in one batched world-model call (NEXT_STEP autoreset)."""
-        if self._needs_reset:
+        if not self._ever_reset.all():
             from gymnasium.error import ResetNeeded
 
             raise ResetNeeded("call reset() before step()")
