@@ -509,23 +509,22 @@ class RLAWorldModel(FeatureWorldModel):
     def sample_latent(
         self, cache: list[tuple[torch.Tensor, torch.Tensor]], batch: int, *,
         steps: int, generator: Generators, method: str, num_samples: int = 1,
-        free_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None, guidance: float = 1.0,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """Integrate the flow for a prepared cache of ``batch * num_samples`` rows (sample-major
         within a row) -> ``z (batch * num_samples, K, d)``.
 
-        With ``free_cache`` (the same rows conditioned on the "no action" vector) and
-        ``guidance != 1`` the velocity is classifier-free guided over the action.
+        With ``guidance != 1`` the cache holds twice the rows: the action-conditioned ones first,
+        then the same rows conditioned on the "no action" vector, and the velocity is
+        classifier-free guided over the action.
         """
         x_0 = noise_for_rows(batch, num_samples, (self.latent_tokens, self.latent_dim),
                              generator, self._device())
-        if free_cache is None or guidance == 1.0:
-            x_1 = sample(lambda x, t: self.flow(x, t, cache), x_0, steps, method)  # type: ignore[arg-type]
-        else:
-            both = [(torch.cat([kc, kf]), torch.cat([vc, vf]))
-                    for (kc, vc), (kf, vf) in zip(cache, free_cache, strict=True)]
-            fn = guided(lambda x, t: self.flow(x, t, both), guidance)
-            x_1 = sample(fn, x_0, steps, method)  # type: ignore[arg-type]
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.flow(x, t, cache)
+
+        fn = velocity if guidance == 1.0 else guided(velocity, guidance)
+        x_1 = sample(fn, x_0, steps, method)  # type: ignore[arg-type]
         return self.denormalize_latent(x_1)
 
     def _predict_samples(
@@ -534,15 +533,16 @@ class RLAWorldModel(FeatureWorldModel):
         guidance: float = 1.0,
     ) -> torch.Tensor:
         b = s_t.shape[0]
-        cache = repeat_kv(self.conditioning(s_t, actions, lengths), num_samples)
-        free = None
-        if guidance != 1.0:
-            drop = torch.ones(b, dtype=torch.bool, device=s_t.device)
-            free = repeat_kv(self.conditioning(s_t, actions, lengths, drop), num_samples)
+        if guidance == 1.0:
+            cache = self.conditioning(s_t, actions, lengths)
+        else:
+            # One condition pass for both halves: the rows with their actions, then without.
+            drop = torch.arange(2 * b, device=s_t.device) >= b
+            cache = self.conditioning(torch.cat([s_t, s_t]), torch.cat([actions, actions]),
+                                      torch.cat([lengths, lengths]), drop)
         z = self.sample_latent(
-            cache, b, steps=steps or self.config.default_flow_steps,
-            generator=generator, method=method, num_samples=num_samples,
-            free_cache=free, guidance=guidance,
+            repeat_kv(cache, num_samples), b, steps=steps or self.config.default_flow_steps,
+            generator=generator, method=method, num_samples=num_samples, guidance=guidance,
         )
         s_rep = s_t.repeat_interleave(num_samples, 0)
         s_next = self.rla.decode(s_rep, z)
