@@ -44,8 +44,7 @@ def score_suite(suite: str, data: Path) -> dict[str, Any]:
     from rla_gym.data.episodes import EpisodeStore
     from rla_gym.envs.artifacts import load_artifacts, nearest_demo
     from rla_gym.envs.rla_world import resolve_artifacts
-    from rla_gym.reward.progress import head_inputs
-    from rla_gym.reward.train_progress import evaluate_progress_head
+    from rla_gym.reward.train_progress import evaluate_progress_head, load_head_rows
     from rla_gym.utils.stats import roc_auc
 
     art = load_artifacts(resolve_artifacts(None, suite))
@@ -55,17 +54,18 @@ def score_suite(suite: str, data: Path) -> dict[str, Any]:
     store = EpisodeStore(data)
     _, val_ids = store.split(tc["val_fraction"], seed=tc["trainer"]["seed"])
     fp = art.manifest["encoder_fingerprint"]
-    eps = [store.load_features(e, tc["encoder"], expected_fingerprint=fp) for e in val_ids]
-    rows = head_inputs([(fe.features, fe.success) for fe in eps])
-    starts = np.cumsum([0] + [len(fe.features) for fe in eps[:-1]])
+    rows, _, starts = load_head_rows(store, tc["encoder"], val_ids, fp)
     with torch.no_grad():
         head_metrics = evaluate_progress_head(head, rows, starts)
     # The goal-distance rule, as the bundle applies it (threshold from its manifest).
     ref0, goal = art.reference[:, 0], art.reference[np.arange(len(art.reference)),
                                                       art.reference_len - 1]
+    # Each episode's frames against the goal of the demo its first frame aligns with.
+    ends = [*starts[1:], len(rows["s"])]
+    feats = rows["s"].astype(np.float32)
     dist = np.concatenate([
-        np.abs(fe.features - goal[nearest_demo(fe.features[0], ref0)][None]).mean(axis=(1, 2))
-        for fe in eps])
+        np.abs(feats[a:b] - goal[nearest_demo(feats[a], ref0)][None]).mean(axis=(1, 2))
+        for a, b in zip(starts, ends, strict=True)])
     label = rows["success"] > 0.5
     thr = art.success_threshold
     return {
@@ -78,7 +78,7 @@ def score_suite(suite: str, data: Path) -> dict[str, Any]:
                                           if thr is not None else None),
             "threshold": thr,
         },
-        "heldout_episodes": len(eps), "frames": len(label),
+        "heldout_episodes": len(starts), "frames": len(label),
         "success_frames": int(label.sum()), "data": str(data),
         "head": {k: meta.get(k) for k in ("step", "wall_clock_s", "train_episodes")},
     }

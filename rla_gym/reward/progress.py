@@ -151,7 +151,7 @@ class ProgressHead(nn.Module):
         return head.to(device).eval()
 
 
-def progress_targets(success: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+def progress_targets(success: np.ndarray) -> np.ndarray:
     """Progress targets of one episode: ``bool (T+1,)`` per-frame success -> ``float32 (T+1,)``.
 
     Successful episodes: ``min(t / t_success, 1)`` (``t_success``: first solved frame). Failed
@@ -160,9 +160,7 @@ def progress_targets(success: np.ndarray, features: np.ndarray | None = None) ->
 
     Args:
         success: per-frame success flags.
-        features: unused; accepted so callers can pass episode arrays uniformly.
     """
-    del features
     success = np.asarray(success, bool)
     out = np.full(len(success), np.nan, np.float32)
     hits = np.flatnonzero(success)

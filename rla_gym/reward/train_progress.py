@@ -25,7 +25,9 @@ from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.stats import roc_auc
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit
 
-__all__ = ["TrainProgressConfig", "evaluate_progress_head", "train_progress_head"]
+__all__ = [
+    "TrainProgressConfig", "evaluate_progress_head", "load_head_rows", "train_progress_head",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,13 +52,25 @@ class TrainProgressConfig:
     """Optimisation and bookkeeping."""
 
 
-def _load(store: EpisodeStore, encoder: str, ids: list[str],
-          fingerprint: str | None) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
-    eps, starts, fp = [], [], fingerprint
+def load_head_rows(
+    store: EpisodeStore, encoder: str, ids: list[str], fingerprint: str | None = None
+) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
+    """Frames of episodes ``ids`` as head rows.
+
+    Returns:
+        ``(rows, fingerprint, starts)``: :func:`~rla_gym.reward.progress.head_inputs` of the
+        episodes, their encoder fingerprint, and the row index of every episode's frame 0.
+
+    Raises:
+        EncoderMismatchError: an episode was encoded by another encoder than ``fingerprint``
+            (or than the first episode's).
+    """
+    eps, starts, fp, n = [], [], fingerprint, 0
     for eid in ids:
         fe = store.load_features(eid, encoder, expected_fingerprint=fp)
         fp = fe.fingerprint
-        starts.append(sum(len(f) for f, _ in eps))
+        starts.append(n)
+        n += len(fe.features)
         eps.append((fe.features, fe.success))
     return head_inputs(eps), fp or "", np.asarray(starts, np.int64)
 
@@ -117,8 +131,8 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
     train_ids, val_ids = store.split(cfg.val_fraction, seed=cfg.trainer.seed)
     if not train_ids:
         raise ValueError(f"no episodes in {cfg.data}; run `rla-gym collect` and `encode` first")
-    rows, fp, _ = _load(store, cfg.encoder, train_ids, None)
-    val = _load(store, cfg.encoder, val_ids, fp) if val_ids else None
+    rows, fp, _ = load_head_rows(store, cfg.encoder, train_ids)
+    val = load_head_rows(store, cfg.encoder, val_ids, fp) if val_ids else None
     n, d = rows["s"].shape[1:]
     torch.manual_seed(cfg.trainer.seed)
     head = ProgressHead(ProgressHeadConfig(
