@@ -594,9 +594,10 @@ def evaluate_suite(
     if direct is not None:
         models["direct"] = {"world_model": str(direct)}
     result = score_models(outcomes, cfg, models, log=log)
-    from rla_gym.envs.artifacts import load_artifacts
+    from rla_gym.envs.artifacts import MANIFEST
+    from rla_gym.utils.io import load_json
 
-    man = load_artifacts(bundle).manifest
+    man = load_json(Path(bundle) / MANIFEST)  # the run record needs no bank
     result["run"] = {
         "bundle": str(bundle), "sim": man["sim"], "task": man["task"],
         "encoder_fingerprint": man["encoder_fingerprint"], "chunk": man["chunk"],
