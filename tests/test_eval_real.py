@@ -214,3 +214,65 @@ def test_one_rollout_path_for_eval_and_the_env_and_one_info_schema(
     man = dream.unwrapped.manifest
     assert (int(man["chunk"]), man["encoder"]) == (8, "tiny")
     dream.close()
+
+
+def test_lazy_rendering_matches_every_frame_rendering_when_a_chunk_stops_early() -> None:
+    """Without ``render_mode`` the env renders only chunk ends; a chunk cut short by success
+    must still observe the frame of the step that solved the task, exactly."""
+    from rla_gym.envs.real import RealFeatureEnv
+    from rla_gym.sims.policies import make_policy
+
+    kw = {**TINY_REAL, "terminate_on_success": True, "max_episode_steps": 40}
+    lazy, eager = RealFeatureEnv(**kw), RealFeatureEnv(**kw, render_mode="rgb_array")
+    try:
+        # The expert's actions from seed s, recorded once and replayed open loop (exact physics).
+        for seed in range(6):
+            obs = lazy.sim.reset(seed=seed)
+            expert = make_policy("expert", lazy.sim, seed=seed)
+            expert.reset(obs)
+            acts = []
+            while not obs.success and len(acts) < 200:
+                acts.append(lazy.from_sim_action(np.asarray(expert(obs), np.float32)))
+                obs = lazy.sim.step(lazy.to_sim_action(acts[-1]), render=False)
+            if obs.success and len(acts) % lazy.chunk:
+                break  # solved mid-chunk: the case under test
+        else:
+            pytest.fail("no seed solved mid-chunk")
+        k = lazy.chunk
+        pad = np.zeros((-len(acts)) % k * lazy.action_dim, np.float32)
+        chunks = np.concatenate([np.concatenate(acts), pad]).reshape(-1, k * lazy.action_dim)
+        for env in (lazy, eager):
+            env.reset(seed=seed)
+        for chunk in chunks:
+            o1, _, done1, _, i1 = lazy.step(chunk)
+            o2, _, done2, _, i2 = eager.step(chunk)
+            np.testing.assert_array_equal(o1, o2)
+            assert (done1, i1["t"]) == (done2, i2["t"])
+        assert done1 and i1["t"] == len(acts) and i1["control_steps"] < k
+    finally:
+        lazy.close()
+        eager.close()
+
+
+def test_interrupted_evaluation_resumes_without_rerunning_finished_episodes(
+    tmp_path: Path,
+) -> None:
+    from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
+
+    ActorCritic((4, 16), 16, TINY_POLICY).save(tmp_path / "policy")
+    cfg = RealEvalConfig(**TINY_REAL, episodes=2, workers=1, max_steps=16)
+    log, ident = tmp_path / "eval.partial.jsonl", {"path": str(tmp_path / "policy")}
+    first = evaluate_in_sim(SavedPolicy(str(tmp_path / "policy")), cfg, progress=False,
+                            resume=log, identity=ident)  # fmt: skip
+    lines = log.read_text().splitlines()
+    assert len(lines) == 3  # header + one row per finished episode
+    # An interruption after episode 0: its logged row (marked) is kept, only episode 1 re-runs.
+    marked = {**json.loads(lines[1]), "return": 123.0}
+    log.write_text("\n".join([lines[0], json.dumps(marked)]) + "\n")
+    again = evaluate_in_sim(SavedPolicy(str(tmp_path / "policy")), cfg, progress=False,
+                            resume=log, identity=ident)  # fmt: skip
+    assert [r["return"] for r in again["rows"]] == [123.0, first["rows"][1]["return"]]
+    assert len(log.read_text().splitlines()) == 3
+    with pytest.raises(ValueError, match="another evaluation"):
+        evaluate_in_sim(SavedPolicy(str(tmp_path / "policy")), cfg, progress=False,
+                        resume=log, identity={"path": "elsewhere"})  # fmt: skip

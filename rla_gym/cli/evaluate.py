@@ -61,7 +61,7 @@ class EvalArgs:
     seed: int = 0
     """base seed of seeded resets (robosuite, dm-control) and scripted-policy noise"""
     out: Path = Path("eval.json")
-    """JSON report to write"""
+    """JSON report to write; an interrupted run resumes from ``<out>.partial.jsonl``"""
     video_dir: Path | None = None
     """write the first --videos episodes as mp4 here"""
     videos: int = 2
@@ -276,6 +276,8 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
     finally:
         probe.close()
     where = f"{args.sim}/{task}"
+    # Finished episodes of an interrupted run are logged here and not re-run.
+    partial = args.out.with_name(args.out.name + ".partial.jsonl")
     common = dict(sim=args.sim, task=task, resolution=args.resolution, encoder=args.encoder,
                   episodes=args.episodes, max_steps=args.max_steps, workers=args.workers,
                   seed=args.seed, video_dir=args.video_dir, videos=args.videos)  # fmt: skip
@@ -286,7 +288,8 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
     elif args.policy == "plan":
         factory, k, policy_info = _planner_policy(args, sim_action_dim, task)
         cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
-        result = evaluate_in_sim(factory, cfg, progress=args.progress)
+        result = evaluate_in_sim(factory, cfg, progress=args.progress, resume=partial,
+                                 identity=policy_info)
     else:
         from rla_gym.features import make_encoder
 
@@ -297,15 +300,17 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
                               sim_action_dim, args.chunk,
                               f"{where} with {args.encoder} at {args.resolution} px")  # fmt: skip
         cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
-        result = evaluate_in_sim(factory, cfg, progress=args.progress)
         policy_info = {"kind": kind, "path": str(args.policy), "observation_shape": obs_shape,
                        "action_dim": action_dim, "chunk": k}  # fmt: skip
+        result = evaluate_in_sim(factory, cfg, progress=args.progress, resume=partial,
+                                 identity=policy_info)
     report = {
         "policy": policy_info,
         **result,
         "provenance": provenance(seed=args.seed, encoder=args.encoder, device="cpu"),
     }
     save_json(report, args.out)
+    partial.unlink(missing_ok=True)
     return report
 
 

@@ -12,6 +12,7 @@ LIBERO episodes use the task's fixed init states ``0..episodes-1``, other simula
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,22 +192,64 @@ def _worker(args: tuple[Callable[[], FeaturePolicy], RealEvalConfig], indices: l
         env.close()
 
 
+def _resume_rows(path: Path | None, header: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Finished rows of an interrupted evaluation logged at ``path`` (``{}`` if none).
+
+    The log is JSON lines: a header (what is evaluated, where) and then one row per finished
+    episode. A log of another evaluation raises instead of being mixed in or overwritten.
+    """
+    if path is None or not path.exists():
+        return {}
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    if not lines or lines[0] != {"header": header}:
+        raise ValueError(
+            f"{path} logs another evaluation (policy, simulator, seeds or horizon differ); "
+            f"delete it or choose another output path"
+        )
+    return {int(r["index"]): r for r in lines[1:]}
+
+
 def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfig,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, resume: Path | None = None,
+                    identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the policy built by ``make_policy`` (a picklable factory, called in each worker).
+
+    With ``resume``, every finished episode is appended to that JSON-lines log as it ends, and a
+    re-run with the same ``identity`` (e.g. the policy's path) and the same evaluation settings
+    skips the episodes already logged, so an interrupted evaluation loses no finished episode.
+    Episodes logged before an interruption keep their row but not their video.
 
     Returns:
         ``success_rate``, ``wilson95``, mean ``return`` and ``length``, ``mean_decision_s``
         (seconds per policy call), per-episode rows and the written video paths.
     """
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
+    # Worker count and episode count do not change any episode: a resumed run may differ in both.
+    header = {"policy": to_jsonable(identity or {}),
+              "eval": to_jsonable({k: v for k, v in to_jsonable(cfg).items()
+                                   if k not in ("workers", "episodes", "videos", "video_dir")})}
+    done = _resume_rows(resume, header)
+    rows = [done[i] for i in sorted(done) if i < cfg.episodes]
+    todo = [i for i in range(cfg.episodes) if i not in done]
     videos: list[str] = []
-    for row in imap_workers(_worker, (make_policy, cfg), range(cfg.episodes), cfg.workers,
-                            desc=f"eval {cfg.sim}", progress=progress):
-        if "frames" in row:
-            videos.append(str(_write_video(row.pop("frames"), cfg, row)))
-        rows.append(row)
+    log = None
+    if resume is not None:
+        resume.parent.mkdir(parents=True, exist_ok=True)
+        log = resume.open("a")
+        if not done:
+            log.write(json.dumps({"header": header}) + "\n")
+    try:
+        for row in imap_workers(_worker, (make_policy, cfg), todo, cfg.workers,
+                                desc=f"eval {cfg.sim}", progress=progress):
+            if "frames" in row:
+                videos.append(str(_write_video(row.pop("frames"), cfg, row)))
+            rows.append(row)
+            if log is not None:
+                log.write(json.dumps(to_jsonable(row)) + "\n")
+                log.flush()
+    finally:
+        if log is not None:
+            log.close()
     rows.sort(key=lambda r: r["index"])
     k = sum(r["success"] for r in rows)
     lo, hi = wilson_interval(k, len(rows))

@@ -1,5 +1,6 @@
 """Stable-Baselines3 integration: the dreamed batch as an SB3 ``VecEnv`` and a patch-feature
-extractor for SB3 policies. Imports SB3 (the ``sb3`` extra) only when used."""
+extractor for SB3 policies, and a callback that trains for a compute budget. Imports SB3 (the
+``sb3`` extra) only when used."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rla_gym.sb3.adapter import SB3PatchExtractor, SB3VecEnvAdapter, patch_policy_kwargs
+    from rla_gym.sb3.budget import BudgetCallback
 
-__all__ = ["SB3PatchExtractor", "SB3VecEnvAdapter", "patch_policy_kwargs"]
+__all__ = ["BudgetCallback", "SB3PatchExtractor", "SB3VecEnvAdapter", "patch_policy_kwargs"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "BudgetCallback":
+        from rla_gym.sb3 import budget
+
+        return budget.BudgetCallback
     if name in __all__:
         from rla_gym.sb3 import adapter
 
