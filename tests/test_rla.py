@@ -311,3 +311,28 @@ def test_cli_trainer_flags_reach_the_trainer(tmp_path: Path) -> None:
     ck = load_checkpoint(out / "checkpoint")
     assert ck.train_state["step"] == 6 and ck.meta["finished"]  # type: ignore[index]
     assert ck.meta["train_config"]["trainer"]["stop_at"] is None
+
+
+def test_change_weighted_loss_counts_the_tokens_that_move() -> None:
+    from rla_gym.rla import RLAConfig, reconstruction_loss
+
+    s_t = torch.zeros(2, 8, 4)
+    s_th = s_t.clone()
+    s_th[:, 0] = 1.0  # only token 0 changes
+    err = torch.zeros_like(s_t)
+    on_moving, on_static = err.clone(), err.clone()
+    on_moving[:, 0] = 0.5
+    on_static[:, 3] = 0.5
+    plain = [reconstruction_loss(s_th + e, s_th)[0] for e in (on_moving, on_static)]
+    assert torch.isclose(plain[0], plain[1])  # the paper's loss cannot tell them apart
+    weighted = [reconstruction_loss(s_th + e, s_th, s_t=s_t, change_weight=4.0)[0]
+                for e in (on_moving, on_static)]  # fmt: skip
+    assert weighted[0] > 2 * weighted[1]
+    # The weights average 1: an error spread evenly over every token costs what it did.
+    even = torch.full_like(s_t, 0.5)
+    assert torch.isclose(reconstruction_loss(s_th + even, s_th, s_t=s_t, change_weight=4.0)[0],
+                         reconstruction_loss(s_th + even, s_th)[0])  # fmt: skip
+    with pytest.raises(ValueError, match="needs s_t"):
+        reconstruction_loss(s_th, s_th, change_weight=1.0)
+    with pytest.raises(ValueError, match="change_weight"):
+        RLAConfig(change_weight=-1.0)

@@ -47,6 +47,10 @@ class RLAConfig:
     """Weight of the L1 reconstruction term (paper: 1)."""
     mse_weight: float = 1.0
     """Weight of the MSE reconstruction term (paper: 1)."""
+    change_weight: float = 0.0
+    """Extra weight of the tokens that change between ``s_t`` and ``s_{t+h}`` (0: the paper's
+    uniform loss). Action effects move a few patches while the static scene dominates a uniform
+    loss; see :func:`~rla_gym.rla.model.reconstruction_loss`."""
     min_gap: int = 1
     """Smallest frame gap ``h`` seen in training (metadata for samplers and the world model)."""
     max_gap: int = 32
@@ -80,6 +84,8 @@ class RLAConfig:
                 f"RLAConfig.decoder_target must be 'absolute' or 'residual', "
                 f"got {self.decoder_target!r}"
             )
+        if self.change_weight < 0:
+            raise ValueError(f"RLAConfig.change_weight must be >= 0, got {self.change_weight}")
         if self.mlp_ratio <= 0 or not 0.0 <= self.dropout < 1.0:
             raise ValueError("RLAConfig needs mlp_ratio > 0 and 0 <= dropout < 1")
 

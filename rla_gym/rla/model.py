@@ -42,18 +42,42 @@ __all__ = ["RLAAutoencoder", "reconstruction_loss"]
 
 
 def reconstruction_loss(
-    s_hat: torch.Tensor, s_th: torch.Tensor, l1_weight: float = 1.0, mse_weight: float = 1.0
-) -> torch.Tensor:
+    s_hat: torch.Tensor,
+    s_th: torch.Tensor,
+    l1_weight: float = 1.0,
+    mse_weight: float = 1.0,
+    s_t: torch.Tensor | None = None,
+    change_weight: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``l1_weight * L1 + mse_weight * MSE`` between predicted and true tokens (paper §3.3).
+
+    With ``change_weight = a > 0`` every token's error is weighted by
+    ``(1 + a * c / mean(c)) / (1 + a)``, where ``c = mean_D |s_{t+h} - s_t|`` is how much that
+    token changes (mean over the batch's tokens): the weights average 1, and the few patches an
+    action moves count as much as the static background they are drowned in.
 
     Args:
         s_hat: predicted ``(B, N, D)``.
         s_th: target ``(B, N, D)``.
+        l1_weight: weight of the L1 term.
+        mse_weight: weight of the MSE term.
+        s_t: the start ``(B, N, D)``; needed when ``change_weight > 0``.
+        change_weight: ``a`` above.
 
     Returns:
-        Scalar loss.
+        ``(loss, l1, mse)`` scalars (``l1`` and ``mse`` weighted like the loss).
     """
-    return l1_weight * F.l1_loss(s_hat, s_th) + mse_weight * F.mse_loss(s_hat, s_th)
+    err = s_hat - s_th
+    if change_weight > 0:
+        if s_t is None:
+            raise ValueError("change_weight > 0 needs s_t to know which tokens change")
+        with torch.no_grad():
+            c = (s_th - s_t).abs().mean(-1, keepdim=True)  # (B, N, 1)
+            w = (1 + change_weight * c / c.mean().clamp_min(1e-8)) / (1 + change_weight)
+        l1, mse = (w * err.abs()).mean(), (w * err.square()).mean()
+    else:
+        l1, mse = err.abs().mean(), err.square().mean()
+    return l1_weight * l1 + mse_weight * mse, l1, mse
 
 
 class _TokenTransformer(nn.Module):
@@ -219,13 +243,12 @@ class RLAAutoencoder(nn.Module):
         """
         s_hat, z = self(s_t, s_th)
         c = self.config
-        l1 = F.l1_loss(s_hat, s_th)
-        mse = F.mse_loss(s_hat, s_th)
-        loss = c.l1_weight * l1 + c.mse_weight * mse
+        loss, _, _ = reconstruction_loss(s_hat, s_th, c.l1_weight, c.mse_weight, s_t,
+                                         c.change_weight)
         with torch.no_grad():
             metrics = {
-                "rla/l1": l1.item(),
-                "rla/mse": mse.item(),
+                "rla/l1": float(F.l1_loss(s_hat, s_th)),
+                "rla/mse": float(F.mse_loss(s_hat, s_th)),
                 "rla/copy_l1": float(F.l1_loss(s_t, s_th)),
                 "rla/z_std": float(z.std()),
             }

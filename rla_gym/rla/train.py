@@ -19,7 +19,7 @@ from torch import nn
 from rla_gym.data.feature_episodes import FeatureDataConfig, FeatureSplit, load_split
 from rla_gym.data.windows import PairSampler
 from rla_gym.rla.config import RLAConfig
-from rla_gym.rla.model import RLAAutoencoder
+from rla_gym.rla.model import RLAAutoencoder, reconstruction_loss
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit, set_threads
 
@@ -55,9 +55,8 @@ def _rla_loss(
     s_hat, z = model(batch["s_t"], batch["s_th"])
     base: RLAAutoencoder = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
     c = base.config
-    l1 = torch.nn.functional.l1_loss(s_hat, batch["s_th"])
-    mse = torch.nn.functional.mse_loss(s_hat, batch["s_th"])
-    loss = c.l1_weight * l1 + c.mse_weight * mse
+    loss, l1, mse = reconstruction_loss(s_hat, batch["s_th"], c.l1_weight, c.mse_weight,
+                                        batch["s_t"], c.change_weight)
     return loss, {"rla/l1": l1.item(), "rla/mse": mse.item(), "rla/z_std": float(z.detach().std())}
 
 
