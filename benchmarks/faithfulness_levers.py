@@ -13,7 +13,11 @@ Rows:
 * ``rla-wm``: RLA-WM (``cpu-compact``) retrained on this data, no lever;
 * ``rla-wm+dropout``: the same with action dropout (``--dropout``), sampled with classifier-free
   guidance weights ``--guidance`` (weight 1 = plain conditional sampling of that model);
-* ``direct``: the direct-regression baseline on the same data and steps.
+* ``direct``: the direct-regression baseline on the same data and steps;
+* ``rla``: the autoencoder itself, retrained on this data for ``--rla-steps`` with the bundle's
+  RLA sizes and each ``--rla-change-weights`` value (0: the paper's uniform loss; > 0: the
+  tokens that change weigh more, ``RLAConfig.change_weight``); scored by its *ceiling* only
+  (the RLA decoding the true latent of each real outcome), which caps any RLA-WM built on it.
 
 Long, so resumable: trained checkpoints resume (``runs/levers/<suite>/<row>``), the real
 outcomes are cached, and rows already in the JSON are skipped unless ``--redo``.
@@ -47,6 +51,10 @@ class Args:
     """action-dropout probability of the dropout row"""
     guidance: tuple[float, ...] = (1.0, 2.0, 3.0)
     """guidance weights the dropout row is sampled with"""
+    rla_steps: int = 1000
+    """optimizer steps of every ``rla`` row (the embedded Lift bundle's RLA: 1000)"""
+    rla_change_weights: tuple[float, ...] = (0.0, 4.0)
+    """change weights of the ``rla`` rows (one autoencoder each)"""
     rows: tuple[str, ...] = ("bundle", "rla-wm+dropout", "direct", "rla-wm")
     """rows to run (train + score)"""
     train_only: bool = False
@@ -103,6 +111,29 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
                             "trainable_parameters": meta.get("trainable_parameters")}
 
 
+def _train_rla(args: Args, bundle: Path, change_weight: float) -> tuple[Path, dict[str, Any]]:
+    """The bundle's RLA sizes retrained on ``args.data`` with ``change_weight``."""
+    import dataclasses
+
+    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.envs.artifacts import load_artifacts
+    from rla_gym.rla.train import TrainRLAConfig, train_rla
+    from rla_gym.utils.training import TrainerConfig
+
+    sizes = load_artifacts(bundle).load_world_model().rla.config
+    trainer = TrainerConfig(steps=args.rla_steps, warmup_steps=100, val_every=args.rla_steps,
+                            ckpt_every=250, seed=args.seed, device="cpu",
+                            num_threads=args.threads, progress=False, tensorboard=False)
+    cfg = TrainRLAConfig(data=FeatureDataConfig(folder=str(args.data), val_pairs=64),
+                         out=str(args.runs / args.suite / f"rla-cw{change_weight:g}"),
+                         rla=dataclasses.replace(sizes, change_weight=change_weight),
+                         trainer=trainer)
+    t0 = time.perf_counter()
+    res = train_rla(cfg)
+    return res.checkpoint, {"steps": res.step, "this_call_s": time.perf_counter() - t0,
+                            "val_metrics": res.val_metrics}
+
+
 def main(args: Args) -> dict[str, Any]:
     import torch
 
@@ -113,8 +144,10 @@ def main(args: Args) -> dict[str, Any]:
         RealOutcomes,
         measure_real,
         score_models,
+        score_rla_ceiling,
     )
     from rla_gym.features import encoder_from_fingerprint
+    from rla_gym.rla import RLAAutoencoder
 
     torch.set_num_threads(args.threads)
     bundle = resolve_artifacts(None, args.suite)
@@ -126,7 +159,10 @@ def main(args: Args) -> dict[str, Any]:
     rla = _rla_checkpoint(bundle, args.runs / args.suite / "rla")
     if args.train_only:
         for row in args.rows:
-            if row != "bundle":
+            if row == "rla":
+                for w in args.rla_change_weights:
+                    print(row, w, _train_rla(args, bundle, w)[1])
+            elif row != "bundle":
                 print(row, _train(args, row, rla, int(man["action_dim"]))[1])
         return result
     cache = args.runs / args.suite / "real.npz"
@@ -139,11 +175,22 @@ def main(args: Args) -> dict[str, Any]:
         real.save(cache)
     for row in args.rows:
         names = ([f"{row} g={w:g}" for w in args.guidance] if row == "rla-wm+dropout"
+                 else [f"rla cw={w:g}" for w in args.rla_change_weights] if row == "rla"
                  else [row])
         if all(n in suite_out["rows"] for n in names) and not args.redo:
             print(f"{row}: already in {args.out}, skipped")
             continue
         training: dict[str, Any] | None = None
+        if row == "rla":
+            for n, w in zip(names, args.rla_change_weights, strict=True):
+                ckpt, training = _train_rla(args, bundle, w)
+                t0 = time.perf_counter()
+                ceiling = score_rla_ceiling(real, RLAAutoencoder.from_pretrained(ckpt).eval())
+                suite_out["rows"][n] = {"rla_ceiling": ceiling, "training": training,
+                                        "options": {"rla": str(ckpt), "change_weight": w},
+                                        "score_s": time.perf_counter() - t0}
+            _save(args, result, suite_out, real, cache, man)
+            continue
         if row == "bundle":
             models: dict[str, dict[str, Any]] = {row: {}}
         else:
@@ -157,26 +204,37 @@ def main(args: Args) -> dict[str, Any]:
         for n in names:
             suite_out["rows"][n] = {**scored[n], "training": training,
                                     "options": models[n], "score_s": seconds[n]}
-        suite_out["run"] = {
-            "data": str(args.data), "steps": args.steps, "dropout": args.dropout,
-            "rla": "the embedded bundle's RLA, frozen, for every RLA-WM row",
-            "starts": len(real.starts), "real_outcomes": str(cache),
-            "real_seconds": real.seconds, "git_sha": provenance()["git_sha"],
-        }
-        result.update(benchmark="faithfulness_levers",
-                      provenance=provenance(seed=args.seed, encoder=man["encoder_fingerprint"],
-                                            device="cpu", torch_threads=args.threads))
-        # Merge with the file as it is now: another process may have added rows meanwhile.
-        on_disk = load_json(args.out) if args.out.exists() else {}
-        rows_now = on_disk.get("suites", {}).get(args.suite, {}).get("rows", {})
-        suite_out["rows"] = {**rows_now, **suite_out["rows"]}
-        save_json(result, args.out)
+        _save(args, result, suite_out, real, cache, man)
     for name, r in suite_out["rows"].items():
+        if "1" not in r:
+            c = r["rla_ceiling"]
+            print(f"{name:<24} ceiling dir {c['direction']:.3f} ratio {c['magnitude_ratio']:.3f}"
+                  f" rank {c['ranking_spearman']:.3f}")
+            continue
         h1, h4 = r["1"], r.get("4", {})
         print(f"{name:<24} dir {h1['direction']:.3f} ratio {h1['magnitude_ratio']:.3f} "
               f"rank {h1['ranking_spearman']:.3f} | 4 chunks L1 {h4.get('l1', float('nan')):.4f}"
               f" (copy {h4.get('copy_last_l1', float('nan')):.4f})")
     return result
+
+
+def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: Any,
+          cache: Path, man: dict[str, Any]) -> None:  # fmt: skip
+    suite_out["run"] = {
+        "data": str(args.data), "steps": args.steps, "dropout": args.dropout,
+        "rla_steps": args.rla_steps,
+        "rla": "the embedded bundle's RLA, frozen, for every RLA-WM row",
+        "starts": len(real.starts), "real_outcomes": str(cache),
+        "real_seconds": real.seconds, "git_sha": provenance()["git_sha"],
+    }  # fmt: skip
+    result.update(benchmark="faithfulness_levers",
+                  provenance=provenance(seed=args.seed, encoder=man["encoder_fingerprint"],
+                                        device="cpu", torch_threads=args.threads))
+    # Merge with the file as it is now: another process may have added rows meanwhile.
+    on_disk = load_json(args.out) if args.out.exists() else {}
+    rows_now = on_disk.get("suites", {}).get(args.suite, {}).get("rows", {})
+    suite_out["rows"] = {**rows_now, **suite_out["rows"]}
+    save_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ __all__ = [
     "record_starts",
     "rla_ceiling_outcomes",
     "score_models",
+    "score_rla_ceiling",
 ]
 
 # One dreamed chunk: features (B, N, D), normalised chunks (B, K * A), a generator per row
@@ -548,14 +549,7 @@ def score_models(
             for hi, h in enumerate(horizons)}
         rla = getattr(core.model, "rla", None)
         if rla is not None and 1 in horizons:
-            h1 = horizons.index(1)
-            ceiling = rla_ceiling_outcomes(rla, start, real[:, :, h1], cfg.batch_size)
-            entry["rla_ceiling"] = {
-                **outcome_metrics(start, real[:, :, h1], ceiling, outcomes.reference[h1]),
-                "horizon": "1",
-                "what": "the model's RLA decoding the true latent of each real one-chunk "
-                        "outcome: decode(s, encode(s, real))",
-            }
+            entry["rla_ceiling"] = score_rla_ceiling(outcomes, rla, cfg.batch_size)
         seconds[name] = time.perf_counter() - t0
         result[name] = entry
         log(f"  {name}: " + "  ".join(
@@ -564,6 +558,18 @@ def score_models(
             + f" ({seconds[name]:.0f} s)")
     result["_seconds"] = seconds
     return result
+
+
+def score_rla_ceiling(outcomes: RealOutcomes, rla: Any, batch_size: int = 64) -> dict[str, Any]:
+    """One-chunk metrics of ``rla`` decoding the true latent of every real outcome: what a
+    perfect latent predictor on this RLA would reach (needs horizon 1 in ``outcomes``)."""
+    h1 = outcomes.horizons.index(1)
+    real = outcomes.real[:, :, h1]
+    ceiling = rla_ceiling_outcomes(rla, outcomes.start, real, batch_size)
+    return {**outcome_metrics(outcomes.start, real, ceiling, outcomes.reference[h1]),
+            "horizon": "1",
+            "what": "the RLA decoding the true latent of each real one-chunk outcome: "
+                    "decode(s, encode(s, real))"}  # fmt: skip
 
 
 def evaluate_suite(

@@ -1,0 +1,221 @@
+"""Does RL in the dream pay off in reality? dm-control reacher-easy, judged in the real simulator.
+
+Arms, all judged on the same real episodes (seeds ``eval_seed + i``, the bundle's horizon,
+success = the finger touches the target at some control step):
+
+* ``dream``: SB3 PPO trained only in ``RLAWorld-dmc-reacher-v0`` (the embedded bundle's dream);
+* ``real``: the same PPO, same hyper-parameters, trained in the real simulator through
+  :class:`~rla_gym.envs.real.RealFeatureEnv` (same encoder features, same actions, the
+  dm-control reward) for the same compute;
+* ``random``: uniform random actions;
+* ``bc``: the bundle's behaviour-cloned policy (the reference the planner searches around);
+* ``planner``: MPC with the dream planner (CEM over chunks, residual around ``bc``).
+
+Both PPO arms train for ``budget_min`` minutes of this process's CPU time
+(:class:`~rla_gym.sb3.BudgetCallback`), so another job on the machine slows both alike. Every
+arm's real evaluation is logged episode by episode under ``runs/rl_in_dream_reacher`` and a
+re-run resumes it; trained PPO models are kept there too (delete the folder to retrain).
+
+    python benchmarks/rl_in_dream_reacher.py                        # ~60 min on 2 cores
+    python benchmarks/rl_in_dream_reacher.py --budget-min 0.5 --episodes 4 --planner-samples 8 \\
+        --runs /tmp/rid --out /tmp/rl_in_dream_reacher.json         # smoke run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import tyro
+
+import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
+from rla_gym.cli.evaluate import SB3SavedPolicy
+from rla_gym.envs.rla_world import resolve_artifacts
+from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
+from rla_gym.planning import PlannerConfig, PlannerPolicy
+from rla_gym.utils import load_json, provenance, save_json
+from rla_gym.utils.io import to_jsonable
+
+DREAM_ID = "RLAWorld-dmc-reacher-v0"
+
+
+@dataclass(frozen=True)
+class Args:
+    artifacts: str | None = None
+    """reacher bundle (default: the embedded rla_gym/envs/assets/dmc-reacher)"""
+    arms: tuple[str, ...] = ("random", "bc", "dream", "real", "planner")
+    """which arms to run (results of arms not run are kept from the existing JSON)"""
+    budget_min: float = 10.0
+    """PPO training budget per arm, in minutes of this process's CPU time (issue limit: 30)"""
+    episodes: int = 50
+    """real evaluation episodes per arm (seeds eval_seed + i, the same for every arm)"""
+    eval_seed: int = 10_000
+    """first evaluation seed (training resets draw their seeds elsewhere)"""
+    action_mode: Literal["chunk", "repeat"] = "repeat"
+    """PPO's action interface in both PPO arms: a K x A chunk or one action held K steps"""
+    dream_envs: int = 32
+    """dreamed envs advanced by one batched world-model call"""
+    real_envs: int = 4
+    """real simulators stepped in turn in one process (SB3 DummyVecEnv)"""
+    n_steps: int = 64
+    """PPO steps per env per rollout (both arms)"""
+    batch_size: int = 256
+    """PPO minibatch (both arms)"""
+    n_epochs: int = 4
+    """PPO epochs per rollout (both arms)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate (both arms)"""
+    gamma: float = 0.9
+    """discount (both arms; episodes are a handful of chunks)"""
+    flow_steps: int = 10
+    """Euler steps of the world model per dreamed step"""
+    planner_samples: int = 64
+    """CEM candidates per iteration of the planner arm"""
+    planner_residual: float = 0.2
+    """the planner searches residuals of this size around the bundle's BC chunks (0: from
+    scratch in [-1, 1])"""
+    seed: int = 0
+    """seed of SB3, the training resets and the planner"""
+    runs: Path = Path("runs/rl_in_dream_reacher")
+    """trained models and per-episode evaluation logs (resumable)"""
+    out: Path = Path("benchmarks/results/rl_in_dream_reacher.json")
+
+
+def _ppo(env: Any, args: Args) -> Any:
+    from stable_baselines3 import PPO
+
+    from rla_gym.sb3 import patch_policy_kwargs
+
+    return PPO(
+        "MlpPolicy", env, n_steps=args.n_steps, batch_size=args.batch_size,
+        n_epochs=args.n_epochs, learning_rate=args.learning_rate, gamma=args.gamma,
+        policy_kwargs=patch_policy_kwargs(log_std_init=-0.5), seed=args.seed, device="cpu",
+        verbose=0,
+    )  # fmt: skip
+
+
+def train_arm(name: str, args: Args, bundle: Path, man: dict[str, Any]) -> dict[str, Any]:
+    """Train PPO in the dream or in the real simulator for the CPU budget; save it under runs."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+    from rla_gym.envs.real import RealFeatureEnv
+    from rla_gym.sb3 import BudgetCallback, SB3VecEnvAdapter
+
+    path = args.runs / name / "ppo"
+    record = args.runs / name / "train.json"
+    if record.exists() and path.with_suffix(".zip").exists():
+        print(f"[{name}] trained model found in {path.parent}; delete it to retrain", flush=True)
+        return load_json(record)
+    if name == "dream":
+        venv = gym.make_vec(DREAM_ID, num_envs=args.dream_envs,
+                            vectorization_mode="vector_entry_point", artifacts=str(bundle),
+                            flow_steps=args.flow_steps, action_mode=args.action_mode)  # fmt: skip
+        env = VecMonitor(SB3VecEnvAdapter(venv.unwrapped))
+    else:
+        kw = dict(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
+                  encoder=man["encoder"], chunk=int(man["chunk"]), action_mode=args.action_mode,
+                  max_episode_steps=int(man["max_episode_steps"]))  # fmt: skip
+        env = VecMonitor(DummyVecEnv([lambda: RealFeatureEnv(**kw)] * args.real_envs))
+    env.seed(args.seed)
+    model = _ppo(env, args)
+    cb = BudgetCallback(args.budget_min * 60.0, points=1, clock="cpu")
+    print(f"[{name}] training for {args.budget_min:g} CPU-minutes ...", flush=True)
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=10**12, callback=cb)
+    wall = time.perf_counter() - t0
+    env.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(path))
+    out = {"train_minutes": cb.elapsed() / 60.0, "train_wall_minutes": wall / 60.0,
+           "timesteps": int(model.num_timesteps), "train_curve": cb.train_curve}
+    save_json(out, record)
+    print(f"[{name}] {out['timesteps']} env steps in {out['train_minutes']:.1f} CPU-min",
+          flush=True)
+    return out
+
+
+@dataclass(frozen=True)
+class RandomChunks:
+    """Picklable factory of the uniform random policy (seeded per worker)."""
+
+    size: int
+    seed: int
+
+    def __call__(self) -> Any:
+        rng = np.random.default_rng(self.seed)
+        return lambda _features: rng.uniform(-1, 1, self.size).astype(np.float32)
+
+
+def evaluate_arm(name: str, factory: Any, args: Args, man: dict[str, Any]) -> dict[str, Any]:
+    """``args.episodes`` real episodes of ``factory``'s policy (resumable log under runs)."""
+    chunk, horizon = int(man["chunk"]), int(man["max_episode_steps"])
+    cfg = RealEvalConfig(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
+                         encoder=man["encoder"], episodes=args.episodes, chunk=chunk,
+                         max_steps=horizon * chunk, workers=1, seed=args.eval_seed)  # fmt: skip
+    res = evaluate_in_sim(factory, cfg, progress=False, resume=args.runs / name / "eval.jsonl",
+                          identity={"arm": name, "policy": to_jsonable(factory)})  # fmt: skip
+    print(f"[{name}] real success {res['successes']}/{res['episodes']}, "
+          f"return {res['mean_return']:.2f}", flush=True)  # fmt: skip
+    return {"success": res["successes"], "episodes": res["episodes"],
+            "return": res["mean_return"], "wilson95": res["wilson95"],
+            "mean_decision_s": res["mean_decision_s"],
+            "per_episode_success": [bool(r["success"]) for r in res["rows"]]}  # fmt: skip
+
+
+def main(args: Args) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    bundle = resolve_artifacts(args.artifacts, "dmc-reacher")
+    man = load_json(bundle / "manifest.json")
+    old = load_json(args.out) if args.out.exists() else {}
+    arms: dict[str, Any] = dict(old.get("arms", {}))
+    size = int(man["chunk"]) * int(man["action_dim"])
+    for name in args.arms:
+        t0 = time.perf_counter()
+        if name in ("dream", "real"):
+            train = train_arm(name, args, bundle, man)
+            row = evaluate_arm(name, SB3SavedPolicy(str(args.runs / name / "ppo.zip")), args, man)
+            row.update(train_minutes=train["train_minutes"], timesteps=train["timesteps"],
+                       train_wall_minutes=train["train_wall_minutes"])
+        elif name == "random":
+            row = {**evaluate_arm(name, RandomChunks(size, args.seed), args, man),
+                   "train_minutes": 0.0}
+        elif name == "bc":
+            row = {**evaluate_arm(name, SavedPolicy(str(bundle / "policy")), args, man),
+                   "train_minutes": None}  # trained with the bundle (see its build record)
+        elif name == "planner":
+            pcfg = PlannerConfig(samples=args.planner_samples,
+                                 residual_scale=args.planner_residual, seed=args.seed)
+            row = {**evaluate_arm(name, PlannerPolicy(str(bundle), pcfg), args, man),
+                   "train_minutes": 0.0, "planner": dataclasses.asdict(pcfg)}
+        else:
+            raise ValueError(f"unknown arm {name!r}; choose from random, bc, dream, real, planner")
+        row["wall_minutes"] = (time.perf_counter() - t0) / 60.0
+        arms[name] = row
+        out = {
+            "provenance": provenance(seed=args.seed, encoder=man["encoder_fingerprint"],
+                                     device="cpu"),
+            "task": f"{man['sim']}/{man['task']}", "bundle": str(bundle),
+            "horizon_chunks": int(man["max_episode_steps"]), "chunk": int(man["chunk"]),
+            "eval_seeds": [args.eval_seed, args.eval_seed + args.episodes - 1],
+            "arms": arms, "config": to_jsonable(args),
+            "targets": {"dream_success_min": 0.6, "planner_success_min": 0.8,
+                        "dream_beats_real": True},
+            "protocol": (
+                "SB3 PPO with SB3PatchExtractor, identical hyper-parameters in the dream and "
+                "real arms except the number of envs, each trained for the same CPU-time budget "
+                "(one torch thread); every arm judged on the same real seeds, success = the "
+                "finger touches the target within the bundle's horizon"
+            ),
+        }  # fmt: skip
+        save_json(out, args.out)  # after every arm, so a failing later arm keeps it
+    return load_json(args.out)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
