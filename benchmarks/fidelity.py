@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for i in val_ids]
     fingerprint = episodes[0].fingerprint
 
-    rla = RLAAutoencoder.from_pretrained(args.rla, map_location=device,
+    rla = RLAAutoencoder.from_pretrained(args.rla, device=device,
                                          expected_fingerprint=fingerprint)
     predictors: dict[str, tuple[Predictor, str | None]] = {"copy-last": (CopyLastFrame(), None)}
     for name, ckpt in (("rla-wm", args.wm), ("direct", args.direct), ("fm", args.fm)):

@@ -11,6 +11,7 @@ __all__ = [
     "EncoderMismatchError",
     "MissingExtraError",
     "MissingWeightsError",
+    "ModelTypeError",
     "RLAGymError",
 ]
 
@@ -42,3 +43,7 @@ class EncoderMismatchError(RLAGymError, ValueError):
 
 class CorruptFileError(RLAGymError, OSError):
     """A stored file is truncated, unreadable or inconsistent."""
+
+
+class ModelTypeError(RLAGymError, ValueError):
+    """A checkpoint holds another model type than its loader reads, or a type no loader knows."""

@@ -73,7 +73,7 @@ def test_int8_state_dict_roundtrip_and_checkpoint_loading(tmp_path) -> None:
     # symmetric per group of 32 values: error at most half a quantisation step of that group
     step = w.view(64, 4, 32).abs().amax(-1, keepdim=True).expand(64, 4, 32).reshape(64, 128) / 127
     assert torch.all((back["0.weight"] - w).abs() <= step / 2 + 1e-4)
-    path = save_checkpoint(tmp_path / "ck", {"kind": "test"}, model)
+    path = save_checkpoint(tmp_path / "ck", {}, model, model_type="test")
     save_file(q, str(path / "model.safetensors"))
     loaded = load_checkpoint(path).state_dict
     assert loaded["0.weight"].dtype == torch.float32

@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -22,7 +22,7 @@ from torch.distributions import Normal
 
 from rla_gym.agents.config import ActorCriticConfig
 from rla_gym.errors import RLAGymError
-from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
 __all__ = [
     "ActorCritic",
@@ -31,8 +31,6 @@ __all__ = [
     "UnsupportedSpaceError",
     "check_spaces",
 ]
-
-POLICY_FORMAT = "rla_gym.agents.ActorCritic/1"
 
 
 class UnsupportedSpaceError(RLAGymError, TypeError):
@@ -205,6 +203,9 @@ class ActorCritic(nn.Module):
         action_high: ``(A,)`` upper action bounds (default 1).
     """
 
+    MODEL_TYPE: ClassVar[str] = "actor-critic"
+    """``config.json`` type of its checkpoints."""
+
     def __init__(
         self,
         observation_shape: Sequence[int],
@@ -363,7 +364,6 @@ class ActorCritic(nn.Module):
     def spec(self) -> dict[str, Any]:
         """JSON-serialisable description from which :meth:`from_spec` rebuilds the module."""
         return {
-            "format": POLICY_FORMAT,
             "observation_shape": list(self.observation_shape),
             "action_dim": self.action_dim,
             "policy": dataclasses.asdict(self.config),
@@ -384,9 +384,15 @@ class ActorCritic(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ActorCritic:
-        """Read a folder written by :meth:`save` (or the policy inside a ``PPO.save`` folder)."""
+        """Read a folder written by :meth:`save` (or the policy inside a ``PPO.save`` folder).
+
+        Raises:
+            ModelTypeError: the folder holds neither a policy nor a PPO agent.
+        """
         ckpt = load_checkpoint(path, map_location=device)
-        spec = ckpt.config.get("policy_spec", ckpt.config)
+        # A PPO folder stores this policy's weights and its spec under "policy_spec".
+        config = model_config(ckpt.config, (cls.MODEL_TYPE, "ppo"), ckpt.path, untyped=True)
+        spec = config.get("policy_spec", config)
         policy = cls.from_spec(spec).to(device)
         policy.load_state_dict(ckpt.state_dict)
         return policy

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -35,12 +35,10 @@ from rla_gym.agents._math import compute_gae, explained_variance, ppo_clip_loss,
 from rla_gym.agents.config import PPOConfig
 from rla_gym.agents.networks import ActorCritic, SpaceMismatchError, check_spaces
 from rla_gym.errors import RLAGymError
-from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 from rla_gym.utils.device import resolve_device
 
 __all__ = ["PPO", "RolloutBuffer", "UnsupportedEnvError"]
-
-PPO_FORMAT = "rla_gym.agents.PPO/1"
 
 Callback = Callable[["PPO", dict[str, float]], "bool | None"]
 
@@ -149,6 +147,9 @@ class PPO:
         >>> agent.predict(agent.env.observation_space.sample()[0])[0].shape
         (1,)
     """
+
+    MODEL_TYPE: ClassVar[str] = "ppo"
+    """``config.json`` type of its checkpoints (the weights are the policy's)."""
 
     def __init__(
         self,
@@ -450,13 +451,10 @@ class PPO:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the folder ``path``: ``config.json`` (PPO config + policy spec),
         ``model.safetensors`` (policy), ``optimizer.pt`` (to resume)."""
-        config = {
-            "format": PPO_FORMAT,
-            "ppo": dataclasses.asdict(self.config),
-            "policy_spec": self.policy.spec(),
-        }
+        config = {"ppo": dataclasses.asdict(self.config), "policy_spec": self.policy.spec()}
         meta = {"num_timesteps": self.num_timesteps, "iteration": self.iteration}
-        return save_checkpoint(path, config, self.policy, optimizer=self.optimizer, meta=meta)
+        return save_checkpoint(path, config, self.policy, optimizer=self.optimizer, meta=meta,
+                               model_type=self.MODEL_TYPE)
 
     @classmethod
     def load(
@@ -470,16 +468,14 @@ class PPO:
         Raises:
             SpaceMismatchError: ``env``'s observation or action shape differs from the policy's.
             MissingWeightsError, CorruptFileError: the folder is missing or damaged.
+            ModelTypeError: the folder holds another model type (e.g. a bare policy: load it with
+                ``ActorCritic.load``).
         """
         dev = resolve_device(device)
         ckpt = load_checkpoint(path, map_location=dev)
-        if ckpt.config.get("format") != PPO_FORMAT:
-            raise SpaceMismatchError(
-                f"{path} is not a PPO checkpoint (format {ckpt.config.get('format')!r}); load "
-                f"policy folders with ActorCritic.load"
-            )
-        config = PPOConfig.from_dict(ckpt.config["ppo"])
-        policy = ActorCritic.from_spec(ckpt.config["policy_spec"])
+        stored = model_config(ckpt.config, cls.MODEL_TYPE, ckpt.path)
+        config = PPOConfig.from_dict(stored["ppo"])
+        policy = ActorCritic.from_spec(stored["policy_spec"])
         policy.load_state_dict(ckpt.state_dict)
         agent = cls(env, config, policy=policy, device=dev)
         if ckpt.optimizer is not None:

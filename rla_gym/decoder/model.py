@@ -16,7 +16,7 @@ Architecture (defaults: 8x8 x 512 -> 128 px)::
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import nn
 
 from rla_gym.decoder.config import DecoderConfig
 from rla_gym.errors import CorruptFileError, EncoderMismatchError
-from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
 __all__ = ["FrameDecoder", "psnr"]
 
@@ -56,6 +56,9 @@ class FrameDecoder(nn.Module):
     Buffers ``feature_mean`` / ``feature_std`` (``(D,)``) standardise the input; they are set once
     from the training data (:meth:`fit_statistics`) and saved with the weights.
     """
+
+    MODEL_TYPE: ClassVar[str] = "frame-decoder"
+    """``config.json`` type of its checkpoints."""
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
@@ -159,7 +162,7 @@ class FrameDecoder(nn.Module):
     def from_pretrained(
         cls,
         path: str | os.PathLike[str],
-        map_location: str | torch.device = "cpu",
+        device: str | torch.device = "cpu",
         expected_fingerprint: str | None = None,
         expected_grid: tuple[int, int] | None = None,
         expected_feature_dim: int | None = None,
@@ -171,8 +174,8 @@ class FrameDecoder(nn.Module):
         reshaped back.
 
         Args:
-            path: the folder.
-            map_location: device of the returned model.
+            path: the folder (also one written before ``config.json`` named its type).
+            device: device of the returned model.
             expected_fingerprint: the encoder fingerprint the decoder must have been trained on.
             expected_grid: the token grid it must decode.
             expected_feature_dim: the feature size ``D`` it must take.
@@ -184,11 +187,14 @@ class FrameDecoder(nn.Module):
             MissingWeightsError: ``path`` does not exist.
             CorruptFileError: files missing/unreadable or weights inconsistent with the config.
             EncoderMismatchError: another encoder fingerprint, grid or feature size than expected.
+            ModelTypeError: the folder holds another model type.
             ValueError: ``config.json`` is not a decoder config.
         """
-        ckpt = load_checkpoint(path, map_location=map_location)
+        ckpt = load_checkpoint(path, map_location=device)
         try:
-            config = DecoderConfig.from_dict(ckpt.config)
+            config = DecoderConfig.from_dict(
+                model_config(ckpt.config, cls.MODEL_TYPE, ckpt.path, untyped=True)
+            )
         except TypeError as err:
             raise ValueError(
                 f"{ckpt.path}/config.json is not a valid DecoderConfig: {err}"
@@ -217,4 +223,4 @@ class FrameDecoder(nn.Module):
                 f"weights in {ckpt.path} do not match its config.json ({str(err)[:300]}); the "
                 f"folder mixes files of different models — re-train or re-save it"
             ) from err
-        return model.to(map_location).eval()
+        return model.to(device).eval()

@@ -261,7 +261,6 @@ def train_decoder(cfg: TrainDecoderConfig) -> TrainResult:
                                 dec_cfg.foreground_threshold)
 
     meta: dict[str, Any] = {
-        "kind": "frame_decoder",
         "data": str(cfg.data),
         "encoder": cfg.encoder,
         "encoder_fingerprint": train.fingerprint,

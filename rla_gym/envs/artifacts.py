@@ -248,7 +248,7 @@ class Artifacts:
                 f"decoder with `rla-gym add-decoder --bundle {self.path} --decoder <checkpoint>`"
             )
         return FrameDecoder.from_pretrained(
-            self.path / DECODER, map_location=device,
+            self.path / DECODER, device=device,
             expected_fingerprint=self.manifest["encoder_fingerprint"],
             expected_grid=tuple(self.manifest["grid"]),
             expected_feature_dim=int(self.manifest["feature_dim"]),

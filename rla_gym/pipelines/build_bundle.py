@@ -663,7 +663,7 @@ def make_manifest(
         folder: the bundle folder with every file but the manifest in place.
         dataset: the dataset's manifest (sim, task, action size and bounds).
         fingerprint: encoder fingerprint of the banks and the world model.
-        model_kind: the world model's kind (``rla-wm`` or a baseline).
+        model_kind: the world model's type (``rla-wm`` or a baseline).
         sel: :func:`select_episodes`.
         banks: :func:`feature_banks`.
         render_frames: frames in the render bank.
@@ -753,7 +753,7 @@ def build_bundle(cfg: BuildBundleConfig) -> Path:
             n_tok, dim = banks.reference.shape[2:]
             policy = copy_policy(Path(cfg.policy), tmp / POLICY, (int(n_tok), int(dim)),
                                  cfg.chunk * int(ds["action_dim"]), cfg.weights_dtype)
-        manifest = make_manifest(cfg, tmp, ds, fp, getattr(model, "kind", ""), sel, banks,
+        manifest = make_manifest(cfg, tmp, ds, fp, getattr(model, "MODEL_TYPE", ""), sel, banks,
                                  len(frames), success, real.reward, weights, policy)
         save_json(manifest, tmp / MANIFEST)
     return Path(cfg.out)

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rla_gym.errors import EncoderMismatchError
-from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
 __all__ = [
     "ProgressHead",
@@ -38,8 +38,6 @@ __all__ = [
     "head_inputs",
     "progress_targets",
 ]
-
-MODEL_TYPE = "progress-head"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,8 +60,8 @@ class ProgressHeadConfig:
             raise ValueError(f"all sizes must be >= 1, got {self}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (with the model type key)."""
-        return {"model": MODEL_TYPE, **dataclasses.asdict(self)}
+        """Plain JSON-ready dict (``config.json`` adds the model type)."""
+        return dataclasses.asdict(self)
 
 
 class ProgressHead(nn.Module):
@@ -72,6 +70,9 @@ class ProgressHead(nn.Module):
     Args:
         config: sizes and the encoder fingerprint.
     """
+
+    MODEL_TYPE: ClassVar[str] = "progress-head"
+    """``config.json`` type of its checkpoints."""
 
     def __init__(self, config: ProgressHeadConfig) -> None:
         super().__init__()
@@ -132,14 +133,10 @@ class ProgressHead(nn.Module):
 
         Raises:
             EncoderMismatchError: ``expected_fingerprint`` differs from the head's encoder.
-            ValueError: the folder holds another model type.
+            ModelTypeError: the folder holds another model type.
         """
         ckpt = load_checkpoint(path, map_location=device)
-        cfg = dict(ckpt.config)
-        kind = cfg.pop("model", None)
-        if kind != MODEL_TYPE:
-            raise ValueError(f"{path} holds model type {kind!r}, not {MODEL_TYPE!r}")
-        config = ProgressHeadConfig(**cfg)
+        config = ProgressHeadConfig(**model_config(ckpt.config, cls.MODEL_TYPE, ckpt.path))
         if expected_fingerprint is not None and config.encoder_fingerprint != expected_fingerprint:
             raise EncoderMismatchError(
                 f"progress head {path} was trained on features of {config.encoder_fingerprint}, "

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ from torch import nn
 from rla_gym.errors import CorruptFileError
 from rla_gym.features.base import check_fingerprint
 from rla_gym.rla.config import RLAConfig
-from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
 __all__ = ["RLAAutoencoder", "reconstruction_loss"]
 
@@ -137,6 +137,9 @@ class RLAAutoencoder(nn.Module):
     Args:
         config: an :class:`RLAConfig`.
     """
+
+    MODEL_TYPE: ClassVar[str] = "rla"
+    """``config.json`` type of its checkpoints."""
 
     def __init__(self, config: RLAConfig) -> None:
         super().__init__()
@@ -265,14 +268,15 @@ class RLAAutoencoder(nn.Module):
     def from_pretrained(
         cls,
         path: str | os.PathLike[str],
-        map_location: str | torch.device = "cpu",
+        device: str | torch.device = "cpu",
         expected_fingerprint: str | None = None,
     ) -> RLAAutoencoder:
         """Load a checkpoint folder.
 
         Args:
-            path: folder written by :meth:`save_pretrained` or the trainer.
-            map_location: device of the returned model.
+            path: folder written by :meth:`save_pretrained` or the trainer (also one written
+                before ``config.json`` named its type).
+            device: device of the returned model.
             expected_fingerprint: if given, the encoder fingerprint the checkpoint must match.
 
         Returns:
@@ -282,11 +286,14 @@ class RLAAutoencoder(nn.Module):
             MissingWeightsError: ``path`` does not exist.
             CorruptFileError: files missing/unreadable, or weights inconsistent with the config.
             EncoderMismatchError: the checkpoint was trained on another encoder's features.
+            ModelTypeError: the folder holds another model type.
             ValueError: ``config.json`` has unknown keys or invalid values.
         """
-        ckpt = load_checkpoint(path, map_location=map_location)
+        ckpt = load_checkpoint(path, map_location=device)
         try:
-            config = RLAConfig.from_dict(ckpt.config)
+            config = RLAConfig.from_dict(
+                model_config(ckpt.config, cls.MODEL_TYPE, ckpt.path, untyped=True)
+            )
         except TypeError as err:
             raise ValueError(f"{ckpt.path}/config.json is not a valid RLAConfig: {err}") from err
         if expected_fingerprint is not None:
@@ -309,7 +316,7 @@ class RLAAutoencoder(nn.Module):
                 f"{bad[:5]}); the folder mixes files of different models — re-save it"
             )
         model.load_state_dict(ckpt.state_dict)
-        return model.to(map_location).eval()
+        return model.to(device).eval()
 
     def num_parameters(self) -> int:
         """Total trainable parameters."""

@@ -128,7 +128,6 @@ def train_rla(
         return evaluate_rla(m, val_sampler, num_pairs=cfg.data.val_pairs)  # type: ignore[arg-type]
 
     meta: dict[str, Any] = {
-        "kind": "rla_autoencoder",
         "encoder": cfg.data.encoder,
         "encoder_fingerprint": rla_cfg.encoder_fingerprint,
         "grid": list(split.grid) if split.grid else None,

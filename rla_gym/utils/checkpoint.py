@@ -2,7 +2,8 @@
 
 Layout of a checkpoint folder::
 
-    config.json          the model config (a dataclass, stored with dataclasses.asdict)
+    config.json          the model config (a dataclass, stored with dataclasses.asdict) under a
+                         ``"type"`` key naming the model (``"rla"``, ``"rla-wm"``, ...)
     model.safetensors    model weights (safetensors: no pickle, so loading cannot run code)
     meta.json            free-form provenance: encoder fingerprint, wall-clock, metrics, ...
     optimizer.pt         optimizer state (optional; only needed to resume training)
@@ -13,6 +14,10 @@ sibling ``<name>.tmp-XXXX`` folder which is then renamed into place. A folder ca
 a non-empty folder, so an existing checkpoint is first moved aside to ``<name>.old-XXXX`` and
 deleted only after the new one is in place; :func:`load_checkpoint` falls back to that backup if a
 crash hit the gap between the renames.
+
+Every model class that writes checkpoints declares its type once, as a ``MODEL_TYPE`` class
+attribute next to the model; :func:`save_checkpoint` writes it, each class's loader checks it with
+:func:`model_config`, and :func:`rla_gym.load_model` dispatches on it.
 """
 
 from __future__ import annotations
@@ -28,12 +33,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from rla_gym.errors import CorruptFileError, MissingWeightsError
+from rla_gym.errors import CorruptFileError, MissingWeightsError, ModelTypeError
 from rla_gym.utils.io import atomic_folder, save_json
 
 __all__ = [
-    "Checkpoint", "dequantize_state_dict", "has_checkpoint", "load_checkpoint",
-    "quantize_state_dict", "save_checkpoint",
+    "TYPE_KEY", "Checkpoint", "config_type", "dequantize_state_dict", "has_checkpoint",
+    "load_checkpoint", "model_config", "quantize_state_dict", "read_config", "save_checkpoint",
 ]
 
 CONFIG = "config.json"
@@ -43,6 +48,12 @@ OPTIMIZER = "optimizer.pt"
 TRAIN_STATE = "train_state.pt"
 # A weight stored as int8 carries its per-row scale under this suffix; loaders dequantise it.
 INT8_SCALE = ".__int8_scale"
+TYPE_KEY = "type"
+"""The ``config.json`` key naming the model (LeRobot's ``type``)."""
+# Before TYPE_KEY, world models and the progress head named their type under "model", and the
+# policy and PPO under a versioned "format"; the RLA and the frame decoder named none.
+_LEGACY_TYPE_KEY = "model"
+_LEGACY_FORMATS = {"rla_gym.agents.ActorCritic/1": "actor-critic", "rla_gym.agents.PPO/1": "ppo"}
 
 
 def quantize_state_dict(
@@ -135,6 +146,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     train_state: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
+    model_type: str | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically.
 
@@ -145,16 +157,31 @@ def save_checkpoint(
         optimizer: optional optimizer whose state is saved for resumption.
         train_state: optional dict of plain Python values and tensors (step, RNG states).
         meta: optional JSON-serialisable provenance.
+        model_type: the ``"type"`` written first in ``config.json``; defaults to the model's
+            ``MODEL_TYPE`` class attribute.
 
     Returns:
         The final folder path.
+
+    Raises:
+        ValueError: no model type (neither ``model_type`` nor ``MODEL_TYPE``), or ``config``
+            already names another one.
     """
+    bare = _unwrap(model)
+    model_type = model_type or getattr(bare, "MODEL_TYPE", None)
+    if not model_type:
+        raise ValueError(
+            f"{type(bare).__name__} has no model type: give the class a MODEL_TYPE attribute or "
+            f"pass save_checkpoint(..., model_type=...)"
+        )
+    body = _config_dict(config)
+    named = body.pop(TYPE_KEY, model_type)
+    if named != model_type:
+        raise ValueError(f"config names type {named!r} but the model is {model_type!r}")
     with atomic_folder(path) as tmp:
-        save_json(_config_dict(config), tmp / CONFIG)
+        save_json({TYPE_KEY: model_type, **body}, tmp / CONFIG)
         # safetensors refuses shared / non-contiguous storage; clone to be safe.
-        weights = {
-            k: v.detach().cpu().contiguous().clone() for k, v in _unwrap(model).state_dict().items()
-        }
+        weights = {k: v.detach().cpu().contiguous().clone() for k, v in bare.state_dict().items()}
         save_file(weights, str(tmp / WEIGHTS))
         save_json(meta or {}, tmp / META)
         if optimizer is not None:
@@ -185,23 +212,8 @@ def _corrupt(path: Path, what: str, err: Exception | None = None) -> CorruptFile
     )
 
 
-def load_checkpoint(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> Checkpoint:
-    """Read a checkpoint folder written by :func:`save_checkpoint`.
-
-    Args:
-        path: the folder.
-        map_location: device for the weights and optimizer state.
-
-    Returns:
-        A :class:`Checkpoint`.
-
-    Raises:
-        MissingWeightsError: ``path`` does not exist.
-        CorruptFileError: a required file is missing, truncated or unreadable.
-    """
-    path = Path(path)
+def _resolve(path: Path) -> Path:
+    """``path``, or its crash backup if only that exists; raises if neither is a folder."""
     if not path.exists():
         backup = _backup(path)
         if backup is None:
@@ -212,15 +224,105 @@ def load_checkpoint(
         path = backup
     if not path.is_dir():
         raise _corrupt(path, "expected a folder, found a file")
-    for name in (CONFIG, WEIGHTS):
-        if not (path / name).exists():
-            raise _corrupt(path, f"{name} is missing")
+    return path
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    if not (folder / CONFIG).exists():
+        raise _corrupt(folder, f"{CONFIG} is missing")
     try:
-        config = json.loads((path / CONFIG).read_text())
+        config = json.loads((folder / CONFIG).read_text())
     except (OSError, ValueError) as err:
-        raise _corrupt(path, f"{CONFIG} is not valid JSON", err) from err
+        raise _corrupt(folder, f"{CONFIG} is not valid JSON", err) from err
     if not isinstance(config, dict):
-        raise _corrupt(path, f"{CONFIG} does not hold a JSON object")
+        raise _corrupt(folder, f"{CONFIG} does not hold a JSON object")
+    return config
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Only the ``config.json`` of a checkpoint folder (or of its crash backup).
+
+    Raises:
+        MissingWeightsError: ``path`` does not exist.
+        CorruptFileError: ``path`` is a file, or its ``config.json`` is missing or unreadable.
+    """
+    return _read_config(_resolve(Path(path)))
+
+
+def config_type(config: dict[str, Any]) -> str | None:
+    """The model type a ``config.json`` names, or ``None`` if it names none.
+
+    Reads :data:`TYPE_KEY`, else the keys that named the type before it (``"model"`` of world
+    models and the progress head, the versioned ``"format"`` of policies and PPO).
+    """
+    if TYPE_KEY in config:
+        return config[TYPE_KEY]
+    if isinstance(config.get(_LEGACY_TYPE_KEY), str):
+        return config[_LEGACY_TYPE_KEY]
+    fmt = config.get("format")
+    return _LEGACY_FORMATS.get(fmt) if isinstance(fmt, str) else None
+
+
+def model_config(
+    config: dict[str, Any], expected: str | tuple[str, ...], path: str | os.PathLike[str],
+    untyped: bool = False,
+) -> dict[str, Any]:
+    """``config`` without its type key, once it is known to describe an ``expected`` model.
+
+    Args:
+        config: a checkpoint's ``config.json``.
+        expected: the type (or types) the calling loader reads.
+        path: the checkpoint folder, for the error message.
+        untyped: accept a config that names no type (the model's checkpoints predate
+            :data:`TYPE_KEY` and named none).
+
+    Raises:
+        ModelTypeError: ``config`` names another type, or none when ``untyped`` is false.
+    """
+    expected = (expected,) if isinstance(expected, str) else expected
+    stored = config_type(config)
+    if stored not in expected and not (stored is None and untyped):
+        want = " or ".join(repr(t) for t in expected)
+        if stored is None:
+            raise ModelTypeError(
+                f"{path}/{CONFIG} names no model type, so it is no {want} checkpoint (those "
+                f"always name theirs); point to a {want} checkpoint folder"
+            )
+        raise ModelTypeError(
+            f"{path} holds a {stored!r} checkpoint, not {want}; `rla_gym.load_model(path)` "
+            f"loads any checkpoint with the loader its {TYPE_KEY!r} names"
+        )
+    return {k: v for k, v in config.items() if not _names_type(k, v)}
+
+
+def _names_type(key: str, value: Any) -> bool:
+    """Whether ``key: value`` of a ``config.json`` is a type key (current or legacy)."""
+    if key == TYPE_KEY:
+        return True
+    return isinstance(value, str) and (key == _LEGACY_TYPE_KEY
+                                       or (key == "format" and value in _LEGACY_FORMATS))
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> Checkpoint:
+    """Read a checkpoint folder written by :func:`save_checkpoint`.
+
+    Args:
+        path: the folder.
+        map_location: device for the weights and optimizer state.
+
+    Returns:
+        A :class:`Checkpoint`; its ``config`` is ``config.json`` as stored, type key included.
+
+    Raises:
+        MissingWeightsError: ``path`` does not exist.
+        CorruptFileError: a required file is missing, truncated or unreadable.
+    """
+    path = _resolve(Path(path))
+    config = _read_config(path)
+    if not (path / WEIGHTS).exists():
+        raise _corrupt(path, f"{WEIGHTS} is missing")
     try:
         state_dict = dequantize_state_dict(load_file(str(path / WEIGHTS),
                                                      device=str(map_location)))

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rla_gym.errors import ModelTypeError
 from rla_gym.features.base import check_fingerprint
 from rla_gym.flow import (
     flow_loss,
@@ -30,8 +31,13 @@ from rla_gym.flow import (
     sample_time,
     velocity_target,
 )
-from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
-from rla_gym.utils.io import load_json
+from rla_gym.utils.checkpoint import (
+    config_type,
+    load_checkpoint,
+    model_config,
+    read_config,
+    save_checkpoint,
+)
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
 from rla_gym.world_model.config import BaselineConfig
 from rla_gym.world_model.layers import ConditionStage, FlowStage, repeat_kv, zero_linear
@@ -110,7 +116,8 @@ class Predictor(Protocol):
 class CopyLastFrame:
     """Predicts no change: ``ŝ_{t+h} = s_t``. Has no parameters and accepts any shapes."""
 
-    kind: ClassVar[str] = "copy"
+    MODEL_TYPE: ClassVar[str] = "copy"
+    """Its name among the world models (it has no checkpoint)."""
 
     @staticmethod
     def check_guidance(guidance: float) -> None:
@@ -232,8 +239,8 @@ class _LearnedBaseline(FeatureWorldModel):
         return save_checkpoint(path, self.checkpoint_config(), self, meta=meta)
 
     def checkpoint_config(self) -> dict[str, Any]:
-        """The ``config.json`` content: model kind and baseline config."""
-        return {"model": self.kind, "baseline": self.config.to_dict()}
+        """The ``config.json`` content (its type added on save): the baseline config."""
+        return {"baseline": self.config.to_dict()}
 
     def loss(
         self, s_t: torch.Tensor, s_th: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor,
@@ -254,11 +261,15 @@ class _LearnedBaseline(FeatureWorldModel):
         cls, path: str | Path, expected_fingerprint: str | None = None,
         device: str | torch.device = "cpu",
     ) -> _LearnedBaseline:
-        """Load a folder written by :meth:`save_pretrained` (fingerprint checked if given)."""
+        """Load a folder written by :meth:`save_pretrained` (fingerprint checked if given).
+
+        Raises:
+            ModelTypeError: the folder holds another model type.
+        """
         ckpt = load_checkpoint(path, map_location="cpu")
-        if ckpt.config.get("model") != cls.kind:
-            raise ValueError(f"{path} holds a {ckpt.config.get('model')!r} model, not {cls.kind!r}")
-        config = BaselineConfig.from_dict(ckpt.config["baseline"])
+        config = BaselineConfig.from_dict(
+            model_config(ckpt.config, cls.MODEL_TYPE, ckpt.path)["baseline"]
+        )
         if expected_fingerprint is not None:
             check_fingerprint(config.encoder_fingerprint, expected_fingerprint,
                               what=f"world model {path}")
@@ -275,7 +286,7 @@ class DirectRegressionWM(_LearnedBaseline):
         config: baseline hyper-parameters (``depth`` blocks over the ``N`` state tokens).
     """
 
-    kind: ClassVar[str] = "direct"
+    MODEL_TYPE: ClassVar[str] = "direct"
 
     def __init__(self, config: BaselineConfig) -> None:
         super().__init__(config)
@@ -326,7 +337,7 @@ class FeatureFlowWM(_LearnedBaseline):
         config: baseline hyper-parameters (``depth`` condition blocks, ``flow_depth`` flow blocks).
     """
 
-    kind: ClassVar[str] = "fm"
+    MODEL_TYPE: ClassVar[str] = "fm"
 
     def __init__(self, config: BaselineConfig) -> None:
         super().__init__(config)
@@ -371,25 +382,24 @@ class FeatureFlowWM(_LearnedBaseline):
         return out.view(b, num_samples, n, d)
 
 
-_KINDS: dict[str, Any] = {
-    RLAWorldModel.kind: RLAWorldModel,
-    DirectRegressionWM.kind: DirectRegressionWM,
-    FeatureFlowWM.kind: FeatureFlowWM,
+_WORLD_MODELS: dict[str, Any] = {
+    m.MODEL_TYPE: m for m in (RLAWorldModel, DirectRegressionWM, FeatureFlowWM)
 }
 
 
 def load_predictor(
     path: str | Path, expected_fingerprint: str | None = None, device: str | torch.device = "cpu"
 ) -> FeatureWorldModel:
-    """Load any world-model checkpoint (RLA-WM or a learned baseline) by its stored kind.
+    """Load any world-model checkpoint (RLA-WM or a learned baseline) by its stored type.
 
     Raises:
-        ValueError: the folder holds an unknown model kind.
+        ModelTypeError: the folder holds no world model.
     """
-    cfg_path = Path(path) / "config.json"
-    # Read only config.json when it is there; load_checkpoint also handles crash backups.
-    kind = (load_json(cfg_path) if cfg_path.exists() else load_checkpoint(path).config).get("model")
-    if kind not in _KINDS:
-        raise ValueError(f"{path} holds model kind {kind!r}; expected one of {sorted(_KINDS)}")
-    return _KINDS[kind].from_pretrained(path, expected_fingerprint=expected_fingerprint,
-                                        device=device)
+    stored = config_type(read_config(path))
+    if stored not in _WORLD_MODELS:
+        raise ModelTypeError(
+            f"{path} holds {f'a {stored!r}' if stored else 'an untyped'} checkpoint, not a world "
+            f"model; expected one of {sorted(_WORLD_MODELS)}"
+        )
+    return _WORLD_MODELS[stored].from_pretrained(path, expected_fingerprint=expected_fingerprint,
+                                               device=device)

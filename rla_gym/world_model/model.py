@@ -40,7 +40,7 @@ from rla_gym.flow import (
     sample_time,
     velocity_target,
 )
-from rla_gym.utils.checkpoint import load_checkpoint, save_checkpoint
+from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
 from rla_gym.world_model.config import WorldModelConfig
 from rla_gym.world_model.layers import ConditionStage, FlowStage, repeat_kv
@@ -73,7 +73,8 @@ class FeatureWorldModel(nn.Module):
     ``action_dim``, ``max_horizon`` and ``encoder_fingerprint``.
     """
 
-    kind: ClassVar[str] = ""
+    MODEL_TYPE: ClassVar[str] = ""
+    """``config.json`` type of the subclass's checkpoints (also its ``train-wm --model`` name)."""
     num_tokens: int
     feature_dim: int
     action_dim: int
@@ -338,7 +339,7 @@ class RLAWorldModel(FeatureWorldModel):
             weights are embedded in this model's checkpoint.
     """
 
-    kind: ClassVar[str] = "rla-wm"
+    MODEL_TYPE: ClassVar[str] = "rla-wm"
 
     def __init__(self, config: WorldModelConfig, rla: nn.Module) -> None:
         super().__init__()
@@ -560,9 +561,9 @@ class RLAWorldModel(FeatureWorldModel):
         return save_checkpoint(path, self.checkpoint_config(), self, meta=meta)
 
     def checkpoint_config(self) -> dict[str, Any]:
-        """The ``config.json`` content: model kind, WM config, embedded RLA config, fingerprint."""
+        """The ``config.json`` content (its type added on save): WM config, embedded RLA config,
+        fingerprint."""
         return {
-            "model": self.kind,
             "world_model": self.config.to_dict(),
             "rla": _rla_config_dict(self.rla),
             "encoder_fingerprint": self.encoder_fingerprint,
@@ -580,13 +581,12 @@ class RLAWorldModel(FeatureWorldModel):
         Raises:
             MissingWeightsError, CorruptFileError: no or a broken checkpoint.
             EncoderMismatchError: ``expected_fingerprint`` differs from the stored one.
+            ModelTypeError: the folder holds another model type.
         """
         from rla_gym.rla import RLAAutoencoder, RLAConfig
 
         ckpt = load_checkpoint(path, map_location="cpu")
-        cfg = ckpt.config
-        if cfg.get("model") != cls.kind:
-            raise ValueError(f"{path} holds a {cfg.get('model')!r} model, not {cls.kind!r}")
+        cfg = model_config(ckpt.config, cls.MODEL_TYPE, ckpt.path)
         if expected_fingerprint is not None:
             check_fingerprint(cfg.get("encoder_fingerprint", ""), expected_fingerprint,
                               what=f"world model {path}")

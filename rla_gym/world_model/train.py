@@ -183,7 +183,6 @@ def train_world_model(
 
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     meta: dict[str, Any] = {
-        "kind": cfg.model,
         "encoder": cfg.data.encoder,
         "encoder_fingerprint": model.encoder_fingerprint,
         "rla_checkpoint": cfg.rla or None,
