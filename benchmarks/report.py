@@ -214,61 +214,72 @@ def dream_speed() -> str:
                       f"`{d['git_sha'][:12]}`, {d['time_utc']}. {d['user_note']}."])
 
 
-def rl_in_dream() -> str:
-    d = _load("rl_in_dream.json")
-    if d is None or "a" not in d:
-        return "_not run yet: `python benchmarks/rl_in_dream.py`_"
-    a = d["a"]
-    part_b = _rl_in_dream_b(d["b"]) if "b" in d else "(b) _not run yet_"
-    out = ["| policy | trained | train time | env steps | real return (95 % CI) | "
-           "success (Wilson 95 %) |", "|---|---|---|---|---|---|"]
-    rows = [("PPO", "in the dream", a["final"]["dream"]), ("PPO", "in the real sim",
-            a["final"]["real"]), ("random", "-", a["random"])]
-    for name, where, r in rows:
-        lo, hi = r["ci95"]
-        wlo, whi = r["wilson95"]
-        wc = f"{r['wall_clock_s'] / 60:.1f} min" if "wall_clock_s" in r else "-"
-        steps = f"{r['timesteps']:,}" if "timesteps" in r else "-"
-        out.append(f"| {name} | {where} | {wc} | {steps} | {r['mean_return']:.2f} "
-                   f"[{lo:.2f}, {hi:.2f}] | {100 * r['success_rate']:.0f} % "
-                   f"[{100 * wlo:.0f}, {100 * whi:.0f}] % |")
-    ratio, ci = a["dream_over_real_return"], a["dream_over_real_ci95"]
-    if ratio is None:
-        verdict = "no ratio: the real-trained policy scored 0"
-    else:
-        ci_txt = f" (paired bootstrap 95 % [{ci[0]:.2f}, {ci[1]:.2f}])" if ci else ""
-        met = "met" if a["target_met"] else "missed"
-        verdict = f"dream / real return {ratio:.2f}{ci_txt}; target ≥ {a['target_ratio']}: {met}"
-    extra = (f"{a['task']}, {len(a['eval_seeds'])} real episodes on the same seeds per policy, "
-             f"{a['horizon_chunks']} chunks of {a['chunk']} control steps (max return "
-             f"{a['max_return']}); encoder `{a['encoder_fingerprint']}`. {verdict}.")
-    return "\n".join(["(a) dm-control reacher-easy", "", *out, "", extra + " " + _stamp(d), "",
-                      "![rl in dream](benchmarks/results/rl_in_dream.png)", "", part_b])
-
-
 def _rate(r: dict) -> str:
     lo, hi = r["wilson95"]
     return (f"{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %) "
             f"[{100 * lo:.0f}, {100 * hi:.0f}] %")
 
 
-def _rl_in_dream_b(b: dict) -> str:
-    out = ["(b) LIBERO: BC vs BC + residual PPO in the dream", "",
-           "| policy | seed | real success (Wilson 95 %) | imagined success (estimate) | "
-           "imagined return |", "|---|---|---|---|---|"]
-    out.append(f"| BC | - | {_rate(b['bc']['real'])} | {_rate(b['bc']['dream'])} | "
-               f"{b['bc']['dream']['mean_return']:.2f} |")
-    for r in b["bc_ppo"]:
-        out.append(f"| BC + residual PPO | {r['seed']} | {_rate(r['real'])} | "
-                   f"{_rate(r['dream'])} | {r['dream']['mean_return']:.2f} |")
-    out.append(f"| BC + residual PPO | pooled | {_rate(b['bc_ppo_pooled'])} | | |")
-    # A seed whose PPO run was resumed at its budget records ~0 s of training; skip it.
-    ppo_min = np.mean([r["ppo_wall_clock_s"] for r in b["bc_ppo"]
-                       if r["ppo_wall_clock_s"] > 1] or [np.nan]) / 60
-    return "\n".join([*out, "", f"{b['task']}; {b['ppo_steps']:,} dream env steps of residual "
-                       f"PPO per seed ({ppo_min:.1f} min when trained in this run); real init "
-                       f"states 0..{b['eval_episodes'] - 1}; imagined: every reset-bank start; "
-                       f"{b['wall_clock_s'] / 60:.0f} min in all."])
+def _wilson(k: int, n: int, lo: float, hi: float) -> str:
+    return f"{k}/{n} ({100 * k / max(n, 1):.0f} %) [{100 * lo:.0f}, {100 * hi:.0f}] %"
+
+
+def rl_in_dream_reacher() -> str:
+    d = _load("rl_in_dream_reacher.json")
+    if d is None or not d.get("arms"):
+        return "_not run yet: `python benchmarks/rl_in_dream_reacher.py`_"
+    names = {"dream": "SB3 PPO trained in the dream", "real": "SB3 PPO trained in the real sim",
+             "random": "uniform random", "bc": "the bundle's BC", "planner": "dream planner (MPC)"}
+    out = ["| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
+           "real return | s / decision |", "|---|---|---|---|---|---|---|"]
+    for k, r in d["arms"].items():
+        tm = r.get("train_minutes")
+        steps = f"{r['timesteps']:,}" if "timesteps" in r else "-"
+        out.append(f"| {k} | {names.get(k, k)} | {'-' if tm is None else f'{tm:.1f}'} | {steps} "
+                   f"| {_wilson(r['success'], r['episodes'], *r['wilson95'])} | "
+                   f"{r['return']:.2f} | {r['mean_decision_s']:.2f} |")
+    arms, t = d["arms"], d["targets"]
+    rate = {k: r["success"] / r["episodes"] for k, r in arms.items()}
+    verdicts = []
+    if "dream" in rate:
+        ok = rate["dream"] >= t["dream_success_min"] and rate["dream"] > rate.get("real", 1)
+        verdicts.append(f"dream-trained PPO {100 * rate['dream']:.0f} % (target ≥ "
+                        f"{100 * t['dream_success_min']:.0f} % and above the real-trained arm's "
+                        f"{100 * rate.get('real', float('nan')):.0f} %): "
+                        f"{'met' if ok else 'missed'}")
+    if "planner" in rate:
+        ok = rate["planner"] >= t["planner_success_min"]
+        verdicts.append(f"planner {100 * rate['planner']:.0f} % (target ≥ "
+                        f"{100 * t['planner_success_min']:.0f} %): {'met' if ok else 'missed'}")
+    a, b = d["eval_seeds"]
+    c = d["config"]
+    extra = (f"{d['task']}, real seeds {a}..{b} for every arm, {d['horizon_chunks']} chunks of "
+             f"{d['chunk']} control steps (the bundle's horizon), success = the finger touches "
+             f"the target; PPO action mode `{c['action_mode']}`, "
+             f"{c['budget_min']:g} CPU-minutes per PPO arm."
+             + "".join(f" {v[0].upper()}{v[1:]}." for v in ["; ".join(verdicts)] if v))
+    return "\n".join([*out, "", extra + " " + _stamp(d)])
+
+
+def rl_in_dream_manip(short: str) -> str:
+    d = _load(f"rl_in_dream_{short}.json")
+    if d is None or not d.get("policies"):
+        return (f"_not run yet: `python benchmarks/rl_in_dream_manip.py --suite "
+                f"{'libero' if short == 'libero' else 'robosuite-lift'}`_")
+    names = {"bc": "the bundle's BC", "bc+ppo": "BC + residual PPO in the dream (pooled)",
+             "planner": "dream planner (MPC, residual around BC)",
+             "distilled": "planner distilled into BC's residual head"}
+    out = ["| policy | what | real success (Wilson 95 %) | per seed |", "|---|---|---|---|"]
+    for k, r in d["policies"].items():
+        seeds = ", ".join(f"{s['seed']}: {s['success']}/{s['episodes']}"
+                          for s in r.get("per_seed", [])) or "-"
+        out.append(f"| {k} | {names.get(k, k)} | "
+                   f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {seeds} |")
+    gain = d.get("best_over_bc_points")
+    verdict = ("" if gain is None else
+               f"Best over BC: {d['best']} {gain:+.0f} points (target ≥ +{d['target_points']:g}): "
+               f"{'met' if gain >= d['target_points'] else 'missed'}.")
+    return "\n".join([*out, "", f"{d['task']}; {d['protocol']}. {verdict} {_stamp(d)}"])
 
 
 def _real_cal(su: dict) -> str:
@@ -502,7 +513,9 @@ BLOCKS = {"planner_real": planner_real, "faithfulness_levers": faithfulness_leve
           "expert_success": expert_success, "fidelity": fidelity,
           "counterfactual": counterfactual,
           "rla_decoder_target": rla_decoder_target, "dream_speed": dream_speed,
-          "rl_in_dream": rl_in_dream,
+          "rl_in_dream_reacher": rl_in_dream_reacher,
+          "rl_in_dream_lift": lambda: rl_in_dream_manip("lift"),
+          "rl_in_dream_libero": lambda: rl_in_dream_manip("libero"),
           "world_action_model": world_action_model, "decoder": decoder}
 
 
