@@ -220,9 +220,12 @@ def main(args: Args) -> dict[str, Any]:
 
 def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: Any,
           cache: Path, man: dict[str, Any]) -> None:  # fmt: skip
+    # Autoencoder rows train no world model: keep the world-model rows' steps and dropout.
+    wm_rows = [r for r in args.rows if r != "rla"]
+    wm = {"steps": args.steps, "dropout": args.dropout} if wm_rows else {
+        k: suite_out.get("run", {}).get(k) for k in ("steps", "dropout")}
     suite_out["run"] = {
-        "data": str(args.data), "steps": args.steps, "dropout": args.dropout,
-        "rla_steps": args.rla_steps,
+        "data": str(args.data), **wm, "rla_steps": args.rla_steps,
         "rla": "the embedded bundle's RLA, frozen, for every RLA-WM row",
         "starts": len(real.starts), "real_outcomes": str(cache),
         "real_seconds": real.seconds, "git_sha": provenance()["git_sha"],

@@ -401,8 +401,18 @@ def faithfulness_levers() -> str:
            "L1 / copy-last (4 chunks) | RLA ceiling direction | trained |",
            "|---|---|---|---|---|---|---|---|"]
     notes = []
+    rla = ["| suite | autoencoder (lever) | ceiling direction | ceiling magnitude ratio | "
+           "ceiling ranking Spearman | held-out L1 / copy-last | trained |",
+           "|---|---|---|---|---|---|---|"]
     for suite, e in d["suites"].items():
         for name, r in e["rows"].items():
+            if "1" not in r:  # an autoencoder row: only its ceiling is scored
+                c, tr = r["rla_ceiling"], r["training"]
+                rla.append(f"| {suite} | {name} | {c['direction']:.3f} | "
+                           f"{c['magnitude_ratio']:.3f} | {c['ranking_spearman']:.2f} | "
+                           f"{tr['val_metrics']['val/l1_vs_copy']:.3f} | {tr['steps']} steps, "
+                           f"{tr['this_call_s'] / 60:.0f} min |")
+                continue
             h1, h4, ceil = r["1"], r.get("4"), r.get("rla_ceiling")
             tr = r.get("training")
             trained = ("shipped bundle" if tr is None else
@@ -414,8 +424,12 @@ def faithfulness_levers() -> str:
                        f"{trained} |")
         run = e["run"]
         notes.append(f"{suite}: {run['starts']} restored real starts (cached), data "
-                     f"`{run['data']}`, {run['steps']} steps per trained row, action dropout "
-                     f"{run['dropout']}")
+                     f"`{run['data']}`, {run['steps']} steps per trained world-model row, action "
+                     f"dropout {run['dropout']}")
+    if len(rla) > 2:
+        out += ["", "The autoencoder alone, retrained with the bundle's RLA sizes on the same data "
+                "(`cw` = `RLAConfig.change_weight`; 0 is the paper's uniform loss), scored by its "
+                "ceiling on the same starts:", "", *rla]
     return "\n".join([*out, "", "; ".join(notes) + ". " + _stamp(d)])
 
 
