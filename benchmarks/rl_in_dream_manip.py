@@ -94,11 +94,15 @@ def _pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"success": k, "episodes": n, "wilson95": list(wilson_interval(k, n))}
 
 
-def bc_ppo(args: Args, bundle: Path, man: dict[str, Any]) -> dict[str, Any]:
-    """Residual PPO in the dream per seed, each judged on the same real episodes; pooled."""
+def bc_ppo(args: Args, bundle: Path, man: dict[str, Any],
+           save: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Residual PPO in the dream per seed, each judged on the same real episodes; pooled.
+
+    ``save(row)`` is called after every seed with the row pooled so far (a long run keeps what
+    it finished)."""
     from rla_gym.pipelines.wmrl import WMRLConfig, run_wmrl
 
-    per_seed = []
+    per_seed: list[dict[str, Any]] = []
     for seed in args.seeds:
         run = run_wmrl(WMRLConfig(
             suite=args.suite, artifacts=str(bundle), out=args.runs / args.suite / f"ppo_{seed}",
@@ -112,6 +116,8 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any]) -> dict[str, Any]:
                          "dream_bc_success_rate": run["policies"]["bc"]["dream"]["success_rate"],
                          "dream_return": final["dream"]["mean_return"],
                          "dream_bc_return": run["policies"]["bc"]["dream"]["mean_return"]})
+        if save is not None and len(per_seed) < len(args.seeds):
+            save({**_pooled(per_seed), "per_seed": per_seed})
     return {**_pooled(per_seed), "per_seed": per_seed}
 
 
@@ -150,20 +156,8 @@ def main(args: Args) -> dict[str, Any]:
     policies: dict[str, Any] = dict(old.get("policies", {}))
     pcfg = PlannerConfig(samples=args.planner_samples, iterations=args.planner_iterations,
                          residual_scale=args.planner_residual, seed=args.eval_seed)
-    for name in args.policies:
-        t0 = time.perf_counter()
-        if name == "bc":
-            row = _real(args, man, "bc", SavedPolicy(str(bundle / "policy")))
-        elif name == "bc+ppo":
-            row = bc_ppo(args, bundle, man)
-        elif name == "planner":
-            row = {**_real(args, man, "planner", PlannerPolicy(str(bundle), pcfg)),
-                   "planner": dataclasses.asdict(pcfg)}
-        elif name == "distilled":
-            row = distilled(args, bundle, man, pcfg)
-        else:
-            raise ValueError(f"unknown policy {name!r}; choose from bc, bc+ppo, planner, distilled")
-        row["wall_minutes"] = (time.perf_counter() - t0) / 60
+
+    def save(name: str, row: dict[str, Any]) -> None:
         policies[name] = row
         best = max((p for p in policies if p != "bc"),
                    key=lambda p: policies[p]["success"] / policies[p]["episodes"], default=None)
@@ -182,6 +176,22 @@ def main(args: Args) -> dict[str, Any]:
                          "0..episodes-1, robosuite seeds eval_seed + i) with the task's horizon; "
                          "bc+ppo pooled over its seeds; Wilson 95 % intervals"),
         }, out_path)  # fmt: skip
+
+    for name in args.policies:
+        t0 = time.perf_counter()
+        if name == "bc":
+            row = _real(args, man, "bc", SavedPolicy(str(bundle / "policy")))
+        elif name == "bc+ppo":
+            row = bc_ppo(args, bundle, man, save=lambda r: save("bc+ppo", r))
+        elif name == "planner":
+            row = {**_real(args, man, "planner", PlannerPolicy(str(bundle), pcfg)),
+                   "planner": dataclasses.asdict(pcfg)}
+        elif name == "distilled":
+            row = distilled(args, bundle, man, pcfg)
+        else:
+            raise ValueError(f"unknown policy {name!r}; choose from bc, bc+ppo, planner, distilled")
+        row["wall_minutes"] = (time.perf_counter() - t0) / 60
+        save(name, row)
     return load_json(out_path)
 
 
