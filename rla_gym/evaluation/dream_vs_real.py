@@ -405,7 +405,8 @@ def compare(
 
 def _rank_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Spearman over policies (mean return; success rate; imagined return vs real success) and
-    over all (policy, start) episodes (return), plus the episodes' Pearson return correlation."""
+    over all (policy, start) episodes (return), the episodes' Pearson return correlation and
+    bootstrap intervals of the over-policy return and success correlations."""
     im_r = [p["imagined"]["mean_return"] for p in rows]
     re_r = [p["real"]["mean_return"] for p in rows]
     im_s = [p["imagined"]["success_rate"] for p in rows]
@@ -418,7 +419,29 @@ def _rank_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"spearman_return": spearman(im_r, re_r), "spearman_success": spearman(im_s, re_s),
             "spearman_return_vs_real_success": spearman(im_r, re_s),
             "spearman_episode_return": spearman(all_im, all_re),
-            "pearson_episode_return": pearson}
+            "pearson_episode_return": pearson, **_bootstrap(rows)}
+
+
+def _bootstrap(rows: list[dict[str, Any]], draws: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """95 % intervals of the over-policy Spearman correlations, resampling starts.
+
+    Every policy ran from the same starts, so a draw resamples start indices (with replacement)
+    once for all policies; draws where a correlation is undefined (ties) are left out.
+    """
+    arr = {k: np.array([[p[w][k] for p in rows] for w in ("imagined", "real")], float)
+           for k in ("returns", "success")}  # (2, P, S) each
+    rng = np.random.default_rng(seed)
+    n = arr["returns"].shape[2]
+    got: dict[str, list[float]] = {"return": [], "success": []}
+    for _ in range(draws):
+        pick = rng.integers(0, n, n)
+        for name, k in (("return", "returns"), ("success", "success")):
+            im, re = arr[k][:, :, pick].mean(2)
+            if (rho := spearman(im, re)) is not None:
+                got[name].append(rho)
+    return {f"spearman_{name}_ci95": (None if not v else
+                                      [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))])
+            for name, v in got.items()}
 
 
 def choose_mode(modes: dict[str, dict[str, Any]]) -> str:
@@ -441,5 +464,5 @@ def summarize(returns: np.ndarray, success: np.ndarray) -> dict[str, Any]:
     """Per-episode ``returns (E,)`` and ``success (E,)`` -> means, counts and Wilson 95 %."""
     k, n = int(success.sum()), len(success)
     return {"mean_return": float(returns.mean()), "returns": returns.tolist(),
-            "success_rate": k / n, "successes": k, "episodes": n,
-            "wilson95": list(wilson_interval(k, n))}
+            "success": np.asarray(success, bool).tolist(), "success_rate": k / n,
+            "successes": k, "episodes": n, "wilson95": list(wilson_interval(k, n))}
