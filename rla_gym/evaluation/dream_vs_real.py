@@ -405,8 +405,9 @@ def compare(
 
 def _rank_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Spearman over policies (mean return; success rate; imagined return vs real success) and
-    over all (policy, start) episodes (return), the episodes' Pearson return correlation and
-    bootstrap intervals of the over-policy return and success correlations."""
+    over all (policy, start) episodes (return), the episodes' Pearson return correlation, the
+    return correlation among scripted and among closed-loop policies alone (``None`` below 3)
+    and bootstrap intervals of the over-policy return and success correlations."""
     im_r = [p["imagined"]["mean_return"] for p in rows]
     re_r = [p["real"]["mean_return"] for p in rows]
     im_s = [p["imagined"]["success_rate"] for p in rows]
@@ -416,10 +417,18 @@ def _rank_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     pearson = None
     if np.ptp(all_im) > 0 and np.ptp(all_re) > 0:
         pearson = float(np.corrcoef(all_im, all_re)[0, 1])
+    # Open-loop replays of scripted policies and closed-loop feature policies apart: the first
+    # asks whether the dream tells action sequences apart, the second whether it can judge a
+    # policy that reacts to the dreamed features (what RL in the dream needs).
+    groups = {}
+    for group, kinds in (("scripted", SCRIPTED), ("closed_loop", ("saved",))):
+        sub = [i for i, p in enumerate(rows) if p["kind"] in kinds]
+        groups[f"spearman_return_{group}"] = spearman([im_r[i] for i in sub],
+                                                      [re_r[i] for i in sub])
     return {"spearman_return": spearman(im_r, re_r), "spearman_success": spearman(im_s, re_s),
             "spearman_return_vs_real_success": spearman(im_r, re_s),
             "spearman_episode_return": spearman(all_im, all_re),
-            "pearson_episode_return": pearson, **_bootstrap(rows)}
+            "pearson_episode_return": pearson, **groups, **_bootstrap(rows)}
 
 
 def _bootstrap(rows: list[dict[str, Any]], draws: int = 1000, seed: int = 0) -> dict[str, Any]:
