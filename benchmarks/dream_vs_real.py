@@ -137,16 +137,18 @@ def _plot(r: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(modes) + 1, figsize=(4 * (len(modes) + 1), 3.6))
     for ax, m in zip(axes, modes, strict=False):
         s = r["modes"][m]
-        for p in s["policies"]:
-            ax.scatter(p["real"]["returns"], p["imagined"]["returns"], s=8, alpha=0.35)
-            ax.scatter([p["real"]["mean_return"]], [p["imagined"]["mean_return"]], s=70,
-                       marker="*", label=p["name"])
+        for i, p in enumerate(s["policies"]):  # one colour per policy in every panel
+            c = f"C{i % 10}"
+            ax.scatter(p["real"]["returns"], p["imagined"]["returns"], s=8, alpha=0.35, color=c)
+            ax.scatter([p["real"]["mean_return"]], [p["imagined"]["mean_return"]], s=90,
+                       marker="*", label=p["name"], color=c, edgecolors="k", linewidths=0.5)
         rho = s["spearman_return"]
         ax.set(xlabel="real return (same reward, real features)", ylabel="imagined return",
                title=f"{m}: Spearman {'-' if rho is None else f'{rho:.2f}'}")
     ax = axes[-1]
-    for p in r["policies"]:
-        ax.scatter(p["real"]["success_rate"], p["imagined"]["success_rate"], s=50, label=p["name"])
+    for i, p in enumerate(r["policies"]):
+        ax.scatter(p["real"]["success_rate"], p["imagined"]["success_rate"], s=50,
+                   label=p["name"], color=f"C{i % 10}")
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     rho = r["spearman_success"]
     ax.set(xlabel="real success", ylabel="imagined success (estimate)", xlim=(-0.05, 1.05),

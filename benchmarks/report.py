@@ -362,8 +362,8 @@ def dream_vs_real() -> str:
     out += ["Spearman rank correlations (target: return ≥ 0.8 over policies, every suite):", "",
             "| suite | reward mode | return over policies (95 % CI) | scripted only (replayed) | "
             "closed-loop only | success over policies | imagined return vs real success | "
-            "return over episodes | return target ≥ 0.8 |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "return over episodes | over policies within a start (mean) | return target "
+            "≥ 0.8 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for suite, d in runs.items():
         for m, st in d["modes"].items():
             rho = st["spearman_return"]
@@ -377,7 +377,8 @@ def dream_vs_real() -> str:
                        f"{_rho(st['spearman_return_closed_loop'])} | "
                        f"{_rho(st['spearman_success'])} {_ci(st['spearman_success_ci95'])} | "
                        f"{_rho(st['spearman_return_vs_real_success'])} | "
-                       f"{_rho(st['spearman_episode_return'])} | {verdict} |")
+                       f"{_rho(st['spearman_episode_return'])} | "
+                       f"{_rho(st['spearman_return_within_start'])} | {verdict} |")
     d0 = next(iter(runs.values()))
     times = "; ".join(
         f"{s} {len(d['policies']) * len(d['starts'])} real episodes of {d['real_episode_s']:.1f} s "
@@ -387,8 +388,9 @@ def dream_vs_real() -> str:
              f"0..n-1, seeds {d0['provenance']['seed']}+i elsewhere; the dream starts from each "
              f"real episode's encoded first frame ({d0['provenance']['flow_steps']} Euler steps, "
              f"flow seed per start shared by all policies); scripted policies' real actions are "
-             f"replayed in the dream, BC runs closed loop in both. Success: the simulator's at "
-             f"any control step vs the env's estimate (the bundle's progress head) at any chunk. "
+             f"replayed in the dream, saved feature policies (BC, PPO) run closed loop in both. "
+             f"Success: the simulator's at any control step vs the env's estimate (the bundle's "
+             f"progress head) at any chunk. "
              f"Wall-clock: {times}, one simulator process with another job on the two "
              f"cores; the dream side takes seconds (cached real episodes are reused on a "
              f"re-run). ")

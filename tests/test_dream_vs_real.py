@@ -106,8 +106,11 @@ def test_real_rollouts_share_starts_resume_and_score_like_the_env(
         dream["rewards"].sum(1).mean(), rel=1e-5)
     assert all(p["real"]["episodes"] == 2 for p in aligned.values())
     assert result["reward_mode"] in result["modes"]
-    ci = result["modes"]["aligned"]["spearman_return_ci95"]
+    stats = result["modes"]["aligned"]
+    ci = stats["spearman_return_ci95"]
     assert ci is None or -1 <= ci[0] <= ci[1] <= 1  # bootstrap over starts
+    assert stats["spearman_return_closed_loop"] is None  # one closed-loop policy: undefined
+    assert {"spearman_return_scripted", "spearman_return_within_start"} <= set(stats)
 
 
 def test_choose_mode_ranks_by_real_success_then_return() -> None:
