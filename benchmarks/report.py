@@ -334,8 +334,8 @@ def _rho(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-def _ci(ci: list[float] | None) -> str:
-    return "" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+def _rho_ci(x: float | None, ci: list[float] | None) -> str:
+    return _rho(x) if ci is None else f"{_rho(x)} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def dream_vs_real() -> str:
@@ -372,10 +372,10 @@ def dream_vs_real() -> str:
             else:
                 verdict = f"missed by {0.8 - (rho or 0.0):.2f}"
             label = f"**{m}** (default)" if m == d["reward_mode"] else m
-            out.append(f"| {suite} | {label} | {_rho(rho)} {_ci(st['spearman_return_ci95'])} | "
+            out.append(f"| {suite} | {label} | {_rho_ci(rho, st['spearman_return_ci95'])} | "
                        f"{_rho(st['spearman_return_scripted'])} | "
                        f"{_rho(st['spearman_return_closed_loop'])} | "
-                       f"{_rho(st['spearman_success'])} {_ci(st['spearman_success_ci95'])} | "
+                       f"{_rho_ci(st['spearman_success'], st['spearman_success_ci95'])} | "
                        f"{_rho(st['spearman_return_vs_real_success'])} | "
                        f"{_rho(st['spearman_episode_return'])} | "
                        f"{_rho(st['spearman_return_within_start'])} | {verdict} |")
@@ -392,8 +392,8 @@ def dream_vs_real() -> str:
              f"Success: the simulator's at any control step vs the env's estimate (the bundle's "
              f"progress head) at any chunk. "
              f"Wall-clock: {times}, one simulator process with another job on the two "
-             f"cores; the dream side takes seconds (cached real episodes are reused on a "
-             f"re-run). ")
+             f"cores; the dream side takes under a minute (cached real episodes are reused "
+             f"on a re-run). ")
     plots = " ".join(f"[{s}](benchmarks/results/dream_vs_real_{s}.png)" for s in runs)
     return "\n".join([*out, "", extra + _stamp(d0), "", f"Plots: {plots}."])
 
