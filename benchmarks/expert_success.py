@@ -9,15 +9,12 @@ is off (experts read privileged state), episodes run in parallel worker processe
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
 
 from rla_gym.utils import provenance, save_json
-from rla_gym.utils.parallel import imap_workers
-from rla_gym.utils.stats import wilson_interval
 
 
 @dataclass(frozen=True)
@@ -35,43 +32,22 @@ class Args:
     out: Path = Path("benchmarks/results/expert_success.json")
 
 
-def _worker(args: tuple[str, str, int], indices: list[int], emit) -> None:
-    from rla_gym.sims.factory import make_sim
-    from rla_gym.sims.policies import make_policy
-
-    sim_name, policy_kind, seed = args
-    sim = make_sim(sim_name, render=False)
-    try:
-        for index in indices:
-            init_id = index if sim.num_init_states else None
-            obs = sim.reset(seed=seed + index, init_state_id=init_id)
-            policy = make_policy(policy_kind, sim, seed=seed + index)
-            policy.reset(obs)
-            result = (index, False, sim.max_steps)
-            for t in range(sim.max_steps):
-                obs = sim.step(policy(obs))
-                if obs.success:
-                    result = (index, True, t + 1)
-                    break
-            emit(result)
-    finally:
-        sim.close()
-
-
 def main(args: Args) -> dict:
+    from rla_gym.evaluation.real import RealEvalConfig
+    from rla_gym.evaluation.scripted import evaluate_scripted_in_sim
+
     rows = []
     for sim_name in args.sims:
-        t0 = time.perf_counter()
-        results = list(imap_workers(_worker, (sim_name, args.policy, args.seed),
-                                    range(args.episodes), args.workers, desc=sim_name))
-        k = sum(ok for _, ok, _ in results)
-        lo, hi = wilson_interval(k, len(results))
-        lengths = [n for _, ok, n in results if ok]
-        row = {"sim": sim_name, "policy": args.policy, "episodes": len(results), "successes": k,
-               "success_rate": k / len(results), "wilson95": [round(lo, 4), round(hi, 4)],
+        cfg = RealEvalConfig(sim=sim_name, episodes=args.episodes, workers=args.workers,
+                             seed=args.seed)
+        r = evaluate_scripted_in_sim(args.policy, cfg)  # run_scripted_episode per episode
+        lengths = [e["length"] for e in r["rows"] if e["success"]]
+        row = {"sim": sim_name, "policy": args.policy, "episodes": r["episodes"],
+               "successes": r["successes"], "success_rate": r["success_rate"],
+               "wilson95": [round(x, 4) for x in r["wilson95"]],
                "mean_success_length": sum(lengths) / max(len(lengths), 1),
-               "wall_clock_s": round(time.perf_counter() - t0, 1),
-               "failed_episodes": sorted(i for i, ok, _ in results if not ok)}
+               "wall_clock_s": round(r["wall_clock_s"], 1),
+               "failed_episodes": [e["index"] for e in r["rows"] if not e["success"]]}
         print(row, flush=True)
         rows.append(row)
     result = {"provenance": provenance(seed=args.seed, device="cpu"), "rows": rows,

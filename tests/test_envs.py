@@ -258,6 +258,46 @@ def test_repeat_mode_equals_chunk_mode_with_tiled_actions(bundle: Path) -> None:
         RLAWorldConfig(action_mode="hold")  # type: ignore[arg-type]
 
 
+def test_reset_from_features(bundle: Path) -> None:
+    """``options={"start": "features"}`` dreams from given features: a bank start's features and
+    demo reproduce that start's trajectory; bad features raise naming the expected shape."""
+    from rla_gym.envs.artifacts import nearest_demo
+    from rla_gym.envs.vector import RLAWorldVectorEnv
+
+    env = _make(bundle)
+    art = env.unwrapped.core.art
+    act = np.random.default_rng(0).uniform(-1, 1, K * A).astype(np.float32)
+    obs0, info0 = env.reset(seed=3, options={"start": "init", "index": 2})
+    from_bank = env.step(act)
+    obs, info = env.reset(seed=3, options={"start": "features", "features": obs0,
+                                           "demo": info0["demo"]})  # fmt: skip
+    np.testing.assert_array_equal(obs, obs0)
+    assert (info["start"], info["t"], info["demo"]) == ("features", 0, info0["demo"])
+    from_features = env.step(act)
+    np.testing.assert_array_equal(from_features[0], from_bank[0])
+    assert from_features[1] == from_bank[1]
+    _, info = env.reset(seed=3, options={"start": "features", "features": obs0 + 0.1})
+    assert info["demo"] == nearest_demo(obs0 + 0.1, art.reference[:, 0])  # default: nearest
+    for bad, match in ((obs0[:2], r"must have shape \(4, 16\)"),
+                       (np.full_like(obs0, np.nan), "NaN or inf")):
+        with pytest.raises(ValueError, match=match):
+            env.reset(options={"start": "features", "features": bad})
+    with pytest.raises(ValueError, match="needs options\\['features'\\]"):
+        env.reset(options={"start": "features"})
+    with pytest.raises(ValueError, match="options\\['demo'\\] must be in"):
+        env.reset(options={"start": "features", "features": obs0, "demo": 99})
+
+    venv = RLAWorldVectorEnv(3, artifacts=str(bundle), flow_steps=2)
+    feats = art.reset_features[:3]
+    vobs, vinfo = venv.reset(seed=0, options={"start": "features", "features": feats,
+                                              "demo": [0, 1, 0]})  # fmt: skip
+    np.testing.assert_array_equal(vobs, feats)
+    assert vinfo["demo"].tolist() == [0, 1, 0]
+    assert np.isfinite(venv.step(np.zeros((3, K * A), np.float32))[0]).all()
+    with pytest.raises(ValueError, match=r"\(4, 16\) or \(B=3, 4, 16\)"):
+        venv.reset(options={"start": "features", "features": feats[:2]})
+
+
 def test_bad_actions_raise_with_space(bundle: Path) -> None:
     env = _make(bundle)
     env.reset(seed=0)

@@ -197,7 +197,7 @@ def test_one_rollout_path_for_eval_and_the_env_and_one_info_schema(
     via_eval = evaluate_in_sim(policy, cfg, progress=False)["rows"][0]
     env = RealFeatureEnv(**TINY_REAL, max_episode_steps=2, terminate_on_success=True)
     direct = rollout(env, policy(), seed=3, keep_observations=True)
-    assert direct["decisions"] == 2 and direct["observations"].shape == (2, 4, 16)
+    assert direct["decisions"] == 2 and direct["observations"].shape == (3, 4, 16)
     for key in ("success", "return", "length"):
         assert via_eval[key] == direct[key], key
 

@@ -23,6 +23,7 @@ from rla_gym.envs.artifacts import (
     ArtifactsNotFoundError,
     how_to_build,
     load_artifacts,
+    nearest_demo,
 )
 from rla_gym.envs.render import nearest_frames
 from rla_gym.reward.aligned import AlignedReward
@@ -98,8 +99,8 @@ class Start:
         features: ``float32 (N, D)`` start features.
         demo: reference demo the reward aligns with.
         t: control step of the start within that demo (0 for init starts).
-        source: ``"init"`` or ``"demo_random"``.
-        index: reset-bank index (init) or reference row (demo_random).
+        source: ``"init"``, ``"demo_random"`` or ``"features"``.
+        index: reset-bank index (init), reference row (demo_random) or -1 (features).
         init_state_id: simulator init state of an init start (``-1``: unknown / not an init start).
     """
 
@@ -323,11 +324,18 @@ class DreamCore:
 
         Options: ``{"start": "init" | "demo_random", "index": int}``. ``"init"`` (default) picks
         reset-bank entry ``index`` (random if absent); ``"demo_random"`` picks reference demo
-        ``index`` (random if absent) and a uniformly random interior row of it.
+        ``index`` (random if absent) and a uniformly random interior row of it;
+        ``{"start": "features", "features": (N, D), "demo": int}`` starts from the given
+        features (see :meth:`features_start`).
         """
         options = dict(options or {})
         kind = options.get("start", "init")
         index = options.get("index")
+        if kind == "features":
+            if "features" not in options:
+                raise ValueError("options['start'] == 'features' needs options['features'], "
+                                 f"an ({self.num_tokens}, {self.feature_dim}) array")
+            return self.features_start(options["features"], options.get("demo"))
         if kind == "init":
             m = len(self.reset_features)
             i = int(rng.integers(m)) if index is None else int(index)
@@ -346,7 +354,34 @@ class DreamCore:
             n_rows = int(self.reference_len[d])
             j = int(rng.integers(1, n_rows - 1)) if n_rows > 2 else 0
             return Start(self.reference[d, j], d, j * self.chunk, "demo_random", j)
-        raise ValueError(f"options['start'] must be 'init' or 'demo_random', got {kind!r}")
+        raise ValueError(
+            f"options['start'] must be 'init', 'demo_random' or 'features', got {kind!r}"
+        )
+
+    def features_start(self, features: Any, demo: int | None = None) -> Start:
+        """A start at given features, e.g. the encoded first frame of a real episode.
+
+        Args:
+            features: ``(N, D)`` features of the bundle's encoder (an observation's shape).
+            demo: reference demo the reward aligns with (``None``: the demo whose first frame is
+                nearest in mean L1, the rule that aligns the reset bank).
+
+        Raises:
+            ValueError: wrong shape, non-finite values or a demo index out of range.
+        """
+        f = np.asarray(features, dtype=np.float32)
+        if f.shape != (self.num_tokens, self.feature_dim):
+            raise ValueError(
+                f"options['features'] must have shape ({self.num_tokens}, {self.feature_dim}) "
+                f"(one observation of this bundle's encoder), got {f.shape}"
+            )
+        if not np.all(np.isfinite(f)):
+            raise ValueError("options['features'] contains NaN or inf")
+        r = self.reward.num_demos
+        d = nearest_demo(f, self.art.reference[:, 0]) if demo is None else int(demo)
+        if not 0 <= d < r:
+            raise ValueError(f"options['demo'] must be in [0, {r}), got {d}")
+        return Start(torch.from_numpy(f).to(self.device), d, 0, "features", -1)
 
     @staticmethod
     def seed_generator(gen: torch.Generator, rng: np.random.Generator) -> None:
@@ -476,8 +511,13 @@ class RLAWorldEnv(gym.Env):
     ``reset()`` draws, with ``self.np_random``, a start from the reset bank: features of frame 0
     of real episodes (LIBERO: its fixed init states after settling). ``options={"start":
     "demo_random"}`` starts at a random interior frame of a reference demo instead (the reward
-    aligns from that frame); ``options["index"]`` picks the bank entry / demo explicitly. The
-    flow noise generator is seeded from ``self.np_random``: same seed -> same trajectory.
+    aligns from that frame); ``options["index"]`` picks the bank entry / demo explicitly.
+    ``options={"start": "features", "features": f}`` starts from any ``(N, D)`` features ``f``
+    of the bundle's encoder, e.g. the encoded first frame of a real episode, to dream the same
+    start a real simulator runs; the reward aligns with ``options["demo"]`` or, if absent, the
+    reference demo whose first frame is nearest to ``f`` (mean L1, the rule that aligns the reset
+    bank). A wrong shape or non-finite features raise ``ValueError``. The flow noise generator is
+    seeded from ``self.np_random``: same seed -> same trajectory.
 
     ## Episode End
     Never terminates (success is only an estimate). Truncated after ``max_episode_steps`` env
@@ -510,7 +550,8 @@ class RLAWorldEnv(gym.Env):
     ## Version History
     * v0: initial release (chunked actions, video-aligned reward, NN render); later options that
       leave the defaults unchanged: ``action_mode="repeat"``, decoded renders
-      (``render_backend``; observations, actions and rewards are untouched).
+      (``render_backend``; observations, actions and rewards are untouched), starts from given
+      features (``options={"start": "features", ...}``).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}

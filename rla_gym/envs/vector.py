@@ -97,7 +97,7 @@ class RLAWorldVectorEnv(VectorEnv):
         starts = []
         for j, i in enumerate(idx):
             rng = self._rng(int(i), None if seeds is None else seeds[j])
-            start = self.core.sample_start(rng, options)
+            start = self.core.sample_start(rng, self._env_options(options, int(i)))
             self.core.seed_generator(self._gens[i], rng)
             self._s[i] = start.features
             self._demo[i] = start.demo
@@ -106,6 +106,25 @@ class RLAWorldVectorEnv(VectorEnv):
             self._ever_reset[i] = True
             starts.append(start)
         return starts
+
+    def _env_options(self, options: dict[str, Any] | None, i: int) -> dict[str, Any] | None:
+        """Env ``i``'s reset options: row ``i`` of per-env ``features (B, N, D)``, ``demo (B,)``."""
+        if not options or options.get("start") != "features" or "features" not in options:
+            return options
+        b, n, d = self.num_envs, self.core.num_tokens, self.core.feature_dim
+        out = dict(options)
+        f = np.asarray(options["features"])
+        if f.shape == (b, n, d):
+            out["features"] = f[i]
+        elif f.shape != (n, d):
+            raise ValueError(f"options['features'] must have shape ({n}, {d}) or "
+                             f"(B={b}, {n}, {d}), got {f.shape}")
+        demo = options.get("demo")
+        if demo is not None and np.ndim(demo) == 1:
+            if len(demo) != b:
+                raise ValueError(f"options['demo'] must be an int or {b} ints, got {len(demo)}")
+            out["demo"] = int(demo[i])
+        return out
 
     def advance(
         self, actions: np.ndarray
@@ -156,7 +175,9 @@ class RLAWorldVectorEnv(VectorEnv):
 
         Args:
             seed: an int seeds env ``i`` with ``seed + i``; a list gives one seed per env.
-            options: as for ``RLAWorldEnv.reset`` plus an optional boolean ``reset_mask (B,)``.
+            options: as for ``RLAWorldEnv.reset`` plus an optional boolean ``reset_mask (B,)``;
+                with ``"start": "features"``, ``features`` may be ``(B, N, D)`` (row ``i`` for env
+                ``i``) and ``demo`` a sequence of ``B`` ints.
         """
         options = dict(options or {})
         mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, bool)), bool)

@@ -1,24 +1,35 @@
-"""Can the dream rank policies? Imagined vs real return and success from the same start states.
+"""Can the dream rank policies? Imagined vs real return and success from the same real starts.
 
-For every policy and every reset-bank start whose simulator init state is known (LIBERO's fixed
-init states), the policy runs twice for the env's full horizon (``max_episode_steps`` chunks of
-``K`` control steps):
+Every policy runs the bundle's horizon (``E`` chunks of ``K`` control steps) from the same starts
+in both worlds:
 
-* **imagined**: in the dreamed env from the bank start; return = sum of the video-aligned
-  reward, success = the calibrated success estimate at any step;
-* **real**: in the real simulator from the same init state; the frame after every chunk is
-  encoded and scored by *the same* reward against the same reference demo, so the two returns are
-  in the same units; success = the simulator's success at any step.
+* **real**: start ``i`` is the real simulator reset from LIBERO init state ``i`` or, elsewhere,
+  seed ``seed + i`` (the episodes of ``evaluate_in_sim``); the frame at every chunk boundary is
+  encoded with the bundle's encoder; success = the simulator's success at any control step;
+* **imagined**: the dreamed env starts from the *encoded real first frame* of that episode
+  (``options={"start": "features"}``), aligned with the reference demo whose first frame is
+  nearest; env ``i`` draws its flow noise from seed ``seed + i`` for every policy; success = the
+  env's success estimate at any chunk.
 
-Policy kinds: ``saved`` (an :class:`~rla_gym.agents.ActorCritic` folder, closed loop in both
-worlds), ``random`` (seeded uniform chunks, the same in both) and ``expert`` (the privileged
-scripted expert; it acts in the real simulator and its recorded actions are replayed open loop
-in the dream, which has no privileged state). Spearman rank correlations over policies say whether
-the dream orders policies as reality does.
+Both feature trajectories are then scored by every reward mode (``aligned``, ``goal``,
+``progress``) with :meth:`~rla_gym.envs.rla_world.DreamCore.score` against the same reference
+demo, so one set of rollouts gives every mode and the two returns of a mode are in the same units.
+The reward never changes the dream: policies see features only.
+
+Policy kinds: ``random``, ``expert`` and ``noisy`` are scripted (:func:`~rla_gym.evaluation.
+scripted.run_scripted_episode`: seeded uniform actions, the privileged expert, the expert with
+action noise); they act in the real simulator and their recorded normalised actions are replayed
+open loop in the dream, which has no privileged state. ``saved`` is an
+:class:`~rla_gym.agents.ActorCritic` folder, closed loop on features in both worlds
+(:func:`~rla_gym.evaluation.real.rollout` in the real one). Spearman rank correlations over
+policies say whether the dream orders policies as reality does.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +38,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from rla_gym.utils.io import atomic_path
 from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import spearman, wilson_interval
 
-__all__ = ["PolicySpec", "compare", "dream_rollouts", "real_rollouts", "spearman", "summarize"]
+__all__ = [
+    "MODES", "PolicySpec", "choose_mode", "compare", "dream_rollouts", "graded_policies",
+    "real_rollouts", "score_modes", "spearman", "summarize",
+]
+
+MODES: tuple[str, ...] = ("aligned", "goal", "progress")
+"""The dreamed env's reward modes, in the order they are reported."""
+
+SCRIPTED = ("random", "expert", "noisy")
 
 
 @dataclass(frozen=True)
@@ -38,236 +58,428 @@ class PolicySpec:
     """One policy to compare.
 
     Attributes:
-        name: label in reports.
-        kind: ``"saved"``, ``"random"`` or ``"expert"``.
+        name: label in reports (also the cache file prefix).
+        kind: ``"saved"``, ``"random"``, ``"expert"`` or ``"noisy"``.
         path: policy folder for ``saved``.
+        noise: action-noise std of ``noisy`` (fraction of the half range).
     """
 
     name: str
     kind: str
     path: str | None = None
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("saved", "random", "expert"):
-            raise ValueError(f"policy kind must be saved, random or expert, got {self.kind!r}")
+        if self.kind not in ("saved", *SCRIPTED):
+            raise ValueError(f"policy kind must be saved, random, expert or noisy, got "
+                             f"{self.kind!r}")
         if self.kind == "saved" and not self.path:
             raise ValueError(f"policy {self.name!r}: kind 'saved' needs a path")
+        if (self.kind == "noisy") != (self.noise > 0):
+            raise ValueError(f"policy {self.name!r}: noise > 0 goes with kind 'noisy' only, "
+                             f"got kind {self.kind!r}, noise {self.noise}")
+
+    @property
+    def scripted(self) -> bool:
+        """Acts on privileged simulator state (replayed open loop in the dream)."""
+        return self.kind in SCRIPTED
 
 
-def _random_chunks(seed: int, start: int, episodes: int, size: int) -> np.ndarray:
-    """The seeded uniform chunks of the random policy: ``(E, K * A)`` in ``[-1, 1]``."""
-    rng = np.random.default_rng([seed, start])
-    return rng.uniform(-1, 1, (episodes, size)).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- dream side
-@torch.no_grad()
-def dream_rollouts(
-    venv: Any, starts: list[int], policy: Any = None, actions: np.ndarray | None = None,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Full-horizon rollouts from reset-bank ``starts`` in a dreamed vector env.
-
-    Args:
-        venv: an :class:`~rla_gym.envs.RLAWorldVectorEnv` with ``num_envs == len(starts)``.
-        starts: reset-bank indices.
-        policy: an object with ``predict(obs_batch, deterministic=True)`` (closed loop), or
-        actions: ``float32 (B, E, K * A)`` chunks to replay open loop.
-        seed: env ``i`` draws its flow noise from seed ``seed + i``.
-
-    Returns:
-        ``rewards (B, E)``, ``success (B, E)`` (estimate per step) and ``demo (B,)``.
-    """
-    b, horizon = venv.num_envs, venv.max_episode_steps
-    if len(starts) != b:
-        raise ValueError(f"{len(starts)} starts for {b} envs")
-    if (policy is None) == (actions is None):
-        raise ValueError("pass exactly one of policy and actions")
-    if actions is not None and actions.shape[:2] != (b, horizon):
-        raise ValueError(f"actions must be (B={b}, E={horizon}, K*A), got {actions.shape}")
-    obs = None
-    for i, index in enumerate(starts):
-        mask = np.zeros(b, bool)
-        mask[i] = True
-        obs, info = venv.reset(seed=[seed + j for j in range(b)],
-                               options={"reset_mask": mask, "start": "init", "index": index})
-    demo = np.asarray(info["demo"])
-    rewards, success = np.zeros((b, horizon)), np.zeros((b, horizon), bool)
-    for e in range(horizon):
-        act = policy.predict(obs, deterministic=True)[0] if actions is None else actions[:, e]
-        obs, reward, _, _, info = venv.step(act)
-        rewards[:, e] = reward
-        success[:, e] = info["is_success_estimate"]
-    return {"rewards": rewards, "success": success, "demo": demo}
+def graded_policies(
+    bundle: str | Path, noises: tuple[float, ...] = (0.6, 0.3, 0.1)
+) -> list[PolicySpec]:
+    """Random, the noisy expert at each of ``noises``, the clean expert and the bundle's BC
+    policy (if it ships one): policies of graded quality, worst first by intent."""
+    specs = [PolicySpec("random", "random")]
+    specs += [PolicySpec(f"noisy-{n:g}", "noisy", noise=n) for n in noises]
+    specs.append(PolicySpec("expert", "expert"))
+    if (Path(bundle) / "policy" / "model.safetensors").exists():
+        specs.append(PolicySpec("bc", "saved", str(Path(bundle) / "policy")))
+    return specs
 
 
 # --------------------------------------------------------------------------- real side
 @dataclass(frozen=True)
-class _RealJob:
+class RealJob:
+    """The real episodes' simulator, encoder and length (from a bundle's manifest).
+
+    Attributes:
+        sim: simulator name.
+        task: task within it.
+        resolution: camera resolution.
+        encoder: encoder name.
+        chunk: ``K``.
+        horizon: ``E``, chunks per episode.
+        seed: reset seed of start ``i`` is ``seed + i`` (LIBERO: init state ``i``).
+    """
+
     sim: str
     task: str
     resolution: int
     encoder: str
     chunk: int
-    episodes: int  # env steps (chunks) per rollout
+    horizon: int
     seed: int
 
 
-def _real_worker(job: _RealJob, items: list[tuple[PolicySpec, int, int]], emit: Emit) -> None:
+def _key(job: RealJob, spec: PolicySpec, index: int) -> str:
+    return json.dumps({"job": dataclasses.asdict(job), "spec": dataclasses.asdict(spec),
+                       "index": index}, sort_keys=True)
+
+
+def _cache_file(cache_dir: Path, key: str, spec: PolicySpec, index: int) -> Path:
+    # The key's hash in the name: episodes of other jobs (seeds, horizons) live side by side.
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return cache_dir / f"{spec.name}_{index:03d}_{digest}.npz"
+
+
+def _load_cached(path: Path, key: str) -> dict[str, Any] | None:
+    """A cached episode if its key matches (same job, policy and start), else ``None``."""
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        if str(z["key"]) != key:
+            return None
+        return {k: z[k] for k in z.files if k != "key"}
+
+
+def _real_worker(args: tuple[RealJob, str | None], items: list[tuple[PolicySpec, int]],
+                 emit: Emit) -> None:
     from rla_gym.agents import ActorCritic
     from rla_gym.envs.real import RealFeatureEnv
-    from rla_gym.evaluation.real import rollout
+    from rla_gym.evaluation.real import RealEvalConfig, rollout
+    from rla_gym.evaluation.scripted import run_scripted_episode
 
+    job, cache_dir = args
     torch.set_num_threads(1)
     # The full horizon whatever happens: success is scored per chunk, not an episode end.
     env = RealFeatureEnv(sim=job.sim, task=job.task, resolution=job.resolution,
-                         encoder=job.encoder, chunk=job.chunk, max_episode_steps=job.episodes,
+                         encoder=job.encoder, chunk=job.chunk, max_episode_steps=job.horizon,
                          terminate_on_success=False)
+    cfg = RealEvalConfig(sim=job.sim, task=job.task, resolution=job.resolution,
+                         encoder=job.encoder, chunk=job.chunk, seed=job.seed,
+                         max_steps=job.horizon * job.chunk)
     loaded: dict[str, Any] = {}
     try:
-        for spec, start, init_id in items:
-            seed = job.seed + start
-            if spec.kind == "expert":
-                emit({"policy": spec.name, "start": start, **_expert_rollout(env, job, seed,
-                                                                             init_id)})
-                continue
-            if spec.kind == "saved":
+        for spec, index in items:
+            t0 = time.perf_counter()
+            if spec.scripted:
+                r = run_scripted_episode(env.sim, spec.kind, index, cfg, spec.noise,
+                                         frames="chunks", stop_on_success=False)
+                feats = env.encoder.encode(r["frames"])
+                row = {"features": feats, "sim_return": r["return"],
+                       "chunk_success": r["step_success"].reshape(job.horizon, -1).any(1),
+                       "actions": r["actions"].reshape(job.horizon, -1)}
+            else:
                 if spec.path not in loaded:
                     loaded[spec.path] = ActorCritic.load(spec.path).eval()
                 model = loaded[spec.path]
 
                 def policy(f: np.ndarray, model: Any = model) -> np.ndarray:
                     return model.predict(f, deterministic=True)[0]
-            else:
-                chunks = iter(_random_chunks(job.seed, start, job.episodes,
-                                             job.chunk * env.action_dim))
 
-                def policy(f: np.ndarray, chunks: Any = chunks) -> np.ndarray:
-                    return next(chunks)
-            r = rollout(env, policy, seed, init_id, keep_observations=True)
-            emit({"policy": spec.name, "start": start,
-                  "features": r["observations"].astype(np.float16),
-                  "success": r["chunk_success"], "sim_return": r["return"]})
+                init_id = index if env.sim.num_init_states else None
+                r = rollout(env, policy, job.seed + index, init_id, keep_observations=True)
+                row = {"features": r["observations"], "sim_return": r["return"],
+                       "chunk_success": r["chunk_success"]}
+            row["features"] = np.asarray(row["features"], np.float16)
+            row["seconds"] = time.perf_counter() - t0
+            if cache_dir is not None:
+                key = _key(job, spec, index)
+                with atomic_path(_cache_file(Path(cache_dir), key, spec, index)) as tmp, \
+                        open(tmp, "wb") as fh:
+                    np.savez(fh, key=key, **row)
+            emit({"policy": spec.name, "index": index, **row})
     finally:
         env.close()
 
 
-def _expert_rollout(env: Any, job: _RealJob, seed: int, init_id: int) -> dict[str, Any]:
-    """The privileged scripted expert for ``job.episodes`` chunks, on ``env``'s simulator.
-
-    The expert reads the simulator's state at every control step, so it cannot act through the
-    env's one-decision-per-chunk ``step``; it drives ``env.sim`` directly, and its actions are
-    recorded normalised with the env's own scaling (to replay them in the dream).
-    """
-    from rla_gym.sims.policies import make_policy
-
-    obs = env.sim.reset(seed=seed, init_state_id=init_id)
-    expert = make_policy("expert", env.sim, seed=seed)
-    expert.reset(obs)
-    feats, success, sim_return, taken = [], [], 0.0, []
-    for _ in range(job.episodes):
-        hit = False
-        for _ in range(job.chunk):
-            a = np.asarray(expert(obs), np.float32)
-            taken.append(env.from_sim_action(a))
-            obs = env.sim.step(a)
-            sim_return += float(obs.reward)
-            hit |= bool(obs.success)
-        feats.append(env.encoder.encode(obs.frame[None])[0].astype(np.float16))
-        success.append(hit)
-    return {"features": np.stack(feats), "success": np.array(success), "sim_return": sim_return,
-            "actions": np.stack(taken).reshape(job.episodes, -1).astype(np.float32)}
-
-
 def real_rollouts(
-    manifest: dict[str, Any], specs: list[PolicySpec], starts: list[int], init_ids: list[int],
-    episodes: int, workers: int = 2, seed: int = 0, progress: bool = True,
+    job: RealJob, specs: list[PolicySpec], indices: list[int], workers: int = 1,
+    cache_dir: str | Path | None = None, progress: bool = True,
 ) -> dict[tuple[str, int], dict[str, Any]]:
-    """Real-simulator rollouts of every policy from every start (see the module docstring)."""
-    job = _RealJob(manifest["sim"], manifest["task"], int(manifest["resolution"]),
-                   manifest["encoder"], int(manifest["chunk"]), episodes, seed)
-    items = [(s, st, ii) for s in specs for st, ii in zip(starts, init_ids, strict=True)]
-    # Interleave policies so each worker sees them all (one model load per policy per worker).
-    rows = imap_workers(_real_worker, job, items, workers, desc=f"real {job.sim}",
-                        progress=progress)
-    return {(r["policy"], r["start"]): r for r in rows}
+    """Real episodes of every policy from every start (see the module docstring).
+
+    Args:
+        job: simulator, encoder, horizon and seed.
+        specs: the policies.
+        indices: start indices (LIBERO init states; seed offsets elsewhere).
+        workers: simulator processes.
+        cache_dir: keep every finished episode here and reuse it when the same job, policy and
+            start come again (an interrupted run resumes where it stopped).
+        progress: show a progress bar.
+
+    Returns:
+        ``{(policy name, index): row}``; a row holds ``features`` (``float16 (E + 1, N, D)``:
+        the reset frame's and every chunk's), ``chunk_success`` (``bool (E,)``), ``sim_return``,
+        ``seconds`` (wall-clock of the episode when it ran) and, for scripted policies,
+        ``actions`` (``float32 (E, K * A)``, normalised).
+    """
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    todo = []
+    for spec in specs:
+        for i in indices:
+            cached, key = None, _key(job, spec, i)
+            if cache_dir is not None:
+                cached = _load_cached(_cache_file(Path(cache_dir), key, spec, i), key)
+            if cached is None:
+                todo.append((spec, i))
+            else:
+                out[(spec.name, i)] = {**cached, "cached": True}
+    # Interleaved by start, so each worker sees every policy (one model load per worker).
+    todo.sort(key=lambda item: item[1])
+    rows = imap_workers(_real_worker, (job, None if cache_dir is None else str(cache_dir)),
+                        todo, workers, desc=f"real {job.sim}", progress=progress)
+    for r in rows:
+        out[(r.pop("policy"), r.pop("index"))] = {**r, "cached": False}
+    return out
+
+
+# --------------------------------------------------------------------------- dream side
+@torch.no_grad()
+def dream_rollouts(
+    venv: Any, starts: list[int] | None = None, policy: Any = None,
+    actions: np.ndarray | None = None, seed: int = 0, *, features: np.ndarray | None = None,
+    keep_features: bool = False,
+) -> dict[str, np.ndarray]:
+    """Full-horizon rollouts in a dreamed vector env, one per env.
+
+    Args:
+        venv: an :class:`~rla_gym.envs.RLAWorldVectorEnv` with ``B`` envs.
+        starts: ``B`` reset-bank indices, or
+        features: ``float32 (B, N, D)`` start features (``options={"start": "features"}``; the
+            reward aligns with the nearest reference demo).
+        policy: an object with ``predict(obs_batch, deterministic=True)`` (closed loop), or
+        actions: ``float32 (B, E, K * A)`` chunks to replay open loop.
+        seed: env ``i`` draws its flow noise from seed ``seed + i``.
+        keep_features: also return the dreamed features after every chunk.
+
+    Returns:
+        ``rewards (B, E)``, ``success (B, E)`` (estimate per step), ``demo (B,)`` and, if asked,
+        ``features`` (``float32 (B, E, N, D)``).
+    """
+    b, horizon = venv.num_envs, venv.max_episode_steps
+    if (starts is None) == (features is None):
+        raise ValueError("pass exactly one of starts and features")
+    if (policy is None) == (actions is None):
+        raise ValueError("pass exactly one of policy and actions")
+    if actions is not None and actions.shape[:2] != (b, horizon):
+        raise ValueError(f"actions must be (B={b}, E={horizon}, K*A), got {actions.shape}")
+    if features is not None:
+        obs, info = venv.reset(seed=seed, options={"start": "features", "features": features})
+    else:
+        assert starts is not None
+        if len(starts) != b:
+            raise ValueError(f"{len(starts)} starts for {b} envs")
+        for i, index in enumerate(starts):
+            mask = np.zeros(b, bool)
+            mask[i] = True
+            obs, info = venv.reset(seed=[seed + j for j in range(b)],
+                                   options={"reset_mask": mask, "start": "init", "index": index})
+    demo = np.asarray(info["demo"])
+    rewards, success = np.zeros((b, horizon)), np.zeros((b, horizon), bool)
+    kept = []
+    for e in range(horizon):
+        act = policy.predict(obs, deterministic=True)[0] if actions is None else actions[:, e]
+        obs, reward, _, _, info = venv.step(act)
+        rewards[:, e] = reward
+        success[:, e] = info["is_success_estimate"]
+        if keep_features:
+            kept.append(venv.state_features.float().cpu().numpy())
+    out = {"rewards": rewards, "success": success, "demo": demo}
+    if keep_features:
+        out["features"] = np.stack(kept, 1)
+    return out
+
+
+def score_modes(
+    cores: dict[str, Any], features: np.ndarray, demo: np.ndarray
+) -> dict[str, dict[str, np.ndarray]]:
+    """Every mode's reward and success estimate of feature trajectories.
+
+    Args:
+        cores: ``{mode: DreamCore}`` built with that ``reward_mode``.
+        features: ``(B, E, N, D)`` features after chunks ``1..E``.
+        demo: ``(B,)`` reference demo of each trajectory.
+
+    Returns:
+        ``{mode: {"rewards": (B, E), "success": (B, E)}}``: what a dreamed env in that mode pays
+        and estimates for these features (chunk ``e`` is scored at control step ``(e + 1) K``).
+    """
+    b, horizon = features.shape[:2]
+    demo_t = torch.as_tensor(np.asarray(demo), dtype=torch.long)
+    out = {}
+    for mode, core in cores.items():
+        rewards, success = np.zeros((b, horizon)), np.zeros((b, horizon), bool)
+        for e in range(horizon):
+            s = torch.from_numpy(np.ascontiguousarray(features[:, e], np.float32)).to(core.device)
+            r, terms = core.score(s, demo_t, np.full(b, (e + 1) * core.chunk))
+            rewards[:, e], success[:, e] = r, terms["is_success_estimate"]
+        out[mode] = {"rewards": rewards, "success": success}
+    return out
 
 
 # --------------------------------------------------------------------------- comparison
 def compare(
-    bundle: str | Path, specs: list[PolicySpec], num_starts: int = 20, workers: int = 2,
-    flow_steps: int = 10, seed: int = 0, device: str = "cpu", progress: bool = True,
+    bundle: str | Path, specs: list[PolicySpec], num_starts: int = 20, workers: int = 1,
+    flow_steps: int = 10, seed: int = 0, device: str = "cpu", cache_dir: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Imagined vs real return and success for every policy; see the module docstring.
+    """Imagined vs real return and success of every policy, in every reward mode.
+
+    Args:
+        bundle: the dreamed env's bundle (its manifest names the real simulator and encoder).
+        specs: the policies (at least 3 for a rank correlation).
+        num_starts: real starts ``0..num_starts-1``.
+        workers: real-simulator processes.
+        flow_steps: Euler steps per dreamed chunk.
+        seed: real reset seeds ``seed + i``, flow seeds ``seed + i``.
+        device: dream device.
+        cache_dir: real-episode cache (see :func:`real_rollouts`).
+        progress: show progress bars.
 
     Returns:
-        per-policy means, Wilson intervals and per-start arrays, and the Spearman rank
-        correlations over policies (return, success) and over all (policy, start) returns.
+        ``modes``: per mode the per-policy rows (``imagined`` / ``real`` :func:`summarize`
+        dicts; ``real`` adds ``sim_return`` and ``estimate_successes``, the success estimate on
+        the real features) and the Spearman correlations of :func:`_rank_stats`;
+        ``reward_mode``: the mode :func:`choose_mode` picks; ``starts``, ``demos``, ``horizon``,
+        ``chunk``, ``real_wall_clock_s`` (episodes run now), ``real_episode_s`` (mean over all,
+        cached ones included) and ``wall_clock_s``.
     """
-    from rla_gym.envs.rla_world import RLAWorldConfig
+    from rla_gym.agents import ActorCritic
+    from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig
     from rla_gym.envs.vector import RLAWorldVectorEnv
 
     t0 = time.perf_counter()
     cfg = RLAWorldConfig(artifacts=str(bundle), device=device, flow_steps=flow_steps)
-    known = [i for i, ii in enumerate(RLAWorldVectorEnv(1, config=cfg).core.art.reset_init)
-             if ii >= 0]
-    if not known:
-        raise ValueError(f"bundle {bundle} has no reset starts with a known simulator init state")
-    starts = known[:num_starts]
-    venv = RLAWorldVectorEnv(len(starts), config=cfg)
+    venv = RLAWorldVectorEnv(num_starts, config=cfg)
     core = venv.core
-    init_ids = [int(core.art.reset_init[i]) for i in starts]
-    horizon = venv.max_episode_steps
-    real = real_rollouts(core.manifest, specs, starts, init_ids, horizon, workers, seed,
-                         progress)
-    out: dict[str, Any] = {"starts": starts, "init_state_ids": init_ids, "horizon": horizon,
-                           "chunk": core.chunk, "policies": {}}
-    from rla_gym.agents import ActorCritic
-
+    man = core.manifest
+    job = RealJob(man["sim"], man["task"], int(man["resolution"]), man["encoder"], core.chunk,
+                  venv.max_episode_steps, seed)
+    indices = list(range(num_starts))
+    real = real_rollouts(job, specs, indices, workers, cache_dir, progress)
+    t_real = time.perf_counter() - t0
+    modes = [m for m in MODES if m != "progress" or core.art.has_progress_head]
+    cores = {m: DreamCore(dataclasses.replace(cfg, reward_mode=m)) for m in modes}
+    rows: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+    demos = None
     for spec in specs:
-        if spec.kind == "saved":
-            dream = dream_rollouts(venv, starts, policy=ActorCritic.load(spec.path), seed=seed)
+        eps = [real[(spec.name, i)] for i in indices]
+        first = np.stack([e["features"][0] for e in eps]).astype(np.float32)
+        if spec.scripted:
+            acts = np.stack([e["actions"] for e in eps])
+            dream = dream_rollouts(venv, actions=acts, seed=seed, features=first,
+                                   keep_features=True)
         else:
-            size = core.chunk * core.action_dim
-            acts = np.stack([
-                real[(spec.name, s)]["actions"] if spec.kind == "expert"
-                else _random_chunks(seed, s, horizon, size) for s in starts
-            ])
-            dream = dream_rollouts(venv, starts, actions=acts, seed=seed)
-        # Score the real frames with the dream's own reward, against the same reference demo.
-        feats = torch.from_numpy(np.stack([real[(spec.name, s)]["features"] for s in starts]))
-        b = len(starts)
-        demo = torch.from_numpy(dream["demo"]).repeat_interleave(horizon)
-        rows = torch.arange(1, horizon + 1).repeat(b)  # after chunk e the reference row is e + 1
-        r_real, _ = core.reward(feats.view(b * horizon, *feats.shape[2:]).float(), demo, rows)
-        real_ret = r_real.view(b, horizon).sum(1).numpy()
-        real_succ = np.stack([real[(spec.name, s)]["success"] for s in starts]).any(1)
-        dream_ret, dream_succ = dream["rewards"].sum(1), dream["success"].any(1)
-        out["policies"][spec.name] = {
-            "kind": spec.kind, "path": spec.path,
-            "imagined": {**summarize(dream_ret, dream_succ), "success": dream_succ.tolist()},
-            "real": {**summarize(real_ret, real_succ), "success": real_succ.tolist(),
-                     "sim_return": float(np.mean(
-                [real[(spec.name, s)]["sim_return"] for s in starts]))},
-        }
+            dream = dream_rollouts(venv, policy=ActorCritic.load(spec.path).eval(), seed=seed,
+                                   features=first, keep_features=True)
+        demos = dream["demo"]
+        imagined = score_modes(cores, dream["features"], demos)
+        real_f = np.stack([e["features"][1:] for e in eps]).astype(np.float32)
+        scored = score_modes(cores, real_f, demos)
+        real_success = np.stack([e["chunk_success"] for e in eps]).any(1)
+        sim_return = float(np.mean([float(e["sim_return"]) for e in eps]))
+        for m in modes:
+            im, re = imagined[m], scored[m]
+            rows[m].append({
+                "name": spec.name, "kind": spec.kind, "noise": spec.noise, "path": spec.path,
+                "imagined": summarize(im["rewards"].sum(1), im["success"].any(1)),
+                "real": {**summarize(re["rewards"].sum(1), real_success),
+                         "sim_return": sim_return,
+                         "estimate_successes": int(re["success"].any(1).sum())},
+            })
     venv.close()
-    pols = out["policies"].values()
-    im_r = [p["imagined"]["mean_return"] for p in pols]
-    re_r = [p["real"]["mean_return"] for p in pols]
-    im_s = [p["imagined"]["success_rate"] for p in pols]
-    re_s = [p["real"]["success_rate"] for p in pols]
-    all_im = np.concatenate([p["imagined"]["returns"] for p in pols])
-    all_re = np.concatenate([p["real"]["returns"] for p in pols])
-    out["spearman"] = {"mean_return": spearman(im_r, re_r), "success_rate": spearman(im_s, re_s),
-                       "episode_return": spearman(all_im, all_re)}
-    out["pearson_episode_return"] = float(np.corrcoef(all_im, all_re)[0, 1])
+    out: dict[str, Any] = {
+        "modes": {m: {**_rank_stats(rows[m]), "policies": rows[m]} for m in modes},
+        "starts": indices, "demos": None if demos is None else demos.tolist(),
+        "horizon": job.horizon, "chunk": job.chunk, "sim": job.sim, "task": job.task,
+        "real_wall_clock_s": t_real,
+        "real_episodes_run": sum(not r["cached"] for r in real.values()),
+        "real_episode_s": float(np.mean([float(r["seconds"]) for r in real.values()])),
+    }
+    out["reward_mode"] = choose_mode(out["modes"])
     out["wall_clock_s"] = time.perf_counter() - t0
     return out
+
+
+def _rank_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rank correlations of imagined against real outcomes.
+
+    Over policies: mean return, success rate, imagined return against real success rate, the
+    return among scripted and among closed-loop policies alone (``None`` below 3), with
+    bootstrap intervals; over all (policy, start) episodes: return (Spearman and Pearson); and
+    the mean over starts of the correlation over policies at that start (``within_start``).
+    """
+    im_r = [p["imagined"]["mean_return"] for p in rows]
+    re_r = [p["real"]["mean_return"] for p in rows]
+    im_s = [p["imagined"]["success_rate"] for p in rows]
+    re_s = [p["real"]["success_rate"] for p in rows]
+    im_e = np.array([p["imagined"]["returns"] for p in rows])  # (policies, starts)
+    re_e = np.array([p["real"]["returns"] for p in rows])
+    pearson = None
+    if np.ptp(im_e) > 0 and np.ptp(re_e) > 0:
+        pearson = float(np.corrcoef(im_e.ravel(), re_e.ravel())[0, 1])
+    # Open-loop replays of scripted policies and closed-loop feature policies apart: the first
+    # asks whether the dream tells action sequences apart, the second whether it can judge a
+    # policy that reacts to the dreamed features (what RL in the dream needs).
+    groups = {}
+    for group, kinds in (("scripted", SCRIPTED), ("closed_loop", ("saved",))):
+        sub = [i for i, p in enumerate(rows) if p["kind"] in kinds]
+        groups[f"spearman_return_{group}"] = spearman([im_r[i] for i in sub],
+                                                      [re_r[i] for i in sub])
+    # Episodes of one start share its scene and reference demo, which dominate the over-episode
+    # correlation; ranking the policies start by start removes that.
+    within = [rho for j in range(im_e.shape[1])
+              if (rho := spearman(im_e[:, j], re_e[:, j])) is not None]
+    return {"spearman_return": spearman(im_r, re_r), "spearman_success": spearman(im_s, re_s),
+            "spearman_return_vs_real_success": spearman(im_r, re_s),
+            "spearman_episode_return": spearman(im_e.ravel(), re_e.ravel()),
+            "spearman_return_within_start": float(np.mean(within)) if within else None,
+            "pearson_episode_return": pearson, **groups, **_bootstrap(rows)}
+
+
+def _bootstrap(rows: list[dict[str, Any]], draws: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """95 % intervals of the over-policy Spearman correlations, resampling starts.
+
+    Every policy ran from the same starts, so a draw resamples start indices (with replacement)
+    once for all policies; draws where a correlation is undefined (ties) are left out.
+    """
+    arr = {k: np.array([[p[w][k] for p in rows] for w in ("imagined", "real")], float)
+           for k in ("returns", "success")}  # (2, P, S) each
+    rng = np.random.default_rng(seed)
+    n = arr["returns"].shape[2]
+    got: dict[str, list[float]] = {"return": [], "success": []}
+    for _ in range(draws):
+        pick = rng.integers(0, n, n)
+        for name, k in (("return", "returns"), ("success", "success")):
+            im, re = arr[k][:, :, pick].mean(2)
+            if (rho := spearman(im, re)) is not None:
+                got[name].append(rho)
+    return {f"spearman_{name}_ci95": (None if not v else
+                                      [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))])
+            for name, v in got.items()}
+
+
+def choose_mode(modes: dict[str, dict[str, Any]]) -> str:
+    """The reward mode whose imagined return best ranks the policies by real success.
+
+    Real success is the one yardstick shared by every mode (each mode's "real return" is its own
+    reward on real features), so modes are compared on Spearman(imagined return, real success
+    rate); ties go to the higher Spearman(imagined, real return), then to :data:`MODES` order.
+    An undefined correlation counts as lowest.
+    """
+    def key(m: str) -> tuple[float, float, int]:
+        s = modes[m]
+        a, b = s["spearman_return_vs_real_success"], s["spearman_return"]
+        return (-np.inf if a is None else a, -np.inf if b is None else b, -MODES.index(m))
+
+    return max(modes, key=key)
 
 
 def summarize(returns: np.ndarray, success: np.ndarray) -> dict[str, Any]:
     """Per-episode ``returns (E,)`` and ``success (E,)`` -> means, counts and Wilson 95 %."""
     k, n = int(success.sum()), len(success)
     return {"mean_return": float(returns.mean()), "returns": returns.tolist(),
-            "success_rate": k / n, "successes": k, "episodes": n,
-            "wilson95": list(wilson_interval(k, n))}
+            "success": np.asarray(success, bool).tolist(), "success_rate": k / n,
+            "successes": k, "episodes": n, "wilson95": list(wilson_interval(k, n))}

@@ -109,7 +109,8 @@ def rollout(env: RealFeatureEnv, policy: FeaturePolicy, seed: int,
         seed: the reset seed (and the policy's).
         init_state_id: fixed init state (LIBERO); ``None``: the env's rule from ``seed``.
         keep_frames: return every rendered camera frame, ``uint8 (T, R, R, 3)``.
-        keep_observations: return the observation after every chunk, ``float32 (E, N, D)``.
+        keep_observations: return the reset observation and the one after every chunk,
+            ``float32 (E + 1, N, D)``.
 
     Returns:
         ``success`` (``info["is_success"]`` at the end), ``return`` (summed reward), ``length``
@@ -123,7 +124,7 @@ def rollout(env: RealFeatureEnv, policy: FeaturePolicy, seed: int,
     if callable(reset):
         reset(seed=seed)
     frames = [env.chunk_frames] if keep_frames else []
-    observations, chunk_success = [], []
+    observations, chunk_success = [obs] if keep_observations else [], []
     ret, decision_s = 0.0, 0.0
     # A start that is already solved ends the episode before any decision where success ends it.
     done = bool(info["is_success"]) and env.terminate_on_success

@@ -1,7 +1,10 @@
 """Scripted policies (expert, noisy expert, random, play) evaluated in the real simulator.
 
 Scripted policies read the simulator's privileged state, not features, and act once per control
-step; so no encoder runs and the camera renders only for recorded videos. Episodes, seeds, the
+step; so no encoder runs and the camera renders only for recorded videos.
+:func:`run_scripted_episode` is the package's one scripted-episode loop (evaluation here, the
+expert-success benchmark and the dream-vs-real comparison, which replays its recorded actions in
+the dream). Episodes, seeds, the
 success rule and the result layout are those of :func:`~rla_gym.evaluation.real.evaluate_in_sim`,
 so a scripted reference and a learned policy evaluated with the same :class:`RealEvalConfig` are
 directly comparable.
@@ -10,7 +13,7 @@ directly comparable.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,31 +26,70 @@ __all__ = ["evaluate_scripted_in_sim", "run_scripted_episode", "summarize_episod
 
 
 def run_scripted_episode(
-    sim: Any, kind: str, index: int, cfg: RealEvalConfig, noise: float = 0.3
+    sim: Any, kind: str, index: int, cfg: RealEvalConfig, noise: float = 0.3, *,
+    frames: Literal["all", "chunks", "none"] = "all", stop_on_success: bool = True,
 ) -> dict[str, Any]:
-    """One real episode of ``make_policy(kind)``: success, return, length (and frames).
+    """One real episode of ``make_policy(kind)``: the one scripted-policy loop of the package.
 
     LIBERO starts from init state ``index``, other simulators from seed ``cfg.seed + index``;
-    the policy's own noise is seeded with ``cfg.seed + index``. The episode stops at the first
-    successful control step or after ``cfg.max_steps`` (default: the task's horizon).
+    the policy's own noise is seeded with ``cfg.seed + index``. The episode runs
+    ``cfg.max_steps`` control steps (default: the task's horizon), stopping at the first
+    successful one if ``stop_on_success``. Scripted policies read privileged state, so the
+    camera renders only the frames asked for.
+
+    Args:
+        sim: the adapter to drive (not closed here).
+        kind: a :data:`rla_gym.sims.POLICY_KINDS` entry.
+        index: episode index (init state / seed offset).
+        cfg: seeds and horizon (``seed``, ``max_steps``) and ``chunk`` (``K``, for ``"chunks"``).
+        noise: action-noise std of ``noisy`` (fraction of the half range).
+        frames: ``"all"``: the reset frame and every step's; ``"chunks"``: the reset frame and
+            the frame after every ``K``-th control step (and after the last one), i.e. what a
+            chunked policy would observe; ``"none"``: no frames (nothing rendered after reset).
+        stop_on_success: end at the first successful control step.
+
+    Returns:
+        ``index``, ``success`` (any step solved), ``return`` (summed simulator reward),
+        ``length`` (control steps ``T``), ``actions`` (``float32 (T, A)``, normalised to
+        ``[-1, 1]`` with :class:`~rla_gym.envs.real.ActionScale`, so they replay in a dream),
+        ``step_success`` (``bool (T,)``) and, unless ``frames="none"``, ``frames``
+        (``uint8 (F, R, R, 3)``).
     """
+    from rla_gym.envs.real import ActionScale
     from rla_gym.sims.policies import make_policy
 
+    if frames not in ("all", "chunks", "none"):
+        raise ValueError(f"frames must be 'all', 'chunks' or 'none', got {frames!r}")
     init_id = index if sim.num_init_states else None
     obs = sim.reset(seed=cfg.seed + index, init_state_id=init_id)
     policy = make_policy(kind, sim, seed=cfg.seed + index, noise=noise)
     policy.reset(obs)
-    frames = [obs.frame]
+    scale = ActionScale(sim)
+    kept = [obs.frame] if frames != "none" else []
     limit = cfg.max_steps or sim.max_steps
-    ret, steps, success = 0.0, 0, bool(obs.success)
-    while steps < limit and not success:
-        obs = sim.step(policy(obs))
-        frames.append(obs.frame)
+    ret, success = 0.0, bool(obs.success)
+    actions: list[np.ndarray] = []
+    step_success: list[bool] = []
+    while len(actions) < limit and not (success and stop_on_success):
+        a = np.asarray(policy(obs), np.float32)
+        t = len(actions) + 1
+        keep = frames == "all" or (frames == "chunks" and (t % cfg.chunk == 0 or t == limit))
+        obs = sim.step(a, render=keep)
+        actions.append(scale.from_sim(a))
+        step_success.append(bool(obs.success))
         ret += float(obs.reward)
-        steps += 1
-        success = bool(obs.success)
-    return {"index": index, "success": success, "return": ret, "length": steps,
-            "frames": np.stack(frames)}  # fmt: skip
+        success = success or bool(obs.success)
+        if keep:
+            kept.append(obs.frame)
+    if frames == "chunks" and len(actions) % cfg.chunk and len(actions) < limit:
+        kept.append(obs.frame)  # stopped on success mid-chunk: that step's frame was not kept
+    a_dim = int(sim.action_dim)
+    out = {"index": index, "success": success, "return": ret, "length": len(actions),
+           "actions": np.asarray(actions, np.float32).reshape(-1, a_dim),
+           "step_success": np.asarray(step_success, bool)}  # fmt: skip
+    if frames != "none":
+        out["frames"] = np.stack(kept)
+    return out
 
 
 def _worker(args: tuple[str, float, RealEvalConfig], indices: list[int], emit: Emit) -> None:
@@ -58,9 +100,9 @@ def _worker(args: tuple[str, float, RealEvalConfig], indices: list[int], emit: E
     sim = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution, render=record)
     try:
         for i in indices:
-            r = run_scripted_episode(sim, kind, i, cfg, noise)
-            if not record or i >= cfg.videos:
-                r.pop("frames")
+            video = record and i < cfg.videos
+            r = run_scripted_episode(sim, kind, i, cfg, noise, frames="all" if video else "none")
+            del r["actions"], r["step_success"]  # the result rows stay one line per episode
             emit(r)
     finally:
         sim.close()
