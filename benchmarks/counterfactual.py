@@ -26,11 +26,18 @@ from rla_gym.utils.io import load_json
 
 SUITES = ("libero", "robosuite-lift", "dmc-reacher")
 # The targets, checked by report.py from this file.
-TARGETS = {"direction_min": 0.5, "magnitude_ratio_range": [0.5, 2.0],
-           "ranking_spearman_min": 0.6, "l1_over_copy_last_max": 0.7,
-           "l1_horizon": "4", "agreement_horizon": "1"}
-NO_DIRECT = ("no direct-regression checkpoint was given (--direct <suite>=<checkpoint>); the "
-             "embedded bundles ship only RLA-WM")
+TARGETS = {
+    "direction_min": 0.5,
+    "magnitude_ratio_range": [0.5, 2.0],
+    "ranking_spearman_min": 0.6,
+    "l1_over_copy_last_max": 0.7,
+    "l1_horizon": "4",
+    "agreement_horizon": "1",
+}
+NO_DIRECT = (
+    "no direct-regression checkpoint was given (--direct <suite>=<checkpoint>); the "
+    "embedded bundles ship only RLA-WM"
+)
 
 
 @dataclass(frozen=True)
@@ -74,18 +81,22 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
 
 def print_table(suites: dict[str, Any]) -> None:
     """One line per suite, model and horizon (and the RLA ceiling)."""
-    print(f"{'suite':<15} {'model':<7} {'chunks':>7} {'direction':>9} {'ratio':>7} {'rank rho':>8} "
-          f"{'L1':>8} {'copy L1':>8} {'states':>6}")
+    print(
+        f"{'suite':<15} {'model':<7} {'chunks':>7} {'direction':>9} {'ratio':>7} {'rank rho':>8} "
+        f"{'L1':>8} {'copy L1':>8} {'states':>6}"
+    )
     for suite, entry in suites.items():
         for model, per_h in entry.items():
             if model == "run" or not isinstance(per_h, dict):
                 continue
             for h, m in per_h.items():
                 label = "ceiling" if h == "rla_ceiling" else h
-                print(f"{suite:<15} {model:<7} {label:>7} {_fmt(m['direction']):>9} "
-                      f"{_fmt(m['magnitude_ratio']):>7} {_fmt(m['ranking_spearman']):>8} "
-                      f"{_fmt(m['l1'], '.4f'):>8} {_fmt(m['copy_last_l1'], '.4f'):>8} "
-                      f"{m['states']:>6}")
+                print(
+                    f"{suite:<15} {model:<7} {label:>7} {_fmt(m['direction']):>9} "
+                    f"{_fmt(m['magnitude_ratio']):>7} {_fmt(m['ranking_spearman']):>8} "
+                    f"{_fmt(m['l1'], '.4f'):>8} {_fmt(m['copy_last_l1'], '.4f'):>8} "
+                    f"{m['states']:>6}"
+                )
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -100,8 +111,13 @@ def main(args: Args) -> dict[str, Any]:
         raise SystemExit(f"unknown suites {unknown}; choose from {SUITES}")
     direct, bundles = _mapping(args.direct, "direct"), _mapping(args.artifacts, "artifacts")
     torch.set_num_threads(args.threads)
-    cfg = CounterfactualConfig(states=args.states, episodes=args.episodes, seed=args.seed,
-                               collection_seed=args.collection_seed, flow_steps=args.flow_steps)
+    cfg = CounterfactualConfig(
+        states=args.states,
+        episodes=args.episodes,
+        seed=args.seed,
+        collection_seed=args.collection_seed,
+        flow_steps=args.flow_steps,
+    )
     result: dict[str, Any] = load_json(args.out) if args.out.exists() else {}
     result.setdefault("suites", {})
     encoders: dict[str, Any] = {}
@@ -123,8 +139,9 @@ def main(args: Args) -> dict[str, Any]:
         result["suites"][suite] = entry
         result.update(
             benchmark="counterfactual",
-            provenance=provenance(seed=args.seed, encoder=fp, device="cpu",
-                                  torch_threads=args.threads),
+            provenance=provenance(
+                seed=args.seed, encoder=fp, device="cpu", torch_threads=args.threads
+            ),
             targets=TARGETS,
         )
         save_json(result, args.out)

@@ -40,8 +40,11 @@ from rla_gym.envs.render import nearest_frames, resize_nearest
 from rla_gym.utils import provenance, save_json
 from rla_gym.utils.io import load_json
 
-DEFAULT_DATA = {"libero": "data/libero_object_0", "robosuite-lift": "data/robosuite_lift",
-                "dmc-reacher": "data/dmc_reacher_easy"}
+DEFAULT_DATA = {
+    "libero": "data/libero_object_0",
+    "robosuite-lift": "data/robosuite_lift",
+    "dmc-reacher": "data/dmc_reacher_easy",
+}
 
 
 @dataclass(frozen=True)
@@ -71,20 +74,26 @@ class Args:
 
 def _psnr_np(pred: np.ndarray, real: np.ndarray) -> np.ndarray:
     """``uint8 (B, H, W, 3)`` pairs -> ``(B,)`` PSNR in dB."""
-    return psnr(torch.from_numpy(pred).float() / 255.0, torch.from_numpy(real).float() / 255.0
-                ).numpy()
+    return psnr(
+        torch.from_numpy(pred).float() / 255.0, torch.from_numpy(real).float() / 255.0
+    ).numpy()
 
 
 def _decode(decoder: Any, feats: np.ndarray, batch: int = 64) -> np.ndarray:
     """``float (B, N, D)`` -> ``uint8 (B, H, W, 3)`` through the checked render path."""
-    out = [decoder.render(torch.from_numpy(np.asarray(feats[i:i + batch], np.float32)))
-           for i in range(0, len(feats), batch)]
+    out = [
+        decoder.render(torch.from_numpy(np.asarray(feats[i : i + batch], np.float32)))
+        for i in range(0, len(feats), batch)
+    ]
     return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.uint8)
 
 
 def _nearest(art: Any, feats: np.ndarray, size: int) -> np.ndarray:
-    frames = nearest_frames(torch.from_numpy(np.asarray(feats, np.float32)),
-                            torch.from_numpy(art.render_pooled), art.render_frames)
+    frames = nearest_frames(
+        torch.from_numpy(np.asarray(feats, np.float32)),
+        torch.from_numpy(art.render_pooled),
+        art.render_frames,
+    )
     return np.stack([resize_nearest(f, size) for f in frames])
 
 
@@ -134,13 +143,15 @@ def score_suite(suite: str, data: str | None, test: str | None, args: Args) -> d
     def fg_l1(pred: list[np.ndarray]) -> float:
         err = np.abs(np.concatenate(pred).astype(np.float32) / 255 - real_cat).mean(-1)
         return float(err[fg].mean()) if fg.any() else float("nan")
+
     if len(starts) > args.max_starts:
         keep = np.linspace(0, len(starts) - 1, args.max_starts).round().astype(int)
         starts = [starts[i] for i in keep]
 
     rows: dict[str, dict[str, list[np.ndarray]]] = {
         name: {str(h): [] for h in args.horizons}
-        for name in ("imagined", "nearest_imagined", "real_at_horizon", "copy_start")}
+        for name in ("imagined", "nearest_imagined", "real_at_horizon", "copy_start")
+    }
     h_max = max(args.horizons)
     # Starts grouped by how many chunks fit before the episode ends, one batched rollout each.
     by_len: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]] = {}
@@ -149,9 +160,14 @@ def score_suite(suite: str, data: str | None, test: str | None, args: Args) -> d
         by_len.setdefault(n, []).append(s)
     for n, group in sorted(by_len.items()):
         s0 = torch.from_numpy(np.stack([g[0][g[3]] for g in group]).astype(np.float32))
-        chunks = [torch.from_numpy(np.stack([g[2][g[3] + i * k:g[3] + (i + 1) * k]
-                                             for g in group]).astype(np.float32))
-                  for i in range(n)]
+        chunks = [
+            torch.from_numpy(
+                np.stack([g[2][g[3] + i * k : g[3] + (i + 1) * k] for g in group]).astype(
+                    np.float32
+                )
+            )
+            for i in range(n)
+        ]
         with torch.no_grad():
             dreamed = model.rollout(s0, chunks, steps=args.flow_steps, generator=gen).numpy()
         start_img = _decode(decoder, s0.numpy())
@@ -162,9 +178,9 @@ def score_suite(suite: str, data: str | None, test: str | None, args: Args) -> d
             real_feats = np.stack([g[0][g[3] + h * k] for g in group])
             rows["imagined"][str(h)].append(_psnr_np(_decode(decoder, dreamed[:, h - 1]), target))
             rows["nearest_imagined"][str(h)].append(
-                _psnr_np(_nearest(art, dreamed[:, h - 1], size), target))
-            rows["real_at_horizon"][str(h)].append(
-                _psnr_np(_decode(decoder, real_feats), target))
+                _psnr_np(_nearest(art, dreamed[:, h - 1], size), target)
+            )
+            rows["real_at_horizon"][str(h)].append(_psnr_np(_decode(decoder, real_feats), target))
             rows["copy_start"][str(h)].append(_psnr_np(start_img, target))
 
     def mean(parts: list[np.ndarray]) -> float | None:
@@ -191,9 +207,18 @@ def score_suite(suite: str, data: str | None, test: str | None, args: Args) -> d
         "chunk": k,
         "resolution": size,
         "bundle_total_mb": art.manifest["total_bytes"] / 1e6,
-        "decoder": {key: record.get(key) for key in (
-            "parameters", "dtype", "training_steps", "wall_clock_s", "heldout_psnr",
-            "stored_vs_float32_psnr", "train_episodes")},
+        "decoder": {
+            key: record.get(key)
+            for key in (
+                "parameters",
+                "dtype",
+                "training_steps",
+                "wall_clock_s",
+                "heldout_psnr",
+                "stored_vs_float32_psnr",
+                "train_episodes",
+            )
+        },
         "train_frames": meta.get("train_frames"),
         "train_episodes": meta.get("train_episodes"),
         "wall_clock_s": time.time() - t0,
@@ -205,15 +230,28 @@ def main(args: Args) -> None:
     for name, folders in (("--data", args.data), ("--test-data", args.test_data)):
         if folders and len(folders) != len(args.suites):
             raise SystemExit(f"{name} needs one folder per suite")
-    result: dict[str, Any] = {"provenance": provenance(
-        flow_steps=args.flow_steps, seed=args.seed, horizons=list(args.horizons),
-        max_starts=args.max_starts, target_psnr_real_db=20.0)}
+    result: dict[str, Any] = {
+        "provenance": provenance(
+            flow_steps=args.flow_steps,
+            seed=args.seed,
+            horizons=list(args.horizons),
+            max_starts=args.max_starts,
+            target_psnr_real_db=20.0,
+        )
+    }
     for i, suite in enumerate(args.suites):
-        result[suite] = score_suite(suite, args.data[i] if args.data else None,
-                                    args.test_data[i] if args.test_data else None, args)
+        result[suite] = score_suite(
+            suite,
+            args.data[i] if args.data else None,
+            args.test_data[i] if args.test_data else None,
+            args,
+        )
         r = result[suite]
-        print(f"{suite}: real {r['psnr_real']:.2f} dB, imagined {r['psnr_imagined']}, "
-              f"nearest {r['psnr_nearest_real']:.2f} dB, {r['decoder_mb']:.2f} MB", flush=True)
+        print(
+            f"{suite}: real {r['psnr_real']:.2f} dB, imagined {r['psnr_imagined']}, "
+            f"nearest {r['psnr_nearest_real']:.2f} dB, {r['decoder_mb']:.2f} MB",
+            flush=True,
+        )
     save_json(result, args.out)
     print("wrote", args.out)
 

@@ -73,18 +73,21 @@ def measure_single(path: str, args: Args, chunk: int) -> dict:
 
 
 def measure_vector(path: str, args: Args, num_envs: int, chunk: int) -> dict:
-    venv = RLAWorldVectorEnv(num_envs, path, device=args.device, flow_steps=args.flow_steps,
-                             max_episode_steps=20)
+    venv = RLAWorldVectorEnv(
+        num_envs, path, device=args.device, flow_steps=args.flow_steps, max_episode_steps=20
+    )
     venv.reset(seed=args.seed)
     rng = np.random.default_rng(args.seed)
     shape = venv.action_space.shape
-    n, dt = _time_loop(lambda: venv.step(rng.uniform(-1, 1, shape).astype(np.float32)),
-                       args.seconds)
+    n, dt = _time_loop(
+        lambda: venv.step(rng.uniform(-1, 1, shape).astype(np.float32)), args.seconds
+    )
     return _row("dream-vector", num_envs, n, dt, chunk)
 
 
-def measure_real(sim_name: str, task: str, resolution: int, encoder_name: str, args: Args,
-                 chunk: int) -> dict:
+def measure_real(
+    sim_name: str, task: str, resolution: int, encoder_name: str, args: Args, chunk: int
+) -> dict:
     from rla_gym.features import make_encoder
     from rla_gym.sims.factory import make_sim
 
@@ -115,8 +118,14 @@ def measure_real(sim_name: str, task: str, resolution: int, encoder_name: str, a
 
 def _row(kind: str, num_envs: int, n: int, dt: float, chunk: int) -> dict:
     per_s = n * num_envs / dt
-    return {"kind": kind, "num_envs": num_envs, "calls": n, "seconds": round(dt, 2),
-            "env_steps_per_s": round(per_s, 3), "control_steps_per_s": round(per_s * chunk, 3)}
+    return {
+        "kind": kind,
+        "num_envs": num_envs,
+        "calls": n,
+        "seconds": round(dt, 2),
+        "env_steps_per_s": round(per_s, 3),
+        "control_steps_per_s": round(per_s * chunk, 3),
+    }
 
 
 def main(args: Args) -> dict:
@@ -131,8 +140,16 @@ def main(args: Args) -> dict:
         print(rows[-1], flush=True)
     if args.real:
         try:
-            rows.append(measure_real(man["sim"], man["task"], int(man.get("resolution") or 128),
-                                     man["encoder"], args, chunk))
+            rows.append(
+                measure_real(
+                    man["sim"],
+                    man["task"],
+                    int(man.get("resolution") or 128),
+                    man["encoder"],
+                    args,
+                    chunk,
+                )
+            )
             print(rows[-1], flush=True)
         except Exception as err:  # a missing sim must not lose the dream numbers
             rows.append({"kind": "real-render+encode", "error": f"{type(err).__name__}: {err}"})
@@ -140,14 +157,20 @@ def main(args: Args) -> dict:
     if real is not None:
         for r in rows:
             r["speedup_vs_real_control_steps"] = round(
-                r["control_steps_per_s"] / real["control_steps_per_s"], 3)
+                r["control_steps_per_s"] / real["control_steps_per_s"], 3
+            )
     result = provenance(
-        artifacts=path, sim=man["sim"], task=man["task"], chunk=chunk,
-        flow_steps=args.flow_steps, device=args.device, threads=args.threads,
+        artifacts=path,
+        sim=man["sim"],
+        task=man["task"],
+        chunk=chunk,
+        flow_steps=args.flow_steps,
+        device=args.device,
+        threads=args.threads,
         user_note=args.note,
         bundle_bytes=man.get("total_bytes"),
         note="dream env step = K control steps; real rows are single-process render + encode "
-             "with random actions, resets every 160 control steps included",
+        "with random actions, resets every 160 control steps included",
         rows=rows,
     )
     save_json(result, args.out)

@@ -34,8 +34,11 @@ from rla_gym.utils.io import load_json
 # 0.15 and 0.1 give 1/10, 3/10 and 7/10; Lift (56 steps): 0.6, 0.3, 0.1 give 1/20, 3/20, 15/20;
 # reacher (40 steps; its noisy expert fails by aiming off target): 1.0, 0.6, 0.3 give 5/20,
 # 7/20, 16/20, and 0.2 already succeeds 20/20.
-NOISES = {"libero": (0.2, 0.15, 0.1), "robosuite-lift": (0.6, 0.3, 0.1),
-          "dmc-reacher": (1.0, 0.6, 0.3)}
+NOISES = {
+    "libero": (0.2, 0.15, 0.1),
+    "robosuite-lift": (0.6, 0.3, 0.1),
+    "dmc-reacher": (1.0, 0.6, 0.3),
+}
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,15 @@ def main(args: Args) -> dict:
                 specs.append(PolicySpec(name, "saved", p["path"]))
     run_dir = args.run_dir or Path("runs/dream_vs_real") / args.suite
     out = args.out or Path(f"benchmarks/results/dream_vs_real_{args.suite}.json")
-    result = compare(bundle, specs, num_starts=args.starts, workers=args.workers,
-                     flow_steps=args.flow_steps, seed=args.seed, cache_dir=run_dir / "real")
+    result = compare(
+        bundle,
+        specs,
+        num_starts=args.starts,
+        workers=args.workers,
+        flow_steps=args.flow_steps,
+        seed=args.seed,
+        cache_dir=run_dir / "real",
+    )
     manifest = load_json(bundle / "manifest.json")
     mode = result["reward_mode"]
     chosen = result["modes"][mode]
@@ -92,13 +102,18 @@ def main(args: Args) -> dict:
         "spearman_return": chosen["spearman_return"],
         "spearman_success": chosen["spearman_success"],
         "reward_mode": mode,
-        "suite": args.suite, "bundle": str(bundle),
+        "suite": args.suite,
+        "bundle": str(bundle),
         "mode_rule": "the mode whose imagined return ranks the policies best by real success "
-                     "(Spearman), ties to Spearman(imagined, real return)",
+        "(Spearman), ties to Spearman(imagined, real return)",
         **result,
-        "provenance": provenance(seed=args.seed, encoder=manifest["encoder_fingerprint"],
-                                 device="cpu", flow_steps=args.flow_steps,
-                                 workers=args.workers),
+        "provenance": provenance(
+            seed=args.seed,
+            encoder=manifest["encoder_fingerprint"],
+            device="cpu",
+            flow_steps=args.flow_steps,
+            workers=args.workers,
+        ),
     }
     save_json(report, out)
     _plot(report, out.with_suffix(".png"))
@@ -109,22 +124,32 @@ def main(args: Args) -> dict:
 def _print(r: dict) -> None:
     modes = list(r["modes"])
     head = f"{'policy':<10} {'real succ':>9} {'dream succ':>10} " + " ".join(
-        f"{m + ' im/re':>18}" for m in modes)
+        f"{m + ' im/re':>18}" for m in modes
+    )
     print(head)
     rows = {m: {p["name"]: p for p in r["modes"][m]["policies"]} for m in modes}
     for p in r["policies"]:
         n = p["name"]
-        cells = " ".join(f"{rows[m][n]['imagined']['mean_return']:>8.3f}/"
-                         f"{rows[m][n]['real']['mean_return']:<9.3f}" for m in modes)
-        print(f"{n:<10} {p['real']['successes']:>5}/{p['real']['episodes']:<3} "
-              f"{p['imagined']['successes']:>6}/{p['imagined']['episodes']:<3} {cells}")
+        cells = " ".join(
+            f"{rows[m][n]['imagined']['mean_return']:>8.3f}/"
+            f"{rows[m][n]['real']['mean_return']:<9.3f}"
+            for m in modes
+        )
+        print(
+            f"{n:<10} {p['real']['successes']:>5}/{p['real']['episodes']:<3} "
+            f"{p['imagined']['successes']:>6}/{p['imagined']['episodes']:<3} {cells}"
+        )
     for m in modes:
         s = r["modes"][m]
-        print(f"{m:<9} spearman return {s['spearman_return']}, success {s['spearman_success']}, "
-              f"return vs real success {s['spearman_return_vs_real_success']}, episodes "
-              f"{s['spearman_episode_return']}")
-    print(f"reward mode {r['reward_mode']}; {r['real_episodes_run']} real episodes run "
-          f"({r['real_wall_clock_s'] / 60:.1f} min), {r['wall_clock_s'] / 60:.1f} min in all")
+        print(
+            f"{m:<9} spearman return {s['spearman_return']}, success {s['spearman_success']}, "
+            f"return vs real success {s['spearman_return_vs_real_success']}, episodes "
+            f"{s['spearman_episode_return']}"
+        )
+    print(
+        f"reward mode {r['reward_mode']}; {r['real_episodes_run']} real episodes run "
+        f"({r['real_wall_clock_s'] / 60:.1f} min), {r['wall_clock_s'] / 60:.1f} min in all"
+    )
 
 
 def _plot(r: dict, path: Path) -> None:
@@ -140,19 +165,40 @@ def _plot(r: dict, path: Path) -> None:
         for i, p in enumerate(s["policies"]):  # one colour per policy in every panel
             c = f"C{i % 10}"
             ax.scatter(p["real"]["returns"], p["imagined"]["returns"], s=8, alpha=0.35, color=c)
-            ax.scatter([p["real"]["mean_return"]], [p["imagined"]["mean_return"]], s=90,
-                       marker="*", label=p["name"], color=c, edgecolors="k", linewidths=0.5)
+            ax.scatter(
+                [p["real"]["mean_return"]],
+                [p["imagined"]["mean_return"]],
+                s=90,
+                marker="*",
+                label=p["name"],
+                color=c,
+                edgecolors="k",
+                linewidths=0.5,
+            )
         rho = s["spearman_return"]
-        ax.set(xlabel="real return (same reward, real features)", ylabel="imagined return",
-               title=f"{m}: Spearman {'-' if rho is None else f'{rho:.2f}'}")
+        ax.set(
+            xlabel="real return (same reward, real features)",
+            ylabel="imagined return",
+            title=f"{m}: Spearman {'-' if rho is None else f'{rho:.2f}'}",
+        )
     ax = axes[-1]
     for i, p in enumerate(r["policies"]):
-        ax.scatter(p["real"]["success_rate"], p["imagined"]["success_rate"], s=50,
-                   label=p["name"], color=f"C{i % 10}")
+        ax.scatter(
+            p["real"]["success_rate"],
+            p["imagined"]["success_rate"],
+            s=50,
+            label=p["name"],
+            color=f"C{i % 10}",
+        )
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     rho = r["spearman_success"]
-    ax.set(xlabel="real success", ylabel="imagined success (estimate)", xlim=(-0.05, 1.05),
-           ylim=(-0.05, 1.05), title=f"success: Spearman {'-' if rho is None else f'{rho:.2f}'}")
+    ax.set(
+        xlabel="real success",
+        ylabel="imagined success (estimate)",
+        xlim=(-0.05, 1.05),
+        ylim=(-0.05, 1.05),
+        title=f"success: Spearman {'-' if rho is None else f'{rho:.2f}'}",
+    )
     axes[0].legend(fontsize=7)
     fig.suptitle(f"dream vs real: {r['suite']} ({len(r['starts'])} starts)")
     fig.tight_layout()

@@ -38,22 +38,31 @@ def main(args: Args) -> dict:
 
     rows = []
     for sim_name in args.sims:
-        cfg = RealEvalConfig(sim=sim_name, episodes=args.episodes, workers=args.workers,
-                             seed=args.seed)
+        cfg = RealEvalConfig(
+            sim=sim_name, episodes=args.episodes, workers=args.workers, seed=args.seed
+        )
         r = evaluate_scripted_in_sim(args.policy, cfg)  # run_scripted_episode per episode
         lengths = [e["length"] for e in r["rows"] if e["success"]]
-        row = {"sim": sim_name, "policy": args.policy, "episodes": r["episodes"],
-               "successes": r["successes"], "success_rate": r["success_rate"],
-               "wilson95": [round(x, 4) for x in r["wilson95"]],
-               "mean_success_length": sum(lengths) / max(len(lengths), 1),
-               "wall_clock_s": round(r["wall_clock_s"], 1),
-               "failed_episodes": [e["index"] for e in r["rows"] if not e["success"]]}
+        row = {
+            "sim": sim_name,
+            "policy": args.policy,
+            "episodes": r["episodes"],
+            "successes": r["successes"],
+            "success_rate": r["success_rate"],
+            "wilson95": [round(x, 4) for x in r["wilson95"]],
+            "mean_success_length": sum(lengths) / max(len(lengths), 1),
+            "wall_clock_s": round(r["wall_clock_s"], 1),
+            "failed_episodes": [e["index"] for e in r["rows"] if not e["success"]],
+        }
         print(row, flush=True)
         rows.append(row)
-    result = {"provenance": provenance(seed=args.seed, device="cpu"), "rows": rows,
-              "protocol": "LIBERO: fixed init states 0..N-1 after 10 settle steps; "
-                          "robosuite/dm-control: seeds seed+i; success = any step solved "
-                          "within the task's max_steps"}
+    result = {
+        "provenance": provenance(seed=args.seed, device="cpu"),
+        "rows": rows,
+        "protocol": "LIBERO: fixed init states 0..N-1 after 10 settle steps; "
+        "robosuite/dm-control: seeds seed+i; success = any step solved "
+        "within the task's max_steps",
+    }
     save_json(result, args.out)
     return result
 

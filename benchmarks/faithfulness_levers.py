@@ -91,24 +91,36 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
     from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
     out = args.runs / args.suite / row
-    trainer = TrainerConfig(steps=args.steps, warmup_steps=100, val_every=args.steps,
-                            ckpt_every=250, seed=args.seed, device="cpu",
-                            num_threads=args.threads, progress=False, tensorboard=False)
+    trainer = TrainerConfig(
+        steps=args.steps,
+        warmup_steps=100,
+        val_every=args.steps,
+        ckpt_every=250,
+        seed=args.seed,
+        device="cpu",
+        num_threads=args.threads,
+        progress=False,
+        tensorboard=False,
+    )
     data = FeatureDataConfig(folder=str(args.data), val_pairs=64)
     if row == "direct":
         cfg = TrainWorldModelConfig(model="direct", data=data, out=str(out), trainer=trainer)
     else:
         dropout = args.dropout if row == "rla-wm+dropout" else 0.0
         wm = world_model_preset("cpu-compact", action_dim, action_dropout=dropout)
-        cfg = TrainWorldModelConfig(model="rla-wm", data=data, rla=str(rla), out=str(out),
-                                    world_model=wm, trainer=trainer)
+        cfg = TrainWorldModelConfig(
+            model="rla-wm", data=data, rla=str(rla), out=str(out), world_model=wm, trainer=trainer
+        )
     t0 = time.perf_counter()
     res = train_world_model(cfg)
     meta = load_json(res.checkpoint / "meta.json")
-    return res.checkpoint, {"steps": res.step, "train_wall_clock_s": meta.get("wall_clock_s"),
-                            "this_call_s": time.perf_counter() - t0,
-                            "val_metrics": res.val_metrics,
-                            "trainable_parameters": meta.get("trainable_parameters")}
+    return res.checkpoint, {
+        "steps": res.step,
+        "train_wall_clock_s": meta.get("wall_clock_s"),
+        "this_call_s": time.perf_counter() - t0,
+        "val_metrics": res.val_metrics,
+        "trainable_parameters": meta.get("trainable_parameters"),
+    }
 
 
 def _train_rla(args: Args, bundle: Path, change_weight: float) -> tuple[Path, dict[str, Any]]:
@@ -121,17 +133,30 @@ def _train_rla(args: Args, bundle: Path, change_weight: float) -> tuple[Path, di
     from rla_gym.utils.training import TrainerConfig
 
     sizes = load_artifacts(bundle).load_world_model().rla.config
-    trainer = TrainerConfig(steps=args.rla_steps, warmup_steps=100, val_every=args.rla_steps,
-                            ckpt_every=250, seed=args.seed, device="cpu",
-                            num_threads=args.threads, progress=False, tensorboard=False)
-    cfg = TrainRLAConfig(data=FeatureDataConfig(folder=str(args.data), val_pairs=64),
-                         out=str(args.runs / args.suite / f"rla-cw{change_weight:g}"),
-                         rla=dataclasses.replace(sizes, change_weight=change_weight),
-                         trainer=trainer)
+    trainer = TrainerConfig(
+        steps=args.rla_steps,
+        warmup_steps=100,
+        val_every=args.rla_steps,
+        ckpt_every=250,
+        seed=args.seed,
+        device="cpu",
+        num_threads=args.threads,
+        progress=False,
+        tensorboard=False,
+    )
+    cfg = TrainRLAConfig(
+        data=FeatureDataConfig(folder=str(args.data), val_pairs=64),
+        out=str(args.runs / args.suite / f"rla-cw{change_weight:g}"),
+        rla=dataclasses.replace(sizes, change_weight=change_weight),
+        trainer=trainer,
+    )
     t0 = time.perf_counter()
     res = train_rla(cfg)
-    return res.checkpoint, {"steps": res.step, "this_call_s": time.perf_counter() - t0,
-                            "val_metrics": res.val_metrics}
+    return res.checkpoint, {
+        "steps": res.step,
+        "this_call_s": time.perf_counter() - t0,
+        "val_metrics": res.val_metrics,
+    }
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -174,9 +199,13 @@ def main(args: Args) -> dict[str, Any]:
         real = measure_real(bundle, cfg, encoder=encoder_from_fingerprint(fp, **kw))
         real.save(cache)
     for row in args.rows:
-        names = ([f"{row} g={w:g}" for w in args.guidance] if row == "rla-wm+dropout"
-                 else [f"rla cw={w:g}" for w in args.rla_change_weights] if row == "rla"
-                 else [row])
+        names = (
+            [f"{row} g={w:g}" for w in args.guidance]
+            if row == "rla-wm+dropout"
+            else [f"rla cw={w:g}" for w in args.rla_change_weights]
+            if row == "rla"
+            else [row]
+        )
         if all(n in suite_out["rows"] for n in names) and not args.redo:
             print(f"{row}: already in {args.out}, skipped")
             continue
@@ -186,9 +215,12 @@ def main(args: Args) -> dict[str, Any]:
                 ckpt, training = _train_rla(args, bundle, w)
                 t0 = time.perf_counter()
                 ceiling = score_rla_ceiling(real, RLAAutoencoder.from_pretrained(ckpt).eval())
-                suite_out["rows"][n] = {"rla_ceiling": ceiling, "training": training,
-                                        "options": {"rla": str(ckpt), "change_weight": w},
-                                        "score_s": time.perf_counter() - t0}
+                suite_out["rows"][n] = {
+                    "rla_ceiling": ceiling,
+                    "training": training,
+                    "options": {"rla": str(ckpt), "change_weight": w},
+                    "score_s": time.perf_counter() - t0,
+                }
             _save(args, result, suite_out, real, cache, man)
             continue
         if row == "bundle":
@@ -202,19 +234,27 @@ def main(args: Args) -> dict[str, Any]:
         scored = score_models(real, cfg, models)
         seconds = scored.pop("_seconds")
         for n in names:
-            suite_out["rows"][n] = {**scored[n], "training": training,
-                                    "options": models[n], "score_s": seconds[n]}
+            suite_out["rows"][n] = {
+                **scored[n],
+                "training": training,
+                "options": models[n],
+                "score_s": seconds[n],
+            }
         _save(args, result, suite_out, real, cache, man)
     for name, r in suite_out["rows"].items():
         if "1" not in r:
             c = r["rla_ceiling"]
-            print(f"{name:<24} ceiling dir {c['direction']:.3f} ratio {c['magnitude_ratio']:.3f}"
-                  f" rank {c['ranking_spearman']:.3f}")
+            print(
+                f"{name:<24} ceiling dir {c['direction']:.3f} ratio {c['magnitude_ratio']:.3f}"
+                f" rank {c['ranking_spearman']:.3f}"
+            )
             continue
         h1, h4 = r["1"], r.get("4", {})
-        print(f"{name:<24} dir {h1['direction']:.3f} ratio {h1['magnitude_ratio']:.3f} "
-              f"rank {h1['ranking_spearman']:.3f} | 4 chunks L1 {h4.get('l1', float('nan')):.4f}"
-              f" (copy {h4.get('copy_last_l1', float('nan')):.4f})")
+        print(
+            f"{name:<24} dir {h1['direction']:.3f} ratio {h1['magnitude_ratio']:.3f} "
+            f"rank {h1['ranking_spearman']:.3f} | 4 chunks L1 {h4.get('l1', float('nan')):.4f}"
+            f" (copy {h4.get('copy_last_l1', float('nan')):.4f})"
+        )
     return result
 
 
@@ -222,17 +262,26 @@ def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: A
           cache: Path, man: dict[str, Any]) -> None:  # fmt: skip
     # Autoencoder rows train no world model: keep the world-model rows' steps and dropout.
     wm_rows = [r for r in args.rows if r != "rla"]
-    wm = {"steps": args.steps, "dropout": args.dropout} if wm_rows else {
-        k: suite_out.get("run", {}).get(k) for k in ("steps", "dropout")}
+    wm = (
+        {"steps": args.steps, "dropout": args.dropout}
+        if wm_rows
+        else {k: suite_out.get("run", {}).get(k) for k in ("steps", "dropout")}
+    )
     suite_out["run"] = {
         "data": str(args.data), **wm, "rla_steps": args.rla_steps,
         "rla": "the embedded bundle's RLA, frozen, for every RLA-WM row",
         "starts": len(real.starts), "real_outcomes": str(cache),
         "real_seconds": real.seconds, "git_sha": provenance()["git_sha"],
     }  # fmt: skip
-    result.update(benchmark="faithfulness_levers",
-                  provenance=provenance(seed=args.seed, encoder=man["encoder_fingerprint"],
-                                        device="cpu", torch_threads=args.threads))
+    result.update(
+        benchmark="faithfulness_levers",
+        provenance=provenance(
+            seed=args.seed,
+            encoder=man["encoder_fingerprint"],
+            device="cpu",
+            torch_threads=args.threads,
+        ),
+    )
     # Merge with the file as it is now: another process may have added rows meanwhile.
     on_disk = load_json(args.out) if args.out.exists() else {}
     rows_now = on_disk.get("suites", {}).get(args.suite, {}).get("rows", {})

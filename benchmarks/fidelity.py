@@ -39,8 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fm", default=None, help="feature-space flow baseline checkpoint (optional)")
     p.add_argument("--out", default="benchmarks/results/fidelity.json")
     p.add_argument("--plot", default="benchmarks/results/fidelity.png")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="must match training so the episodes are really held out")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="must match training so the episodes are really held out",
+    )
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
     p.add_argument("--seed", type=int, default=2026, help="seed of start frames and flow noise")
     p.add_argument("--chunk", type=int, default=8, help="control steps per predicted chunk")
@@ -68,16 +72,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax_cos.plot(hs, [m["cosine"][str(h)] for h in hs], marker="o", label=name)
     recon = results.get("rla_reconstruction", {}).get("l1")
     if recon is not None:
-        ax_l1.axhline(recon, ls="--", c="grey", lw=1,
-                      label=f"RLA recon. @ {results['config']['chunk']} steps")
+        ax_l1.axhline(
+            recon, ls="--", c="grey", lw=1, label=f"RLA recon. @ {results['config']['chunk']} steps"
+        )
     titles = ((ax_l1, "feature L1 (lower is better)"), (ax_cos, "cosine (higher is better)"))
     for ax, title in titles:
         ax.set_xlabel("horizon (control steps)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
     ax_l1.legend(fontsize=8)
-    fig.suptitle(f"Rollout fidelity, {results['config']['encoder']}, "
-                 f"{results['config']['val_episodes']} held-out episodes")
+    fig.suptitle(
+        f"Rollout fidelity, {results['config']['encoder']}, "
+        f"{results['config']['val_episodes']} held-out episodes"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -96,32 +103,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"no validation episodes in {args.data} (val_fraction={args.val_fraction})"
         )
     fingerprint = store.feature_fingerprint(args.encoder)
-    episodes = [store.load_features(i, args.encoder, expected_fingerprint=fingerprint)
-                for i in val_ids]
+    episodes = [
+        store.load_features(i, args.encoder, expected_fingerprint=fingerprint) for i in val_ids
+    ]
     fingerprint = episodes[0].fingerprint
 
-    rla = RLAAutoencoder.from_pretrained(args.rla, device=device,
-                                         expected_fingerprint=fingerprint)
+    rla = RLAAutoencoder.from_pretrained(args.rla, device=device, expected_fingerprint=fingerprint)
     predictors: dict[str, tuple[Predictor, str | None]] = {"copy-last": (CopyLastFrame(), None)}
     for name, ckpt in (("rla-wm", args.wm), ("direct", args.direct), ("fm", args.fm)):
         if ckpt:
             predictors[name] = (load_predictor(ckpt, fingerprint, device), ckpt)
 
-    common = dict(chunk=args.chunk, horizons=args.horizons, seed=args.seed, steps=args.steps,
-                  starts_per_episode=args.starts_per_episode, batch_size=args.batch_size,
-                  device=device)
+    common = dict(
+        chunk=args.chunk,
+        horizons=args.horizons,
+        seed=args.seed,
+        steps=args.steps,
+        starts_per_episode=args.starts_per_episode,
+        batch_size=args.batch_size,
+        device=device,
+    )
     models: dict[str, Any] = {}
     recon: dict[str, Any] = {}
     with torch.no_grad():
         for name, (pred, ckpt) in predictors.items():
             t0 = time.perf_counter()
             # The RLA reconstruction is measured once, alongside RLA-WM, on the same starts.
-            res = evaluate_fidelity(pred, episodes, rla=rla if name == "rla-wm" else None,
-                                    **common)  # type: ignore[arg-type]
+            res = evaluate_fidelity(pred, episodes, rla=rla if name == "rla-wm" else None, **common)  # type: ignore[arg-type]
             eval_s = time.perf_counter() - t0
             if name == "rla-wm":
-                recon = {"gap": args.chunk, "l1": res.pop("rla_recon_l1"),
-                         "cosine": res.pop("rla_recon_cosine"), "count": res.pop("rla_recon_count")}
+                recon = {
+                    "gap": args.chunk,
+                    "l1": res.pop("rla_recon_l1"),
+                    "cosine": res.pop("rla_recon_cosine"),
+                    "count": res.pop("rla_recon_count"),
+                }
             else:
                 for k in ("rla_recon_l1", "rla_recon_cosine", "rla_recon_count"):
                     res.pop(k)
@@ -134,25 +150,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "eval_wall_clock_s": eval_s,
                 "metrics": res,
             }
-            print(f"{name:10s} " + "  ".join(
-                f"L1@{h}={res['l1'][str(h)]:.4f}" for h in res["horizons"]
-                if res["l1"][str(h)] is not None
-            ) + f"  ({eval_s:.1f} s)", flush=True)
+            print(
+                f"{name:10s} "
+                + "  ".join(
+                    f"L1@{h}={res['l1'][str(h)]:.4f}"
+                    for h in res["horizons"]
+                    if res["l1"][str(h)] is not None
+                )
+                + f"  ({eval_s:.1f} s)",
+                flush=True,
+            )
 
     table = [
-        {"model": name, "horizon": h, "l1": e["metrics"]["l1"][str(h)],
-         "cosine": e["metrics"]["cosine"][str(h)], "count": e["metrics"]["count"][str(h)]}
-        for name, e in models.items() for h in e["metrics"]["horizons"]
+        {
+            "model": name,
+            "horizon": h,
+            "l1": e["metrics"]["l1"][str(h)],
+            "cosine": e["metrics"]["cosine"][str(h)],
+            "count": e["metrics"]["count"][str(h)],
+        }
+        for name, e in models.items()
+        for h in e["metrics"]["horizons"]
     ]
     results = {
         "benchmark": "fidelity",
         "provenance": provenance(),
         "config": {
-            "data": str(args.data), "encoder": args.encoder, "encoder_fingerprint": fingerprint,
-            "device": str(device), "val_fraction": args.val_fraction,
-            "split_seed": args.split_seed, "seed": args.seed, "chunk": args.chunk,
-            "horizons": sorted(set(args.horizons)), "starts_per_episode": args.starts_per_episode,
-            "flow_steps": args.steps, "val_episodes": len(val_ids), "val_ids": val_ids,
+            "data": str(args.data),
+            "encoder": args.encoder,
+            "encoder_fingerprint": fingerprint,
+            "device": str(device),
+            "val_fraction": args.val_fraction,
+            "split_seed": args.split_seed,
+            "seed": args.seed,
+            "chunk": args.chunk,
+            "horizons": sorted(set(args.horizons)),
+            "starts_per_episode": args.starts_per_episode,
+            "flow_steps": args.steps,
+            "val_episodes": len(val_ids),
+            "val_ids": val_ids,
             "rla_checkpoint": args.rla,
         },
         "rla_reconstruction": recon,

@@ -26,8 +26,10 @@ def _load(name: str) -> dict | None:
 
 def _stamp(d: dict) -> str:
     p = d["provenance"]
-    return (f"_{p['machine']['cpu']}, {p['machine']['cores']} cores, torch threads "
-            f"{p['machine']['torch_threads']}; git `{p['git_sha'][:12]}`, {p['time_utc']}._")
+    return (
+        f"_{p['machine']['cpu']}, {p['machine']['cores']} cores, torch threads "
+        f"{p['machine']['torch_threads']}; git `{p['git_sha'][:12]}`, {p['time_utc']}._"
+    )
 
 
 def sim_throughput() -> str:
@@ -35,8 +37,10 @@ def sim_throughput() -> str:
     if d is None:
         return "_not run yet: `python benchmarks/sim_throughput.py`_"
     modes = ["physics", "render", "render+encode"]
-    out = ["| simulator / task | physics only | + render 128 px | + render + encode |",
-           "|---|---|---|---|"]
+    out = [
+        "| simulator / task | physics only | + render 128 px | + render + encode |",
+        "|---|---|---|---|",
+    ]
     by: dict[str, dict[str, float]] = {}
     for r in d["rows"]:
         by.setdefault(f"{r['sim']} / {r['task']}", {})[r["mode"]] = r["steps_per_s"]
@@ -51,8 +55,10 @@ def encoder_throughput() -> str:
         return "_not run yet: `python benchmarks/encoder_throughput.py`_"
     out = ["| encoder | px | dtype | batch | images/s |", "|---|---|---|---|---|"]
     for r in d["rows"]:
-        out.append(f"| {r['encoder']} | {r['resolution']} | {r['dtype']} | {r['batch']} | "
-                   f"{r['images_per_s']:.1f} |")
+        out.append(
+            f"| {r['encoder']} | {r['resolution']} | {r['dtype']} | {r['batch']} | "
+            f"{r['images_per_s']:.1f} |"
+        )
     return "\n".join([*out, "", _stamp(d)])
 
 
@@ -64,9 +70,11 @@ def expert_success() -> str:
     out = ["| simulator | policy | success | Wilson 95 % | episodes |", "|---|---|---|---|---|"]
     for r in d["rows"] + (noisy["rows"] if noisy else []):
         lo, hi = r["wilson95"]
-        out.append(f"| {r['sim']} | {r['policy']} | {r['successes']}/{r['episodes']} "
-                   f"({100 * r['success_rate']:.0f} %) | [{100 * lo:.0f}, {100 * hi:.0f}] % | "
-                   f"{r['episodes']} |")
+        out.append(
+            f"| {r['sim']} | {r['policy']} | {r['successes']}/{r['episodes']} "
+            f"({100 * r['success_rate']:.0f} %) | [{100 * lo:.0f}, {100 * hi:.0f}] % | "
+            f"{r['episodes']} |"
+        )
     return "\n".join([*out, "", d["protocol"] + ". " + _stamp(d)])
 
 
@@ -75,25 +83,37 @@ def fidelity() -> str:
     if d is None:
         return "_not run yet: `python benchmarks/fidelity.py ...`_"
     hs = d["config"]["horizons"]
-    lines = ["| model | " + " | ".join(f"L1 @ {h}" for h in hs) + " | " +
-             " | ".join(f"cos @ {h}" for h in hs) + " | train steps | train time |",
-             "|---|" + "---|" * (2 * len(hs) + 2)]
+    lines = [
+        "| model | "
+        + " | ".join(f"L1 @ {h}" for h in hs)
+        + " | "
+        + " | ".join(f"cos @ {h}" for h in hs)
+        + " | train steps | train time |",
+        "|---|" + "---|" * (2 * len(hs) + 2),
+    ]
     for name, m in d["models"].items():
         l1, cos = m["metrics"]["l1"], m["metrics"]["cosine"]
         wc, st = m.get("train_wall_clock_s"), m.get("train_steps")
         lines.append(
-            f"| {name} | " + " | ".join(f"{l1[str(h)]:.4f}" for h in hs) + " | "
-            + " | ".join(f"{cos[str(h)]:.4f}" for h in hs) + " | "
+            f"| {name} | "
+            + " | ".join(f"{l1[str(h)]:.4f}" for h in hs)
+            + " | "
+            + " | ".join(f"{cos[str(h)]:.4f}" for h in hs)
+            + " | "
             + f"{st if st is not None else '-'} | "
-            + f"{'-' if wc is None else f'{wc / 60:.1f} min'} |")
+            + f"{'-' if wc is None else f'{wc / 60:.1f} min'} |"
+        )
     c, r = d["config"], d["rla_reconstruction"]
-    extra = (f"{c['val_episodes']} held-out episodes, {c['starts_per_episode']} start frames each, "
-             f"chunks of {c['chunk']} control steps, {c['flow_steps']} Euler steps, seed "
-             f"{c['seed']}, device {c['device']}, encoder `{c['encoder_fingerprint']}`. "
-             f"Single-step RLA reconstruction at gap {r['gap']}: L1 {r['l1']:.4f}, cosine "
-             f"{r['cosine']:.4f}.")
-    return "\n".join([*lines, "", extra + " " + _stamp(d),
-                      "", "![fidelity](benchmarks/results/fidelity.png)"])
+    extra = (
+        f"{c['val_episodes']} held-out episodes, {c['starts_per_episode']} start frames each, "
+        f"chunks of {c['chunk']} control steps, {c['flow_steps']} Euler steps, seed "
+        f"{c['seed']}, device {c['device']}, encoder `{c['encoder_fingerprint']}`. "
+        f"Single-step RLA reconstruction at gap {r['gap']}: L1 {r['l1']:.4f}, cosine "
+        f"{r['cosine']:.4f}."
+    )
+    return "\n".join(
+        [*lines, "", extra + " " + _stamp(d), "", "![fidelity](benchmarks/results/fidelity.png)"]
+    )
 
 
 def _verdict(ok: bool | None, gap: float = 0.0) -> str:
@@ -119,8 +139,11 @@ def counterfactual() -> str:
         se = m.get(f"{key}_se")
         return f(m[key]) + ("" if se is None or m[key] is None else f" ± {se:.2f}")
 
-    out = ["| suite | model | chunks | direction | magnitude ratio | ranking Spearman | L1 | "
-           "copy-last L1 | L1 / copy-last |", "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| suite | model | chunks | direction | magnitude ratio | ranking Spearman | L1 | "
+        "copy-last L1 | L1 / copy-last |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     checks: dict[str, list[str]] = {}
     costs = []
     for suite in suites:
@@ -131,10 +154,12 @@ def counterfactual() -> str:
             for h, m in per_h.items():
                 label = f"{model}: RLA ceiling" if h == "rla_ceiling" else model
                 chunks = m.get("horizon", "1") if h == "rla_ceiling" else h
-                out.append(f"| {suite} | {label} | {chunks} | {pm(m, 'direction')} | "
-                           f"{pm(m, 'magnitude_ratio')} | {pm(m, 'ranking_spearman')} | "
-                           f"{m['l1']:.4f} | {m['copy_last_l1']:.4f} | "
-                           f"{m['l1'] / m['copy_last_l1']:.2f} |")
+                out.append(
+                    f"| {suite} | {label} | {chunks} | {pm(m, 'direction')} | "
+                    f"{pm(m, 'magnitude_ratio')} | {pm(m, 'ranking_spearman')} | "
+                    f"{m['l1']:.4f} | {m['copy_last_l1']:.4f} | "
+                    f"{m['l1'] / m['copy_last_l1']:.2f} |"
+                )
         wm, direct = e.get("rla-wm", {}), e.get("direct")
         a, b = wm.get(ha), wm.get(hl)
         dirn = a and a["direction"]
@@ -142,41 +167,61 @@ def counterfactual() -> str:
         rho = a and a["ranking_spearman"]
         rel = b["l1"] / b["copy_last_l1"] if b else None
         checks[suite] = [
-            f"{f(dirn)}: " + _verdict(None if dirn is None else dirn >= t["direction_min"],
-                                      t["direction_min"] - (dirn or 0)),
-            f"{f(ratio)}: " + _verdict(None if ratio is None else lo_r <= ratio <= hi_r,
-                                       max(lo_r - (ratio or 0), (ratio or 0) - hi_r)),
-            f"{f(rho)}: " + _verdict(None if rho is None else rho >= t["ranking_spearman_min"],
-                                     t["ranking_spearman_min"] - (rho or 0)),
-            f"{f(rel)}×: " + _verdict(None if rel is None else rel <= t["l1_over_copy_last_max"],
-                                      (rel or 0) - t["l1_over_copy_last_max"]),
-            ("no direct-regression checkpoint" if direct is None or b is None else
-             f"{b['l1']:.4f} vs {direct[hl]['l1']:.4f}: "
-             + _verdict(b["l1"] <= direct[hl]["l1"], b["l1"] - direct[hl]["l1"])),
+            f"{f(dirn)}: "
+            + _verdict(
+                None if dirn is None else dirn >= t["direction_min"],
+                t["direction_min"] - (dirn or 0),
+            ),
+            f"{f(ratio)}: "
+            + _verdict(
+                None if ratio is None else lo_r <= ratio <= hi_r,
+                max(lo_r - (ratio or 0), (ratio or 0) - hi_r),
+            ),
+            f"{f(rho)}: "
+            + _verdict(
+                None if rho is None else rho >= t["ranking_spearman_min"],
+                t["ranking_spearman_min"] - (rho or 0),
+            ),
+            f"{f(rel)}×: "
+            + _verdict(
+                None if rel is None else rel <= t["l1_over_copy_last_max"],
+                (rel or 0) - t["l1_over_copy_last_max"],
+            ),
+            (
+                "no direct-regression checkpoint"
+                if direct is None or b is None
+                else f"{b['l1']:.4f} vs {direct[hl]['l1']:.4f}: "
+                + _verdict(b["l1"] <= direct[hl]["l1"], b["l1"] - direct[hl]["l1"])
+            ),
         ]
         run = e["run"]
         cpu = run.get("cpu_s")
-        costs.append(f"{suite} {run['wall_clock_s']['total'] / 60:.1f} min"
-                     + ("" if cpu is None else f" ({cpu / 60:.1f} CPU-min)"))
-    rows = [f"direction at {ha} chunk ≥ {t['direction_min']}",
-            f"magnitude ratio at {ha} chunk in [{lo_r}, {hi_r}]",
-            f"ranking Spearman at {ha} chunk ≥ {t['ranking_spearman_min']}",
-            f"L1 at {hl} chunks ≤ {t['l1_over_copy_last_max']}× copy-last",
-            f"L1 at {hl} chunks ≤ direct regression's"]
+        costs.append(
+            f"{suite} {run['wall_clock_s']['total'] / 60:.1f} min"
+            + ("" if cpu is None else f" ({cpu / 60:.1f} CPU-min)")
+        )
+    rows = [
+        f"direction at {ha} chunk ≥ {t['direction_min']}",
+        f"magnitude ratio at {ha} chunk in [{lo_r}, {hi_r}]",
+        f"ranking Spearman at {ha} chunk ≥ {t['ranking_spearman_min']}",
+        f"L1 at {hl} chunks ≤ {t['l1_over_copy_last_max']}× copy-last",
+        f"L1 at {hl} chunks ≤ direct regression's",
+    ]
     tgt = ["| target (RLA-WM) | " + " | ".join(suites) + " |", "|---" * (len(suites) + 1) + "|"]
     for i, name in enumerate(rows):
         tgt.append(f"| {name} | " + " | ".join(checks[s][i] for s in suites) + " |")
     run = d["suites"][suites[0]]["run"]
     c = run["config"]
-    extra = (f"Per suite: {c['states']} real starts at chunk boundaries inside the dreamed "
-             f"horizon, from {c['episodes']} held-out episodes (expert and noisy, reset seeds "
-             f"{c['collection_seed']}+); {len(run['outcomes'])} action sequences from each "
-             f"({', '.join(run['outcomes'])}); chunks of {run['chunk']} control steps; "
-             f"± = standard error over starts; {c['flow_steps']} Euler steps, the outcomes of "
-             f"one start share the flow noise; encoder `{run['encoder_fingerprint']}`; seed "
-             f"{c['seed']}. No suite has a direct-regression checkpoint unless listed in the "
-             f"table. Wall-clock with other jobs on the two cores: {'; '.join(costs)}. "
-             + _stamp(d))
+    extra = (
+        f"Per suite: {c['states']} real starts at chunk boundaries inside the dreamed "
+        f"horizon, from {c['episodes']} held-out episodes (expert and noisy, reset seeds "
+        f"{c['collection_seed']}+); {len(run['outcomes'])} action sequences from each "
+        f"({', '.join(run['outcomes'])}); chunks of {run['chunk']} control steps; "
+        f"± = standard error over starts; {c['flow_steps']} Euler steps, the outcomes of "
+        f"one start share the flow noise; encoder `{run['encoder_fingerprint']}`; seed "
+        f"{c['seed']}. No suite has a direct-regression checkpoint unless listed in the "
+        f"table. Wall-clock with other jobs on the two cores: {'; '.join(costs)}. " + _stamp(d)
+    )
     return "\n".join([*out, "", *tgt, "", extra])
 
 
@@ -184,14 +229,18 @@ def rla_decoder_target() -> str:
     d = _load("rla_decoder_target.json")
     if d is None:
         return "_not run yet: `python benchmarks/rla_decoder_target.py`_"
-    out = ["| decoder target | val L1 | val MSE | copy-last L1 | L1 / copy | steps | train time |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| decoder target | val L1 | val MSE | copy-last L1 | L1 / copy | steps | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in d["runs"].items():
         f, m = r["final"], r["meta"]
         kept = " (kept)" if name == d["kept"] else ""
-        out.append(f"| {name}{kept} | {f['val/l1']:.4f} | {f['val/mse']:.5f} | "
-                   f"{f['val/copy_l1']:.4f} | {f['val/l1_vs_copy']:.3f} | {f['step']} | "
-                   f"{m['wall_clock_s'] / 60:.1f} min |")
+        out.append(
+            f"| {name}{kept} | {f['val/l1']:.4f} | {f['val/mse']:.5f} | "
+            f"{f['val/copy_l1']:.4f} | {f['val/l1_vs_copy']:.3f} | {f['step']} | "
+            f"{m['wall_clock_s'] / 60:.1f} min |"
+        )
     n_train = d["runs"][d["kept"]]["meta"]["train_episodes"]
     n_val = d["runs"][d["kept"]]["meta"]["val_episodes"]
     return "\n".join([*out, "", f"{n_train} train / {n_val} held-out episodes. " + _stamp(d)])
@@ -201,23 +250,35 @@ def dream_speed() -> str:
     d = _load("dream_speed.json")
     if d is None:
         return "_not run yet: `python benchmarks/dream_speed.py`_"
-    out = ["| setup | envs | env steps/s | control steps/s | × real LIBERO (control steps) |",
-           "|---|---|---|---|---|"]
+    out = [
+        "| setup | envs | env steps/s | control steps/s | × real LIBERO (control steps) |",
+        "|---|---|---|---|---|",
+    ]
     for r in d["rows"]:
         x = r.get("speedup_vs_real_control_steps")
-        out.append(f"| {r['kind']} | {r['num_envs']} | {r['env_steps_per_s']:.1f} | "
-                   f"{r['control_steps_per_s']:.1f} | {'-' if x is None else f'{x:.0f}×'} |")
+        out.append(
+            f"| {r['kind']} | {r['num_envs']} | {r['env_steps_per_s']:.1f} | "
+            f"{r['control_steps_per_s']:.1f} | {'-' if x is None else f'{x:.0f}×'} |"
+        )
     m = d["machine"]
-    return "\n".join([*out, "", f"One env step = {d['chunk']} control steps; "
-                      f"{d['flow_steps']} Euler steps; torch threads {d['threads']}; "
-                      f"{m['cpu']}, {m['cores']} cores; git "
-                      f"`{d['git_sha'][:12]}`, {d['time_utc']}. {d['user_note']}."])
+    return "\n".join(
+        [
+            *out,
+            "",
+            f"One env step = {d['chunk']} control steps; "
+            f"{d['flow_steps']} Euler steps; torch threads {d['threads']}; "
+            f"{m['cpu']}, {m['cores']} cores; git "
+            f"`{d['git_sha'][:12]}`, {d['time_utc']}. {d['user_note']}.",
+        ]
+    )
 
 
 def _rate(r: dict) -> str:
     lo, hi = r["wilson95"]
-    return (f"{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %) "
-            f"[{100 * lo:.0f}, {100 * hi:.0f}] %")
+    return (
+        f"{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %) "
+        f"[{100 * lo:.0f}, {100 * hi:.0f}] %"
+    )
 
 
 def _wilson(k: int, n: int, lo: float, hi: float) -> str:
@@ -228,64 +289,93 @@ def rl_in_dream_reacher() -> str:
     d = _load("rl_in_dream_reacher.json")
     if d is None or not d.get("arms"):
         return "_not run yet: `python benchmarks/rl_in_dream_reacher.py`_"
-    names = {"dream": "SB3 PPO trained in the dream", "real": "SB3 PPO trained in the real sim",
-             "random": "uniform random", "bc": "the bundle's BC", "planner": "dream planner (MPC)"}
-    out = ["| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
-           "real return | s / decision |", "|---|---|---|---|---|---|---|"]
+    names = {
+        "dream": "SB3 PPO trained in the dream",
+        "real": "SB3 PPO trained in the real sim",
+        "random": "uniform random",
+        "bc": "the bundle's BC",
+        "planner": "dream planner (MPC)",
+    }
+    out = [
+        "| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
+        "real return | s / decision |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, r in d["arms"].items():
         tm = r.get("train_minutes")
         steps = f"{r['timesteps']:,}" if "timesteps" in r else "-"
-        out.append(f"| {k} | {names.get(k, k)} | {'-' if tm is None else f'{tm:.1f}'} | {steps} "
-                   f"| {_wilson(r['success'], r['episodes'], *r['wilson95'])} | "
-                   f"{r['return']:.2f} | {r['mean_decision_s']:.2f} |")
+        out.append(
+            f"| {k} | {names.get(k, k)} | {'-' if tm is None else f'{tm:.1f}'} | {steps} "
+            f"| {_wilson(r['success'], r['episodes'], *r['wilson95'])} | "
+            f"{r['return']:.2f} | {r['mean_decision_s']:.2f} |"
+        )
     arms, t = d["arms"], d["targets"]
     rate = {k: r["success"] / r["episodes"] for k, r in arms.items()}
     verdicts = []
     if "dream" in rate:
         ok = rate["dream"] >= t["dream_success_min"] and rate["dream"] > rate.get("real", 1)
-        verdicts.append(f"dream-trained PPO {100 * rate['dream']:.0f} % (target ≥ "
-                        f"{100 * t['dream_success_min']:.0f} % and above the real-trained arm's "
-                        f"{100 * rate.get('real', float('nan')):.0f} %): "
-                        f"{'met' if ok else 'missed'}")
+        verdicts.append(
+            f"dream-trained PPO {100 * rate['dream']:.0f} % (target ≥ "
+            f"{100 * t['dream_success_min']:.0f} % and above the real-trained arm's "
+            f"{100 * rate.get('real', float('nan')):.0f} %): "
+            f"{'met' if ok else 'missed'}"
+        )
     if "planner" in rate:
         ok = rate["planner"] >= t["planner_success_min"]
-        verdicts.append(f"planner {100 * rate['planner']:.0f} % (target ≥ "
-                        f"{100 * t['planner_success_min']:.0f} %): {'met' if ok else 'missed'}")
+        verdicts.append(
+            f"planner {100 * rate['planner']:.0f} % (target ≥ "
+            f"{100 * t['planner_success_min']:.0f} %): {'met' if ok else 'missed'}"
+        )
     a, b = d["eval_seeds"]
     c = d["config"]
-    extra = (f"{d['task']}, real seeds {a}..{b} for every arm, {d['horizon_chunks']} chunks of "
-             f"{d['chunk']} control steps (the bundle's horizon), success = the finger touches "
-             f"the target; PPO action mode `{c['action_mode']}`, "
-             f"{c['budget_min']:g} CPU-minutes per PPO arm."
-             + "".join(f" {v[0].upper()}{v[1:]}." for v in ["; ".join(verdicts)] if v))
+    extra = (
+        f"{d['task']}, real seeds {a}..{b} for every arm, {d['horizon_chunks']} chunks of "
+        f"{d['chunk']} control steps (the bundle's horizon), success = the finger touches "
+        f"the target; PPO action mode `{c['action_mode']}`, "
+        f"{c['budget_min']:g} CPU-minutes per PPO arm."
+        + "".join(f" {v[0].upper()}{v[1:]}." for v in ["; ".join(verdicts)] if v)
+    )
     return "\n".join([*out, "", extra + " " + _stamp(d)])
 
 
 def rl_in_dream_manip(short: str) -> str:
     d = _load(f"rl_in_dream_{short}.json")
     if d is None or not d.get("policies"):
-        return (f"_not run yet: `python benchmarks/rl_in_dream_manip.py --suite "
-                f"{'libero' if short == 'libero' else 'robosuite-lift'}`_")
-    names = {"bc": "the bundle's BC", "bc+ppo": "BC + residual PPO in the dream (pooled)",
-             "planner": "dream planner (MPC, residual around BC)",
-             "distilled": "planner distilled into BC's residual head"}
+        return (
+            f"_not run yet: `python benchmarks/rl_in_dream_manip.py --suite "
+            f"{'libero' if short == 'libero' else 'robosuite-lift'}`_"
+        )
+    names = {
+        "bc": "the bundle's BC",
+        "bc+ppo": "BC + residual PPO in the dream (pooled)",
+        "planner": "dream planner (MPC, residual around BC)",
+        "distilled": "planner distilled into BC's residual head",
+    }
     out = ["| policy | what | real success (Wilson 95 %) | per seed |", "|---|---|---|---|"]
     for k, r in d["policies"].items():
-        seeds = ", ".join(f"{s['seed']}: {s['success']}/{s['episodes']}"
-                          for s in r.get("per_seed", [])) or "-"
-        out.append(f"| {k} | {names.get(k, k)} | "
-                   f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {seeds} |")
+        seeds = (
+            ", ".join(f"{s['seed']}: {s['success']}/{s['episodes']}" for s in r.get("per_seed", []))
+            or "-"
+        )
+        out.append(
+            f"| {k} | {names.get(k, k)} | "
+            f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {seeds} |"
+        )
     gain = d.get("best_over_bc_points")
-    verdict = ("" if gain is None else
-               f"Best over BC: {d['best']} {gain:+.0f} points (target ≥ +{d['target_points']:g}): "
-               f"{'met' if gain >= d['target_points'] else 'missed'}.")
+    verdict = (
+        ""
+        if gain is None
+        else f"Best over BC: {d['best']} {gain:+.0f} points (target ≥ +{d['target_points']:g}): "
+        f"{'met' if gain >= d['target_points'] else 'missed'}."
+    )
     return "\n".join([*out, "", f"{d['task']}; {d['protocol']}. {verdict} {_stamp(d)}"])
 
 
 def _real_cal(su: dict) -> str:
     r = su.get("real_frames")
-    return "-" if r is None else (f"{r['train_balanced_accuracy']:.2f} / "
-                                  f"{r['heldout_agreement']:.2f}")
+    return (
+        "-" if r is None else (f"{r['train_balanced_accuracy']:.2f} / {r['heldout_agreement']:.2f}")
+    )
 
 
 def _head(m: dict) -> str:
@@ -293,18 +383,24 @@ def _head(m: dict) -> str:
     if not p or "val_metrics" not in p:
         return "none"
     v = p["val_metrics"]
-    return (f"{v['val/success_auc']:.3f} / {v['val/start_false_positive_rate']:.2f} "
-            f"({p.get('val_episodes', '?')} held-out ep.)")
+    return (
+        f"{v['val/success_auc']:.3f} / {v['val/start_false_positive_rate']:.2f} "
+        f"({p.get('val_episodes', '?')} held-out ep.)"
+    )
 
 
 def bundles() -> str:
     assets = Path(__file__).parents[1] / "rla_gym" / "envs" / "assets"
     from rla_gym.envs import SUITE_IDS
-    out = ["| id | real task | horizon (chunks) | size | WM val L1 (copy-last) | success estimate "
-           "on dreamed replays (on real frames): train bal. acc. / held-out agreement | "
-           "progress head (the env's success estimate): held-out AUC / start false positives | "
-           "reset starts / reference demos | train-rla | "
-           "train-wm | train-bc |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    out = [
+        "| id | real task | horizon (chunks) | size | WM val L1 (copy-last) | success estimate "
+        "on dreamed replays (on real frames): train bal. acc. / held-out agreement | "
+        "progress head (the env's success estimate): held-out AUC / start false positives | "
+        "reset starts / reference demos | train-rla | "
+        "train-wm | train-bc |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     errs, total = [], 0
     for suite, env_id in SUITE_IDS.items():
         path = assets / suite / "manifest.json"
@@ -327,15 +423,22 @@ def bundles() -> str:
             f"({_real_cal(su)}; {su['heldout_episodes']} held-out ep.) | {_head(m)} | "
             f"{len(m['reset']['episodes'])} / "
             f"{len(m['reference']['episodes'])} | {mins('rla')} steps | {mins('world_model')} "
-            f"steps | {tr['policy']['wall_clock_s'] / 60:.1f} min |")
+            f"steps | {tr['policy']['wall_clock_s'] / 60:.1f} min |"
+        )
     e = np.array(errs)
     lo, hi = 100 * e.min(0), 100 * e.max(0)
-    return "\n".join([*out, "", f"{total / 1e6:.1f} MB in all. int8 weights move a one-chunk "
-                       f"prediction by {lo[0]:.0f}–{hi[0]:.0f} % of the chunk's feature change, "
-                       f"against {lo[1]:.0f}–{hi[1]:.0f} % between two flow samples of the "
-                       "float32 model. "
-                       "Training times were measured with other jobs sharing the two cores (one "
-                       "torch thread each)."])
+    return "\n".join(
+        [
+            *out,
+            "",
+            f"{total / 1e6:.1f} MB in all. int8 weights move a one-chunk "
+            f"prediction by {lo[0]:.0f}–{hi[0]:.0f} % of the chunk's feature change, "
+            f"against {lo[1]:.0f}–{hi[1]:.0f} % between two flow samples of the "
+            "float32 model. "
+            "Training times were measured with other jobs sharing the two cores (one "
+            "torch thread each).",
+        ]
+    )
 
 
 DVR_SUITES = ("libero", "robosuite-lift", "dmc-reacher")
@@ -357,24 +460,35 @@ def dream_vs_real() -> str:
     for suite, d in runs.items():
         modes = list(d["modes"])
         by = {m: {p["name"]: p for p in d["modes"][m]["policies"]} for m in modes}
-        out += [f"**{suite}** ({d['sim']} {d['task']}; {len(d['starts'])} starts, "
-                f"{d['horizon']} chunks of {d['chunk']} control steps; returns: imagined / real "
-                f"features, same reward)", "",
-                "| policy | real success | imagined success (estimate) | estimate on real "
-                "frames | " + " | ".join(f"{m} return" for m in modes) + " |",
-                "|---|---|---|---|" + "---|" * len(modes)]
+        out += [
+            f"**{suite}** ({d['sim']} {d['task']}; {len(d['starts'])} starts, "
+            f"{d['horizon']} chunks of {d['chunk']} control steps; returns: imagined / real "
+            f"features, same reward)",
+            "",
+            "| policy | real success | imagined success (estimate) | estimate on real "
+            "frames | " + " | ".join(f"{m} return" for m in modes) + " |",
+            "|---|---|---|---|" + "---|" * len(modes),
+        ]
         for p in d["policies"]:
             n, re = p["name"], p["real"]
-            cells = " | ".join(f"{by[m][n]['imagined']['mean_return']:.2f} / "
-                               f"{by[m][n]['real']['mean_return']:.2f}" for m in modes)
-            out.append(f"| {n} | {_rate(re)} | {_rate(p['imagined'])} | "
-                       f"{re['estimate_successes']}/{re['episodes']} | {cells} |")
+            cells = " | ".join(
+                f"{by[m][n]['imagined']['mean_return']:.2f} / {by[m][n]['real']['mean_return']:.2f}"
+                for m in modes
+            )
+            out.append(
+                f"| {n} | {_rate(re)} | {_rate(p['imagined'])} | "
+                f"{re['estimate_successes']}/{re['episodes']} | {cells} |"
+            )
         out.append("")
-    out += ["Spearman rank correlations (target: return ≥ 0.8 over policies, every suite):", "",
-            "| suite | reward mode | return over policies (95 % CI) | scripted only (replayed) | "
-            "closed-loop only | success over policies | imagined return vs real success | "
-            "return over episodes | over policies within a start (mean) | return target "
-            "≥ 0.8 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out += [
+        "Spearman rank correlations (target: return ≥ 0.8 over policies, every suite):",
+        "",
+        "| suite | reward mode | return over policies (95 % CI) | scripted only (replayed) | "
+        "closed-loop only | success over policies | imagined return vs real success | "
+        "return over episodes | over policies within a start (mean) | return target "
+        "≥ 0.8 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for suite, d in runs.items():
         for m, st in d["modes"].items():
             rho = st["spearman_return"]
@@ -383,28 +497,33 @@ def dream_vs_real() -> str:
             else:
                 verdict = f"missed by {0.8 - (rho or 0.0):.2f}"
             label = f"**{m}** (default)" if m == d["reward_mode"] else m
-            out.append(f"| {suite} | {label} | {_rho_ci(rho, st['spearman_return_ci95'])} | "
-                       f"{_rho(st['spearman_return_scripted'])} | "
-                       f"{_rho(st['spearman_return_closed_loop'])} | "
-                       f"{_rho_ci(st['spearman_success'], st['spearman_success_ci95'])} | "
-                       f"{_rho(st['spearman_return_vs_real_success'])} | "
-                       f"{_rho(st['spearman_episode_return'])} | "
-                       f"{_rho(st['spearman_return_within_start'])} | {verdict} |")
+            out.append(
+                f"| {suite} | {label} | {_rho_ci(rho, st['spearman_return_ci95'])} | "
+                f"{_rho(st['spearman_return_scripted'])} | "
+                f"{_rho(st['spearman_return_closed_loop'])} | "
+                f"{_rho_ci(st['spearman_success'], st['spearman_success_ci95'])} | "
+                f"{_rho(st['spearman_return_vs_real_success'])} | "
+                f"{_rho(st['spearman_episode_return'])} | "
+                f"{_rho(st['spearman_return_within_start'])} | {verdict} |"
+            )
     d0 = next(iter(runs.values()))
     times = "; ".join(
         f"{s} {len(d['policies']) * len(d['starts'])} real episodes of {d['real_episode_s']:.1f} s "
         f"({len(d['policies']) * len(d['starts']) * d['real_episode_s'] / 60:.0f} min)"
-        for s, d in runs.items())
-    extra = (f"Default mode per suite: {d0['mode_rule']}. Real starts: LIBERO init states "
-             f"0..n-1, seeds {d0['provenance']['seed']}+i elsewhere; the dream starts from each "
-             f"real episode's encoded first frame ({d0['provenance']['flow_steps']} Euler steps, "
-             f"flow seed per start shared by all policies); scripted policies' real actions are "
-             f"replayed in the dream, saved feature policies (BC, PPO) run closed loop in both. "
-             f"Success: the simulator's at any control step vs the env's estimate (the bundle's "
-             f"progress head) at any chunk. "
-             f"Wall-clock: {times}, one simulator process with another job on the two "
-             f"cores; the dream side takes under a minute (cached real episodes are reused "
-             f"on a re-run). ")
+        for s, d in runs.items()
+    )
+    extra = (
+        f"Default mode per suite: {d0['mode_rule']}. Real starts: LIBERO init states "
+        f"0..n-1, seeds {d0['provenance']['seed']}+i elsewhere; the dream starts from each "
+        f"real episode's encoded first frame ({d0['provenance']['flow_steps']} Euler steps, "
+        f"flow seed per start shared by all policies); scripted policies' real actions are "
+        f"replayed in the dream, saved feature policies (BC, PPO) run closed loop in both. "
+        f"Success: the simulator's at any control step vs the env's estimate (the bundle's "
+        f"progress head) at any chunk. "
+        f"Wall-clock: {times}, one simulator process with another job on the two "
+        f"cores; the dream side takes under a minute (cached real episodes are reused "
+        f"on a re-run). "
+    )
     plots = " ".join(f"[{s}](benchmarks/results/dream_vs_real_{s}.png)" for s in runs)
     return "\n".join([*out, "", extra + _stamp(d0), "", f"Plots: {plots}."])
 
@@ -414,28 +533,37 @@ def world_action_model() -> str:
     if d is None:
         return "_not run yet: `python benchmarks/world_action_model.py`_"
     names = {"bc": "BC", "bc+rla": "BC + RLA head"}
-    out = ["| suite | method | real success (pooled) | Wilson 95 % | per seed | "
-           "held-out action MSE |", "|---|---|---|---|---|---|"]
+    out = [
+        "| suite | method | real success (pooled) | Wilson 95 % | per seed | held-out action MSE |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in sorted(d["summary"]["rows"], key=lambda r: (r["suite"], r["method"])):
         lo, hi = r["wilson95"]
-        out.append(f"| {r['suite']} | {names.get(r['method'], r['method'])} | "
-                   f"{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %) | "
-                   f"[{100 * lo:.0f}, {100 * hi:.0f}] % | {', '.join(r['per_seed'])} | "
-                   f"{r['heldout_action_mse']:.4f} ± {r['heldout_action_mse_std']:.4f} |")
+        out.append(
+            f"| {r['suite']} | {names.get(r['method'], r['method'])} | "
+            f"{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %) | "
+            f"[{100 * lo:.0f}, {100 * hi:.0f}] % | {', '.join(r['per_seed'])} | "
+            f"{r['heldout_action_mse']:.4f} ± {r['heldout_action_mse_std']:.4f} |"
+        )
     p, s = d["protocol"], d["summary"]
     gains = ", ".join(f"{k} {v:+.1f}" for k, v in sorted(s["gain_points"].items()))
     mean = s["mean_gain_points"]
     e = next(iter(d["entries"].values()))
-    extra = (f"BC + RLA head minus BC, success points: {gains or '-'}"
-             + ("" if mean is None else f" (mean {mean:+.1f}; the paper reports +8.4 on five "
-                                        f"ManiSkill tasks)")
-             + f". {p['labelled']} labelled expert episodes per seed ({e['labelled_rows']} "
-             f"rows at seed {e['seed']}), action-free videos = the other train-split "
-             f"{' + '.join(p['videos'])} episodes ({e['video_episodes']} episodes in "
-             f"{e['suite']}); {p['steps']} optimizer steps of batch {p['batch_size']} for both "
-             f"methods, latent weight {p['latent_weight']}, chunks of {p['chunk']}; "
-             f"{p['episodes']} real episodes per policy and seed; MSE over validation-split "
-             f"expert episodes, mean ± std over seeds. ")
+    extra = (
+        f"BC + RLA head minus BC, success points: {gains or '-'}"
+        + (
+            ""
+            if mean is None
+            else f" (mean {mean:+.1f}; the paper reports +8.4 on five ManiSkill tasks)"
+        )
+        + f". {p['labelled']} labelled expert episodes per seed ({e['labelled_rows']} "
+        f"rows at seed {e['seed']}), action-free videos = the other train-split "
+        f"{' + '.join(p['videos'])} episodes ({e['video_episodes']} episodes in "
+        f"{e['suite']}); {p['steps']} optimizer steps of batch {p['batch_size']} for both "
+        f"methods, latent weight {p['latent_weight']}, chunks of {p['chunk']}; "
+        f"{p['episodes']} real episodes per policy and seed; MSE over validation-split "
+        f"expert episodes, mean ± std over seeds. "
+    )
     return "\n".join([*out, "", extra + _stamp(d)])
 
 
@@ -443,39 +571,57 @@ def faithfulness_levers() -> str:
     d = _load("faithfulness_levers.json")
     if d is None or not d.get("suites"):
         return "_not run yet: `python benchmarks/faithfulness_levers.py`_"
-    out = ["| suite | row (lever) | direction (1 chunk) | magnitude ratio | ranking Spearman | "
-           "L1 / copy-last (4 chunks) | RLA ceiling direction | trained |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| suite | row (lever) | direction (1 chunk) | magnitude ratio | ranking Spearman | "
+        "L1 / copy-last (4 chunks) | RLA ceiling direction | trained |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     notes = []
-    rla = ["| suite | autoencoder (lever) | ceiling direction | ceiling magnitude ratio | "
-           "ceiling ranking Spearman | held-out L1 / copy-last | trained |",
-           "|---|---|---|---|---|---|---|"]
+    rla = [
+        "| suite | autoencoder (lever) | ceiling direction | ceiling magnitude ratio | "
+        "ceiling ranking Spearman | held-out L1 / copy-last | trained |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for suite, e in d["suites"].items():
         for name, r in e["rows"].items():
             if "1" not in r:  # an autoencoder row: only its ceiling is scored
                 c, tr = r["rla_ceiling"], r["training"]
-                rla.append(f"| {suite} | {name} | {c['direction']:.3f} | "
-                           f"{c['magnitude_ratio']:.3f} | {c['ranking_spearman']:.2f} | "
-                           f"{tr['val_metrics']['val/l1_vs_copy']:.3f} | {tr['steps']} steps, "
-                           f"{tr['this_call_s'] / 60:.0f} min |")
+                rla.append(
+                    f"| {suite} | {name} | {c['direction']:.3f} | "
+                    f"{c['magnitude_ratio']:.3f} | {c['ranking_spearman']:.2f} | "
+                    f"{tr['val_metrics']['val/l1_vs_copy']:.3f} | {tr['steps']} steps, "
+                    f"{tr['this_call_s'] / 60:.0f} min |"
+                )
                 continue
             h1, h4, ceil = r["1"], r.get("4"), r.get("rla_ceiling")
             tr = r.get("training")
-            trained = ("shipped bundle" if tr is None else
-                       f"{tr['steps']} steps, {(tr.get('train_wall_clock_s') or 0) / 60:.0f} min")
+            trained = (
+                "shipped bundle"
+                if tr is None
+                else f"{tr['steps']} steps, {(tr.get('train_wall_clock_s') or 0) / 60:.0f} min"
+            )
             rel = "-" if h4 is None else f"{h4['l1'] / h4['copy_last_l1']:.2f}"
-            out.append(f"| {suite} | {name} | {h1['direction']:.3f} | "
-                       f"{h1['magnitude_ratio']:.3f} | {h1['ranking_spearman']:.2f} | {rel} | "
-                       f"{'-' if ceil is None else format(ceil['direction'], '.2f')} | "
-                       f"{trained} |")
+            out.append(
+                f"| {suite} | {name} | {h1['direction']:.3f} | "
+                f"{h1['magnitude_ratio']:.3f} | {h1['ranking_spearman']:.2f} | {rel} | "
+                f"{'-' if ceil is None else format(ceil['direction'], '.2f')} | "
+                f"{trained} |"
+            )
         run = e["run"]
-        notes.append(f"{suite}: {run['starts']} restored real starts (cached), data "
-                     f"`{run['data']}`, {run['steps']} steps per trained world-model row, action "
-                     f"dropout {run['dropout']}")
+        notes.append(
+            f"{suite}: {run['starts']} restored real starts (cached), data "
+            f"`{run['data']}`, {run['steps']} steps per trained world-model row, action "
+            f"dropout {run['dropout']}"
+        )
     if len(rla) > 2:
-        out += ["", "The autoencoder alone, retrained with the bundle's RLA sizes on the same data "
-                "(`cw` = `RLAConfig.change_weight`; 0 is the paper's uniform loss), scored by its "
-                "ceiling on the same starts:", "", *rla]
+        out += [
+            "",
+            "The autoencoder alone, retrained with the bundle's RLA sizes on the same data "
+            "(`cw` = `RLAConfig.change_weight`; 0 is the paper's uniform loss), scored by its "
+            "ceiling on the same starts:",
+            "",
+            *rla,
+        ]
     return "\n".join([*out, "", "; ".join(notes) + ". " + _stamp(d)])
 
 
@@ -484,18 +630,26 @@ def success_estimate() -> str:
     suites = [k for k in ("libero", "robosuite-lift", "dmc-reacher") if d and k in d]
     if not suites:
         return "_not run yet: `python benchmarks/success_estimate.py`_"
-    out = ["| suite | progress head AUC | start false positives | goal-distance rule AUC | "
-           "its start false positives | held-out episodes (frames, solved) |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| suite | progress head AUC | start false positives | goal-distance rule AUC | "
+        "its start false positives | held-out episodes (frames, solved) |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in suites:
         r, g = d[s], d[s]["goal_distance"]
-        gfp = "-" if g["start_false_positive_rate"] is None else \
-            f"{g['start_false_positive_rate']:.2f}"
-        out.append(f"| {s} | {r['auc']:.3f} | {r['start_false_positive_rate']:.2f} | "
-                   f"{g['auc']:.3f} | {gfp} | {r['heldout_episodes']} ({r['frames']}, "
-                   f"{r['success_frames']}) |")
-    return "\n".join([*out, "", "Targets: AUC ≥ 0.9, ≤ 10 % false positives at start states. "
-                       + _stamp(d)])
+        gfp = (
+            "-"
+            if g["start_false_positive_rate"] is None
+            else f"{g['start_false_positive_rate']:.2f}"
+        )
+        out.append(
+            f"| {s} | {r['auc']:.3f} | {r['start_false_positive_rate']:.2f} | "
+            f"{g['auc']:.3f} | {gfp} | {r['heldout_episodes']} ({r['frames']}, "
+            f"{r['success_frames']}) |"
+        )
+    return "\n".join(
+        [*out, "", "Targets: AUC ≥ 0.9, ≤ 10 % false positives at start states. " + _stamp(d)]
+    )
 
 
 def planner_real() -> str:
@@ -503,20 +657,34 @@ def planner_real() -> str:
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
     if not runs:
         return "_not run yet: `bash benchmarks/results/planner_eval/run_reacher.sh`_"
-    names = {"random": "random", "bc": "bundle BC", "plan": "planner from scratch",
-             "plan_res": "planner around BC (residual 0.2)"}
-    out = ["| suite | policy | real successes | Wilson 95 % | seconds per decision |",
-           "|---|---|---|---|---|"]
+    names = {
+        "random": "random",
+        "bc": "bundle BC",
+        "plan": "planner from scratch",
+        "plan_res": "planner around BC (residual 0.2)",
+    }
+    out = [
+        "| suite | policy | real successes | Wilson 95 % | seconds per decision |",
+        "|---|---|---|---|---|",
+    ]
     for key, d in runs.items():
         suite, _, kind = key.partition("_")
         lo, hi = d["wilson95"]
         dec = d.get("mean_decision_s")
-        out.append(f"| {suite} | {names.get(kind, kind)} | {d['successes']}/{d['episodes']} | "
-                   f"[{lo:.2f}, {hi:.2f}] | {'-' if dec is None else format(dec, '.2f')} |")
-    return "\n".join([*out, "", "`rla-gym eval` runs (commands in "
-                       "`benchmarks/results/planner_eval/run_*.sh`): reacher seeds 0-9, 64 control "
-                       "steps; Lift seeds 0-9, 200 steps; planner defaults (CEM, 64 samples, 3 "
-                       "iterations, 2 chunks, 5 flow steps), one core shared with other jobs."])
+        out.append(
+            f"| {suite} | {names.get(kind, kind)} | {d['successes']}/{d['episodes']} | "
+            f"[{lo:.2f}, {hi:.2f}] | {'-' if dec is None else format(dec, '.2f')} |"
+        )
+    return "\n".join(
+        [
+            *out,
+            "",
+            "`rla-gym eval` runs (commands in "
+            "`benchmarks/results/planner_eval/run_*.sh`): reacher seeds 0-9, 64 control "
+            "steps; Lift seeds 0-9, 200 steps; planner defaults (CEM, 64 samples, 3 "
+            "iterations, 2 chunks, 5 flow steps), one core shared with other jobs.",
+        ]
+    )
 
 
 def decoder() -> str:
@@ -533,12 +701,15 @@ def decoder() -> str:
     def per_h(r: dict, key: str) -> str:
         return " / ".join(db(r[key][h]) for h in hs)
 
-    out = ["| suite | decoder (int8) | training | PSNR held-out real | PSNR imagined @ "
-           + " / ".join(hs) + " chunks | decoder on the real features of those frames | "
-           "decoded start frame (nothing moves) | nearest-frame render: real; imagined | "
-           "foreground L1 on real: decoder / nearest | "
-           f"target ≥ {target:.0f} dB on real |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| suite | decoder (int8) | training | PSNR held-out real | PSNR imagined @ "
+        + " / ".join(hs)
+        + " chunks | decoder on the real features of those frames | "
+        "decoded start frame (nothing moves) | nearest-frame render: real; imagined | "
+        "foreground L1 on real: decoder / nearest | "
+        f"target ≥ {target:.0f} dB on real |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in suites:
         r = d[s]
         dec = r["decoder"]
@@ -551,32 +722,43 @@ def decoder() -> str:
             f"starts) | {per_h(r, 'psnr_real_at_horizon')} | {per_h(r, 'psnr_copy_start')} | "
             f"{r['psnr_nearest_real']:.1f}; {per_h(r, 'psnr_nearest_imagined')} | "
             f"{r['foreground_l1_real']:.3f} / {r['foreground_l1_nearest_real']:.3f} "
-            f"({100 * r['foreground_fraction']:.0f} % of pixels) | {met} |")
+            f"({100 * r['foreground_fraction']:.0f} % of pixels) | {met} |"
+        )
     p = d["provenance"]
     eps = ", ".join(f"{s} {len(d[s]['heldout_episodes'])}" for s in suites)
-    extra = (f"PSNR in dB (mean over frames) of the int8 decoder shipped in each bundle, on the "
-             f"held-out episodes of its training split plus fresh test episodes of another "
-             f"collection seed, seen by neither the decoder nor the world model ({eps} "
-             f"episodes); imagined: the bundle's world model "
-             f"dreams from a real frame with the episode's real actions ({p['flow_steps']} Euler "
-             f"steps, chunks of {d[suites[0]]['chunk']} control steps) and the decoded dream is "
-             f"compared with the real frame those actions led to. Foreground: pixels more than "
-             f"0.1 (mean RGB) away from the held-out frames' median, i.e. the moving robot and "
-             f"objects, which whole-frame PSNR hardly weighs. ")
+    extra = (
+        f"PSNR in dB (mean over frames) of the int8 decoder shipped in each bundle, on the "
+        f"held-out episodes of its training split plus fresh test episodes of another "
+        f"collection seed, seen by neither the decoder nor the world model ({eps} "
+        f"episodes); imagined: the bundle's world model "
+        f"dreams from a real frame with the episode's real actions ({p['flow_steps']} Euler "
+        f"steps, chunks of {d[suites[0]]['chunk']} control steps) and the decoded dream is "
+        f"compared with the real frame those actions led to. Foreground: pixels more than "
+        f"0.1 (mean RGB) away from the held-out frames' median, i.e. the moving robot and "
+        f"objects, which whole-frame PSNR hardly weighs. "
+    )
     return "\n".join([*out, "", extra + _stamp(d)])
 
 
-BLOCKS = {"planner_real": planner_real, "faithfulness_levers": faithfulness_levers,
-          "success_estimate": success_estimate,
-          "bundles": bundles, "dream_vs_real": dream_vs_real, "sim_throughput": sim_throughput,
-          "encoder_throughput": encoder_throughput,
-          "expert_success": expert_success, "fidelity": fidelity,
-          "counterfactual": counterfactual,
-          "rla_decoder_target": rla_decoder_target, "dream_speed": dream_speed,
-          "rl_in_dream_reacher": rl_in_dream_reacher,
-          "rl_in_dream_lift": lambda: rl_in_dream_manip("lift"),
-          "rl_in_dream_libero": lambda: rl_in_dream_manip("libero"),
-          "world_action_model": world_action_model, "decoder": decoder}
+BLOCKS = {
+    "planner_real": planner_real,
+    "faithfulness_levers": faithfulness_levers,
+    "success_estimate": success_estimate,
+    "bundles": bundles,
+    "dream_vs_real": dream_vs_real,
+    "sim_throughput": sim_throughput,
+    "encoder_throughput": encoder_throughput,
+    "expert_success": expert_success,
+    "fidelity": fidelity,
+    "counterfactual": counterfactual,
+    "rla_decoder_target": rla_decoder_target,
+    "dream_speed": dream_speed,
+    "rl_in_dream_reacher": rl_in_dream_reacher,
+    "rl_in_dream_lift": lambda: rl_in_dream_manip("lift"),
+    "rl_in_dream_libero": lambda: rl_in_dream_manip("libero"),
+    "world_action_model": world_action_model,
+    "decoder": decoder,
+}
 
 
 def main() -> None:

@@ -111,11 +111,17 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any],
         ))  # fmt: skip
         final = run["policies"]["bc+ppo"]
         real = _real(args, man, f"bc+ppo_{seed}", SavedPolicy(final["path"]))
-        per_seed.append({"seed": seed, **real, "ppo_minutes": run["ppo"]["wall_clock_s"] / 60,
-                         "dream_success_rate": final["dream"]["success_rate"],
-                         "dream_bc_success_rate": run["policies"]["bc"]["dream"]["success_rate"],
-                         "dream_return": final["dream"]["mean_return"],
-                         "dream_bc_return": run["policies"]["bc"]["dream"]["mean_return"]})
+        per_seed.append(
+            {
+                "seed": seed,
+                **real,
+                "ppo_minutes": run["ppo"]["wall_clock_s"] / 60,
+                "dream_success_rate": final["dream"]["success_rate"],
+                "dream_bc_success_rate": run["policies"]["bc"]["dream"]["success_rate"],
+                "dream_return": final["dream"]["mean_return"],
+                "dream_bc_return": run["policies"]["bc"]["dream"]["mean_return"],
+            }
+        )
         if save is not None and len(per_seed) < len(args.seeds):
             save({**_pooled(per_seed), "per_seed": per_seed})
     return {**_pooled(per_seed), "per_seed": per_seed}
@@ -135,10 +141,13 @@ def distilled(args: Args, bundle: Path, man: dict[str, Any],
         planner = DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), pcfg)
         n = min(args.distill_starts, len(planner.core.reset_features))
         data = record_plans(MPCController(planner), list(range(n)), seed=args.eval_seed)
-        policy = distill(data["features"], data["chunks"],
-                         base_policy=ActorCritic.load(bundle / "policy"),
-                         residual_scale=pcfg.residual_scale,
-                         bc_config=BCConfig(steps=args.distill_steps, seed=args.eval_seed))
+        policy = distill(
+            data["features"],
+            data["chunks"],
+            base_policy=ActorCritic.load(bundle / "policy"),
+            residual_scale=pcfg.residual_scale,
+            bc_config=BCConfig(steps=args.distill_steps, seed=args.eval_seed),
+        )
         policy.save(out / "policy")
         save_json({"pairs": len(data["chunks"]), "starts": n,
                    "dream_planner_return": float(data["returns"].mean()),
@@ -154,13 +163,20 @@ def main(args: Args) -> dict[str, Any]:
     out_path = args.out or Path(f"benchmarks/results/rl_in_dream_{SHORT[args.suite]}.json")
     old = load_json(out_path) if out_path.exists() else {}
     policies: dict[str, Any] = dict(old.get("policies", {}))
-    pcfg = PlannerConfig(samples=args.planner_samples, iterations=args.planner_iterations,
-                         residual_scale=args.planner_residual, seed=args.eval_seed)
+    pcfg = PlannerConfig(
+        samples=args.planner_samples,
+        iterations=args.planner_iterations,
+        residual_scale=args.planner_residual,
+        seed=args.eval_seed,
+    )
 
     def save(name: str, row: dict[str, Any]) -> None:
         policies[name] = row
-        best = max((p for p in policies if p != "bc"),
-                   key=lambda p: policies[p]["success"] / policies[p]["episodes"], default=None)
+        best = max(
+            (p for p in policies if p != "bc"),
+            key=lambda p: policies[p]["success"] / policies[p]["episodes"],
+            default=None,
+        )
         bc = policies.get("bc")
         gain = (None if best is None or bc is None else 100 * (
             policies[best]["success"] / policies[best]["episodes"]
@@ -184,8 +200,10 @@ def main(args: Args) -> dict[str, Any]:
         elif name == "bc+ppo":
             row = bc_ppo(args, bundle, man, save=lambda r: save("bc+ppo", r))
         elif name == "planner":
-            row = {**_real(args, man, "planner", PlannerPolicy(str(bundle), pcfg)),
-                   "planner": dataclasses.asdict(pcfg)}
+            row = {
+                **_real(args, man, "planner", PlannerPolicy(str(bundle), pcfg)),
+                "planner": dataclasses.asdict(pcfg),
+            }
         elif name == "distilled":
             row = distilled(args, bundle, man, pcfg)
         else:

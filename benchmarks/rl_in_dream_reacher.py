@@ -132,11 +132,16 @@ def train_arm(name: str, args: Args, bundle: Path, man: dict[str, Any]) -> dict[
     env.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(path))
-    out = {"train_minutes": cb.elapsed() / 60.0, "train_wall_minutes": wall / 60.0,
-           "timesteps": int(model.num_timesteps), "train_curve": cb.train_curve}
+    out = {
+        "train_minutes": cb.elapsed() / 60.0,
+        "train_wall_minutes": wall / 60.0,
+        "timesteps": int(model.num_timesteps),
+        "train_curve": cb.train_curve,
+    }
     save_json(out, record)
-    print(f"[{name}] {out['timesteps']} env steps in {out['train_minutes']:.1f} CPU-min",
-          flush=True)
+    print(
+        f"[{name}] {out['timesteps']} env steps in {out['train_minutes']:.1f} CPU-min", flush=True
+    )
     return out
 
 
@@ -180,19 +185,30 @@ def main(args: Args) -> dict[str, Any]:
         if name in ("dream", "real"):
             train = train_arm(name, args, bundle, man)
             row = evaluate_arm(name, SB3SavedPolicy(str(args.runs / name / "ppo.zip")), args, man)
-            row.update(train_minutes=train["train_minutes"], timesteps=train["timesteps"],
-                       train_wall_minutes=train["train_wall_minutes"])
+            row.update(
+                train_minutes=train["train_minutes"],
+                timesteps=train["timesteps"],
+                train_wall_minutes=train["train_wall_minutes"],
+            )
         elif name == "random":
-            row = {**evaluate_arm(name, RandomChunks(size, args.seed), args, man),
-                   "train_minutes": 0.0}
+            row = {
+                **evaluate_arm(name, RandomChunks(size, args.seed), args, man),
+                "train_minutes": 0.0,
+            }
         elif name == "bc":
-            row = {**evaluate_arm(name, SavedPolicy(str(bundle / "policy")), args, man),
-                   "train_minutes": None}  # trained with the bundle (see its build record)
+            row = {
+                **evaluate_arm(name, SavedPolicy(str(bundle / "policy")), args, man),
+                "train_minutes": None,
+            }  # trained with the bundle (see its build record)
         elif name == "planner":
-            pcfg = PlannerConfig(samples=args.planner_samples,
-                                 residual_scale=args.planner_residual, seed=args.seed)
-            row = {**evaluate_arm(name, PlannerPolicy(str(bundle), pcfg), args, man),
-                   "train_minutes": 0.0, "planner": dataclasses.asdict(pcfg)}
+            pcfg = PlannerConfig(
+                samples=args.planner_samples, residual_scale=args.planner_residual, seed=args.seed
+            )
+            row = {
+                **evaluate_arm(name, PlannerPolicy(str(bundle), pcfg), args, man),
+                "train_minutes": 0.0,
+                "planner": dataclasses.asdict(pcfg),
+            }
         else:
             raise ValueError(f"unknown arm {name!r}; choose from random, bc, dream, real, planner")
         row["wall_minutes"] = (time.perf_counter() - t0) / 60.0

@@ -28,8 +28,11 @@ class Args:
 
 
 def _run(folder: Path) -> dict:
-    vals = [r for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
-            if "val/l1" in r]
+    vals = [
+        r
+        for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+        if "val/l1" in r
+    ]
     meta = load_json(folder / "checkpoint" / "meta.json")
     cfg = load_json(folder / "checkpoint" / "config.json")
     return {"history": vals, "final": vals[-1], "meta": meta, "config": cfg}
@@ -38,8 +41,12 @@ def _run(folder: Path) -> dict:
 def main(args: Args) -> dict:
     runs = {"residual": _run(args.residual), "absolute": _run(args.absolute)}
     best = min(runs, key=lambda k: runs[k]["final"]["val/l1"])
-    result = {"provenance": provenance(device="cpu"), "runs": runs, "kept": best,
-              "criterion": "lowest validation L1 after the same number of steps"}
+    result = {
+        "provenance": provenance(device="cpu"),
+        "runs": runs,
+        "kept": best,
+        "criterion": "lowest validation L1 after the same number of steps",
+    }
     save_json(result, args.out)
     print({k: v["final"] for k, v in runs.items()}, "kept:", best)
     return result

@@ -53,8 +53,15 @@ def measure(sim_name: str, mode: str, args: Args, encoder) -> dict:
         dt = time.perf_counter() - t0
     finally:
         sim.close()
-    return {"sim": sim_name, "task": sim.task, "mode": mode, "resolution": args.resolution,
-            "steps": steps, "seconds": round(dt, 2), "steps_per_s": round(steps / dt, 2)}
+    return {
+        "sim": sim_name,
+        "task": sim.task,
+        "mode": mode,
+        "resolution": args.resolution,
+        "steps": steps,
+        "seconds": round(dt, 2),
+        "steps_per_s": round(steps / dt, 2),
+    }
 
 
 def main(args: Args) -> dict:
@@ -65,8 +72,11 @@ def main(args: Args) -> dict:
             row = measure(sim_name, mode, args, encoder)
             print(row, flush=True)
             rows.append(row)
-    result = {"provenance": provenance(seed=args.seed, device="cpu", encoder=encoder.fingerprint),
-              "note": "steps/s include a reset every 100 steps; one process", "rows": rows}
+    result = {
+        "provenance": provenance(seed=args.seed, device="cpu", encoder=encoder.fingerprint),
+        "note": "steps/s include a reset every 100 steps; one process",
+        "rows": rows,
+    }
     save_json(result, args.out)
     return result
 

@@ -58,14 +58,19 @@ def score_suite(suite: str, data: Path) -> dict[str, Any]:
     with torch.no_grad():
         head_metrics = evaluate_progress_head(head, rows, starts)
     # The goal-distance rule, as the bundle applies it (threshold from its manifest).
-    ref0, goal = art.reference[:, 0], art.reference[np.arange(len(art.reference)),
-                                                      art.reference_len - 1]
+    ref0, goal = (
+        art.reference[:, 0],
+        art.reference[np.arange(len(art.reference)), art.reference_len - 1],
+    )
     # Each episode's frames against the goal of the demo its first frame aligns with.
     ends = [*starts[1:], len(rows["s"])]
     feats = rows["s"].astype(np.float32)
-    dist = np.concatenate([
-        np.abs(feats[a:b] - goal[nearest_demo(feats[a], ref0)][None]).mean(axis=(1, 2))
-        for a, b in zip(starts, ends, strict=True)])
+    dist = np.concatenate(
+        [
+            np.abs(feats[a:b] - goal[nearest_demo(feats[a], ref0)][None]).mean(axis=(1, 2))
+            for a, b in zip(starts, ends, strict=True)
+        ]
+    )
     label = rows["success"] > 0.5
     thr = art.success_threshold
     return {
@@ -74,12 +79,15 @@ def score_suite(suite: str, data: Path) -> dict[str, Any]:
         "progress_head": head_metrics,
         "goal_distance": {
             "auc": roc_auc(-dist, label),
-            "start_false_positive_rate": (float((dist[starts] < thr).mean())
-                                          if thr is not None else None),
+            "start_false_positive_rate": (
+                float((dist[starts] < thr).mean()) if thr is not None else None
+            ),
             "threshold": thr,
         },
-        "heldout_episodes": len(starts), "frames": len(label),
-        "success_frames": int(label.sum()), "data": str(data),
+        "heldout_episodes": len(starts),
+        "frames": len(label),
+        "success_frames": int(label.sum()),
+        "data": str(data),
         "head": {k: meta.get(k) for k in ("step", "wall_clock_s", "train_episodes")},
     }
 
@@ -93,9 +101,11 @@ def main(args: Args) -> dict[str, Any]:
     for suite, data in pairs.items():
         result[suite] = score_suite(suite, Path(data))
         r = result[suite]
-        print(f"{suite:<15} head AUC {r['auc']:.3f}, start FP {r['start_false_positive_rate']:.2f}"
-              f" | goal-distance AUC {r['goal_distance']['auc']:.3f}, start FP "
-              f"{r['goal_distance']['start_false_positive_rate']}")
+        print(
+            f"{suite:<15} head AUC {r['auc']:.3f}, start FP {r['start_false_positive_rate']:.2f}"
+            f" | goal-distance AUC {r['goal_distance']['auc']:.3f}, start FP "
+            f"{r['goal_distance']['start_false_positive_rate']}"
+        )
     result["provenance"] = provenance(seed=0, encoder="opennsfw-resnet50-res4", device="cpu")
     save_json(result, args.out)
     return result

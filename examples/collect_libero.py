@@ -43,8 +43,17 @@ class Args:
 def main(args: Args) -> dict:
     for policy, n in (("expert", args.expert), ("noisy", args.noisy)):
         if n:
-            collect(CollectConfig(out=args.out, sim="libero", task=args.task, policy=policy,
-                                  episodes=n, resolution=args.resolution, workers=args.workers))
+            collect(
+                CollectConfig(
+                    out=args.out,
+                    sim="libero",
+                    task=args.task,
+                    policy=policy,
+                    episodes=n,
+                    resolution=args.resolution,
+                    workers=args.workers,
+                )
+            )
     enc = encode_dataset(args.out, make_encoder(args.encoder))
     summary = summarize(args.out)
     summary["preview"] = str(write_preview(args.out, args.out / "preview.mp4"))

@@ -59,39 +59,56 @@ def main(args: Args) -> dict:
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    planner = DreamPlanner(RLAWorldConfig(suite=args.suite, artifacts=args.artifacts),
-                           args.planner)
+    planner = DreamPlanner(RLAWorldConfig(suite=args.suite, artifacts=args.artifacts), args.planner)
     bundle = planner.core.bundle_path
     starts = list(range(min(args.starts, len(planner.core.reset_features))))
     data = record_plans(MPCController(planner), starts, seed=args.seed)
     base = ActorCritic.load(bundle / "policy")
-    policy = distill(data["features"], data["chunks"],
-                     base_policy=base if args.planner.residual else None,
-                     residual_scale=args.planner.residual_scale,
-                     bc_config=BCConfig(steps=args.bc_steps, seed=args.seed))
+    policy = distill(
+        data["features"],
+        data["chunks"],
+        base_policy=base if args.planner.residual else None,
+        residual_scale=args.planner.residual_scale,
+        bc_config=BCConfig(steps=args.bc_steps, seed=args.seed),
+    )
     policy_dir = policy.save(args.out / "policy")
 
     venv = RLAWorldVectorEnv(len(starts), config=planner.env_config)
     report = {
-        "suite": args.suite, "bundle": str(bundle), "planner": dataclasses.asdict(args.planner),
-        "pairs": len(data["chunks"]), "plan_seconds": float(data["plan_seconds"].mean()),
-        "dream": {"planner": float(data["returns"].mean()),
-                  "bc": dream_evaluate(base, venv, starts, seed=args.seed)["mean_return"],
-                  "distilled": dream_evaluate(policy, venv, starts, seed=args.seed)["mean_return"]},
+        "suite": args.suite,
+        "bundle": str(bundle),
+        "planner": dataclasses.asdict(args.planner),
+        "pairs": len(data["chunks"]),
+        "plan_seconds": float(data["plan_seconds"].mean()),
+        "dream": {
+            "planner": float(data["returns"].mean()),
+            "bc": dream_evaluate(base, venv, starts, seed=args.seed)["mean_return"],
+            "distilled": dream_evaluate(policy, venv, starts, seed=args.seed)["mean_return"],
+        },
     }
     if args.eval_episodes > 0:
         from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
 
         m = planner.core.manifest
-        real = RealEvalConfig(sim=m["sim"], task=m["task"], resolution=int(m["resolution"]),
-                              encoder=m["encoder"], episodes=args.eval_episodes,
-                              chunk=planner.chunk, max_steps=args.eval_max_steps, workers=1,
-                              seed=args.seed)
+        real = RealEvalConfig(
+            sim=m["sim"],
+            task=m["task"],
+            resolution=int(m["resolution"]),
+            encoder=m["encoder"],
+            episodes=args.eval_episodes,
+            chunk=planner.chunk,
+            max_steps=args.eval_max_steps,
+            workers=1,
+            seed=args.seed,
+        )
         report["real"] = {}
         for name, path in (("bc", bundle / "policy"), ("distilled", policy_dir)):
             r = evaluate_in_sim(SavedPolicy(str(path)), real, progress=False)
-            report["real"][name] = {"success": r["successes"], "episodes": r["episodes"],
-                                    "return": r["mean_return"]}
+            report["real"][name] = {
+                "success": r["successes"],
+                "episodes": r["episodes"],
+                "return": r["mean_return"],
+            }
     report["wall_clock_s"] = time.perf_counter() - t0
     save_json(report, args.out / "report.json")
     print(report)

@@ -58,14 +58,17 @@ def main(args: Args) -> None:
     core = env.core
     decoded = core.render_backend == "decoder"  # the default "auto" picks it when shipped
     if not decoded:
-        print("this bundle has no frame decoder: showing real | nearest only "
-              "(add one with `rla-gym add-decoder`)")
+        print(
+            "this bundle has no frame decoder: showing real | nearest only "
+            "(add one with `rla-gym add-decoder`)"
+        )
     man = env.manifest
     k, a_dim = core.chunk, core.action_dim
     _, info = env.reset(seed=args.seed, options={"start": "init", "index": args.index})
     init_id = info["init_state_id"]
-    sim = make_sim(man["sim"], man["task"], resolution=int(man.get("resolution") or 128),
-                   render=True)
+    sim = make_sim(
+        man["sim"], man["task"], resolution=int(man.get("resolution") or 128), render=True
+    )
     encoder = make_encoder(man["encoder"])
     low, high = np.asarray(man["action_low"]), np.asarray(man["action_high"])
     rng = np.random.default_rng(args.seed)
@@ -77,8 +80,11 @@ def main(args: Args) -> None:
         if decoded:
             dec = core.render(s, "decoder")[0]
             real_px = resize_nearest(real, dec.shape[0])
-            score = float(psnr(torch.from_numpy(dec).float() / 255,
-                               torch.from_numpy(real_px).float() / 255)[0])
+            score = float(
+                psnr(torch.from_numpy(dec).float() / 255, torch.from_numpy(real_px).float() / 255)[
+                    0
+                ]
+            )
             views.append(dec)
         views.append(core.render(s, "nearest")[0])
         return panels(views, args.size), score
@@ -96,9 +102,12 @@ def main(args: Args) -> None:
             gap = float((real_feats - env.state_features.cpu()).abs().mean())
             picture, score = frame(real.frame)
             l1s.append(step_info["reward_l1"])
-            print(f"step {i:2d}  t={step_info['t']:3d}  reward={reward:+.3f}  "
-                  f"reward_l1={step_info['reward_l1']:.4f}  dream-vs-real L1={gap:.4f}  "
-                  f"decoded PSNR={score:.1f} dB  real success={real.success}", flush=True)
+            print(
+                f"step {i:2d}  t={step_info['t']:3d}  reward={reward:+.3f}  "
+                f"reward_l1={step_info['reward_l1']:.4f}  dream-vs-real L1={gap:.4f}  "
+                f"decoded PSNR={score:.1f} dB  real success={real.success}",
+                flush=True,
+            )
             frames.append(picture)
     finally:
         sim.close()

@@ -30,10 +30,14 @@ def main(cfg: WMRLConfig) -> None:
     print(f"{report['sim']} {report['task']} — dream: {report['bundle']}")
     print(format_report(report))
     ppo = report["ppo"]
-    print(f"\nPPO: {ppo['env_steps']} dream env steps in {ppo['wall_clock_s'] / 60:.1f} min; "
-          f"total {report['wall_clock_s'] / 60:.1f} min")
-    print(f"report: {cfg.out / 'report.json'}, {cfg.out / 'curves.png'}, videos in "
-          f"{cfg.out / 'videos'}")
+    print(
+        f"\nPPO: {ppo['env_steps']} dream env steps in {ppo['wall_clock_s'] / 60:.1f} min; "
+        f"total {report['wall_clock_s'] / 60:.1f} min"
+    )
+    print(
+        f"report: {cfg.out / 'report.json'}, {cfg.out / 'curves.png'}, videos in "
+        f"{cfg.out / 'videos'}"
+    )
 
 
 if __name__ == "__main__":

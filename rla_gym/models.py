@@ -34,8 +34,14 @@ __all__ = ["load_model", "model_loaders"]
 
 def model_loaders() -> dict[str, Callable[..., Any]]:
     """``type -> loader(path, device=...)`` of every model that writes checkpoint folders."""
-    pretrained = (RLAAutoencoder, RLAWorldModel, DirectRegressionWM, FeatureFlowWM, ProgressHead,
-                  FrameDecoder)
+    pretrained = (
+        RLAAutoencoder,
+        RLAWorldModel,
+        DirectRegressionWM,
+        FeatureFlowWM,
+        ProgressHead,
+        FrameDecoder,
+    )
     return {
         **{cls.MODEL_TYPE: cls.from_pretrained for cls in pretrained},
         ActorCritic.MODEL_TYPE: ActorCritic.load,
@@ -68,7 +74,7 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
             raise ModelTypeError(
                 f"{path}/config.json names no model type (no {TYPE_KEY!r} key: it predates "
                 f"them); load it with its class's loader, e.g. RLAAutoencoder.from_pretrained or "
-                f"FrameDecoder.from_pretrained, or add \"{TYPE_KEY}\": one of {names}"
+                f'FrameDecoder.from_pretrained, or add "{TYPE_KEY}": one of {names}'
             )
         raise ModelTypeError(
             f"{path} holds model type {stored!r}; known types: {names} (a checkpoint of a newer "

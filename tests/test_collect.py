@@ -23,8 +23,9 @@ pytestmark = pytest.mark.sim
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("reacher")
-    cfg = CollectConfig(out=root, sim="dmc", policy="expert", episodes=3, resolution=64,
-                        workers=2, max_steps=12)
+    cfg = CollectConfig(
+        out=root, sim="dmc", policy="expert", episodes=3, resolution=64, workers=2, max_steps=12
+    )
     summary = collect(cfg, progress=False)
     assert summary["recorded"] == 3 and summary["skipped"] == 0
     return root, cfg
@@ -97,8 +98,9 @@ def test_cli_inspect(dataset, capsys):
     assert summary["policies"]["expert"]["episodes"] == 3
 
 
-@pytest.mark.parametrize(("sim", "module"), [("dmc", "dm_control"), ("robosuite", "robosuite"),
-                                             ("libero", "libero")])
+@pytest.mark.parametrize(
+    ("sim", "module"), [("dmc", "dm_control"), ("robosuite", "robosuite"), ("libero", "libero")]
+)
 def test_missing_simulator_extra_names_the_fix(sim, module, monkeypatch):
     from rla_gym.errors import MissingExtraError
     from rla_gym.sims import make_sim
@@ -126,8 +128,17 @@ class _TowardsCentre:
 def test_real_sim_evaluation(tmp_path):
     from rla_gym.evaluation.real import RealEvalConfig, evaluate_in_sim
 
-    cfg = RealEvalConfig(sim="dmc", resolution=64, encoder="tiny", episodes=3, chunk=4,
-                         max_steps=12, workers=2, video_dir=tmp_path, videos=1)
+    cfg = RealEvalConfig(
+        sim="dmc",
+        resolution=64,
+        encoder="tiny",
+        episodes=3,
+        chunk=4,
+        max_steps=12,
+        workers=2,
+        video_dir=tmp_path,
+        videos=1,
+    )
     out = evaluate_in_sim(_TowardsCentre, cfg, progress=False)
     assert out["episodes"] == 3 and [r["index"] for r in out["rows"]] == [0, 1, 2]
     assert all(r["length"] <= 12 for r in out["rows"])

@@ -100,8 +100,12 @@ def test_sequences_are_recorded_noisy_and_random() -> None:
     assert np.abs(seqs).max() <= 1.0  # noise is clipped into the action box
     spread = [np.abs(seqs[i] - rec).mean() for i in (1, 2)]
     assert 0 < spread[0] < spread[1]
-    assert CounterfactualConfig().outcomes == ("recorded", "recorded+noise0.1",
-                                               "recorded+noise0.3", "random")
+    assert CounterfactualConfig().outcomes == (
+        "recorded",
+        "recorded+noise0.1",
+        "recorded+noise0.3",
+        "random",
+    )
 
 
 def test_dream_outcomes_share_noise_within_a_start() -> None:
@@ -138,9 +142,12 @@ def test_tiny_real_run_on_the_reacher_bundle(tmp_path) -> None:
     again = RealOutcomes.load(tmp_path / "real.npz")
     assert again.starts == real.starts and np.array_equal(again.real, real.real)
     # The bundle's own model, and the same checkpoint passed as an override, score the same.
-    scored = score_models(again, cfg, {"rla-wm": {},
-                                       "same": {"world_model": str(bundle / "world_model")}},
-                          log=lambda _: None)
+    scored = score_models(
+        again,
+        cfg,
+        {"rla-wm": {}, "same": {"world_model": str(bundle / "world_model")}},
+        log=lambda _: None,
+    )
     assert scored["same"]["1"] == scored["rla-wm"]["1"]
     from rla_gym.evaluation.counterfactual import evaluate_suite
 

@@ -26,10 +26,25 @@ SMALL = DecoderConfig(width=32, channels=(32, 16, 16), groups=8)
 
 
 def _train_cfg(data: Path, out: Path, **trainer: object) -> TrainDecoderConfig:
-    base = dict(steps=30, batch_size=8, learning_rate=3e-3, val_every=10_000, ckpt_every=10_000,
-                log_every=5, progress=False, tensorboard=False, device="cpu")
-    return TrainDecoderConfig(data=str(data), encoder="tiny", out=str(out), decoder=SMALL,
-                              val_fraction=0.3, trainer=TrainerConfig(**{**base, **trainer}))
+    base = dict(
+        steps=30,
+        batch_size=8,
+        learning_rate=3e-3,
+        val_every=10_000,
+        ckpt_every=10_000,
+        log_every=5,
+        progress=False,
+        tensorboard=False,
+        device="cpu",
+    )
+    return TrainDecoderConfig(
+        data=str(data),
+        encoder="tiny",
+        out=str(out),
+        decoder=SMALL,
+        val_fraction=0.3,
+        trainer=TrainerConfig(**{**base, **trainer}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +69,9 @@ def test_default_decoder_shapes_and_size() -> None:
 
 
 def test_training_lowers_loss_and_resumes_exactly(
-    bundle: Path, trained: Path, tmp_path: Path  # noqa: F811
+    bundle: Path,  # noqa: F811
+    trained: Path,
+    tmp_path: Path,
 ) -> None:
     lines = [json.loads(s) for s in (trained.parent / "metrics.jsonl").read_text().splitlines()]
     losses = [e["train/loss"] for e in lines if "train/loss" in e]
@@ -84,7 +101,10 @@ def test_features_of_another_encoder_or_grid_are_refused(trained: Path) -> None:
 
 
 def test_bundle_renders_decoded_or_nearest(
-    bundle: Path, trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    bundle: Path,  # noqa: F811
+    trained: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     own = shutil.copytree(bundle, tmp_path / "bundle")
     with pytest.raises(ArtifactsNotFoundError, match="add-decoder"):
@@ -108,8 +128,11 @@ def test_bundle_renders_decoded_or_nearest(
     assert frames["nearest"].shape == (16, 16, 3)  # the bank's thumbnails
     assert np.array_equal(frames["auto"], frames["decoder"])
     # A decoder of another encoder is refused when added, naming both fingerprints.
-    other = FrameDecoder(DecoderConfig.for_grid((2, 2), 32, feature_dim=16,
-                                                encoder_fingerprint="tiny@s9-d16-00000000"))
+    other = FrameDecoder(
+        DecoderConfig.for_grid(
+            (2, 2), 32, feature_dim=16, encoder_fingerprint="tiny@s9-d16-00000000"
+        )
+    )
     other.save_pretrained(tmp_path / "other")
     with pytest.raises(EncoderMismatchError, match="tiny@s9-d16-00000000") as err:
         add_decoder(own, tmp_path / "other")

@@ -67,8 +67,12 @@ def test_real_rollouts_share_starts_resume_and_score_like_the_env(
 
     ActorCritic((4, 16), 16, ActorCriticConfig(token_dim=8, feature_dim=16, actor_hidden=(16,),
                 critic_hidden=(16,), mlp_hidden=(16,))).save(tmp_path / "policy")  # fmt: skip
-    specs = [PolicySpec("random", "random"), PolicySpec("noisy-0.6", "noisy", noise=0.6),
-             PolicySpec("expert", "expert"), PolicySpec("bc", "saved", str(tmp_path / "policy"))]
+    specs = [
+        PolicySpec("random", "random"),
+        PolicySpec("noisy-0.6", "noisy", noise=0.6),
+        PolicySpec("expert", "expert"),
+        PolicySpec("bc", "saved", str(tmp_path / "policy")),
+    ]
     horizon = load_artifacts(reacher_bundle).max_episode_steps
     job = RealJob("dmc", "reacher-easy", 32, "tiny", 8, horizon, seed=0)
     cache = tmp_path / "cache"
@@ -79,8 +83,9 @@ def test_real_rollouts_share_starts_resume_and_score_like_the_env(
     for spec in specs[1:]:  # every policy starts from the same real reset
         np.testing.assert_array_equal(rows[(spec.name, 0)]["features"][0], first[0])
     assert not np.array_equal(rows[("random", 1)]["features"][0], first[0])
-    assert rows[("expert", 0)]["actions"].shape == (horizon, 16) and "actions" not in rows[
-        ("bc", 0)]
+    assert (
+        rows[("expert", 0)]["actions"].shape == (horizon, 16) and "actions" not in rows[("bc", 0)]
+    )
     again = real_rollouts(job, specs, [0, 1], cache_dir=cache, progress=False)
     assert all(r["cached"] for r in again.values())
     np.testing.assert_array_equal(again[("bc", 1)]["features"], rows[("bc", 1)]["features"])
@@ -103,7 +108,8 @@ def test_real_rollouts_share_starts_resume_and_score_like_the_env(
     aligned = {p["name"]: p for p in result["modes"]["aligned"]["policies"]}
     assert list(aligned) == [s.name for s in specs]
     assert aligned["expert"]["imagined"]["mean_return"] == pytest.approx(
-        dream["rewards"].sum(1).mean(), rel=1e-5)
+        dream["rewards"].sum(1).mean(), rel=1e-5
+    )
     assert all(p["real"]["episodes"] == 2 for p in aligned.values())
     assert result["reward_mode"] in result["modes"]
     stats = result["modes"]["aligned"]

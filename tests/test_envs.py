@@ -32,18 +32,29 @@ RES, A, T, K = 32, 2, 40, 8
 def _frames(actions: np.ndarray, start: np.ndarray) -> np.ndarray:
     """A bright square moved by the actions over a fixed noisy background: ``(T+1, R, R, 3)``."""
     bg = np.random.default_rng(7).integers(0, 60, (RES, RES, 3), dtype=np.uint8)
-    pos = np.clip(start + np.concatenate([[0, 0], np.cumsum(actions, 0)[:, :2].ravel()])
-                  .reshape(-1, 2) * 1.5, 0, RES - 8).astype(int)
+    pos = np.clip(
+        start + np.concatenate([[0, 0], np.cumsum(actions, 0)[:, :2].ravel()]).reshape(-1, 2) * 1.5,
+        0,
+        RES - 8,
+    ).astype(int)
     out = np.repeat(bg[None], len(pos), 0)
     for i, (y, x) in enumerate(pos):
-        out[i, y:y + 8, x:x + 8] = (250, 200, 30)
+        out[i, y : y + 8, x : x + 8] = (250, 200, 30)
     return out
 
 
 def _write_dataset(root: Path) -> EpisodeStore:
     store = EpisodeStore(root)
-    store.init_manifest({"sim": "libero", "task": "synthetic", "resolution": RES, "action_dim": A,
-                         "action_low": [-1.0] * A, "action_high": [1.0] * A})
+    store.init_manifest(
+        {
+            "sim": "libero",
+            "task": "synthetic",
+            "resolution": RES,
+            "action_dim": A,
+            "action_low": [-1.0] * A,
+            "action_high": [1.0] * A,
+        }
+    )
     enc = make_encoder("tiny")
     store.begin_features("tiny", enc.fingerprint)
     rng = np.random.default_rng(0)
@@ -57,9 +68,17 @@ def _write_dataset(root: Path) -> EpisodeStore:
         success = np.zeros(T + 1, bool)
         success[-1] = policy == "expert"
         eid = store.episode_id(policy, i)
-        store.write(eid, Episode(frames, acts, np.zeros((T + 1, 1), np.float32),
-                                 np.zeros(T, np.float32), success,
-                                 {"policy": policy, "init_state_id": i % 5}))
+        store.write(
+            eid,
+            Episode(
+                frames,
+                acts,
+                np.zeros((T + 1, 1), np.float32),
+                np.zeros(T, np.float32),
+                success,
+                {"policy": policy, "init_state_id": i % 5},
+            ),
+        )
         store.write_features(eid, "tiny", enc.encode(frames), enc.fingerprint, (2, 2))
     return store
 
@@ -77,25 +96,51 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("envs")
     _write_dataset(root / "data")
     data = FeatureDataConfig(folder=str(root / "data"), encoder="tiny", val_pairs=8)
-    trainer = TrainerConfig(steps=15, batch_size=16, val_every=10_000, ckpt_every=10_000,
-                            device="cpu", num_threads=1, progress=False, tensorboard=False)
-    rla = train_rla(TrainRLAConfig(
-        data=data, out=str(root / "rla"), trainer=trainer,
-        rla=RLAConfig(latent_tokens=2, latent_dim=4, width=32, depth=1, heads=2, max_gap=16),
-    ))
-    train_world_model(TrainWorldModelConfig(
-        data=data, rla=str(rla.checkpoint), out=str(root / "wm"), preset="tiny", norm_pairs=32,
-        trainer=trainer,
-    ))
+    trainer = TrainerConfig(
+        steps=15,
+        batch_size=16,
+        val_every=10_000,
+        ckpt_every=10_000,
+        device="cpu",
+        num_threads=1,
+        progress=False,
+        tensorboard=False,
+    )
+    rla = train_rla(
+        TrainRLAConfig(
+            data=data,
+            out=str(root / "rla"),
+            trainer=trainer,
+            rla=RLAConfig(latent_tokens=2, latent_dim=4, width=32, depth=1, heads=2, max_gap=16),
+        )
+    )
+    train_world_model(
+        TrainWorldModelConfig(
+            data=data,
+            rla=str(rla.checkpoint),
+            out=str(root / "wm"),
+            preset="tiny",
+            norm_pairs=32,
+            trainer=trainer,
+        )
+    )
     return build_bundle(_bundle_config(root, out=root / "bundle"))
 
 
 def _bundle_config(root: Path, **kw: Any) -> BuildBundleConfig:
     """Build options of the tiny bundle (``root`` holds the fixture's data and runs)."""
-    return BuildBundleConfig(**{
-        "data": root / "data", "encoder": "tiny", "world_model": root / "wm" / "checkpoint",
-        "chunk": K, "num_reference_demos": 3, "thumb_size": 16, "val_fraction": 0.3, **kw,
-    })
+    return BuildBundleConfig(
+        **{
+            "data": root / "data",
+            "encoder": "tiny",
+            "world_model": root / "wm" / "checkpoint",
+            "chunk": K,
+            "num_reference_demos": 3,
+            "thumb_size": 16,
+            "val_fraction": 0.3,
+            **kw,
+        }
+    )
 
 
 def _make(bundle: Path, **kw: object) -> gym.Env:
@@ -158,8 +203,14 @@ def test_same_seed_same_trajectory_and_pickle(bundle: Path) -> None:
 
 def test_vector_env_equals_single_envs(bundle: Path) -> None:
     n, steps, horizon = 3, 5, 3  # crosses one truncation -> exercises NEXT_STEP autoreset
-    venv = gym.make_vec("RLAWorld-libero-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                        artifacts=str(bundle), flow_steps=2, max_episode_steps=horizon)
+    venv = gym.make_vec(
+        "RLAWorld-libero-v0",
+        num_envs=n,
+        vectorization_mode="vector_entry_point",
+        artifacts=str(bundle),
+        flow_steps=2,
+        max_episode_steps=horizon,
+    )
     singles = [_make(bundle, max_episode_steps=horizon) for _ in range(n)]
     rng = np.random.default_rng(0)
     vobs, _ = venv.reset(seed=10)
@@ -187,8 +238,13 @@ def test_sb3_adapter_ppo(bundle: Path, action_mode: str) -> None:
 
     from rla_gym.sb3 import SB3VecEnvAdapter
 
-    env = SB3VecEnvAdapter(num_envs=4, artifacts=str(bundle), flow_steps=2, max_episode_steps=3,
-                           action_mode=action_mode)
+    env = SB3VecEnvAdapter(
+        num_envs=4,
+        artifacts=str(bundle),
+        flow_steps=2,
+        max_episode_steps=3,
+        action_mode=action_mode,
+    )
     size = K * A if action_mode == "chunk" else A
     assert env.action_space.shape == (size,)
     env.seed(0)
@@ -198,8 +254,15 @@ def test_sb3_adapter_ppo(bundle: Path, action_mode: str) -> None:
         obs, _, done, infos = env.step(np.zeros((4, size), np.float32))
     assert done.all() and infos[0]["TimeLimit.truncated"]
     assert infos[0]["terminal_observation"].shape == (4, 16)
-    model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1,
-                policy_kwargs={"net_arch": [16]}, seed=0)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=16,
+        batch_size=32,
+        n_epochs=1,
+        policy_kwargs={"net_arch": [16]},
+        seed=0,
+    )
     model.learn(64)
 
 
@@ -241,8 +304,10 @@ def test_repeat_mode_equals_chunk_mode_with_tiled_actions(bundle: Path) -> None:
         assert r_c == r_r
     from rla_gym.envs import RLAWorldVectorEnv
 
-    venvs = [RLAWorldVectorEnv(2, artifacts=str(bundle), flow_steps=2, action_mode=m)
-             for m in ("chunk", "repeat")]
+    venvs = [
+        RLAWorldVectorEnv(2, artifacts=str(bundle), flow_steps=2, action_mode=m)
+        for m in ("chunk", "repeat")
+    ]
     for v in venvs:
         v.reset(seed=3)
     batch = np.stack([acts[0], acts[1]])
@@ -278,8 +343,10 @@ def test_reset_from_features(bundle: Path) -> None:
     assert from_features[1] == from_bank[1]
     _, info = env.reset(seed=3, options={"start": "features", "features": obs0 + 0.1})
     assert info["demo"] == nearest_demo(obs0 + 0.1, art.reference[:, 0])  # default: nearest
-    for bad, match in ((obs0[:2], r"must have shape \(4, 16\)"),
-                       (np.full_like(obs0, np.nan), "NaN or inf")):
+    for bad, match in (
+        (obs0[:2], r"must have shape \(4, 16\)"),
+        (np.full_like(obs0, np.nan), "NaN or inf"),
+    ):
         with pytest.raises(ValueError, match=match):
             env.reset(options={"start": "features", "features": bad})
     with pytest.raises(ValueError, match="needs options\\['features'\\]"):
@@ -324,7 +391,7 @@ def test_missing_and_corrupt_artifacts(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError, match="checksum"):
         load_artifacts(broken)
     shutil.copytree(bundle, tmp_path / "mismatch")
-    cfg = (tmp_path / "mismatch" / "world_model" / "config.json")
+    cfg = tmp_path / "mismatch" / "world_model" / "config.json"
     cfg.write_text(cfg.read_text().replace("tiny@", "other@"))
     with pytest.raises(EncoderMismatchError):
         load_artifacts(tmp_path / "mismatch")
@@ -360,8 +427,14 @@ def test_reward_modes_differ_and_info(bundle: Path) -> None:
         for a in acts:
             _, r, _, _, info = env.step(a)
             rewards[mode].append(r)
-        assert {"reward_l1", "dist_to_goal", "is_success_estimate", "uncertainty", "t",
-                "demo"} <= set(info)
+        assert {
+            "reward_l1",
+            "dist_to_goal",
+            "is_success_estimate",
+            "uncertainty",
+            "t",
+            "demo",
+        } <= set(info)
         assert info["uncertainty"] > 0
     assert not np.allclose(rewards["aligned"], rewards["goal"])
 
@@ -398,8 +471,9 @@ def test_config_object_equals_kwargs_and_rejects_bad_options(bundle: Path) -> No
         RLAWorldConfig(flow_steps=0)
 
 
-@pytest.mark.parametrize("env_id", ["RLAWorld-libero-v0", "RLAWorld-robosuite-lift-v0",
-                                    "RLAWorld-dmc-reacher-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["RLAWorld-libero-v0", "RLAWorld-robosuite-lift-v0", "RLAWorld-dmc-reacher-v0"]
+)
 def test_one_horizon_however_the_env_is_built(env_id: str) -> None:
     """gym.make, gym.make_vec and direct construction truncate at the bundle's horizon."""
     from rla_gym.envs import RLAWorldConfig, RLAWorldEnv, RLAWorldVectorEnv
@@ -437,17 +511,30 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(MissingPolicyError, match="--bc-data"):
         run_wmrl(WMRLConfig(artifacts=str(bundle), out=tmp_path / "none", progress=False))
     bc = tmp_path / "bc"
-    train_bc_from_dataset(TrainBCConfig(data=root / "data", out=bc, encoder="tiny", chunk=K,
-                                        steps=20, device="cpu"))
-    with_policy = build_bundle(_bundle_config(root, out=tmp_path / "bundle", policy=bc,
-                                              weights_dtype="int8", reset_from="references"))
+    train_bc_from_dataset(
+        TrainBCConfig(data=root / "data", out=bc, encoder="tiny", chunk=K, steps=20, device="cpu")
+    )
+    with_policy = build_bundle(
+        _bundle_config(
+            root, out=tmp_path / "bundle", policy=bc, weights_dtype="int8", reset_from="references"
+        )
+    )
     man = load_artifacts(with_policy).manifest
     assert man["weights"]["dtype"] == man["policy"]["dtype"] == "int8"
     assert man["weights"]["prediction_rel_error"] < 0.2
     assert man["reset"]["episodes"] == man["reference"]["episodes"]
-    cfg = WMRLConfig(artifacts=str(with_policy), out=tmp_path / "run", ppo_steps=64, num_envs=4,
-                     n_steps=4, flow_steps=2, snapshots=1, eval_episodes=0, device="cpu",
-                     progress=False)
+    cfg = WMRLConfig(
+        artifacts=str(with_policy),
+        out=tmp_path / "run",
+        ppo_steps=64,
+        num_envs=4,
+        n_steps=4,
+        flow_steps=2,
+        snapshots=1,
+        eval_episodes=0,
+        device="cpu",
+        progress=False,
+    )
     report = run_wmrl(cfg)
     assert report["ppo"]["env_steps"] == 64
     names = list(report["policies"])
@@ -465,8 +552,9 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
         build_bundle(_bundle_config(root, out=tmp_path / "b2", chunk=4, policy=bc))
 
 
-@pytest.mark.parametrize("env_id", ["RLAWorld-libero-v0", "RLAWorld-robosuite-lift-v0",
-                                    "RLAWorld-dmc-reacher-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["RLAWorld-libero-v0", "RLAWorld-robosuite-lift-v0", "RLAWorld-dmc-reacher-v0"]
+)
 def test_embedded_bundles_work_offline_and_pass_checkers(env_id: str) -> None:
     """Each registered id runs from the bundle shipped inside the package (no artifacts=)."""
     from gymnasium.utils.env_checker import check_env
@@ -514,10 +602,17 @@ def test_progress_head_in_a_bundle(bundle: Path, tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="add-progress-head"):
         _make(bundle, reward_mode="progress")
-    head = train_progress_head(TrainProgressConfig(
-        data=str(bundle.parent / "data"), encoder="tiny", out=str(tmp_path / "head"),
-        val_fraction=0.3, trainer=TrainerConfig(steps=20, batch_size=16, progress=False,
-                                                tensorboard=False, device="cpu")))
+    head = train_progress_head(
+        TrainProgressConfig(
+            data=str(bundle.parent / "data"),
+            encoder="tiny",
+            out=str(tmp_path / "head"),
+            val_fraction=0.3,
+            trainer=TrainerConfig(
+                steps=20, batch_size=16, progress=False, tensorboard=False, device="cpu"
+            ),
+        )
+    )
     mine = tmp_path / "bundle"
     shutil.copytree(bundle, mine)
     assert cli(["add-progress-head", "--bundle", str(mine), "--head", str(head.checkpoint)]) == 0

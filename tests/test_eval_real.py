@@ -183,7 +183,8 @@ def test_sb3_extractor_ppo_in_dream_then_eval_in_real(bundle: Path, tmp_path: Pa
 
 
 def test_one_rollout_path_for_eval_and_the_env_and_one_info_schema(
-    bundle: Path, tmp_path: Path  # noqa: F811
+    bundle: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """``rla-gym eval``'s episodes are :func:`rollout` on a ``RealFeatureEnv``: the same seed
     gives the same episode either way; real and dreamed ``info`` follow the shared schema."""

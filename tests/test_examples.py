@@ -33,9 +33,18 @@ def test_collect_libero_example(tmp_path):
 def test_train_ppo_in_wm_example_on_embedded_bundle(tmp_path, capsys):
     """The main job, shrunk: embedded LIBERO bundle -> residual PPO in the dream -> real LIBERO."""
     ex = _load("train_ppo_in_wm")
-    cfg = ex.WMRLConfig(out=tmp_path / "wmrl", ppo_steps=64, num_envs=4, n_steps=4, snapshots=1,
-                        eval_episodes=1, eval_max_steps=16, eval_workers=1, device="cpu",
-                        progress=False)
+    cfg = ex.WMRLConfig(
+        out=tmp_path / "wmrl",
+        ppo_steps=64,
+        num_envs=4,
+        n_steps=4,
+        snapshots=1,
+        eval_episodes=1,
+        eval_max_steps=16,
+        eval_workers=1,
+        device="cpu",
+        progress=False,
+    )
     ex.main(cfg)
     printed = capsys.readouterr().out
     assert "imagined success" in printed and "real success" in printed

@@ -34,18 +34,44 @@ ASSETS = Path(__file__).parents[1] / "rla_gym" / "envs" / "assets"
 
 
 def _rla() -> RLAAutoencoder:
-    return RLAAutoencoder(RLAConfig(feature_dim=D, num_tokens=N, latent_tokens=2, latent_dim=4,
-                                    width=16, depth=1, heads=2, encoder_fingerprint=FP))
+    return RLAAutoencoder(
+        RLAConfig(
+            feature_dim=D,
+            num_tokens=N,
+            latent_tokens=2,
+            latent_dim=4,
+            width=16,
+            depth=1,
+            heads=2,
+            encoder_fingerprint=FP,
+        )
+    )
 
 
 def _baseline(cls: type) -> Any:
-    return cls(BaselineConfig(feature_dim=D, num_tokens=N, action_dim=A, max_horizon=4, width=16,
-                              heads=2, depth=1, flow_depth=1, encoder_fingerprint=FP))
+    return cls(
+        BaselineConfig(
+            feature_dim=D,
+            num_tokens=N,
+            action_dim=A,
+            max_horizon=4,
+            width=16,
+            heads=2,
+            depth=1,
+            flow_depth=1,
+            encoder_fingerprint=FP,
+        )
+    )
 
 
 def _policy() -> ActorCritic:
-    return ActorCritic((N, D), A, ActorCriticConfig(token_dim=8, feature_dim=16, mlp_hidden=(16,),
-                                                    actor_hidden=(16,), critic_hidden=(16,)))
+    return ActorCritic(
+        (N, D),
+        A,
+        ActorCriticConfig(
+            token_dim=8, feature_dim=16, mlp_hidden=(16,), actor_hidden=(16,), critic_hidden=(16,)
+        ),
+    )
 
 
 # type -> (tiny model, its own save). PPO's weights are its policy's.
@@ -54,10 +80,16 @@ MODELS: dict[str, Callable[[], Any]] = {
     "rla-wm": lambda: RLAWorldModel(world_model_preset("tiny", A, max_horizon=4), _rla()),
     "direct": lambda: _baseline(DirectRegressionWM),
     "fm": lambda: _baseline(FeatureFlowWM),
-    "progress-head": lambda: ProgressHead(ProgressHeadConfig(
-        feature_dim=D, num_tokens=N, encoder_fingerprint=FP, token_dim=4, hidden=8)),
-    "frame-decoder": lambda: FrameDecoder(DecoderConfig.for_grid(
-        (2, 2), 16, feature_dim=D, encoder_fingerprint=FP, width=16, channels=(16, 8))),
+    "progress-head": lambda: ProgressHead(
+        ProgressHeadConfig(
+            feature_dim=D, num_tokens=N, encoder_fingerprint=FP, token_dim=4, hidden=8
+        )
+    ),
+    "frame-decoder": lambda: FrameDecoder(
+        DecoderConfig.for_grid(
+            (2, 2), 16, feature_dim=D, encoder_fingerprint=FP, width=16, channels=(16, 8)
+        )
+    ),
     "actor-critic": _policy,
     "ppo": lambda: PPO(None, PPOConfig(), policy=_policy(), device="cpu"),
 }
@@ -158,16 +190,22 @@ def test_save_checkpoint_needs_one_consistent_type(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no model type"):
         save_checkpoint(tmp_path / "a", {}, plain)
     save_checkpoint(tmp_path / "b", {"width": 2}, plain, model_type="linear")
-    assert json.loads((tmp_path / "b" / "config.json").read_text()) == {"type": "linear",
-                                                                        "width": 2}
+    assert json.loads((tmp_path / "b" / "config.json").read_text()) == {
+        "type": "linear",
+        "width": 2,
+    }
     with pytest.raises(ValueError, match="names type 'rla'"):
         save_checkpoint(tmp_path / "c", {"type": "rla"}, _policy())
 
 
 @pytest.mark.parametrize("bundle", ["libero", "robosuite-lift", "dmc-reacher"])
 def test_shipped_bundle_parts_name_their_type(bundle: str) -> None:
-    parts = {"world_model": RLAWorldModel, "policy": ActorCritic, "progress": ProgressHead,
-             "decoder": FrameDecoder}
+    parts = {
+        "world_model": RLAWorldModel,
+        "policy": ActorCritic,
+        "progress": ProgressHead,
+        "decoder": FrameDecoder,
+    }
     for part, cls in parts.items():
         path = ASSETS / bundle / part
         assert json.loads((path / "config.json").read_text())["type"] == cls.MODEL_TYPE

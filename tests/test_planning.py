@@ -24,15 +24,18 @@ def _tiny_planner(bundle: Path, **kw: object) -> DreamPlanner:  # noqa: F811
     return DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), dataclasses.replace(TINY, **kw))
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"samples": 0}, "samples must be >= 1, got 0"),
-    ({"elite_fraction": 0.0}, r"elite_fraction must be in \(0, 1\], got 0.0"),
-    ({"elite_fraction": 1.5}, r"elite_fraction must be in \(0, 1\], got 1.5"),
-    ({"horizon": 0}, "horizon must be >= 1 chunk"),
-    ({"iterations": 0}, "iterations must be >= 1"),
-    ({"mode": "random"}, "mode must be 'cem' or 'mppi'"),
-    ({"residual_scale": -0.1}, r"residual_scale must be in \[0, 2\]"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"samples": 0}, "samples must be >= 1, got 0"),
+        ({"elite_fraction": 0.0}, r"elite_fraction must be in \(0, 1\], got 0.0"),
+        ({"elite_fraction": 1.5}, r"elite_fraction must be in \(0, 1\], got 1.5"),
+        ({"horizon": 0}, "horizon must be >= 1 chunk"),
+        ({"iterations": 0}, "iterations must be >= 1"),
+        ({"mode": "random"}, "mode must be 'cem' or 'mppi'"),
+        ({"residual_scale": -0.1}, r"residual_scale must be in \[0, 2\]"),
+    ],
+)
 def test_planner_config_rejects_bad_values(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         PlannerConfig(**kwargs)  # type: ignore[arg-type]
@@ -85,8 +88,10 @@ def test_mpc_aligns_counts_time_and_warm_starts_by_shifting(bundle: Path) -> Non
     assert mpc.t == 2 * K and len(mpc.plan_seconds) == 2
     # the warm start is the next plan's incumbent (candidate 0)
     assert mpc.last_plan is not None
-    np.testing.assert_allclose(mpc.last_plan.first_candidates[0],
-                               np.concatenate([first.mean[1:], np.zeros((1, size), np.float32)]))
+    np.testing.assert_allclose(
+        mpc.last_plan.first_candidates[0],
+        np.concatenate([first.mean[1:], np.zeros((1, size), np.float32)]),
+    )
     again = MPCController(planner)
     again.reset(seed=3)
     np.testing.assert_array_equal(again(s0), chunk)  # same episode seed, same plan
@@ -103,13 +108,23 @@ def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path) -> None:  
     m = 2 * planner.episode_horizon
     assert data["features"].shape == (m, 4, 16) and data["chunks"].shape == (m, K * 2)
     assert data["returns"].shape == (2,) and np.all(np.isfinite(data["returns"]))
-    tiny = ActorCriticConfig(token_dim=8, feature_dim=16, actor_hidden=(16,),
-                             critic_hidden=(16,), mlp_hidden=(16,))
-    policy = distill(data["features"], data["chunks"], policy_config=tiny,
-                     bc_config=BCConfig(steps=5, batch_size=4, val_fraction=0.0))
+    tiny = ActorCriticConfig(
+        token_dim=8, feature_dim=16, actor_hidden=(16,), critic_hidden=(16,), mlp_hidden=(16,)
+    )
+    policy = distill(
+        data["features"],
+        data["chunks"],
+        policy_config=tiny,
+        bc_config=BCConfig(steps=5, batch_size=4, val_fraction=0.0),
+    )
     assert policy.predict(data["features"][:3])[0].shape == (3, K * 2)
-    residual = distill(data["features"], data["chunks"], base_policy=policy, residual_scale=0.2,
-                       bc_config=BCConfig(steps=5, batch_size=4, val_fraction=0.0))
+    residual = distill(
+        data["features"],
+        data["chunks"],
+        base_policy=policy,
+        residual_scale=0.2,
+        bc_config=BCConfig(steps=5, batch_size=4, val_fraction=0.0),
+    )
     assert residual.config.residual and residual.config.residual_scale == 0.2
 
 

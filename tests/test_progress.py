@@ -34,8 +34,16 @@ def test_progress_targets_and_auc() -> None:
 def _dataset(root: Path) -> None:
     """A square walks right; the episode is solved once it crosses the right third."""
     store = EpisodeStore(root)
-    store.init_manifest({"sim": "dmc", "task": "synthetic", "resolution": RES, "action_dim": 1,
-                         "action_low": [-1.0], "action_high": [1.0]})
+    store.init_manifest(
+        {
+            "sim": "dmc",
+            "task": "synthetic",
+            "resolution": RES,
+            "action_dim": 1,
+            "action_low": [-1.0],
+            "action_high": [1.0],
+        }
+    )
     enc = make_encoder("tiny")
     store.begin_features("tiny", enc.fingerprint)
     rng = np.random.default_rng(0)
@@ -44,28 +52,50 @@ def _dataset(root: Path) -> None:
         x = np.clip(2 + speed * np.arange(T + 1), 0, RES - 6).astype(int)
         frames = np.zeros((T + 1, RES, RES, 3), np.uint8)
         for t, xx in enumerate(x):
-            frames[t, 12:18, xx:xx + 6] = 255
+            frames[t, 12:18, xx : xx + 6] = 255
         success = x >= 20
         eid = store.episode_id("expert" if i % 3 else "noisy", i)
-        store.write(eid, Episode(frames, np.full((T, 1), speed, np.float32),
-                                 np.zeros((T + 1, 1), np.float32), np.zeros(T, np.float32),
-                                 success, {"policy": eid.split("_")[0]}))
+        store.write(
+            eid,
+            Episode(
+                frames,
+                np.full((T, 1), speed, np.float32),
+                np.zeros((T + 1, 1), np.float32),
+                np.zeros(T, np.float32),
+                success,
+                {"policy": eid.split("_")[0]},
+            ),
+        )
         store.write_features(eid, "tiny", enc.encode(frames), enc.fingerprint, (2, 2))
 
 
 def test_progress_head_learns_success_and_resumes(tmp_path: Path, one_torch_thread: None) -> None:
     _dataset(tmp_path / "data")
-    trainer = TrainerConfig(steps=200, batch_size=64, learning_rate=3e-3, val_every=200,
-                            ckpt_every=100, progress=False, tensorboard=False, device="cpu",
-                            stop_at=100)
-    cfg = TrainProgressConfig(data=str(tmp_path / "data"), encoder="tiny",
-                              out=str(tmp_path / "head"), val_fraction=0.3, trainer=trainer)
+    trainer = TrainerConfig(
+        steps=200,
+        batch_size=64,
+        learning_rate=3e-3,
+        val_every=200,
+        ckpt_every=100,
+        progress=False,
+        tensorboard=False,
+        device="cpu",
+        stop_at=100,
+    )
+    cfg = TrainProgressConfig(
+        data=str(tmp_path / "data"),
+        encoder="tiny",
+        out=str(tmp_path / "head"),
+        val_fraction=0.3,
+        trainer=trainer,
+    )
     first = train_progress_head(cfg)
     assert first.step == 100
     import dataclasses
 
-    done = train_progress_head(dataclasses.replace(
-        cfg, trainer=dataclasses.replace(trainer, stop_at=None)))
+    done = train_progress_head(
+        dataclasses.replace(cfg, trainer=dataclasses.replace(trainer, stop_at=None))
+    )
     assert done.resumed_from == 100 and done.step == 200
     assert done.val_metrics["val/success_auc"] > 0.9
     assert done.val_metrics["val/start_false_positive_rate"] == 0.0

@@ -249,11 +249,19 @@ def test_train_rla_in_memory(tmp_path: Path) -> None:
         out=str(tmp_path / "run"),
         rla=tiny_config(encoder_fingerprint=""),
         data=FeatureDataConfig(val_pairs=32),
-        trainer=TrainerConfig(steps=30, batch_size=8, learning_rate=3e-3, val_every=15,
-                              ckpt_every=15, progress=False, device="cpu"),
+        trainer=TrainerConfig(
+            steps=30,
+            batch_size=8,
+            learning_rate=3e-3,
+            val_every=15,
+            ckpt_every=15,
+            progress=False,
+            device="cpu",
+        ),
     )
-    split = FeatureSplit(train=synthetic_episodes(), val=synthetic_episodes(n=2, seed=1),
-                         fingerprint="fp@1")
+    split = FeatureSplit(
+        train=synthetic_episodes(), val=synthetic_episodes(n=2, seed=1), fingerprint="fp@1"
+    )
     res = train_rla(cfg, split)
     assert res.step == 30 and res.checkpoint is not None
     assert res.val_metrics["val/l1"] > 0
@@ -276,9 +284,17 @@ def _write_store(root: Path) -> None:
     for i, (f, a) in enumerate(synthetic_episodes(n=6)):
         t = len(a)
         eid = store.episode_id("expert", i)
-        store.write(eid, Episode(np.zeros((t + 1, 8, 8, 3), np.uint8), a,
-                                 np.zeros((t + 1, 1), np.float32), np.zeros(t, np.float32),
-                                 np.zeros(t + 1, bool), {"policy": "expert"}))
+        store.write(
+            eid,
+            Episode(
+                np.zeros((t + 1, 8, 8, 3), np.uint8),
+                a,
+                np.zeros((t + 1, 1), np.float32),
+                np.zeros(t, np.float32),
+                np.zeros(t + 1, bool),
+                {"policy": "expert"},
+            ),
+        )
         store.write_features(eid, "tiny", f, "tiny@abc", (1, N))
 
 

@@ -107,8 +107,10 @@ def test_state_from_another_task_is_rejected() -> None:
     pytest.importorskip("dm_control")
     from rla_gym.sims.dmc import DMCSim
 
-    reacher, cartpole = DMCSim("reacher-easy", resolution=32), DMCSim("cartpole-swingup",
-                                                                       resolution=32)
+    reacher, cartpole = (
+        DMCSim("reacher-easy", resolution=32),
+        DMCSim("cartpole-swingup", resolution=32),
+    )
     try:
         reacher.reset(seed=0)
         with pytest.raises(ValueError, match="not saved by dmc/cartpole-swingup"):

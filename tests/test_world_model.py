@@ -61,10 +61,18 @@ def episodes() -> Episodes:
 def rla(episodes: Episodes) -> RLAAutoencoder:
     """A tiny RLA trained briefly so its decoder actually depends on ``z``."""
     torch.manual_seed(0)
-    model = RLAAutoencoder(RLAConfig(
-        feature_dim=D, num_tokens=N, latent_tokens=2, latent_dim=4, width=32, depth=1, heads=2,
-        encoder_fingerprint=FP,
-    ))
+    model = RLAAutoencoder(
+        RLAConfig(
+            feature_dim=D,
+            num_tokens=N,
+            latent_tokens=2,
+            latent_dim=4,
+            width=32,
+            depth=1,
+            heads=2,
+            encoder_fingerprint=FP,
+        )
+    )
     sampler = PairSampler(episodes, 1, H_MAX, 0.5, seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(200):
@@ -83,8 +91,17 @@ def make_wm(rla: RLAAutoencoder, seed: int = 0) -> RLAWorldModel:
 
 def make_baseline(cls: type, seed: int = 0) -> DirectRegressionWM | FeatureFlowWM:
     torch.manual_seed(seed)
-    cfg = BaselineConfig(feature_dim=D, num_tokens=N, action_dim=A, max_horizon=H_MAX, width=32,
-                         heads=2, depth=1, flow_depth=1, encoder_fingerprint=FP)
+    cfg = BaselineConfig(
+        feature_dim=D,
+        num_tokens=N,
+        action_dim=A,
+        max_horizon=H_MAX,
+        width=32,
+        heads=2,
+        depth=1,
+        flow_depth=1,
+        encoder_fingerprint=FP,
+    )
     return cls(cfg).eval()
 
 
@@ -160,17 +177,22 @@ def test_uncertainty(rla: RLAAutoencoder) -> None:
 @pytest.mark.parametrize(
     ("s_shape", "a_shape", "lengths", "match"),
     [
-        ((3, N, D), (3, 4, A + 1), None, rf"\(B, h, {A}\)"),          # wrong action dim
-        ((3, N, D), (3, H_MAX + 1, A), None, rf"1\.\.{H_MAX}"),       # chunk longer than H_max
-        ((3, N, D + 1), (3, 4, A), None, rf"\(B, {N}, {D}\)"),        # wrong feature shape
+        ((3, N, D), (3, 4, A + 1), None, rf"\(B, h, {A}\)"),  # wrong action dim
+        ((3, N, D), (3, H_MAX + 1, A), None, rf"1\.\.{H_MAX}"),  # chunk longer than H_max
+        ((3, N, D + 1), (3, 4, A), None, rf"\(B, {N}, {D}\)"),  # wrong feature shape
         ((3, N + 1, D), (3, 4, A), None, rf"\(B, {N}, {D}\)"),
-        ((3, N, D), (2, 4, A), None, r"batch"),                        # batch mismatch
-        ((3, N, D), (3, H_MAX, A), [1, 0, 2], r"lengths"),             # length 0
-        ((3, N, D), (3, 4, A), [1, 5, 2], r"lengths"),                 # length > padded length
+        ((3, N, D), (2, 4, A), None, r"batch"),  # batch mismatch
+        ((3, N, D), (3, H_MAX, A), [1, 0, 2], r"lengths"),  # length 0
+        ((3, N, D), (3, 4, A), [1, 5, 2], r"lengths"),  # length > padded length
     ],
 )
-def test_bad_inputs_raise(rla: RLAAutoencoder, s_shape: tuple[int, ...], a_shape: tuple[int, ...],
-                          lengths: list[int] | None, match: str) -> None:
+def test_bad_inputs_raise(
+    rla: RLAAutoencoder,
+    s_shape: tuple[int, ...],
+    a_shape: tuple[int, ...],
+    lengths: list[int] | None,
+    match: str,
+) -> None:
     wm = make_wm(rla)
     lens = None if lengths is None else torch.tensor(lengths)
     with pytest.raises(ValueError, match=match):
@@ -241,8 +263,9 @@ def test_save_load_roundtrip(rla: RLAAutoencoder, tmp_path) -> None:  # type: ig
     wm.save_pretrained(tmp_path / "wm", meta={"note": "x"})
     loaded = RLAWorldModel.from_pretrained(tmp_path / "wm", expected_fingerprint=FP)
     s, a = batch()
-    torch.testing.assert_close(wm.predict(s, a, generator=gen(4)),
-                               loaded.predict(s, a, generator=gen(4)))
+    torch.testing.assert_close(
+        wm.predict(s, a, generator=gen(4)), loaded.predict(s, a, generator=gen(4))
+    )
     assert loaded.meta["note"] == "x" and loaded.encoder_fingerprint == FP
     assert isinstance(load_predictor(tmp_path / "wm"), RLAWorldModel)
     with pytest.raises(EncoderMismatchError):
@@ -264,8 +287,10 @@ def test_baselines_share_api(cls: type, tmp_path) -> None:  # type: ignore[no-un
     model.save_pretrained(tmp_path / "m")
     loaded = load_predictor(tmp_path / "m", expected_fingerprint=FP)
     assert type(loaded) is cls
-    torch.testing.assert_close(model.predict(s, a, steps=2, generator=gen(1)),
-                               loaded.predict(s, a, steps=2, generator=gen(1)))
+    torch.testing.assert_close(
+        model.predict(s, a, steps=2, generator=gen(1)),
+        loaded.predict(s, a, steps=2, generator=gen(1)),
+    )
 
 
 def test_direct_regression_starts_as_copy_and_learns(episodes: Episodes) -> None:
@@ -298,11 +323,23 @@ def test_copy_last_frame() -> None:
 
 # ---------------------------------------------------------------------------------- fidelity
 def test_fidelity_keys_copy_static_and_determinism(rla: RLAAutoencoder) -> None:
-    static = [(np.repeat(np.random.default_rng(0).normal(size=(1, N, D)), 41, 0).astype(np.float32),
-               np.zeros((40, A), np.float32))]
+    static = [
+        (
+            np.repeat(np.random.default_rng(0).normal(size=(1, N, D)), 41, 0).astype(np.float32),
+            np.zeros((40, A), np.float32),
+        )
+    ]
     res = evaluate_fidelity(CopyLastFrame(), static, chunk=H_MAX, horizons=(8, 16, 32), seed=0)
-    for key in ("chunk", "horizons", "seed", "l1", "cosine", "count", "rla_recon_l1",
-                "rla_recon_cosine"):
+    for key in (
+        "chunk",
+        "horizons",
+        "seed",
+        "l1",
+        "cosine",
+        "count",
+        "rla_recon_l1",
+        "rla_recon_cosine",
+    ):
         assert key in res
     assert res["l1"]["32"] == 0.0 and res["cosine"]["8"] == pytest.approx(1.0)
     assert res["count"]["32"] >= 1 and res["rla_recon_l1"] is None
@@ -317,8 +354,7 @@ def test_fidelity_keys_copy_static_and_determinism(rla: RLAAutoencoder) -> None:
 
 
 # ---------------------------------------------------------------------------------- training
-def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes,
-                                 tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from rla_gym.data.feature_episodes import FeatureDataConfig, FeatureSplit
     from rla_gym.utils.training import TrainerConfig
     from rla_gym.world_model import TrainWorldModelConfig, train_world_model
@@ -326,10 +362,22 @@ def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes,
     rla.save_pretrained(tmp_path / "rla")
     for kind in ("rla-wm", "direct"):
         cfg = TrainWorldModelConfig(
-            model=kind, rla=str(tmp_path / "rla"), out=str(tmp_path / kind), preset="tiny",
-            max_gap=H_MAX, norm_pairs=16, data=FeatureDataConfig(val_pairs=4),
-            trainer=TrainerConfig(steps=3, batch_size=4, val_every=2, ckpt_every=2, device="cpu",
-                                  progress=False, tensorboard=False),
+            model=kind,
+            rla=str(tmp_path / "rla"),
+            out=str(tmp_path / kind),
+            preset="tiny",
+            max_gap=H_MAX,
+            norm_pairs=16,
+            data=FeatureDataConfig(val_pairs=4),
+            trainer=TrainerConfig(
+                steps=3,
+                batch_size=4,
+                val_every=2,
+                ckpt_every=2,
+                device="cpu",
+                progress=False,
+                tensorboard=False,
+            ),
         )
         split = FeatureSplit(train=episodes[:4], val=episodes[4:], fingerprint=FP)
         res = train_world_model(cfg, split)
@@ -358,9 +406,14 @@ def test_fidelity_benchmark_cli_smoke(rla: RLAAutoencoder, tmp_path) -> None:  #
     store.begin_features("tiny", FP)
     for i, (f, a) in enumerate(synthetic_episodes(num=6, length=36, seed=7)):
         t = len(a)
-        ep = Episode(frames=np.zeros((t + 1, 8, 8, 3), np.uint8), actions=a,
-                     proprio=np.zeros((t + 1, 1), np.float32), rewards=np.zeros(t, np.float32),
-                     success=np.zeros(t + 1, bool), meta={"policy": "expert"})
+        ep = Episode(
+            frames=np.zeros((t + 1, 8, 8, 3), np.uint8),
+            actions=a,
+            proprio=np.zeros((t + 1, 1), np.float32),
+            rewards=np.zeros(t, np.float32),
+            success=np.zeros(t + 1, bool),
+            meta={"policy": "expert"},
+        )
         eid = store.episode_id("expert", i)
         store.write(eid, ep)
         store.write_features(eid, "tiny", f, FP, (2, 2))
@@ -368,12 +421,16 @@ def test_fidelity_benchmark_cli_smoke(rla: RLAAutoencoder, tmp_path) -> None:  #
     ckpts = {}
     for kind in ("rla-wm", "direct"):
         cfg = TrainWorldModelConfig(
-            model=kind, rla=str(tmp_path / "rla"), out=str(tmp_path / kind), preset="tiny",
-            max_gap=H_MAX, norm_pairs=8,
-            data=FeatureDataConfig(folder=str(root), encoder="tiny", val_pairs=4,
-                                   val_fraction=0.3),
-            trainer=TrainerConfig(steps=2, batch_size=4, device="cpu", progress=False,
-                                  tensorboard=False),
+            model=kind,
+            rla=str(tmp_path / "rla"),
+            out=str(tmp_path / kind),
+            preset="tiny",
+            max_gap=H_MAX,
+            norm_pairs=8,
+            data=FeatureDataConfig(folder=str(root), encoder="tiny", val_pairs=4, val_fraction=0.3),
+            trainer=TrainerConfig(
+                steps=2, batch_size=4, device="cpu", progress=False, tensorboard=False
+            ),
         )
         ckpts[kind] = str(train_world_model(cfg).checkpoint)
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity.py"
@@ -382,10 +439,32 @@ def test_fidelity_benchmark_cli_smoke(rla: RLAAutoencoder, tmp_path) -> None:  #
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out, png = tmp_path / "fid.json", tmp_path / "fid.png"
-    bench.main(["--data", str(root), "--encoder", "tiny", "--rla", str(tmp_path / "rla"),
-                "--wm", ckpts["rla-wm"], "--direct", ckpts["direct"], "--val-fraction", "0.3",
-                "--chunk", "6", "--steps", "2", "--device", "cpu", "--out", str(out),
-                "--plot", str(png)])
+    bench.main(
+        [
+            "--data",
+            str(root),
+            "--encoder",
+            "tiny",
+            "--rla",
+            str(tmp_path / "rla"),
+            "--wm",
+            ckpts["rla-wm"],
+            "--direct",
+            ckpts["direct"],
+            "--val-fraction",
+            "0.3",
+            "--chunk",
+            "6",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
     res = json.loads(out.read_text())
     assert set(res["models"]) == {"copy-last", "rla-wm", "direct"}
     assert res["models"]["rla-wm"]["train_wall_clock_s"] > 0
@@ -404,8 +483,9 @@ def test_per_row_generators_make_rows_independent_of_the_batch(
     gens = [torch.Generator().manual_seed(10 + i) for i in range(len(s))]
     both = model.sample(s, a, num_samples=2, steps=2, generator=gens)
     assert both.shape == (len(s), 2, N, D)
-    alone = model.sample(s[1:2], a[1:2], num_samples=2, steps=2,
-                         generator=[torch.Generator().manual_seed(11)])
+    alone = model.sample(
+        s[1:2], a[1:2], num_samples=2, steps=2, generator=[torch.Generator().manual_seed(11)]
+    )
     torch.testing.assert_close(both[1], alone[0], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(both[1, 0], both[1, 1])  # two draws of one row differ
     with pytest.raises(ValueError, match="generators for"):

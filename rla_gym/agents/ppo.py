@@ -453,8 +453,14 @@ class PPO:
         ``model.safetensors`` (policy), ``optimizer.pt`` (to resume)."""
         config = {"ppo": dataclasses.asdict(self.config), "policy_spec": self.policy.spec()}
         meta = {"num_timesteps": self.num_timesteps, "iteration": self.iteration}
-        return save_checkpoint(path, config, self.policy, optimizer=self.optimizer, meta=meta,
-                               model_type=self.MODEL_TYPE)
+        return save_checkpoint(
+            path,
+            config,
+            self.policy,
+            optimizer=self.optimizer,
+            meta=meta,
+            model_type=self.MODEL_TYPE,
+        )
 
     @classmethod
     def load(

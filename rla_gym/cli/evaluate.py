@@ -26,7 +26,12 @@ from typing import Any
 from rla_gym.planning.config import PlannerConfig
 
 __all__ = [
-    "EvalArgs", "SB3SavedPolicy", "cmd_eval", "default_bundle", "load_sb3_model", "run_eval",
+    "EvalArgs",
+    "SB3SavedPolicy",
+    "cmd_eval",
+    "default_bundle",
+    "load_sb3_model",
+    "run_eval",
 ]
 
 
@@ -225,12 +230,18 @@ def _planner_policy(
     from rla_gym.errors import EncoderMismatchError
     from rla_gym.planning import DreamPlanner, PlannerPolicy
 
-    bundle = (resolve_artifacts(args.bundle, args.sim) if args.bundle is not None
-              else default_bundle(args.sim, task))
+    bundle = (
+        resolve_artifacts(args.bundle, args.sim)
+        if args.bundle is not None
+        else default_bundle(args.sim, task)
+    )
     m = json.loads((bundle / MANIFEST).read_text())
     if (m["sim"], m["task"]) != (args.sim, task):
-        warnings.warn(f"bundle {bundle} was built for {m['sim']}/{m['task']}, not "
-                      f"{args.sim}/{task}: the planner's dream is of another task", stacklevel=2)
+        warnings.warn(
+            f"bundle {bundle} was built for {m['sim']}/{m['task']}, not "
+            f"{args.sim}/{task}: the planner's dream is of another task",
+            stacklevel=2,
+        )
     if (m["encoder"], int(m["resolution"])) != (args.encoder, args.resolution):
         raise EncoderMismatchError(
             f"bundle {bundle} dreams in {m['encoder']} features at {m['resolution']} px but the "
@@ -239,11 +250,15 @@ def _planner_policy(
         )
     k, a = int(m["chunk"]), int(m["action_dim"])
     if a != sim_action_dim:
-        raise SpaceMismatchError(f"bundle {bundle} acts with A={a}-D actions but "
-                                 f"{args.sim}/{task} takes A={sim_action_dim}")
+        raise SpaceMismatchError(
+            f"bundle {bundle} acts with A={a}-D actions but "
+            f"{args.sim}/{task} takes A={sim_action_dim}"
+        )
     if args.chunk is not None and args.chunk != k:
-        raise SpaceMismatchError(f"bundle {bundle} dreams chunks of K={k} control steps, not "
-                                 f"--chunk {args.chunk}; drop --chunk or pass --chunk {k}")
+        raise SpaceMismatchError(
+            f"bundle {bundle} dreams chunks of K={k} control steps, not "
+            f"--chunk {args.chunk}; drop --chunk or pass --chunk {k}"
+        )
     # Built once here so that bad options fail in this process, not as worker tracebacks.
     DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), args.planner)
     info = {"kind": "plan", "bundle": str(bundle), "planner": asdict(args.planner), "chunk": k}
@@ -288,8 +303,9 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
     elif args.policy == "plan":
         factory, k, policy_info = _planner_policy(args, sim_action_dim, task)
         cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
-        result = evaluate_in_sim(factory, cfg, progress=args.progress, resume=partial,
-                                 identity=policy_info)
+        result = evaluate_in_sim(
+            factory, cfg, progress=args.progress, resume=partial, identity=policy_info
+        )
     else:
         from rla_gym.features import make_encoder
 
@@ -302,8 +318,9 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
         cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
         policy_info = {"kind": kind, "path": str(args.policy), "observation_shape": obs_shape,
                        "action_dim": action_dim, "chunk": k}  # fmt: skip
-        result = evaluate_in_sim(factory, cfg, progress=args.progress, resume=partial,
-                                 identity=policy_info)
+        result = evaluate_in_sim(
+            factory, cfg, progress=args.progress, resume=partial, identity=policy_info
+        )
     report = {
         "policy": policy_info,
         **result,

@@ -88,8 +88,12 @@ def cmd_build_bundle(cfg: BuildBundleConfig) -> None:
     from rla_gym.pipelines.build_bundle import build_bundle
 
     manifest = load_json(build_bundle(cfg) / "manifest.json")
-    _print({k: manifest[k] for k in ("size_bytes", "total_bytes", "quantization", "weights",
-                                     "success")})
+    _print(
+        {
+            k: manifest[k]
+            for k in ("size_bytes", "total_bytes", "quantization", "weights", "success")
+        }
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +174,7 @@ def _origin(err: BaseException) -> str:
     if not frames:
         return "?"
     f = frames[-1]
-    return f"{f.filename[f.filename.rfind('rla_gym'):]}:{f.lineno}"
+    return f"{f.filename[f.filename.rfind('rla_gym') :]}:{f.lineno}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # Bad input is reported as one readable line (what, where), not a traceback.
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err  # no repr quotes
-        print(f"rla-gym: error: {type(err).__name__} at {_origin(err)}: {msg} "
-              "[RLA_GYM_DEBUG=1 shows the traceback]", file=sys.stderr)
+        print(
+            f"rla-gym: error: {type(err).__name__} at {_origin(err)}: {msg} "
+            "[RLA_GYM_DEBUG=1 shows the traceback]",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

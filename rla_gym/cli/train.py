@@ -17,13 +17,20 @@ from rla_gym.rla.train import TrainRLAConfig, train_rla
 from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
 __all__ = [
-    "cmd_train_bc", "cmd_train_decoder", "cmd_train_progress", "cmd_train_rla", "cmd_train_wm",
+    "cmd_train_bc",
+    "cmd_train_decoder",
+    "cmd_train_progress",
+    "cmd_train_rla",
+    "cmd_train_wm",
 ]
 
 
 def _report(result: object) -> None:
-    info = {k: (str(v) if not isinstance(v, (int, float, dict, list, type(None))) else v)
-            for k, v in vars(result).items() if k != "history"}
+    info = {
+        k: (str(v) if not isinstance(v, (int, float, dict, list, type(None))) else v)
+        for k, v in vars(result).items()
+        if k != "history"
+    }
     print(json.dumps(info, indent=2, default=str))
 
 

@@ -98,7 +98,7 @@ def load_chunks(
             continue
         ts = np.arange(0, t_max + 1, stride)
         a = normalize_actions(fe.actions, man["action_low"], man["action_high"])
-        windows = np.stack([a[t:t + chunk].reshape(-1) for t in ts])
+        windows = np.stack([a[t : t + chunk].reshape(-1) for t in ts])
         if eid in free:
             windows[:] = np.nan
         obs.append(fe.features[ts].astype(np.float16))
@@ -110,7 +110,11 @@ def load_chunks(
     if not kept:
         raise ValueError(f"no episode among {len(episode_ids)} has at least {chunk} actions")
     return ChunkData(
-        obs=np.concatenate(obs), actions=np.concatenate(act), next_obs=np.concatenate(nxt),
-        has_actions=np.concatenate(has), episode=np.concatenate(epi), episode_ids=tuple(kept),
+        obs=np.concatenate(obs),
+        actions=np.concatenate(act),
+        next_obs=np.concatenate(nxt),
+        has_actions=np.concatenate(has),
+        episode=np.concatenate(epi),
+        episode_ids=tuple(kept),
         chunk=chunk,
     )

@@ -54,8 +54,14 @@ def _episode_seed(cfg: CollectConfig, index: int) -> int:
     return (cfg.seed * 1_000_003 + zlib.crc32(cfg.policy.encode()) + index) % (2**31 - 1)
 
 
-def record_episode(sim: Any, policy: Any, seed: int, init_state_id: int | None,
-                   max_steps: int, steps_after_success: int) -> Episode:
+def record_episode(
+    sim: Any,
+    policy: Any,
+    seed: int,
+    init_state_id: int | None,
+    max_steps: int,
+    steps_after_success: int,
+) -> Episode:
     """Run one episode of ``policy`` in ``sim`` and return it (frames, actions, proprio, ...)."""
     obs = sim.reset(seed=seed, init_state_id=init_state_id)
     init_state = sim.get_sim_state()
@@ -79,13 +85,21 @@ def record_episode(sim: Any, policy: Any, seed: int, init_state_id: int | None,
                 break
             left -= 1
     return Episode(
-        frames=np.stack(frames), actions=np.stack(actions), proprio=np.stack(proprio),
-        rewards=np.asarray(rewards, np.float32), success=np.asarray(success, bool),
+        frames=np.stack(frames),
+        actions=np.stack(actions),
+        proprio=np.stack(proprio),
+        rewards=np.asarray(rewards, np.float32),
+        success=np.asarray(success, bool),
         init_state=init_state,
-        meta={"sim": sim.sim, "task": sim.task, "seed": seed,
-              "init_state_id": -1 if init_state_id is None else init_state_id,
-              "resolution": sim.resolution, "success_any": bool(np.any(success)),
-              "success_final": bool(success[-1])},
+        meta={
+            "sim": sim.sim,
+            "task": sim.task,
+            "seed": seed,
+            "init_state_id": -1 if init_state_id is None else init_state_id,
+            "resolution": sim.resolution,
+            "success_any": bool(np.any(success)),
+            "success_final": bool(success[-1]),
+        },
     )
 
 
@@ -126,20 +140,35 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     # here, with a clear message, before any worker starts.
     probe = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
     try:
-        store.init_manifest({
-            "sim": probe.sim, "task": probe.task, "resolution": probe.resolution,
-            "action_dim": probe.action_dim, "action_low": probe.action_low.tolist(),
-            "action_high": probe.action_high.tolist(), "max_steps": probe.max_steps,
-            "num_init_states": probe.num_init_states,
-        })
+        store.init_manifest(
+            {
+                "sim": probe.sim,
+                "task": probe.task,
+                "resolution": probe.resolution,
+                "action_dim": probe.action_dim,
+                "action_low": probe.action_low.tolist(),
+                "action_high": probe.action_high.tolist(),
+                "max_steps": probe.max_steps,
+                "num_init_states": probe.num_init_states,
+            }
+        )
     finally:
         probe.close()
-    summary: dict[str, Any] = {"recorded": 0, "skipped": cfg.episodes - len(todo),
-                               "successes": 0, "total_steps": 0, "config": to_jsonable(cfg)}
+    summary: dict[str, Any] = {
+        "recorded": 0,
+        "skipped": cfg.episodes - len(todo),
+        "successes": 0,
+        "total_steps": 0,
+        "config": to_jsonable(cfg),
+    }
     if not todo:
         return summary
     results = imap_workers(
-        _worker, cfg, todo, cfg.workers, desc=f"collect {cfg.sim} {cfg.policy}",
+        _worker,
+        cfg,
+        todo,
+        cfg.workers,
+        desc=f"collect {cfg.sim} {cfg.policy}",
         progress=progress,
         postfix=lambda: {"success": f"{summary['successes']}/{summary['recorded']}"},
     )

@@ -37,6 +37,11 @@ def encode_dataset(
         feats = encoder.encode(ep.frames)
         store.write_features(eid, encoder.name, feats, encoder.fingerprint, grid)
         frames_done += len(ep.frames)
-    return {"encoded": len(todo), "skipped": len(ids) - len(todo), "frames": frames_done,
-            "fingerprint": encoder.fingerprint, "grid": list(grid),
-            "feature_dim": encoder.feature_dim}
+    return {
+        "encoded": len(todo),
+        "skipped": len(ids) - len(todo),
+        "frames": frames_done,
+        "fingerprint": encoder.fingerprint,
+        "grid": list(grid),
+        "feature_dim": encoder.feature_dim,
+    }

@@ -191,7 +191,9 @@ class EpisodeStore:
         path = self.episode_path(episode_id)
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset(
-                "frames", data=episode.frames, compression="lzf",
+                "frames",
+                data=episode.frames,
+                compression="lzf",
                 chunks=(1, *episode.frames.shape[1:]),
             )
             f.create_dataset("actions", data=episode.actions.astype(np.float32))
@@ -287,7 +289,11 @@ class EpisodeStore:
         save_json({"fingerprint": fingerprint}, self.feature_dir(encoder_name) / "encoder.json")
 
     def write_features(
-        self, episode_id: str, encoder_name: str, features: np.ndarray, fingerprint: str,
+        self,
+        episode_id: str,
+        encoder_name: str,
+        features: np.ndarray,
+        fingerprint: str,
         grid: tuple[int, int],
     ) -> Path:
         """Store ``float (T+1, N, D)`` features of one episode as float16, atomically."""

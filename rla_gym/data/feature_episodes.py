@@ -104,6 +104,7 @@ def load_split(cfg: FeatureDataConfig, seed: int) -> FeatureSplit:
     if not train_ids:
         raise ValueError(f"no episodes in {cfg.folder}; run `rla-gym collect` first")
     train, fingerprint, grid = load_feature_episodes(cfg.folder, cfg.encoder, train_ids)
-    val = (load_feature_episodes(cfg.folder, cfg.encoder, val_ids, fingerprint)[0]
-           if val_ids else None)
+    val = (
+        load_feature_episodes(cfg.folder, cfg.encoder, val_ids, fingerprint)[0] if val_ids else None
+    )
     return FeatureSplit(train=train, val=val, fingerprint=fingerprint, grid=grid)

@@ -28,27 +28,38 @@ def summarize(root: str | Path) -> dict[str, Any]:
         act_min = lo if act_min is None else np.minimum(act_min, lo)
         act_max = hi if act_max is None else np.maximum(act_max, hi)
     policies = {
-        p: {"episodes": len(v["length"]), "success_rate": float(np.mean(v["success"])),
-            "mean_length": float(np.mean(v["length"])), "steps": int(np.sum(v["length"]))}
+        p: {
+            "episodes": len(v["length"]),
+            "success_rate": float(np.mean(v["success"])),
+            "mean_length": float(np.mean(v["length"])),
+            "steps": int(np.sum(v["length"])),
+        }
         for p, v in sorted(per.items())
     }
     feats = {}
     if (store.root / "features").exists():
         for d in sorted((store.root / "features").iterdir()):
             if d.is_dir():
-                feats[d.name] = {"fingerprint": store.feature_fingerprint(d.name),
-                                 "episodes": len(list(d.glob("*.h5")))}
+                feats[d.name] = {
+                    "fingerprint": store.feature_fingerprint(d.name),
+                    "episodes": len(list(d.glob("*.h5"))),
+                }
     return {
-        "root": str(store.root), "sim": manifest["sim"], "task": manifest["task"],
-        "resolution": manifest["resolution"], "action_dim": manifest["action_dim"],
-        "episodes": sum(p["episodes"] for p in policies.values()), "policies": policies,
+        "root": str(store.root),
+        "sim": manifest["sim"],
+        "task": manifest["task"],
+        "resolution": manifest["resolution"],
+        "action_dim": manifest["action_dim"],
+        "episodes": sum(p["episodes"] for p in policies.values()),
+        "policies": policies,
         "action_range": None if act_min is None else [act_min.tolist(), act_max.tolist()],
         "features": feats,
     }
 
 
-def write_preview(root: str | Path, out: str | Path, episodes: int = 4, fps: int = 20,
-                  scale: int = 2) -> Path:
+def write_preview(
+    root: str | Path, out: str | Path, episodes: int = 4, fps: int = 20, scale: int = 2
+) -> Path:
     """Write an mp4 with up to ``episodes`` episodes side by side (shorter ones hold their end).
 
     A red border marks frames where the task is solved.
@@ -65,8 +76,7 @@ def write_preview(root: str | Path, out: str | Path, episodes: int = 4, fps: int
     t_max = max(len(e.frames) for e in eps)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(out, fps=fps, codec="libx264", quality=7,
-                            macro_block_size=1) as writer:
+    with imageio.get_writer(out, fps=fps, codec="libx264", quality=7, macro_block_size=1) as writer:
         for t in range(t_max):
             tiles = []
             for e in eps:

@@ -155,7 +155,6 @@ class PairSampler(SeededStream):
         """``A``."""
         return int(self.actions[0].shape[1])
 
-
     # ------------------------------------------------------------------ sampling
     def _draw(self, rng: np.random.Generator, batch_size: int) -> list[tuple[int, int, int]]:
         """``(episode, start, gap)`` triples drawn from ``rng``."""
@@ -267,4 +266,3 @@ class RowSampler(SeededStream):
         """Every row once, in order (evaluation)."""
         for i in range(0, self.size, batch_size):
             yield self._take(np.arange(i, min(i + batch_size, self.size)))
-

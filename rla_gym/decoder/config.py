@@ -101,8 +101,12 @@ class DecoderConfig:
         base = list(overrides.pop("channels", cls.channels))
         while len(base) < stages:
             base.append(max(base[-1] // 2, 8))
-        return cls(grid=(int(grid[0]), int(grid[1])), resolution=int(resolution),
-                   channels=tuple(base[len(base) - stages:]), **overrides)
+        return cls(
+            grid=(int(grid[0]), int(grid[1])),
+            resolution=int(resolution),
+            channels=tuple(base[len(base) - stages :]),
+            **overrides,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for ``config.json`` (tuples become lists)."""

@@ -66,8 +66,10 @@ class FrameDecoder(nn.Module):
         c = config
         self.register_buffer("feature_mean", torch.zeros(c.feature_dim))
         self.register_buffer("feature_std", torch.ones(c.feature_dim))
-        layers: list[nn.Module] = [nn.Conv2d(c.feature_dim, c.width, 1),
-                                   *_block(c.width, c.width, c.groups)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(c.feature_dim, c.width, 1),
+            *_block(c.width, c.width, c.groups),
+        ]
         prev = c.width
         for ch in c.channels:
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), *_block(prev, ch, c.groups)]
@@ -153,8 +155,9 @@ class FrameDecoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
-                        ) -> None:
+    def save_pretrained(
+        self, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
+    ) -> None:
         """Write ``config.json`` + ``model.safetensors`` (+ ``meta.json``)."""
         save_checkpoint(path, self.config.to_dict(), self, meta=meta)
 
@@ -199,23 +202,36 @@ class FrameDecoder(nn.Module):
             raise ValueError(
                 f"{ckpt.path}/config.json is not a valid DecoderConfig: {err}"
             ) from err
-        want = {"encoder": expected_fingerprint, "grid": expected_grid,
-                "feature_dim": expected_feature_dim}
-        have = {"encoder": config.encoder_fingerprint, "grid": config.grid,
-                "feature_dim": config.feature_dim}
-        bad = [k for k, v in want.items()
-               if v is not None and (tuple(v) if k == "grid" else v) != have[k]]  # type: ignore[arg-type]
+        want = {
+            "encoder": expected_fingerprint,
+            "grid": expected_grid,
+            "feature_dim": expected_feature_dim,
+        }
+        have = {
+            "encoder": config.encoder_fingerprint,
+            "grid": config.grid,
+            "feature_dim": config.feature_dim,
+        }
+        bad = [
+            k
+            for k, v in want.items()
+            if v is not None and (tuple(v) if k == "grid" else v) != have[k]
+        ]  # type: ignore[arg-type]
         if bad:
             raise EncoderMismatchError(
                 f"frame decoder {ckpt.path} does not match: "
                 + "; ".join(f"{k} {have[k]!r} in the decoder vs {want[k]!r} expected" for k in bad)
                 + ". Train a decoder on this bundle's data (`rla-gym train-decoder`) and add it "
-                  "with `rla-gym add-decoder`"
+                "with `rla-gym add-decoder`"
             )
         model = cls(config)
         own = model.state_dict()
-        state = {k: v.reshape(own[k].shape) if k in own and v.shape != own[k].shape
-                 and v.numel() == own[k].numel() else v for k, v in ckpt.state_dict.items()}
+        state = {
+            k: v.reshape(own[k].shape)
+            if k in own and v.shape != own[k].shape and v.numel() == own[k].numel()
+            else v
+            for k, v in ckpt.state_dict.items()
+        }
         try:
             model.load_state_dict(state)
         except RuntimeError as err:

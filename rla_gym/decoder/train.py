@@ -33,8 +33,15 @@ __all__ = ["FramePairs", "TrainDecoderConfig", "load_frame_pairs", "train_decode
 
 def _default_trainer() -> TrainerConfig:
     # ~1-1.5 s per step at batch 8 on one shared core: 500 steps is a 10-minute run.
-    return TrainerConfig(steps=500, batch_size=8, learning_rate=2e-3, warmup_steps=20,
-                         val_every=100, ckpt_every=50, log_every=10)
+    return TrainerConfig(
+        steps=500,
+        batch_size=8,
+        learning_rate=2e-3,
+        warmup_steps=20,
+        val_every=100,
+        ckpt_every=50,
+        log_every=10,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +93,10 @@ class FramePairs:
 
 
 def load_frame_pairs(
-    data: str | Path, encoder: str, ids: Sequence[str], frame_stride: int = 1,
+    data: str | Path,
+    encoder: str,
+    ids: Sequence[str],
+    frame_stride: int = 1,
     fingerprint: str | None = None,
 ) -> FramePairs:
     """Load the frames and cached features of the given episodes.
@@ -109,8 +119,14 @@ def load_frame_pairs(
         owner.append(np.full(len(rows), i, np.int64))
     if not feats:
         raise RLAGymError(f"no episodes to load from {data}")
-    return FramePairs(np.concatenate(feats), np.concatenate(frames), np.concatenate(owner),
-                      list(ids), fingerprint or "", grid)
+    return FramePairs(
+        np.concatenate(feats),
+        np.concatenate(frames),
+        np.concatenate(owner),
+        list(ids),
+        fingerprint or "",
+        grid,
+    )
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -139,8 +155,7 @@ class _PairSampler(SeededStream):
         feats = torch.from_numpy(self.pairs.features[idx].astype(np.float32))
         frames = frames_to_tensor(self.pairs.frames[idx])
         diff = (frames - self.background).abs().mean(1, keepdim=True)
-        return {"features": feats, "frames": frames,
-                "foreground": (diff > self.threshold).float()}
+        return {"features": feats, "frames": frames, "foreground": (diff > self.threshold).float()}
 
 
 def _gradients(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,8 +193,13 @@ def decoder_loss(
 
 
 @torch.no_grad()
-def evaluate_decoder(model: FrameDecoder, pairs: FramePairs, background: torch.Tensor | None = None,
-                     threshold: float = 0.1, batch_size: int = 32) -> dict[str, float]:
+def evaluate_decoder(
+    model: FrameDecoder,
+    pairs: FramePairs,
+    background: torch.Tensor | None = None,
+    threshold: float = 0.1,
+    batch_size: int = 32,
+) -> dict[str, float]:
     """Mean PSNR (dB) and L1 of decoded vs real frames over ``pairs``.
 
     With ``background`` (``(1, 3, H, W)``, the median training frame) it also reports the L1 over
@@ -189,14 +209,14 @@ def evaluate_decoder(model: FrameDecoder, pairs: FramePairs, background: torch.T
     device = next(model.parameters()).device
     tot_psnr = tot_l1 = fg_err = fg_n = 0.0
     for i in range(0, len(pairs), batch_size):
-        feats = torch.from_numpy(pairs.features[i:i + batch_size].astype(np.float32)).to(device)
-        real = frames_to_tensor(pairs.frames[i:i + batch_size]).to(device)
+        feats = torch.from_numpy(pairs.features[i : i + batch_size].astype(np.float32)).to(device)
+        real = frames_to_tensor(pairs.frames[i : i + batch_size]).to(device)
         pred = model(feats)
         tot_psnr += float(psnr(pred, real).sum())
         err = (pred - real).abs()
         tot_l1 += float(err.flatten(1).mean(1).sum())
         if background is not None:
-            fg = ((real - background.to(device)).abs().mean(1, keepdim=True) > threshold)
+            fg = (real - background.to(device)).abs().mean(1, keepdim=True) > threshold
             fg_err += float(err.mean(1, keepdim=True)[fg].sum())
             fg_n += float(fg.sum())
     out = {"val/psnr": tot_psnr / len(pairs), "val/l1": tot_l1 / len(pairs)}
@@ -207,8 +227,9 @@ def evaluate_decoder(model: FrameDecoder, pairs: FramePairs, background: torch.T
 
 def _subset(pairs: FramePairs, count: int) -> FramePairs:
     idx = np.unique(np.linspace(0, len(pairs) - 1, min(count, len(pairs))).round().astype(int))
-    return dataclasses.replace(pairs, features=pairs.features[idx], frames=pairs.frames[idx],
-                               episode=pairs.episode[idx])
+    return dataclasses.replace(
+        pairs, features=pairs.features[idx], frames=pairs.frames[idx], episode=pairs.episode[idx]
+    )
 
 
 def train_decoder(cfg: TrainDecoderConfig) -> TrainResult:
@@ -238,27 +259,40 @@ def train_decoder(cfg: TrainDecoderConfig) -> TrainResult:
         )
     train_ids, val_ids = store.split(cfg.val_fraction, seed=cfg.trainer.seed, ids=encoded)
     train = load_frame_pairs(cfg.data, cfg.encoder, train_ids, cfg.frame_stride)
-    val = (_subset(load_frame_pairs(cfg.data, cfg.encoder, val_ids, cfg.frame_stride,
-                                    train.fingerprint), cfg.val_frames) if val_ids else None)
+    val = (
+        _subset(
+            load_frame_pairs(cfg.data, cfg.encoder, val_ids, cfg.frame_stride, train.fingerprint),
+            cfg.val_frames,
+        )
+        if val_ids
+        else None
+    )
     # Grid, size and fingerprint come from the data, never from defaults.
     derived = ("grid", "resolution", "feature_dim", "encoder_fingerprint")
     dec_cfg = DecoderConfig.for_grid(
-        train.grid, resolution, feature_dim=int(train.features.shape[2]),
+        train.grid,
+        resolution,
+        feature_dim=int(train.features.shape[2]),
         encoder_fingerprint=train.fingerprint,
         **{k: v for k, v in dataclasses.asdict(cfg.decoder).items() if k not in derived},
     )
     torch.manual_seed(cfg.trainer.seed)
     model = FrameDecoder(dec_cfg)
     stats = _subset(train, 512)
-    model.fit_statistics(torch.from_numpy(stats.features.astype(np.float32)),
-                         frames_to_tensor(stats.frames))
+    model.fit_statistics(
+        torch.from_numpy(stats.features.astype(np.float32)), frames_to_tensor(stats.frames)
+    )
 
     sampler = _PairSampler(train, cfg.trainer.seed, dec_cfg.foreground_threshold)
 
     def val_fn(m: nn.Module) -> dict[str, float]:
         assert val is not None
-        return evaluate_decoder(m, val, sampler.background,  # type: ignore[arg-type]
-                                dec_cfg.foreground_threshold)
+        return evaluate_decoder(
+            m,
+            val,
+            sampler.background,  # type: ignore[arg-type]
+            dec_cfg.foreground_threshold,
+        )
 
     meta: dict[str, Any] = {
         "data": str(cfg.data),
@@ -273,6 +307,13 @@ def train_decoder(cfg: TrainDecoderConfig) -> TrainResult:
         "parameters": model.num_parameters(),
         "train_config": to_jsonable(cfg),
     }
-    return fit(model, decoder_loss, sampler, cfg.trainer, cfg.out,
-               dec_cfg.to_dict(), val_fn=val_fn if val is not None else None, meta=meta)
-
+    return fit(
+        model,
+        decoder_loss,
+        sampler,
+        cfg.trainer,
+        cfg.out,
+        dec_cfg.to_dict(),
+        val_fn=val_fn if val is not None else None,
+        meta=meta,
+    )

@@ -183,12 +183,16 @@ class Artifacts:
 
         path = self.path / WORLD_MODEL if checkpoint is None else Path(checkpoint)
         model = load_predictor(
-            path, expected_fingerprint=self.manifest["encoder_fingerprint"], device=device,
+            path,
+            expected_fingerprint=self.manifest["encoder_fingerprint"],
+            device=device,
         )
         if int(model.action_dim) != self.action_dim or self.chunk > int(model.max_horizon):
-            msg = (f"world model {path} takes {model.action_dim}-D actions up to "
-                   f"{model.max_horizon} steps, but bundle {self.path} has action_dim="
-                   f"{self.action_dim}, chunk={self.chunk}")
+            msg = (
+                f"world model {path} takes {model.action_dim}-D actions up to "
+                f"{model.max_horizon} steps, but bundle {self.path} has action_dim="
+                f"{self.action_dim}, chunk={self.chunk}"
+            )
             if checkpoint is not None:
                 raise ValueError(msg + "; train it on this bundle's task")
             raise CorruptFileError(msg + "; rebuild the bundle (rla-gym build-bundle)")
@@ -215,7 +219,8 @@ class Artifacts:
                 f"--bundle {self.path} --head <out>/checkpoint`"
             )
         return ProgressHead.from_pretrained(
-            self.path / PROGRESS, expected_fingerprint=self.manifest["encoder_fingerprint"],
+            self.path / PROGRESS,
+            expected_fingerprint=self.manifest["encoder_fingerprint"],
             device=device,
         )
 
@@ -248,7 +253,8 @@ class Artifacts:
                 f"decoder with `rla-gym add-decoder --bundle {self.path} --decoder <checkpoint>`"
             )
         return FrameDecoder.from_pretrained(
-            self.path / DECODER, device=device,
+            self.path / DECODER,
+            device=device,
             expected_fingerprint=self.manifest["encoder_fingerprint"],
             expected_grid=tuple(self.manifest["grid"]),
             expected_feature_dim=int(self.manifest["feature_dim"]),
@@ -343,4 +349,3 @@ def nearest_demo(frame0: np.ndarray, ref_frame0: np.ndarray) -> int:
         ref_frame0: ``(R, N, D)`` first-frame features of the reference demos.
     """
     return int(np.argmin(np.abs(frame0[None] - ref_frame0).mean(axis=(-2, -1))))
-

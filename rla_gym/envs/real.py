@@ -21,8 +21,13 @@ from gymnasium import spaces
 from rla_gym.envs.rla_world import ActionMode, check_actions
 from rla_gym.utils.configs import with_overrides
 
-__all__ = ["DREAM_STEP_INFO", "REAL_STEP_INFO", "ActionScale", "RealFeatureConfig",
-           "RealFeatureEnv"]
+__all__ = [
+    "DREAM_STEP_INFO",
+    "REAL_STEP_INFO",
+    "ActionScale",
+    "RealFeatureConfig",
+    "RealFeatureEnv",
+]
 
 # The step ``info`` schema shared by the dream and the real env: both report ``t`` (control steps
 # since reset); success is the simulator's in the real env and a calibrated estimate in the dream,
@@ -82,9 +87,7 @@ class RealFeatureConfig:
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
         if self.action_mode not in ("chunk", "repeat"):
-            raise ValueError(
-                f"action_mode must be 'chunk' or 'repeat', got {self.action_mode!r}"
-            )
+            raise ValueError(f"action_mode must be 'chunk' or 'repeat', got {self.action_mode!r}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.max_control_steps not in (None, "task") and self.max_control_steps < 1:

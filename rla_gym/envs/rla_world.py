@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     from rla_gym.decoder import FrameDecoder
 
 __all__ = [
-    "DreamCore", "RLAWorldConfig", "RLAWorldEnv", "Start", "check_actions", "resolve_artifacts",
+    "DreamCore",
+    "RLAWorldConfig",
+    "RLAWorldEnv",
+    "Start",
+    "check_actions",
+    "resolve_artifacts",
 ]
 
 ObsMode = Literal["patch", "dict"]
@@ -200,13 +205,9 @@ class RLAWorldConfig:
                 f"reward_mode must be 'aligned', 'goal' or 'progress', got {self.reward_mode!r}"
             )
         if self.reward_metric not in ("l1", "cosine"):
-            raise ValueError(
-                f"reward_metric must be 'l1' or 'cosine', got {self.reward_metric!r}"
-            )
+            raise ValueError(f"reward_metric must be 'l1' or 'cosine', got {self.reward_metric!r}")
         if self.action_mode not in ("chunk", "repeat"):
-            raise ValueError(
-                f"action_mode must be 'chunk' or 'repeat', got {self.action_mode!r}"
-            )
+            raise ValueError(f"action_mode must be 'chunk' or 'repeat', got {self.action_mode!r}")
         if self.obs_mode not in ("patch", "dict"):
             raise ValueError(f"obs_mode must be 'patch' or 'dict', got {self.obs_mode!r}")
         if self.render_mode not in (None, "rgb_array"):
@@ -246,7 +247,8 @@ class DreamCore:
         self.action_mode: ActionMode = config.action_mode
         self.num_tokens, self.feature_dim = int(m["num_tokens"]), int(m["feature_dim"])
         self.max_episode_steps = int(
-            config.max_episode_steps if config.max_episode_steps is not None
+            config.max_episode_steps
+            if config.max_episode_steps is not None
             else self.art.max_episode_steps
         )
         self.reference = torch.from_numpy(self.art.reference).to(self.device)
@@ -262,9 +264,11 @@ class DreamCore:
         high = torch.tensor(m["action_high"], dtype=torch.float32, device=self.device)
         self._act_mid, self._act_half = (high + low) / 2, (high - low) / 2
         self.reward = AlignedReward(
-            self.reference, mode="aligned" if config.reward_mode == "progress"
-            else config.reward_mode, metric=config.reward_metric,
-            scale=config.reward_scale, success_threshold=self.art.success_threshold,
+            self.reference,
+            mode="aligned" if config.reward_mode == "progress" else config.reward_mode,
+            metric=config.reward_metric,
+            scale=config.reward_scale,
+            success_threshold=self.art.success_threshold,
         )
         # The learned head, when the bundle ships one, gives the success estimate in every mode
         # (it was trained with start frames and failures as negatives) and the progress reward.
@@ -292,10 +296,14 @@ class DreamCore:
         """The action space in words, for error messages."""
         k, a = self.chunk, self.action_dim
         if self.action_mode == "repeat":
-            return (f"Box(-1.0, 1.0, ({a},), float32): one action of size A={a}, held for the "
-                    f"K={k} control steps of a chunk")
-        return (f"Box(-1.0, 1.0, ({k * a},), float32): a chunk of K={k} actions of size A={a}, "
-                f"flattened row-major from (K, A)")
+            return (
+                f"Box(-1.0, 1.0, ({a},), float32): one action of size A={a}, held for the "
+                f"K={k} control steps of a chunk"
+            )
+        return (
+            f"Box(-1.0, 1.0, ({k * a},), float32): a chunk of K={k} actions of size A={a}, "
+            f"flattened row-major from (K, A)"
+        )
 
     def single_action_space(self) -> spaces.Box:
         """One env's action space: ``(K * A,)`` chunks or ``(A,)`` repeated actions."""
@@ -333,16 +341,24 @@ class DreamCore:
         index = options.get("index")
         if kind == "features":
             if "features" not in options:
-                raise ValueError("options['start'] == 'features' needs options['features'], "
-                                 f"an ({self.num_tokens}, {self.feature_dim}) array")
+                raise ValueError(
+                    "options['start'] == 'features' needs options['features'], "
+                    f"an ({self.num_tokens}, {self.feature_dim}) array"
+                )
             return self.features_start(options["features"], options.get("demo"))
         if kind == "init":
             m = len(self.reset_features)
             i = int(rng.integers(m)) if index is None else int(index)
             if not 0 <= i < m:
                 raise ValueError(f"options['index'] must be in [0, {m}) for start='init', got {i}")
-            return Start(self.reset_features[i], int(self.art.reset_demo[i]), 0, "init", i,
-                         int(self.art.reset_init[i]))
+            return Start(
+                self.reset_features[i],
+                int(self.art.reset_demo[i]),
+                0,
+                "init",
+                i,
+                int(self.art.reset_init[i]),
+            )
         if kind == "demo_random":
             r = self.reward.num_demos
             d = int(rng.integers(r)) if index is None else int(index)
@@ -407,8 +423,14 @@ class DreamCore:
         act = torch.from_numpy(actions).to(self.device).view(b, k, a_dim)
         raw = self._act_mid + self._act_half * act  # normalised -> simulator units
         # Per-env generators: env i's noise never depends on how many other envs share the batch.
-        out = self.model.sample(s, raw, num_samples=self.num_samples, steps=self.flow_steps,
-                                generator=generators, guidance=self.config.guidance)
+        out = self.model.sample(
+            s,
+            raw,
+            num_samples=self.num_samples,
+            steps=self.flow_steps,
+            generator=generators,
+            guidance=self.config.guidance,
+        )
         unc = out.std(1).mean(dim=(1, 2)) if self.num_samples > 1 else None
         return out[:, 0].contiguous(), unc
 
@@ -425,8 +447,10 @@ class DreamCore:
             terms["is_success_estimate"] = logit > 0
             if self.config.reward_mode == "progress":
                 r = self.config.reward_scale * progress
-        return (r.float().cpu().numpy().astype(np.float64),
-                {k: v.cpu().numpy() for k, v in terms.items()})
+        return (
+            r.float().cpu().numpy().astype(np.float64),
+            {k: v.cpu().numpy() for k, v in terms.items()},
+        )
 
     def observe(self, s: torch.Tensor, obs_mode: ObsMode) -> np.ndarray | dict[str, np.ndarray]:
         """``(B, N, D)`` features -> batched observation(s) in numpy float32."""
@@ -609,8 +633,13 @@ class RLAWorldEnv(gym.Env):
         self._start, self._s, self._t = start, start.features.clone(), start.t
         self._elapsed = 0
         self._demo = torch.tensor([start.demo], dtype=torch.long)
-        info = {"t": self._t, "demo": start.demo, "start": start.source,
-                "start_index": start.index, "init_state_id": start.init_state_id}
+        info = {
+            "t": self._t,
+            "demo": start.demo,
+            "start": start.source,
+            "start_index": start.index,
+            "init_state_id": start.init_state_id,
+        }
         return self._obs(), info
 
     def step(

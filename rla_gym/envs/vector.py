@@ -37,8 +37,11 @@ class RLAWorldVectorEnv(VectorEnv):
             override its fields, as for ``RLAWorldEnv``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4,
-                "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array"],
+        "render_fps": 4,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
@@ -82,7 +85,9 @@ class RLAWorldVectorEnv(VectorEnv):
         return self._rngs[i]  # type: ignore[return-value]
 
     def reset_envs(
-        self, idx: np.ndarray, seeds: list[int | None] | None = None,
+        self,
+        idx: np.ndarray,
+        seeds: list[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> list[Start]:
         """Reset envs ``idx`` (same draws, in the same order, as ``RLAWorldEnv.reset``).
@@ -117,8 +122,10 @@ class RLAWorldVectorEnv(VectorEnv):
         if f.shape == (b, n, d):
             out["features"] = f[i]
         elif f.shape != (n, d):
-            raise ValueError(f"options['features'] must have shape ({n}, {d}) or "
-                             f"(B={b}, {n}, {d}), got {f.shape}")
+            raise ValueError(
+                f"options['features'] must have shape ({n}, {d}) or "
+                f"(B={b}, {n}, {d}), got {f.shape}"
+            )
         demo = options.get("demo")
         if demo is not None and np.ndim(demo) == 1:
             if len(demo) != b:
@@ -126,9 +133,7 @@ class RLAWorldVectorEnv(VectorEnv):
             out["demo"] = int(demo[i])
         return out
 
-    def advance(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Dream one chunk for every env, without autoreset.
 
         Args:
@@ -137,16 +142,23 @@ class RLAWorldVectorEnv(VectorEnv):
         Returns:
             ``(reward (B,), truncated (B,), terms)``; ``terms`` holds the per-env info arrays.
         """
-        a = check_actions(actions, self.action_space.shape,
-                          f"{self.action_space.shape} rows of {self.core.action_space_desc}")
+        a = check_actions(
+            actions,
+            self.action_space.shape,
+            f"{self.action_space.shape} rows of {self.core.action_space_desc}",
+        )
         s_next, unc = self.core.dream(self._s, self.core.to_chunks(a), self._gens)
         self._s = s_next
         self._t += self.core.chunk
         self._elapsed += 1
         reward, scored = self.core.score(s_next, self._demo, self._t)
-        terms = {"reward_l1": scored["reward_l1"], "dist_to_goal": scored["dist_to_goal"],
-                 "is_success_estimate": scored["is_success_estimate"], "t": self._t.copy(),
-                 "demo": self._demo.numpy().copy()}
+        terms = {
+            "reward_l1": scored["reward_l1"],
+            "dist_to_goal": scored["dist_to_goal"],
+            "is_success_estimate": scored["is_success_estimate"],
+            "t": self._t.copy(),
+            "demo": self._demo.numpy().copy(),
+        }
         if "progress" in scored:
             terms["progress"] = scored["progress"]
         if unc is not None:
@@ -192,17 +204,21 @@ class RLAWorldVectorEnv(VectorEnv):
         idx = np.flatnonzero(mask)
         starts = self.reset_envs(idx, [seeds[i] for i in idx], options)
         info = {
-            "t": self._t.copy(), "_t": mask.copy(),
-            "demo": self._demo.numpy().copy(), "_demo": mask.copy(),
-            "init_state_id": np.array([-1] * self.num_envs), "_init_state_id": mask.copy(),
+            "t": self._t.copy(),
+            "_t": mask.copy(),
+            "demo": self._demo.numpy().copy(),
+            "_demo": mask.copy(),
+            "init_state_id": np.array([-1] * self.num_envs),
+            "_init_state_id": mask.copy(),
         }
         info["init_state_id"][idx] = [s.init_state_id for s in starts]
         return self.observe(), info
 
     def step(
         self, actions: np.ndarray
-    ) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray,
-               dict[str, Any]]:
+    ) -> tuple[
+        np.ndarray | dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]
+    ]:
         """Advance every env by one chunk in one batched world-model call (NEXT_STEP autoreset)."""
         if not self._ever_reset.all():
             from gymnasium.error import ResetNeeded

@@ -96,8 +96,9 @@ class CounterfactualConfig:
 
     def __post_init__(self) -> None:
         if self.states < 1 or self.episodes < 1:
-            raise ValueError(f"states and episodes must be >= 1, got {self.states}, "
-                             f"{self.episodes}")
+            raise ValueError(
+                f"states and episodes must be >= 1, got {self.states}, {self.episodes}"
+            )
         if not self.horizons or min(self.horizons) < 1:
             raise ValueError(f"horizons must be chunk counts >= 1, got {self.horizons}")
         if any(s <= 0 for s in self.noise_scales):
@@ -180,14 +181,16 @@ def outcome_metrics(
         ValueError: inconsistent shapes.
     """
     if real.ndim != 4 or dream.shape != real.shape:
-        raise ValueError(f"real and dream must both be (S, M, N, D), got {real.shape} and "
-                         f"{dream.shape}")
+        raise ValueError(
+            f"real and dream must both be (S, M, N, D), got {real.shape} and {dream.shape}"
+        )
     s = real.shape[0]
     if start.shape != (s, *real.shape[2:]):
         raise ValueError(f"start must be (S, N, D) = {(s, *real.shape[2:])}, got {start.shape}")
     if reference is not None and reference.shape != start.shape:
-        raise ValueError(f"reference must have the start's shape {start.shape}, got "
-                         f"{reference.shape}")
+        raise ValueError(
+            f"reference must have the start's shape {start.shape}, got {reference.shape}"
+        )
     cos, ratio, rho = [], [], []
     for k in range(s):
         c, r = pair_agreement(real[k], dream[k])
@@ -233,14 +236,18 @@ def perturbed_sequences(
     Returns:
         ``float32 (M, T, A)`` in ``[-1, 1]``, ``M = len(noise_scales) + 2``.
     """
-    noisy = [np.clip(recorded + rng.normal(0.0, s, recorded.shape), -1.0, 1.0)
-             for s in noise_scales]
+    noisy = [
+        np.clip(recorded + rng.normal(0.0, s, recorded.shape), -1.0, 1.0) for s in noise_scales
+    ]
     random = rng.uniform(-1.0, 1.0, recorded.shape)
     return np.stack([recorded, *noisy, random]).astype(np.float32)
 
 
 def record_starts(
-    sim: Any, cfg: CounterfactualConfig, chunk: int, last_start_chunk: int,
+    sim: Any,
+    cfg: CounterfactualConfig,
+    chunk: int,
+    last_start_chunk: int,
     log: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[RealStart], np.ndarray]:
     """Run the held-out episodes (no rendering but each first frame) and draw the start states.
@@ -289,8 +296,9 @@ def record_starts(
         norm = scale.from_sim(np.stack(actions))
         picks = np.sort(rng.choice(last_start_chunk + 1, per_episode, replace=False))
         for c in picks:
-            starts.append(RealStart(e, kind, int(c) * chunk, states[c],
-                                    norm[c * chunk:(c + max_h) * chunk]))
+            starts.append(
+                RealStart(e, kind, int(c) * chunk, states[c], norm[c * chunk : (c + max_h) * chunk])
+            )
         log(f"  episode {e} ({kind}, seed {seed}): starts at chunks {picks.tolist()}")
     # Spread the cut evenly when states is not a multiple of episodes.
     keep = np.sort(rng.choice(len(starts), cfg.states, replace=False))
@@ -317,8 +325,7 @@ def real_outcomes(
     scale = ActionScale(sim)
     at = {h * chunk: i for i, h in enumerate(horizons)}
     n_steps = max(horizons) * chunk
-    frames = np.zeros((len(sequences), len(horizons), sim.resolution, sim.resolution, 3),
-                      np.uint8)
+    frames = np.zeros((len(sequences), len(horizons), sim.resolution, sim.resolution, 3), np.uint8)
     start_frame = None
     for m, seq in enumerate(sequences):
         obs = sim.set_sim_state(start.state, render=m == 0)
@@ -336,8 +343,13 @@ def real_outcomes(
 # --------------------------------------------------------------------------- dream side
 @torch.no_grad()
 def dream_outcomes(
-    step: DreamStep, start: np.ndarray, sequences: np.ndarray, chunk: int,
-    horizons: Sequence[int], noise_seeds: np.ndarray, batch_size: int = 64,
+    step: DreamStep,
+    start: np.ndarray,
+    sequences: np.ndarray,
+    chunk: int,
+    horizons: Sequence[int],
+    noise_seeds: np.ndarray,
+    batch_size: int = 64,
 ) -> np.ndarray:
     """Roll a world model out from every start with every sequence, chunk by chunk.
 
@@ -366,7 +378,7 @@ def dream_outcomes(
         gens = [torch.Generator().manual_seed(int(x)) for x in seeds[rows]]
         state = torch.from_numpy(flat_start[rows]).float()
         for h in range(1, max_h + 1):
-            acts = flat_seq[rows, (h - 1) * chunk:h * chunk].reshape(len(gens), -1)
+            acts = flat_seq[rows, (h - 1) * chunk : h * chunk].reshape(len(gens), -1)
             state = step(state, np.ascontiguousarray(acts, np.float32), gens)
             if h in keep:
                 out[rows, keep[h]] = state.float().cpu().numpy()
@@ -374,8 +386,9 @@ def dream_outcomes(
 
 
 @torch.no_grad()
-def rla_ceiling_outcomes(rla: Any, start: np.ndarray, real: np.ndarray,
-                         batch_size: int = 64) -> np.ndarray:
+def rla_ceiling_outcomes(
+    rla: Any, start: np.ndarray, real: np.ndarray, batch_size: int = 64
+) -> np.ndarray:
     """The RLA decoding the true latent of every real outcome: ``decode(s, encode(s, real))``.
 
     Args:
@@ -389,9 +402,12 @@ def rla_ceiling_outcomes(rla: Any, start: np.ndarray, real: np.ndarray,
     s, m = real.shape[:2]
     s_t = torch.from_numpy(np.repeat(start, m, axis=0)).float()
     s_th = torch.from_numpy(real.reshape(s * m, *real.shape[2:])).float()
-    out = [rla.decode(s_t[i:i + batch_size], rla.encode(s_t[i:i + batch_size],
-                                                       s_th[i:i + batch_size]))
-           for i in range(0, s * m, batch_size)]
+    out = [
+        rla.decode(
+            s_t[i : i + batch_size], rla.encode(s_t[i : i + batch_size], s_th[i : i + batch_size])
+        )
+        for i in range(0, s * m, batch_size)
+    ]
     return torch.cat(out).cpu().numpy().reshape(real.shape)
 
 
@@ -426,11 +442,21 @@ class RealOutcomes:
 
         from rla_gym.utils.io import atomic_path
 
-        meta = {"bundle": self.bundle, "horizons": list(self.horizons), "starts": self.starts,
-                "seconds": self.seconds}
+        meta = {
+            "bundle": self.bundle,
+            "horizons": list(self.horizons),
+            "starts": self.starts,
+            "seconds": self.seconds,
+        }
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, start=self.start, real=self.real, sequences=self.sequences,
-                     reference=self.reference, meta=np.array(json.dumps(meta)))
+            np.savez(
+                f,
+                start=self.start,
+                real=self.real,
+                sequences=self.sequences,
+                reference=self.reference,
+                meta=np.array(json.dumps(meta)),
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> RealOutcomes:
@@ -439,12 +465,23 @@ class RealOutcomes:
 
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
-            return cls(meta["bundle"], z["start"], z["real"], z["sequences"], z["reference"],
-                       tuple(meta["horizons"]), meta["starts"], meta["seconds"])
+            return cls(
+                meta["bundle"],
+                z["start"],
+                z["real"],
+                z["sequences"],
+                z["reference"],
+                tuple(meta["horizons"]),
+                meta["starts"],
+                meta["seconds"],
+            )
 
 
 def measure_real(
-    bundle: str | Path, cfg: CounterfactualConfig, *, encoder: Any = None,
+    bundle: str | Path,
+    cfg: CounterfactualConfig,
+    *,
+    encoder: Any = None,
     log: Callable[[str], None] = print,
 ) -> RealOutcomes:
     """Restore held-out real starts, execute the ``M`` sequences, encode (steps 1-2 above).
@@ -471,16 +508,19 @@ def measure_real(
         log(f"{man['sim']}/{man['task']}: {cfg.episodes} held-out episodes, {cfg.states} starts")
         starts, first_frames = record_starts(sim, cfg, k, last_start, log)
         rng = np.random.default_rng([cfg.seed, 2])
-        sequences = np.stack([perturbed_sequences(st.recorded, cfg.noise_scales, rng)
-                              for st in starts])
+        sequences = np.stack(
+            [perturbed_sequences(st.recorded, cfg.noise_scales, rng) for st in starts]
+        )
         start_frames, frames = [], []
         for i, st in enumerate(starts):
             f0, fr = real_outcomes(sim, st, sequences[i], k, horizons)
             start_frames.append(f0)
             frames.append(fr)
             if (i + 1) % 8 == 0 or i + 1 == len(starts):
-                log(f"  real outcomes: {i + 1}/{len(starts)} starts "
-                    f"({time.perf_counter() - t0:.0f} s)")
+                log(
+                    f"  real outcomes: {i + 1}/{len(starts)} starts "
+                    f"({time.perf_counter() - t0:.0f} s)"
+                )
     finally:
         sim.close()
     real_s = time.perf_counter() - t0
@@ -489,31 +529,50 @@ def measure_real(
     t0 = time.perf_counter()
     s_n, m_n, h_n = len(starts), sequences.shape[1], len(horizons)
     frames_np = np.stack(frames)  # (S, M, H, R, R, 3)
-    feats = encoder.encode(np.concatenate([np.stack(start_frames), first_frames,
-                                           frames_np.reshape(-1, *frames_np.shape[3:])]))
-    start_f, first_f = feats[:s_n], feats[s_n:s_n + len(first_frames)]
-    real = feats[s_n + len(first_frames):].reshape(s_n, m_n, h_n, *feats.shape[1:])
+    feats = encoder.encode(
+        np.concatenate(
+            [np.stack(start_frames), first_frames, frames_np.reshape(-1, *frames_np.shape[3:])]
+        )
+    )
+    start_f, first_f = feats[:s_n], feats[s_n : s_n + len(first_frames)]
+    real = feats[s_n + len(first_frames) :].reshape(s_n, m_n, h_n, *feats.shape[1:])
     encode_s = time.perf_counter() - t0
 
     # ---- the reference frame each outcome is ranked against, chosen as the env does
     demos = [nearest_demo(first_f[e], art.reference[:, 0]) for e in range(len(first_f))]
     reference = []
     for h in horizons:
-        rows = [min(st.t // k + h, int(art.reference_len[demos[st.episode]]) - 1)
-                for st in starts]
-        reference.append(np.stack([art.reference[demos[st.episode], r]
-                                   for st, r in zip(starts, rows, strict=True)]))
+        rows = [min(st.t // k + h, int(art.reference_len[demos[st.episode]]) - 1) for st in starts]
+        reference.append(
+            np.stack(
+                [art.reference[demos[st.episode], r] for st, r in zip(starts, rows, strict=True)]
+            )
+        )
     return RealOutcomes(
-        str(bundle), start_f.astype(np.float32), real.astype(np.float32),
-        sequences.astype(np.float32), np.stack(reference).astype(np.float32), horizons,
-        [{"episode": st.episode, "policy": st.policy, "t": st.t,
-          "reference_demo": demos[st.episode]} for st in starts],
+        str(bundle),
+        start_f.astype(np.float32),
+        real.astype(np.float32),
+        sequences.astype(np.float32),
+        np.stack(reference).astype(np.float32),
+        horizons,
+        [
+            {
+                "episode": st.episode,
+                "policy": st.policy,
+                "t": st.t,
+                "reference_demo": demos[st.episode],
+            }
+            for st in starts
+        ],
         {"real": real_s, "encode": encode_s},
     )
 
 
 def score_models(
-    outcomes: RealOutcomes, cfg: CounterfactualConfig, models: dict[str, dict[str, Any]], *,
+    outcomes: RealOutcomes,
+    cfg: CounterfactualConfig,
+    models: dict[str, dict[str, Any]],
+    *,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Dream the same starts and sequences with every model and score them (step 3 above).
@@ -538,24 +597,36 @@ def score_models(
     seconds: dict[str, float] = {}
     for name, opts in models.items():
         t0 = time.perf_counter()
-        core = DreamCore(RLAWorldConfig(artifacts=outcomes.bundle, flow_steps=cfg.flow_steps,
-                                        **opts))
-        dream = dream_outcomes(lambda s, a, g, c=core: c.dream(s, a, g)[0], start,
-                               outcomes.sequences, core.chunk, horizons, noise_seeds,
-                               cfg.batch_size)
+        core = DreamCore(
+            RLAWorldConfig(artifacts=outcomes.bundle, flow_steps=cfg.flow_steps, **opts)
+        )
+        dream = dream_outcomes(
+            lambda s, a, g, c=core: c.dream(s, a, g)[0],
+            start,
+            outcomes.sequences,
+            core.chunk,
+            horizons,
+            noise_seeds,
+            cfg.batch_size,
+        )
         entry: dict[str, Any] = {
-            str(h): outcome_metrics(start, real[:, :, hi], dream[:, :, hi],
-                                    outcomes.reference[hi])
-            for hi, h in enumerate(horizons)}
+            str(h): outcome_metrics(start, real[:, :, hi], dream[:, :, hi], outcomes.reference[hi])
+            for hi, h in enumerate(horizons)
+        }
         rla = getattr(core.model, "rla", None)
         if rla is not None and 1 in horizons:
             entry["rla_ceiling"] = score_rla_ceiling(outcomes, rla, cfg.batch_size)
         seconds[name] = time.perf_counter() - t0
         result[name] = entry
-        log(f"  {name}: " + "  ".join(
-            f"h{h}: dir {entry[str(h)]['direction']:.3f} ratio "
-            f"{entry[str(h)]['magnitude_ratio']:.3f}" for h in horizons)
-            + f" ({seconds[name]:.0f} s)")
+        log(
+            f"  {name}: "
+            + "  ".join(
+                f"h{h}: dir {entry[str(h)]['direction']:.3f} ratio "
+                f"{entry[str(h)]['magnitude_ratio']:.3f}"
+                for h in horizons
+            )
+            + f" ({seconds[name]:.0f} s)"
+        )
     result["_seconds"] = seconds
     return result
 
@@ -573,8 +644,12 @@ def score_rla_ceiling(outcomes: RealOutcomes, rla: Any, batch_size: int = 64) ->
 
 
 def evaluate_suite(
-    bundle: str | Path, cfg: CounterfactualConfig, *, direct: str | Path | None = None,
-    encoder: Any = None, log: Callable[[str], None] = print,
+    bundle: str | Path,
+    cfg: CounterfactualConfig,
+    *,
+    direct: str | Path | None = None,
+    encoder: Any = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Measure one bundle against its real simulator (see the module docstring).
 
@@ -605,15 +680,23 @@ def evaluate_suite(
 
     man = load_json(Path(bundle) / MANIFEST)  # the run record needs no bank
     result["run"] = {
-        "bundle": str(bundle), "sim": man["sim"], "task": man["task"],
-        "encoder_fingerprint": man["encoder_fingerprint"], "chunk": man["chunk"],
-        "horizons": list(outcomes.horizons), "outcomes": list(cfg.outcomes),
-        "config": asdict(cfg), "direct_checkpoint": None if direct is None else str(direct),
+        "bundle": str(bundle),
+        "sim": man["sim"],
+        "task": man["task"],
+        "encoder_fingerprint": man["encoder_fingerprint"],
+        "chunk": man["chunk"],
+        "horizons": list(outcomes.horizons),
+        "outcomes": list(cfg.outcomes),
+        "config": asdict(cfg),
+        "direct_checkpoint": None if direct is None else str(direct),
         "starts": outcomes.starts,
         "episode_seeds": [cfg.collection_seed + e for e in range(cfg.episodes)],
         "noise": "the M outcomes of one start share their flow-noise seed",
-        "wall_clock_s": {**outcomes.seconds, "dream": result.pop("_seconds"),
-                         "total": time.perf_counter() - t_all},
+        "wall_clock_s": {
+            **outcomes.seconds,
+            "dream": result.pop("_seconds"),
+            "total": time.perf_counter() - t_all,
+        },
         # Wall-clock depends on who else uses the cores; CPU time of this process does not.
         "cpu_s": time.process_time() - cpu_all,
     }

@@ -43,8 +43,16 @@ from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import spearman, wilson_interval
 
 __all__ = [
-    "MODES", "PolicySpec", "choose_mode", "compare", "dream_rollouts", "graded_policies",
-    "real_rollouts", "score_modes", "spearman", "summarize",
+    "MODES",
+    "PolicySpec",
+    "choose_mode",
+    "compare",
+    "dream_rollouts",
+    "graded_policies",
+    "real_rollouts",
+    "score_modes",
+    "spearman",
+    "summarize",
 ]
 
 MODES: tuple[str, ...] = ("aligned", "goal", "progress")
@@ -71,13 +79,16 @@ class PolicySpec:
 
     def __post_init__(self) -> None:
         if self.kind not in ("saved", *SCRIPTED):
-            raise ValueError(f"policy kind must be saved, random, expert or noisy, got "
-                             f"{self.kind!r}")
+            raise ValueError(
+                f"policy kind must be saved, random, expert or noisy, got {self.kind!r}"
+            )
         if self.kind == "saved" and not self.path:
             raise ValueError(f"policy {self.name!r}: kind 'saved' needs a path")
         if (self.kind == "noisy") != (self.noise > 0):
-            raise ValueError(f"policy {self.name!r}: noise > 0 goes with kind 'noisy' only, "
-                             f"got kind {self.kind!r}, noise {self.noise}")
+            raise ValueError(
+                f"policy {self.name!r}: noise > 0 goes with kind 'noisy' only, "
+                f"got kind {self.kind!r}, noise {self.noise}"
+            )
 
     @property
     def scripted(self) -> bool:
@@ -123,8 +134,10 @@ class RealJob:
 
 
 def _key(job: RealJob, spec: PolicySpec, index: int) -> str:
-    return json.dumps({"job": dataclasses.asdict(job), "spec": dataclasses.asdict(spec),
-                       "index": index}, sort_keys=True)
+    return json.dumps(
+        {"job": dataclasses.asdict(job), "spec": dataclasses.asdict(spec), "index": index},
+        sort_keys=True,
+    )
 
 
 def _cache_file(cache_dir: Path, key: str, spec: PolicySpec, index: int) -> Path:
@@ -143,8 +156,9 @@ def _load_cached(path: Path, key: str) -> dict[str, Any] | None:
         return {k: z[k] for k in z.files if k != "key"}
 
 
-def _real_worker(args: tuple[RealJob, str | None], items: list[tuple[PolicySpec, int]],
-                 emit: Emit) -> None:
+def _real_worker(
+    args: tuple[RealJob, str | None], items: list[tuple[PolicySpec, int]], emit: Emit
+) -> None:
     from rla_gym.agents import ActorCritic
     from rla_gym.envs.real import RealFeatureEnv
     from rla_gym.evaluation.real import RealEvalConfig, rollout
@@ -153,23 +167,45 @@ def _real_worker(args: tuple[RealJob, str | None], items: list[tuple[PolicySpec,
     job, cache_dir = args
     torch.set_num_threads(1)
     # The full horizon whatever happens: success is scored per chunk, not an episode end.
-    env = RealFeatureEnv(sim=job.sim, task=job.task, resolution=job.resolution,
-                         encoder=job.encoder, chunk=job.chunk, max_episode_steps=job.horizon,
-                         terminate_on_success=False)
-    cfg = RealEvalConfig(sim=job.sim, task=job.task, resolution=job.resolution,
-                         encoder=job.encoder, chunk=job.chunk, seed=job.seed,
-                         max_steps=job.horizon * job.chunk)
+    env = RealFeatureEnv(
+        sim=job.sim,
+        task=job.task,
+        resolution=job.resolution,
+        encoder=job.encoder,
+        chunk=job.chunk,
+        max_episode_steps=job.horizon,
+        terminate_on_success=False,
+    )
+    cfg = RealEvalConfig(
+        sim=job.sim,
+        task=job.task,
+        resolution=job.resolution,
+        encoder=job.encoder,
+        chunk=job.chunk,
+        seed=job.seed,
+        max_steps=job.horizon * job.chunk,
+    )
     loaded: dict[str, Any] = {}
     try:
         for spec, index in items:
             t0 = time.perf_counter()
             if spec.scripted:
-                r = run_scripted_episode(env.sim, spec.kind, index, cfg, spec.noise,
-                                         frames="chunks", stop_on_success=False)
+                r = run_scripted_episode(
+                    env.sim,
+                    spec.kind,
+                    index,
+                    cfg,
+                    spec.noise,
+                    frames="chunks",
+                    stop_on_success=False,
+                )
                 feats = env.encoder.encode(r["frames"])
-                row = {"features": feats, "sim_return": r["return"],
-                       "chunk_success": r["step_success"].reshape(job.horizon, -1).any(1),
-                       "actions": r["actions"].reshape(job.horizon, -1)}
+                row = {
+                    "features": feats,
+                    "sim_return": r["return"],
+                    "chunk_success": r["step_success"].reshape(job.horizon, -1).any(1),
+                    "actions": r["actions"].reshape(job.horizon, -1),
+                }
             else:
                 if spec.path not in loaded:
                     loaded[spec.path] = ActorCritic.load(spec.path).eval()
@@ -180,14 +216,19 @@ def _real_worker(args: tuple[RealJob, str | None], items: list[tuple[PolicySpec,
 
                 init_id = index if env.sim.num_init_states else None
                 r = rollout(env, policy, job.seed + index, init_id, keep_observations=True)
-                row = {"features": r["observations"], "sim_return": r["return"],
-                       "chunk_success": r["chunk_success"]}
+                row = {
+                    "features": r["observations"],
+                    "sim_return": r["return"],
+                    "chunk_success": r["chunk_success"],
+                }
             row["features"] = np.asarray(row["features"], np.float16)
             row["seconds"] = time.perf_counter() - t0
             if cache_dir is not None:
                 key = _key(job, spec, index)
-                with atomic_path(_cache_file(Path(cache_dir), key, spec, index)) as tmp, \
-                        open(tmp, "wb") as fh:
+                with (
+                    atomic_path(_cache_file(Path(cache_dir), key, spec, index)) as tmp,
+                    open(tmp, "wb") as fh,
+                ):
                     np.savez(fh, key=key, **row)
             emit({"policy": spec.name, "index": index, **row})
     finally:
@@ -195,8 +236,12 @@ def _real_worker(args: tuple[RealJob, str | None], items: list[tuple[PolicySpec,
 
 
 def real_rollouts(
-    job: RealJob, specs: list[PolicySpec], indices: list[int], workers: int = 1,
-    cache_dir: str | Path | None = None, progress: bool = True,
+    job: RealJob,
+    specs: list[PolicySpec],
+    indices: list[int],
+    workers: int = 1,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Real episodes of every policy from every start (see the module docstring).
 
@@ -228,8 +273,14 @@ def real_rollouts(
                 out[(spec.name, i)] = {**cached, "cached": True}
     # Interleaved by start, so each worker sees every policy (one model load per worker).
     todo.sort(key=lambda item: item[1])
-    rows = imap_workers(_real_worker, (job, None if cache_dir is None else str(cache_dir)),
-                        todo, workers, desc=f"real {job.sim}", progress=progress)
+    rows = imap_workers(
+        _real_worker,
+        (job, None if cache_dir is None else str(cache_dir)),
+        todo,
+        workers,
+        desc=f"real {job.sim}",
+        progress=progress,
+    )
     for r in rows:
         out[(r.pop("policy"), r.pop("index"))] = {**r, "cached": False}
     return out
@@ -238,8 +289,13 @@ def real_rollouts(
 # --------------------------------------------------------------------------- dream side
 @torch.no_grad()
 def dream_rollouts(
-    venv: Any, starts: list[int] | None = None, policy: Any = None,
-    actions: np.ndarray | None = None, seed: int = 0, *, features: np.ndarray | None = None,
+    venv: Any,
+    starts: list[int] | None = None,
+    policy: Any = None,
+    actions: np.ndarray | None = None,
+    seed: int = 0,
+    *,
+    features: np.ndarray | None = None,
     keep_features: bool = False,
 ) -> dict[str, np.ndarray]:
     """Full-horizon rollouts in a dreamed vector env, one per env.
@@ -274,8 +330,10 @@ def dream_rollouts(
         for i, index in enumerate(starts):
             mask = np.zeros(b, bool)
             mask[i] = True
-            obs, info = venv.reset(seed=[seed + j for j in range(b)],
-                                   options={"reset_mask": mask, "start": "init", "index": index})
+            obs, info = venv.reset(
+                seed=[seed + j for j in range(b)],
+                options={"reset_mask": mask, "start": "init", "index": index},
+            )
     demo = np.asarray(info["demo"])
     rewards, success = np.zeros((b, horizon)), np.zeros((b, horizon), bool)
     kept = []
@@ -321,8 +379,14 @@ def score_modes(
 
 # --------------------------------------------------------------------------- comparison
 def compare(
-    bundle: str | Path, specs: list[PolicySpec], num_starts: int = 20, workers: int = 1,
-    flow_steps: int = 10, seed: int = 0, device: str = "cpu", cache_dir: str | Path | None = None,
+    bundle: str | Path,
+    specs: list[PolicySpec],
+    num_starts: int = 20,
+    workers: int = 1,
+    flow_steps: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
+    cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Imagined vs real return and success of every policy, in every reward mode.
@@ -355,8 +419,15 @@ def compare(
     venv = RLAWorldVectorEnv(num_starts, config=cfg)
     core = venv.core
     man = core.manifest
-    job = RealJob(man["sim"], man["task"], int(man["resolution"]), man["encoder"], core.chunk,
-                  venv.max_episode_steps, seed)
+    job = RealJob(
+        man["sim"],
+        man["task"],
+        int(man["resolution"]),
+        man["encoder"],
+        core.chunk,
+        venv.max_episode_steps,
+        seed,
+    )
     indices = list(range(num_starts))
     real = real_rollouts(job, specs, indices, workers, cache_dir, progress)
     t_real = time.perf_counter() - t0
@@ -369,11 +440,17 @@ def compare(
         first = np.stack([e["features"][0] for e in eps]).astype(np.float32)
         if spec.scripted:
             acts = np.stack([e["actions"] for e in eps])
-            dream = dream_rollouts(venv, actions=acts, seed=seed, features=first,
-                                   keep_features=True)
+            dream = dream_rollouts(
+                venv, actions=acts, seed=seed, features=first, keep_features=True
+            )
         else:
-            dream = dream_rollouts(venv, policy=ActorCritic.load(spec.path).eval(), seed=seed,
-                                   features=first, keep_features=True)
+            dream = dream_rollouts(
+                venv,
+                policy=ActorCritic.load(spec.path).eval(),
+                seed=seed,
+                features=first,
+                keep_features=True,
+            )
         demos = dream["demo"]
         imagined = score_modes(cores, dream["features"], demos)
         real_f = np.stack([e["features"][1:] for e in eps]).astype(np.float32)
@@ -382,18 +459,29 @@ def compare(
         sim_return = float(np.mean([float(e["sim_return"]) for e in eps]))
         for m in modes:
             im, re = imagined[m], scored[m]
-            rows[m].append({
-                "name": spec.name, "kind": spec.kind, "noise": spec.noise, "path": spec.path,
-                "imagined": summarize(im["rewards"].sum(1), im["success"].any(1)),
-                "real": {**summarize(re["rewards"].sum(1), real_success),
-                         "sim_return": sim_return,
-                         "estimate_successes": int(re["success"].any(1).sum())},
-            })
+            rows[m].append(
+                {
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "noise": spec.noise,
+                    "path": spec.path,
+                    "imagined": summarize(im["rewards"].sum(1), im["success"].any(1)),
+                    "real": {
+                        **summarize(re["rewards"].sum(1), real_success),
+                        "sim_return": sim_return,
+                        "estimate_successes": int(re["success"].any(1).sum()),
+                    },
+                }
+            )
     venv.close()
     out: dict[str, Any] = {
         "modes": {m: {**_rank_stats(rows[m]), "policies": rows[m]} for m in modes},
-        "starts": indices, "demos": None if demos is None else demos.tolist(),
-        "horizon": job.horizon, "chunk": job.chunk, "sim": job.sim, "task": job.task,
+        "starts": indices,
+        "demos": None if demos is None else demos.tolist(),
+        "horizon": job.horizon,
+        "chunk": job.chunk,
+        "sim": job.sim,
+        "task": job.task,
         "real_wall_clock_s": t_real,
         "real_episodes_run": sum(not r["cached"] for r in real.values()),
         "real_episode_s": float(np.mean([float(r["seconds"]) for r in real.values()])),
@@ -426,17 +514,24 @@ def _rank_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     groups = {}
     for group, kinds in (("scripted", SCRIPTED), ("closed_loop", ("saved",))):
         sub = [i for i, p in enumerate(rows) if p["kind"] in kinds]
-        groups[f"spearman_return_{group}"] = spearman([im_r[i] for i in sub],
-                                                      [re_r[i] for i in sub])
+        groups[f"spearman_return_{group}"] = spearman(
+            [im_r[i] for i in sub], [re_r[i] for i in sub]
+        )
     # Episodes of one start share its scene and reference demo, which dominate the over-episode
     # correlation; ranking the policies start by start removes that.
-    within = [rho for j in range(im_e.shape[1])
-              if (rho := spearman(im_e[:, j], re_e[:, j])) is not None]
-    return {"spearman_return": spearman(im_r, re_r), "spearman_success": spearman(im_s, re_s),
-            "spearman_return_vs_real_success": spearman(im_r, re_s),
-            "spearman_episode_return": spearman(im_e.ravel(), re_e.ravel()),
-            "spearman_return_within_start": float(np.mean(within)) if within else None,
-            "pearson_episode_return": pearson, **groups, **_bootstrap(rows)}
+    within = [
+        rho for j in range(im_e.shape[1]) if (rho := spearman(im_e[:, j], re_e[:, j])) is not None
+    ]
+    return {
+        "spearman_return": spearman(im_r, re_r),
+        "spearman_success": spearman(im_s, re_s),
+        "spearman_return_vs_real_success": spearman(im_r, re_s),
+        "spearman_episode_return": spearman(im_e.ravel(), re_e.ravel()),
+        "spearman_return_within_start": float(np.mean(within)) if within else None,
+        "pearson_episode_return": pearson,
+        **groups,
+        **_bootstrap(rows),
+    }
 
 
 def _bootstrap(rows: list[dict[str, Any]], draws: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -445,8 +540,10 @@ def _bootstrap(rows: list[dict[str, Any]], draws: int = 1000, seed: int = 0) -> 
     Every policy ran from the same starts, so a draw resamples start indices (with replacement)
     once for all policies; draws where a correlation is undefined (ties) are left out.
     """
-    arr = {k: np.array([[p[w][k] for p in rows] for w in ("imagined", "real")], float)
-           for k in ("returns", "success")}  # (2, P, S) each
+    arr = {
+        k: np.array([[p[w][k] for p in rows] for w in ("imagined", "real")], float)
+        for k in ("returns", "success")
+    }  # (2, P, S) each
     rng = np.random.default_rng(seed)
     n = arr["returns"].shape[2]
     got: dict[str, list[float]] = {"return": [], "success": []}
@@ -456,9 +553,12 @@ def _bootstrap(rows: list[dict[str, Any]], draws: int = 1000, seed: int = 0) -> 
             im, re = arr[k][:, :, pick].mean(2)
             if (rho := spearman(im, re)) is not None:
                 got[name].append(rho)
-    return {f"spearman_{name}_ci95": (None if not v else
-                                      [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))])
-            for name, v in got.items()}
+    return {
+        f"spearman_{name}_ci95": (
+            None if not v else [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+        )
+        for name, v in got.items()
+    }
 
 
 def choose_mode(modes: dict[str, dict[str, Any]]) -> str:
@@ -469,6 +569,7 @@ def choose_mode(modes: dict[str, dict[str, Any]]) -> str:
     rate); ties go to the higher Spearman(imagined, real return), then to :data:`MODES` order.
     An undefined correlation counts as lowest.
     """
+
     def key(m: str) -> tuple[float, float, int]:
         s = modes[m]
         a, b = s["spearman_return_vs_real_success"], s["spearman_return"]
@@ -480,6 +581,12 @@ def choose_mode(modes: dict[str, dict[str, Any]]) -> str:
 def summarize(returns: np.ndarray, success: np.ndarray) -> dict[str, Any]:
     """Per-episode ``returns (E,)`` and ``success (E,)`` -> means, counts and Wilson 95 %."""
     k, n = int(success.sum()), len(success)
-    return {"mean_return": float(returns.mean()), "returns": returns.tolist(),
-            "success": np.asarray(success, bool).tolist(), "success_rate": k / n,
-            "successes": k, "episodes": n, "wilson95": list(wilson_interval(k, n))}
+    return {
+        "mean_return": float(returns.mean()),
+        "returns": returns.tolist(),
+        "success": np.asarray(success, bool).tolist(),
+        "success_rate": k / n,
+        "successes": k,
+        "episodes": n,
+        "wilson95": list(wilson_interval(k, n)),
+    }

@@ -39,7 +39,7 @@ class FidelityEpisodeLike(Protocol):
 
 
 def _arrays(ep: Any) -> tuple[np.ndarray, np.ndarray]:
-    feats, acts = (ep if isinstance(ep, tuple) else (ep.features, ep.actions))
+    feats, acts = ep if isinstance(ep, tuple) else (ep.features, ep.actions)
     feats, acts = np.asarray(feats), np.asarray(acts)
     if feats.ndim != 3 or acts.ndim != 2 or len(feats) != len(acts) + 1:
         raise ValueError(
@@ -130,9 +130,11 @@ def evaluate_fidelity(
             for j, b_end in enumerate(bounds):
                 if b_end not in sums:
                     continue
-                gt = torch.from_numpy(
-                    np.stack([data[e][0][t0 + b_end] for e, t0 in batch])
-                ).float().to(device)
+                gt = (
+                    torch.from_numpy(np.stack([data[e][0][t0 + b_end] for e, t0 in batch]))
+                    .float()
+                    .to(device)
+                )
                 p = pred[:, j].to(device).float()
                 sums[b_end][0] += float((p - gt).abs().mean(dim=(1, 2)).sum())
                 sums[b_end][1] += float(F.cosine_similarity(p, gt, dim=-1).mean(dim=1).sum())
@@ -162,6 +164,9 @@ def evaluate_fidelity(
             l1 += float((rec - s_th).abs().mean(dim=(1, 2)).sum())
             cos += float(F.cosine_similarity(rec, s_th, dim=-1).mean(dim=1).sum())
         if pairs:
-            out.update(rla_recon_l1=l1 / len(pairs), rla_recon_cosine=cos / len(pairs),
-                       rla_recon_count=len(pairs))
+            out.update(
+                rla_recon_l1=l1 / len(pairs),
+                rla_recon_cosine=cos / len(pairs),
+                rla_recon_count=len(pairs),
+            )
     return out

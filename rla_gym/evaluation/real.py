@@ -28,8 +28,15 @@ from rla_gym.utils.stats import wilson_interval
 if TYPE_CHECKING:
     from rla_gym.envs.real import RealFeatureEnv
 
-__all__ = ["FeaturePolicy", "RealEvalConfig", "SavedPolicy", "episode", "eval_env",
-           "evaluate_in_sim", "rollout"]
+__all__ = [
+    "FeaturePolicy",
+    "RealEvalConfig",
+    "SavedPolicy",
+    "episode",
+    "eval_env",
+    "evaluate_in_sim",
+    "rollout",
+]
 
 
 class FeaturePolicy(Protocol):
@@ -91,9 +98,15 @@ class RealEvalConfig:
     """how many episodes to record"""
 
 
-def rollout(env: RealFeatureEnv, policy: FeaturePolicy, seed: int,
-            init_state_id: int | None = None, *, keep_frames: bool = False,
-            keep_observations: bool = False) -> dict[str, Any]:
+def rollout(
+    env: RealFeatureEnv,
+    policy: FeaturePolicy,
+    seed: int,
+    init_state_id: int | None = None,
+    *,
+    keep_frames: bool = False,
+    keep_observations: bool = False,
+) -> dict[str, Any]:
     """One real episode of ``policy`` in ``env``: the one rollout path of every real evaluation.
 
     The episode is ``env.reset(seed=seed, options={"init_state_id": init_state_id})`` and then
@@ -135,8 +148,10 @@ def rollout(env: RealFeatureEnv, policy: FeaturePolicy, seed: int,
         if action.shape != env.action_space.shape and action.size == env.action_dim:
             action = np.tile(action, env.chunk)  # one action held for the K control steps
         if action.shape != env.action_space.shape:
-            raise ValueError(f"the policy returned {action.size} values; expected "
-                             f"{env.action_space_desc}, or one action of size {env.action_dim}")
+            raise ValueError(
+                f"the policy returned {action.size} values; expected "
+                f"{env.action_space_desc}, or one action of size {env.action_dim}"
+            )
         obs, reward, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0))
         ret += float(reward)
         chunk_success.append(bool(info["success"]))
@@ -146,9 +161,14 @@ def rollout(env: RealFeatureEnv, policy: FeaturePolicy, seed: int,
             observations.append(obs)
         done = terminated or truncated
     n = len(chunk_success)
-    out = {"success": bool(info["is_success"]), "return": ret, "length": int(info["t"]),
-           "decisions": n, "chunk_success": np.array(chunk_success, bool),
-           "decision_s": decision_s / max(n, 1)}
+    out = {
+        "success": bool(info["is_success"]),
+        "return": ret,
+        "length": int(info["t"]),
+        "decisions": n,
+        "chunk_success": np.array(chunk_success, bool),
+        "decision_s": decision_s / max(n, 1),
+    }
     if keep_frames:
         out["frames"] = np.concatenate(frames)
     if keep_observations:
@@ -161,34 +181,54 @@ def eval_env(cfg: RealEvalConfig, render: bool = False) -> RealFeatureEnv:
     control step or after ``cfg.max_steps`` control steps (default: the task's horizon)."""
     from rla_gym.envs.real import RealFeatureEnv
 
-    return RealFeatureEnv(sim=cfg.sim, task=cfg.task, resolution=cfg.resolution,
-                          encoder=cfg.encoder, chunk=cfg.chunk, terminate_on_success=True,
-                          max_control_steps=cfg.max_steps or "task",
-                          render_mode="rgb_array" if render else None)
+    return RealFeatureEnv(
+        sim=cfg.sim,
+        task=cfg.task,
+        resolution=cfg.resolution,
+        encoder=cfg.encoder,
+        chunk=cfg.chunk,
+        terminate_on_success=True,
+        max_control_steps=cfg.max_steps or "task",
+        render_mode="rgb_array" if render else None,
+    )
 
 
-def episode(env: RealFeatureEnv, policy: FeaturePolicy, index: int, cfg: RealEvalConfig,
-            keep_frames: bool = False) -> dict[str, Any]:
+def episode(
+    env: RealFeatureEnv,
+    policy: FeaturePolicy,
+    index: int,
+    cfg: RealEvalConfig,
+    keep_frames: bool = False,
+) -> dict[str, Any]:
     """Episode ``index`` of ``cfg``: LIBERO from init state ``index``, every simulator from seed
     ``cfg.seed + index`` (the policy's reset seed too); the row of ``evaluate_in_sim``."""
     init_id = index if env.sim.num_init_states else None
     r = rollout(env, policy, cfg.seed + index, init_id, keep_frames=keep_frames)
-    row = {"index": index, "success": r["success"], "return": r["return"],
-           "length": r["length"], "decision_s": r["decision_s"]}
+    row = {
+        "index": index,
+        "success": r["success"],
+        "return": r["return"],
+        "length": r["length"],
+        "decision_s": r["decision_s"],
+    }
     if keep_frames:
         row["frames"] = r["frames"]
     return row
 
 
-def _worker(args: tuple[Callable[[], FeaturePolicy], RealEvalConfig], indices: list[int],
-            emit: Emit) -> None:
+def _worker(
+    args: tuple[Callable[[], FeaturePolicy], RealEvalConfig], indices: list[int], emit: Emit
+) -> None:
     make_policy, cfg = args
     env = eval_env(cfg, render=cfg.video_dir is not None)
     policy = make_policy()
     try:
         for i in indices:
-            emit(episode(env, policy, i, cfg, keep_frames=cfg.video_dir is not None
-                         and i < cfg.videos))
+            emit(
+                episode(
+                    env, policy, i, cfg, keep_frames=cfg.video_dir is not None and i < cfg.videos
+                )
+            )
     finally:
         env.close()
 
@@ -210,9 +250,13 @@ def _resume_rows(path: Path | None, header: dict[str, Any]) -> dict[int, dict[st
     return {int(r["index"]): r for r in lines[1:]}
 
 
-def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfig,
-                    progress: bool = True, resume: Path | None = None,
-                    identity: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate_in_sim(
+    make_policy: Callable[[], FeaturePolicy],
+    cfg: RealEvalConfig,
+    progress: bool = True,
+    resume: Path | None = None,
+    identity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Evaluate the policy built by ``make_policy`` (a picklable factory, called in each worker).
 
     With ``resume``, every finished episode is appended to that JSON-lines log as it ends, and a
@@ -226,9 +270,16 @@ def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfi
     """
     t0 = time.perf_counter()
     # Worker count and episode count do not change any episode: a resumed run may differ in both.
-    header = {"policy": to_jsonable(identity or {}),
-              "eval": to_jsonable({k: v for k, v in to_jsonable(cfg).items()
-                                   if k not in ("workers", "episodes", "videos", "video_dir")})}
+    header = {
+        "policy": to_jsonable(identity or {}),
+        "eval": to_jsonable(
+            {
+                k: v
+                for k, v in to_jsonable(cfg).items()
+                if k not in ("workers", "episodes", "videos", "video_dir")
+            }
+        ),
+    }
     done = _resume_rows(resume, header)
     rows = [done[i] for i in sorted(done) if i < cfg.episodes]
     todo = [i for i in range(cfg.episodes) if i not in done]
@@ -240,8 +291,14 @@ def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfi
         if not done:
             log.write(json.dumps({"header": header}) + "\n")
     try:
-        for row in imap_workers(_worker, (make_policy, cfg), todo, cfg.workers,
-                                desc=f"eval {cfg.sim}", progress=progress):
+        for row in imap_workers(
+            _worker,
+            (make_policy, cfg),
+            todo,
+            cfg.workers,
+            desc=f"eval {cfg.sim}",
+            progress=progress,
+        ):
             if "frames" in row:
                 videos.append(str(_write_video(row.pop("frames"), cfg, row)))
             rows.append(row)
@@ -254,12 +311,19 @@ def evaluate_in_sim(make_policy: Callable[[], FeaturePolicy], cfg: RealEvalConfi
     rows.sort(key=lambda r: r["index"])
     k = sum(r["success"] for r in rows)
     lo, hi = wilson_interval(k, len(rows))
-    return {"success_rate": k / max(len(rows), 1), "successes": k, "episodes": len(rows),
-            "wilson95": [lo, hi], "mean_return": float(np.mean([r["return"] for r in rows])),
-            "mean_length": float(np.mean([r["length"] for r in rows])),
-            "mean_decision_s": float(np.mean([r["decision_s"] for r in rows])), "rows": rows,
-            "videos": sorted(videos), "wall_clock_s": time.perf_counter() - t0,
-            "config": to_jsonable(cfg)}
+    return {
+        "success_rate": k / max(len(rows), 1),
+        "successes": k,
+        "episodes": len(rows),
+        "wilson95": [lo, hi],
+        "mean_return": float(np.mean([r["return"] for r in rows])),
+        "mean_length": float(np.mean([r["length"] for r in rows])),
+        "mean_decision_s": float(np.mean([r["decision_s"] for r in rows])),
+        "rows": rows,
+        "videos": sorted(videos),
+        "wall_clock_s": time.perf_counter() - t0,
+        "config": to_jsonable(cfg),
+    }
 
 
 def _write_video(frames: np.ndarray, cfg: RealEvalConfig, row: dict[str, Any]) -> Path:

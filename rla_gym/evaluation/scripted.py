@@ -26,8 +26,14 @@ __all__ = ["evaluate_scripted_in_sim", "run_scripted_episode", "summarize_episod
 
 
 def run_scripted_episode(
-    sim: Any, kind: str, index: int, cfg: RealEvalConfig, noise: float = 0.3, *,
-    frames: Literal["all", "chunks", "none"] = "all", stop_on_success: bool = True,
+    sim: Any,
+    kind: str,
+    index: int,
+    cfg: RealEvalConfig,
+    noise: float = 0.3,
+    *,
+    frames: Literal["all", "chunks", "none"] = "all",
+    stop_on_success: bool = True,
 ) -> dict[str, Any]:
     """One real episode of ``make_policy(kind)``: the one scripted-policy loop of the package.
 

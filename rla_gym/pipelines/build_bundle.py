@@ -201,12 +201,22 @@ def _success_record(
 ) -> dict[str, Any]:
     """Threshold chosen on the train episodes, agreement measured on the held-out ones."""
     thr, train_acc, method = _calibrate_threshold(dists[~held], labels[~held])
-    held_acc = (float(((dists[held] < thr) == labels[held]).mean())
-                if thr is not None and held.any() else None)
-    return {"threshold": thr, "metric": metric, "method": method,
-            "train_balanced_accuracy": train_acc, "heldout_agreement": held_acc,
-            "train_episodes": int((~held).sum()), "train_successes": int(labels[~held].sum()),
-            "heldout_episodes": int(held.sum()), "heldout_successes": int(labels[held].sum())}
+    held_acc = (
+        float(((dists[held] < thr) == labels[held]).mean())
+        if thr is not None and held.any()
+        else None
+    )
+    return {
+        "threshold": thr,
+        "metric": metric,
+        "method": method,
+        "train_balanced_accuracy": train_acc,
+        "heldout_agreement": held_acc,
+        "train_episodes": int((~held).sum()),
+        "train_successes": int(labels[~held].sum()),
+        "heldout_episodes": int(held.sum()),
+        "heldout_successes": int(labels[held].sum()),
+    }
 
 
 def _rewrite_weights(path: Path, dtype: str) -> None:
@@ -376,7 +386,9 @@ class FeatureBanks:
 
 
 def feature_banks(
-    store: EpisodeStore, sel: EpisodeSelection, chunk: int,
+    store: EpisodeStore,
+    sel: EpisodeSelection,
+    chunk: int,
     quantization: Literal["int8", "float16"],
 ) -> FeatureBanks:
     """Reference rows at frames ``0, K, 2K, ...`` (plus each demo's final frame) and the reset
@@ -387,8 +399,10 @@ def feature_banks(
     """
     feats, ref_ids = sel.features, sel.reference
     n_tok, dim = feats[ref_ids[0]].features.shape[1:]
-    rows = [feats[e].features[_ref_rows(len(feats[e].actions), chunk)].astype(np.float32)
-            for e in ref_ids]
+    rows = [
+        feats[e].features[_ref_rows(len(feats[e].actions), chunk)].astype(np.float32)
+        for e in ref_ids
+    ]
     t_ref = max(len(r) for r in rows)
     reference = np.stack([np.concatenate([r, np.repeat(r[-1:], t_ref - len(r), 0)]) for r in rows])
     reference_len = np.array([len(r) for r in rows], np.int64)
@@ -396,10 +410,11 @@ def feature_banks(
 
     if quantization == "int8":
         # One scale for both banks: the env compares reset frames with reference rows.
-        q_all, scale, offset = quantize_int8(np.concatenate([reference.reshape(-1, n_tok, dim),
-                                                            reset]))
+        q_all, scale, offset = quantize_int8(
+            np.concatenate([reference.reshape(-1, n_tok, dim), reset])
+        )
         reference_q = q_all[: len(reference) * t_ref].reshape(reference.shape)
-        reset_q = q_all[len(reference) * t_ref:]
+        reset_q = q_all[len(reference) * t_ref :]
         reference_dq = dequantize_int8(reference_q, scale, offset)
         reset_dq = dequantize_int8(reset_q, scale, offset)
     else:
@@ -419,15 +434,27 @@ def feature_banks(
     }
     ref_frame0 = reference_dq[:, 0]
     reset_demo = np.array(
-        [ref_ids.index(e) if e in ref_ids else nearest_demo(reset_dq[i], ref_frame0)
-         for i, e in enumerate(sel.reset)], np.int64,
+        [
+            ref_ids.index(e) if e in ref_ids else nearest_demo(reset_dq[i], ref_frame0)
+            for i, e in enumerate(sel.reset)
+        ],
+        np.int64,
     )
-    reset_init = np.array([int(store.read(e, frames=False).meta.get("init_state_id", -1))
-                           for e in sel.reset], np.int64)
+    reset_init = np.array(
+        [int(store.read(e, frames=False).meta.get("init_state_id", -1)) for e in sel.reset],
+        np.int64,
+    )
     return FeatureBanks(
-        reference_q=reference_q, reference_len=reference_len, reset_q=reset_q, scale=scale,
-        offset=offset, reference=reference_dq, reset=reset_dq, reset_demo=reset_demo,
-        reset_init=reset_init, quantization=record,
+        reference_q=reference_q,
+        reference_len=reference_len,
+        reset_q=reset_q,
+        scale=scale,
+        offset=offset,
+        reference=reference_dq,
+        reset=reset_dq,
+        reset_demo=reset_demo,
+        reset_init=reset_init,
+        quantization=record,
     )
 
 
@@ -472,21 +499,30 @@ def calibrate_real(sel: EpisodeSelection, banks: FeatureBanks, chunk: int) -> Re
         idx = np.minimum(np.arange(1, len(ep_rows) + 1), banks.reference_len[d] - 1)
         real_l1.append(float(_l1(ep_rows, banks.reference[d, idx]).mean()))
     labels_a, held_a = np.array(labels, bool), np.array(held, bool)
-    success = _success_record(np.array(dists), labels_a, held_a,
-                              "mean L1 of real final-frame features to the aligned demo's goal")
+    success = _success_record(
+        np.array(dists),
+        labels_a,
+        held_a,
+        "mean L1 of real final-frame features to the aligned demo's goal",
+    )
     reward = {
         "real_episode_aligned_l1_mean": float(np.mean(real_l1)) if real_l1 else None,
         "reference_row_change_l1_mean": banks.row_change,
         "note": "aligned L1 of real non-reference episodes to their nearest demo; a dreamed "
-                "rollout with reward_l1 near this value tracks the demo as well as real data",
+        "rollout with reward_l1 near this value tracks the demo as well as real data",
     }
-    return RealCalibration(success=success, reward=reward, demos=demos, labels=labels_a,
-                           heldout=held_a)
+    return RealCalibration(
+        success=success, reward=reward, demos=demos, labels=labels_a, heldout=held_a
+    )
 
 
 def calibrate_dreamed(
-    model: Predictor, sel: EpisodeSelection, banks: FeatureBanks, real: RealCalibration,
-    chunk: int, seed: int,
+    model: Predictor,
+    sel: EpisodeSelection,
+    banks: FeatureBanks,
+    real: RealCalibration,
+    chunk: int,
+    seed: int,
 ) -> dict[str, Any]:
     """Success threshold on dreamed end states; the real-frame record is kept under ``real_frames``.
 
@@ -503,14 +539,18 @@ def calibrate_dreamed(
     for e, d in zip(sel.calibration, real.demos, strict=True):
         ep = sel.features[e]
         acts = torch.from_numpy(np.asarray(ep.actions, np.float32))[None]
-        pieces = [acts[:, i:i + chunk] for i in range(0, acts.shape[1], chunk)]
+        pieces = [acts[:, i : i + chunk] for i in range(0, acts.shape[1], chunk)]
         s0 = torch.from_numpy(ep.features[0].astype(np.float32))[None]
         with torch.no_grad():
             end = model.rollout(s0, pieces, generator=gen)[0, -1].numpy()
         dists.append(float(_l1(end, goal[d])))
-    record = _success_record(np.array(dists), real.labels, real.heldout,
-                             "mean L1 of the dreamed final features (the episode's real actions "
-                             "replayed from its real first frame) to the aligned demo's goal")
+    record = _success_record(
+        np.array(dists),
+        real.labels,
+        real.heldout,
+        "mean L1 of the dreamed final features (the episode's real actions "
+        "replayed from its real first frame) to the aligned demo's goal",
+    )
     return {**record, "real_frames": real.success}
 
 
@@ -547,17 +587,20 @@ def _write_bank(path: Path, banks: FeatureBanks, frames: np.ndarray, pooled: np.
     """``bank.safetensors`` (tensor names and dtypes: :mod:`rla_gym.envs.artifacts`)."""
     from safetensors.numpy import save_file
 
-    save_file({
-        "reference_q": np.ascontiguousarray(banks.reference_q),
-        "reference_len": banks.reference_len,
-        "reset_q": np.ascontiguousarray(banks.reset_q),
-        "reset_demo": banks.reset_demo,
-        "reset_init": banks.reset_init,
-        "quant_scale": banks.scale.astype(np.float32),
-        "quant_offset": banks.offset.astype(np.float32),
-        "render_frames": np.ascontiguousarray(frames),
-        "render_pooled": pooled.astype(np.float16),
-    }, str(path))
+    save_file(
+        {
+            "reference_q": np.ascontiguousarray(banks.reference_q),
+            "reference_len": banks.reference_len,
+            "reset_q": np.ascontiguousarray(banks.reset_q),
+            "reset_demo": banks.reset_demo,
+            "reset_init": banks.reset_init,
+            "quant_scale": banks.scale.astype(np.float32),
+            "quant_offset": banks.offset.astype(np.float32),
+            "render_frames": np.ascontiguousarray(frames),
+            "render_pooled": pooled.astype(np.float16),
+        },
+        str(path),
+    )
 
 
 # --------------------------------------------------------------------------- 6. weights
@@ -591,9 +634,13 @@ def store_weights(
     err = float((a - b).abs().mean() / change)
     # Scale for the error: how far two flow samples (other noise) of the original model differ.
     spread = float((a - other).abs().mean() / change)
-    return {"dtype": dtype, "prediction_rel_error": err, "sample_spread_rel": spread,
-            "note": f"mean |pred_{dtype} - pred_fp32| / mean |pred_fp32 - s_t| for one "
-                    "zero-action chunk with identical noise; weights are float32 after loading"}
+    return {
+        "dtype": dtype,
+        "prediction_rel_error": err,
+        "sample_spread_rel": spread,
+        "note": f"mean |pred_{dtype} - pred_fp32| / mean |pred_fp32 - s_t| for one "
+        "zero-action chunk with identical noise; weights are float32 after loading",
+    }
 
 
 # --------------------------------------------------------------------------- 7. policy
@@ -628,15 +675,27 @@ def copy_policy(
     _copy_model_files(src, dst)
     _rewrite_weights(dst / "model.safetensors", dtype)
     meta = load_json(src / "meta.json") if (src / "meta.json").exists() else {}
-    return {"source": str(src), "samples": meta.get("samples"), "episodes": meta.get("episodes"),
-            "dtype": dtype, "sha256": sha256_file(dst / "model.safetensors")}
+    return {
+        "source": str(src),
+        "samples": meta.get("samples"),
+        "episodes": meta.get("episodes"),
+        "dtype": dtype,
+        "sha256": sha256_file(dst / "model.safetensors"),
+    }
 
 
 # --------------------------------------------------------------------------- 8. manifest
 def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
     """What trained the bundle's parts and how long it took (from their ``meta.json``)."""
-    keys = ("step", "wall_clock_s", "val_metrics", "parameters", "trainable_parameters",
-            "heldout_action_mse", "labelled_rows")
+    keys = (
+        "step",
+        "wall_clock_s",
+        "val_metrics",
+        "parameters",
+        "trainable_parameters",
+        "heldout_action_mse",
+        "labelled_rows",
+    )
 
     def pick(folder: Path | None) -> dict[str, Any] | None:
         if folder is None or not (folder / "meta.json").exists():
@@ -646,14 +705,25 @@ def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
 
     wm_meta = load_json(wm_ckpt / "meta.json") if (wm_ckpt / "meta.json").exists() else {}
     rla = wm_meta.get("rla_checkpoint")
-    return {"world_model": pick(wm_ckpt), "rla": pick(Path(rla)) if rla else None,
-            "policy": pick(Path(policy)) if policy is not None else None}
+    return {
+        "world_model": pick(wm_ckpt),
+        "rla": pick(Path(rla)) if rla else None,
+        "policy": pick(Path(policy)) if policy is not None else None,
+    }
 
 
 def make_manifest(
-    cfg: BuildBundleConfig, folder: Path, dataset: dict[str, Any], fingerprint: str,
-    model_kind: str, sel: EpisodeSelection, banks: FeatureBanks, render_frames: int,
-    success: dict[str, Any], reward: dict[str, Any], weights: dict[str, Any],
+    cfg: BuildBundleConfig,
+    folder: Path,
+    dataset: dict[str, Any],
+    fingerprint: str,
+    model_kind: str,
+    sel: EpisodeSelection,
+    banks: FeatureBanks,
+    render_frames: int,
+    success: dict[str, Any],
+    reward: dict[str, Any],
+    weights: dict[str, Any],
     policy: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """``manifest.json`` of the bundle being written in ``folder`` (bank checksum, file sizes).
@@ -675,8 +745,9 @@ def make_manifest(
     n_tok, dim = banks.reference.shape[2:]
     t_ref = banks.reference.shape[1]
     a_dim = int(dataset["action_dim"])
-    sizes = {p.relative_to(folder).as_posix(): p.stat().st_size
-             for p in folder.rglob("*") if p.is_file()}
+    sizes = {
+        p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()
+    }
     return {
         "format_version": FORMAT_VERSION,
         "sim": dataset["sim"],
@@ -694,10 +765,16 @@ def make_manifest(
         "feature_dim": int(dim),
         # The one episode horizon of the bundle's envs: the reference demos' length in chunks.
         "max_episode_steps": int(t_ref - 1),
-        "reference": {"episodes": sel.reference, "rows": int(t_ref),
-                      "lengths": banks.reference_len.tolist()},
-        "reset": {"from": cfg.reset_from, "episodes": sel.reset,
-                  "init_state_ids": banks.reset_init.tolist()},
+        "reference": {
+            "episodes": sel.reference,
+            "rows": int(t_ref),
+            "lengths": banks.reference_len.tolist(),
+        },
+        "reset": {
+            "from": cfg.reset_from,
+            "episodes": sel.reset,
+            "init_state_ids": banks.reset_init.tolist(),
+        },
         "render": {"frames": render_frames, "thumb_size": cfg.thumb_size},
         "quantization": banks.quantization,
         "weights": weights,
@@ -740,8 +817,9 @@ def build_bundle(cfg: BuildBundleConfig) -> Path:
     with atomic_folder(cfg.out) as tmp:
         _write_bank(tmp / BANK, banks, frames, pooled)
         _copy_model_files(Path(cfg.world_model), tmp / WORLD_MODEL)
-        weights = store_weights(model, tmp / WORLD_MODEL, cfg.weights_dtype, banks.reset[:8],
-                                cfg.chunk)
+        weights = store_weights(
+            model, tmp / WORLD_MODEL, cfg.weights_dtype, banks.reset[:8], cfg.chunk
+        )
         success = real.success
         if cfg.success_calibration == "imagined" and sel.calibration:
             from rla_gym.world_model import load_predictor
@@ -751,10 +829,27 @@ def build_bundle(cfg: BuildBundleConfig) -> Path:
         policy = None
         if cfg.policy is not None:
             n_tok, dim = banks.reference.shape[2:]
-            policy = copy_policy(Path(cfg.policy), tmp / POLICY, (int(n_tok), int(dim)),
-                                 cfg.chunk * int(ds["action_dim"]), cfg.weights_dtype)
-        manifest = make_manifest(cfg, tmp, ds, fp, getattr(model, "MODEL_TYPE", ""), sel, banks,
-                                 len(frames), success, real.reward, weights, policy)
+            policy = copy_policy(
+                Path(cfg.policy),
+                tmp / POLICY,
+                (int(n_tok), int(dim)),
+                cfg.chunk * int(ds["action_dim"]),
+                cfg.weights_dtype,
+            )
+        manifest = make_manifest(
+            cfg,
+            tmp,
+            ds,
+            fp,
+            getattr(model, "MODEL_TYPE", ""),
+            sel,
+            banks,
+            len(frames),
+            success,
+            real.reward,
+            weights,
+            policy,
+        )
         save_json(manifest, tmp / MANIFEST)
     return Path(cfg.out)
 
@@ -786,11 +881,22 @@ def add_part(
     with atomic_folder(bundle / part) as tmp:
         _copy_model_files(Path(src), tmp)
         _rewrite_weights(tmp / "model.safetensors", dtype)
-    sizes = {p.relative_to(bundle).as_posix(): p.stat().st_size
-             for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    manifest.update({part: {**record, "dtype": dtype,
-                            "sha256": sha256_file(bundle / part / "model.safetensors")},
-                     "size_bytes": sizes, "total_bytes": sum(sizes.values())})
+    sizes = {
+        p.relative_to(bundle).as_posix(): p.stat().st_size
+        for p in sorted(bundle.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    manifest.update(
+        {
+            part: {
+                **record,
+                "dtype": dtype,
+                "sha256": sha256_file(bundle / part / "model.safetensors"),
+            },
+            "size_bytes": sizes,
+            "total_bytes": sum(sizes.values()),
+        }
+    )
     save_json(manifest, bundle / MANIFEST)
     return manifest
 
@@ -815,7 +921,9 @@ def add_progress_head(bundle: str | Path, head: str | Path, dtype: str = "int8")
 
 
 def add_decoder(
-    bundle: str | Path, decoder: str | Path, dtype: str = "int8",
+    bundle: str | Path,
+    decoder: str | Path,
+    dtype: str = "int8",
     max_bytes: int | None = MAX_BUNDLE_BYTES,
 ) -> dict[str, Any]:
     """Ship a trained frame decoder in a bundle (``render_backend="decoder"``).
@@ -848,7 +956,9 @@ def add_decoder(
     art = load_artifacts(bundle)
     m = art.manifest
     model = FrameDecoder.from_pretrained(
-        decoder, expected_fingerprint=m["encoder_fingerprint"], expected_grid=tuple(m["grid"]),
+        decoder,
+        expected_fingerprint=m["encoder_fingerprint"],
+        expected_grid=tuple(m["grid"]),
         expected_feature_dim=int(m["feature_dim"]),
     )
     with tempfile.TemporaryDirectory() as scratch:
@@ -884,8 +994,8 @@ def add_decoder(
         "data": meta.get("data"),
         "stored_vs_float32_psnr": change,
         "note": "heldout_psnr: float32 decoder on held-out real features vs the real frames "
-                "(dB); stored_vs_float32_psnr: frames of the stored weights vs the float32 "
-                "decoder's on the bundle's reset starts",
+        "(dB); stored_vs_float32_psnr: frames of the stored weights vs the float32 "
+        "decoder's on the bundle's reset starts",
     }
     manifest = add_part(bundle, DECODER, decoder, dtype, record)
     load_artifacts(bundle).load_decoder()  # what the env will load, stored weights included

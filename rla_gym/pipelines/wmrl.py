@@ -33,7 +33,11 @@ from rla_gym.errors import RLAGymError
 from rla_gym.utils.io import load_json, save_json, to_jsonable
 
 __all__ = [
-    "MissingPolicyError", "WMRLConfig", "dream_evaluate", "format_report", "run_wmrl",
+    "MissingPolicyError",
+    "WMRLConfig",
+    "dream_evaluate",
+    "format_report",
+    "run_wmrl",
 ]
 
 
@@ -111,8 +115,12 @@ def dream_evaluate(
     starts = list(range(venv.num_envs)) if starts is None else list(starts)
     roll = dream_rollouts(venv, starts, policy=policy, seed=seed)
     success_any = roll["success"].any(1)
-    return {"starts": starts, **summarize(roll["rewards"].sum(1), success_any),
-            "success_any": success_any.tolist(), "success_final": roll["success"][:, -1].tolist()}
+    return {
+        "starts": starts,
+        **summarize(roll["rewards"].sum(1), success_any),
+        "success_any": success_any.tolist(),
+        "success_final": roll["success"][:, -1].tolist(),
+    }
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -128,9 +136,16 @@ def _base_policy(cfg: WMRLConfig, bundle: Path, chunk: int) -> Path:
         if not (out / "model.safetensors").exists():
             from rla_gym.pipelines.world_action import TrainBCConfig, train_bc_from_dataset
 
-            train_bc_from_dataset(TrainBCConfig(data=Path(cfg.bc_data), out=out, chunk=chunk,
-                                                steps=cfg.bc_steps, seed=cfg.seed,
-                                                device=cfg.device))
+            train_bc_from_dataset(
+                TrainBCConfig(
+                    data=Path(cfg.bc_data),
+                    out=out,
+                    chunk=chunk,
+                    steps=cfg.bc_steps,
+                    seed=cfg.seed,
+                    device=cfg.device,
+                )
+            )
         return out
     path = bundle / "policy"
     if not (path / "model.safetensors").exists():
@@ -152,8 +167,11 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     done = [h for h in hist if h["return"] is not None]
     if done:
         ax0.plot([h["step"] for h in done], [h["return"] for h in done], marker=".")
-    ax0.set(xlabel="dream env steps", ylabel="episodic return (dream)",
-            title="residual PPO in the dream")
+    ax0.set(
+        xlabel="dream env steps",
+        ylabel="episodic return (dream)",
+        title="residual PPO in the dream",
+    )
     names = list(report["policies"])
     x = np.arange(len(names))
     for off, key, label in ((-0.2, "dream", "imagined"), (0.2, "real", "real")):
@@ -200,9 +218,13 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
 
     # ---- residual PPO in the dream (resumable; snapshots along the way)
     ppo_dir = out / "ppo"
-    ppo_cfg = PPOConfig.wmrl(n_steps=cfg.n_steps, learning_rate=cfg.learning_rate,
-                             critic_learning_rate=cfg.learning_rate, seed=cfg.seed,
-                             minibatch_size=min(256, cfg.n_steps * cfg.num_envs))
+    ppo_cfg = PPOConfig.wmrl(
+        n_steps=cfg.n_steps,
+        learning_rate=cfg.learning_rate,
+        critic_learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+        minibatch_size=min(256, cfg.n_steps * cfg.num_envs),
+    )
     if (ppo_dir / "checkpoint" / "model.safetensors").exists():
         agent = PPO.load(ppo_dir / "checkpoint", env=train_env, device=cfg.device)
     else:
@@ -216,8 +238,13 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
 
     def on_iteration(ag: PPO, metrics: dict[str, float]) -> None:
         ret = metrics["charts/episodic_return"]  # NaN until an episode has finished
-        history.append({"step": ag.num_timesteps, "iteration": ag.iteration,
-                        "return": None if math.isnan(ret) else ret})
+        history.append(
+            {
+                "step": ag.num_timesteps,
+                "iteration": ag.iteration,
+                "return": None if math.isnan(ret) else ret,
+            }
+        )
         if ag.iteration % snap_every == 0 and ag.iteration < iterations:
             ag.policy.save(ppo_dir / "snapshots" / f"step_{ag.num_timesteps:07d}")
         ag.save(ppo_dir / "checkpoint")
@@ -241,34 +268,48 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     report_policies: dict[str, dict[str, Any]] = {}
     from tqdm.auto import tqdm
 
-    for name, path in tqdm(policies.items(), desc=f"dream eval ({len(starts)} starts)",
-                           disable=not cfg.progress):
+    for name, path in tqdm(
+        policies.items(), desc=f"dream eval ({len(starts)} starts)", disable=not cfg.progress
+    ):
         pol = ActorCritic.load(path)
-        report_policies[name] = {"path": str(path),
-                                 "dream": dream_evaluate(pol, eval_env, starts, seed=cfg.seed)}
+        report_policies[name] = {
+            "path": str(path),
+            "dream": dream_evaluate(pol, eval_env, starts, seed=cfg.seed),
+        }
     eval_env.close()
 
     # ---- real evaluation of BC and the final policy
     for name in cfg.real_policies if cfg.eval_episodes > 0 else ():
         real_cfg = RealEvalConfig(
-            sim=manifest["sim"], task=manifest["task"], resolution=int(manifest["resolution"]),
-            encoder=manifest["encoder"], episodes=cfg.eval_episodes, chunk=core.chunk,
-            max_steps=cfg.eval_max_steps, workers=cfg.eval_workers, seed=cfg.seed,
-            video_dir=out / "videos" / name.replace("+", "_"), videos=cfg.videos,
+            sim=manifest["sim"],
+            task=manifest["task"],
+            resolution=int(manifest["resolution"]),
+            encoder=manifest["encoder"],
+            episodes=cfg.eval_episodes,
+            chunk=core.chunk,
+            max_steps=cfg.eval_max_steps,
+            workers=cfg.eval_workers,
+            seed=cfg.seed,
+            video_dir=out / "videos" / name.replace("+", "_"),
+            videos=cfg.videos,
         )
         res = evaluate_in_sim(SavedPolicy(str(policies[name])), real_cfg, progress=cfg.progress)
         res.pop("config")
         report_policies[name]["real"] = res
 
     report = {
-        "suite": cfg.suite, "bundle": str(bundle), "sim": manifest["sim"],
-        "task": manifest["task"], "encoder": manifest["encoder_fingerprint"],
+        "suite": cfg.suite,
+        "bundle": str(bundle),
+        "sim": manifest["sim"],
+        "task": manifest["task"],
+        "encoder": manifest["encoder_fingerprint"],
         "config": to_jsonable(cfg),
         "ppo": {"env_steps": agent.num_timesteps, "wall_clock_s": ppo_wall, "history": history},
         "policies": report_policies,
         "wall_clock_s": time.perf_counter() - t_start,
-        "provenance": provenance(seed=cfg.seed, encoder=manifest["encoder_fingerprint"],
-                                 device=str(core.device)),
+        "provenance": provenance(
+            seed=cfg.seed, encoder=manifest["encoder_fingerprint"], device=str(core.device)
+        ),
     }
     save_json(report, out / "report.json")
     _plot(report, out / "curves.png")
@@ -277,8 +318,10 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
 
 def format_report(report: dict[str, Any]) -> str:
     """Imagined vs real success side by side, one line per policy."""
-    lines = [f"{'policy':<14} {'imagined success':>24} {'imagined return':>16} "
-             f"{'real success':>24} {'real return':>12}"]
+    lines = [
+        f"{'policy':<14} {'imagined success':>24} {'imagined return':>16} "
+        f"{'real success':>24} {'real return':>12}"
+    ]
 
     def fmt(r: dict[str, Any] | None) -> str:
         if r is None:

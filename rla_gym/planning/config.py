@@ -62,9 +62,7 @@ class PlannerConfig:
         if self.horizon < 1:
             raise ValueError(f"planner horizon must be >= 1 chunk, got {self.horizon}")
         if not 0.0 < self.elite_fraction <= 1.0:
-            raise ValueError(
-                f"planner elite_fraction must be in (0, 1], got {self.elite_fraction}"
-            )
+            raise ValueError(f"planner elite_fraction must be in (0, 1], got {self.elite_fraction}")
         if self.init_std <= 0.0:
             raise ValueError(f"planner init_std must be > 0, got {self.init_std}")
         if not 0.0 <= self.min_std <= self.init_std:

@@ -60,9 +60,12 @@ def record_plans(
             if terminated or truncated:
                 break
         returns.append(total)
-    return {"features": np.stack(feats).astype(np.float32),
-            "chunks": np.stack(chunks).astype(np.float32),
-            "returns": np.asarray(returns), "plan_seconds": np.asarray(secs)}
+    return {
+        "features": np.stack(feats).astype(np.float32),
+        "chunks": np.stack(chunks).astype(np.float32),
+        "returns": np.asarray(returns),
+        "plan_seconds": np.asarray(secs),
+    }
 
 
 def distill(
@@ -97,6 +100,7 @@ def distill(
     if base_policy is not None:
         policy = make_residual_policy(base_policy, scale=residual_scale)
     else:
-        policy = ActorCritic(features.shape[1:], int(chunks.shape[1]),
-                             policy_config or ActorCriticConfig())
+        policy = ActorCritic(
+            features.shape[1:], int(chunks.shape[1]), policy_config or ActorCriticConfig()
+        )
     return train_bc(policy, features, chunks, bc_config, device)

@@ -66,8 +66,13 @@ class MPCController:
         """Plan from ``features (N, D)``; returns the first chunk ``float32 (K * A,)``."""
         if self.demo is None:
             self.demo = self.planner.nearest_demo(features)
-        plan = self.planner.plan(features, self.demo, self.t, init_mean=self.warm_start,
-                                 seed=int(self._rng.integers(2**62)))
+        plan = self.planner.plan(
+            features,
+            self.demo,
+            self.t,
+            init_mean=self.warm_start,
+            seed=int(self._rng.integers(2**62)),
+        )
         # Shift by one chunk; the new last chunk starts from the prior (zeros: the base policy
         # in residual mode, the middle of the range from scratch).
         self.warm_start = np.concatenate([plan.mean[1:], np.zeros_like(plan.mean[:1])])

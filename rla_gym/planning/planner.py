@@ -81,8 +81,11 @@ class DreamPlanner:
     ) -> None:
         cfg = config or PlannerConfig()
         env_cfg = dataclasses.replace(
-            env_config or RLAWorldConfig(), flow_steps=cfg.flow_steps, num_uncertainty_samples=0,
-            render_mode=None, action_mode="chunk",
+            env_config or RLAWorldConfig(),
+            flow_steps=cfg.flow_steps,
+            num_uncertainty_samples=0,
+            render_mode=None,
+            action_mode="chunk",
         )
         self.config = cfg
         self.env_config = env_cfg
@@ -183,8 +186,12 @@ class DreamPlanner:
 
     @torch.no_grad()
     def evaluate(
-        self, features: np.ndarray | torch.Tensor, demo: int, t: int,
-        sequences: np.ndarray | torch.Tensor, seed: int = 0,
+        self,
+        features: np.ndarray | torch.Tensor,
+        demo: int,
+        t: int,
+        sequences: np.ndarray | torch.Tensor,
+        seed: int = 0,
     ) -> np.ndarray:
         """Dream returns of given sequences, as the planner scores its candidates.
 
@@ -241,8 +248,9 @@ class DreamPlanner:
         else:
             mean = torch.as_tensor(init_mean, dtype=torch.float32).clone()
             if tuple(mean.shape) != (horizon, size):
-                raise ValueError(f"init_mean must have shape {(horizon, size)}, got "
-                                 f"{tuple(mean.shape)}")
+                raise ValueError(
+                    f"init_mean must have shape {(horizon, size)}, got {tuple(mean.shape)}"
+                )
             mean = mean.clamp(-self.width, self.width)
         std = torch.full((horizon, size), cfg.init_std * self.width)
         history: list[dict[str, float]] = []
@@ -257,8 +265,14 @@ class DreamPlanner:
             returns, _ = self._rollout(s0, demo, t, cand, noise_seed)
             ret = torch.from_numpy(returns)
             mean, std, elite = self._refit(cand, ret)
-            history.append({"mean": float(ret.mean()), "best": float(ret.max()),
-                            "elite": elite, "incumbent": float(ret[0])})
+            history.append(
+                {
+                    "mean": float(ret.mean()),
+                    "best": float(ret.max()),
+                    "elite": elite,
+                    "incumbent": float(ret[0]),
+                }
+            )
         assert first_candidates is not None
         action = mean[0]
         if self.base_policy is not None:
@@ -266,8 +280,10 @@ class DreamPlanner:
             action = base.reshape(-1).float().cpu() + action
         return Plan(
             action=action.clamp(-1.0, 1.0).numpy().astype(np.float32),
-            mean=mean.numpy().astype(np.float32), std=std.numpy().astype(np.float32),
-            history=history, first_candidates=first_candidates.numpy(),
+            mean=mean.numpy().astype(np.float32),
+            std=std.numpy().astype(np.float32),
+            history=history,
+            first_candidates=first_candidates.numpy(),
             seconds=time.perf_counter() - t0,
         )
 

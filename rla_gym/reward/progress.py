@@ -82,8 +82,11 @@ class ProgressHead(nn.Module):
         self.token = nn.Linear(c.feature_dim, c.token_dim)
         # Position matters (where the object is), so tokens keep their identity in the concat.
         self.mlp = nn.Sequential(
-            nn.Linear(c.num_tokens * c.token_dim, c.hidden), nn.GELU(),
-            nn.Linear(c.hidden, c.hidden), nn.GELU(), nn.Linear(c.hidden, 2),
+            nn.Linear(c.num_tokens * c.token_dim, c.hidden),
+            nn.GELU(),
+            nn.Linear(c.hidden, c.hidden),
+            nn.GELU(),
+            nn.Linear(c.hidden, 2),
         )
 
     def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,7 +129,9 @@ class ProgressHead(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, expected_fingerprint: str | None = None,
+        cls,
+        path: str | Path,
+        expected_fingerprint: str | None = None,
         device: str | torch.device = "cpu",
     ) -> ProgressHead:
         """Load a saved head.

@@ -26,7 +26,10 @@ from rla_gym.utils.stats import roc_auc
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit
 
 __all__ = [
-    "TrainProgressConfig", "evaluate_progress_head", "load_head_rows", "train_progress_head",
+    "TrainProgressConfig",
+    "evaluate_progress_head",
+    "load_head_rows",
+    "train_progress_head",
 ]
 
 
@@ -46,9 +49,16 @@ class TrainProgressConfig:
     """MLP width (see :class:`ProgressHeadConfig`)."""
     val_fraction: float = 0.15
     """Fraction of episodes held out (split by episode id hash, as the other trainers)."""
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        steps=1500, batch_size=128, learning_rate=1e-3, val_every=500, ckpt_every=500,
-        tensorboard=False))
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(
+            steps=1500,
+            batch_size=128,
+            learning_rate=1e-3,
+            val_every=500,
+            ckpt_every=500,
+            tensorboard=False,
+        )
+    )
     """Optimisation and bookkeeping."""
 
 
@@ -135,13 +145,21 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
     val = load_head_rows(store, cfg.encoder, val_ids, fp) if val_ids else None
     n, d = rows["s"].shape[1:]
     torch.manual_seed(cfg.trainer.seed)
-    head = ProgressHead(ProgressHeadConfig(
-        feature_dim=int(d), num_tokens=int(n), encoder_fingerprint=fp, token_dim=cfg.token_dim,
-        hidden=cfg.hidden,
-    ))
+    head = ProgressHead(
+        ProgressHeadConfig(
+            feature_dim=int(d),
+            num_tokens=int(n),
+            encoder_fingerprint=fp,
+            token_dim=cfg.token_dim,
+            hidden=cfg.hidden,
+        )
+    )
     meta: dict[str, Any] = {
-        "data": str(Path(cfg.data)), "encoder": cfg.encoder, "train_episodes": len(train_ids),
-        "val_episodes": len(val_ids), "train_rows": len(rows["s"]),
+        "data": str(Path(cfg.data)),
+        "encoder": cfg.encoder,
+        "train_episodes": len(train_ids),
+        "val_episodes": len(val_ids),
+        "train_rows": len(rows["s"]),
         "train_success_rows": int(rows["success"].sum()),
         "train_config": to_jsonable(cfg),
     }
@@ -150,6 +168,13 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
         assert val is not None
         return evaluate_progress_head(m, val[0], val[2])  # type: ignore[arg-type]
 
-    return fit(head, _loss, RowSampler(rows, cfg.trainer.seed), cfg.trainer, cfg.out,
-               head.config.to_dict(), val_fn=val_fn if val else None, meta=meta)
-
+    return fit(
+        head,
+        _loss,
+        RowSampler(rows, cfg.trainer.seed),
+        cfg.trainer,
+        cfg.out,
+        head.config.to_dict(),
+        val_fn=val_fn if val else None,
+        meta=meta,
+    )

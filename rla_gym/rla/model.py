@@ -246,8 +246,9 @@ class RLAAutoencoder(nn.Module):
         """
         s_hat, z = self(s_t, s_th)
         c = self.config
-        loss, _, _ = reconstruction_loss(s_hat, s_th, c.l1_weight, c.mse_weight, s_t,
-                                         c.change_weight)
+        loss, _, _ = reconstruction_loss(
+            s_hat, s_th, c.l1_weight, c.mse_weight, s_t, c.change_weight
+        )
         with torch.no_grad():
             metrics = {
                 "rla/l1": float(F.l1_loss(s_hat, s_th)),

@@ -40,9 +40,14 @@ class TrainRLAConfig:
     rla: RLAConfig = field(default_factory=RLAConfig)
     """Autoencoder sizes; ``feature_dim``, ``num_tokens`` and ``encoder_fingerprint`` are
     overwritten from the data."""
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        steps=3000, warmup_steps=100, val_every=500, ckpt_every=500,
-    ))
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(
+            steps=3000,
+            warmup_steps=100,
+            val_every=500,
+            ckpt_every=500,
+        )
+    )
     """Optimisation and bookkeeping. Learning rate: the paper uses 1e-4 at batch 128 for 100k
     steps; small models and short runs tolerate the default 3e-4."""
 
@@ -55,8 +60,9 @@ def _rla_loss(
     s_hat, z = model(batch["s_t"], batch["s_th"])
     base: RLAAutoencoder = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
     c = base.config
-    loss, l1, mse = reconstruction_loss(s_hat, batch["s_th"], c.l1_weight, c.mse_weight,
-                                        batch["s_t"], c.change_weight)
+    loss, l1, mse = reconstruction_loss(
+        s_hat, batch["s_th"], c.l1_weight, c.mse_weight, batch["s_t"], c.change_weight
+    )
     return loss, {"rla/l1": l1.item(), "rla/mse": mse.item(), "rla/z_std": float(z.detach().std())}
 
 
@@ -146,4 +152,3 @@ def train_rla(
         val_fn=val_fn if val_sampler is not None else None,
         meta=meta,
     )
-

@@ -156,7 +156,10 @@ class DMCSim(SimAdapter):
             # finger sphere touches the target sphere.
             success = bool(p.finger_to_target_dist() <= radii)
         return SimStep(
-            frame=self._frame(render), proprio=proprio, reward=float(reward), success=success,
+            frame=self._frame(render),
+            proprio=proprio,
+            reward=float(reward),
+            success=success,
             state=state,
         )
 

@@ -223,8 +223,9 @@ class RobosuiteSim(SimAdapter):
         from rla_gym.sims.state import get_mujoco_state, robot_state
 
         sim = self.env.sim
-        return np.concatenate([get_mujoco_state(sim.model._model, sim.data._data),
-                               robot_state(self.env)])
+        return np.concatenate(
+            [get_mujoco_state(sim.model._model, sim.data._data), robot_state(self.env)]
+        )
 
     def _restore_state(self, body: np.ndarray, render: bool) -> SimStep:
         from rla_gym.sims.state import (

@@ -124,8 +124,9 @@ def set_mujoco_state(model: Any, data: Any, state: np.ndarray) -> None:
     """
     import mujoco
 
-    mujoco.mj_setState(model, data, np.ascontiguousarray(state, dtype=np.float64),
-                       _integration_spec())
+    mujoco.mj_setState(
+        model, data, np.ascontiguousarray(state, dtype=np.float64), _integration_spec()
+    )
     mujoco.mj_forward(model, data)
 
 
@@ -142,17 +143,29 @@ def _arm_parts(env: Any) -> list[tuple[Any, str, int]]:
     parts = []
     for robot in env.robots:
         if robot.has_gripper:
-            parts.append((robot.gripper, "current_action",
-                          int(np.asarray(robot.gripper.current_action).size)))
-        parts.append((robot.controller, "initial_joint",
-                      int(np.asarray(robot.controller.initial_joint).size)))
+            parts.append(
+                (
+                    robot.gripper,
+                    "current_action",
+                    int(np.asarray(robot.gripper.current_action).size),
+                )
+            )
+        parts.append(
+            (
+                robot.controller,
+                "initial_joint",
+                int(np.asarray(robot.controller.initial_joint).size),
+            )
+        )
     return parts
 
 
 def robot_state(env: Any) -> np.ndarray:
     """The robots' Python-side state of a robosuite env (see :func:`_arm_parts`), flattened."""
-    values = [np.asarray(getattr(owner, attr), dtype=np.float64).ravel()
-              for owner, attr, _ in _arm_parts(env)]
+    values = [
+        np.asarray(getattr(owner, attr), dtype=np.float64).ravel()
+        for owner, attr, _ in _arm_parts(env)
+    ]
     return np.concatenate(values) if values else np.zeros(0)
 
 
@@ -160,7 +173,7 @@ def set_robot_state(env: Any, values: np.ndarray) -> None:
     """Restore :func:`robot_state` (after the MuJoCo state) and refresh the controllers."""
     start = 0
     for owner, attr, n in _arm_parts(env):
-        v = np.array(values[start:start + n], dtype=np.float64)
+        v = np.array(values[start : start + n], dtype=np.float64)
         if attr == "initial_joint":
             owner.update_initial_joints(v)
         else:

@@ -37,8 +37,16 @@ from rla_gym.errors import CorruptFileError, MissingWeightsError, ModelTypeError
 from rla_gym.utils.io import atomic_folder, save_json
 
 __all__ = [
-    "TYPE_KEY", "Checkpoint", "config_type", "dequantize_state_dict", "has_checkpoint",
-    "load_checkpoint", "model_config", "quantize_state_dict", "read_config", "save_checkpoint",
+    "TYPE_KEY",
+    "Checkpoint",
+    "config_type",
+    "dequantize_state_dict",
+    "has_checkpoint",
+    "load_checkpoint",
+    "model_config",
+    "quantize_state_dict",
+    "read_config",
+    "save_checkpoint",
 ]
 
 CONFIG = "config.json"
@@ -264,7 +272,9 @@ def config_type(config: dict[str, Any]) -> str | None:
 
 
 def model_config(
-    config: dict[str, Any], expected: str | tuple[str, ...], path: str | os.PathLike[str],
+    config: dict[str, Any],
+    expected: str | tuple[str, ...],
+    path: str | os.PathLike[str],
     untyped: bool = False,
 ) -> dict[str, Any]:
     """``config`` without its type key, once it is known to describe an ``expected`` model.
@@ -299,8 +309,9 @@ def _names_type(key: str, value: Any) -> bool:
     """Whether ``key: value`` of a ``config.json`` is a type key (current or legacy)."""
     if key == TYPE_KEY:
         return True
-    return isinstance(value, str) and (key == _LEGACY_TYPE_KEY
-                                       or (key == "format" and value in _LEGACY_FORMATS))
+    return isinstance(value, str) and (
+        key == _LEGACY_TYPE_KEY or (key == "format" and value in _LEGACY_FORMATS)
+    )
 
 
 def load_checkpoint(
@@ -324,8 +335,7 @@ def load_checkpoint(
     if not (path / WEIGHTS).exists():
         raise _corrupt(path, f"{WEIGHTS} is missing")
     try:
-        state_dict = dequantize_state_dict(load_file(str(path / WEIGHTS),
-                                                     device=str(map_location)))
+        state_dict = dequantize_state_dict(load_file(str(path / WEIGHTS), device=str(map_location)))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise _corrupt(path, f"{WEIGHTS} cannot be read", err) from err
     meta: dict[str, Any] = {}

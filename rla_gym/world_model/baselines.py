@@ -126,8 +126,14 @@ class CopyLastFrame:
             raise ValueError(f"guidance={guidance}: copy-last ignores actions; use guidance=1")
 
     def sample(
-        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor | None = None, *,
-        num_samples: int = 1, guidance: float = 1.0, **_: Any,
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        num_samples: int = 1,
+        guidance: float = 1.0,
+        **_: Any,
     ) -> torch.Tensor:
         """``s_t`` repeated ``S`` times: ``(B, S, N, D)``."""
         self.check_guidance(guidance)
@@ -138,8 +144,11 @@ class CopyLastFrame:
     def _check(s_t: torch.Tensor, actions: torch.Tensor) -> None:
         if not isinstance(s_t, torch.Tensor) or s_t.ndim != 3:
             raise ValueError("s_t must have shape (B, N, D)")
-        if (not isinstance(actions, torch.Tensor) or actions.ndim != 3
-                or actions.shape[0] != len(s_t)):
+        if (
+            not isinstance(actions, torch.Tensor)
+            or actions.ndim != 3
+            or actions.shape[0] != len(s_t)
+        ):
             raise ValueError(f"actions must have shape ({len(s_t)}, h, A)")
         if not torch.isfinite(s_t).all():
             raise ValueError("s_t (B, N, D) contains NaN or inf")
@@ -160,7 +169,10 @@ class CopyLastFrame:
         return s_t.clone()
 
     def predict_with_uncertainty(
-        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor | None = None,
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor | None = None,
         **_: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(s_t, zeros (B,))``: a deterministic model has no spread."""
@@ -243,14 +255,22 @@ class _LearnedBaseline(FeatureWorldModel):
         return {"baseline": self.config.to_dict()}
 
     def loss(
-        self, s_t: torch.Tensor, s_th: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor,
+        self,
+        s_t: torch.Tensor,
+        s_th: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
         """Training loss; ``{"loss": scalar, ...metrics}``."""
         raise NotImplementedError
 
     def forward(
-        self, s_t: torch.Tensor, s_th: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor,
+        self,
+        s_t: torch.Tensor,
+        s_th: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
         """Training loss (same as :meth:`loss`); calling the module lets DDP sync gradients."""
@@ -258,7 +278,9 @@ class _LearnedBaseline(FeatureWorldModel):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, expected_fingerprint: str | None = None,
+        cls,
+        path: str | Path,
+        expected_fingerprint: str | None = None,
         device: str | torch.device = "cpu",
     ) -> _LearnedBaseline:
         """Load a folder written by :meth:`save_pretrained` (fingerprint checked if given).
@@ -271,8 +293,9 @@ class _LearnedBaseline(FeatureWorldModel):
             model_config(ckpt.config, cls.MODEL_TYPE, ckpt.path)["baseline"]
         )
         if expected_fingerprint is not None:
-            check_fingerprint(config.encoder_fingerprint, expected_fingerprint,
-                              what=f"world model {path}")
+            check_fingerprint(
+                config.encoder_fingerprint, expected_fingerprint, what=f"world model {path}"
+            )
         model = cls(config)
         load_state_strict(model, ckpt.state_dict, ckpt.path)
         model.meta = ckpt.meta
@@ -300,7 +323,11 @@ class DirectRegressionWM(_LearnedBaseline):
         return s_t + self.head(self._condition(s_t, actions, lengths)) * self.delta_std
 
     def loss(
-        self, s_t: torch.Tensor, s_th: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor,
+        self,
+        s_t: torch.Tensor,
+        s_th: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
         """L1 + MSE between ``ŝ_{t+h}`` and ``s_{t+h}``, measured in residual-std units.
@@ -322,8 +349,15 @@ class DirectRegressionWM(_LearnedBaseline):
         }
 
     def _predict_samples(
-        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
-        steps: int | None, generator: Generators, method: str, num_samples: int,
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        steps: int | None,
+        generator: Generators,
+        method: str,
+        num_samples: int,
         guidance: float = 1.0,
     ) -> torch.Tensor:
         out = self.regress(s_t, actions, lengths)
@@ -342,11 +376,16 @@ class FeatureFlowWM(_LearnedBaseline):
     def __init__(self, config: BaselineConfig) -> None:
         super().__init__(config)
         c = config
-        self.flow = FlowStage(c.feature_dim, c.num_tokens, c.width, c.heads, c.flow_depth,
-                              c.mlp_ratio)
+        self.flow = FlowStage(
+            c.feature_dim, c.num_tokens, c.width, c.heads, c.flow_depth, c.mlp_ratio
+        )
 
     def loss(
-        self, s_t: torch.Tensor, s_th: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor,
+        self,
+        s_t: torch.Tensor,
+        s_th: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
         """Flow-matching loss on standardised ``s_{t+h}`` tokens (logit-normal times).
@@ -369,15 +408,26 @@ class FeatureFlowWM(_LearnedBaseline):
         }
 
     def _predict_samples(
-        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
-        steps: int | None, generator: Generators, method: str, num_samples: int,
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        steps: int | None,
+        generator: Generators,
+        method: str,
+        num_samples: int,
         guidance: float = 1.0,
     ) -> torch.Tensor:
         b, n, d = s_t.shape
         cache = repeat_kv(self.flow.prepare(self._condition(s_t, actions, lengths)), num_samples)
         x_0 = noise_for_rows(b, num_samples, (n, d), generator, s_t.device)
-        x_1 = sample(lambda x, t: self.flow(x, t, cache), x_0,
-                     steps or self.config.default_flow_steps, method)  # type: ignore[arg-type]
+        x_1 = sample(
+            lambda x, t: self.flow(x, t, cache),
+            x_0,
+            steps or self.config.default_flow_steps,
+            method,
+        )  # type: ignore[arg-type]
         out = x_1 * self.feature_std + self.feature_mean
         return out.view(b, num_samples, n, d)
 
@@ -401,5 +451,6 @@ def load_predictor(
             f"{path} holds {f'a {stored!r}' if stored else 'an untyped'} checkpoint, not a world "
             f"model; expected one of {sorted(_WORLD_MODELS)}"
         )
-    return _WORLD_MODELS[stored].from_pretrained(path, expected_fingerprint=expected_fingerprint,
-                                               device=device)
+    return _WORLD_MODELS[stored].from_pretrained(
+        path, expected_fingerprint=expected_fingerprint, device=device
+    )

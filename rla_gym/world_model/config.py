@@ -168,8 +168,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The released RLA-WM (mlzxy/rla-wm configs/rla_wm, ManiSkill): width 1024, 16 heads, 8
     # condition + 8 flow blocks, GRU hidden = width, horizon 15, z / 10, 30-step Euler.
     "paper": {
-        "width": 1024, "heads": 16, "cond_depth": 8, "flow_depth": 8, "mlp_ratio": 4.0,
-        "action_hidden": 64, "max_horizon": 15, "latent_norm": "scalar", "latent_scale": 10.0,
+        "width": 1024,
+        "heads": 16,
+        "cond_depth": 8,
+        "flow_depth": 8,
+        "mlp_ratio": 4.0,
+        "action_hidden": 64,
+        "max_horizon": 15,
+        "latent_norm": "scalar",
+        "latent_scale": 10.0,
         "default_flow_steps": 30,
     },
 }

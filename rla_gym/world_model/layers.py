@@ -68,8 +68,9 @@ class Attention(nn.Module):
 
 def mlp(width: int, ratio: float) -> nn.Sequential:
     hidden = int(width * ratio)
-    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"),
-                         nn.Linear(hidden, width))
+    return nn.Sequential(
+        nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width)
+    )
 
 
 def zero_linear(i: int, o: int) -> nn.Linear:

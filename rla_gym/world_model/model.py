@@ -154,8 +154,15 @@ class FeatureWorldModel(nn.Module):
 
     # ------------------------------------------------------------------ prediction
     def _predict_samples(
-        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
-        steps: int | None, generator: Generators, method: str, num_samples: int,
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        steps: int | None,
+        generator: Generators,
+        method: str,
+        num_samples: int,
         guidance: float = 1.0,
     ) -> torch.Tensor:
         """Checked inputs -> ``(B, S, N, D)`` predictions (``S = num_samples``)."""
@@ -204,8 +211,14 @@ class FeatureWorldModel(nn.Module):
         self.check_guidance(guidance)
         s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
         return self._predict_samples(
-            s_t, actions, lengths, steps=steps, generator=_default_generator(generator),
-            method=method, num_samples=num_samples, guidance=guidance,
+            s_t,
+            actions,
+            lengths,
+            steps=steps,
+            generator=_default_generator(generator),
+            method=method,
+            num_samples=num_samples,
+            guidance=guidance,
         )
 
     @torch.no_grad()
@@ -235,8 +248,15 @@ class FeatureWorldModel(nn.Module):
         Returns:
             ``(B, N, D)`` predicted features.
         """
-        out = self.sample(s_t, actions, lengths, num_samples=num_samples, steps=steps,
-                          generator=generator, method=method)
+        out = self.sample(
+            s_t,
+            actions,
+            lengths,
+            num_samples=num_samples,
+            steps=steps,
+            generator=generator,
+            method=method,
+        )
         return out.mean(1) if num_samples > 1 else out[:, 0]
 
     @torch.no_grad()
@@ -259,8 +279,15 @@ class FeatureWorldModel(nn.Module):
         """
         if num_samples < 2:
             raise ValueError(f"num_samples must be >= 2 to measure a spread, got {num_samples}")
-        out = self.sample(s_t, actions, lengths, num_samples=num_samples, steps=steps,
-                          generator=generator, method=method)
+        out = self.sample(
+            s_t,
+            actions,
+            lengths,
+            num_samples=num_samples,
+            steps=steps,
+            generator=generator,
+            method=method,
+        )
         return out.mean(1), out.std(1).mean(dim=(1, 2))
 
     @torch.no_grad()
@@ -360,7 +387,11 @@ class RLAWorldModel(FeatureWorldModel):
             self.feature_dim, self.num_tokens, w, config.heads, config.cond_depth, config.mlp_ratio
         )
         self.flow = FlowStage(
-            self.latent_dim, self.latent_tokens, w, config.heads, config.flow_depth,
+            self.latent_dim,
+            self.latent_tokens,
+            w,
+            config.heads,
+            config.flow_depth,
             config.mlp_ratio,
         )
         if config.action_dropout > 0:
@@ -427,7 +458,10 @@ class RLAWorldModel(FeatureWorldModel):
 
     # ------------------------------------------------------------------ network
     def conditioning(
-        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor,
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
         drop: torch.Tensor | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Run the condition stage once; returns the flow stage's cached cross-attention K/V.
@@ -508,8 +542,14 @@ class RLAWorldModel(FeatureWorldModel):
         return self.loss(s_t, s_th, actions, lengths, generator)
 
     def sample_latent(
-        self, cache: list[tuple[torch.Tensor, torch.Tensor]], batch: int, *,
-        steps: int, generator: Generators, method: str, num_samples: int = 1,
+        self,
+        cache: list[tuple[torch.Tensor, torch.Tensor]],
+        batch: int,
+        *,
+        steps: int,
+        generator: Generators,
+        method: str,
+        num_samples: int = 1,
         guidance: float = 1.0,
     ) -> torch.Tensor:
         """Integrate the flow for a prepared cache of ``batch * num_samples`` rows (sample-major
@@ -519,8 +559,10 @@ class RLAWorldModel(FeatureWorldModel):
         then the same rows conditioned on the "no action" vector, and the velocity is
         classifier-free guided over the action.
         """
-        x_0 = noise_for_rows(batch, num_samples, (self.latent_tokens, self.latent_dim),
-                             generator, self._device())
+        x_0 = noise_for_rows(
+            batch, num_samples, (self.latent_tokens, self.latent_dim), generator, self._device()
+        )
+
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.flow(x, t, cache)
 
@@ -529,8 +571,15 @@ class RLAWorldModel(FeatureWorldModel):
         return self.denormalize_latent(x_1)
 
     def _predict_samples(
-        self, s_t: torch.Tensor, actions: torch.Tensor, lengths: torch.Tensor, *,
-        steps: int | None, generator: Generators, method: str, num_samples: int,
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        steps: int | None,
+        generator: Generators,
+        method: str,
+        num_samples: int,
         guidance: float = 1.0,
     ) -> torch.Tensor:
         b = s_t.shape[0]
@@ -539,11 +588,20 @@ class RLAWorldModel(FeatureWorldModel):
         else:
             # One condition pass for both halves: the rows with their actions, then without.
             drop = torch.arange(2 * b, device=s_t.device) >= b
-            cache = self.conditioning(torch.cat([s_t, s_t]), torch.cat([actions, actions]),
-                                      torch.cat([lengths, lengths]), drop)
+            cache = self.conditioning(
+                torch.cat([s_t, s_t]),
+                torch.cat([actions, actions]),
+                torch.cat([lengths, lengths]),
+                drop,
+            )
         z = self.sample_latent(
-            repeat_kv(cache, num_samples), b, steps=steps or self.config.default_flow_steps,
-            generator=generator, method=method, num_samples=num_samples, guidance=guidance,
+            repeat_kv(cache, num_samples),
+            b,
+            steps=steps or self.config.default_flow_steps,
+            generator=generator,
+            method=method,
+            num_samples=num_samples,
+            guidance=guidance,
         )
         s_rep = s_t.repeat_interleave(num_samples, 0)
         s_next = self.rla.decode(s_rep, z)
@@ -588,8 +646,9 @@ class RLAWorldModel(FeatureWorldModel):
         ckpt = load_checkpoint(path, map_location="cpu")
         cfg = model_config(ckpt.config, cls.MODEL_TYPE, ckpt.path)
         if expected_fingerprint is not None:
-            check_fingerprint(cfg.get("encoder_fingerprint", ""), expected_fingerprint,
-                              what=f"world model {path}")
+            check_fingerprint(
+                cfg.get("encoder_fingerprint", ""), expected_fingerprint, what=f"world model {path}"
+            )
         rla = RLAAutoencoder(RLAConfig.from_dict(cfg["rla"]))
         model = cls(WorldModelConfig.from_dict(cfg["world_model"]), rla)
         load_state_strict(model, ckpt.state_dict, ckpt.path)

@@ -58,9 +58,14 @@ class TrainWorldModelConfig:
     """Largest gap ``h`` (default: the model's ``max_horizon``; must not exceed it)."""
     norm_pairs: int = 512
     """Pairs used to measure the normalisation statistics before training."""
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        steps=6000, warmup_steps=100, val_every=1000, ckpt_every=500,
-    ))
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(
+            steps=6000,
+            warmup_steps=100,
+            val_every=1000,
+            ckpt_every=500,
+        )
+    )
     """Optimisation and bookkeeping. Speed at N=64, D=512, A=7, batch 32 with default sizes,
     measured steps/s: RLA-WM 5.5 / direct 6.4 / fm 3.5 on 2 threads of a quiet 2-core machine
     (6000 steps: 18 / 16 / 29 min); 3.2 / 3.6 / 2.0 on 1 thread of a busy one (RLA-WM ~31 min).
@@ -78,7 +83,10 @@ def _wm_loss(
 
 @torch.no_grad()
 def evaluate_world_model(
-    model: FeatureWorldModel, sampler: PairSampler, num_pairs: int = 64, batch_size: int = 32,
+    model: FeatureWorldModel,
+    sampler: PairSampler,
+    num_pairs: int = 64,
+    batch_size: int = 32,
     seed: int = 2026,
 ) -> dict[str, float]:
     """Validation loss and single-step prediction error on the sampler's fixed pairs.
@@ -109,7 +117,10 @@ def evaluate_world_model(
 
 
 def _build_model(
-    cfg: TrainWorldModelConfig, feature_dim: int, num_tokens: int, action_dim: int,
+    cfg: TrainWorldModelConfig,
+    feature_dim: int,
+    num_tokens: int,
+    action_dim: int,
     fingerprint: str | None,
 ) -> FeatureWorldModel:
     if cfg.model == "rla-wm":
@@ -126,15 +137,23 @@ def _build_model(
             )
         wm_cfg = (
             dataclasses.replace(cfg.world_model, action_dim=action_dim)
-            if cfg.world_model is not None else world_model_preset(cfg.preset, action_dim)
+            if cfg.world_model is not None
+            else world_model_preset(cfg.preset, action_dim)
         )
         return RLAWorldModel(wm_cfg, rla)
     if cfg.model not in ("direct", "fm"):
         raise ValueError(f"unknown model {cfg.model!r}; use 'rla-wm', 'direct' or 'fm'")
-    fields = dict(feature_dim=feature_dim, num_tokens=num_tokens, action_dim=action_dim,
-                  encoder_fingerprint=fingerprint or "")
-    b_cfg = (dataclasses.replace(cfg.baseline, **fields) if cfg.baseline is not None
-             else BaselineConfig(**fields))
+    fields = dict(
+        feature_dim=feature_dim,
+        num_tokens=num_tokens,
+        action_dim=action_dim,
+        encoder_fingerprint=fingerprint or "",
+    )
+    b_cfg = (
+        dataclasses.replace(cfg.baseline, **fields)
+        if cfg.baseline is not None
+        else BaselineConfig(**fields)
+    )
     return DirectRegressionWM(b_cfg) if cfg.model == "direct" else FeatureFlowWM(b_cfg)
 
 
@@ -161,8 +180,9 @@ def train_world_model(
     feats0, acts0 = episodes[0]
     # Same seed on every rank: identical initial weights even before DDP's broadcast.
     torch.manual_seed(seed)
-    model = _build_model(cfg, int(feats0.shape[2]), int(feats0.shape[1]), int(acts0.shape[1]),
-                         fingerprint)
+    model = _build_model(
+        cfg, int(feats0.shape[2]), int(feats0.shape[1]), int(acts0.shape[1]), fingerprint
+    )
     max_gap = cfg.max_gap or model.max_horizon
     if max_gap > model.max_horizon:
         raise ValueError(f"max_gap={max_gap} exceeds the model's max_horizon={model.max_horizon}")
@@ -192,7 +212,13 @@ def train_world_model(
         "trainable_parameters": n_params,
         "train_config": to_jsonable(cfg),
     }
-    return fit(model, _wm_loss, sampler, cfg.trainer, cfg.out,
-               model.checkpoint_config(),  # type: ignore[attr-defined]
-               val_fn=val_fn if val_sampler is not None else None, meta=meta)
-
+    return fit(
+        model,
+        _wm_loss,
+        sampler,
+        cfg.trainer,
+        cfg.out,
+        model.checkpoint_config(),  # type: ignore[attr-defined]
+        val_fn=val_fn if val_sampler is not None else None,
+        meta=meta,
+    )
