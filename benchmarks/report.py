@@ -351,15 +351,24 @@ def rl_in_dream_manip(short: str) -> str:
         "planner": "dream planner (MPC, residual around BC)",
         "distilled": "planner distilled into BC's residual head",
     }
-    out = ["| policy | what | real success (Wilson 95 %) | per seed |", "|---|---|---|---|"]
+    out = [
+        "| policy | what | real success (Wilson 95 %) | BC on the same episodes | per seed |",
+        "|---|---|---|---|---|",
+    ]
+    bc = d["policies"].get("bc", {}).get("per_episode_success")
     for k, r in d["policies"].items():
         seeds = (
             ", ".join(f"{s['seed']}: {s['success']}/{s['episodes']}" for s in r.get("per_seed", []))
             or "-"
         )
+        # Every policy runs episodes 0..n-1 (per seed); BC's successes on exactly those episodes.
+        runs = r.get("per_seed") or [r]
+        same = "-"
+        if bc is not None and k != "bc":
+            same = f"{sum(sum(bc[: s['episodes']]) for s in runs)}/{r['episodes']}"
         out.append(
             f"| {k} | {names.get(k, k)} | "
-            f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {seeds} |"
+            f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"
         )
     gain = d.get("best_over_bc_points")
     verdict = (
