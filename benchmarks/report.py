@@ -370,6 +370,13 @@ def rl_in_dream_manip(short: str) -> str:
             f"| {k} | {names.get(k, k)} | "
             f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"
         )
+    ppo, planned = d["policies"].get("bc+ppo"), d["config"].get("seeds", [])
+    if ppo is not None and len(ppo["per_seed"]) < len(planned):
+        out += [
+            "",
+            f"_bc+ppo: {len(ppo['per_seed'])} of the {len(planned)} planned seeds "
+            "finished so far; a re-run resumes the rest._",
+        ]
     gain = d.get("best_over_bc_points")
     verdict = (
         ""
