@@ -84,17 +84,14 @@ def _rla_checkpoint(bundle: Path, folder: Path) -> Path:
     return ckpt
 
 
-def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict[str, Any]]:
-    from rla_gym.data.feature_episodes import FeatureDataConfig
+def _trainer(args: Args, steps: int) -> Any:
+    """The optimisation settings every trained row shares (only the step count differs)."""
     from rla_gym.utils.training import TrainerConfig
-    from rla_gym.world_model.config import world_model_preset
-    from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
-    out = args.runs / args.suite / row
-    trainer = TrainerConfig(
-        steps=args.steps,
+    return TrainerConfig(
+        steps=steps,
         warmup_steps=100,
-        val_every=args.steps,
+        val_every=steps,
         ckpt_every=250,
         seed=args.seed,
         device="cpu",
@@ -102,6 +99,15 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
         progress=False,
         tensorboard=False,
     )
+
+
+def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict[str, Any]]:
+    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.world_model.config import world_model_preset
+    from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
+
+    out = args.runs / args.suite / row
+    trainer = _trainer(args, args.steps)
     data = FeatureDataConfig(folder=str(args.data), val_pairs=64)
     if row == "direct":
         cfg = TrainWorldModelConfig(model="direct", data=data, out=str(out), trainer=trainer)
@@ -130,20 +136,9 @@ def _train_rla(args: Args, bundle: Path, change_weight: float) -> tuple[Path, di
     from rla_gym.data.feature_episodes import FeatureDataConfig
     from rla_gym.envs.artifacts import load_artifacts
     from rla_gym.rla.train import TrainRLAConfig, train_rla
-    from rla_gym.utils.training import TrainerConfig
 
     sizes = load_artifacts(bundle).load_world_model().rla.config
-    trainer = TrainerConfig(
-        steps=args.rla_steps,
-        warmup_steps=100,
-        val_every=args.rla_steps,
-        ckpt_every=250,
-        seed=args.seed,
-        device="cpu",
-        num_threads=args.threads,
-        progress=False,
-        tensorboard=False,
-    )
+    trainer = _trainer(args, args.rla_steps)
     cfg = TrainRLAConfig(
         data=FeatureDataConfig(folder=str(args.data), val_pairs=64),
         out=str(args.runs / args.suite / f"rla-cw{change_weight:g}"),
