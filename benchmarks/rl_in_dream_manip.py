@@ -76,9 +76,7 @@ class Args:
 
 
 def _real(args: Args, man: dict[str, Any], name: str, factory: Any) -> dict[str, Any]:
-    cfg = RealEvalConfig(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
-                         encoder=man["encoder"], episodes=args.episodes, chunk=int(man["chunk"]),
-                         workers=1, seed=args.eval_seed)  # fmt: skip
+    cfg = RealEvalConfig.for_bundle(man, episodes=args.episodes, workers=1, seed=args.eval_seed)
     runs = args.runs / args.suite
     res = evaluate_in_sim(factory, cfg, progress=False, resume=runs / "eval" / f"{name}.jsonl",
                           identity={"name": name, "policy": to_jsonable(factory)})  # fmt: skip

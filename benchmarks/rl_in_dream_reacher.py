@@ -160,9 +160,8 @@ class RandomChunks:
 def evaluate_arm(name: str, factory: Any, args: Args, man: dict[str, Any]) -> dict[str, Any]:
     """``args.episodes`` real episodes of ``factory``'s policy (resumable log under runs)."""
     chunk, horizon = int(man["chunk"]), int(man["max_episode_steps"])
-    cfg = RealEvalConfig(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
-                         encoder=man["encoder"], episodes=args.episodes, chunk=chunk,
-                         max_steps=horizon * chunk, workers=1, seed=args.eval_seed)  # fmt: skip
+    cfg = RealEvalConfig.for_bundle(man, episodes=args.episodes, max_steps=horizon * chunk,
+                                    workers=1, seed=args.eval_seed)  # fmt: skip
     res = evaluate_in_sim(factory, cfg, progress=False, resume=args.runs / name / "eval.jsonl",
                           identity={"arm": name, "policy": to_jsonable(factory)})  # fmt: skip
     print(f"[{name}] real success {res['successes']}/{res['episodes']}, "

@@ -90,13 +90,9 @@ def main(args: Args) -> dict:
         from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
 
         m = planner.core.manifest
-        real = RealEvalConfig(
-            sim=m["sim"],
-            task=m["task"],
-            resolution=int(m["resolution"]),
-            encoder=m["encoder"],
+        real = RealEvalConfig.for_bundle(
+            m,
             episodes=args.eval_episodes,
-            chunk=planner.chunk,
             max_steps=args.eval_max_steps,
             workers=1,
             seed=args.seed,

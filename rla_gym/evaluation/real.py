@@ -97,6 +97,19 @@ class RealEvalConfig:
     videos: int = 2
     """how many episodes to record"""
 
+    @classmethod
+    def for_bundle(cls, manifest: dict[str, Any], **overrides: Any) -> RealEvalConfig:
+        """The real task a bundle was built from: its simulator, task, camera resolution,
+        encoder and chunk size from ``manifest``; every other field from ``overrides``."""
+        return cls(
+            sim=manifest["sim"],
+            task=manifest["task"],
+            resolution=int(manifest["resolution"]),
+            encoder=manifest["encoder"],
+            chunk=int(manifest["chunk"]),
+            **overrides,
+        )
+
 
 def rollout(
     env: RealFeatureEnv,

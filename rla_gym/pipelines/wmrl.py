@@ -280,13 +280,9 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
 
     # ---- real evaluation of BC and the final policy
     for name in cfg.real_policies if cfg.eval_episodes > 0 else ():
-        real_cfg = RealEvalConfig(
-            sim=manifest["sim"],
-            task=manifest["task"],
-            resolution=int(manifest["resolution"]),
-            encoder=manifest["encoder"],
+        real_cfg = RealEvalConfig.for_bundle(
+            manifest,
             episodes=cfg.eval_episodes,
-            chunk=core.chunk,
             max_steps=cfg.eval_max_steps,
             workers=cfg.eval_workers,
             seed=cfg.seed,
