@@ -285,13 +285,11 @@ def evaluate_in_sim(
     # Worker count and episode count do not change any episode: a resumed run may differ in both.
     header = {
         "policy": to_jsonable(identity or {}),
-        "eval": to_jsonable(
-            {
-                k: v
-                for k, v in to_jsonable(cfg).items()
-                if k not in ("workers", "episodes", "videos", "video_dir")
-            }
-        ),
+        "eval": {
+            k: v
+            for k, v in to_jsonable(cfg).items()
+            if k not in ("workers", "episodes", "videos", "video_dir")
+        },
     }
     done = _resume_rows(resume, header)
     rows = [done[i] for i in sorted(done) if i < cfg.episodes]
