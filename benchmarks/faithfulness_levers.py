@@ -17,7 +17,14 @@ Rows:
 * ``rla``: the autoencoder itself, retrained on this data for ``--rla-steps`` with the bundle's
   RLA sizes and each ``--rla-change-weights`` value (0: the paper's uniform loss; > 0: the
   tokens that change weigh more, ``RLAConfig.change_weight``); scored by its *ceiling* only
-  (the RLA decoding the true latent of each real outcome), which caps any RLA-WM built on it.
+  (the RLA decoding the true latent of each real outcome), which caps any RLA-WM built on it;
+  each ``--rla-linear-ranks`` value ``r > 0`` adds a linear path of rank ``r`` initialised to the
+  principal components of the training residuals (``RLAConfig.linear_rank``);
+* ``pca``: for each ``--pca-ranks`` value ``r``, the best rank-``r`` *linear* code of the
+  training residuals (an RLA whose only path is the linear one, initialised and not trained),
+  scored by its ceiling: what ``r`` numbers can carry at all, with no learning;
+* ``rla-wm over <rla row>`` (``--wm-over``): RLA-WM trained like ``rla-wm`` but over that
+  retrained autoencoder instead of the bundle's, so it is capped by the new ceiling.
 
 Long, so resumable: trained checkpoints resume (``runs/levers/<suite>/<row>``), the real
 outcomes are cached, and rows already in the JSON are skipped unless ``--redo``.
@@ -54,7 +61,13 @@ class Args:
     rla_steps: int = 1000
     """optimizer steps of every ``rla`` row (the embedded Lift bundle's RLA: 1000)"""
     rla_change_weights: tuple[float, ...] = (0.0, 4.0)
-    """change weights of the ``rla`` rows (one autoencoder each)"""
+    """change weights of the ``rla`` rows (one autoencoder per weight and linear rank)"""
+    rla_linear_ranks: tuple[int, ...] = (0,)
+    """linear-path ranks of the ``rla`` rows (0: none)"""
+    pca_ranks: tuple[int, ...] = (16, 32, 128)
+    """ranks of the ``pca`` rows (at most the bundle's latent size)"""
+    wm_over: tuple[str, ...] = ()
+    """``rla`` rows (e.g. ``"rla cw=0 r=32"``) to train an RLA-WM row over, after the rows"""
     rows: tuple[str, ...] = ("bundle", "rla-wm+dropout", "direct", "rla-wm")
     """rows to run (train + score)"""
     train_only: bool = False
@@ -101,12 +114,66 @@ def _trainer(args: Args, steps: int) -> Any:
     )
 
 
+def _pca_code(args: Args, bundle: Path, rank: int) -> tuple[Any, dict[str, Any]]:
+    """The bundle's RLA sizes with only a rank-``rank`` linear path, set to the principal
+    components of the residuals of the pairs ``train_rla`` would train on (no training)."""
+    import dataclasses
+
+    import torch
+
+    from rla_gym.data.feature_episodes import FeatureDataConfig, load_split
+    from rla_gym.data.windows import PairSampler
+    from rla_gym.envs.artifacts import load_artifacts
+    from rla_gym.rla import RLAAutoencoder
+    from rla_gym.rla.train import TrainRLAConfig, init_linear_path
+
+    t0 = time.perf_counter()
+    sizes = load_artifacts(bundle).load_world_model().rla.config
+    defaults = TrainRLAConfig()
+    data = FeatureDataConfig(folder=str(args.data))
+    split = load_split(data, args.seed)
+    sampler = PairSampler(
+        split.train, sizes.min_gap, sizes.max_gap, data.interaction_bias, args.seed
+    )
+    cfg = dataclasses.replace(sizes, linear_rank=rank, decoder_target="residual")
+    torch.manual_seed(args.seed)
+    model = RLAAutoencoder(cfg)
+    energy = init_linear_path(model, sampler, defaults.linear_init_pairs)
+    return model.eval(), {
+        "steps": 0,
+        "pairs": defaults.linear_init_pairs,
+        "linear_path_energy": float(energy),
+        "this_call_s": time.perf_counter() - t0,
+    }
+
+
+def _rla_rows(args: Args) -> dict[str, tuple[float, int]]:
+    """``{row name: (change weight, linear rank)}`` of the ``rla`` rows."""
+    return {
+        f"rla cw={w:g}" + (f" r={r}" if r else ""): (w, r)
+        for w in args.rla_change_weights
+        for r in args.rla_linear_ranks
+    }
+
+
+def _parse_rla_row(name: str) -> tuple[float, int]:
+    """Inverse of the names of :func:`_rla_rows`: ``"rla cw=4 r=32"`` -> ``(4.0, 32)``."""
+    parts = dict(p.split("=", 1) for p in name.split()[1:] if "=" in p)
+    if not name.startswith("rla ") or "cw" not in parts or set(parts) - {"cw", "r"}:
+        raise ValueError(f"not an rla row name: {name!r} (expected e.g. 'rla cw=0 r=32')")
+    return float(parts["cw"]), int(parts.get("r", 0))
+
+
+def _rla_folder(args: Args, change_weight: float, rank: int) -> Path:
+    return args.runs / args.suite / (f"rla-cw{change_weight:g}" + (f"-r{rank}" if rank else ""))
+
+
 def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict[str, Any]]:
     from rla_gym.data.feature_episodes import FeatureDataConfig
     from rla_gym.world_model.config import world_model_preset
     from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
-    out = args.runs / args.suite / row
+    out = args.runs / args.suite / row.replace(" ", "_").replace("=", "")
     trainer = _trainer(args, args.steps)
     data = FeatureDataConfig(folder=str(args.data), val_pairs=64)
     if row == "direct":
@@ -129,8 +196,11 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
     }
 
 
-def _train_rla(args: Args, bundle: Path, change_weight: float) -> tuple[Path, dict[str, Any]]:
-    """The bundle's RLA sizes retrained on ``args.data`` with ``change_weight``."""
+def _train_rla(
+    args: Args, bundle: Path, change_weight: float, rank: int
+) -> tuple[Path, dict[str, Any]]:
+    """The bundle's RLA sizes retrained on ``args.data`` with ``change_weight`` and a linear path
+    of rank ``rank``."""
     import dataclasses
 
     from rla_gym.data.feature_episodes import FeatureDataConfig
@@ -141,16 +211,19 @@ def _train_rla(args: Args, bundle: Path, change_weight: float) -> tuple[Path, di
     trainer = _trainer(args, args.rla_steps)
     cfg = TrainRLAConfig(
         data=FeatureDataConfig(folder=str(args.data), val_pairs=64),
-        out=str(args.runs / args.suite / f"rla-cw{change_weight:g}"),
-        rla=dataclasses.replace(sizes, change_weight=change_weight),
+        out=str(_rla_folder(args, change_weight, rank)),
+        rla=dataclasses.replace(sizes, change_weight=change_weight, linear_rank=rank),
         trainer=trainer,
     )
     t0 = time.perf_counter()
     res = train_rla(cfg)
+    meta = load_json(res.checkpoint / "meta.json")
     return res.checkpoint, {
         "steps": res.step,
+        "train_wall_clock_s": meta.get("wall_clock_s"),
         "this_call_s": time.perf_counter() - t0,
         "val_metrics": res.val_metrics,
+        "linear_path_energy": meta.get("linear_path_energy"),
     }
 
 
@@ -180,8 +253,8 @@ def main(args: Args) -> dict[str, Any]:
     if args.train_only:
         for row in args.rows:
             if row == "rla":
-                for w in args.rla_change_weights:
-                    print(row, w, _train_rla(args, bundle, w)[1])
+                for n, (w, r) in _rla_rows(args).items():
+                    print(n, _train_rla(args, bundle, w, r)[1])
             elif row != "bundle":
                 print(row, _train(args, row, rla, int(man["action_dim"]))[1])
         return result
@@ -193,27 +266,41 @@ def main(args: Args) -> dict[str, Any]:
         kw = {"num_threads": args.threads} if fp.startswith("opennsfw") else {}
         real = measure_real(bundle, cfg, encoder=encoder_from_fingerprint(fp, **kw))
         real.save(cache)
-    for row in args.rows:
+    rla_rows = _rla_rows(args)
+    for row in (*args.rows, *(f"rla-wm over {n}" for n in args.wm_over)):
         names = (
             [f"{row} g={w:g}" for w in args.guidance]
             if row == "rla-wm+dropout"
-            else [f"rla cw={w:g}" for w in args.rla_change_weights]
+            else [n for n in rla_rows if n not in suite_out["rows"] or args.redo]
             if row == "rla"
+            else [f"pca r={r}" for r in args.pca_ranks]
+            if row == "pca"
             else [row]
         )
         if all(n in suite_out["rows"] for n in names) and not args.redo:
             print(f"{row}: already in {args.out}, skipped")
             continue
         training: dict[str, Any] | None = None
+        if row == "pca":
+            for n, r in zip(names, args.pca_ranks, strict=True):
+                model, training = _pca_code(args, bundle, r)
+                suite_out["rows"][n] = {
+                    "rla_ceiling": score_rla_ceiling(real, model),
+                    "training": training,
+                    "options": {"linear_rank": r, "pca_only": True},
+                }
+            _save(args, result, suite_out, real, cache, man)
+            continue
         if row == "rla":
-            for n, w in zip(names, args.rla_change_weights, strict=True):
-                ckpt, training = _train_rla(args, bundle, w)
+            for n in names:
+                w, r = rla_rows[n]
+                ckpt, training = _train_rla(args, bundle, w, r)
                 t0 = time.perf_counter()
                 ceiling = score_rla_ceiling(real, RLAAutoencoder.from_pretrained(ckpt).eval())
                 suite_out["rows"][n] = {
                     "rla_ceiling": ceiling,
                     "training": training,
-                    "options": {"rla": str(ckpt), "change_weight": w},
+                    "options": {"rla": str(ckpt), "change_weight": w, "linear_rank": r},
                     "score_s": time.perf_counter() - t0,
                 }
             _save(args, result, suite_out, real, cache, man)
@@ -221,7 +308,15 @@ def main(args: Args) -> dict[str, Any]:
         if row == "bundle":
             models: dict[str, dict[str, Any]] = {row: {}}
         else:
-            ckpt, training = _train(args, row, rla, int(man["action_dim"]))
+            over = row.removeprefix("rla-wm over ")
+            if over != row:
+                w, r = _parse_rla_row(over)
+                base = _rla_folder(args, w, r) / "checkpoint"
+                if not base.exists():
+                    raise FileNotFoundError(f"--wm-over {over!r}: train that rla row first: {base}")
+            else:
+                base = rla
+            ckpt, training = _train(args, row, base, int(man["action_dim"]))
             models = {n: {"world_model": str(ckpt)} for n in names}
             if row == "rla-wm+dropout":
                 for n, w in zip(names, args.guidance, strict=True):
@@ -256,7 +351,7 @@ def main(args: Args) -> dict[str, Any]:
 def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: Any,
           cache: Path, man: dict[str, Any]) -> None:  # fmt: skip
     # Autoencoder rows train no world model: keep the world-model rows' steps and dropout.
-    wm_rows = [r for r in args.rows if r != "rla"]
+    wm_rows = [r for r in args.rows if r not in ("rla", "pca")] + list(args.wm_over)
     wm = (
         {"steps": args.steps, "dropout": args.dropout}
         if wm_rows
@@ -264,7 +359,7 @@ def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: A
     )
     suite_out["run"] = {
         "data": str(args.data), **wm, "rla_steps": args.rla_steps,
-        "rla": "the embedded bundle's RLA, frozen, for every RLA-WM row",
+        "rla": "the bundle's RLA, frozen, for every RLA-WM row but 'rla-wm over <rla row>'",
         "starts": len(real.starts), "real_outcomes": str(cache),
         "real_seconds": real.seconds, "git_sha": provenance()["git_sha"],
     }  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -352,3 +353,65 @@ def test_change_weighted_loss_counts_the_tokens_that_move() -> None:
         reconstruction_loss(s_th, s_th, change_weight=1.0)
     with pytest.raises(ValueError, match="change_weight"):
         RLAConfig(change_weight=-1.0)
+
+
+def test_linear_path_starts_as_the_best_linear_code(tmp_path: Path) -> None:
+    """Residuals of rank 3: a rank-3 linear path initialised from them reconstructs them exactly,
+    before any training, where the untrained transformer RLA predicts "nothing moves"."""
+    torch.manual_seed(0)
+    cfg = tiny_config(decoder_target="residual", linear_rank=3)
+    model = RLAAutoencoder(cfg)
+    s_t = torch.randn(64, N, D)
+    residual = (torch.randn(64, 3) @ torch.randn(3, N * D)).view(64, N, D)
+    energy = model.init_linear_path(residual)
+    assert float(energy) == pytest.approx(1.0, abs=1e-5)
+    s_hat, _ = model(s_t, s_t + residual)
+    assert float((s_hat - s_t - residual).detach().abs().max()) < 1e-4
+    plain = RLAAutoencoder(tiny_config(decoder_target="residual"))
+    assert torch.equal(plain(s_t, s_t + residual)[0], s_t)
+    # The path is part of the checkpoint.
+    model.save_pretrained(tmp_path / "ckpt")
+    again = RLAAutoencoder.from_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(again(s_t, s_t + residual)[0], s_hat)
+    with pytest.raises(ValueError, match="no linear path"):
+        plain.init_linear_path(residual)
+    with pytest.raises(ValueError, match="at least linear_rank"):
+        model.init_linear_path(residual[:2])
+    with pytest.raises(ValueError, match="linear_rank must be in"):
+        tiny_config(decoder_target="residual", linear_rank=9)  # |z| = 8
+    with pytest.raises(ValueError, match="decoder_target='residual'"):
+        tiny_config(decoder_target="absolute", linear_rank=2)
+
+
+def test_train_rla_initialises_the_linear_path_once(tmp_path: Path) -> None:
+    trainer = TrainerConfig(steps=10, batch_size=8, val_every=10, ckpt_every=5, progress=False,
+                            device="cpu")  # fmt: skip
+    cfg = TrainRLAConfig(
+        out=str(tmp_path / "run"),
+        rla=tiny_config(encoder_fingerprint="", decoder_target="residual", linear_rank=4),
+        data=FeatureDataConfig(val_pairs=32),
+        linear_init_pairs=128,
+        trainer=trainer,
+    )
+    split = FeatureSplit(
+        train=synthetic_episodes(), val=synthetic_episodes(n=2, seed=1), fingerprint="fp@1"
+    )
+    res = train_rla(cfg, split)
+    meta = json.loads((res.checkpoint / "meta.json").read_text())
+    assert 0.5 < meta["linear_path_energy"] <= 1.0
+    # Same steps without the path: the PCA start reconstructs held-out pairs better.
+    plain = train_rla(
+        dataclasses.replace(cfg, out=str(tmp_path / "plain"), rla=tiny_config(
+            encoder_fingerprint="", decoder_target="residual")), split)  # fmt: skip
+    assert res.val_metrics["val/l1_vs_copy"] < plain.val_metrics["val/l1_vs_copy"] - 0.05
+    # Resuming a finished run does not recompute (or overwrite) the path.
+    ckpt_basis = RLAAutoencoder.from_pretrained(res.checkpoint).linear_basis.detach().clone()
+    longer = train_rla(dataclasses.replace(cfg, trainer=dataclasses.replace(trainer, steps=15)),
+                       split)  # fmt: skip
+    assert longer.resumed_from == 10
+    meta = json.loads((longer.checkpoint / "meta.json").read_text())
+    assert meta["linear_path_energy"] is None
+    assert not torch.equal(RLAAutoencoder.from_pretrained(longer.checkpoint).linear_basis,
+                           torch.zeros_like(ckpt_basis))  # fmt: skip
+    with pytest.raises(ValueError, match="below linear_rank"):
+        train_rla(dataclasses.replace(cfg, out=str(tmp_path / "b"), linear_init_pairs=2), split)

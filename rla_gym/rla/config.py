@@ -51,6 +51,14 @@ class RLAConfig:
     """Extra weight of the tokens that change between ``s_t`` and ``s_{t+h}`` (0: the paper's
     uniform loss). Action effects move a few patches while the static scene dominates a uniform
     loss; see :func:`~rla_gym.rla.model.reconstruction_loss`."""
+    linear_rank: int = 0
+    """Rank ``r`` of a linear path beside the transformers (0: none, the paper's RLA). The
+    residual is projected onto ``r`` directions of the flattened ``N * D`` feature space, mapped
+    into ``z``, and decoded back along the same directions. ``train_rla`` initialises the
+    directions to the top principal components of the training residuals, so training starts
+    from the best rank-``r`` linear autoencoder (on Lift a 128-number PCA code keeps 0.72 of the
+    direction of real counterfactual differences, where the transformer RLA alone kept 0.38).
+    Costs ``r * N * D`` parameters; needs ``decoder_target="residual"`` and ``r <= K * d``."""
     min_gap: int = 1
     """Smallest frame gap ``h`` seen in training (metadata for samplers and the world model)."""
     max_gap: int = 32
@@ -86,6 +94,16 @@ class RLAConfig:
             )
         if self.change_weight < 0:
             raise ValueError(f"RLAConfig.change_weight must be >= 0, got {self.change_weight}")
+        if self.linear_rank < 0 or self.linear_rank > self.latent_size:
+            raise ValueError(
+                f"RLAConfig.linear_rank must be in [0, latent_tokens * latent_dim = "
+                f"{self.latent_size}], got {self.linear_rank}"
+            )
+        if self.linear_rank and self.decoder_target != "residual":
+            raise ValueError(
+                "RLAConfig.linear_rank > 0 adds a linear residual to the output and needs "
+                f"decoder_target='residual', got {self.decoder_target!r}"
+            )
         if self.mlp_ratio <= 0 or not 0.0 <= self.dropout < 1.0:
             raise ValueError("RLAConfig needs mlp_ratio > 0 and 0 <= dropout < 1")
 

@@ -18,6 +18,12 @@ the latent would then be unable to tell a cube moving left from one moving right
 the image. CNN features (our default encoder) carry even less absolute position than DINO tokens.
 A learned per-token embedding (small init) fixes this at a cost of ``N * width`` parameters.
 
+Linear path (``RLAConfig.linear_rank = r > 0``, our addition): ``z`` also receives a linear map of
+the residual's coordinates along ``r`` directions ``U (r, N*D)``, and the decoder adds ``U^T``
+times a linear map of ``z`` back. :meth:`RLAAutoencoder.init_linear_path` sets ``U`` to the
+principal components of training residuals and the maps to (whitening) diagonals, so the model
+starts as the optimal rank-``r`` linear autoencoder and the transformers learn what it misses.
+
 Zero-initialised head: in ``"absolute"`` mode the untrained decoder predicts ``0`` (paper); in
 ``"residual"`` mode it predicts ``s_t``, i.e. "nothing moves", which is already a strong baseline
 for short gaps and makes early training focus on what changes.
@@ -152,6 +158,59 @@ class RLAAutoencoder(nn.Module):
         self.dec_out = nn.Linear(c.width, c.feature_dim)
         nn.init.zeros_(self.dec_out.weight)
         nn.init.zeros_(self.dec_out.bias)
+        if c.linear_rank:
+            r, flat = c.linear_rank, c.num_tokens * c.feature_dim
+            # Placeholder directions (orthonormal rows) until init_linear_path sees data.
+            basis = torch.linalg.qr(torch.randn(flat, r))[0].T.contiguous()
+            self.linear_basis = nn.Parameter(basis)
+            self.linear_in = nn.Linear(r, c.latent_size, bias=False)
+            self.linear_out = nn.Linear(c.latent_size, r, bias=False)
+            self._set_linear_scales(torch.ones(r))
+            # The transformer's share of z starts at zero, so the untrained model *is* the
+            # linear autoencoder rather than that plus noise.
+            nn.init.zeros_(self.enc_out.weight)
+            nn.init.zeros_(self.enc_out.bias)
+
+    def _set_linear_scales(self, scale: torch.Tensor) -> None:
+        """Diagonal maps: coordinate ``i`` -> ``z`` number ``i`` / ``scale[i]``, and back."""
+        r = self.config.linear_rank
+        with torch.no_grad():
+            self.linear_in.weight.zero_()
+            self.linear_out.weight.zero_()
+            idx = torch.arange(r)
+            self.linear_in.weight[idx, idx] = 1.0 / scale
+            self.linear_out.weight[idx, idx] = scale
+
+    @torch.no_grad()
+    def init_linear_path(self, residuals: torch.Tensor) -> torch.Tensor:
+        """Set the linear path to the best rank-``r`` linear code of ``residuals``.
+
+        Args:
+            residuals: training residuals ``s_{t+h} - s_t``, ``(M, N, D)`` with ``M >= r``.
+
+        Returns:
+            The fraction of the residuals' energy the ``r`` directions keep (a scalar tensor).
+
+        Raises:
+            ValueError: the model has no linear path, or wrong shapes / too few residuals.
+        """
+        c = self.config
+        if not c.linear_rank:
+            raise ValueError("this RLA has no linear path (RLAConfig.linear_rank = 0)")
+        self._check_tokens(residuals, "residuals")
+        if residuals.shape[0] < c.linear_rank:
+            raise ValueError(
+                f"need at least linear_rank={c.linear_rank} residuals, got {residuals.shape[0]}"
+            )
+        flat = residuals.reshape(residuals.shape[0], -1).float()
+        # Uncentred: the mean motion is part of what the code should carry.
+        q = min(c.linear_rank + 10, *flat.shape)
+        _, sv, v = torch.svd_lowrank(flat, q=q, niter=4)
+        basis = v[:, : c.linear_rank].T.contiguous()
+        self.linear_basis.copy_(basis.to(self.linear_basis))
+        rms = (sv[: c.linear_rank] / flat.shape[0] ** 0.5).clamp_min(1e-6)
+        self._set_linear_scales(rms.to(self.linear_in.weight))
+        return (flat @ basis.T).square().sum() / flat.square().sum().clamp_min(1e-12)
 
     # ------------------------------------------------------------------ checks
     def _check_tokens(self, x: torch.Tensor, name: str) -> None:
@@ -200,8 +259,13 @@ class RLAAutoencoder(nn.Module):
         self._check_tokens(s_th, "s_th")
         if s_t.shape[0] != s_th.shape[0]:
             raise ValueError(f"s_t and s_th batch sizes differ: {s_t.shape[0]} vs {s_th.shape[0]}")
-        h = self.encoder(s_th - s_t)
-        return self.enc_out(h[:, : self.config.latent_tokens])
+        c = self.config
+        residual = s_th - s_t
+        z = self.enc_out(self.encoder(residual)[:, : c.latent_tokens])
+        if c.linear_rank:
+            coords = residual.reshape(residual.shape[0], -1) @ self.linear_basis.T  # (B, r)
+            z = z + self.linear_in(coords).view_as(z)
+        return z
 
     def decode(self, s_t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Predict ``s_{t+h}`` from ``s_t`` and a latent action.
@@ -222,6 +286,9 @@ class RLAAutoencoder(nn.Module):
             raise ValueError(f"s_t and z batch sizes differ: {s_t.shape[0]} vs {z.shape[0]}")
         h = self.decoder(s_t, latent_extra=self.z_proj(z))
         out = self.dec_out(h[:, self.config.latent_tokens :])
+        if self.config.linear_rank:
+            coords = self.linear_out(z.reshape(z.shape[0], -1))  # (B, r)
+            out = out + (coords @ self.linear_basis).view_as(out)
         return s_t + out if self.config.decoder_target == "residual" else out
 
     def forward(self, s_t: torch.Tensor, s_th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,10 +21,11 @@ from rla_gym.data.feature_episodes import FeatureDataConfig, FeatureSplit, load_
 from rla_gym.data.windows import PairSampler
 from rla_gym.rla.config import RLAConfig
 from rla_gym.rla.model import RLAAutoencoder, reconstruction_loss
+from rla_gym.utils.checkpoint import has_checkpoint
 from rla_gym.utils.io import to_jsonable
-from rla_gym.utils.training import TrainerConfig, TrainResult, fit, set_threads
+from rla_gym.utils.training import CHECKPOINT_DIR, TrainerConfig, TrainResult, fit, set_threads
 
-__all__ = ["TrainRLAConfig", "train_rla"]
+__all__ = ["TrainRLAConfig", "init_linear_path", "train_rla"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +42,10 @@ class TrainRLAConfig:
     rla: RLAConfig = field(default_factory=RLAConfig)
     """Autoencoder sizes; ``feature_dim``, ``num_tokens`` and ``encoder_fingerprint`` are
     overwritten from the data."""
+    linear_init_pairs: int = 4096
+    """Training pairs whose residuals initialise the linear path (``rla.linear_rank > 0``) to
+    their principal components; drawn from a private generator, so the training stream is the
+    same with or without the path. Ignored when resuming."""
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
             steps=3000,
@@ -93,6 +99,22 @@ def evaluate_rla(
     return out
 
 
+def init_linear_path(model: RLAAutoencoder, sampler: PairSampler, num_pairs: int) -> torch.Tensor:
+    """Initialise ``model``'s linear path from ``num_pairs`` residuals of ``sampler``'s pairs.
+
+    Returns:
+        The fraction of those residuals' energy the path's directions keep.
+    """
+    if num_pairs < model.config.linear_rank:
+        raise ValueError(
+            f"linear_init_pairs={num_pairs} is below linear_rank={model.config.linear_rank}"
+        )
+    residuals = torch.cat(
+        [b["s_th"] - b["s_t"] for b in sampler.iter_eval(num_pairs, batch_size=256, seed=2024)]
+    )
+    return model.init_linear_path(residuals)
+
+
 def train_rla(
     cfg: TrainRLAConfig,
     split: FeatureSplit | None = None,
@@ -128,6 +150,9 @@ def train_rla(
     # Same seed on every rank: identical initial weights even before DDP's broadcast.
     torch.manual_seed(seed)
     model = RLAAutoencoder(rla_cfg)
+    linear_energy = None
+    if rla_cfg.linear_rank and not has_checkpoint(Path(cfg.out) / CHECKPOINT_DIR):
+        linear_energy = float(init_linear_path(model, sampler, cfg.linear_init_pairs))
 
     def val_fn(m: nn.Module) -> dict[str, float]:
         assert val_sampler is not None
@@ -140,6 +165,7 @@ def train_rla(
         "train_episodes": len(episodes),
         "val_episodes": len(val_episodes) if val_episodes else 0,
         "parameters": model.num_parameters(),
+        "linear_path_energy": linear_energy,
         "train_config": to_jsonable(cfg),
     }
     return fit(
