@@ -67,7 +67,8 @@ class Args:
     pca_ranks: tuple[int, ...] = (16, 32, 128)
     """ranks of the ``pca`` rows (at most the bundle's latent size)"""
     wm_over: tuple[str, ...] = ()
-    """``rla`` rows (e.g. ``"rla cw=0 r=32"``) to train an RLA-WM row over, after the rows"""
+    """``rla`` or ``pca`` rows (e.g. ``"rla cw=0 r=32"``, ``"pca r=128"``) to train an RLA-WM
+    row over, after the rows"""
     rows: tuple[str, ...] = ("bundle", "rla-wm+dropout", "direct", "rla-wm")
     """rows to run (train + score)"""
     train_only: bool = False
@@ -125,7 +126,7 @@ def _pca_code(args: Args, bundle: Path, rank: int) -> tuple[Any, dict[str, Any]]
     from rla_gym.data.windows import PairSampler
     from rla_gym.envs.artifacts import load_artifacts
     from rla_gym.rla import RLAAutoencoder
-    from rla_gym.rla.train import TrainRLAConfig, init_linear_path
+    from rla_gym.rla.train import TrainRLAConfig, evaluate_rla, init_linear_path
 
     t0 = time.perf_counter()
     sizes = load_artifacts(bundle).load_world_model().rla.config
@@ -139,8 +140,13 @@ def _pca_code(args: Args, bundle: Path, rank: int) -> tuple[Any, dict[str, Any]]
     torch.manual_seed(args.seed)
     model = RLAAutoencoder(cfg)
     energy = init_linear_path(model, sampler, defaults.linear_init_pairs)
+    # Saved so that an RLA-WM row can be trained over the linear code (``--wm-over``).
+    model.save_pretrained(_code_folder(args, f"pca r={rank}") / "checkpoint")
+    assert split.val, "the levers' dataset has a validation split"
+    val = PairSampler(split.val, sizes.min_gap, sizes.max_gap, data.interaction_bias, args.seed)
     return model.eval(), {
         "steps": 0,
+        "val_metrics": evaluate_rla(model.eval(), val, num_pairs=64),
         "pairs": defaults.linear_init_pairs,
         "linear_path_energy": float(energy),
         "this_call_s": time.perf_counter() - t0,
@@ -156,12 +162,16 @@ def _rla_rows(args: Args) -> dict[str, tuple[float, int]]:
     }
 
 
-def _parse_rla_row(name: str) -> tuple[float, int]:
-    """Inverse of the names of :func:`_rla_rows`: ``"rla cw=4 r=32"`` -> ``(4.0, 32)``."""
-    parts = dict(p.split("=", 1) for p in name.split()[1:] if "=" in p)
-    if not name.startswith("rla ") or "cw" not in parts or set(parts) - {"cw", "r"}:
-        raise ValueError(f"not an rla row name: {name!r} (expected e.g. 'rla cw=0 r=32')")
-    return float(parts["cw"]), int(parts.get("r", 0))
+def _code_folder(args: Args, name: str) -> Path:
+    """Checkpoint folder of an autoencoder row: ``"rla cw=4 r=32"`` -> ``.../rla-cw4-r32``,
+    ``"pca r=128"`` -> ``.../pca-r128``."""
+    kind, *rest = name.split()
+    parts = dict(p.split("=", 1) for p in rest)
+    if kind == "pca" and set(parts) == {"r"}:
+        return args.runs / args.suite / f"pca-r{int(parts['r'])}"
+    if kind == "rla" and "cw" in parts and not set(parts) - {"cw", "r"}:
+        return _rla_folder(args, float(parts["cw"]), int(parts.get("r", 0)))
+    raise ValueError(f"not an autoencoder row: {name!r} (e.g. 'rla cw=0 r=32' or 'pca r=128')")
 
 
 def _rla_folder(args: Args, change_weight: float, rank: int) -> Path:
@@ -303,15 +313,14 @@ def main(args: Args) -> dict[str, Any]:
                     "options": {"rla": str(ckpt), "change_weight": w, "linear_rank": r},
                     "score_s": time.perf_counter() - t0,
                 }
-            _save(args, result, suite_out, real, cache, man)
+                _save(args, result, suite_out, real, cache, man)  # each row as it finishes
             continue
         if row == "bundle":
             models: dict[str, dict[str, Any]] = {row: {}}
         else:
             over = row.removeprefix("rla-wm over ")
             if over != row:
-                w, r = _parse_rla_row(over)
-                base = _rla_folder(args, w, r) / "checkpoint"
+                base = _code_folder(args, over) / "checkpoint"
                 if not base.exists():
                     raise FileNotFoundError(f"--wm-over {over!r}: train that rla row first: {base}")
             else:

@@ -602,11 +602,16 @@ def faithfulness_levers() -> str:
         for name, r in e["rows"].items():
             if "1" not in r:  # an autoencoder row: only its ceiling is scored
                 c, tr = r["rla_ceiling"], r["training"]
+                how = (
+                    f"not trained: PCA of {tr['pairs']} training residuals"
+                    if r["options"].get("pca_only")
+                    else f"{tr['steps']} steps, "
+                    f"{(tr.get('train_wall_clock_s') or tr['this_call_s']) / 60:.0f} min"
+                )
                 rla.append(
                     f"| {suite} | {name} | {c['direction']:.3f} | "
                     f"{c['magnitude_ratio']:.3f} | {c['ranking_spearman']:.2f} | "
-                    f"{tr['val_metrics']['val/l1_vs_copy']:.3f} | {tr['steps']} steps, "
-                    f"{tr['this_call_s'] / 60:.0f} min |"
+                    f"{tr['val_metrics']['val/l1_vs_copy']:.3f} | {how} |"
                 )
                 continue
             h1, h4, ceil = r["1"], r.get("4"), r.get("rla_ceiling")
@@ -633,8 +638,10 @@ def faithfulness_levers() -> str:
         out += [
             "",
             "The autoencoder alone, retrained with the bundle's RLA sizes on the same data "
-            "(`cw` = `RLAConfig.change_weight`; 0 is the paper's uniform loss), scored by its "
-            "ceiling on the same starts:",
+            "(`cw` = `RLAConfig.change_weight`, 0 is the paper's uniform loss; `r` = "
+            "`RLAConfig.linear_rank`, a linear path initialised to the residuals' principal "
+            "components; `pca r` = that linear code alone, untrained), scored by its ceiling "
+            "on the same starts:",
             "",
             *rla,
         ]
