@@ -66,6 +66,12 @@ class Args:
     """linear-path ranks of the ``rla`` rows (0: none)"""
     pca_ranks: tuple[int, ...] = (16, 32, 128)
     """ranks of the ``pca`` rows (at most the bundle's latent size)"""
+    wm_over_latent_norm: str = "scalar"
+    """latent normalisation of the ``--wm-over`` rows' world models: ``scalar`` (divide by
+    ``--wm-over-latent-scale``) keeps the linear path's directions weighted by their size;
+    ``per_dim`` (the other rows') whitens every number of ``z``"""
+    wm_over_latent_scale: float = 1.0
+    """divisor of ``z`` for ``--wm-over`` rows with ``scalar`` normalisation"""
     wm_over: tuple[str, ...] = ()
     """``rla`` or ``pca`` rows (e.g. ``"rla cw=0 r=32"``, ``"pca r=128"``) to train an RLA-WM
     row over, after the rows"""
@@ -83,6 +89,9 @@ class Args:
     """torch threads"""
     out: Path = Path("benchmarks/results/faithfulness_levers.json")
     """result JSON (rows are merged into it)"""
+    tag: str = ""
+    """suffix of the trained world-model rows' names and folders, e.g. ``"4000 steps"`` to keep
+    a longer run (copy the shorter run's folder to continue it) beside the shorter row"""
     redo: bool = False
     """score rows that are already in the JSON again"""
 
@@ -183,14 +192,20 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
     from rla_gym.world_model.config import world_model_preset
     from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
-    out = args.runs / args.suite / row.replace(" ", "_").replace("=", "")
+    folder = f"{row} {args.tag}" if args.tag else row
+    out = args.runs / args.suite / folder.replace(" ", "_").replace("=", "")
     trainer = _trainer(args, args.steps)
     data = FeatureDataConfig(folder=str(args.data), val_pairs=64)
     if row == "direct":
         cfg = TrainWorldModelConfig(model="direct", data=data, out=str(out), trainer=trainer)
     else:
         dropout = args.dropout if row == "rla-wm+dropout" else 0.0
-        wm = world_model_preset("cpu-compact", action_dim, action_dropout=dropout)
+        norm = (
+            {"latent_norm": args.wm_over_latent_norm, "latent_scale": args.wm_over_latent_scale}
+            if row.startswith("rla-wm over ")
+            else {}
+        )
+        wm = world_model_preset("cpu-compact", action_dim, action_dropout=dropout, **norm)
         cfg = TrainWorldModelConfig(
             model="rla-wm", data=data, rla=str(rla), out=str(out), world_model=wm, trainer=trainer
         )
@@ -287,6 +302,8 @@ def main(args: Args) -> dict[str, Any]:
             if row == "pca"
             else [row]
         )
+        if args.tag and row not in ("rla", "pca", "bundle"):
+            names = [f"{n} ({args.tag})" for n in names]
         if all(n in suite_out["rows"] for n in names) and not args.redo:
             print(f"{row}: already in {args.out}, skipped")
             continue

@@ -6,6 +6,8 @@ Lift: seeds ``eval_seed + i``), the task's own horizon, success = the simulator'
 * ``bc``: the bundle's behaviour-cloned base;
 * ``bc+ppo``: residual PPO on top of it, trained only in the dream
   (:func:`rla_gym.pipelines.wmrl.run_wmrl`, the paper's §8.2 recipe), one run per seed, pooled;
+* ``bc+ppo-short``: the same with the paper's dreamed episodes: at most ``--short-chunks``
+  chunks, half of them starting at a random frame of a reference demo (``--short-demo-fraction``);
 * ``planner``: MPC with the dream planner (CEM over residuals around the BC chunk);
 * ``distilled``: the planner distilled into a residual head on BC by behaviour cloning on its
   dreamed plans (runs at BC cost).
@@ -47,7 +49,7 @@ class Args:
     """which embedded bundle (or --artifacts of that suite)"""
     artifacts: str | None = None
     """bundle folder (default: the suite's embedded bundle)"""
-    policies: tuple[str, ...] = ("bc", "bc+ppo", "planner", "distilled")
+    policies: tuple[str, ...] = ("bc", "bc+ppo", "bc+ppo-short", "planner", "distilled")
     """which policies to run (rows of policies not run are kept from the existing JSON)"""
     seeds: tuple[int, ...] = (0, 1, 2)
     """residual-PPO seeds (each its own dream run and real evaluation)"""
@@ -55,6 +57,10 @@ class Args:
     """dreamed env steps (chunks, summed over envs) of residual PPO per seed"""
     residual_scale: float = 0.1
     """largest residual change per normalised action value of the PPO head (paper: 0.1)"""
+    short_chunks: int = 6
+    """``bc+ppo-short``: dreamed training episodes of this many chunks (paper: at most 6)"""
+    short_demo_fraction: float = 0.5
+    """``bc+ppo-short``: share of training episodes starting mid-demo (paper: 0.5)"""
     episodes: int = 50
     """real episodes per policy (per seed for bc+ppo)"""
     eval_seed: int = 0
@@ -93,22 +99,29 @@ def _pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def bc_ppo(args: Args, bundle: Path, man: dict[str, Any],
-           save: Any = None) -> dict[str, Any]:  # fmt: skip
+           save: Any = None, short: bool = False) -> dict[str, Any]:  # fmt: skip
     """Residual PPO in the dream per seed, each judged on the same real episodes; pooled.
 
-    ``save(row)`` is called after every seed with the row pooled so far (a long run keeps what
-    it finished)."""
+    ``short``: the paper's short dreamed episodes with mid-demo starts. ``save(row)`` is called
+    after every seed with the row pooled so far (a long run keeps what it finished)."""
     from rla_gym.pipelines.wmrl import WMRLConfig, run_wmrl
 
+    name, folder = ("bc+ppo-short", "ppo_short") if short else ("bc+ppo", "ppo")
+    episodes = (
+        {"reset_demo_fraction": args.short_demo_fraction, "episode_chunks": args.short_chunks}
+        if short
+        else {}
+    )
     per_seed: list[dict[str, Any]] = []
     for seed in args.seeds:
         run = run_wmrl(WMRLConfig(
-            suite=args.suite, artifacts=str(bundle), out=args.runs / args.suite / f"ppo_{seed}",
+            suite=args.suite, artifacts=str(bundle),
+            out=args.runs / args.suite / f"{folder}_{seed}",
             ppo_steps=args.ppo_steps, residual_scale=args.residual_scale, eval_episodes=0,
-            videos=0, seed=seed, device="cpu", progress=False,
+            videos=0, seed=seed, device="cpu", progress=False, **episodes,
         ))  # fmt: skip
         final = run["policies"]["bc+ppo"]
-        real = _real(args, man, f"bc+ppo_{seed}", SavedPolicy(final["path"]))
+        real = _real(args, man, f"{name}_{seed}", SavedPolicy(final["path"]))
         per_seed.append(
             {
                 "seed": seed,
@@ -195,8 +208,9 @@ def main(args: Args) -> dict[str, Any]:
         t0 = time.perf_counter()
         if name == "bc":
             row = _real(args, man, "bc", SavedPolicy(str(bundle / "policy")))
-        elif name == "bc+ppo":
-            row = bc_ppo(args, bundle, man, save=lambda r: save("bc+ppo", r))
+        elif name in ("bc+ppo", "bc+ppo-short"):
+            short = name == "bc+ppo-short"
+            row = bc_ppo(args, bundle, man, save=lambda r, n=name: save(n, r), short=short)
         elif name == "planner":
             row = {
                 **_real(args, man, "planner", PlannerPolicy(str(bundle), pcfg)),
@@ -205,7 +219,9 @@ def main(args: Args) -> dict[str, Any]:
         elif name == "distilled":
             row = distilled(args, bundle, man, pcfg)
         else:
-            raise ValueError(f"unknown policy {name!r}; choose from bc, bc+ppo, planner, distilled")
+            raise ValueError(
+                f"unknown policy {name!r}; choose from bc, bc+ppo, bc+ppo-short, planner, distilled"
+            )
         row["wall_minutes"] = (time.perf_counter() - t0) / 60
         save(name, row)
     return load_json(out_path)

@@ -365,6 +365,34 @@ def test_reset_from_features(bundle: Path) -> None:
         venv.reset(options={"start": "features", "features": feats[:2]})
 
 
+def test_mid_demo_training_resets(bundle: Path) -> None:
+    """``reset_demo_fraction``: resets without a ``start`` option begin mid-demo with that
+    probability (autoresets in a vector env too); explicit starts and the default are untouched."""
+    from rla_gym.envs import RLAWorldConfig
+    from rla_gym.envs.vector import RLAWorldVectorEnv
+
+    starts = {f: [_make(bundle, reset_demo_fraction=f).reset(seed=s)[1]["start"] for s in range(12)]
+              for f in (0.0, 0.5, 1.0)}  # fmt: skip
+    assert set(starts[0.0]) == {"init"} and set(starts[1.0]) == {"demo_random"}
+    assert set(starts[0.5]) == {"init", "demo_random"}
+    # Off, the seeded resets are exactly what they were before the option existed.
+    plain = _make(bundle).reset(seed=4)
+    off = _make(bundle, reset_demo_fraction=0.0).reset(seed=4)
+    np.testing.assert_array_equal(plain[0], off[0])
+    env = _make(bundle, reset_demo_fraction=1.0)
+    assert env.reset(seed=0, options={"start": "init", "index": 1})[1]["start"] == "init"
+    _, info = env.reset(seed=0)
+    assert info["t"] > 0  # an interior frame of a demo: its alignment row is not the first
+    venv = RLAWorldVectorEnv(2, artifacts=str(bundle), flow_steps=1, reset_demo_fraction=1.0,
+                             max_episode_steps=1)  # fmt: skip
+    venv.reset(seed=0, options={"start": "init", "index": 0})
+    venv.step(np.zeros((2, K * A), np.float32))  # truncates both
+    _, _, _, _, info = venv.step(np.zeros((2, K * A), np.float32))  # autoreset step
+    assert (venv._t > 0).all()  # the autoresets began mid-demo
+    with pytest.raises(ValueError, match="reset_demo_fraction"):
+        RLAWorldConfig(reset_demo_fraction=1.5)
+
+
 def test_bad_actions_raise_with_space(bundle: Path) -> None:
     env = _make(bundle)
     env.reset(seed=0)

@@ -182,6 +182,11 @@ class RLAWorldConfig:
     """Truncation after this many env steps (chunks). ``None``: the bundle's horizon, recorded in
     its manifest — the one number every way of building the env (``gym.make``,
     ``gym.make_vec``, the classes directly, the pipelines) reads."""
+    reset_demo_fraction: float = 0.0
+    """Probability that a reset with no ``start`` option (every autoreset while training)
+    starts at a random interior row of a random reference demo instead of a reset-bank start
+    (paper: 0.5, with episodes of at most 6 chunks). A training option: evaluations pass
+    ``start`` explicitly and are unaffected."""
     action_mode: ActionMode = "chunk"
     """``chunk``: an action is a flattened ``(K, A)`` chunk, ``(K * A,)``; ``repeat``: one
     ``(A,)`` action held for the ``K`` control steps of a chunk (DMC-style action repeat)."""
@@ -194,6 +199,10 @@ class RLAWorldConfig:
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(
                 f"max_episode_steps must be >= 1 or None, got {self.max_episode_steps}"
+            )
+        if not 0.0 <= self.reset_demo_fraction <= 1.0:
+            raise ValueError(
+                f"reset_demo_fraction must be in [0, 1], got {self.reset_demo_fraction}"
             )
         if self.num_uncertainty_samples < 0 or self.num_uncertainty_samples == 1:
             raise ValueError(
@@ -330,15 +339,21 @@ class DreamCore:
     def sample_start(self, rng: np.random.Generator, options: dict[str, Any] | None) -> Start:
         """Draw a start with ``rng`` (the env's ``np_random``).
 
-        Options: ``{"start": "init" | "demo_random", "index": int}``. ``"init"`` (default) picks
+        Options: ``{"start": "init" | "demo_random", "index": int}``. ``"init"`` (default, or
+        ``"demo_random"`` with probability ``RLAWorldConfig.reset_demo_fraction``) picks
         reset-bank entry ``index`` (random if absent); ``"demo_random"`` picks reference demo
         ``index`` (random if absent) and a uniformly random interior row of it;
         ``{"start": "features", "features": (N, D), "demo": int}`` starts from the given
         features (see :meth:`features_start`).
         """
         options = dict(options or {})
-        kind = options.get("start", "init")
         index = options.get("index")
+        kind = options.get("start")
+        if kind is None:
+            # Drawn only when the option is on, so seeded resets stay as they were without it.
+            frac = self.config.reset_demo_fraction
+            mid = frac > 0 and index is None and rng.random() < frac
+            kind = "demo_random" if mid else "init"
         if kind == "features":
             if "features" not in options:
                 raise ValueError(
@@ -554,7 +569,8 @@ class RLAWorldEnv(gym.Env):
     gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
              reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
              render_mode=None, render_backend="auto", num_uncertainty_samples=0,
-             guidance=1.0, max_episode_steps=None, action_mode="chunk")
+             guidance=1.0, max_episode_steps=None, reset_demo_fraction=0.0,
+             action_mode="chunk")
     gym.make("RLAWorld-libero-v0", config=RLAWorldConfig(...))  # the same, as one object
     ```
     Every option is a field of :class:`RLAWorldConfig` (documented there).
@@ -575,7 +591,8 @@ class RLAWorldEnv(gym.Env):
     * v0: initial release (chunked actions, video-aligned reward, NN render); later options that
       leave the defaults unchanged: ``action_mode="repeat"``, decoded renders
       (``render_backend``; observations, actions and rewards are untouched), starts from given
-      features (``options={"start": "features", ...}``).
+      features (``options={"start": "features", ...}``), mid-demo training resets
+      (``reset_demo_fraction``).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}

@@ -20,6 +20,7 @@ checkpoint and snapshots) and ``videos/``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -67,6 +68,13 @@ class WMRLConfig:
     """PPO rollout length per env per iteration."""
     flow_steps: int = 5
     """Euler steps per dreamed chunk during training and imagined evaluation."""
+    reset_demo_fraction: float = 0.0
+    """Share of PPO's dreamed episodes that start at a random interior frame of a reference
+    demo instead of a reset-bank start (paper: 0.5); the imagined evaluation always starts
+    from the bank (``RLAWorldConfig.reset_demo_fraction``)."""
+    episode_chunks: int | None = None
+    """Length in chunks of PPO's dreamed training episodes (paper: at most 6; default: the
+    bundle's horizon); the imagined evaluation uses the bundle's horizon."""
     residual_scale: float = 0.1
     """Largest change the residual may make to each normalised action (paper: 0.1)."""
     learning_rate: float = 3e-4
@@ -203,7 +211,12 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     bundle = _bundle_path(cfg)
     env_cfg = RLAWorldConfig(artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps)
-    train_env = RLAWorldVectorEnv(cfg.num_envs, config=env_cfg)
+    train_cfg = dataclasses.replace(
+        env_cfg,
+        reset_demo_fraction=cfg.reset_demo_fraction,
+        max_episode_steps=cfg.episode_chunks,
+    )
+    train_env = RLAWorldVectorEnv(cfg.num_envs, config=train_cfg)
     core = train_env.core
     manifest = core.manifest
     base_path = _base_policy(cfg, bundle, core.chunk)

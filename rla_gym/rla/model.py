@@ -21,7 +21,7 @@ A learned per-token embedding (small init) fixes this at a cost of ``N * width``
 Linear path (``RLAConfig.linear_rank = r > 0``, our addition): ``z`` also receives a linear map of
 the residual's coordinates along ``r`` directions ``U (r, N*D)``, and the decoder adds ``U^T``
 times a linear map of ``z`` back. :meth:`RLAAutoencoder.init_linear_path` sets ``U`` to the
-principal components of training residuals and the maps to (whitening) diagonals, so the model
+principal components of training residuals and the maps to scaled identities, so the model
 starts as the optimal rank-``r`` linear autoencoder and the transformers learn what it misses.
 
 Zero-initialised head: in ``"absolute"`` mode the untrained decoder predicts ``0`` (paper); in
@@ -208,8 +208,12 @@ class RLAAutoencoder(nn.Module):
         _, sv, v = torch.svd_lowrank(flat, q=q, niter=4)
         basis = v[:, : c.linear_rank].T.contiguous()
         self.linear_basis.copy_(basis.to(self.linear_basis))
-        rms = (sv[: c.linear_rank] / flat.shape[0] ** 0.5).clamp_min(1e-6)
-        self._set_linear_scales(rms.to(self.linear_in.weight))
+        # One scale for all r coordinates (their joint RMS), not whitening: a flow model whose
+        # loss treats every number of z alike then weighs each direction by how much of the
+        # residual it carries. Whitened coordinates made a Lift RLA-WM spend its loss on the
+        # many small, unpredictable directions (counterfactual direction 0.07 against 0.18).
+        rms = (sv[: c.linear_rank].square().mean() / flat.shape[0]).sqrt().clamp_min(1e-6)
+        self._set_linear_scales(rms.expand(c.linear_rank).to(self.linear_in.weight))
         return (flat @ basis.T).square().sum() / flat.square().sum().clamp_min(1e-12)
 
     # ------------------------------------------------------------------ checks
