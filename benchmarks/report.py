@@ -348,6 +348,7 @@ def rl_in_dream_manip(short: str) -> str:
     names = {
         "bc": "the bundle's BC",
         "bc+ppo": "BC + residual PPO in the dream (pooled)",
+        "bc+ppo-short": "the same, paper's episodes: 6 chunks, half from mid-demo (pooled)",
         "planner": "dream planner (MPC, residual around BC)",
         "distilled": "planner distilled into BC's residual head",
     }
@@ -370,13 +371,15 @@ def rl_in_dream_manip(short: str) -> str:
             f"| {k} | {names.get(k, k)} | "
             f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"
         )
-    ppo, planned = d["policies"].get("bc+ppo"), d["config"].get("seeds", [])
-    if ppo is not None and len(ppo["per_seed"]) < len(planned):
-        out += [
-            "",
-            f"_bc+ppo: {len(ppo['per_seed'])} of the {len(planned)} planned seeds "
-            "finished so far; a re-run resumes the rest._",
-        ]
+    planned = d["config"].get("seeds", [])
+    for k in ("bc+ppo", "bc+ppo-short"):
+        ppo = d["policies"].get(k)
+        if ppo is not None and len(ppo["per_seed"]) < len(planned):
+            out += [
+                "",
+                f"_{k}: {len(ppo['per_seed'])} of the {len(planned)} planned seeds "
+                "finished so far; a re-run resumes the rest._",
+            ]
     gain = d.get("best_over_bc_points")
     verdict = (
         ""

@@ -575,6 +575,8 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     # Re-running resumes: PPO is already at its budget, so no further steps are taken.
     again = run_wmrl(cfg)
     assert again["ppo"]["env_steps"] == 64 and again["ppo"]["history"] == report["ppo"]["history"]
+    # A finished run reports the time it trained, not the time of the call that resumed it.
+    assert again["ppo"]["wall_clock_s"] == report["ppo"]["wall_clock_s"] > 0
     # A policy for another action size is refused when the bundle is built.
     with pytest.raises(ValueError, match="K \\* A"):
         build_bundle(_bundle_config(root, out=tmp_path / "b2", chunk=4, policy=bc))

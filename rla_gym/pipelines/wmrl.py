@@ -248,6 +248,9 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     batch = cfg.n_steps * cfg.num_envs
     iterations = max(1, math.ceil(cfg.ppo_steps / batch))
     snap_every = max(1, iterations // (cfg.snapshots + 1))
+    # Training time summed over every call that trained (a resumed run keeps its earlier time).
+    wall_before = float(history[-1].get("wall_clock_s", 0.0)) if history else 0.0
+    t0 = time.perf_counter()
 
     def on_iteration(ag: PPO, metrics: dict[str, float]) -> None:
         ret = metrics["charts/episodic_return"]  # NaN until an episode has finished
@@ -256,6 +259,7 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
                 "step": ag.num_timesteps,
                 "iteration": ag.iteration,
                 "return": None if math.isnan(ret) else ret,
+                "wall_clock_s": wall_before + time.perf_counter() - t0,
             }
         )
         if ag.iteration % snap_every == 0 and ag.iteration < iterations:
@@ -264,10 +268,9 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
         save_json(history, history_path)
 
     remaining = cfg.ppo_steps - agent.num_timesteps
-    t0 = time.perf_counter()
     if remaining > 0:
         agent.learn(remaining, callback=on_iteration, progress_bar=cfg.progress)
-    ppo_wall = time.perf_counter() - t0
+    ppo_wall = float(history[-1].get("wall_clock_s", 0.0)) if history else 0.0
     final_path = agent.policy.save(ppo_dir / "final")
     train_env.close()
 
