@@ -292,6 +292,7 @@ def main(args: Args) -> dict[str, Any]:
         real = measure_real(bundle, cfg, encoder=encoder_from_fingerprint(fp, **kw))
         real.save(cache)
     rla_rows = _rla_rows(args)
+    written: set[str] = set()  # the rows this run scores
     for row in (*args.rows, *(f"rla-wm over {n}" for n in args.wm_over)):
         names = (
             [f"{row} g={w:g}" for w in args.guidance]
@@ -311,12 +312,13 @@ def main(args: Args) -> dict[str, Any]:
         if row == "pca":
             for n, r in zip(names, args.pca_ranks, strict=True):
                 model, training = _pca_code(args, bundle, r)
+                written.add(n)
                 suite_out["rows"][n] = {
                     "rla_ceiling": score_rla_ceiling(real, model),
                     "training": training,
                     "options": {"linear_rank": r, "pca_only": True},
                 }
-            _save(args, result, suite_out, real, cache, man)
+            _save(args, result, suite_out, real, cache, man, written)
             continue
         if row == "rla":
             for n in names:
@@ -324,13 +326,14 @@ def main(args: Args) -> dict[str, Any]:
                 ckpt, training = _train_rla(args, bundle, w, r)
                 t0 = time.perf_counter()
                 ceiling = score_rla_ceiling(real, RLAAutoencoder.from_pretrained(ckpt).eval())
+                written.add(n)
                 suite_out["rows"][n] = {
                     "rla_ceiling": ceiling,
                     "training": training,
                     "options": {"rla": str(ckpt), "change_weight": w, "linear_rank": r},
                     "score_s": time.perf_counter() - t0,
                 }
-                _save(args, result, suite_out, real, cache, man)  # each row as it finishes
+                _save(args, result, suite_out, real, cache, man, written)  # each row as it finishes
             continue
         if row == "bundle":
             models: dict[str, dict[str, Any]] = {row: {}}
@@ -350,13 +353,14 @@ def main(args: Args) -> dict[str, Any]:
         scored = score_models(real, cfg, models)
         seconds = scored.pop("_seconds")
         for n in names:
+            written.add(n)
             suite_out["rows"][n] = {
                 **scored[n],
                 "training": training,
                 "options": models[n],
                 "score_s": seconds[n],
             }
-        _save(args, result, suite_out, real, cache, man)
+        _save(args, result, suite_out, real, cache, man, written)
     for name, r in suite_out["rows"].items():
         if "1" not in r:
             c = r["rla_ceiling"]
@@ -375,7 +379,7 @@ def main(args: Args) -> dict[str, Any]:
 
 
 def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: Any,
-          cache: Path, man: dict[str, Any]) -> None:  # fmt: skip
+          cache: Path, man: dict[str, Any], written: set[str]) -> None:  # fmt: skip
     # Autoencoder rows train no world model: keep the world-model rows' steps and dropout.
     wm_rows = [r for r in args.rows if r not in ("rla", "pca")] + list(args.wm_over)
     wm = (
@@ -398,10 +402,12 @@ def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: A
             torch_threads=args.threads,
         ),
     )
-    # Merge with the file as it is now: another process may have added rows meanwhile.
+    # Merge with the file as it is now: another process may have added or re-scored rows
+    # meanwhile, so only the rows this run scored replace what is on disk.
     on_disk = load_json(args.out) if args.out.exists() else {}
     rows_now = on_disk.get("suites", {}).get(args.suite, {}).get("rows", {})
-    suite_out["rows"] = {**rows_now, **suite_out["rows"]}
+    mine = {k: v for k, v in suite_out["rows"].items() if k in written}
+    suite_out["rows"] = {**rows_now, **mine}
     save_json(result, args.out)
 
 

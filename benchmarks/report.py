@@ -24,6 +24,11 @@ def _load(name: str) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def _opt(x: float | None, spec: str = ".3f") -> str:
+    """A number, or ``-`` where a row did not measure it."""
+    return "-" if x is None else format(x, spec)
+
+
 def _stamp(d: dict) -> str:
     p = d["provenance"]
     return (
@@ -614,7 +619,7 @@ def faithfulness_levers() -> str:
                 rla.append(
                     f"| {suite} | {name} | {c['direction']:.3f} | "
                     f"{c['magnitude_ratio']:.3f} | {c['ranking_spearman']:.2f} | "
-                    f"{tr['val_metrics']['val/l1_vs_copy']:.3f} | {how} |"
+                    f"{_opt(tr.get('val_metrics', {}).get('val/l1_vs_copy'))} | {how} |"
                 )
                 continue
             h1, h4, ceil = r["1"], r.get("4"), r.get("rla_ceiling")
