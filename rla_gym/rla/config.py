@@ -56,8 +56,9 @@ class RLAConfig:
     residual is projected onto ``r`` directions of the flattened ``N * D`` feature space, mapped
     into ``z``, and decoded back along the same directions. ``train_rla`` initialises the
     directions to the top principal components of the training residuals, so training starts
-    from the best rank-``r`` linear autoencoder (on Lift a 128-number PCA code keeps 0.72 of the
-    direction of real counterfactual differences, where the transformer RLA alone kept 0.38).
+    from the best rank-``r`` linear autoencoder (on Lift a 128-number PCA code keeps 0.70 of the
+    direction of real counterfactual differences, where the transformer RLA alone kept 0.36:
+    ``benchmarks/faithfulness_levers.py``).
     Costs ``r * N * D`` parameters; needs ``decoder_target="residual"`` and ``r <= K * d``."""
     min_gap: int = 1
     """Smallest frame gap ``h`` seen in training (metadata for samplers and the world model)."""

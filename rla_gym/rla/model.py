@@ -211,7 +211,7 @@ class RLAAutoencoder(nn.Module):
         # One scale for all r coordinates (their joint RMS), not whitening: a flow model whose
         # loss treats every number of z alike then weighs each direction by how much of the
         # residual it carries. Whitened coordinates made a Lift RLA-WM spend its loss on the
-        # many small, unpredictable directions (counterfactual direction 0.07 against 0.18).
+        # many small, unpredictable directions (counterfactual direction 0.07; one scale: 0.19).
         rms = (sv[: c.linear_rank].square().mean() / flat.shape[0]).sqrt().clamp_min(1e-6)
         self._set_linear_scales(rms.expand(c.linear_rank).to(self.linear_in.weight))
         return (flat @ basis.T).square().sum() / flat.square().sum().clamp_min(1e-12)
