@@ -639,7 +639,7 @@ def faithfulness_levers() -> str:
         run = e["run"]
         notes.append(
             f"{suite}: {run['starts']} restored real starts (cached), data "
-            f"`{run['data']}`, {run['steps']} steps per trained world-model row, action "
+            f"`{run['data']}`, trained rows' steps and wall-clock in their last column, action "
             f"dropout {run['dropout']}"
         )
     if len(rla) > 2:
