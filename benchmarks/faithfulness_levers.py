@@ -124,44 +124,6 @@ def _trainer(args: Args, steps: int) -> Any:
     )
 
 
-def _pca_code(args: Args, bundle: Path, rank: int) -> tuple[Any, dict[str, Any]]:
-    """The bundle's RLA sizes with only a rank-``rank`` linear path, set to the principal
-    components of the residuals of the pairs ``train_rla`` would train on (no training)."""
-    import dataclasses
-
-    import torch
-
-    from rla_gym.data.feature_episodes import FeatureDataConfig, load_split
-    from rla_gym.data.windows import PairSampler
-    from rla_gym.envs.artifacts import load_artifacts
-    from rla_gym.rla import RLAAutoencoder
-    from rla_gym.rla.train import TrainRLAConfig, evaluate_rla, init_linear_path
-
-    t0 = time.perf_counter()
-    sizes = load_artifacts(bundle).load_world_model().rla.config
-    defaults = TrainRLAConfig()
-    data = FeatureDataConfig(folder=str(args.data))
-    split = load_split(data, args.seed)
-    sampler = PairSampler(
-        split.train, sizes.min_gap, sizes.max_gap, data.interaction_bias, args.seed
-    )
-    cfg = dataclasses.replace(sizes, linear_rank=rank, decoder_target="residual")
-    torch.manual_seed(args.seed)
-    model = RLAAutoencoder(cfg)
-    energy = init_linear_path(model, sampler, defaults.linear_init_pairs)
-    # Saved so that an RLA-WM row can be trained over the linear code (``--wm-over``).
-    model.save_pretrained(_code_folder(args, f"pca r={rank}") / "checkpoint")
-    assert split.val, "the levers' dataset has a validation split"
-    val = PairSampler(split.val, sizes.min_gap, sizes.max_gap, data.interaction_bias, args.seed)
-    return model.eval(), {
-        "steps": 0,
-        "val_metrics": evaluate_rla(model.eval(), val, num_pairs=64),
-        "pairs": defaults.linear_init_pairs,
-        "linear_path_energy": float(energy),
-        "this_call_s": time.perf_counter() - t0,
-    }
-
-
 def _rla_rows(args: Args) -> dict[str, tuple[float, int]]:
     """``{row name: (change weight, linear rank)}`` of the ``rla`` rows."""
     return {
@@ -222,10 +184,12 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
 
 
 def _train_rla(
-    args: Args, bundle: Path, change_weight: float, rank: int
-) -> tuple[Path, dict[str, Any]]:
+    args: Args, bundle: Path, change_weight: float, rank: int, steps: int | None = None,
+    out: Path | None = None,
+) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """The bundle's RLA sizes retrained on ``args.data`` with ``change_weight`` and a linear path
-    of rank ``rank``."""
+    of rank ``rank``, for ``steps`` (default ``--rla-steps``; 0 keeps the initialised model: with
+    a linear path, the PCA code alone) into ``out`` (default: the row's folder)."""
     import dataclasses
 
     from rla_gym.data.feature_episodes import FeatureDataConfig
@@ -233,10 +197,10 @@ def _train_rla(
     from rla_gym.rla.train import TrainRLAConfig, train_rla
 
     sizes = load_artifacts(bundle).load_world_model().rla.config
-    trainer = _trainer(args, args.rla_steps)
+    trainer = _trainer(args, args.rla_steps if steps is None else steps)
     cfg = TrainRLAConfig(
         data=FeatureDataConfig(folder=str(args.data), val_pairs=64),
-        out=str(_rla_folder(args, change_weight, rank)),
+        out=str(out or _rla_folder(args, change_weight, rank)),
         rla=dataclasses.replace(sizes, change_weight=change_weight, linear_rank=rank),
         trainer=trainer,
     )
@@ -249,6 +213,7 @@ def _train_rla(
         "this_call_s": time.perf_counter() - t0,
         "val_metrics": res.val_metrics,
         "linear_path_energy": meta.get("linear_path_energy"),
+        "pairs": cfg.linear_init_pairs if rank else None,
     }
 
 
@@ -311,7 +276,10 @@ def main(args: Args) -> dict[str, Any]:
         training: dict[str, Any] | None = None
         if row == "pca":
             for n, r in zip(names, args.pca_ranks, strict=True):
-                model, training = _pca_code(args, bundle, r)
+                # Zero steps: the linear path as initialised, the transformers' share still 0.
+                ckpt, training = _train_rla(args, bundle, 0.0, r, steps=0,
+                                            out=_code_folder(args, n))  # fmt: skip
+                model = RLAAutoencoder.from_pretrained(ckpt).eval()
                 written.add(n)
                 suite_out["rows"][n] = {
                     "rla_ceiling": score_rla_ceiling(real, model),

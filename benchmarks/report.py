@@ -137,12 +137,9 @@ def counterfactual() -> str:
     order = ["libero", "robosuite-lift", "dmc-reacher"]
     suites = sorted(d["suites"], key=lambda s: order.index(s) if s in order else len(order))
 
-    def f(x: float | None, spec: str = ".2f") -> str:
-        return "-" if x is None else format(x, spec)
-
     def pm(m: dict, key: str) -> str:
         se = m.get(f"{key}_se")
-        return f(m[key]) + ("" if se is None or m[key] is None else f" ± {se:.2f}")
+        return _rho(m[key]) + ("" if se is None or m[key] is None else f" ± {se:.2f}")
 
     out = [
         "| suite | model | chunks | direction | magnitude ratio | ranking Spearman | L1 | "
@@ -172,22 +169,22 @@ def counterfactual() -> str:
         rho = a and a["ranking_spearman"]
         rel = b["l1"] / b["copy_last_l1"] if b else None
         checks[suite] = [
-            f"{f(dirn)}: "
+            f"{_rho(dirn)}: "
             + _verdict(
                 None if dirn is None else dirn >= t["direction_min"],
                 t["direction_min"] - (dirn or 0),
             ),
-            f"{f(ratio)}: "
+            f"{_rho(ratio)}: "
             + _verdict(
                 None if ratio is None else lo_r <= ratio <= hi_r,
                 max(lo_r - (ratio or 0), (ratio or 0) - hi_r),
             ),
-            f"{f(rho)}: "
+            f"{_rho(rho)}: "
             + _verdict(
                 None if rho is None else rho >= t["ranking_spearman_min"],
                 t["ranking_spearman_min"] - (rho or 0),
             ),
-            f"{f(rel)}×: "
+            f"{_rho(rel)}×: "
             + _verdict(
                 None if rel is None else rel <= t["l1_over_copy_last_max"],
                 (rel or 0) - t["l1_over_copy_last_max"],
@@ -469,7 +466,7 @@ DVR_SUITES = ("libero", "robosuite-lift", "dmc-reacher")
 
 
 def _rho(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
+    return _opt(x, ".2f")
 
 
 def _rho_ci(x: float | None, ci: list[float] | None) -> str:
@@ -727,7 +724,7 @@ def decoder() -> str:
     target = d["provenance"].get("target_psnr_real_db", 20.0)
 
     def db(x: float | None) -> str:
-        return "-" if x is None else f"{x:.1f}"
+        return _opt(x, ".1f")
 
     def per_h(r: dict, key: str) -> str:
         return " / ".join(db(r[key][h]) for h in hs)

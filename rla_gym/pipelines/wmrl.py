@@ -248,8 +248,12 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     batch = cfg.n_steps * cfg.num_envs
     iterations = max(1, math.ceil(cfg.ppo_steps / batch))
     snap_every = max(1, iterations // (cfg.snapshots + 1))
-    # Training time summed over every call that trained (a resumed run keeps its earlier time).
-    wall_before = float(history[-1].get("wall_clock_s", 0.0)) if history else 0.0
+
+    def trained_seconds() -> float:
+        """Training time summed over every call that trained (a resumed run keeps its time)."""
+        return float(history[-1].get("wall_clock_s", 0.0)) if history else 0.0
+
+    wall_before = trained_seconds()
     t0 = time.perf_counter()
 
     def on_iteration(ag: PPO, metrics: dict[str, float]) -> None:
@@ -270,7 +274,7 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     remaining = cfg.ppo_steps - agent.num_timesteps
     if remaining > 0:
         agent.learn(remaining, callback=on_iteration, progress_bar=cfg.progress)
-    ppo_wall = float(history[-1].get("wall_clock_s", 0.0)) if history else 0.0
+    ppo_wall = trained_seconds()
     final_path = agent.policy.save(ppo_dir / "final")
     train_env.close()
 
