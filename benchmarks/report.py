@@ -389,7 +389,15 @@ def rl_in_dream_manip(short: str) -> str:
         else f"Best over BC: {d['best']} {gain:+.0f} points (target ≥ +{d['target_points']:g}): "
         f"{'met' if gain >= d['target_points'] else 'missed'}."
     )
-    return "\n".join([*out, "", f"{d['task']}; {d['protocol']}. {verdict} {_stamp(d)}"])
+    earlier = [
+        f"built {built[:10]}: "
+        + ", ".join(f"{k} {r['success']}/{r['episodes']}" for k, r in old["policies"].items())
+        for built, old in d.get("superseded", {}).items()
+    ]
+    note = f" On the earlier bundle ({'; '.join(earlier)})." if earlier else ""
+    built = d.get("bundle_created_utc")
+    on = f" Bundle built {built[:10]}." if built else ""
+    return "\n".join([*out, "", f"{d['task']}; {d['protocol']}.{on} {verdict}{note} {_stamp(d)}"])
 
 
 def _real_cal(su: dict) -> str:

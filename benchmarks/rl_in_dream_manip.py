@@ -14,7 +14,10 @@ Lift: seeds ``eval_seed + i``), the task's own horizon, success = the simulator'
 
 Writes ``benchmarks/results/rl_in_dream_<libero|lift>.json`` with the success counts, Wilson
 intervals and the per-seed rows. Every real evaluation is logged episode by episode under
-``runs/rl_in_dream_<suite>`` and a re-run resumes; PPO runs resume from their checkpoints.
+``runs/rl_in_dream_manip/<suite>/<bundle>`` and a re-run resumes; PPO runs resume from their
+checkpoints. Rows belong to one bundle (its manifest's ``created_utc``): when the bundle is
+rebuilt, the file's earlier rows move under ``superseded`` and the new bundle starts afresh, so
+no table mixes policies improved in two different dreams.
 
     python benchmarks/rl_in_dream_manip.py --suite robosuite-lift          # ~60 min on 2 cores
     python benchmarks/rl_in_dream_manip.py --suite robosuite-lift --episodes 2 --seeds 0 \\
@@ -81,9 +84,14 @@ class Args:
     """result JSON (default: benchmarks/results/rl_in_dream_<libero|lift>.json)"""
 
 
+def _runs(args: Args, man: dict[str, Any]) -> Path:
+    """This bundle's folder of PPO runs, distilled policy and evaluation logs."""
+    return args.runs / args.suite / man["created_utc"].replace(":", "")
+
+
 def _real(args: Args, man: dict[str, Any], name: str, factory: Any) -> dict[str, Any]:
     cfg = RealEvalConfig.for_bundle(man, episodes=args.episodes, workers=1, seed=args.eval_seed)
-    runs = args.runs / args.suite
+    runs = _runs(args, man)
     res = evaluate_in_sim(factory, cfg, progress=False, resume=runs / "eval" / f"{name}.jsonl",
                           identity={"name": name, "policy": to_jsonable(factory)})  # fmt: skip
     print(f"[{name}] real success {res['successes']}/{res['episodes']}", flush=True)
@@ -116,7 +124,7 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any],
     for seed in args.seeds:
         run = run_wmrl(WMRLConfig(
             suite=args.suite, artifacts=str(bundle),
-            out=args.runs / args.suite / f"{folder}_{seed}",
+            out=_runs(args, man) / f"{folder}_{seed}",
             ppo_steps=args.ppo_steps, residual_scale=args.residual_scale, eval_episodes=0,
             videos=0, seed=seed, device="cpu", progress=False, **episodes,
         ))  # fmt: skip
@@ -145,7 +153,7 @@ def distilled(args: Args, bundle: Path, man: dict[str, Any],
     from rla_gym.envs.rla_world import RLAWorldConfig
     from rla_gym.planning import DreamPlanner, MPCController, distill, record_plans
 
-    out = args.runs / args.suite / "distilled"
+    out = _runs(args, man) / "distilled"
     info_path = out / "distill.json"
     if not info_path.exists():
         t0 = time.perf_counter()
@@ -173,6 +181,14 @@ def main(args: Args) -> dict[str, Any]:
     man = load_json(bundle / "manifest.json")
     out_path = args.out or Path(f"benchmarks/results/rl_in_dream_{SHORT[args.suite]}.json")
     old = load_json(out_path) if out_path.exists() else {}
+    superseded: dict[str, Any] = dict(old.get("superseded", {}))
+    if old.get("policies") and old.get("bundle_created_utc") != man["created_utc"]:
+        # Another bundle's dream: keep its rows for the record, never beside this bundle's.
+        superseded[str(old.get("bundle_created_utc"))] = {
+            k: old[k] for k in ("policies", "best", "best_over_bc_points", "provenance", "config")
+            if k in old
+        }  # fmt: skip
+        old = {}
     policies: dict[str, Any] = dict(old.get("policies", {}))
     pcfg = PlannerConfig(
         samples=args.planner_samples,
@@ -196,12 +212,14 @@ def main(args: Args) -> dict[str, Any]:
             "provenance": provenance(seed=args.eval_seed, encoder=man["encoder_fingerprint"],
                                      device="cpu"),
             "task": f"{man['sim']}/{man['task']}", "bundle": str(bundle),
+            "bundle_created_utc": man["created_utc"],
             "policies": policies,
             "best_over_bc_points": gain, "best": best, "target_points": 5.0,
             "config": to_jsonable(args),
             "protocol": ("every policy on the same real episodes (LIBERO init states "
                          "0..episodes-1, robosuite seeds eval_seed + i) with the task's horizon; "
                          "bc+ppo pooled over its seeds; Wilson 95 % intervals"),
+            **({"superseded": superseded} if superseded else {}),
         }, out_path)  # fmt: skip
 
     for name in args.policies:

@@ -18,16 +18,17 @@ head_flags=()
 case "$suite" in
   libero)
     sim=libero; task=libero_object/0; data=data/libero_object_0
-    collect=("expert 50" "noisy 50" "play 20 150"); rla_steps=1500; wm_steps=3000
+    collect=("expert 50" "noisy 50" "play 20 150"); rla_steps=1500; wm_steps=8000
     bundle_flags=(--num-reference-demos 4 --max-render-frames 64) ;;
   robosuite-lift)
     sim=robosuite; task=Lift; data=data/robosuite_lift
-    collect=("expert 60" "noisy 50" "play 20"); rla_steps=1000; wm_steps=2000
+    # The levers' dataset (README, "Which levers make the dream follow the action?").
+    collect=("expert 60" "noisy 31" "random 15 80"); rla_steps=1000; wm_steps=8000
     bundle_flags=(--num-reference-demos 4 --max-render-frames 64) ;;
   dmc-reacher)
     # Every reacher episode has its own target, so each start is aligned only with its own demo.
     sim=dmc; task=reacher-easy; data=data/dmc_reacher_easy
-    collect=("expert 150" "noisy 100" "play 40 100"); rla_steps=1500; wm_steps=3000
+    collect=("expert 150" "noisy 100" "play 40 100"); rla_steps=1500; wm_steps=8000
     bundle_flags=(--num-reference-demos 20 --reset-from references --max-render-frames 64)
     head_flags=(--token-dim 16 --hidden 64) ;;  # a smaller head keeps this bundle under 10 MB
   *) echo "unknown suite $suite (libero, robosuite-lift, dmc-reacher)" >&2; exit 2 ;;
@@ -43,10 +44,13 @@ rla-gym encode --data "$data"
 
 # One torch thread per job: on two cores, two builds side by side use the machine best.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# The RLA's linear path (rank 32, initialised to the residuals' principal components) keeps
+# what the action changes; the world model flows on its latent at one scale, not whitened.
 rla-gym train-rla --data "$data" --out "$runs/rla" --decoder-target residual --width 96 --depth 2 \
-  --steps "$rla_steps" --no-progress
+  --linear-rank 32 --steps "$rla_steps" --val-pairs 64 --ckpt-every 250 --no-progress
 rla-gym train-wm --model rla-wm --data "$data" --rla "$runs/rla/checkpoint" --out "$runs/wm" \
-  --preset cpu-compact --steps "$wm_steps" --no-progress
+  --preset cpu-compact --latent-norm scalar --latent-scale 1 --steps "$wm_steps" \
+  --ckpt-every 250 --no-progress
 rla-gym train-bc --data "$data" --out "$runs/bc" --device cpu
 rla-gym train-decoder --data "$data" --out "$runs/decoder" --steps 500 --no-progress
 rla-gym build-bundle --data "$data" --world-model "$runs/wm/checkpoint" \

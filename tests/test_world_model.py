@@ -361,6 +361,8 @@ def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes, tmp_pa
 
     rla.save_pretrained(tmp_path / "rla")
     for kind in ("rla-wm", "direct"):
+        # The rla-wm run replaces the preset's latent normalisation (a linear-path RLA's recipe).
+        norm = {"latent_norm": "scalar", "latent_scale": 2.0} if kind == "rla-wm" else {}
         cfg = TrainWorldModelConfig(
             model=kind,
             rla=str(tmp_path / "rla"),
@@ -368,6 +370,7 @@ def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes, tmp_pa
             preset="tiny",
             max_gap=H_MAX,
             norm_pairs=16,
+            **norm,  # type: ignore[arg-type]
             data=FeatureDataConfig(val_pairs=4),
             trainer=TrainerConfig(
                 steps=3,
@@ -386,6 +389,21 @@ def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes, tmp_pa
         assert model.meta["wall_clock_s"] > 0 and read_config(res.checkpoint)["type"] == kind
         s, a = batch()
         assert model.predict(s, a, generator=gen()).shape == (3, N, D)
+        if norm:
+            c = read_config(res.checkpoint)["world_model"]
+            assert (c["latent_norm"], c["latent_scale"]) == ("scalar", 2.0)
+            assert c["width"] == 64  # the rest is still the preset's
+    split = FeatureSplit(train=episodes[:4], val=episodes[4:], fingerprint=FP)
+    for bad in (
+        {"model": "direct", "latent_norm": "scalar"},
+        {"model": "rla-wm", "latent_scale": 2.0, "world_model": world_model_preset("tiny", A)},
+    ):
+        with pytest.raises(ValueError, match="latent_"):
+            train_world_model(
+                TrainWorldModelConfig(rla=str(tmp_path / "rla"), out=str(tmp_path / "bad"), **bad),
+                split,
+            )
+    assert not (tmp_path / "bad" / "checkpoint").exists()
 
 
 def test_fidelity_benchmark_cli_smoke(rla: RLAAutoencoder, tmp_path) -> None:  # type: ignore[no-untyped-def]

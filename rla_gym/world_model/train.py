@@ -23,7 +23,12 @@ from rla_gym.data.windows import PairSampler
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit, set_threads
 from rla_gym.world_model.baselines import DirectRegressionWM, FeatureFlowWM
-from rla_gym.world_model.config import BaselineConfig, WorldModelConfig, world_model_preset
+from rla_gym.world_model.config import (
+    BaselineConfig,
+    LatentNorm,
+    WorldModelConfig,
+    world_model_preset,
+)
 from rla_gym.world_model.model import FeatureWorldModel, RLAWorldModel
 
 __all__ = ["TrainWorldModelConfig", "evaluate_world_model", "train_world_model"]
@@ -49,6 +54,13 @@ class TrainWorldModelConfig:
     not given."""
     world_model: WorldModelConfig | None = None
     """Explicit RLA-WM config (``action_dim`` is overwritten from the data)."""
+    latent_norm: LatentNorm | None = None
+    """Replaces the preset's latent normalisation (default: the preset's, ``per_dim``).
+    ``"scalar"`` suits an RLA with a linear path (``linear_rank > 0``), whose latent keeps the
+    principal directions at their relative sizes: whitening them made the flow spend its loss on
+    small, unpredictable directions (README, "Which levers make the dream follow the action?")."""
+    latent_scale: float | None = None
+    """Replaces the preset's divisor of ``z`` under ``latent_norm="scalar"``."""
     baseline: BaselineConfig | None = None
     """Explicit baseline config (``feature_dim``, ``num_tokens``, ``action_dim`` and the
     fingerprint are overwritten from the data); default sizes otherwise."""
@@ -135,14 +147,26 @@ def _build_model(
                 f"RLA checkpoint {cfg.rla} expects features of shape ({rc.num_tokens}, "
                 f"{rc.feature_dim}) but the data has ({num_tokens}, {feature_dim})"
             )
+        norm = {
+            k: v
+            for k, v in (("latent_norm", cfg.latent_norm), ("latent_scale", cfg.latent_scale))
+            if v is not None
+        }
+        if cfg.world_model is not None and norm:
+            raise ValueError(
+                f"{sorted(norm)} replace a preset's fields; with an explicit world_model config "
+                "set them in that config instead"
+            )
         wm_cfg = (
             dataclasses.replace(cfg.world_model, action_dim=action_dim)
             if cfg.world_model is not None
-            else world_model_preset(cfg.preset, action_dim)
+            else world_model_preset(cfg.preset, action_dim, **norm)
         )
         return RLAWorldModel(wm_cfg, rla)
     if cfg.model not in ("direct", "fm"):
         raise ValueError(f"unknown model {cfg.model!r}; use 'rla-wm', 'direct' or 'fm'")
+    if cfg.latent_norm is not None or cfg.latent_scale is not None:
+        raise ValueError(f"latent_norm / latent_scale apply to model='rla-wm', not {cfg.model!r}")
     fields = dict(
         feature_dim=feature_dim,
         num_tokens=num_tokens,
