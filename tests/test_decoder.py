@@ -138,6 +138,7 @@ def test_bundle_renders_decoded_or_nearest(
         add_decoder(own, tmp_path / "other")
     assert m["encoder_fingerprint"] in str(err.value)
     assert main(["add-decoder", "--bundle", str(own), "--decoder", str(tmp_path / "other")]) == 2
+
     assert "does not match" in capsys.readouterr().err  # one readable line, no traceback
     assert main(["add-decoder", "--bundle", str(own), "--decoder", str(trained)]) == 0
     # Weights that do not match the manifest's checksum: a clear error, never a garbage picture.
@@ -146,3 +147,28 @@ def test_bundle_renders_decoded_or_nearest(
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(CorruptFileError, match="checksum"):
         RLAWorldEnv(str(broken), render_mode="rgb_array", render_backend="decoder")
+
+
+def test_parts_taken_from_a_bundle_keep_their_weights(tmp_path: Path) -> None:
+    """A rebuilt bundle may carry an int8 part of another bundle over (here the embedded LIBERO
+    bundle's policy, large enough that its int8 scales are themselves big tensors): storing it as
+    int8 again must reproduce the weights, not quantise the stored values and scales twice."""
+    from rla_gym.agents import ActorCritic
+    from rla_gym.envs.rla_world import resolve_artifacts
+    from rla_gym.pipelines.build_bundle import copy_policy
+
+    src = resolve_artifacts(None, "libero") / "policy"
+    man = load_artifacts(src.parent).manifest
+    obs = (int(man["num_tokens"]), int(man["feature_dim"]))
+    k_a = int(man["chunk"]) * int(man["action_dim"])
+    copy_policy(src, tmp_path / "policy", obs, k_a, "int8")
+    assert (tmp_path / "policy/model.safetensors").read_bytes() == (
+        src / "model.safetensors"
+    ).read_bytes()
+    # Another dtype starts from the float32 the int8 file stands for: within half an int8 step.
+    copy_policy(src, tmp_path / "half", obs, k_a, "float16")
+    a, b = ActorCritic.load(src).state_dict(), ActorCritic.load(tmp_path / "half").state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        step = float(a[k].abs().max()) / 127 if a[k].is_floating_point() else 0.0
+        torch.testing.assert_close(b[k], a[k], rtol=0.0, atol=step / 2 + 1e-7, msg=k)

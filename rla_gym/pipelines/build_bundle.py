@@ -224,15 +224,22 @@ def _rewrite_weights(path: Path, dtype: str) -> None:
 
     ``float16`` halves the floats; ``int8`` quantises the large tensors
     (:func:`~rla_gym.utils.checkpoint.quantize_state_dict`). Both load back as float32 through
-    :func:`~rla_gym.utils.checkpoint.load_checkpoint`.
+    :func:`~rla_gym.utils.checkpoint.load_checkpoint`. A part taken from another bundle may
+    already be stored small: int8 asked of int8 keeps the file byte for byte (the same weights),
+    and any other change starts from the float32 it stands for (quantising stored int8 values and
+    scales again would corrupt them).
     """
-    if dtype == "float32":
-        return
     from safetensors.torch import load_file, save_file
 
-    from rla_gym.utils.checkpoint import quantize_state_dict
+    from rla_gym.utils.checkpoint import INT8_SCALE, dequantize_state_dict, quantize_state_dict
 
-    state = load_file(str(path))
+    stored = load_file(str(path))
+    if dtype == "int8" and any(k.endswith(INT8_SCALE) for k in stored):
+        return
+    state = dequantize_state_dict(stored)
+    if dtype == "float32":
+        save_file(state, str(path))
+        return
     if dtype == "int8":
         small = quantize_state_dict(state)
     else:
