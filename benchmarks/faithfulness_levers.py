@@ -327,6 +327,7 @@ def main(args: Args) -> dict[str, Any]:
                 "training": training,
                 "options": models[n],
                 "score_s": seconds[n],
+                **({"bundle_created_utc": man["created_utc"]} if row == "bundle" else {}),
             }
         _save(args, result, suite_out, real, cache, man, written)
     for name, r in suite_out["rows"].items():

@@ -222,7 +222,12 @@ def counterfactual() -> str:
         f"± = standard error over starts; {c['flow_steps']} Euler steps, the outcomes of "
         f"one start share the flow noise; encoder `{run['encoder_fingerprint']}`; seed "
         f"{c['seed']}. No suite has a direct-regression checkpoint unless listed in the "
-        f"table. Wall-clock with other jobs on the two cores: {'; '.join(costs)}. " + _stamp(d)
+        f"table. Bundles measured (built): "
+        + "; ".join(
+            f"{s} {d['suites'][s]['run'].get('bundle_created_utc', '?')[:10]}" for s in suites
+        )
+        + f". Wall-clock with other jobs on the two cores: {'; '.join(costs)}. "
+        + _stamp(d)
     )
     return "\n".join([*out, "", *tgt, "", extra])
 
@@ -630,7 +635,7 @@ def faithfulness_levers() -> str:
             h1, h4, ceil = r["1"], r.get("4"), r.get("rla_ceiling")
             tr = r.get("training")
             trained = (
-                "shipped bundle"
+                f"bundle built {r.get('bundle_created_utc', '?')[:10]}"
                 if tr is None
                 else f"{tr['steps']} steps, {(tr.get('train_wall_clock_s') or 0) / 60:.0f} min"
             )

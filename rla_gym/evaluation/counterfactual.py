@@ -681,6 +681,7 @@ def evaluate_suite(
     man = load_json(Path(bundle) / MANIFEST)  # the run record needs no bank
     result["run"] = {
         "bundle": str(bundle),
+        "bundle_created_utc": man["created_utc"],
         "sim": man["sim"],
         "task": man["task"],
         "encoder_fingerprint": man["encoder_fingerprint"],
