@@ -11,7 +11,7 @@ import pytest
 
 from rla_gym.cli.main import main as cli
 from rla_gym.data import EpisodeStore
-from rla_gym.data.collect import CollectConfig, collect
+from rla_gym.data.collect import CollectConfig, branch_id, collect
 from rla_gym.data.encode import encode_dataset
 from rla_gym.data.inspect import summarize, write_preview
 from rla_gym.errors import EncoderMismatchError
@@ -145,3 +145,46 @@ def test_real_sim_evaluation(tmp_path):
     lo, hi = out["wilson95"]
     assert 0.0 <= lo <= out["success_rate"] <= hi <= 1.0
     assert len(out["videos"]) == 1 and (tmp_path / out["videos"][0].split("/")[-1]).exists()
+
+
+def test_branch_collection_restores_exactly_and_resumes(tmp_path):
+    """Counterfactual branches: each starts from the trunk's exact state, with other actions."""
+    cfg = CollectConfig(
+        out=tmp_path, sim="dmc", policy="branch", episodes=2, resolution=64, workers=1,
+        max_steps=12, branch_every=4, branch_steps=4, branch_noise=(0.1, 0.3),
+    )  # fmt: skip
+    first = collect(cfg, progress=False)
+    assert first["recorded"] == 2
+    store = EpisodeStore(tmp_path)
+    # Points at steps 0, 4, 8 of the 12-step trunks, three variants each, plus the trunk.
+    want = [branch_id(s, j) for s in range(2) for j in range(10)]
+    assert store.episode_ids() == sorted(want) and branch_id(1, 0) == "branch_001000"
+    trunk = store.read(branch_id(0, 0))
+    assert trunk.meta["branch_variants"] == ["noise0.1", "noise0.3", "random"]
+    for j in range(1, 10):
+        ep = store.read(branch_id(0, j))
+        t = ep.meta["branch_step"]
+        assert t == 4 * ((j - 1) // 3) and ep.meta["branch_of"] == "branch_000000"
+        assert ep.length == 4 and ep.frames.shape == (5, 64, 64, 3)
+        np.testing.assert_array_equal(ep.frames[0], trunk.frames[t])  # the restored state
+        assert not np.allclose(ep.actions, trunk.actions[t : t + 4])  # other actions ...
+        assert not np.array_equal(ep.frames[-1], trunk.frames[t + 4])  # ... another outcome
+    # Interrupted inside source 1: its trunk (the done mark) and one branch are missing.
+    kept = store.episode_path(branch_id(1, 5)).stat().st_mtime_ns
+    lost = store.read(branch_id(1, 7)).frames
+    store.episode_path(branch_id(1, 0)).unlink()
+    store.episode_path(branch_id(1, 7)).unlink()
+    again = collect(cfg, progress=False)
+    assert again["recorded"] == 1 and again["skipped"] == 1
+    assert store.episode_ids() == sorted(want)
+    np.testing.assert_array_equal(store.read(branch_id(1, 7)).frames, lost)  # same seed, same
+    assert store.episode_path(branch_id(1, 5)).stat().st_mtime_ns == kept  # not written again
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"branch_noise": (0.0,)}, {"branch_every": 0}, {"episodes": 1001}, {"workers": 0}],
+)
+def test_branch_settings_out_of_range(tmp_path, bad):
+    with pytest.raises(ValueError):
+        CollectConfig(out=tmp_path, sim="dmc", policy="branch", **bad)

@@ -11,8 +11,8 @@ from rla_gym.evaluation.counterfactual import (
     dream_outcomes,
     outcome_metrics,
     pair_agreement,
-    perturbed_sequences,
 )
+from rla_gym.sims.policies import perturbed_sequences
 
 S, M, N, D = 3, 4, 2, 5
 

@@ -3,11 +3,23 @@
 Each worker process owns one simulator and records the episode indices assigned to it. Episodes are
 written atomically, so stopping a collection (Ctrl-C, a crash, a killed machine) loses at most the
 episodes in flight; running the same command again records only the missing ones.
+
+``policy="branch"`` records **counterfactual branches**: one source run of ``branch_source``
+(a *trunk*, stored like any episode) and, every ``branch_every`` steps along it, the simulator
+restored *exactly* to that state and driven by perturbed versions of the trunk's next
+``branch_steps`` actions (Gaussian noise of each ``branch_noise`` scale, and a uniform random
+sequence), each stored as a short episode of its own. The world model then sees one ``s_t`` with
+several ``(a, s_{t+K})``, which a dataset of independent runs never shows it. Source ``i``'s
+episodes are ``branch_{i:03d}{j:03d}``: ``j = 0`` is the trunk, ``j = 1 + p * M + m`` the branch of
+variant ``m`` (of ``M``) at branch point ``p``. The trunk is written last and marks the source as
+done; a run interrupted inside a source re-runs it (the same seed gives the same trunk and the same
+perturbations) and writes only the branches still missing.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +30,7 @@ from rla_gym.data.episodes import Episode, EpisodeStore
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.parallel import Emit, imap_workers
 
-__all__ = ["CollectConfig", "collect", "record_episode"]
+__all__ = ["CollectConfig", "branch_id", "collect", "record_branches", "record_episode"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,10 +43,12 @@ class CollectConfig:
     """real simulator"""
     task: str | None = None
     """task within the simulator (default: libero_object/0, Lift, reacher-easy)"""
-    policy: Literal["expert", "noisy", "random", "play"] = "expert"
-    """who acts: scripted expert, noisy expert (successes and failures), uniform random, or play"""
+    policy: Literal["expert", "noisy", "random", "play", "branch"] = "expert"
+    """who acts: scripted expert, noisy expert (successes and failures), uniform random, play, or
+    ``branch``: a ``branch_source`` run with counterfactual branches from restored states"""
     episodes: int = 10
-    """episode indices 0..episodes-1 of this policy are recorded (existing ones are skipped)"""
+    """episode indices 0..episodes-1 of this policy are recorded (existing ones are skipped); for
+    ``branch``, source runs (at most 1000), each with its branches"""
     resolution: int = 128
     """square camera resolution in pixels (a multiple of 16)"""
     workers: int = 2
@@ -47,6 +61,29 @@ class CollectConfig:
     """episode step limit (default: the task's evaluation horizon)"""
     steps_after_success: int = 10
     """keep recording this many steps after success, so the end state is seen settled"""
+    branch_source: Literal["expert", "noisy"] = "noisy"
+    """``branch``: the policy of the trunks (its noise is ``noise``)"""
+    branch_every: int = 8
+    """``branch``: control steps between branch points along a trunk (from step 0)"""
+    branch_steps: int = 8
+    """``branch``: control steps of each branch (one chunk of the dreamed env by default)"""
+    branch_noise: tuple[float, ...] = (0.1, 0.3)
+    """``branch``: Gaussian perturbations of the trunk's next actions, one branch each (std in
+    normalised ``[-1, 1]`` units), plus one uniform random branch"""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 0 or self.workers < 1:
+            raise ValueError("episodes must be >= 0 and workers >= 1")
+        if self.policy == "branch":
+            if self.episodes > _MAX_SOURCES:
+                raise ValueError(f"branch collects at most {_MAX_SOURCES} source runs")
+            if self.branch_every < 1 or self.branch_steps < 1:
+                raise ValueError("branch_every and branch_steps must be >= 1")
+            if any(not (s > 0 and np.isfinite(s)) for s in self.branch_noise):
+                raise ValueError(f"branch_noise must be finite and > 0, got {self.branch_noise}")
+
+
+_MAX_SOURCES = 1000  # branch ids keep three digits each for the source and the branch
 
 
 def _episode_seed(cfg: CollectConfig, index: int) -> int:
@@ -61,8 +98,12 @@ def record_episode(
     init_state_id: int | None,
     max_steps: int,
     steps_after_success: int,
+    before_step: Callable[[int], None] | None = None,
 ) -> Episode:
-    """Run one episode of ``policy`` in ``sim`` and return it (frames, actions, proprio, ...)."""
+    """Run one episode of ``policy`` in ``sim`` and return it (frames, actions, proprio, ...).
+
+    ``before_step(t)`` is called before action ``t`` is chosen (e.g. to save the state there).
+    """
     obs = sim.reset(seed=seed, init_state_id=init_state_id)
     init_state = sim.get_sim_state()
     policy.reset(obs)
@@ -70,7 +111,9 @@ def record_episode(
     actions: list[np.ndarray] = []
     rewards: list[float] = []
     left = None
-    for _ in range(max_steps):
+    for t in range(max_steps):
+        if before_step is not None:
+            before_step(t)
         a = np.asarray(policy(obs), np.float32)
         obs = sim.step(a)
         actions.append(a)
@@ -103,6 +146,87 @@ def record_episode(
     )
 
 
+def branch_id(source: int, j: int) -> str:
+    """Episode id of source run ``source``'s trunk (``j = 0``) or its branch ``j >= 1``."""
+    if not (0 <= source < _MAX_SOURCES and 0 <= j < 1000):
+        raise ValueError(f"branch ids hold sources 0..999 and branches 0..999, got {source}, {j}")
+    return EpisodeStore.episode_id("branch", source * 1000 + j)
+
+
+def _branch_points(trunk_length: int, cfg: CollectConfig) -> list[int]:
+    """Trunk steps where branches start: every ``branch_every``, with room for a whole branch."""
+    return list(range(0, trunk_length - cfg.branch_steps + 1, cfg.branch_every))
+
+
+def record_branches(
+    sim: Any, cfg: CollectConfig, source: int, store: EpisodeStore
+) -> tuple[Episode, int]:
+    """Run source ``source``'s trunk, write its missing branches, then the trunk (the done mark).
+
+    Returns:
+        ``(trunk, branches written now)``.
+    """
+    from rla_gym.sims.policies import ActionScale, make_policy, perturbed_sequences
+
+    sim_seed = _episode_seed(cfg, source)
+    init_id = source % sim.num_init_states if sim.num_init_states else None
+    max_steps = cfg.max_steps or sim.max_steps
+    policy = make_policy(cfg.branch_source, sim, seed=sim_seed, noise=cfg.noise)
+    states: dict[int, np.ndarray] = {}
+
+    def save_state(t: int) -> None:
+        if t % cfg.branch_every == 0:
+            states[t] = sim.get_sim_state()
+
+    trunk = record_episode(
+        sim, policy, sim_seed, init_id, max_steps, cfg.steps_after_success, save_state
+    )
+    scale = ActionScale(sim)
+    recorded = scale.from_sim(trunk.actions)
+    rng = np.random.default_rng([cfg.seed, source])
+    variants = [f"noise{s:g}" for s in cfg.branch_noise] + ["random"]
+    written = 0
+    for p, t in enumerate(_branch_points(trunk.length, cfg)):
+        # Drawn for every point, written or not, so a resumed run perturbs exactly as before.
+        seqs = perturbed_sequences(recorded[t : t + cfg.branch_steps], cfg.branch_noise, rng)[1:]
+        for m, (name, seq) in enumerate(zip(variants, seqs, strict=True)):
+            eid = branch_id(source, 1 + p * len(variants) + m)
+            if store.has(eid):
+                continue
+            ep = _run_branch(sim, states[t], scale.to_sim(seq))
+            ep.meta.update(
+                policy="branch", seed=sim_seed, branch_of=branch_id(source, 0), branch_step=t,
+                variant=name, init_state_id=-1 if init_id is None else init_id,
+            )  # fmt: skip
+            store.write(eid, ep)
+            written += 1
+    trunk.meta.update(policy="branch", trunk_policy=cfg.branch_source, branch_variants=variants)
+    store.write(branch_id(source, 0), trunk)
+    return trunk, written
+
+
+def _run_branch(sim: Any, state: np.ndarray, actions: np.ndarray) -> Episode:
+    """Restore ``state`` and execute ``actions`` (simulator units), every frame recorded."""
+    obs = sim.set_sim_state(state)
+    frames, proprio, success, rewards = [obs.frame], [obs.proprio], [obs.success], []
+    for a in actions:
+        obs = sim.step(a)
+        frames.append(obs.frame)
+        proprio.append(obs.proprio)
+        success.append(obs.success)
+        rewards.append(obs.reward)
+    return Episode(
+        frames=np.stack(frames),
+        actions=np.asarray(actions, np.float32),
+        proprio=np.stack(proprio),
+        rewards=np.asarray(rewards, np.float32),
+        success=np.asarray(success, bool),
+        init_state=state,
+        meta={"sim": sim.sim, "task": sim.task, "resolution": sim.resolution,
+              "success_any": bool(np.any(success)), "success_final": bool(success[-1])},
+    )  # fmt: skip
+
+
 def _worker(cfg: CollectConfig, indices: list[int], emit: Emit) -> None:
     from rla_gym.sims.factory import make_sim
     from rla_gym.sims.policies import make_policy
@@ -112,6 +236,10 @@ def _worker(cfg: CollectConfig, indices: list[int], emit: Emit) -> None:
     try:
         max_steps = cfg.max_steps or sim.max_steps
         for i in indices:
+            if cfg.policy == "branch":
+                trunk, n = record_branches(sim, cfg, i, store)
+                emit((trunk.meta["success_any"], trunk.length + n * cfg.branch_steps))
+                continue
             seed = _episode_seed(cfg, i)
             init_id = i % sim.num_init_states if sim.num_init_states else None
             policy = make_policy(cfg.policy, sim, seed=seed, noise=cfg.noise)
@@ -131,11 +259,11 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     """
     from rla_gym.sims.factory import make_sim
 
-    if cfg.episodes < 0 or cfg.workers < 1:
-        raise ValueError("episodes must be >= 0 and workers >= 1")
     store = EpisodeStore(cfg.out)
     store.clean_partial()
-    todo = [i for i in range(cfg.episodes) if not store.has(store.episode_id(cfg.policy, i))]
+    done = (lambda i: branch_id(i, 0)) if cfg.policy == "branch" else (
+        lambda i: store.episode_id(cfg.policy, i))  # fmt: skip
+    todo = [i for i in range(cfg.episodes) if not store.has(done(i))]
     # Build one simulator in the parent first: bad sim/task/resolution or a missing extra fails
     # here, with a clear message, before any worker starts.
     probe = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)

@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rla_gym.envs.rla_world import ActionMode, check_actions
+from rla_gym.sims.policies import ActionScale  # re-exported: its home is the sims room
 from rla_gym.utils.configs import with_overrides
 
 __all__ = [
@@ -99,34 +100,6 @@ class RealFeatureConfig:
     def resolve(cls, config: RealFeatureConfig | None, **overrides: Any) -> RealFeatureConfig:
         """``config`` (default: all defaults) with ``overrides`` applied; unknown keys raise."""
         return with_overrides(cls, config, overrides, "RealFeatureEnv")
-
-
-class ActionScale:
-    """The linear map between normalised ``[-1, 1]`` actions and a simulator's action bounds.
-
-    The one place actions are scaled (identity for LIBERO, robosuite and reacher): used by
-    :class:`RealFeatureEnv` and by code that drives a bare simulator (privileged experts,
-    replays from saved states).
-
-    Args:
-        sim: anything with ``action_low`` and ``action_high``, ``(A,)`` each.
-    """
-
-    def __init__(self, sim: Any) -> None:
-        self.low = np.asarray(sim.action_low, np.float32)
-        self.high = np.asarray(sim.action_high, np.float32)
-        self.mid, self.half = (self.high + self.low) / 2, (self.high - self.low) / 2
-
-    def to_sim(self, action: np.ndarray) -> np.ndarray:
-        """Normalised ``(..., A)`` -> simulator units ``float32 (..., A)``; the clip only removes
-        float rounding past the bounds."""
-        return np.clip(self.mid + self.half * action, self.low, self.high).astype(np.float32)
-
-    def from_sim(self, raw: np.ndarray) -> np.ndarray:
-        """Simulator units ``(..., A)`` -> normalised ``float32 (..., A)`` in ``[-1, 1]`` (a
-        zero-width bound maps to 0)."""
-        half = np.where(self.half > 0, self.half, 1)
-        return np.clip((raw - self.mid) / half, -1, 1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rla_gym.sims.policies import perturbed_sequences
 from rla_gym.utils.stats import spearman
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
     "measure_real",
     "outcome_metrics",
     "pair_agreement",
-    "perturbed_sequences",
     "real_outcomes",
     "record_starts",
     "rla_ceiling_outcomes",
@@ -223,26 +223,6 @@ def _standard_error(values: Sequence[float]) -> float | None:
 
 
 # --------------------------------------------------------------------------- real side
-def perturbed_sequences(
-    recorded: np.ndarray, noise_scales: Sequence[float], rng: np.random.Generator
-) -> np.ndarray:
-    """The ``M`` action sequences of one start, in :attr:`CounterfactualConfig.outcomes` order.
-
-    Args:
-        recorded: ``(T, A)`` normalised recorded actions.
-        noise_scales: standard deviations of the Gaussian perturbations.
-        rng: source of the noise and the random sequence.
-
-    Returns:
-        ``float32 (M, T, A)`` in ``[-1, 1]``, ``M = len(noise_scales) + 2``.
-    """
-    noisy = [
-        np.clip(recorded + rng.normal(0.0, s, recorded.shape), -1.0, 1.0) for s in noise_scales
-    ]
-    random = rng.uniform(-1.0, 1.0, recorded.shape)
-    return np.stack([recorded, *noisy, random]).astype(np.float32)
-
-
 def record_starts(
     sim: Any,
     cfg: CounterfactualConfig,
@@ -263,8 +243,7 @@ def record_starts(
     Returns:
         ``(starts, first_frames uint8 (E, R, R, 3))``.
     """
-    from rla_gym.envs.real import ActionScale
-    from rla_gym.sims.policies import make_policy
+    from rla_gym.sims.policies import ActionScale, make_policy
 
     scale = ActionScale(sim)
     max_h = max(cfg.horizons)
@@ -320,7 +299,7 @@ def real_outcomes(
     Returns:
         ``(start_frame uint8 (R, R, 3), frames uint8 (M, len(horizons), R, R, 3))``.
     """
-    from rla_gym.envs.real import ActionScale
+    from rla_gym.sims.policies import ActionScale
 
     scale = ActionScale(sim)
     at = {h * chunk: i for i, h in enumerate(horizons)}

@@ -57,12 +57,11 @@ def run_scripted_episode(
     Returns:
         ``index``, ``success`` (any step solved), ``return`` (summed simulator reward),
         ``length`` (control steps ``T``), ``actions`` (``float32 (T, A)``, normalised to
-        ``[-1, 1]`` with :class:`~rla_gym.envs.real.ActionScale`, so they replay in a dream),
+        ``[-1, 1]`` with :class:`~rla_gym.sims.policies.ActionScale`, so they replay in a dream),
         ``step_success`` (``bool (T,)``) and, unless ``frames="none"``, ``frames``
         (``uint8 (F, R, R, 3)``).
     """
-    from rla_gym.envs.real import ActionScale
-    from rla_gym.sims.policies import make_policy
+    from rla_gym.sims.policies import ActionScale, make_policy
 
     if frames not in ("all", "chunks", "none"):
         raise ValueError(f"frames must be 'all', 'chunks' or 'none', got {frames!r}")

@@ -8,6 +8,7 @@ so they work with any :class:`~rla_gym.sims.base.SimAdapter` (LIBERO included).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,12 +17,14 @@ from rla_gym.sims.base import Policy, SimAdapter, SimStep
 
 __all__ = [
     "POLICY_KINDS",
+    "ActionScale",
     "LiftExpert",
     "PlayPolicy",
     "Policy",
     "RandomPolicy",
     "ReacherExpert",
     "make_policy",
+    "perturbed_sequences",
 ]
 
 POLICY_KINDS: tuple[str, ...] = ("expert", "noisy", "random", "play")
@@ -347,3 +350,52 @@ def make_policy(kind: str, sim: SimAdapter, seed: int = 0, noise: float = 0.3) -
         gripper_dim = -1 if sim.sim in ("robosuite", "libero") else None
         return PlayPolicy(sim.action_low, sim.action_high, seed=seed, gripper_dim=gripper_dim)
     raise ValueError(f"unknown policy kind {kind!r}; choose one of: {', '.join(POLICY_KINDS)}")
+
+
+class ActionScale:
+    """The linear map between normalised ``[-1, 1]`` actions and a simulator's action bounds.
+
+    The one place actions are scaled (identity for LIBERO, robosuite and reacher): used by
+    :class:`~rla_gym.envs.real.RealFeatureEnv` and by code that drives a bare simulator
+    (privileged experts, replays from saved states, branch collection).
+
+    Args:
+        sim: anything with ``action_low`` and ``action_high``, ``(A,)`` each.
+    """
+
+    def __init__(self, sim: Any) -> None:
+        self.low = np.asarray(sim.action_low, np.float32)
+        self.high = np.asarray(sim.action_high, np.float32)
+        self.mid, self.half = (self.high + self.low) / 2, (self.high - self.low) / 2
+
+    def to_sim(self, action: np.ndarray) -> np.ndarray:
+        """Normalised ``(..., A)`` -> simulator units ``float32 (..., A)``; the clip only removes
+        float rounding past the bounds."""
+        return np.clip(self.mid + self.half * action, self.low, self.high).astype(np.float32)
+
+    def from_sim(self, raw: np.ndarray) -> np.ndarray:
+        """Simulator units ``(..., A)`` -> normalised ``float32 (..., A)`` in ``[-1, 1]`` (a
+        zero-width bound maps to 0)."""
+        half = np.where(self.half > 0, self.half, 1)
+        return np.clip((raw - self.mid) / half, -1, 1).astype(np.float32)
+
+
+def perturbed_sequences(
+    recorded: np.ndarray, noise_scales: Sequence[float], rng: np.random.Generator
+) -> np.ndarray:
+    """The ``M`` action sequences of one start: the recorded one, one per noise scale, a random one
+    (the order of :attr:`~rla_gym.evaluation.counterfactual.CounterfactualConfig.outcomes`).
+
+    Args:
+        recorded: ``(T, A)`` normalised recorded actions.
+        noise_scales: standard deviations of the Gaussian perturbations.
+        rng: source of the noise and the random sequence.
+
+    Returns:
+        ``float32 (M, T, A)`` in ``[-1, 1]``, ``M = len(noise_scales) + 2``.
+    """
+    noisy = [
+        np.clip(recorded + rng.normal(0.0, s, recorded.shape), -1.0, 1.0) for s in noise_scales
+    ]
+    random = rng.uniform(-1.0, 1.0, recorded.shape)
+    return np.stack([recorded, *noisy, random]).astype(np.float32)
