@@ -180,6 +180,7 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
         "this_call_s": time.perf_counter() - t0,
         "val_metrics": res.val_metrics,
         "trainable_parameters": meta.get("trainable_parameters"),
+        "data": str(args.data),
     }
 
 
