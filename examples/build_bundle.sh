@@ -19,7 +19,8 @@ case "$suite" in
   libero)
     sim=libero; task=libero_object/0; data=data/libero_object_0
     collect=("expert 50" "noisy 50" "play 20 150"); rla_steps=1500; wm_steps=8000
-    bundle_flags=(--num-reference-demos 4 --max-render-frames 64) ;;
+    # 3 demos and 32 render frames make room for the linear path (+1.1 MB) under 10 MB.
+    bundle_flags=(--num-reference-demos 3 --max-render-frames 32) ;;
   robosuite-lift)
     sim=robosuite; task=Lift; data=data/robosuite_lift
     # The levers' dataset (README, "Which levers make the dream follow the action?").
@@ -29,7 +30,8 @@ case "$suite" in
     # Every reacher episode has its own target, so each start is aligned only with its own demo.
     sim=dmc; task=reacher-easy; data=data/dmc_reacher_easy
     collect=("expert 150" "noisy 100" "play 40 100"); rla_steps=1500; wm_steps=8000
-    bundle_flags=(--num-reference-demos 20 --reset-from references --max-render-frames 64)
+    # 16 demos and 16 render frames make room for the linear path (+1.1 MB) under 10 MB.
+    bundle_flags=(--num-reference-demos 16 --reset-from references --max-render-frames 16)
     head_flags=(--token-dim 16 --hidden 64) ;;  # a smaller head keeps this bundle under 10 MB
   *) echo "unknown suite $suite (libero, robosuite-lift, dmc-reacher)" >&2; exit 2 ;;
 esac
