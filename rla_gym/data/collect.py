@@ -91,6 +91,40 @@ def _episode_seed(cfg: CollectConfig, index: int) -> int:
     return (cfg.seed * 1_000_003 + zlib.crc32(cfg.policy.encode()) + index) % (2**31 - 1)
 
 
+class _Trace:
+    """What one run records, step by step: the one place an :class:`Episode` is assembled."""
+
+    def __init__(self, obs: Any) -> None:
+        self.frames, self.proprio, self.success = [obs.frame], [obs.proprio], [obs.success]
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+
+    def add(self, action: np.ndarray, obs: Any) -> None:
+        self.actions.append(np.asarray(action, np.float32))
+        self.rewards.append(obs.reward)
+        self.frames.append(obs.frame)
+        self.proprio.append(obs.proprio)
+        self.success.append(obs.success)
+
+    def episode(self, sim: Any, init_state: np.ndarray, **meta: Any) -> Episode:
+        return Episode(
+            frames=np.stack(self.frames),
+            actions=np.stack(self.actions),
+            proprio=np.stack(self.proprio),
+            rewards=np.asarray(self.rewards, np.float32),
+            success=np.asarray(self.success, bool),
+            init_state=init_state,
+            meta={
+                "sim": sim.sim,
+                "task": sim.task,
+                "resolution": sim.resolution,
+                "success_any": bool(np.any(self.success)),
+                "success_final": bool(self.success[-1]),
+                **meta,
+            },
+        )
+
+
 def record_episode(
     sim: Any,
     policy: Any,
@@ -107,42 +141,22 @@ def record_episode(
     obs = sim.reset(seed=seed, init_state_id=init_state_id)
     init_state = sim.get_sim_state()
     policy.reset(obs)
-    frames, proprio, success = [obs.frame], [obs.proprio], [obs.success]
-    actions: list[np.ndarray] = []
-    rewards: list[float] = []
+    trace = _Trace(obs)
     left = None
     for t in range(max_steps):
         if before_step is not None:
             before_step(t)
         a = np.asarray(policy(obs), np.float32)
         obs = sim.step(a)
-        actions.append(a)
-        rewards.append(obs.reward)
-        frames.append(obs.frame)
-        proprio.append(obs.proprio)
-        success.append(obs.success)
+        trace.add(a, obs)
         if obs.success and left is None:
             left = steps_after_success
         if left is not None:
             if left == 0:
                 break
             left -= 1
-    return Episode(
-        frames=np.stack(frames),
-        actions=np.stack(actions),
-        proprio=np.stack(proprio),
-        rewards=np.asarray(rewards, np.float32),
-        success=np.asarray(success, bool),
-        init_state=init_state,
-        meta={
-            "sim": sim.sim,
-            "task": sim.task,
-            "seed": seed,
-            "init_state_id": -1 if init_state_id is None else init_state_id,
-            "resolution": sim.resolution,
-            "success_any": bool(np.any(success)),
-            "success_final": bool(success[-1]),
-        },
+    return trace.episode(
+        sim, init_state, seed=seed, init_state_id=-1 if init_state_id is None else init_state_id
     )
 
 
@@ -207,24 +221,10 @@ def record_branches(
 
 def _run_branch(sim: Any, state: np.ndarray, actions: np.ndarray) -> Episode:
     """Restore ``state`` and execute ``actions`` (simulator units), every frame recorded."""
-    obs = sim.set_sim_state(state)
-    frames, proprio, success, rewards = [obs.frame], [obs.proprio], [obs.success], []
+    trace = _Trace(sim.set_sim_state(state))
     for a in actions:
-        obs = sim.step(a)
-        frames.append(obs.frame)
-        proprio.append(obs.proprio)
-        success.append(obs.success)
-        rewards.append(obs.reward)
-    return Episode(
-        frames=np.stack(frames),
-        actions=np.asarray(actions, np.float32),
-        proprio=np.stack(proprio),
-        rewards=np.asarray(rewards, np.float32),
-        success=np.asarray(success, bool),
-        init_state=state,
-        meta={"sim": sim.sim, "task": sim.task, "resolution": sim.resolution,
-              "success_any": bool(np.any(success)), "success_final": bool(success[-1])},
-    )  # fmt: skip
+        trace.add(a, sim.step(a))
+    return trace.episode(sim, state)
 
 
 def _worker(cfg: CollectConfig, indices: list[int], emit: Emit) -> None:
