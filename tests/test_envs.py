@@ -657,6 +657,14 @@ def test_progress_head_in_a_bundle(bundle: Path, tmp_path: Path) -> None:
     aligned.reset(seed=0)
     _, r_aligned, _, _, info_a = aligned.step(env.action_space.sample())
     assert r_aligned <= 0 and "progress" in info_a  # aligned reward, head's success estimate
+    # A head saved before configs named their type under "type" ships naming it there.
+    legacy = shutil.copytree(head.checkpoint, tmp_path / "legacy_head")
+    cfg = load_json(legacy / "config.json")
+    save_json({"model": cfg.pop("type"), **cfg}, legacy / "config.json")
+    again = shutil.copytree(bundle, tmp_path / "again")
+    assert cli(["add-progress-head", "--bundle", str(again), "--head", str(legacy)]) == 0
+    shipped = load_json(again / "progress" / "config.json")
+    assert shipped["type"] == "progress-head" and "model" not in shipped
     with pytest.raises(EncoderMismatchError):
         from rla_gym.pipelines.build_bundle import add_progress_head
 

@@ -249,11 +249,19 @@ def _rewrite_weights(path: Path, dtype: str) -> None:
 
 def _copy_model_files(src: Path, dst: Path) -> None:
     """Copy the loadable files (:data:`~rla_gym.envs.artifacts.MODEL_FILES`) of a model folder
-    into ``dst`` (created if needed; an atomic temporary folder already exists)."""
+    into ``dst`` (created if needed; an atomic temporary folder already exists). A checkpoint
+    that names its type under an older key is shipped naming it under the current one."""
+    from rla_gym.utils.checkpoint import CONFIG, typed_config
+
     dst.mkdir(exist_ok=True)
     for name in MODEL_FILES:
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)
+    if (dst / CONFIG).exists():
+        config = load_json(dst / CONFIG)
+        typed = typed_config(config)
+        if list(typed.items()) != list(config.items()):
+            save_json(typed, dst / CONFIG)
 
 
 # --------------------------------------------------------------------------- 1. sources

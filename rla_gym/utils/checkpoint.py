@@ -47,6 +47,7 @@ __all__ = [
     "quantize_state_dict",
     "read_config",
     "save_checkpoint",
+    "typed_config",
 ]
 
 CONFIG = "config.json"
@@ -312,6 +313,15 @@ def _names_type(key: str, value: Any) -> bool:
     return isinstance(value, str) and (
         key == _LEGACY_TYPE_KEY or (key == "format" and value in _LEGACY_FORMATS)
     )
+
+
+def typed_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` naming its type under :data:`TYPE_KEY` (first), whatever key named it before;
+    a config that names no type is returned as it is."""
+    stored = config_type(config)
+    if stored is None:
+        return config
+    return {TYPE_KEY: stored, **{k: v for k, v in config.items() if not _names_type(k, v)}}
 
 
 def load_checkpoint(
