@@ -215,6 +215,7 @@ def _train_rla(
         "val_metrics": res.val_metrics,
         "linear_path_energy": meta.get("linear_path_energy"),
         "pairs": cfg.linear_init_pairs if rank else None,
+        "data": str(args.data),
     }
 
 

@@ -617,6 +617,9 @@ def faithfulness_levers() -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for suite, e in d["suites"].items():
+        # The dataset most rows trained on; a row on another one names it.
+        datas = [r["training"].get("data") for r in e["rows"].values() if r.get("training")]
+        data = max(set(datas) - {None}, key=datas.count, default=e["run"]["data"])
         for name, r in e["rows"].items():
             if "1" not in r:  # an autoencoder row: only its ceiling is scored
                 c, tr = r["rla_ceiling"], r["training"]
@@ -638,6 +641,7 @@ def faithfulness_levers() -> str:
                 f"bundle built {r.get('bundle_created_utc', '?')[:10]}"
                 if tr is None
                 else f"{tr['steps']} steps, {(tr.get('train_wall_clock_s') or 0) / 60:.0f} min"
+                + ("" if tr.get("data", data) == data else f", on `{tr['data']}`")
             )
             rel = "-" if h4 is None else f"{h4['l1'] / h4['copy_last_l1']:.2f}"
             out.append(
@@ -649,8 +653,8 @@ def faithfulness_levers() -> str:
         run = e["run"]
         notes.append(
             f"{suite}: {run['starts']} restored real starts (cached), data "
-            f"`{run['data']}`, trained rows' steps and wall-clock in their last column, action "
-            f"dropout {run['dropout']}"
+            f"`{data}` unless a row names another, trained rows' steps and wall-clock in their "
+            f"last column, action dropout {run['dropout']}"
         )
     if len(rla) > 2:
         out += [
