@@ -139,7 +139,7 @@ def counterfactual() -> str:
 
     def pm(m: dict, key: str) -> str:
         se = m.get(f"{key}_se")
-        return _rho(m[key]) + ("" if se is None or m[key] is None else f" ± {se:.2f}")
+        return _opt(m[key], ".2f") + ("" if se is None or m[key] is None else f" ± {se:.2f}")
 
     out = [
         "| suite | model | chunks | direction | magnitude ratio | ranking Spearman | L1 | "
@@ -169,12 +169,12 @@ def counterfactual() -> str:
         rho = a and a["ranking_spearman"]
         rel = b["l1"] / b["copy_last_l1"] if b else None
         checks[suite] = [
-            f"{_rho(dirn)}: "
+            f"{_opt(dirn, '.2f')}: "
             + _verdict(
                 None if dirn is None else dirn >= t["direction_min"],
                 t["direction_min"] - (dirn or 0),
             ),
-            f"{_rho(ratio)}: "
+            f"{_opt(ratio, '.2f')}: "
             + _verdict(
                 None if ratio is None else lo_r <= ratio <= hi_r,
                 max(lo_r - (ratio or 0), (ratio or 0) - hi_r),
@@ -184,7 +184,7 @@ def counterfactual() -> str:
                 None if rho is None else rho >= t["ranking_spearman_min"],
                 t["ranking_spearman_min"] - (rho or 0),
             ),
-            f"{_rho(rel)}×: "
+            f"{_opt(rel, '.2f')}×: "
             + _verdict(
                 None if rel is None else rel <= t["l1_over_copy_last_max"],
                 (rel or 0) - t["l1_over_copy_last_max"],

@@ -75,15 +75,15 @@ class CollectConfig:
         if self.episodes < 0 or self.workers < 1:
             raise ValueError("episodes must be >= 0 and workers >= 1")
         if self.policy == "branch":
-            if self.episodes > _MAX_SOURCES:
-                raise ValueError(f"branch collects at most {_MAX_SOURCES} source runs")
+            if self.episodes > _BRANCH_IDS:
+                raise ValueError(f"branch collects at most {_BRANCH_IDS} source runs")
             if self.branch_every < 1 or self.branch_steps < 1:
                 raise ValueError("branch_every and branch_steps must be >= 1")
             if any(not (s > 0 and np.isfinite(s)) for s in self.branch_noise):
                 raise ValueError(f"branch_noise must be finite and > 0, got {self.branch_noise}")
 
 
-_MAX_SOURCES = 1000  # branch ids keep three digits each for the source and the branch
+_BRANCH_IDS = 1000  # branch ids keep three digits each for the source and the branch
 
 
 def _episode_seed(cfg: CollectConfig, index: int) -> int:
@@ -162,9 +162,11 @@ def record_episode(
 
 def branch_id(source: int, j: int) -> str:
     """Episode id of source run ``source``'s trunk (``j = 0``) or its branch ``j >= 1``."""
-    if not (0 <= source < _MAX_SOURCES and 0 <= j < 1000):
-        raise ValueError(f"branch ids hold sources 0..999 and branches 0..999, got {source}, {j}")
-    return EpisodeStore.episode_id("branch", source * 1000 + j)
+    if not (0 <= source < _BRANCH_IDS and 0 <= j < _BRANCH_IDS):
+        raise ValueError(
+            f"branch ids hold sources and branches 0..{_BRANCH_IDS - 1}, got {source}, {j}"
+        )
+    return EpisodeStore.episode_id("branch", source * _BRANCH_IDS + j)
 
 
 def _branch_points(trunk_length: int, cfg: CollectConfig) -> list[int]:
@@ -173,9 +175,10 @@ def _branch_points(trunk_length: int, cfg: CollectConfig) -> list[int]:
 
 
 def record_branches(
-    sim: Any, cfg: CollectConfig, source: int, store: EpisodeStore
+    sim: Any, cfg: CollectConfig, source: int, store: EpisodeStore, max_steps: int
 ) -> tuple[Episode, int]:
-    """Run source ``source``'s trunk, write its missing branches, then the trunk (the done mark).
+    """Run source ``source``'s trunk (at most ``max_steps``), write its missing branches, then the
+    trunk (the done mark).
 
     Returns:
         ``(trunk, branches written now)``.
@@ -184,7 +187,6 @@ def record_branches(
 
     sim_seed = _episode_seed(cfg, source)
     init_id = source % sim.num_init_states if sim.num_init_states else None
-    max_steps = cfg.max_steps or sim.max_steps
     policy = make_policy(cfg.branch_source, sim, seed=sim_seed, noise=cfg.noise)
     states: dict[int, np.ndarray] = {}
 
@@ -237,7 +239,7 @@ def _worker(cfg: CollectConfig, indices: list[int], emit: Emit) -> None:
         max_steps = cfg.max_steps or sim.max_steps
         for i in indices:
             if cfg.policy == "branch":
-                trunk, n = record_branches(sim, cfg, i, store)
+                trunk, n = record_branches(sim, cfg, i, store, max_steps)
                 emit((trunk.meta["success_any"], trunk.length + n * cfg.branch_steps))
                 continue
             seed = _episode_seed(cfg, i)

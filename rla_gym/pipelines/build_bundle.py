@@ -220,21 +220,28 @@ def _success_record(
 
 
 def _rewrite_weights(path: Path, dtype: str) -> None:
-    """Store the weights file at ``path`` in ``dtype`` (``float32`` leaves it as it is).
+    """Store the weights file at ``path`` in ``dtype``.
 
     ``float16`` halves the floats; ``int8`` quantises the large tensors
     (:func:`~rla_gym.utils.checkpoint.quantize_state_dict`). Both load back as float32 through
-    :func:`~rla_gym.utils.checkpoint.load_checkpoint`. A part taken from another bundle may
-    already be stored small: int8 asked of int8 keeps the file byte for byte (the same weights),
-    and any other change starts from the float32 it stands for (quantising stored int8 values and
-    scales again would corrupt them).
+    :func:`~rla_gym.utils.checkpoint.load_checkpoint`. A file already stored in ``dtype`` (a
+    float32 checkpoint, or a part taken from another bundle) is kept byte for byte; any other
+    change starts from the float32 the file stands for (quantising stored int8 values and scales
+    again would corrupt them).
     """
+    import torch
     from safetensors.torch import load_file, save_file
 
     from rla_gym.utils.checkpoint import INT8_SCALE, dequantize_state_dict, quantize_state_dict
 
     stored = load_file(str(path))
-    if dtype == "int8" and any(k.endswith(INT8_SCALE) for k in stored):
+    if any(k.endswith(INT8_SCALE) for k in stored):
+        stored_as = "int8"
+    elif any(v.dtype == torch.float16 for v in stored.values()):
+        stored_as = "float16"
+    else:
+        stored_as = "float32"
+    if stored_as == dtype:
         return
     state = dequantize_state_dict(stored)
     if dtype == "float32":
