@@ -170,7 +170,17 @@ class RLAWorldConfig:
     otherwise nearest."""
     num_uncertainty_samples: int = 0
     """``S``: with ``S >= 2`` every step draws ``S`` flow samples and reports their spread in
-    ``info["uncertainty"]`` (the state follows sample 0)."""
+    ``info["uncertainty"]``. The state follows sample 0, whose noise is drawn exactly as without
+    the option (the extra samples come from a second stream), so the dream is unchanged."""
+    reward_samples: int = 1
+    """``R``: with ``R >= 2`` every step draws ``R`` flow samples and pays the mean of their
+    rewards; the reward's terms (``reward_l1``, ``dist_to_goal``, ``progress``) are means too and
+    ``is_success_estimate`` is the samples' majority vote. Only the reward is averaged: the state
+    follows sample 0 as with ``num_uncertainty_samples`` (same seed, same observations as
+    ``R = 1``, up to float rounding of the larger batch). ``max(S, R)`` samples are drawn in one
+    batched world-model call: a step integrates that many flow rows per env, which costs a single
+    CPU env little (``R = 8``: about 1.2-1.6x the step time) and a large batch about ``R`` times
+    (``benchmarks/reward_samples.py``)."""
     world_model: str | None = None
     """Another world-model checkpoint to dream with instead of the bundle's (same encoder, same
     action chunks): compare models or ablations on one bundle's starts, reward and spaces."""
@@ -208,6 +218,11 @@ class RLAWorldConfig:
             raise ValueError(
                 "num_uncertainty_samples must be 0 (off) or >= 2, got "
                 f"{self.num_uncertainty_samples}"
+            )
+        if self.reward_samples < 1:
+            raise ValueError(
+                f"reward_samples must be >= 1 (1: the reward of the one dreamed state), got "
+                f"{self.reward_samples}"
             )
         if self.reward_mode not in ("aligned", "goal", "progress"):
             raise ValueError(
@@ -250,7 +265,8 @@ class DreamCore:
         self.model = _cached_model(*key, str(self.device), config.world_model)
         self.flow_steps = int(config.flow_steps)
         self.model.check_guidance(config.guidance)  # a bad weight fails here, not mid-episode
-        self.num_samples = max(1, int(config.num_uncertainty_samples))
+        # Flow samples per env per step, shared by the uncertainty and the reward.
+        self.num_samples = max(1, config.num_uncertainty_samples, config.reward_samples)
         m = self.art.manifest
         self.chunk, self.action_dim = self.art.chunk, self.art.action_dim
         self.action_mode: ActionMode = config.action_mode
@@ -415,57 +431,162 @@ class DreamCore:
         return Start(torch.from_numpy(f).to(self.device), d, 0, "features", -1)
 
     @staticmethod
-    def seed_generator(gen: torch.Generator, rng: np.random.Generator) -> None:
-        """Re-seed an env's flow-noise generator from its ``np_random`` (same seed, same noise)."""
-        gen.manual_seed(int(rng.integers(0, 2**63 - 1)))
+    def seed_generator(
+        gen: torch.Generator, rng: np.random.Generator, extra: torch.Generator | None = None
+    ) -> None:
+        """Re-seed an env's flow-noise generators from its ``np_random`` (same seed, same noise).
+
+        Args:
+            gen: the stream of sample 0, the one the state follows.
+            rng: the env's ``np_random``; one number is drawn from it whether or not ``extra``
+                is given, so its later draws (the next reset) do not depend on the sample count.
+            extra: the stream of samples ``1..M-1`` (see :meth:`sample_next`), seeded from the
+                same number through a ``SeedSequence`` so that it is independent of ``gen``.
+        """
+        seed = int(rng.integers(0, 2**63 - 1))
+        gen.manual_seed(seed)
+        if extra is not None:
+            extra.manual_seed(
+                int(np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0])
+            )
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
-    def dream(
-        self, s: torch.Tensor, actions: np.ndarray, generators: list[torch.Generator]
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One chunk for every env in one batched world-model call.
+    def sample_next(
+        self,
+        s: torch.Tensor,
+        actions: np.ndarray,
+        generators: list[torch.Generator],
+        extra_generators: list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        """``M = max(1, S, R)`` flow samples of the next features of every env, in one batched
+        world-model call.
+
+        Sample 0 of env ``i`` is drawn from ``generators[i]`` exactly as a one-sample step draws
+        it, and samples ``1..M-1`` from ``extra_generators[i]``: more samples leave sample 0, and
+        so every later step, unchanged. (One stream for all ``M`` would also leave the first
+        step's sample 0 alone, but then advance by ``M`` draws and change every step after.)
 
         Args:
             s: ``(B, N, D)`` current features on the core's device.
             actions: ``float32 (B, K*A)`` validated normalised chunks.
             generators: one CPU generator per env (its own noise stream).
+            extra_generators: one more per env, for samples ``1..M-1`` (needed when ``M > 1``).
 
         Returns:
-            ``(s_next (B, N, D), uncertainty (B,) or None)``.
+            ``(B, M, N, D)`` next features.
+
+        Raises:
+            ValueError: ``M > 1`` without ``extra_generators``.
         """
-        b, k, a_dim = s.shape[0], self.chunk, self.action_dim
+        b, k, a_dim, m = s.shape[0], self.chunk, self.action_dim, self.num_samples
         act = torch.from_numpy(actions).to(self.device).view(b, k, a_dim)
         raw = self._act_mid + self._act_half * act  # normalised -> simulator units
         # Per-env generators: env i's noise never depends on how many other envs share the batch.
-        out = self.model.sample(
+        draws: list[torch.Generator] = list(generators)
+        if m > 1:
+            if extra_generators is None:
+                raise ValueError(
+                    f"this env draws {m} flow samples per step (num_uncertainty_samples="
+                    f"{self.config.num_uncertainty_samples}, reward_samples="
+                    f"{self.config.reward_samples}); pass extra_generators, one per env"
+                )
+            pairs = zip(generators, extra_generators, strict=True)
+            draws = [g for main, extra in pairs for g in (main, *[extra] * (m - 1))]
+        return self.model.sample(
             s,
             raw,
-            num_samples=self.num_samples,
+            num_samples=m,
             steps=self.flow_steps,
-            generator=generators,
+            generator=draws,
             guidance=self.config.guidance,
         )
-        unc = out.std(1).mean(dim=(1, 2)) if self.num_samples > 1 else None
-        return out[:, 0].contiguous(), unc
+
+    def dream(
+        self,
+        s: torch.Tensor,
+        actions: np.ndarray,
+        generators: list[torch.Generator],
+        extra_generators: list[torch.Generator] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One chunk for every env (see :meth:`sample_next`), without the reward.
+
+        Returns:
+            ``(s_next (B, N, D), uncertainty (B,) or None)``: sample 0, and the spread of the
+            first ``S`` samples when ``num_uncertainty_samples >= 2``.
+        """
+        out = self.sample_next(s, actions, generators, extra_generators)
+        return out[:, 0].contiguous(), self._spread(out)
+
+    def _spread(self, samples: torch.Tensor) -> torch.Tensor | None:
+        """``(B, M, N, D)`` -> std of the first ``S`` samples averaged over tokens and channels
+        ``(B,)``, or ``None`` with the uncertainty off."""
+        n = self.config.num_uncertainty_samples
+        return samples[:, :n].std(1).mean(dim=(1, 2)) if n >= 2 else None
+
+    def transition(
+        self,
+        s: torch.Tensor,
+        actions: np.ndarray,
+        generators: list[torch.Generator],
+        extra_generators: list[torch.Generator] | None,
+        demo: torch.Tensor,
+        t: np.ndarray,
+    ) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:
+        """One env step of every env: dream a chunk, then score it (the single and the vector
+        env both step through here).
+
+        Args:
+            s, actions, generators, extra_generators: as for :meth:`sample_next`.
+            demo: ``(B,)`` reference demo of each env.
+            t: ``(B,)`` control step the chunk ends on.
+
+        Returns:
+            ``(s_next (B, N, D), reward (B,), terms)``: sample 0, the mean reward of the first
+            ``R`` samples, and its terms (see :meth:`score`) plus ``uncertainty`` when
+            ``num_uncertainty_samples >= 2``.
+        """
+        out = self.sample_next(s, actions, generators, extra_generators)
+        reward, terms = self.score(out[:, : self.config.reward_samples], demo, t)
+        unc = self._spread(out)
+        if unc is not None:
+            terms["uncertainty"] = unc.cpu().numpy()
+        return out[:, 0].contiguous(), reward, terms
 
     def score(
         self, s_next: torch.Tensor, demo: torch.Tensor, t: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Reward of features reached at control step ``t`` (``(B,)``) -> numpy reward and terms."""
-        row = torch.from_numpy(np.asarray(t) // self.chunk)
-        r, terms = self.reward(s_next, demo, row)
+        """Reward of features reached at control step ``t``.
+
+        Args:
+            s_next: ``(B, N, D)`` features, or ``(B, R, N, D)`` samples of them.
+            demo: ``(B,)`` reference demo of each row.
+            t: ``(B,)`` control steps.
+
+        Returns:
+            ``(reward (B,) float64, terms)`` in numpy. With samples, the reward and the float
+            terms are means over the ``R`` samples and ``is_success_estimate`` is true when at
+            least half the samples are estimated successful.
+        """
+        b = s_next.shape[0]
+        r_samples = s_next.shape[1] if s_next.ndim == 4 else 1
+        flat = s_next.reshape(b * r_samples, *s_next.shape[-2:])
+        row = torch.from_numpy(np.asarray(t) // self.chunk).repeat_interleave(r_samples)
+        r, terms = self.reward(flat, demo.repeat_interleave(r_samples), row)
         if self.progress_head is not None:
             with torch.no_grad():
-                progress, logit = self.progress_head(s_next)
+                progress, logit = self.progress_head(flat)
             terms["progress"] = progress
             terms["is_success_estimate"] = logit > 0
             if self.config.reward_mode == "progress":
                 r = self.config.reward_scale * progress
-        return (
-            r.float().cpu().numpy().astype(np.float64),
-            {k: v.cpu().numpy() for k, v in terms.items()},
-        )
+
+        def per_env(v: torch.Tensor) -> np.ndarray:
+            # Mean over each env's samples (exact for one sample); a vote for the boolean terms.
+            mean = v.float().reshape(b, r_samples).mean(1)
+            return (mean >= 0.5 if v.dtype == torch.bool else mean).cpu().numpy()
+
+        return per_env(r).astype(np.float64), {k: per_env(v) for k, v in terms.items()}
 
     def observe(self, s: torch.Tensor, obs_mode: ObsMode) -> np.ndarray | dict[str, np.ndarray]:
         """``(B, N, D)`` features -> batched observation(s) in numpy float32."""
@@ -544,7 +665,10 @@ class RLAWorldEnv(gym.Env):
     ``info`` carries ``reward_l1``, ``dist_to_goal``, ``is_success_estimate`` (L1 to the goal
     below the threshold calibrated on real episodes), ``t``, ``demo`` and, with
     ``num_uncertainty_samples >= 2``, ``uncertainty`` (spread of flow samples, which the state
-    does not average: it follows sample 0).
+    does not average: it follows sample 0). With ``reward_samples = R >= 2`` the reward and these
+    terms are means over ``R`` flow samples of the next state (``is_success_estimate``: their
+    majority), a lower-variance estimate of the expected reward; the state still follows sample
+    0, so the observations are those of ``R = 1``.
 
     ## Starting State
     ``reset()`` draws, with ``self.np_random``, a start from the reset bank: features of frame 0
@@ -569,7 +693,7 @@ class RLAWorldEnv(gym.Env):
     gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
              reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
              render_mode=None, render_backend="auto", num_uncertainty_samples=0,
-             guidance=1.0, max_episode_steps=None, reset_demo_fraction=0.0,
+             reward_samples=1, guidance=1.0, max_episode_steps=None, reset_demo_fraction=0.0,
              action_mode="chunk")
     gym.make("RLAWorld-libero-v0", config=RLAWorldConfig(...))  # the same, as one object
     ```
@@ -592,7 +716,10 @@ class RLAWorldEnv(gym.Env):
       leave the defaults unchanged: ``action_mode="repeat"``, decoded renders
       (``render_backend``; observations, actions and rewards are untouched), starts from given
       features (``options={"start": "features", ...}``), mid-demo training resets
-      (``reset_demo_fraction``).
+      (``reset_demo_fraction``), rewards averaged over flow samples (``reward_samples``). Since
+      ``reward_samples``, the extra samples of ``num_uncertainty_samples >= 2`` come from a
+      second noise stream, so the option no longer changes the dreamed trajectory (seeded
+      episodes with it differ from earlier versions after the first step).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -610,6 +737,7 @@ class RLAWorldEnv(gym.Env):
         self.observation_space = self.core.single_observation_space(cfg.obs_mode)
         self.action_space = self.core.single_action_space()
         self._gen = torch.Generator()
+        self._extra_gen = torch.Generator()  # flow samples 1.. (uncertainty, reward samples)
         self._s: torch.Tensor | None = None
         self._demo = torch.zeros(1, dtype=torch.long)
         self._t = 0
@@ -646,7 +774,7 @@ class RLAWorldEnv(gym.Env):
         """Start a dreamed episode (see the class docstring for ``options``)."""
         super().reset(seed=seed)
         start = self.core.sample_start(self.np_random, options)
-        self.core.seed_generator(self._gen, self.np_random)
+        self.core.seed_generator(self._gen, self.np_random, self._extra_gen)
         self._start, self._s, self._t = start, start.features.clone(), start.t
         self._elapsed = 0
         self._demo = torch.tensor([start.demo], dtype=torch.long)
@@ -666,11 +794,17 @@ class RLAWorldEnv(gym.Env):
         if self._s is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         a = check_actions(action, self.action_space.shape, self.core.action_space_desc)
-        s_next, unc = self.core.dream(self._s[None], self.core.to_chunks(a[None]), [self._gen])
-        self._s = s_next[0]
-        self._t += self.core.chunk
+        t = self._t + self.core.chunk
+        s_next, reward, terms = self.core.transition(
+            self._s[None],
+            self.core.to_chunks(a[None]),
+            [self._gen],
+            [self._extra_gen],
+            self._demo,
+            np.array([t]),
+        )
+        self._s, self._t = s_next[0], t
         self._elapsed += 1
-        reward, terms = self.core.score(s_next, self._demo, np.array([self._t]))
         info: dict[str, Any] = {
             "reward_l1": float(terms["reward_l1"][0]),
             "dist_to_goal": float(terms["dist_to_goal"][0]),
@@ -680,8 +814,8 @@ class RLAWorldEnv(gym.Env):
         }
         if "progress" in terms:
             info["progress"] = float(terms["progress"][0])
-        if unc is not None:
-            info["uncertainty"] = float(unc[0])
+        if "uncertainty" in terms:
+            info["uncertainty"] = float(terms["uncertainty"][0])
         truncated = self._elapsed >= self.core.max_episode_steps
         return self._obs(), float(reward[0]), False, truncated, info
 

@@ -69,6 +69,7 @@ class RLAWorldVectorEnv(VectorEnv):
         b, dev = self.num_envs, self.core.device
         self._rngs: list[np.random.Generator | None] = [None] * b
         self._gens = [torch.Generator() for _ in range(b)]
+        self._extra_gens = [torch.Generator() for _ in range(b)]  # flow samples 1.. of env i
         self._s = torch.zeros(b, self.core.num_tokens, self.core.feature_dim, device=dev)
         self._demo = torch.zeros(b, dtype=torch.long)
         self._t = np.zeros(b, np.int64)
@@ -103,7 +104,7 @@ class RLAWorldVectorEnv(VectorEnv):
         for j, i in enumerate(idx):
             rng = self._rng(int(i), None if seeds is None else seeds[j])
             start = self.core.sample_start(rng, self._env_options(options, int(i)))
-            self.core.seed_generator(self._gens[i], rng)
+            self.core.seed_generator(self._gens[i], rng, self._extra_gens[i])
             self._s[i] = start.features
             self._demo[i] = start.demo
             self._t[i], self._elapsed[i] = start.t, 0
@@ -147,11 +148,12 @@ class RLAWorldVectorEnv(VectorEnv):
             self.action_space.shape,
             f"{self.action_space.shape} rows of {self.core.action_space_desc}",
         )
-        s_next, unc = self.core.dream(self._s, self.core.to_chunks(a), self._gens)
-        self._s = s_next
-        self._t += self.core.chunk
+        t = self._t + self.core.chunk
+        self._s, reward, scored = self.core.transition(
+            self._s, self.core.to_chunks(a), self._gens, self._extra_gens, self._demo, t
+        )
+        self._t = t
         self._elapsed += 1
-        reward, scored = self.core.score(s_next, self._demo, self._t)
         terms = {
             "reward_l1": scored["reward_l1"],
             "dist_to_goal": scored["dist_to_goal"],
@@ -161,8 +163,8 @@ class RLAWorldVectorEnv(VectorEnv):
         }
         if "progress" in scored:
             terms["progress"] = scored["progress"]
-        if unc is not None:
-            terms["uncertainty"] = unc.cpu().numpy()
+        if "uncertainty" in scored:
+            terms["uncertainty"] = scored["uncertainty"]
         return reward, self._elapsed >= self.max_episode_steps, terms
 
     def observe(self) -> np.ndarray | dict[str, np.ndarray]:

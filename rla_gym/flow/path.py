@@ -56,26 +56,35 @@ def noise_for_rows(
     With one generator the whole ``(rows * S, *shape)`` block is drawn from it. With one
     generator per row, row ``i``'s ``S`` draws come from ``generator[i]`` alone, so a row's noise
     never depends on which other rows share the batch (what makes a batched env equal to single
-    envs).
+    envs). With one generator per draw (``B * S``, sample-major), draw ``j`` of row ``i`` comes
+    from ``generator[i * S + j]``, drawn in that order (a generator may appear several times):
+    a dreamed env draws sample 0 from its own stream and the extra samples from a second one, so
+    that asking for more samples never changes sample 0.
 
     Args:
         rows: batch size ``B``.
         num_samples: draws per row ``S``.
         shape: shape of one draw, e.g. ``(K, d)``.
-        generator: one generator, or a sequence of ``B`` generators.
+        generator: one generator, a sequence of ``B`` generators, or one of ``B * S``.
         device: where the result should live.
 
     Returns:
         ``(B * S, *shape)``; rows ``i * S .. i * S + S - 1`` belong to row ``i``.
 
     Raises:
-        ValueError: a generator sequence whose length is not ``rows``.
+        ValueError: a generator sequence whose length is neither ``rows`` nor ``rows * S``.
     """
     if isinstance(generator, torch.Generator):
         return noise_like((rows * num_samples, *shape), generator, device)
     gens = list(generator)
+    if len(gens) == rows * num_samples:
+        x = torch.stack([noise_like((1, *shape), g)[0] for g in gens])
+        return x if device is None else x.to(device)
     if len(gens) != rows:
-        raise ValueError(f"got {len(gens)} generators for {rows} rows; pass one per row or one")
+        raise ValueError(
+            f"got {len(gens)} generators for {rows} rows of {num_samples} draws; pass one, one "
+            f"per row ({rows}) or one per draw ({rows * num_samples})"
+        )
     x = torch.stack([noise_like((num_samples, *shape), g) for g in gens])
     x = x.view(rows * num_samples, *shape)
     return x if device is None else x.to(device)

@@ -699,6 +699,8 @@ def copy_policy(
     meta = load_json(src / "meta.json") if (src / "meta.json").exists() else {}
     return {
         "source": str(src),
+        # "bc" or "bc+rla" (BC with the RLA head, trained on action-free videos too)
+        "method": meta.get("method"),
         "samples": meta.get("samples"),
         "episodes": meta.get("episodes"),
         "dtype": dtype,
@@ -717,6 +719,7 @@ def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
         "trainable_parameters",
         "heldout_action_mse",
         "labelled_rows",
+        "video_rows",
     )
 
     def pick(folder: Path | None) -> dict[str, Any] | None:

@@ -84,6 +84,7 @@ class DreamPlanner:
             env_config or RLAWorldConfig(),
             flow_steps=cfg.flow_steps,
             num_uncertainty_samples=0,
+            reward_samples=1,  # candidates are ranked on one dreamed sample each
             render_mode=None,
             action_mode="chunk",
         )

@@ -54,7 +54,8 @@ __all__ = [
 
 
 Generators = torch.Generator | Sequence[torch.Generator]
-"""One generator for the whole batch, or one per batch row (see :func:`noise_for_rows`)."""
+"""One generator for the whole batch, one per batch row, or one per draw (see
+:func:`noise_for_rows`)."""
 
 
 def _default_generator(generator: Generators | None) -> Generators:
@@ -197,8 +198,9 @@ class FeatureWorldModel(nn.Module):
             lengths: optional ``(B,)`` true chunk lengths (``h <= H_max``).
             num_samples: ``S >= 1`` draws per row.
             steps: solver steps (flow models; default ``config.default_flow_steps``).
-            generator: one generator for the batch, or one per row (row ``i``'s noise then
-                depends on ``generator[i]`` only); equal generator states -> identical output.
+            generator: one generator for the batch, one per row (row ``i``'s noise then
+                depends on ``generator[i]`` only) or one per draw (``B * S``, sample-major);
+                equal generator states -> identical output.
             method: ``"euler"`` or ``"midpoint"``.
             guidance: classifier-free guidance weight over the action (``1``: off); see
                 :meth:`check_guidance`.
