@@ -95,6 +95,32 @@ def test_dmc_frame_upright(dmc: SimAdapter) -> None:
     assert (row < RES / 2) == (ty > 0)
 
 
+def test_dmc_fovy_zooms_in(dmc: SimAdapter) -> None:
+    from rla_gym.sims.dmc import DMCSim
+
+    def arm_pixels(frame: np.ndarray) -> int:
+        # The arm's capsules are orange (R > G > B, G above 0.6 R); the target is redder and the
+        # floor blue, so neither counts.
+        r, g, b = (frame[..., c].astype(np.int16) for c in range(3))
+        return int(((r > 120) & (g > 0.6 * r) & (b < 0.75 * g)).sum())
+
+    zoomed = DMCSim("reacher-easy", resolution=RES, fovy=38)
+    try:
+        assert (dmc.fovy, zoomed.fovy) == (None, 38)
+        for seed in (0, 1):
+            wide, narrow = dmc.reset(seed=seed), zoomed.reset(seed=seed)
+            np.testing.assert_array_equal(wide.proprio, narrow.proprio)  # same scene
+            # Linear size grows by tan(22.5 deg) / tan(19 deg) = 1.2, so the area by ~1.45.
+            assert arm_pixels(narrow.frame) > 1.25 * arm_pixels(wide.frame) > 0
+    finally:
+        zoomed.close()
+    for bad in (0.0, 180.0, -5.0):
+        with pytest.raises(ValueError, match="fovy"):
+            DMCSim("reacher-easy", resolution=RES, fovy=bad)
+    with pytest.raises(ValueError, match="model camera"):
+        DMCSim("reacher-easy", resolution=RES, camera_id=2, fovy=38)
+
+
 def test_seeded_reset_is_deterministic(sim: SimAdapter) -> None:
     a = sim.reset(seed=7)
     sim.step(np.full(sim.action_dim, 0.5, dtype=np.float32))

@@ -47,6 +47,7 @@ class DMCSim(SimAdapter):
     target, i.e. exactly when dm-control's reward is 1.
 
     Attributes:
+        fovy: the field-of-view override in degrees, or ``None`` (the task's camera).
         env: the underlying ``dm_control`` environment.
         physics: its ``Physics`` (privileged; used by scripted experts and tests).
     """
@@ -61,6 +62,7 @@ class DMCSim(SimAdapter):
         camera_id: int = 0,
         max_steps: int = DMC_DEFAULT_MAX_STEPS,
         render: bool = True,
+        fovy: float | None = None,
     ) -> None:
         """Load the task.
 
@@ -71,14 +73,20 @@ class DMCSim(SimAdapter):
             max_steps: episode horizon in control steps (default 1000, dm-control's limit).
             render: if False, never render and return black frames (benchmarking only); see
                 also ``step(..., render=False)`` to skip single frames.
+            fovy: vertical field of view in degrees of camera ``camera_id``, replacing the
+                task's (reacher: 45, which shows the whole 0.6 m arena although the arm only
+                reaches 0.25 m from the centre); ``None`` keeps the task's camera.
 
         Raises:
-            ValueError: unknown task, bad resolution or max_steps.
+            ValueError: unknown task, bad resolution, max_steps or fovy (or ``fovy`` given for a
+                ``camera_id`` that is not a model camera).
             MissingExtraError: dm-control is not installed.
         """
         check_resolution(resolution)
         if max_steps <= 0:
             raise ValueError(f"max_steps must be positive, got {max_steps}")
+        if fovy is not None and not 0 < fovy < 180:
+            raise ValueError(f"fovy must be in (0, 180) degrees, got {fovy}")
         ensure_headless_gl()
         try:
             from dm_control import suite
@@ -100,6 +108,17 @@ class DMCSim(SimAdapter):
         # The horizon is ours (max_steps), enforced by whoever runs the episode.
         self.env: Any = suite.load(domain, name, task_kwargs={"time_limit": float("inf")})
         self.physics: Any = self.env.physics
+        self.fovy = fovy
+        if fovy is not None:
+            ncam = int(self.physics.model.ncam)
+            if not 0 <= camera_id < ncam:
+                raise ValueError(
+                    f"fovy applies to a model camera: camera_id must be in [0, {ncam}) for "
+                    f"{self.task}, got {camera_id}"
+                )
+            # A model field that MuJoCo reads at every render and resets never touch, so setting
+            # it once holds for the life of the simulator.
+            self.physics.model.cam_fovy[camera_id] = float(fovy)
         spec = self.env.action_spec()
         self.action_dim = int(spec.shape[0])
         self.action_low = np.asarray(spec.minimum, dtype=np.float32).reshape(self.action_dim)
