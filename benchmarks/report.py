@@ -280,6 +280,77 @@ def dream_speed() -> str:
     )
 
 
+def reacher_observation() -> str:
+    d = _load("reacher_observation.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/reacher_observation.py`_"
+
+    def r2(cell: dict) -> str:
+        return f"{cell['r2_mean']:+.2f}"
+
+    out = [
+        "| observation | finger move per chunk / arm width (px) | pooled: pair / history | "
+        "patches: pair / history |",
+        "|---|---|---|---|",
+    ]
+    for v in d["variants"]:
+        m, f = v["mean_patch"], v["flat_patches"]
+        out.append(
+            f"| fovy {v['fovy']:g}°, {v['resolution']} px | {v['finger_move_px_median']:.1f} / "
+            f"{v['arm_width_px']:.1f} | {r2(m['pair'])} / {r2(m['history'])} | "
+            f"{r2(f['pair'])} / {r2(f['history'])} |"
+        )
+    for name, what in (("qpos_qvel", "true joint angles + velocities"),
+                       ("qpos", "true joint angles")):  # fmt: skip
+        c = d["ceiling"][name]
+        out.append(f"| ceiling: {what} | - | {r2(c['pair'])} / {r2(c['history'])} | - |")
+    extra = (
+        f"Mean held-out R² of a linear inverse-dynamics probe (ridge on PCA-{d['pca_dim']} of each "
+        f"frame's features; pair = [s_t, s_t+K], history = [s_t−K, s_t, s_t+K] → the chunk's "
+        f"mean torque), {d['policies']['noisy']} noisy-expert + {d['policies']['random']} "
+        f"random-torque reacher episodes of {d['steps_per_episode']} steps, "
+        f"{d['test_episodes']} held out by episode; the same trajectories in every variant."
+    )
+    return "\n".join([*out, "", extra + " " + _stamp(d)])
+
+
+def reward_samples() -> str:
+    d = _load("reward_samples.json")
+    suites = [k for k in ("libero", "robosuite-lift", "dmc-reacher") if d and k in d]
+    if not suites:
+        return "_not run yet: `python benchmarks/reward_samples.py`_"
+    modes = list(d[suites[0]]["modes"])
+    head = " | ".join(f"{m}: noise std (× R=1) | {m}: noise / signal" for m in modes)
+    out = [
+        f"| suite | R | {head} | ms / step, 1 env | ms / env step, batched |",
+        "|---|---|" + "---|---|" * len(modes) + "---|---|",
+    ]
+    for s in suites:
+        by_mode = d[s]["modes"]
+        for i, row in enumerate(by_mode[modes[0]]):
+            cells = []
+            for m in modes:
+                r = by_mode[m][i]
+                cells += [
+                    f"{r['noise_std']:.2g} ({_opt(r['noise_vs_r1'], '.2f')})",
+                    _opt(r["noise_to_signal"], ".2f"),
+                ]
+            out.append(
+                f"| {s} | {row['reward_samples']} | {' | '.join(cells)} | "
+                f"{row['ms_per_step_single']:.1f} | {row['ms_per_env_step_batched']:.2f} |"
+            )
+    p = d["provenance"]
+    n = p["num_starts"] * p["num_seeds"]
+    extra = (
+        f"One dreamed step from {p['num_starts']} reset-bank starts with the bundle's BC chunk, "
+        f"{p['num_seeds']} noise seeds each ({p['flow_steps']} Euler steps). Noise: reward std "
+        f"over seeds, averaged over starts (independent samples: 1/√R of R=1); signal: std over "
+        f"starts of the seed-mean reward. The state follows sample 0 whatever R, so only the "
+        f"reward changes. Batched: {n} envs in one call. "
+    )
+    return "\n".join([*out, "", extra + _stamp(d)])
+
+
 def _rate(r: dict) -> str:
     lo, hi = r["wilson95"]
     return (
@@ -352,15 +423,18 @@ def rl_in_dream_manip(short: str) -> str:
             f"_not run yet: `python benchmarks/rl_in_dream_manip.py --suite "
             f"{'libero' if short == 'libero' else 'robosuite-lift'}`_"
         )
+    base = d["policies"].get("bc", {}).get("method", "bc")
     names = {
-        "bc": "the bundle's BC",
-        "bc+ppo": "BC + residual PPO in the dream (pooled)",
+        "bc": "the bundle's base: "
+        + ("BC + RLA head (action-free videos too)" if base == "bc+rla" else "plain BC"),
+        "bc-plain": "plain BC (same labelled episodes, no RLA head)",
+        "bc+ppo": "base + residual PPO in the dream (pooled)",
         "bc+ppo-short": "the same, paper's episodes: 6 chunks, half from mid-demo (pooled)",
-        "planner": "dream planner (MPC, residual around BC)",
-        "distilled": "planner distilled into BC's residual head",
+        "planner": "dream planner (MPC, residual around the base's chunk)",
+        "distilled": "planner distilled into the base's residual head",
     }
     out = [
-        "| policy | what | real success (Wilson 95 %) | BC on the same episodes | per seed |",
+        "| policy | what | real success (Wilson 95 %) | base on the same episodes | per seed |",
         "|---|---|---|---|---|",
     ]
     bc = d["policies"].get("bc", {}).get("per_episode_success")
@@ -394,6 +468,12 @@ def rl_in_dream_manip(short: str) -> str:
         else f"Best over BC: {d['best']} {gain:+.0f} points (target ≥ +{d['target_points']:g}): "
         f"{'met' if gain >= d['target_points'] else 'missed'}."
     )
+    plain, base_row = d["policies"].get("bc-plain"), d["policies"].get("bc")
+    if plain is not None and base_row is not None:
+        lift = 100 * (
+            base_row["success"] / base_row["episodes"] - plain["success"] / plain["episodes"]
+        )
+        verdict += f" The base over plain BC: {lift:+.0f} points (not learned in the dream)."
     earlier = [
         f"built {built[:10]}: "
         + ", ".join(f"{k} {r['success']}/{r['episodes']}" for k, r in old["policies"].items())
@@ -798,6 +878,8 @@ BLOCKS = {
     "counterfactual": counterfactual,
     "rla_decoder_target": rla_decoder_target,
     "dream_speed": dream_speed,
+    "reward_samples": reward_samples,
+    "reacher_observation": reacher_observation,
     "rl_in_dream_reacher": rl_in_dream_reacher,
     "rl_in_dream_lift": lambda: rl_in_dream_manip("lift"),
     "rl_in_dream_libero": lambda: rl_in_dream_manip("libero"),

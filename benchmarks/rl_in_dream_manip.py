@@ -3,7 +3,10 @@
 Policies, every one judged on the same real episodes (LIBERO: init states ``0..episodes-1``;
 Lift: seeds ``eval_seed + i``), the task's own horizon, success = the simulator's:
 
-* ``bc``: the bundle's behaviour-cloned base;
+* ``bc``: the bundle's base policy (its manifest names the method: ``bc``, plain behaviour
+  cloning, or ``bc+rla``, BC with the RLA head trained on action-free videos too);
+* ``bc-plain``: with ``--plain-bc``, a plain-BC policy on the same episodes, so a bundle whose base
+  is BC + RLA head is also compared with the plain BC it improves on;
 * ``bc+ppo``: residual PPO on top of it, trained only in the dream
   (:func:`rla_gym.pipelines.wmrl.run_wmrl`, the paper's §8.2 recipe), one run per seed, pooled;
 * ``bc+ppo-short``: the same with the paper's dreamed episodes: at most ``--short-chunks``
@@ -78,6 +81,8 @@ class Args:
     """reset-bank starts the planner is recorded from in the dream for distillation"""
     distill_steps: int = 500
     """behaviour-cloning steps of the distilled residual head"""
+    plain_bc: Path | None = None
+    """``bc-plain``: a plain-BC policy folder (``rla-gym train-bc`` without ``--rla-head``)"""
     runs: Path = Path("runs/rl_in_dream_manip")
     """PPO runs, distilled policy and per-episode evaluation logs (resumable)"""
     out: Path | None = None
@@ -200,7 +205,7 @@ def main(args: Args) -> dict[str, Any]:
     def save(name: str, row: dict[str, Any]) -> None:
         policies[name] = row
         best = max(
-            (p for p in policies if p != "bc"),
+            (p for p in policies if p not in ("bc", "bc-plain")),
             key=lambda p: policies[p]["success"] / policies[p]["episodes"],
             default=None,
         )
@@ -225,7 +230,13 @@ def main(args: Args) -> dict[str, Any]:
     for name in args.policies:
         t0 = time.perf_counter()
         if name == "bc":
-            row = _real(args, man, "bc", SavedPolicy(str(bundle / "policy")))
+            row = {**_real(args, man, "bc", SavedPolicy(str(bundle / "policy"))),
+                   "method": (man.get("policy") or {}).get("method") or "bc"}  # fmt: skip
+        elif name == "bc-plain":
+            if args.plain_bc is None:
+                raise ValueError("policy bc-plain needs --plain-bc <policy folder>")
+            row = {**_real(args, man, "bc-plain", SavedPolicy(str(args.plain_bc))),
+                   "method": "bc", "path": str(args.plain_bc)}  # fmt: skip
         elif name in ("bc+ppo", "bc+ppo-short"):
             short = name == "bc+ppo-short"
             row = bc_ppo(args, bundle, man, save=lambda r, n=name: save(n, r), short=short)
@@ -238,7 +249,8 @@ def main(args: Args) -> dict[str, Any]:
             row = distilled(args, bundle, man, pcfg)
         else:
             raise ValueError(
-                f"unknown policy {name!r}; choose from bc, bc+ppo, bc+ppo-short, planner, distilled"
+                f"unknown policy {name!r}; choose from bc, bc-plain, bc+ppo, bc+ppo-short, "
+                "planner, distilled"
             )
         row["wall_minutes"] = (time.perf_counter() - t0) / 60
         save(name, row)
