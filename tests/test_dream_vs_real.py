@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_envs import bundle  # noqa: F401  (the tiny dreamed bundle, built once per session)
 
 from rla_gym.evaluation.dream_vs_real import (
@@ -92,6 +93,12 @@ def test_real_rollouts_share_starts_resume_and_score_like_the_env(
     other = real_rollouts(dataclasses.replace(job, seed=5), specs[:1], [0], cache_dir=cache,
                           progress=False)  # fmt: skip
     assert not other[("random", 0)]["cached"]  # another seed is another episode
+    # Other weights in the same folder (a rebuilt bundle's policy) are another policy.
+    torch.manual_seed(1)
+    ActorCritic((4, 16), 16, ActorCriticConfig(token_dim=8, feature_dim=16, actor_hidden=(16,),
+                critic_hidden=(16,), mlp_hidden=(16,))).save(tmp_path / "policy")  # fmt: skip
+    retrained = real_rollouts(job, specs[3:], [0, 1], cache_dir=cache, progress=False)
+    assert not any(r["cached"] for r in retrained.values())
 
     # The replayed expert in the dream: the env's own reward is the aligned score of its features.
     venv = RLAWorldVectorEnv(2, artifacts=str(reacher_bundle), flow_steps=1)

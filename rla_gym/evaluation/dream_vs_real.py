@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rla_gym.features import sha256_file
 from rla_gym.utils.io import atomic_path
 from rla_gym.utils.parallel import Emit, imap_workers
 from rla_gym.utils.stats import spearman, wilson_interval
@@ -134,10 +135,17 @@ class RealJob:
 
 
 def _key(job: RealJob, spec: PolicySpec, index: int) -> str:
-    return json.dumps(
-        {"job": dataclasses.asdict(job), "spec": dataclasses.asdict(spec), "index": index},
-        sort_keys=True,
-    )
+    key: dict[str, Any] = {
+        "job": dataclasses.asdict(job),
+        "spec": dataclasses.asdict(spec),
+        "index": index,
+    }
+    if spec.kind == "saved":
+        # A saved policy is its weights, not its folder: a rebuilt bundle keeps the path
+        # <bundle>/policy but may ship another policy, whose real episodes must not be reused.
+        weights = Path(str(spec.path)) / "model.safetensors"
+        key["weights"] = sha256_file(weights) if weights.exists() else None
+    return json.dumps(key, sort_keys=True)
 
 
 def _cache_file(cache_dir: Path, key: str, spec: PolicySpec, index: int) -> Path:
