@@ -465,7 +465,8 @@ def rl_in_dream_manip(short: str) -> str:
     verdict = (
         ""
         if gain is None
-        else f"Best over BC: {d['best']} {gain:+.0f} points (target ≥ +{d['target_points']:g}): "
+        else f"Best dream-improved policy over the base (bc): {d['best']} {gain:+.0f} points "
+        f"(target ≥ +{d['target_points']:g}): "
         f"{'met' if gain >= d['target_points'] else 'missed'}."
     )
     plain, base_row = d["policies"].get("bc-plain"), d["policies"].get("bc")
