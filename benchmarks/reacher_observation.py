@@ -42,10 +42,11 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from rla_gym.evaluation.real import RealEvalConfig
+from rla_gym.evaluation.scripted import run_scripted_episode
 from rla_gym.features import DEFAULT_ENCODER, make_encoder
 from rla_gym.features.base import FeatureEncoder
 from rla_gym.sims.dmc import DMCSim
-from rla_gym.sims.policies import make_policy
 from rla_gym.utils import provenance, save_json
 
 # Frame offsets (in chunks of K control steps, relative to the chunk start) of each probe input.
@@ -121,33 +122,39 @@ def parse_variant(spec: str) -> tuple[float, int]:
 
 
 def collect(args: Args, fovy: float, resolution: int) -> Rollouts:
-    """Run every episode of ``args`` in a simulator rendering at ``fovy`` / ``resolution``."""
+    """Run every episode of ``args`` in a simulator rendering at ``fovy`` / ``resolution``.
+
+    Through the package's one scripted-policy loop (:func:`run_scripted_episode`): episode ``i``
+    and its policy are seeded with ``args.seed * 100_003 + i``, it runs ``args.steps`` control
+    steps without stopping at success, and the camera renders every ``frame_every``-th step.
+    """
     sim = DMCSim(args.task, resolution=resolution, fovy=fovy, max_steps=args.steps)
     plan = ["noisy"] * args.noisy_episodes + ["random"] * args.random_episodes
-    frames, actions, proprio, finger = [], [], [], []
+    cfg = RealEvalConfig(
+        sim="dmc", task=args.task, resolution=resolution, chunk=args.frame_every,
+        max_steps=args.steps, seed=args.seed * 100_003,
+    )  # fmt: skip
     try:
-        for i, kind in enumerate(plan):
-            seed = args.seed * 100_003 + i
-            policy = make_policy(kind, sim, seed=seed, noise=args.noise)
-            obs = sim.reset(seed=seed)
-            policy.reset(obs)
-            steps = [obs]
-            acts = []
-            for k in range(1, args.steps + 1):
-                acts.append(np.asarray(policy(obs), np.float32))
-                obs = sim.step(acts[-1], render=k % args.frame_every == 0)
-                steps.append(obs)
-            frames.append(np.stack([s.frame for s in steps[:: args.frame_every]]))
-            proprio.append(np.stack([s.proprio for s in steps]))
-            finger.append(np.stack([s.state["finger_pos"] for s in steps]))
-            actions.append(np.stack(acts))
+        eps = [
+            run_scripted_episode(
+                sim,
+                kind,
+                i,
+                cfg,
+                args.noise,
+                frames="chunks",
+                stop_on_success=False,
+                state_keys=("finger_pos",),
+            )
+            for i, kind in enumerate(plan)
+        ]
     finally:
         sim.close()
     return Rollouts(
-        frames=np.stack(frames),
-        actions=np.stack(actions),
-        proprio=np.stack(proprio),
-        finger=np.stack(finger),
+        frames=np.stack([e["frames"] for e in eps]),
+        actions=np.stack([e["actions"] for e in eps]),
+        proprio=np.stack([e["proprio"] for e in eps]),
+        finger=np.stack([e["state"]["finger_pos"] for e in eps]),
         kinds=np.asarray(plan),
     )
 

@@ -48,12 +48,17 @@ def test_scripted_episode_records_actions_and_chunk_frames(dmc_sim: object) -> N
     cfg = RealEvalConfig(sim="dmc", max_steps=36, chunk=8, seed=0)
     full = run_scripted_episode(dmc_sim, "noisy", 0, cfg, 0.3, stop_on_success=False)
     chunks = run_scripted_episode(dmc_sim, "noisy", 0, cfg, 0.3, frames="chunks",
-                                  stop_on_success=False)  # fmt: skip
+                                  stop_on_success=False, state_keys=("finger_pos",))  # fmt: skip
     assert full["frames"].shape[0] == 37 and chunks["frames"].shape[0] == 6  # 0, 8, ..., 32, 36
     np.testing.assert_array_equal(chunks["frames"], full["frames"][[0, 8, 16, 24, 32, 36]])
     np.testing.assert_array_equal(chunks["actions"], full["actions"])
     assert chunks["actions"].shape == (36, 2) and np.abs(chunks["actions"]).max() <= 1
     assert chunks["step_success"].shape == (36,) and chunks["length"] == 36
+    # Per-step true state for studies: the reset's and every step's, the same with fewer frames.
+    assert chunks["proprio"].shape == (37, 4) and chunks["state"]["finger_pos"].shape == (37, 2)
+    np.testing.assert_array_equal(chunks["proprio"], full["proprio"])
+    assert not np.array_equal(chunks["proprio"][0], chunks["proprio"][-1])
+    assert full["state"] == {}
     short = run_scripted_episode(dmc_sim, "expert", 0, cfg, frames="none")
     assert "frames" not in short and short["length"] == len(short["step_success"])
     assert short["success"] == short["step_success"][-1] or short["length"] == 36

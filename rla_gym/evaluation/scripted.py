@@ -34,6 +34,7 @@ def run_scripted_episode(
     *,
     frames: Literal["all", "chunks", "none"] = "all",
     stop_on_success: bool = True,
+    state_keys: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One real episode of ``make_policy(kind)``: the one scripted-policy loop of the package.
 
@@ -53,13 +54,16 @@ def run_scripted_episode(
             the frame after every ``K``-th control step (and after the last one), i.e. what a
             chunked policy would observe; ``"none"``: no frames (nothing rendered after reset).
         stop_on_success: end at the first successful control step.
+        state_keys: privileged ``SimStep.state`` entries to record at every step (e.g. reacher's
+            ``"finger_pos"``), for studies that relate observations to the true state.
 
     Returns:
         ``index``, ``success`` (any step solved), ``return`` (summed simulator reward),
         ``length`` (control steps ``T``), ``actions`` (``float32 (T, A)``, normalised to
         ``[-1, 1]`` with :class:`~rla_gym.sims.policies.ActionScale`, so they replay in a dream),
-        ``step_success`` (``bool (T,)``) and, unless ``frames="none"``, ``frames``
-        (``uint8 (F, R, R, 3)``).
+        ``step_success`` (``bool (T,)``), ``proprio`` (``float32 (T + 1, P)``, the reset's and
+        every step's), ``state`` (``{key: (T + 1, ...)}`` for ``state_keys``) and, unless
+        ``frames="none"``, ``frames`` (``uint8 (F, R, R, 3)``).
     """
     from rla_gym.sims.policies import ActionScale, make_policy
 
@@ -71,6 +75,8 @@ def run_scripted_episode(
     policy.reset(obs)
     scale = ActionScale(sim)
     kept = [obs.frame] if frames != "none" else []
+    proprio = [obs.proprio]
+    states: dict[str, list[np.ndarray]] = {k: [obs.state[k]] for k in state_keys}
     limit = cfg.max_steps or sim.max_steps
     ret, success = 0.0, bool(obs.success)
     actions: list[np.ndarray] = []
@@ -84,6 +90,9 @@ def run_scripted_episode(
         step_success.append(bool(obs.success))
         ret += float(obs.reward)
         success = success or bool(obs.success)
+        proprio.append(obs.proprio)
+        for k in state_keys:
+            states[k].append(obs.state[k])
         if keep:
             kept.append(obs.frame)
     if frames == "chunks" and len(actions) % cfg.chunk and len(actions) < limit:
@@ -91,7 +100,9 @@ def run_scripted_episode(
     a_dim = int(sim.action_dim)
     out = {"index": index, "success": success, "return": ret, "length": len(actions),
            "actions": np.asarray(actions, np.float32).reshape(-1, a_dim),
-           "step_success": np.asarray(step_success, bool)}  # fmt: skip
+           "step_success": np.asarray(step_success, bool),
+           "proprio": np.asarray(proprio, np.float32),
+           "state": {k: np.asarray(v) for k, v in states.items()}}  # fmt: skip
     if frames != "none":
         out["frames"] = np.stack(kept)
     return out
@@ -107,7 +118,8 @@ def _worker(args: tuple[str, float, RealEvalConfig], indices: list[int], emit: E
         for i in indices:
             video = record and i < cfg.videos
             r = run_scripted_episode(sim, kind, i, cfg, noise, frames="all" if video else "none")
-            del r["actions"], r["step_success"]  # the result rows stay one line per episode
+            # The result rows stay one line per episode: no per-step arrays.
+            del r["actions"], r["step_success"], r["proprio"], r["state"]
             emit(r)
     finally:
         sim.close()
