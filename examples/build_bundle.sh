@@ -14,8 +14,9 @@
 set -euo pipefail
 suite=${1:?usage: build_bundle.sh libero|robosuite-lift|dmc-reacher}
 
+runs=runs/bundle/$suite
 head_flags=()
-bc_flags=(--rla "runs/bundle/$suite/rla/checkpoint" --rla-head)
+bc_flags=(--rla "$runs/rla/checkpoint" --rla-head)
 case "$suite" in
   libero)
     sim=libero; task=libero_object/0; data=data/libero_object_0
@@ -37,7 +38,6 @@ case "$suite" in
     bc_flags=() ;;  # BC + RLA head is unmeasured on reacher: plain BC until it is
   *) echo "unknown suite $suite (libero, robosuite-lift, dmc-reacher)" >&2; exit 2 ;;
 esac
-runs=runs/bundle/$suite
 
 for spec in "${collect[@]}"; do
   read -r policy episodes max_steps <<<"$spec"
