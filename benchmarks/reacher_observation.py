@@ -13,6 +13,13 @@ Probe inputs, by frame offsets relative to the chunk start ``t`` (chunk = action
 - ``history``: ``[f(s_{t-K}), f(s_t), f(s_{t+K})]``; reacher is torque-driven, so an action shows
   as a change of *velocity*, which needs the frame before ``s_t`` as well.
 
+Two controls keep the probe honest. The same probe on the raw **pixels** of the same frames (RGB in
+``[0, 1]``, flattened): the frames hold the arm's pose exactly, so a probe that fails on pixels too
+is limited by being linear, not by what the features keep. And a **pose probe**: ridge from one
+frame's reduced features (or pixels) to the arm's pose (sine and cosine of both joint angles and
+the finger's position in the plane), which asks whether the pose itself, rather than its small
+change within a chunk, is linearly readable.
+
 Features are reduced per frame (mean over patches, or all patches flattened) to ``pca_dim`` with a
 PCA fitted on the training episodes' frames only; the probe input concatenates the frames'
 projections. Ridge on standardised inputs, alpha picked from ``alphas`` on a validation split of the
@@ -51,6 +58,8 @@ from rla_gym.utils import provenance, save_json
 
 # Frame offsets (in chunks of K control steps, relative to the chunk start) of each probe input.
 INPUTS: dict[str, tuple[int, ...]] = {"now": (0,), "pair": (0, 1), "history": (-1, 0, 1)}
+# What the pose probe reads from one frame.
+POSE_TARGETS = ("sin_shoulder", "sin_wrist", "cos_shoulder", "cos_wrist", "finger_x", "finger_y")
 
 # Reacher's fixed camera sits 0.75 m above the floor; the arm moves in the plane z = 0.01 m.
 _CAMERA_TO_ARM_M = 0.74
@@ -288,6 +297,37 @@ def probe(
     return results
 
 
+def pose_targets(ro: Rollouts, every: int) -> np.ndarray:
+    """``(E, T/every + 1, 6)``: sin, cos of both joint angles and the finger's (x, y) in metres."""
+    q = ro.proprio[:, ::every, :2].astype(np.float64)
+    return np.concatenate([np.sin(q), np.cos(q), ro.finger[:, ::every]], axis=-1)
+
+
+def pose_probe(
+    per_frame: np.ndarray, pose: np.ndarray, kinds: np.ndarray, test: np.ndarray, args: Args,
+    rng: np.random.Generator,
+) -> dict:  # fmt: skip
+    """Ridge from one frame's reduced inputs ``(E, T', F)`` to its pose ``(E, T', 6)``; held-out R²
+    per target and their mean (alpha chosen on a validation split of the training episodes)."""
+    train_ids = np.flatnonzero(~test)
+    val = np.zeros(len(test), bool)
+    val[train_ids] = split_episodes(kinds[train_ids], args.test_fraction, rng)
+    fit = ~test & ~val
+
+    def rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return per_frame[mask].reshape(-1, per_frame.shape[-1]), pose[mask].reshape(-1, 6)
+
+    def score(alpha: float, train: np.ndarray, held: np.ndarray) -> np.ndarray:
+        x_h, y_h = rows(held)
+        return r2(y_h, ridge_predict(ridge_fit(*rows(train), alpha), x_h))
+
+    alpha = max(args.alphas, key=lambda a: float(score(a, fit, val).mean()))
+    test_r2 = score(alpha, ~test, test)
+    return {"alpha": alpha, "targets": list(POSE_TARGETS),
+            "r2": [round(float(v), 3) for v in test_r2],
+            "r2_mean": round(float(test_r2.mean()), 3)}  # fmt: skip
+
+
 def motion_px(ro: Rollouts, chunk: int, fovy: float, resolution: int) -> dict[str, float]:
     """How far the finger moves within one chunk, in metres and in pixels of this camera."""
     px_per_m = resolution / 2 / (_CAMERA_TO_ARM_M * np.tan(np.deg2rad(fovy) / 2))
@@ -330,14 +370,20 @@ def main(args: Args) -> dict:
             "collect_seconds": round(t1 - t0, 1),
             "encode_seconds": round(t2 - t1, 1),
         }
-        del ro  # frames are the bulk of the memory; features and actions are all we need now
         assert test is not None
+        pose = pose_targets(reference, args.frame_every)
         for pooling, per_frame in (
             ("mean_patch", feats.mean(2, dtype=np.float32)),
             ("flat_patches", feats.reshape(e, t, n * d)),
+            # The control: raw RGB of the same frames, which hold the pose exactly.
+            ("pixels", ro.frames.reshape(e, t, -1).astype(np.float32) / 255.0),
         ):
             reduced = project(per_frame, ~test, args.pca_dim, np.random.default_rng(args.seed))
             row[pooling] = probe(reduced, reference, test, args, np.random.default_rng(args.seed))
+            row[pooling]["pose"] = pose_probe(
+                reduced, pose, reference.kinds, test, args, np.random.default_rng(args.seed)
+            )
+        del ro  # frames are the bulk of the memory
         row["probe_seconds"] = round(time.perf_counter() - t2, 1)
         print(row, flush=True)
         rows.append(row)
@@ -368,7 +414,9 @@ def main(args: Args) -> dict:
         note="linear inverse-dynamics probe: ridge on per-frame PCA features -> mean action of the "
         "chunk; inputs now=[s_t], pair=[s_t, s_t+K], history=[s_t-K, s_t, s_t+K]; R² on held-out "
         "episodes, also on their random-torque subset (action independent of state); ceiling = "
-        "same probe on the true joint state (no PCA)",
+        "same probe on the true joint state (no PCA); pixels = the same probes on the raw RGB frames "
+        "(a control: they hold the pose exactly); pose = ridge from one frame's PCA inputs to sin/cos "
+        "of both joint angles and the finger's (x, y), held-out R²",
         variants=rows,
         ceiling=ceiling,
     )
