@@ -100,6 +100,19 @@ def _ppo(env: Any, args: Args) -> Any:
     )  # fmt: skip
 
 
+# Arms whose result depends on the bundle's dream or policy; random and real depend only on the
+# bundle's chunk and horizon.
+BUNDLE_ARMS = ("dream", "bc", "planner")
+
+
+def arm_dir(args: Args, man: dict[str, Any], name: str) -> Path:
+    """Where an arm keeps its model and resumable evaluation log: per bundle for the arms that use
+    it, so a rebuilt bundle never resumes, or reuses the model of, the previous one."""
+    if name in BUNDLE_ARMS:
+        return args.runs / man["created_utc"].replace(":", "") / name
+    return args.runs / name
+
+
 def train_arm(name: str, args: Args, bundle: Path, man: dict[str, Any]) -> dict[str, Any]:
     """Train PPO in the dream or in the real simulator for the CPU budget; save it under runs."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
@@ -107,8 +120,8 @@ def train_arm(name: str, args: Args, bundle: Path, man: dict[str, Any]) -> dict[
     from rla_gym.envs.real import RealFeatureEnv
     from rla_gym.sb3 import BudgetCallback, SB3VecEnvAdapter
 
-    path = args.runs / name / "ppo"
-    record = args.runs / name / "train.json"
+    path = arm_dir(args, man, name) / "ppo"
+    record = path.with_name("train.json")
     if record.exists() and path.with_suffix(".zip").exists():
         print(f"[{name}] trained model found in {path.parent}; delete it to retrain", flush=True)
         return load_json(record)
@@ -162,7 +175,8 @@ def evaluate_arm(name: str, factory: Any, args: Args, man: dict[str, Any]) -> di
     chunk, horizon = int(man["chunk"]), int(man["max_episode_steps"])
     cfg = RealEvalConfig.for_bundle(man, episodes=args.episodes, max_steps=horizon * chunk,
                                     workers=1, seed=args.eval_seed)  # fmt: skip
-    res = evaluate_in_sim(factory, cfg, progress=False, resume=args.runs / name / "eval.jsonl",
+    log = arm_dir(args, man, name) / "eval.jsonl"
+    res = evaluate_in_sim(factory, cfg, progress=False, resume=log,
                           identity={"arm": name, "policy": to_jsonable(factory)})  # fmt: skip
     print(f"[{name}] real success {res['successes']}/{res['episodes']}, "
           f"return {res['mean_return']:.2f}", flush=True)  # fmt: skip
@@ -178,12 +192,25 @@ def main(args: Args) -> dict[str, Any]:
     man = load_json(bundle / "manifest.json")
     old = load_json(args.out) if args.out.exists() else {}
     arms: dict[str, Any] = dict(old.get("arms", {}))
+    superseded: dict[str, Any] = dict(old.get("superseded", {}))
+    if arms and old.get("bundle_created_utc") != man["created_utc"]:
+        # Another bundle's rows: kept for the record, never beside this bundle's. Random and real
+        # stay valid while the bundle's chunk and horizon (what they are judged with) are the same.
+        same_episodes = (old.get("chunk"), old.get("horizon_chunks")) == (
+            int(man["chunk"]), int(man["max_episode_steps"]))  # fmt: skip
+        superseded[str(old.get("bundle_created_utc"))] = {
+            "arms": {k: v for k, v in arms.items() if k in BUNDLE_ARMS or not same_episodes},
+            **{k: old[k] for k in ("provenance", "config") if k in old},
+        }
+        arms = {k: v for k, v in arms.items() if k not in BUNDLE_ARMS and same_episodes}
     size = int(man["chunk"]) * int(man["action_dim"])
     for name in args.arms:
         t0 = time.perf_counter()
         if name in ("dream", "real"):
             train = train_arm(name, args, bundle, man)
-            row = evaluate_arm(name, SB3SavedPolicy(str(args.runs / name / "ppo.zip")), args, man)
+            row = evaluate_arm(
+                name, SB3SavedPolicy(str(arm_dir(args, man, name) / "ppo.zip")), args, man
+            )
             row.update(
                 train_minutes=train["train_minutes"],
                 timesteps=train["timesteps"],
@@ -216,6 +243,7 @@ def main(args: Args) -> dict[str, Any]:
             "provenance": provenance(seed=args.seed, encoder=man["encoder_fingerprint"],
                                      device="cpu"),
             "task": f"{man['sim']}/{man['task']}", "bundle": str(bundle),
+            "bundle_created_utc": man["created_utc"],
             "horizon_chunks": int(man["max_episode_steps"]), "chunk": int(man["chunk"]),
             "eval_seeds": [args.eval_seed, args.eval_seed + args.episodes - 1],
             "arms": arms, "config": to_jsonable(args),
@@ -227,6 +255,7 @@ def main(args: Args) -> dict[str, Any]:
                 "(one torch thread); every arm judged on the same real seeds, success = the "
                 "finger touches the target within the bundle's horizon"
             ),
+            **({"superseded": superseded} if superseded else {}),
         }  # fmt: skip
         save_json(out, args.out)  # after every arm, so a failing later arm keeps it
     return load_json(args.out)
