@@ -16,7 +16,6 @@ suite=${1:?usage: build_bundle.sh libero|robosuite-lift|dmc-reacher}
 
 runs=runs/bundle/$suite
 head_flags=()
-bc_flags=(--rla "$runs/rla/checkpoint" --rla-head)
 case "$suite" in
   libero)
     sim=libero; task=libero_object/0; data=data/libero_object_0
@@ -34,8 +33,7 @@ case "$suite" in
     collect=("expert 150" "noisy 100" "play 40 100"); rla_steps=1500; wm_steps=8000
     # 16 demos and 16 render frames make room for the linear path (+1.1 MB) under 10 MB.
     bundle_flags=(--num-reference-demos 16 --reset-from references --max-render-frames 16)
-    head_flags=(--token-dim 16 --hidden 64)  # a smaller head keeps this bundle under 10 MB
-    bc_flags=() ;;  # BC + RLA head is unmeasured on reacher: plain BC until it is
+    head_flags=(--token-dim 16 --hidden 64) ;;  # a smaller head keeps this bundle under 10 MB
   *) echo "unknown suite $suite (libero, robosuite-lift, dmc-reacher)" >&2; exit 2 ;;
 esac
 
@@ -57,7 +55,8 @@ rla-gym train-wm --model rla-wm --data "$data" --rla "$runs/rla/checkpoint" --ou
   --ckpt-every 250 --no-progress
 # The base policy is the world action model (BC + RLA head): the same labelled expert episodes,
 # plus the RLA latents of expert and noisy videos (README, "World action model").
-rla-gym train-bc --data "$data" --out "$runs/bc" --device cpu "${bc_flags[@]}"
+rla-gym train-bc --data "$data" --out "$runs/bc" --device cpu --rla "$runs/rla/checkpoint" \
+  --rla-head
 rla-gym train-decoder --data "$data" --out "$runs/decoder" --steps 500 --no-progress
 rla-gym build-bundle --data "$data" --world-model "$runs/wm/checkpoint" \
   --policy "$runs/bc" --weights-dtype int8 "${bundle_flags[@]}" --out "rla_gym/envs/assets/$suite"
