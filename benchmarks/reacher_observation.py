@@ -414,9 +414,9 @@ def main(args: Args) -> dict:
         note="linear inverse-dynamics probe: ridge on per-frame PCA features -> mean action of the "
         "chunk; inputs now=[s_t], pair=[s_t, s_t+K], history=[s_t-K, s_t, s_t+K]; R² on held-out "
         "episodes, also on their random-torque subset (action independent of state); ceiling = "
-        "same probe on the true joint state (no PCA); pixels = the same probes on the raw RGB frames "
-        "(a control: they hold the pose exactly); pose = ridge from one frame's PCA inputs to sin/cos "
-        "of both joint angles and the finger's (x, y), held-out R²",
+        "same probe on the true joint state (no PCA); pixels = the same probes on the raw RGB "
+        "frames (a control: they hold the pose exactly); pose = ridge from one frame's PCA inputs "
+        "to sin/cos of both joint angles and the finger's (x, y), held-out R²",
         variants=rows,
         ceiling=ceiling,
     )

@@ -303,7 +303,8 @@ def reacher_observation() -> str:
     out = [
         "| observation | finger move per chunk / arm width (px) | "
         + " | ".join(f"torque, {label[k]}: pair / history" for k in kinds)
-        + "".join(f" | pose, {label[k]}" for k in pose) + " |",
+        + "".join(f" | pose, {label[k]}" for k in pose)
+        + " |",
         "|---|---|" + "---|" * (len(kinds) + len(pose)),
     ]
     for v in d["variants"]:
@@ -311,7 +312,8 @@ def reacher_observation() -> str:
             f"| fovy {v['fovy']:g}°, {v['resolution']} px | {v['finger_move_px_median']:.1f} / "
             f"{v['arm_width_px']:.1f} | "
             + " | ".join(f"{r2(v[k]['pair'])} / {r2(v[k]['history'])}" for k in kinds)
-            + "".join(f" | {pose_cell(v[k]['pose'])}" for k in pose) + " |"
+            + "".join(f" | {pose_cell(v[k]['pose'])}" for k in pose)
+            + " |"
         )
     for name, what in (("qpos_qvel", "true joint angles + velocities"),
                        ("qpos", "true joint angles")):  # fmt: skip
@@ -399,6 +401,8 @@ def rl_in_dream_reacher() -> str:
         "real return | s / decision |",
         "|---|---|---|---|---|---|---|",
     ]
+    if (d["arms"].get("bc") or {}).get("method") == "bc+rla":
+        names["bc"] = "the bundle's base: BC + RLA head"
     for k, r in d["arms"].items():
         tm = r.get("train_minutes")
         steps = f"{r['timesteps']:,}" if "timesteps" in r else "-"
@@ -433,6 +437,16 @@ def rl_in_dream_reacher() -> str:
         f"{c['budget_min']:g} CPU-minutes per PPO arm."
         + "".join(f" {v[0].upper()}{v[1:]}." for v in ["; ".join(verdicts)] if v)
     )
+    built = d.get("bundle_created_utc")
+    if built:
+        extra += f" Bundle built {built[:10]}."
+    earlier = [
+        f"built {b[:10]}: "
+        + ", ".join(f"{k} {r['success']}/{r['episodes']}" for k, r in old["arms"].items())
+        for b, old in d.get("superseded", {}).items()
+    ]
+    if earlier:
+        extra += f" On the earlier bundle ({'; '.join(earlier)})."
     return "\n".join([*out, "", extra + " " + _stamp(d)])
 
 

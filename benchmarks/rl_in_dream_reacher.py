@@ -224,6 +224,7 @@ def main(args: Args) -> dict[str, Any]:
         elif name == "bc":
             row = {
                 **evaluate_arm(name, SavedPolicy(str(bundle / "policy")), args, man),
+                "method": (man.get("policy") or {}).get("method") or "bc",
                 "train_minutes": None,
             }  # trained with the bundle (see its build record)
         elif name == "planner":
