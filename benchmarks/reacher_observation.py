@@ -254,6 +254,42 @@ def r2(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return 1.0 - ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
 
 
+def validation_split(
+    kinds: np.ndarray, test: np.ndarray, args: Args, rng: np.random.Generator
+) -> np.ndarray:
+    """``bool (E,)``: the training episodes ``alpha`` is chosen on (a ``test_fraction`` of each
+    policy's training episodes); the ridge is fitted on the other training episodes meanwhile."""
+    train_ids = np.flatnonzero(~test)
+    val = np.zeros(len(test), bool)
+    val[train_ids] = split_episodes(kinds[train_ids], args.test_fraction, rng)
+    return val
+
+
+def _rows(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of the episodes in ``mask``: ``(E, n, F)``, ``(E, n, A)`` -> rows."""
+    return x[mask].reshape(-1, x.shape[-1]), y[mask].reshape(-1, y.shape[-1])
+
+
+def score(
+    model: tuple[np.ndarray, ...], x: np.ndarray, y: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """R² per output ``(A,)`` of ``model`` on the episodes in ``mask``."""
+    x_m, y_m = _rows(x, y, mask)
+    return r2(y_m, ridge_predict(model, x_m))
+
+
+def fit_ridge_probe(
+    x: np.ndarray, y: np.ndarray, val: np.ndarray, test: np.ndarray, alphas: tuple[float, ...]
+) -> tuple[float, tuple[np.ndarray, ...]]:
+    """Ridge from ``x (E, n, F)`` to ``y (E, n, A)``: the alpha with the best mean R² on ``val``
+    when fitted on the other training episodes, then the model refitted on every training episode.
+    """
+    fit = ~test & ~val
+    val_r2 = {a: float(score(ridge_fit(*_rows(x, y, fit), a), x, y, val).mean()) for a in alphas}
+    alpha = max(val_r2, key=val_r2.__getitem__)
+    return alpha, ridge_fit(*_rows(x, y, ~test), alpha)
+
+
 def probe(
     per_frame: np.ndarray,
     ro: Rollouts,
@@ -268,31 +304,19 @@ def probe(
         ro: the episodes (actions, policy kinds).
         test: ``bool (E,)`` held-out episodes.
         args: chunk size and alpha grid.
-        rng: draws the validation split.
+        rng: draws the validation split (one for every input set).
     """
-    train_ids = np.flatnonzero(~test)
-    val = np.zeros(len(test), bool)
-    val[train_ids] = split_episodes(ro.kinds[train_ids], args.test_fraction, rng)
-    fit = ~test & ~val
+    val = validation_split(ro.kinds, test, args, rng)
     results = {}
     for name, offsets in INPUTS.items():
         x, y = chunk_samples(per_frame, ro.actions, args.chunk, args.frame_every, offsets)
-
-        def part(mask: np.ndarray, x: np.ndarray = x, y: np.ndarray = y) -> list[np.ndarray]:
-            return [x[mask].reshape(-1, x.shape[-1]), y[mask].reshape(-1, y.shape[-1])]
-
-        def score(model: tuple[np.ndarray, ...], mask: np.ndarray) -> np.ndarray:
-            x_m, y_m = part(mask)
-            return r2(y_m, ridge_predict(model, x_m))
-
-        val_r2 = {a: float(score(ridge_fit(*part(fit), a), val).mean()) for a in args.alphas}
-        alpha = max(val_r2, key=val_r2.__getitem__)
-        model = ridge_fit(*part(~test), alpha)
-        test_r2 = score(model, test)
+        alpha, model = fit_ridge_probe(x, y, val, test, args.alphas)
+        test_r2 = score(model, x, y, test)
         res = {"alpha": alpha, "r2": [round(float(v), 3) for v in test_r2]}
         res["r2_mean"] = round(float(test_r2.mean()), 3)
         for kind in np.unique(ro.kinds):
-            res[f"r2_mean_{kind}"] = round(float(score(model, test & (ro.kinds == kind)).mean()), 3)
+            held = test & (ro.kinds == kind)
+            res[f"r2_mean_{kind}"] = round(float(score(model, x, y, held).mean()), 3)
         results[name] = res
     return results
 
@@ -309,20 +333,9 @@ def pose_probe(
 ) -> dict:  # fmt: skip
     """Ridge from one frame's reduced inputs ``(E, T', F)`` to its pose ``(E, T', 6)``; held-out R²
     per target and their mean (alpha chosen on a validation split of the training episodes)."""
-    train_ids = np.flatnonzero(~test)
-    val = np.zeros(len(test), bool)
-    val[train_ids] = split_episodes(kinds[train_ids], args.test_fraction, rng)
-    fit = ~test & ~val
-
-    def rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return per_frame[mask].reshape(-1, per_frame.shape[-1]), pose[mask].reshape(-1, 6)
-
-    def score(alpha: float, train: np.ndarray, held: np.ndarray) -> np.ndarray:
-        x_h, y_h = rows(held)
-        return r2(y_h, ridge_predict(ridge_fit(*rows(train), alpha), x_h))
-
-    alpha = max(args.alphas, key=lambda a: float(score(a, fit, val).mean()))
-    test_r2 = score(alpha, ~test, test)
+    val = validation_split(kinds, test, args, rng)
+    alpha, model = fit_ridge_probe(per_frame, pose, val, test, args.alphas)
+    test_r2 = score(model, per_frame, pose, test)
     return {"alpha": alpha, "targets": list(POSE_TARGETS),
             "r2": [round(float(v), 3) for v in test_r2],
             "r2_mean": round(float(test_r2.mean()), 3)}  # fmt: skip
