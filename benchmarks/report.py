@@ -385,6 +385,19 @@ def _wilson(k: int, n: int, lo: float, hi: float) -> str:
     return f"{k}/{n} ({100 * k / max(n, 1):.0f} %) [{100 * lo:.0f}, {100 * hi:.0f}] %"
 
 
+def _bundles(d: dict, rows: str) -> tuple[str, str]:
+    """An rl_in_dream result's notes on its bundle: ``" Bundle built <date>."`` and the rows
+    (``rows``: ``"arms"`` or ``"policies"``) it keeps under ``superseded`` for earlier bundles."""
+    built = d.get("bundle_created_utc")
+    on = f" Bundle built {built[:10]}." if built else ""
+    earlier = [
+        f"built {b[:10]}: "
+        + ", ".join(f"{k} {r['success']}/{r['episodes']}" for k, r in old[rows].items())
+        for b, old in d.get("superseded", {}).items()
+    ]
+    return on, f" On the earlier bundle ({'; '.join(earlier)})." if earlier else ""
+
+
 def rl_in_dream_reacher() -> str:
     d = _load("rl_in_dream_reacher.json")
     if d is None or not d.get("arms"):
@@ -437,17 +450,8 @@ def rl_in_dream_reacher() -> str:
         f"{c['budget_min']:g} CPU-minutes per PPO arm."
         + "".join(f" {v[0].upper()}{v[1:]}." for v in ["; ".join(verdicts)] if v)
     )
-    built = d.get("bundle_created_utc")
-    if built:
-        extra += f" Bundle built {built[:10]}."
-    earlier = [
-        f"built {b[:10]}: "
-        + ", ".join(f"{k} {r['success']}/{r['episodes']}" for k, r in old["arms"].items())
-        for b, old in d.get("superseded", {}).items()
-    ]
-    if earlier:
-        extra += f" On the earlier bundle ({'; '.join(earlier)})."
-    return "\n".join([*out, "", extra + " " + _stamp(d)])
+    on, earlier = _bundles(d, "arms")
+    return "\n".join([*out, "", extra + on + earlier + " " + _stamp(d)])
 
 
 def rl_in_dream_manip(short: str) -> str:
@@ -509,14 +513,7 @@ def rl_in_dream_manip(short: str) -> str:
             base_row["success"] / base_row["episodes"] - plain["success"] / plain["episodes"]
         )
         verdict += f" The base over plain BC: {lift:+.0f} points (not learned in the dream)."
-    earlier = [
-        f"built {built[:10]}: "
-        + ", ".join(f"{k} {r['success']}/{r['episodes']}" for k, r in old["policies"].items())
-        for built, old in d.get("superseded", {}).items()
-    ]
-    note = f" On the earlier bundle ({'; '.join(earlier)})." if earlier else ""
-    built = d.get("bundle_created_utc")
-    on = f" Bundle built {built[:10]}." if built else ""
+    on, note = _bundles(d, "policies")
     return "\n".join([*out, "", f"{d['task']}; {d['protocol']}.{on} {verdict}{note} {_stamp(d)}"])
 
 
