@@ -134,18 +134,20 @@ class RealJob:
     seed: int
 
 
-def _key(job: RealJob, spec: PolicySpec, index: int) -> str:
-    key: dict[str, Any] = {
-        "job": dataclasses.asdict(job),
-        "spec": dataclasses.asdict(spec),
-        "index": index,
-    }
+def _identity(job: RealJob, spec: PolicySpec) -> dict[str, Any]:
+    """What makes a policy's real episodes of this job reusable (hashed once per policy)."""
+    identity: dict[str, Any] = {"job": dataclasses.asdict(job), "spec": dataclasses.asdict(spec)}
     if spec.kind == "saved":
         # A saved policy is its weights, not its folder: a rebuilt bundle keeps the path
         # <bundle>/policy but may ship another policy, whose real episodes must not be reused.
         weights = Path(str(spec.path)) / "model.safetensors"
-        key["weights"] = sha256_file(weights) if weights.exists() else None
-    return json.dumps(key, sort_keys=True)
+        identity["weights"] = sha256_file(weights) if weights.exists() else None
+    return identity
+
+
+def _key(identity: dict[str, Any], index: int) -> str:
+    """The cache key of one episode: the policy's :func:`_identity` and the start index."""
+    return json.dumps({**identity, "index": index}, sort_keys=True)
 
 
 def _cache_file(cache_dir: Path, key: str, spec: PolicySpec, index: int) -> Path:
@@ -165,7 +167,7 @@ def _load_cached(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def _real_worker(
-    args: tuple[RealJob, str | None], items: list[tuple[PolicySpec, int]], emit: Emit
+    args: tuple[RealJob, str | None], items: list[tuple[PolicySpec, int, str]], emit: Emit
 ) -> None:
     from rla_gym.agents import ActorCritic
     from rla_gym.envs.real import RealFeatureEnv
@@ -195,7 +197,7 @@ def _real_worker(
     )
     loaded: dict[str, Any] = {}
     try:
-        for spec, index in items:
+        for spec, index, key in items:
             t0 = time.perf_counter()
             if spec.scripted:
                 r = run_scripted_episode(
@@ -232,7 +234,6 @@ def _real_worker(
             row["features"] = np.asarray(row["features"], np.float16)
             row["seconds"] = time.perf_counter() - t0
             if cache_dir is not None:
-                key = _key(job, spec, index)
                 with (
                     atomic_path(_cache_file(Path(cache_dir), key, spec, index)) as tmp,
                     open(tmp, "wb") as fh,
@@ -271,12 +272,14 @@ def real_rollouts(
     out: dict[tuple[str, int], dict[str, Any]] = {}
     todo = []
     for spec in specs:
+        identity = _identity(job, spec)
         for i in indices:
-            cached, key = None, _key(job, spec, i)
+            cached, key = None, _key(identity, i)
             if cache_dir is not None:
                 cached = _load_cached(_cache_file(Path(cache_dir), key, spec, i), key)
             if cached is None:
-                todo.append((spec, i))
+                # The worker stores the episode under the key computed here.
+                todo.append((spec, i, key))
             else:
                 out[(spec.name, i)] = {**cached, "cached": True}
     # Interleaved by start, so each worker sees every policy (one model load per worker).
