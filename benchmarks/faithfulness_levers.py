@@ -26,6 +26,12 @@ Rows:
 * ``rla-wm over <rla row>`` (``--wm-over``): RLA-WM trained like ``rla-wm`` but over that
   retrained autoencoder instead of the bundle's, so it is capped by the new ceiling.
 
+``--history K`` conditions every trained RLA-WM row on the frame ``K`` control steps earlier as
+well (``WorldModelConfig.history``; use the chunk); ``--latent-norm`` / ``--latent-scale`` set the
+``rla-wm`` row's latent normalisation (the bundles since 2026-11-30 use ``scalar`` / 1 over an RLA
+with a linear path); ``--rla`` replaces the bundle's embedded autoencoder (stored in the bundle's
+reduced precision) by a full-precision checkpoint.
+
 Long, so resumable: trained checkpoints resume (``runs/levers/<suite>/<row>``), the real
 outcomes are cached, and rows already in the JSON are skipped unless ``--redo``.
 
@@ -75,6 +81,14 @@ class Args:
     wm_over: tuple[str, ...] = ()
     """``rla`` or ``pca`` rows (e.g. ``"rla cw=0 r=32"``, ``"pca r=128"``) to train an RLA-WM
     row over, after the rows"""
+    history: int = 0
+    """control steps back to the earlier frame every trained RLA-WM row also sees (0: none)"""
+    latent_norm: str | None = None
+    """latent normalisation of the ``rla-wm`` row (default: the preset's ``per_dim``)"""
+    latent_scale: float | None = None
+    """divisor of ``z`` of the ``rla-wm`` row under ``--latent-norm scalar``"""
+    rla: Path | None = None
+    """frozen RLA checkpoint every trained row wraps (default: the bundle's embedded one)"""
     rows: tuple[str, ...] = ("bundle", "rla-wm+dropout", "direct", "rla-wm")
     """rows to run (train + score)"""
     train_only: bool = False
@@ -165,9 +179,15 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
         norm = (
             {"latent_norm": args.wm_over_latent_norm, "latent_scale": args.wm_over_latent_scale}
             if row.startswith("rla-wm over ")
-            else {}
+            else {
+                k: v
+                for k, v in (("latent_norm", args.latent_norm), ("latent_scale", args.latent_scale))
+                if v is not None
+            }
         )
-        wm = world_model_preset("cpu-compact", action_dim, action_dropout=dropout, **norm)
+        wm = world_model_preset(
+            "cpu-compact", action_dim, action_dropout=dropout, history=args.history, **norm
+        )
         cfg = TrainWorldModelConfig(
             model="rla-wm", data=data, rla=str(rla), out=str(out), world_model=wm, trainer=trainer
         )
@@ -181,6 +201,7 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
         "val_metrics": res.val_metrics,
         "trainable_parameters": meta.get("trainable_parameters"),
         "data": str(args.data),
+        **({"history": args.history} if args.history and row != "direct" else {}),
     }
 
 
@@ -241,7 +262,7 @@ def main(args: Args) -> dict[str, Any]:
     result: dict[str, Any] = load_json(args.out) if args.out.exists() else {}
     suite_out = result.setdefault("suites", {}).setdefault(args.suite, {"rows": {}})
 
-    rla = _rla_checkpoint(bundle, args.runs / args.suite / "rla")
+    rla = args.rla or _rla_checkpoint(bundle, args.runs / args.suite / "rla")
     if args.train_only:
         for row in args.rows:
             if row == "rla":
@@ -360,7 +381,8 @@ def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: A
     )
     suite_out["run"] = {
         "data": str(args.data), **wm, "rla_steps": args.rla_steps,
-        "rla": "the bundle's RLA, frozen, for every RLA-WM row but 'rla-wm over <rla row>'",
+        "rla": (str(args.rla) if args.rla else "the bundle's RLA")
+        + ", frozen, for every RLA-WM row but 'rla-wm over <rla row>'",
         "starts": len(real.starts), "real_outcomes": str(cache),
         "real_seconds": real.seconds, "git_sha": provenance()["git_sha"],
     }  # fmt: skip

@@ -111,7 +111,10 @@ def test_sequences_are_recorded_noisy_and_random() -> None:
 def test_dream_outcomes_share_noise_within_a_start() -> None:
     k, a_dim, horizons = 2, 1, (1, 3)
 
-    def step(s: torch.Tensor, a: np.ndarray, gens: list[torch.Generator]) -> torch.Tensor:
+    def step(
+        s: torch.Tensor, a: np.ndarray, gens: list[torch.Generator], prev: torch.Tensor
+    ) -> torch.Tensor:
+        assert prev.shape == s.shape
         noise = torch.stack([torch.randn(s.shape[1:], generator=g) for g in gens])
         return s + torch.from_numpy(a).sum(1)[:, None, None] + noise
 
@@ -125,6 +128,21 @@ def test_dream_outcomes_share_noise_within_a_start() -> None:
     np.testing.assert_allclose(out[:, 1, 0] - out[:, 0, 0], 2.0, atol=1e-5)
     np.testing.assert_allclose(out[:, 1, 1] - out[:, 0, 1], 6.0, atol=1e-5)
     assert not np.allclose(out[0, 0], out[1, 0])  # another start has its own noise
+
+
+def test_dream_outcomes_pass_the_previous_chunk_to_history_models() -> None:
+    k, horizons = 2, (1, 2, 3)
+
+    def step(s: torch.Tensor, a: np.ndarray, gens: list[torch.Generator], prev: torch.Tensor):
+        return s + (s - prev)  # constant velocity: the motion of the last chunk, again
+
+    start = np.ones((1, N, D), np.float32)
+    seqs = np.zeros((1, 2, max(horizons) * k, 1), np.float32)
+    out = dream_outcomes(step, start, seqs, k, horizons, np.array([0]), previous=start - 0.5)
+    np.testing.assert_allclose(out[0, 0, :, 0, 0], [1.5, 2.0, 2.5])
+    # Without an earlier frame the start stands in: at rest, nothing moves.
+    still = dream_outcomes(step, start, seqs, k, horizons, np.array([0]))
+    np.testing.assert_allclose(still, 1.0)
 
 
 @pytest.mark.sim
@@ -141,6 +159,11 @@ def test_tiny_real_run_on_the_reacher_bundle(tmp_path) -> None:
     real.save(tmp_path / "real.npz")
     again = RealOutcomes.load(tmp_path / "real.npz")
     assert again.starts == real.starts and np.array_equal(again.real, real.real)
+    # The frame one chunk before each start is recorded; at t = 0 it is the start's own.
+    assert again.previous is not None and again.previous.shape == real.start.shape
+    for i, st in enumerate(real.starts):
+        same = np.allclose(real.previous[i], real.start[i], atol=1e-5)
+        assert same == (st["t"] == 0)
     # The bundle's own model, and the same checkpoint passed as an override, score the same.
     scored = score_models(
         again,

@@ -729,3 +729,65 @@ def test_progress_head_in_a_bundle(bundle: Path, tmp_path: Path) -> None:
         m["encoder_fingerprint"] = "other@0"
         save_json(m, other / "manifest.json")
         add_progress_head(other, head.checkpoint)
+
+
+def _history_model(bundle: Path, folder: Path, history: int) -> Path:
+    """The bundle's world model with a history of ``history`` control steps, weights perturbed
+    so that the earlier frame matters (a fresh history model starts as the Markov one)."""
+    import dataclasses
+
+    from rla_gym.world_model import RLAWorldModel
+
+    base = load_artifacts(bundle).load_world_model()
+    torch.manual_seed(0)
+    model = RLAWorldModel(dataclasses.replace(base.config, history=history), base.rla)
+    model.load_state_dict(base.state_dict(), strict=False)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.2 * torch.randn_like(p))
+        model.motion_scale.fill_(0.05)
+    model.encoder_fingerprint = base.encoder_fingerprint
+    return model.save_pretrained(folder)
+
+
+def test_world_model_with_history(bundle: Path, tmp_path: Path) -> None:
+    """A history model sees the frame one chunk back: the env, the vector env and given starts
+    carry it; a history other than the chunk is refused."""
+    from rla_gym.envs.vector import RLAWorldVectorEnv
+
+    ckpt = _history_model(bundle, tmp_path / "hist", K)
+    env = _make(bundle, world_model=str(ckpt))
+    assert env.unwrapped.core.history == K
+    act = np.random.default_rng(0).uniform(-1, 1, K * A).astype(np.float32)
+    obs0, info0 = env.reset(seed=3, options={"start": "init", "index": 1})
+    first = env.step(act)[0]
+    second = env.step(act)[0]
+    # The same start given as features, at rest (no earlier frame, or itself), dreams the same.
+    for prev in ({}, {"previous_features": obs0}):
+        opts = {"start": "features", "features": obs0, "demo": info0["demo"], **prev}
+        env.reset(seed=3, options=opts)
+        np.testing.assert_array_equal(env.step(act)[0], first)
+        np.testing.assert_array_equal(env.step(act)[0], second)
+    # Moving: another earlier frame changes the next state.
+    opts = {"start": "features", "features": obs0, "previous_features": obs0 - 0.3}
+    env.reset(seed=3, options={**opts, "demo": info0["demo"]})
+    assert np.abs(env.step(act)[0] - first).max() > 1e-4
+    with pytest.raises(ValueError, match="previous_features"):
+        env.reset(options={**opts, "previous_features": obs0[:2]})
+    # The vector env agrees with single envs, mid-demo starts (earlier frame: the demo's) too.
+    n = 3
+    venv = RLAWorldVectorEnv(n, artifacts=str(bundle), flow_steps=2, world_model=str(ckpt),
+                             reset_demo_fraction=0.5)  # fmt: skip
+    singles = [_make(bundle, world_model=str(ckpt), reset_demo_fraction=0.5) for _ in range(n)]
+    vobs, vinfo = venv.reset(seed=20)
+    sobs = [e.reset(seed=20 + i)[0] for i, e in enumerate(singles)]
+    assert (venv._t > 0).any()  # a mid-demo start among them
+    np.testing.assert_allclose(vobs, np.stack(sobs), atol=1e-5)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        acts = rng.uniform(-1, 1, (n, K * A)).astype(np.float32)
+        vobs = venv.step(acts)[0]
+        for i, e in enumerate(singles):
+            np.testing.assert_allclose(vobs[i], e.step(acts[i])[0], atol=1e-4)
+    with pytest.raises(ValueError, match="chunk is K=8"):
+        _make(bundle, world_model=str(_history_model(bundle, tmp_path / "bad", K + 1)))

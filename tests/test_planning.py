@@ -97,6 +97,11 @@ def test_mpc_aligns_counts_time_and_warm_starts_by_shifting(bundle: Path) -> Non
     np.testing.assert_array_equal(again(s0), chunk)  # same episode seed, same plan
     mpc.reset(seed=4, demo=0, t=8)
     assert mpc.warm_start is None and mpc.demo == 0 and mpc.t == 8
+    # Decisions are one chunk apart: each plan sees the previous decision's features (for a
+    # world model with history); a new episode starts at rest.
+    assert mpc.previous is None
+    mpc(s0)
+    np.testing.assert_array_equal(mpc.previous, s0)
 
 
 def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path) -> None:  # noqa: F811

@@ -86,6 +86,9 @@ class PairSampler(SeededStream):
         max_gap: largest gap ``h``; also the padded action length ``H_max``.
         interaction_bias: probability of starting at an interaction frame (see module docstring).
         seed: seed of the sampler's own ``numpy`` generator; sampling is deterministic given it.
+        history: above 0, every batch also holds ``s_prev``, the frame ``history`` steps before
+            ``s_t`` (the episode's first frame when ``t < history``), for history world models.
+            It changes no draw: the pairs are those of ``history=0``.
 
     Raises:
         ValueError: inconsistent shapes, bad gaps, or no episode long enough.
@@ -98,7 +101,11 @@ class PairSampler(SeededStream):
         max_gap: int,
         interaction_bias: float = 0.9,
         seed: int = 0,
+        history: int = 0,
     ) -> None:
+        if history < 0:
+            raise ValueError(f"history must be >= 0 steps, got {history}")
+        self.history = history
         if not 1 <= min_gap <= max_gap:
             raise ValueError(
                 f"need 1 <= min_gap <= max_gap, got min_gap={min_gap}, max_gap={max_gap}"
@@ -178,13 +185,20 @@ class PairSampler(SeededStream):
         s_t = np.empty((b, self.num_tokens, self.feature_dim), dtype=np.float32)
         s_th = np.empty_like(s_t)
         actions = np.zeros((b, self.max_gap, self.action_dim), dtype=np.float32)
+        s_prev = np.empty_like(s_t) if self.history else None
         for i, (e, t, h) in enumerate(triples):
             s_t[i] = self.features[e][t]
             s_th[i] = self.features[e][t + h]
             actions[i, :h] = self.actions[e][t : t + h]
+            if s_prev is not None:
+                # Before the first frame the scene is at rest: the first frame stands in, as at a
+                # dreamed reset.
+                s_prev[i] = self.features[e][max(t - self.history, 0)]
         idx = np.asarray(triples, dtype=np.int64).reshape(b, 3)
         lengths = torch.from_numpy(idx[:, 2].copy())
+        extra = {} if s_prev is None else {"s_prev": torch.from_numpy(s_prev)}
         return {
+            **extra,
             "s_t": torch.from_numpy(s_t),
             "s_th": torch.from_numpy(s_th),
             "actions": torch.from_numpy(actions),
@@ -205,7 +219,8 @@ class PairSampler(SeededStream):
             ``s_t`` ``float32 (B, N, D)``; ``s_th`` ``float32 (B, N, D)`` (frame ``t + h``);
             ``actions`` ``float32 (B, H_max, A)``, rows ``>= h`` zero; ``lengths`` ``int64 (B,)``
             the gap ``h``; ``action_mask`` ``bool (B, H_max)``; ``episode`` and ``start``
-            ``int64 (B,)`` (episode index among the kept episodes, and ``t``).
+            ``int64 (B,)`` (episode index among the kept episodes, and ``t``); with
+            ``history > 0`` also ``s_prev`` ``float32 (B, N, D)`` (frame ``max(t - history, 0)``).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")

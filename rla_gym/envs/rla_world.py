@@ -107,6 +107,8 @@ class Start:
         source: ``"init"``, ``"demo_random"`` or ``"features"``.
         index: reset-bank index (init), reference row (demo_random) or -1 (features).
         init_state_id: simulator init state of an init start (``-1``: unknown / not an init start).
+        previous: ``float32 (N, D)`` features one chunk before the start, for a world model with
+            history (``None``: the scene is at rest, the start frame stands in).
     """
 
     features: torch.Tensor
@@ -115,6 +117,7 @@ class Start:
     source: str
     index: int
     init_state_id: int = -1
+    previous: torch.Tensor | None = None
 
 
 def check_actions(actions: Any, shape: tuple[int, ...], space: str) -> np.ndarray:
@@ -265,10 +268,17 @@ class DreamCore:
         self.model = _cached_model(*key, str(self.device), config.world_model)
         self.flow_steps = int(config.flow_steps)
         self.model.check_guidance(config.guidance)  # a bad weight fails here, not mid-episode
+        self.history = int(getattr(self.model, "history", 0))
         # Flow samples per env per step, shared by the uncertainty and the reward.
         self.num_samples = max(1, config.num_uncertainty_samples, config.reward_samples)
         m = self.art.manifest
         self.chunk, self.action_dim = self.art.chunk, self.art.action_dim
+        if self.history not in (0, self.chunk):
+            # The env only has chunk-boundary frames: the earlier frame is the previous chunk's.
+            raise ValueError(
+                f"the world model looks {self.history} control steps back but this bundle's "
+                f"chunk is K={self.chunk}; train it with history={self.chunk} (or 0)"
+            )
         self.action_mode: ActionMode = config.action_mode
         self.num_tokens, self.feature_dim = int(m["num_tokens"]), int(m["feature_dim"])
         self.max_episode_steps = int(
@@ -376,7 +386,9 @@ class DreamCore:
                     "options['start'] == 'features' needs options['features'], "
                     f"an ({self.num_tokens}, {self.feature_dim}) array"
                 )
-            return self.features_start(options["features"], options.get("demo"))
+            return self.features_start(
+                options["features"], options.get("demo"), options.get("previous_features")
+            )
         if kind == "init":
             m = len(self.reset_features)
             i = int(rng.integers(m)) if index is None else int(index)
@@ -400,35 +412,51 @@ class DreamCore:
             # Interior rows only: row 0 is an init start, the last row is already the goal.
             n_rows = int(self.reference_len[d])
             j = int(rng.integers(1, n_rows - 1)) if n_rows > 2 else 0
-            return Start(self.reference[d, j], d, j * self.chunk, "demo_random", j)
+            prev = self.reference[d, j - 1] if j > 0 else None  # the demo one chunk earlier
+            return Start(self.reference[d, j], d, j * self.chunk, "demo_random", j, -1, prev)
         raise ValueError(
             f"options['start'] must be 'init', 'demo_random' or 'features', got {kind!r}"
         )
 
-    def features_start(self, features: Any, demo: int | None = None) -> Start:
+    def features_start(self, features: Any, demo: int | None = None, previous: Any = None) -> Start:
         """A start at given features, e.g. the encoded first frame of a real episode.
 
         Args:
             features: ``(N, D)`` features of the bundle's encoder (an observation's shape).
             demo: reference demo the reward aligns with (``None``: the demo whose first frame is
                 nearest in mean L1, the rule that aligns the reset bank).
+            previous: ``(N, D)`` features one chunk before ``features`` (option
+                ``"previous_features"``), read by a world model with history; ``None``: at rest.
 
         Raises:
             ValueError: wrong shape, non-finite values or a demo index out of range.
         """
-        f = np.asarray(features, dtype=np.float32)
-        if f.shape != (self.num_tokens, self.feature_dim):
-            raise ValueError(
-                f"options['features'] must have shape ({self.num_tokens}, {self.feature_dim}) "
-                f"(one observation of this bundle's encoder), got {f.shape}"
-            )
-        if not np.all(np.isfinite(f)):
-            raise ValueError("options['features'] contains NaN or inf")
+        f = self._check_features(features, "features")
+        prev = None if previous is None else self._check_features(previous, "previous_features")
         r = self.reward.num_demos
         d = nearest_demo(f, self.art.reference[:, 0]) if demo is None else int(demo)
         if not 0 <= d < r:
             raise ValueError(f"options['demo'] must be in [0, {r}), got {d}")
-        return Start(torch.from_numpy(f).to(self.device), d, 0, "features", -1)
+        return Start(
+            torch.from_numpy(f).to(self.device),
+            d,
+            0,
+            "features",
+            -1,
+            -1,
+            None if prev is None else torch.from_numpy(prev).to(self.device),
+        )
+
+    def _check_features(self, features: Any, name: str) -> np.ndarray:
+        f = np.asarray(features, dtype=np.float32)
+        if f.shape != (self.num_tokens, self.feature_dim):
+            raise ValueError(
+                f"options[{name!r}] must have shape ({self.num_tokens}, {self.feature_dim}) "
+                f"(one observation of this bundle's encoder), got {f.shape}"
+            )
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"options[{name!r}] contains NaN or inf")
+        return f
 
     @staticmethod
     def seed_generator(
@@ -458,6 +486,7 @@ class DreamCore:
         actions: np.ndarray,
         generators: list[torch.Generator],
         extra_generators: list[torch.Generator] | None = None,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``M = max(1, S, R)`` flow samples of the next features of every env, in one batched
         world-model call.
@@ -472,6 +501,8 @@ class DreamCore:
             actions: ``float32 (B, K*A)`` validated normalised chunks.
             generators: one CPU generator per env (its own noise stream).
             extra_generators: one more per env, for samples ``1..M-1`` (needed when ``M > 1``).
+            s_prev: ``(B, N, D)`` features one chunk before ``s`` (read by a world model with
+                history, :attr:`history` ``> 0``; ``None``: at rest).
 
         Returns:
             ``(B, M, N, D)`` next features.
@@ -500,6 +531,7 @@ class DreamCore:
             steps=self.flow_steps,
             generator=draws,
             guidance=self.config.guidance,
+            s_prev=s_prev,
         )
 
     def dream(
@@ -508,6 +540,7 @@ class DreamCore:
         actions: np.ndarray,
         generators: list[torch.Generator],
         extra_generators: list[torch.Generator] | None = None,
+        s_prev: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One chunk for every env (see :meth:`sample_next`), without the reward.
 
@@ -515,7 +548,7 @@ class DreamCore:
             ``(s_next (B, N, D), uncertainty (B,) or None)``: sample 0, and the spread of the
             first ``S`` samples when ``num_uncertainty_samples >= 2``.
         """
-        out = self.sample_next(s, actions, generators, extra_generators)
+        out = self.sample_next(s, actions, generators, extra_generators, s_prev)
         return out[:, 0].contiguous(), self._spread(out)
 
     def _spread(self, samples: torch.Tensor) -> torch.Tensor | None:
@@ -532,6 +565,7 @@ class DreamCore:
         extra_generators: list[torch.Generator] | None,
         demo: torch.Tensor,
         t: np.ndarray,
+        s_prev: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:
         """One env step of every env: dream a chunk, then score it (the single and the vector
         env both step through here).
@@ -540,13 +574,14 @@ class DreamCore:
             s, actions, generators, extra_generators: as for :meth:`sample_next`.
             demo: ``(B,)`` reference demo of each env.
             t: ``(B,)`` control step the chunk ends on.
+            s_prev: as for :meth:`sample_next`.
 
         Returns:
             ``(s_next (B, N, D), reward (B,), terms)``: sample 0, the mean reward of the first
             ``R`` samples, and its terms (see :meth:`score`) plus ``uncertainty`` when
             ``num_uncertainty_samples >= 2``.
         """
-        out = self.sample_next(s, actions, generators, extra_generators)
+        out = self.sample_next(s, actions, generators, extra_generators, s_prev)
         reward, terms = self.score(out[:, : self.config.reward_samples], demo, t)
         unc = self._spread(out)
         if unc is not None:
@@ -739,6 +774,7 @@ class RLAWorldEnv(gym.Env):
         self._gen = torch.Generator()
         self._extra_gen = torch.Generator()  # flow samples 1.. (uncertainty, reward samples)
         self._s: torch.Tensor | None = None
+        self._prev: torch.Tensor | None = None  # one chunk earlier, for a model with history
         self._demo = torch.zeros(1, dtype=torch.long)
         self._t = 0
         self._elapsed = 0
@@ -776,6 +812,7 @@ class RLAWorldEnv(gym.Env):
         start = self.core.sample_start(self.np_random, options)
         self.core.seed_generator(self._gen, self.np_random, self._extra_gen)
         self._start, self._s, self._t = start, start.features.clone(), start.t
+        self._prev = (start.features if start.previous is None else start.previous).clone()
         self._elapsed = 0
         self._demo = torch.tensor([start.demo], dtype=torch.long)
         info = {
@@ -802,8 +839,9 @@ class RLAWorldEnv(gym.Env):
             [self._extra_gen],
             self._demo,
             np.array([t]),
+            None if self._prev is None else self._prev[None],
         )
-        self._s, self._t = s_next[0], t
+        self._prev, self._s, self._t = self._s, s_next[0], t
         self._elapsed += 1
         info: dict[str, Any] = {
             "reward_l1": float(terms["reward_l1"][0]),

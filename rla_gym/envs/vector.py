@@ -71,6 +71,7 @@ class RLAWorldVectorEnv(VectorEnv):
         self._gens = [torch.Generator() for _ in range(b)]
         self._extra_gens = [torch.Generator() for _ in range(b)]  # flow samples 1.. of env i
         self._s = torch.zeros(b, self.core.num_tokens, self.core.feature_dim, device=dev)
+        self._prev = torch.zeros_like(self._s)  # one chunk earlier, for a model with history
         self._demo = torch.zeros(b, dtype=torch.long)
         self._t = np.zeros(b, np.int64)
         self._elapsed = np.zeros(b, np.int64)
@@ -106,6 +107,7 @@ class RLAWorldVectorEnv(VectorEnv):
             start = self.core.sample_start(rng, self._env_options(options, int(i)))
             self.core.seed_generator(self._gens[i], rng, self._extra_gens[i])
             self._s[i] = start.features
+            self._prev[i] = start.features if start.previous is None else start.previous
             self._demo[i] = start.demo
             self._t[i], self._elapsed[i] = start.t, 0
             self._autoreset[i] = False
@@ -114,19 +116,23 @@ class RLAWorldVectorEnv(VectorEnv):
         return starts
 
     def _env_options(self, options: dict[str, Any] | None, i: int) -> dict[str, Any] | None:
-        """Env ``i``'s reset options: row ``i`` of per-env ``features (B, N, D)``, ``demo (B,)``."""
+        """Env ``i``'s reset options: row ``i`` of per-env ``features (B, N, D)``,
+        ``previous_features (B, N, D)`` and ``demo (B,)``."""
         if not options or options.get("start") != "features" or "features" not in options:
             return options
         b, n, d = self.num_envs, self.core.num_tokens, self.core.feature_dim
         out = dict(options)
-        f = np.asarray(options["features"])
-        if f.shape == (b, n, d):
-            out["features"] = f[i]
-        elif f.shape != (n, d):
-            raise ValueError(
-                f"options['features'] must have shape ({n}, {d}) or "
-                f"(B={b}, {n}, {d}), got {f.shape}"
-            )
+        for key in ("features", "previous_features"):
+            if options.get(key) is None:
+                continue
+            f = np.asarray(options[key])
+            if f.shape == (b, n, d):
+                out[key] = f[i]
+            elif f.shape != (n, d):
+                raise ValueError(
+                    f"options[{key!r}] must have shape ({n}, {d}) or "
+                    f"(B={b}, {n}, {d}), got {f.shape}"
+                )
         demo = options.get("demo")
         if demo is not None and np.ndim(demo) == 1:
             if len(demo) != b:
@@ -149,9 +155,10 @@ class RLAWorldVectorEnv(VectorEnv):
             f"{self.action_space.shape} rows of {self.core.action_space_desc}",
         )
         t = self._t + self.core.chunk
-        self._s, reward, scored = self.core.transition(
-            self._s, self.core.to_chunks(a), self._gens, self._extra_gens, self._demo, t
+        s_next, reward, scored = self.core.transition(
+            self._s, self.core.to_chunks(a), self._gens, self._extra_gens, self._demo, t, self._prev
         )
+        self._prev, self._s = self._s, s_next
         self._t = t
         self._elapsed += 1
         terms = {

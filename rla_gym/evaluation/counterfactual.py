@@ -15,8 +15,10 @@ directly, per suite:
    and uniform random actions. Frames are rendered only at the start and at the chunk boundaries
    of ``horizons`` and encoded with the bundle's encoder.
 3. **Dreamed outcomes.** The world model rolls out from the *encoded real start* with the same
-   normalised actions, chunk by chunk as the env does. The ``M`` outcomes of one start share the
-   flow noise (common random numbers), so their differences come from the actions alone.
+   normalised actions, chunk by chunk as the env does (a world model with history also gets the
+   encoded real frame one chunk before the start, restored and rendered like the start). The
+   ``M`` outcomes of one start share the flow noise (common random numbers), so their
+   differences come from the actions alone.
 
 Metrics per horizon (features flattened over tokens and channels; ``real_i`` / ``dream_i`` are
 the outcomes of sequence ``i`` from one start; pairs ``i < j`` of one start):
@@ -122,6 +124,8 @@ class RealStart:
         t: control step within the episode (a multiple of ``K``).
         state: ``float64 (S,)`` exact simulator state (``get_sim_state``).
         recorded: ``float32 (H * K, A)`` normalised actions the policy took from here.
+        previous: ``float64 (S,)`` the simulator state one chunk earlier (``state`` itself at
+            ``t = 0``: the episode starts at rest).
     """
 
     episode: int
@@ -129,6 +133,7 @@ class RealStart:
     t: int
     state: np.ndarray
     recorded: np.ndarray
+    previous: np.ndarray
 
 
 # --------------------------------------------------------------------------- metrics
@@ -275,9 +280,9 @@ def record_starts(
         norm = scale.from_sim(np.stack(actions))
         picks = np.sort(rng.choice(last_start_chunk + 1, per_episode, replace=False))
         for c in picks:
-            starts.append(
-                RealStart(e, kind, int(c) * chunk, states[c], norm[c * chunk : (c + max_h) * chunk])
-            )
+            rec = norm[c * chunk : (c + max_h) * chunk]
+            prev = states[max(int(c) - 1, 0)]
+            starts.append(RealStart(e, kind, int(c) * chunk, states[c], rec, prev))
         log(f"  episode {e} ({kind}, seed {seed}): starts at chunks {picks.tolist()}")
     # Spread the cut evenly when states is not a multiple of episodes.
     keep = np.sort(rng.choice(len(starts), cfg.states, replace=False))
@@ -329,17 +334,22 @@ def dream_outcomes(
     horizons: Sequence[int],
     noise_seeds: np.ndarray,
     batch_size: int = 64,
+    previous: np.ndarray | None = None,
 ) -> np.ndarray:
     """Roll a world model out from every start with every sequence, chunk by chunk.
 
     Args:
-        step: one dreamed chunk (the env's ``DreamCore.dream`` or a baseline's ``predict``).
+        step: one dreamed chunk (the env's ``DreamCore.dream`` or a baseline's ``predict``),
+            called as ``step(s, actions, generators, s_prev)`` (``s_prev``: the state one chunk
+            earlier, for world models with history).
         start: ``(S, N, D)`` encoded real start states.
         sequences: ``float32 (S, M, H * K, A)`` normalised actions.
         chunk: ``K``.
         horizons: chunk counts at which the dreamed state is kept.
         noise_seeds: ``(S,)`` flow-noise seed of every start; its ``M`` rows share it.
         batch_size: rows per world-model call.
+        previous: ``(S, N, D)`` encoded real frames one chunk before the starts (``None``: at
+            rest, the start stands in).
 
     Returns:
         ``float32 (S, M, len(horizons), N, D)``.
@@ -350,15 +360,17 @@ def dream_outcomes(
     keep = {h: i for i, h in enumerate(horizons)}
     flat_seq = sequences.reshape(n_rows, -1, sequences.shape[-1])
     flat_start = np.repeat(start, m, axis=0)
+    flat_prev = flat_start if previous is None else np.repeat(previous, m, axis=0)
     seeds = np.repeat(np.asarray(noise_seeds), m)
     out = np.zeros((n_rows, len(horizons), *start.shape[1:]), np.float32)
     for b0 in range(0, n_rows, batch_size):
         rows = slice(b0, min(b0 + batch_size, n_rows))
         gens = [torch.Generator().manual_seed(int(x)) for x in seeds[rows]]
         state = torch.from_numpy(flat_start[rows]).float()
+        prev = torch.from_numpy(flat_prev[rows]).float()
         for h in range(1, max_h + 1):
             acts = flat_seq[rows, (h - 1) * chunk : h * chunk].reshape(len(gens), -1)
-            state = step(state, np.ascontiguousarray(acts, np.float32), gens)
+            state, prev = step(state, np.ascontiguousarray(acts, np.float32), gens, prev), state
             if h in keep:
                 out[rows, keep[h]] = state.float().cpu().numpy()
     return out.reshape(s, m, len(horizons), *start.shape[1:])
@@ -404,6 +416,9 @@ class RealOutcomes:
         horizons: chunk counts of ``real``'s third axis.
         starts: per start ``{"episode", "policy", "t", "reference_demo"}``.
         seconds: wall-clock of the real and encoding parts.
+        previous: ``float32 (S, N, D)`` encoded real frames one chunk before the starts (the
+            start's own at ``t = 0``), for world models with history; ``None`` in files saved
+            before it was recorded.
     """
 
     bundle: str
@@ -414,6 +429,7 @@ class RealOutcomes:
     horizons: tuple[int, ...]
     starts: list[dict[str, Any]]
     seconds: dict[str, float]
+    previous: np.ndarray | None = None
 
     def save(self, path: str | Path) -> None:
         """Write everything to one ``.npz`` (atomically), so later models skip the simulator."""
@@ -435,6 +451,7 @@ class RealOutcomes:
                 sequences=self.sequences,
                 reference=self.reference,
                 meta=np.array(json.dumps(meta)),
+                **({} if self.previous is None else {"previous": self.previous}),
             )
 
     @classmethod
@@ -453,6 +470,7 @@ class RealOutcomes:
                 tuple(meta["horizons"]),
                 meta["starts"],
                 meta["seconds"],
+                z["previous"] if "previous" in z.files else None,
             )
 
 
@@ -490,8 +508,10 @@ def measure_real(
         sequences = np.stack(
             [perturbed_sequences(st.recorded, cfg.noise_scales, rng) for st in starts]
         )
-        start_frames, frames = [], []
+        start_frames, frames, prev_frames = [], [], []
         for i, st in enumerate(starts):
+            # The frame one chunk earlier, restored and rendered exactly like the start.
+            prev_frames.append(sim.set_sim_state(st.previous, render=True).frame)
             f0, fr = real_outcomes(sim, st, sequences[i], k, horizons)
             start_frames.append(f0)
             frames.append(fr)
@@ -510,11 +530,17 @@ def measure_real(
     frames_np = np.stack(frames)  # (S, M, H, R, R, 3)
     feats = encoder.encode(
         np.concatenate(
-            [np.stack(start_frames), first_frames, frames_np.reshape(-1, *frames_np.shape[3:])]
+            [
+                np.stack(start_frames),
+                np.stack(prev_frames),
+                first_frames,
+                frames_np.reshape(-1, *frames_np.shape[3:]),
+            ]
         )
     )
-    start_f, first_f = feats[:s_n], feats[s_n : s_n + len(first_frames)]
-    real = feats[s_n + len(first_frames) :].reshape(s_n, m_n, h_n, *feats.shape[1:])
+    start_f, prev_f = feats[:s_n], feats[s_n : 2 * s_n]
+    first_f = feats[2 * s_n : 2 * s_n + len(first_frames)]
+    real = feats[2 * s_n + len(first_frames) :].reshape(s_n, m_n, h_n, *feats.shape[1:])
     encode_s = time.perf_counter() - t0
 
     # ---- the reference frame each outcome is ranked against, chosen as the env does
@@ -544,6 +570,7 @@ def measure_real(
             for st in starts
         ],
         {"real": real_s, "encode": encode_s},
+        prev_f.astype(np.float32),
     )
 
 
@@ -579,14 +606,20 @@ def score_models(
         core = DreamCore(
             RLAWorldConfig(artifacts=outcomes.bundle, flow_steps=cfg.flow_steps, **opts)
         )
+        if core.history and outcomes.previous is None:
+            raise ValueError(
+                f"{name} is conditioned on the frame one chunk earlier, but these real outcomes "
+                "were saved without it; measure them again (measure_real records it)"
+            )
         dream = dream_outcomes(
-            lambda s, a, g, c=core: c.dream(s, a, g)[0],
+            lambda s, a, g, p, c=core: c.dream(s, a, g, s_prev=p)[0],
             start,
             outcomes.sequences,
             core.chunk,
             horizons,
             noise_seeds,
             cfg.batch_size,
+            outcomes.previous,
         )
         entry: dict[str, Any] = {
             str(h): outcome_metrics(start, real[:, :, hi], dream[:, :, hi], outcomes.reference[hi])

@@ -45,6 +45,7 @@ class MPCController:
         self.t = 0
         self.warm_start: np.ndarray | None = None
         self.last_plan: Plan | None = None
+        self.previous: np.ndarray | torch.Tensor | None = None  # the last decision's features
         self.plan_seconds: list[float] = []
         self._rng = np.random.default_rng(planner.config.seed)
 
@@ -57,6 +58,7 @@ class MPCController:
             t: control step the episode starts at within that demo.
         """
         self.demo, self.t, self.warm_start, self.last_plan = demo, int(t), None, None
+        self.previous = None
         self.plan_seconds = []
         base = self.planner.config.seed
         self._rng = np.random.default_rng(base if seed is None else [base, int(seed)])
@@ -72,7 +74,10 @@ class MPCController:
             self.t,
             init_mean=self.warm_start,
             seed=int(self._rng.integers(2**62)),
+            previous=self.previous,
         )
+        # Decisions are one chunk apart: these features are the next decision's earlier frame.
+        self.previous = features
         # Shift by one chunk; the new last chunk starts from the prior (zeros: the base policy
         # in residual mode, the middle of the range from scratch).
         self.warm_start = np.concatenate([plan.mean[1:], np.zeros_like(plan.mean[:1])])

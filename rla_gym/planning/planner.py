@@ -151,15 +151,23 @@ class DreamPlanner:
         return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
     def _rollout(
-        self, s0: torch.Tensor, demo: int, t: int, sequences: torch.Tensor, noise_seed: int
+        self,
+        s0: torch.Tensor,
+        demo: int,
+        t: int,
+        sequences: torch.Tensor,
+        noise_seed: int,
+        previous: torch.Tensor | None = None,
     ) -> tuple[np.ndarray, torch.Tensor]:
-        """Dream ``sequences (M, H, K*A)`` (search space) from ``s0 (N, D)``.
+        """Dream ``sequences (M, H, K*A)`` (search space) from ``s0 (N, D)`` (``previous``: the
+        features one chunk earlier, for a world model with history).
 
         Returns:
             ``(returns (M,) float64, first executed chunks (M, K*A))``.
         """
         m, horizon = sequences.shape[0], sequences.shape[1]
         s = s0.expand(m, *s0.shape).contiguous()
+        prev = None if previous is None else previous.expand(m, *s0.shape).contiguous()
         gens = self._generators(m, noise_seed)
         demo_t = torch.full((m,), int(demo), dtype=torch.long)
         total = np.zeros(m)
@@ -172,7 +180,8 @@ class DreamPlanner:
             chunk = chunk.clamp(-1.0, 1.0)
             if h == 0:
                 first = chunk
-            s, _ = self.core.dream(s, chunk.numpy().astype(np.float32), gens)
+            s_next, _ = self.core.dream(s, chunk.numpy().astype(np.float32), gens, s_prev=prev)
+            prev, s = s, s_next
             # The env scores a chunk at the control step it ends on.
             reward, _ = self.core.score(s, demo_t, np.full(m, t + (h + 1) * self.chunk))
             total += reward
@@ -193,6 +202,7 @@ class DreamPlanner:
         t: int,
         sequences: np.ndarray | torch.Tensor,
         seed: int = 0,
+        previous: np.ndarray | torch.Tensor | None = None,
     ) -> np.ndarray:
         """Dream returns of given sequences, as the planner scores its candidates.
 
@@ -203,6 +213,8 @@ class DreamPlanner:
             sequences: ``(M, H', K * A)`` in the search space (chunks, or residuals in
                 residual mode).
             seed: flow-noise seed (shared by all rows with ``common_noise``).
+            previous: ``(N, D)`` features one chunk before ``features`` (a world model with
+                history reads them; ``None``: at rest).
 
         Returns:
             ``float64 (M,)`` sums of the ``H'`` rewards.
@@ -212,7 +224,8 @@ class DreamPlanner:
             raise ValueError(
                 f"sequences must have shape (M, H, {self.action_size}), got {tuple(seq.shape)}"
             )
-        return self._rollout(self._features(features), demo, t, seq, seed)[0]
+        prev = None if previous is None else self._features(previous)
+        return self._rollout(self._features(features), demo, t, seq, seed, prev)[0]
 
     # ------------------------------------------------------------------ planning
     @torch.no_grad()
@@ -223,6 +236,7 @@ class DreamPlanner:
         t: int,
         init_mean: np.ndarray | None = None,
         seed: int | None = None,
+        previous: np.ndarray | torch.Tensor | None = None,
     ) -> Plan:
         """Search for the best sequence of ``H`` chunks from ``features``.
 
@@ -235,6 +249,8 @@ class DreamPlanner:
                 residual mode.
             seed: seed of this call's candidate draws and flow noise (default: the next draw of
                 the planner's own generator).
+            previous: ``(N, D)`` features one chunk earlier (read by a world model with
+                history; ``None``: at rest, as at an episode's first decision).
 
         Returns:
             The :class:`Plan`; ``plan.action`` is the chunk to execute.
@@ -242,6 +258,7 @@ class DreamPlanner:
         t0 = time.perf_counter()
         cfg, horizon, size = self.config, self.config.horizon, self.action_size
         s0 = self._features(features)
+        prev = None if previous is None else self._features(previous)
         seed = int(self._rng.integers(2**62)) if seed is None else int(seed)
         gen = torch.Generator().manual_seed(seed)
         if init_mean is None:
@@ -263,7 +280,7 @@ class DreamPlanner:
             if first_candidates is None:
                 first_candidates = cand.clone()
             noise_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-            returns, _ = self._rollout(s0, demo, t, cand, noise_seed)
+            returns, _ = self._rollout(s0, demo, t, cand, noise_seed, prev)
             ret = torch.from_numpy(returns)
             mean, std, elite = self._refit(cand, ret)
             history.append(

@@ -76,10 +76,12 @@ class Predictor(Protocol):
         generator: Generators | None = None,
         method: str = "euler",
         guidance: float = 1.0,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``s_t (B, N, D)``, ``actions (B, h, A)`` -> ``S`` samples ``(B, S, N, D)``; one
         generator for the batch or one per row; ``guidance``: classifier-free guidance weight
-        over the action (``1``: off)."""
+        over the action (``1``: off); ``s_prev (B, N, D)``: the frame ``history`` control steps
+        before ``s_t`` (used by history models only)."""
         ...
 
     def check_guidance(self, guidance: float) -> None:
@@ -96,6 +98,7 @@ class Predictor(Protocol):
         generator: torch.Generator | None = None,
         method: str = "euler",
         num_samples: int = 1,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``s_t (B, N, D)``, ``actions (B, h, A)`` -> ``ŝ_{t+h} (B, N, D)``."""
         ...
@@ -108,6 +111,7 @@ class Predictor(Protocol):
         steps: int | None = None,
         generator: torch.Generator | None = None,
         method: str = "euler",
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``s_0 (B, N, D)``, chunks ``(B, h_i, A)`` -> ``(B, len(chunks), N, D)``."""
         ...
@@ -163,6 +167,7 @@ class CopyLastFrame:
         generator: torch.Generator | None = None,
         method: str = "euler",
         num_samples: int = 1,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return a copy of ``s_t`` ``(B, N, D)``."""
         self._check(s_t, actions)
@@ -186,6 +191,7 @@ class CopyLastFrame:
         steps: int | None = None,
         generator: torch.Generator | None = None,
         method: str = "euler",
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``s_0`` repeated: ``(B, len(chunks), N, D)``."""
         if len(chunks) == 0:
@@ -359,6 +365,7 @@ class DirectRegressionWM(_LearnedBaseline):
         method: str,
         num_samples: int,
         guidance: float = 1.0,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         out = self.regress(s_t, actions, lengths)
         return out[:, None].expand(-1, num_samples, -1, -1)
@@ -418,6 +425,7 @@ class FeatureFlowWM(_LearnedBaseline):
         method: str,
         num_samples: int,
         guidance: float = 1.0,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, n, d = s_t.shape
         cache = repeat_kv(self.flow.prepare(self._condition(s_t, actions, lengths)), num_samples)

@@ -68,6 +68,13 @@ class WorldModelConfig:
     """Probability that a training pair's action vector is replaced by a learned "no action"
     vector. Above 0 the model also learns the action-free prediction, which classifier-free
     guidance (``guidance`` at sampling time) contrasts with the action-conditioned one."""
+    history: int = 0
+    """Control steps back to a second, earlier frame the model also sees: above 0 each prediction
+    is conditioned on ``s_t`` and on the motion ``s_t - s_{t-history}`` (the frame before an
+    episode's first is the first itself: at rest). One frame shows where a torque-driven arm is
+    but not where it is going; DINO-WM and DIAMOND condition on a short history for this reason.
+    Set it to the env's chunk ``K``: a dreamed episode then always has that frame, the previous
+    chunk's start. ``0``: Markov in ``s_t`` (every bundle before 2026-12)."""
 
     def __post_init__(self) -> None:
         _check_common(self.action_dim, self.max_horizon, self.width, self.heads)
@@ -77,6 +84,8 @@ class WorldModelConfig:
             raise ValueError("cond_depth must be >= 0 and flow_depth >= 1")
         if self.latent_norm not in ("scalar", "per_dim"):
             raise ValueError(f"latent_norm must be 'scalar' or 'per_dim', got {self.latent_norm!r}")
+        if self.history < 0:
+            raise ValueError(f"history must be >= 0 control steps, got {self.history}")
         if self.latent_scale <= 0 or self.default_flow_steps < 1:
             raise ValueError("latent_scale must be > 0 and default_flow_steps >= 1")
 

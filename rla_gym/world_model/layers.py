@@ -165,9 +165,14 @@ class ConditionStage(nn.Module):
         self.blocks = nn.ModuleList(AdaLNBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width, eps=1e-6)
 
-    def forward(self, s_t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``s_t (B, N, D)``, action vector ``a (B, W)`` -> condition tokens ``(B, N, W)``."""
+    def forward(
+        self, s_t: torch.Tensor, a: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``s_t (B, N, D)``, action vector ``a (B, W)`` -> condition tokens ``(B, N, W)``;
+        ``extra (B, N, W)`` (e.g. the embedded motion of a history model) is added per token."""
         x = self.in_proj(s_t) + self.pos
+        if extra is not None:
+            x = x + extra
         for blk in self.blocks:
             x = blk(x, a)
         return self.norm(x)

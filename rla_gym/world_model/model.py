@@ -43,7 +43,7 @@ from rla_gym.flow import (
 from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
 from rla_gym.world_model.config import WorldModelConfig
-from rla_gym.world_model.layers import ConditionStage, FlowStage, repeat_kv
+from rla_gym.world_model.layers import ConditionStage, FlowStage, repeat_kv, zero_linear
 
 __all__ = [
     "FeatureWorldModel",
@@ -81,6 +81,9 @@ class FeatureWorldModel(nn.Module):
     action_dim: int
     max_horizon: int
     encoder_fingerprint: str
+    history: int = 0
+    """Control steps back to the earlier frame ``s_prev`` the model is conditioned on (``0``:
+    Markov in ``s_t``; ``s_prev`` is then ignored)."""
 
     def _init_action_stats(self, action_dim: int) -> None:
         # Actions of different robots/sims span very different ranges; standardising them with
@@ -142,6 +145,25 @@ class FeatureWorldModel(nn.Module):
         dev = self._device()
         return s_t.to(dev, torch.float32), actions.to(dev, torch.float32), lengths.to(dev)
 
+    def check_previous(self, s_t: torch.Tensor, s_prev: torch.Tensor | None) -> torch.Tensor | None:
+        """Validate the earlier frame of a history model; ``None`` for Markov models.
+
+        Args:
+            s_t: ``(B, N, D)`` checked current features (on the model's device).
+            s_prev: ``(B, N, D)`` features ``history`` control steps earlier, or ``None``: the
+                state at rest (``s_prev = s_t``, an episode's first frame).
+        """
+        if self.history == 0:
+            return None
+        if s_prev is None:
+            return s_t
+        if not isinstance(s_prev, torch.Tensor) or tuple(s_prev.shape) != tuple(s_t.shape):
+            got = tuple(s_prev.shape) if isinstance(s_prev, torch.Tensor) else type(s_prev)
+            raise ValueError(f"s_prev must have the shape of s_t {tuple(s_t.shape)}, got {got}")
+        if not torch.isfinite(s_prev).all():
+            raise ValueError("s_prev contains NaN or inf")
+        return s_prev.to(s_t.device, torch.float32)
+
     def _device(self) -> torch.device:
         for t in self.buffers():
             return t.device
@@ -165,8 +187,10 @@ class FeatureWorldModel(nn.Module):
         method: str,
         num_samples: int,
         guidance: float = 1.0,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Checked inputs -> ``(B, S, N, D)`` predictions (``S = num_samples``)."""
+        """Checked inputs -> ``(B, S, N, D)`` predictions (``S = num_samples``); ``s_prev`` is
+        :meth:`check_previous`'s result."""
         raise NotImplementedError
 
     def check_guidance(self, guidance: float) -> None:
@@ -189,6 +213,7 @@ class FeatureWorldModel(nn.Module):
         generator: Generators | None = None,
         method: str = "euler",
         guidance: float = 1.0,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``S`` samples of ``s_{t+h}`` per row: the one sampler every caller goes through.
 
@@ -204,6 +229,8 @@ class FeatureWorldModel(nn.Module):
             method: ``"euler"`` or ``"midpoint"``.
             guidance: classifier-free guidance weight over the action (``1``: off); see
                 :meth:`check_guidance`.
+            s_prev: ``(B, N, D)`` features ``history`` control steps before ``s_t`` (history
+                models; ``None``: at rest). Ignored when ``history == 0``.
 
         Returns:
             ``(B, S, N, D)`` predicted features (deterministic models repeat one prediction).
@@ -221,6 +248,7 @@ class FeatureWorldModel(nn.Module):
             method=method,
             num_samples=num_samples,
             guidance=guidance,
+            s_prev=self.check_previous(s_t, s_prev),
         )
 
     @torch.no_grad()
@@ -234,6 +262,7 @@ class FeatureWorldModel(nn.Module):
         generator: Generators | None = None,
         method: str = "euler",
         num_samples: int = 1,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict ``s_{t+h}``.
 
@@ -246,6 +275,7 @@ class FeatureWorldModel(nn.Module):
             method: ``"euler"`` or ``"midpoint"``.
             num_samples: with ``S > 1``, the mean of ``S`` samples is returned (use
                 :meth:`predict_with_uncertainty` to also get their spread).
+            s_prev: as in :meth:`sample`.
 
         Returns:
             ``(B, N, D)`` predicted features.
@@ -258,6 +288,7 @@ class FeatureWorldModel(nn.Module):
             steps=steps,
             generator=generator,
             method=method,
+            s_prev=s_prev,
         )
         return out.mean(1) if num_samples > 1 else out[:, 0]
 
@@ -272,6 +303,7 @@ class FeatureWorldModel(nn.Module):
         steps: int | None = None,
         generator: Generators | None = None,
         method: str = "euler",
+        s_prev: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean prediction and an epistemic/aleatoric spread estimate from ``S`` samples.
 
@@ -289,6 +321,7 @@ class FeatureWorldModel(nn.Module):
             steps=steps,
             generator=generator,
             method=method,
+            s_prev=s_prev,
         )
         return out.mean(1), out.std(1).mean(dim=(1, 2))
 
@@ -301,16 +334,19 @@ class FeatureWorldModel(nn.Module):
         steps: int | None = None,
         generator: torch.Generator | None = None,
         method: str = "euler",
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Autoregressive rollout: each prediction is fed back as the next ``s_t`` directly.
 
-        No decode/re-encode through the image encoder (as in the paper): the model stays Markov in
-        feature space.
+        No decode/re-encode through the image encoder (as in the paper): the model works in
+        feature space throughout. A history model sees the previous chunk's start as its earlier
+        frame (exact when every chunk has ``history`` steps, as in the dreamed env).
 
         Args:
             s_0: ``(B, N, D)`` start features.
             chunks: action chunks ``(B, h_i, A)`` with ``1 <= h_i <= H_max``.
             steps, generator, method: as in :meth:`predict`.
+            s_prev: the frame before ``s_0`` (history models; ``None``: at rest).
 
         Returns:
             ``(B, len(chunks), N, D)``: the features after each chunk.
@@ -318,9 +354,12 @@ class FeatureWorldModel(nn.Module):
         if len(chunks) == 0:
             raise ValueError("rollout needs at least one action chunk")
         g = _default_generator(generator)
-        s, outs = s_0, []
+        s, prev, outs = s_0, s_prev, []
         for chunk in chunks:
-            s = self.predict(s, chunk, steps=steps, generator=g, method=method)
+            s, prev = (
+                self.predict(s, chunk, steps=steps, generator=g, method=method, s_prev=prev),
+                s,
+            )
             outs.append(s)
         return torch.stack(outs, dim=1)
 
@@ -377,6 +416,7 @@ class RLAWorldModel(FeatureWorldModel):
         self.num_tokens, self.feature_dim = int(rc.num_tokens), int(rc.feature_dim)
         self.latent_tokens, self.latent_dim = int(rc.latent_tokens), int(rc.latent_dim)
         self.action_dim, self.max_horizon = config.action_dim, config.max_horizon
+        self.history = config.history
         self.encoder_fingerprint = _rla_fingerprint(rla)
         self.rla = rla
         self.rla.requires_grad_(False)
@@ -399,6 +439,12 @@ class RLAWorldModel(FeatureWorldModel):
         if config.action_dropout > 0:
             # Only models trained with action dropout have it, so older checkpoints load as-is.
             self.null_action = nn.Parameter(torch.zeros(w))
+        if config.history > 0:
+            # The motion s_t - s_prev enters every condition token beside s_t. Zero-initialised,
+            # so training starts from the Markov model; the motion is divided by its RMS on
+            # training pairs (fit_normalization) because it is ~10x smaller than the features.
+            self.motion_proj = zero_linear(self.feature_dim, w)
+            self.register_buffer("motion_scale", torch.ones(()))
         self._init_action_stats(config.action_dim)
         shape = (self.latent_tokens, self.latent_dim)
         if config.latent_norm == "scalar":
@@ -438,11 +484,19 @@ class RLAWorldModel(FeatureWorldModel):
 
         Args:
             batches: training batches in the :class:`rla_gym.data.windows.PairSampler` format
-                (``s_t``, ``s_th``, ``actions`` padded, ``lengths``).
+                (``s_t``, ``s_th``, ``actions`` padded, ``lengths``; ``s_prev`` for history
+                models, whose motion scale is measured here too).
         """
         dev = self._device()
-        zs, acts = [], []
+        zs, acts, motion = [], [], []
         for b in batches:
+            if self.history > 0:
+                if "s_prev" not in b:
+                    raise ValueError(
+                        f"this world model has history={self.history}; its batches need s_prev "
+                        "(PairSampler(..., history=...))"
+                    )
+                motion.append(((b["s_t"] - b["s_prev"]).float() ** 2).mean(dim=(1, 2)))
             lengths = b["lengths"].to("cpu")
             mask = torch.arange(b["actions"].shape[1])[None] < lengths[:, None]
             acts.append(b["actions"].to("cpu")[mask])
@@ -451,6 +505,10 @@ class RLAWorldModel(FeatureWorldModel):
         if not acts:
             raise ValueError("fit_normalization needs at least one batch")
         self._fit_action_stats(torch.cat(acts).float())
+        if motion:
+            # RMS over the pairs; a data set without motion keeps the scale at 1.
+            rms = float(torch.cat(motion).mean().sqrt())
+            self.motion_scale.fill_(rms if rms > 0 else 1.0)
         if zs:
             z = torch.cat(zs).float()
             self.latent_mean.copy_(z.mean(0))
@@ -465,6 +523,7 @@ class RLAWorldModel(FeatureWorldModel):
         actions: torch.Tensor,
         lengths: torch.Tensor,
         drop: torch.Tensor | None = None,
+        s_prev: torch.Tensor | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Run the condition stage once; returns the flow stage's cached cross-attention K/V.
 
@@ -474,11 +533,16 @@ class RLAWorldModel(FeatureWorldModel):
             lengths: ``(B,)``.
             drop: optional ``bool (B,)``: rows whose action vector is replaced by the learned
                 "no action" vector (needs ``config.action_dropout > 0``).
+            s_prev: ``(B, N, D)`` the earlier frame (history models; checked).
         """
         a = self.action_encoder(self.normalize_actions(actions, lengths), lengths)
         if drop is not None:
             a = torch.where(drop[:, None].to(a.device), self.null_action.to(a.dtype), a)
-        return self.flow.prepare(self.condition(s_t, a))
+        extra = None
+        if self.history > 0:
+            prev = s_t if s_prev is None else s_prev
+            extra = self.motion_proj((s_t - prev) / self.motion_scale)
+        return self.flow.prepare(self.condition(s_t, a, extra))
 
     def check_guidance(self, guidance: float) -> None:
         """Raise ``ValueError`` unless ``guidance`` can be used with this model.
@@ -502,6 +566,7 @@ class RLAWorldModel(FeatureWorldModel):
         actions: torch.Tensor,
         lengths: torch.Tensor,
         generator: torch.Generator,
+        s_prev: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Flow-matching loss on normalised RLA latents of the true pair.
 
@@ -510,11 +575,13 @@ class RLAWorldModel(FeatureWorldModel):
             actions: ``(B, H_max, A)`` zero-padded chunk ``a_{t:t+h}``.
             lengths: ``(B,)`` gaps ``h``.
             generator: source of the noise and flow times.
+            s_prev: ``(B, N, D)`` features at ``t - history`` (history models).
 
         Returns:
             ``{"loss": scalar, "velocity_l1": scalar, "velocity_mse": scalar}``.
         """
         s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
+        s_prev = self.check_previous(s_t, s_prev)
         s_th = s_th.to(s_t.device, torch.float32)
         x_1 = self.normalize_latent(self.encode_latent(s_t, s_th))
         x_0 = noise_like(x_1.shape, generator, x_1.device)
@@ -523,7 +590,8 @@ class RLAWorldModel(FeatureWorldModel):
         if self.config.action_dropout > 0:
             u = torch.rand(x_1.shape[0], generator=generator, device=generator.device)
             drop = u < self.config.action_dropout
-        v = self.flow(interpolate(x_0, x_1, t), t, self.conditioning(s_t, actions, lengths, drop))
+        cache = self.conditioning(s_t, actions, lengths, drop, s_prev)
+        v = self.flow(interpolate(x_0, x_1, t), t, cache)
         target = velocity_target(x_0, x_1)
         loss = flow_loss(v, target, self.config.l1_weight, self.config.mse_weight)
         return {
@@ -539,9 +607,10 @@ class RLAWorldModel(FeatureWorldModel):
         actions: torch.Tensor,
         lengths: torch.Tensor,
         generator: torch.Generator,
+        s_prev: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Training loss (same as :meth:`loss`); calling the module lets DDP sync gradients."""
-        return self.loss(s_t, s_th, actions, lengths, generator)
+        return self.loss(s_t, s_th, actions, lengths, generator, s_prev)
 
     def sample_latent(
         self,
@@ -583,10 +652,11 @@ class RLAWorldModel(FeatureWorldModel):
         method: str,
         num_samples: int,
         guidance: float = 1.0,
+        s_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b = s_t.shape[0]
         if guidance == 1.0:
-            cache = self.conditioning(s_t, actions, lengths)
+            cache = self.conditioning(s_t, actions, lengths, s_prev=s_prev)
         else:
             # One condition pass for both halves: the rows with their actions, then without.
             drop = torch.arange(2 * b, device=s_t.device) >= b
@@ -595,6 +665,7 @@ class RLAWorldModel(FeatureWorldModel):
                 torch.cat([actions, actions]),
                 torch.cat([lengths, lengths]),
                 drop,
+                None if s_prev is None else torch.cat([s_prev, s_prev]),
             )
         z = self.sample_latent(
             repeat_kv(cache, num_samples),

@@ -61,6 +61,9 @@ class TrainWorldModelConfig:
     small, unpredictable directions (README, "Which levers make the dream follow the action?")."""
     latent_scale: float | None = None
     """Replaces the preset's divisor of ``z`` under ``latent_norm="scalar"``."""
+    history: int | None = None
+    """Replaces the preset's ``history`` (0): control steps back to the earlier frame an RLA-WM is
+    also conditioned on; set it to the env's chunk ``K`` (see ``WorldModelConfig.history``)."""
     baseline: BaselineConfig | None = None
     """Explicit baseline config (``feature_dim``, ``num_tokens``, ``action_dim`` and the
     fingerprint are overwritten from the data); default sizes otherwise."""
@@ -89,8 +92,21 @@ def _wm_loss(
     model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss through ``model(...)`` so that DDP synchronises gradients."""
-    out = model(batch["s_t"], batch["s_th"], batch["actions"], batch["lengths"], generator)
+    out = model(
+        batch["s_t"],
+        batch["s_th"],
+        batch["actions"],
+        batch["lengths"],
+        generator,
+        **_previous(batch),
+    )
     return out["loss"], {f"wm/{k}": float(v) for k, v in out.items() if k != "loss"}
+
+
+def _previous(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{"s_prev": ...}`` for a history model's batches, ``{}`` otherwise (the baselines and
+    Markov models take no such argument)."""
+    return {"s_prev": batch["s_prev"]} if "s_prev" in batch else {}
 
 
 @torch.no_grad()
@@ -117,9 +133,10 @@ def evaluate_world_model(
         dev = model._device()
         s_t, s_th = batch["s_t"].to(dev), batch["s_th"].to(dev)
         b = s_t.shape[0]
-        loss = model.loss(s_t, s_th, batch["actions"], batch["lengths"], g)["loss"]  # type: ignore[operator]
+        prev = _previous(batch)
+        loss = model.loss(s_t, s_th, batch["actions"], batch["lengths"], g, **prev)["loss"]  # type: ignore[operator]
         sums["loss"] += float(loss) * b
-        pred = model.predict(s_t, batch["actions"], batch["lengths"], generator=g)
+        pred = model.predict(s_t, batch["actions"], batch["lengths"], generator=g, **prev)
         sums["pred_l1"] += float((pred - s_th).abs().mean()) * b
         sums["copy_l1"] += float((s_t - s_th).abs().mean()) * b
         n += b
@@ -149,7 +166,11 @@ def _build_model(
             )
         norm = {
             k: v
-            for k, v in (("latent_norm", cfg.latent_norm), ("latent_scale", cfg.latent_scale))
+            for k, v in (
+                ("latent_norm", cfg.latent_norm),
+                ("latent_scale", cfg.latent_scale),
+                ("history", cfg.history),
+            )
             if v is not None
         }
         if cfg.world_model is not None and norm:
@@ -165,8 +186,10 @@ def _build_model(
         return RLAWorldModel(wm_cfg, rla)
     if cfg.model not in ("direct", "fm"):
         raise ValueError(f"unknown model {cfg.model!r}; use 'rla-wm', 'direct' or 'fm'")
-    if cfg.latent_norm is not None or cfg.latent_scale is not None:
-        raise ValueError(f"latent_norm / latent_scale apply to model='rla-wm', not {cfg.model!r}")
+    if cfg.latent_norm is not None or cfg.latent_scale is not None or cfg.history is not None:
+        raise ValueError(
+            f"latent_norm / latent_scale / history apply to model='rla-wm', not {cfg.model!r}"
+        )
     fields = dict(
         feature_dim=feature_dim,
         num_tokens=num_tokens,
@@ -210,13 +233,13 @@ def train_world_model(
     max_gap = cfg.max_gap or model.max_horizon
     if max_gap > model.max_horizon:
         raise ValueError(f"max_gap={max_gap} exceeds the model's max_horizon={model.max_horizon}")
-    bias = cfg.data.interaction_bias
-    sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed)
+    bias, hist = cfg.data.interaction_bias, model.history
+    sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed, hist)
     val_sampler = (
-        PairSampler(val_episodes, cfg.min_gap, max_gap, bias, seed) if val_episodes else None
+        PairSampler(val_episodes, cfg.min_gap, max_gap, bias, seed, hist) if val_episodes else None
     )
     # Statistics come from a private sampler so the training stream (and resume) is untouched.
-    norm_sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed + 1)
+    norm_sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed + 1, hist)
     model.fit_normalization(  # type: ignore[attr-defined]
         norm_sampler.iter_eval(num_pairs=cfg.norm_pairs, batch_size=64, seed=seed + 1)
     )
