@@ -26,11 +26,13 @@ Rows:
 * ``rla-wm over <rla row>`` (``--wm-over``): RLA-WM trained like ``rla-wm`` but over that
   retrained autoencoder instead of the bundle's, so it is capped by the new ceiling.
 
-``--history K`` conditions every trained RLA-WM row on the frame ``K`` control steps earlier as
-well (``WorldModelConfig.history``; use the chunk); ``--latent-norm`` / ``--latent-scale`` set the
-``rla-wm`` row's latent normalisation (the bundles since 2026-11-30 use ``scalar`` / 1 over an RLA
-with a linear path); ``--rla`` replaces the bundle's embedded autoencoder (stored in the bundle's
-reduced precision) by a full-precision checkpoint.
+``--action-in-flow`` adds every trained RLA-WM row's action vector to the time embedding of
+its flow blocks (``WorldModelConfig.action_in_flow``). ``--history K`` conditions every trained
+RLA-WM row on the frame ``K`` control steps earlier as well (``WorldModelConfig.history``; use
+the chunk); ``--latent-norm`` / ``--latent-scale`` set the ``rla-wm`` row's latent
+normalisation (the bundles since 2026-11-30 use ``scalar`` / 1 over an RLA with a linear path);
+``--rla`` replaces the bundle's embedded autoencoder (stored in the bundle's reduced precision)
+by a full-precision checkpoint.
 
 Long, so resumable: trained checkpoints resume (``runs/levers/<suite>/<row>``), the real
 outcomes are cached, and rows already in the JSON are skipped unless ``--redo``.
@@ -81,6 +83,8 @@ class Args:
     wm_over: tuple[str, ...] = ()
     """``rla`` or ``pca`` rows (e.g. ``"rla cw=0 r=32"``, ``"pca r=128"``) to train an RLA-WM
     row over, after the rows"""
+    action_in_flow: bool = False
+    """every trained RLA-WM row's action vector also modulates each flow block"""
     history: int = 0
     """control steps back to the earlier frame every trained RLA-WM row also sees (0: none)"""
     latent_norm: str | None = None
@@ -186,7 +190,12 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
             }
         )
         wm = world_model_preset(
-            "cpu-compact", action_dim, action_dropout=dropout, history=args.history, **norm
+            "cpu-compact",
+            action_dim,
+            action_dropout=dropout,
+            history=args.history,
+            action_in_flow=args.action_in_flow,
+            **norm,
         )
         cfg = TrainWorldModelConfig(
             model="rla-wm", data=data, rla=str(rla), out=str(out), world_model=wm, trainer=trainer
@@ -202,6 +211,7 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
         "trainable_parameters": meta.get("trainable_parameters"),
         "data": str(args.data),
         **({"history": args.history} if args.history and row != "direct" else {}),
+        **({"action_in_flow": True} if args.action_in_flow and row != "direct" else {}),
     }
 
 

@@ -763,10 +763,11 @@ def faithfulness_levers() -> str:
                 f"{trained} |"
             )
         run = e["run"]
+        dropout = any(n.startswith("rla-wm+dropout") for n in e["rows"])
         notes.append(
             f"{suite}: {run['starts']} restored real starts (cached), data "
             f"`{data}` unless a row names another, trained rows' steps and wall-clock in their "
-            f"last column, action dropout {run['dropout']}"
+            "last column" + (f", action dropout {run['dropout']}" if dropout else "")
         )
     if len(rla) > 2:
         out += [

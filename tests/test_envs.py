@@ -779,7 +779,7 @@ def test_world_model_with_history(bundle: Path, tmp_path: Path) -> None:
     venv = RLAWorldVectorEnv(n, artifacts=str(bundle), flow_steps=2, world_model=str(ckpt),
                              reset_demo_fraction=0.5)  # fmt: skip
     singles = [_make(bundle, world_model=str(ckpt), reset_demo_fraction=0.5) for _ in range(n)]
-    vobs, vinfo = venv.reset(seed=20)
+    vobs, _ = venv.reset(seed=20)
     sobs = [e.reset(seed=20 + i)[0] for i, e in enumerate(singles)]
     assert (venv._t > 0).any()  # a mid-demo start among them
     np.testing.assert_allclose(vobs, np.stack(sobs), atol=1e-5)

@@ -68,6 +68,10 @@ class WorldModelConfig:
     """Probability that a training pair's action vector is replaced by a learned "no action"
     vector. Above 0 the model also learns the action-free prediction, which classifier-free
     guidance (``guidance`` at sampling time) contrasts with the action-conditioned one."""
+    action_in_flow: bool = False
+    """Also add the action vector to the time embedding that modulates every flow block (as
+    DiT adds its class embedding). Off, as in the released code, the action reaches the flow
+    stage only through the cross-attended condition tokens."""
     history: int = 0
     """Control steps back to a second, earlier frame the model also sees: above 0 each prediction
     is conditioned on ``s_t`` and on the motion ``s_t - s_{t-history}`` (the frame before an

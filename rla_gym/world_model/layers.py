@@ -8,7 +8,7 @@ renaming a submodule breaks loading of saved world models.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ __all__ = [
     "Attention",
     "ConditionStage",
     "FlowBlock",
+    "FlowCache",
     "FlowStage",
     "TimeEmbedding",
     "mlp",
@@ -178,6 +179,15 @@ class ConditionStage(nn.Module):
         return self.norm(x)
 
 
+class FlowCache(NamedTuple):
+    """What the flow stage needs at every solver step, computed once per prediction."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    """Cross-attention keys/values of every block, ``(B, heads, N, W/heads)`` each."""
+    vector: torch.Tensor | None = None
+    """``(B, W)`` condition vector added to the time embedding (``None``: time only)."""
+
+
 class FlowStage(nn.Module):
     """Velocity network over ``L`` noisy tokens of size ``dim``, cross-attending to conditions.
 
@@ -188,15 +198,28 @@ class FlowStage(nn.Module):
         heads: attention heads.
         depth: number of :class:`FlowBlock` s.
         mlp_ratio: MLP expansion.
+        vector: also take a ``(B, W)`` condition vector (see :meth:`prepare`), projected and
+            added to the time embedding that modulates every block (as DiT adds its class
+            embedding), so it reaches every block directly instead of only through the
+            cross-attended condition tokens.
     """
 
     def __init__(
-        self, dim: int, num_tokens: int, width: int, heads: int, depth: int, mlp_ratio: float
+        self,
+        dim: int,
+        num_tokens: int,
+        width: int,
+        heads: int,
+        depth: int,
+        mlp_ratio: float,
+        vector: bool = False,
     ) -> None:
         super().__init__()
         self.in_proj = nn.Linear(dim, width)
         self.index_emb = nn.Parameter(torch.randn(1, num_tokens, width) * 0.02)
         self.time = TimeEmbedding(width)
+        if vector:  # only models built with it have it, so older checkpoints load as they are
+            self.vector_proj = nn.Linear(width, width)
         self.blocks = nn.ModuleList(FlowBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mod_out = nn.Sequential(nn.SiLU(), zero_linear(width, 2 * width))
@@ -204,29 +227,36 @@ class FlowStage(nn.Module):
         # than large random vectors, and the loss starts at E|x_1 - x_0|.
         self.out = zero_linear(width, dim)
 
-    def prepare(self, cond: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Cross-attention keys/values of every block for condition tokens ``(B, N, W)``.
+    def prepare(self, cond: torch.Tensor, vector: torch.Tensor | None = None) -> FlowCache:
+        """Cross-attention keys/values of every block for condition tokens ``(B, N, W)``, and
+        the projected condition vector ``(B, W)`` of a stage built with ``vector=True``.
 
         Computed once per prediction so each solver step only pays for the ``L`` query tokens.
         """
-        return [blk.cross_attn.keys_values(cond) for blk in self.blocks]
+        kv = [blk.cross_attn.keys_values(cond) for blk in self.blocks]
+        proj = getattr(self, "vector_proj", None)
+        if (proj is None) != (vector is None):
+            raise ValueError("a condition vector is needed exactly when the stage has vector=True")
+        return FlowCache(kv, None if proj is None else proj(vector))
 
-    def forward(
-        self, x: torch.Tensor, t: torch.Tensor, cache: Sequence[tuple[torch.Tensor, torch.Tensor]]
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cache: FlowCache) -> torch.Tensor:
         """``x (B, L, dim)``, ``t (B,)``, cache from :meth:`prepare` -> velocity ``(B, L, dim)``."""
         c = self.time(t)
+        if cache.vector is not None:
+            c = c + cache.vector
         h = self.in_proj(x) + self.index_emb
-        for blk, kv in zip(self.blocks, cache, strict=True):
+        for blk, kv in zip(self.blocks, cache.kv, strict=True):
             h = blk(h, c, kv)
         shift, scale = self.mod_out(c).chunk(2, dim=-1)
         return self.out(modulate(self.norm_out(h), shift, scale))
 
 
-def repeat_kv(
-    cache: list[tuple[torch.Tensor, torch.Tensor]], n: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Repeat every cached ``(B, ...)`` key/value ``n`` times along the batch (sample-major)."""
+def repeat_kv(cache: FlowCache, n: int) -> FlowCache:
+    """Repeat every cached ``(B, ...)`` key/value (and the vector) ``n`` times along the batch
+    (sample-major)."""
     if n == 1:
         return cache
-    return [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in cache]
+    vec = None if cache.vector is None else cache.vector.repeat_interleave(n, 0)
+    return FlowCache(
+        [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in cache.kv], vec
+    )

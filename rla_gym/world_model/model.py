@@ -43,7 +43,13 @@ from rla_gym.flow import (
 from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
 from rla_gym.world_model.config import WorldModelConfig
-from rla_gym.world_model.layers import ConditionStage, FlowStage, repeat_kv, zero_linear
+from rla_gym.world_model.layers import (
+    ConditionStage,
+    FlowCache,
+    FlowStage,
+    repeat_kv,
+    zero_linear,
+)
 
 __all__ = [
     "FeatureWorldModel",
@@ -435,6 +441,7 @@ class RLAWorldModel(FeatureWorldModel):
             config.heads,
             config.flow_depth,
             config.mlp_ratio,
+            vector=config.action_in_flow,
         )
         if config.action_dropout > 0:
             # Only models trained with action dropout have it, so older checkpoints load as-is.
@@ -524,8 +531,9 @@ class RLAWorldModel(FeatureWorldModel):
         lengths: torch.Tensor,
         drop: torch.Tensor | None = None,
         s_prev: torch.Tensor | None = None,
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Run the condition stage once; returns the flow stage's cached cross-attention K/V.
+    ) -> FlowCache:
+        """Run the condition stage once; returns the flow stage's cache (cross-attention K/V, and
+        the action vector when ``config.action_in_flow``).
 
         Args:
             s_t: ``(B, N, D)``.
@@ -542,7 +550,9 @@ class RLAWorldModel(FeatureWorldModel):
         if self.history > 0:
             prev = s_t if s_prev is None else s_prev
             extra = self.motion_proj((s_t - prev) / self.motion_scale)
-        return self.flow.prepare(self.condition(s_t, a, extra))
+        return self.flow.prepare(
+            self.condition(s_t, a, extra), a if self.config.action_in_flow else None
+        )
 
     def check_guidance(self, guidance: float) -> None:
         """Raise ``ValueError`` unless ``guidance`` can be used with this model.
@@ -614,7 +624,7 @@ class RLAWorldModel(FeatureWorldModel):
 
     def sample_latent(
         self,
-        cache: list[tuple[torch.Tensor, torch.Tensor]],
+        cache: FlowCache,
         batch: int,
         *,
         steps: int,

@@ -61,6 +61,9 @@ class TrainWorldModelConfig:
     small, unpredictable directions (README, "Which levers make the dream follow the action?")."""
     latent_scale: float | None = None
     """Replaces the preset's divisor of ``z`` under ``latent_norm="scalar"``."""
+    action_in_flow: bool | None = None
+    """Replaces the preset's ``action_in_flow`` (off): the action vector also modulates every
+    flow block (see ``WorldModelConfig.action_in_flow``)."""
     history: int | None = None
     """Replaces the preset's ``history`` (0): control steps back to the earlier frame an RLA-WM is
     also conditioned on; set it to the env's chunk ``K`` (see ``WorldModelConfig.history``)."""
@@ -170,6 +173,7 @@ def _build_model(
                 ("latent_norm", cfg.latent_norm),
                 ("latent_scale", cfg.latent_scale),
                 ("history", cfg.history),
+                ("action_in_flow", cfg.action_in_flow),
             )
             if v is not None
         }
@@ -186,9 +190,11 @@ def _build_model(
         return RLAWorldModel(wm_cfg, rla)
     if cfg.model not in ("direct", "fm"):
         raise ValueError(f"unknown model {cfg.model!r}; use 'rla-wm', 'direct' or 'fm'")
-    if cfg.latent_norm is not None or cfg.latent_scale is not None or cfg.history is not None:
+    rla_only = (cfg.latent_norm, cfg.latent_scale, cfg.history, cfg.action_in_flow)
+    if any(v is not None for v in rla_only):
         raise ValueError(
-            f"latent_norm / latent_scale / history apply to model='rla-wm', not {cfg.model!r}"
+            "latent_norm / latent_scale / history / action_in_flow apply to model='rla-wm', "
+            f"not {cfg.model!r}"
         )
     fields = dict(
         feature_dim=feature_dim,
