@@ -78,6 +78,9 @@ class EvalArgs:
     its task)"""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     """options of --policy plan"""
+    world_model: Path | None = None
+    """--policy plan: dream with this world-model checkpoint instead of the bundle's (same
+    encoder; the bundle still gives the reward, the base policy and the starts)"""
 
 
 # --------------------------------------------------------------------------- saved policies
@@ -260,9 +263,11 @@ def _planner_policy(
             f"--chunk {args.chunk}; drop --chunk or pass --chunk {k}"
         )
     # Built once here so that bad options fail in this process, not as worker tracebacks.
-    DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), args.planner)
-    info = {"kind": "plan", "bundle": str(bundle), "planner": asdict(args.planner), "chunk": k}
-    return PlannerPolicy(str(bundle), args.planner), k, info
+    wm = None if args.world_model is None else str(args.world_model)
+    DreamPlanner(RLAWorldConfig(artifacts=str(bundle), world_model=wm), args.planner)
+    info = {"kind": "plan", "bundle": str(bundle), "planner": asdict(args.planner), "chunk": k,
+            "world_model": wm}  # fmt: skip
+    return PlannerPolicy(str(bundle), args.planner, world_model=wm), k, info
 
 
 # --------------------------------------------------------------------------- the verb

@@ -98,13 +98,18 @@ class PlannerPolicy:
         artifacts: bundle folder whose world model and reward are planned with.
         config: planner options.
         device: where the world model runs.
+        world_model: a world-model checkpoint to plan with instead of the bundle's (``None``:
+            the bundle's).
     """
 
     artifacts: str
     config: PlannerConfig = field(default_factory=PlannerConfig)
     device: str = "cpu"
+    world_model: str | None = None
 
     def __call__(self) -> MPCController:
         torch.set_num_threads(1)  # one core per simulator worker
-        env_cfg = RLAWorldConfig(artifacts=self.artifacts, device=self.device)
+        env_cfg = RLAWorldConfig(
+            artifacts=self.artifacts, device=self.device, world_model=self.world_model
+        )
         return MPCController(DreamPlanner(env_cfg, self.config))
