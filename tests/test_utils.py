@@ -78,3 +78,51 @@ def test_int8_state_dict_roundtrip_and_checkpoint_loading(tmp_path) -> None:
     loaded = load_checkpoint(path).state_dict
     assert loaded["0.weight"].dtype == torch.float32
     torch.testing.assert_close(loaded["0.weight"], back["0.weight"])
+
+
+_ORPHAN_SCRIPT = """
+import sys, time
+from pathlib import Path
+from rla_gym.utils.parallel import imap_workers
+
+def sleepy(args, items, emit):
+    import os
+    Path(args).write_text(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    list(imap_workers(sleepy, sys.argv[1], [0], 1, desc="t", progress=False))
+"""
+
+
+def test_imap_workers_do_not_outlive_a_killed_parent(tmp_path) -> None:
+    """A parent killed outright runs no cleanup; its workers must stop on their own rather than
+    go on writing data (an interrupted collection once kept a worker running)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, pid_file = tmp_path / "parent.py", tmp_path / "worker.pid"
+    script.write_text(_ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    try:
+        deadline = time.time() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.time() < deadline and parent.poll() is None, "the worker never started"
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed parent by 15 s")
+    finally:
+        parent.kill()

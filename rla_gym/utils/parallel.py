@@ -8,7 +8,10 @@ a result per item, then "exit", or the traceback of whatever stopped them.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -21,9 +24,24 @@ Emit = Callable[[Any], None]
 """What a worker calls with each result."""
 
 
+def _exit_with(parent: int) -> None:
+    """End this worker once ``parent`` is gone: a parent killed outright (SIGTERM, SIGKILL) runs
+    no cleanup, and an orphaned worker would go on writing data nobody asked for."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def _entry(
-    worker_fn: Callable[[Any, list[Any], Emit], None], args: Any, items: list[Any], out_q: Any
+    worker_fn: Callable[[Any, list[Any], Emit], None],
+    args: Any,
+    items: list[Any],
+    out_q: Any,
+    parent: int | None = None,
 ) -> None:
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     try:
         worker_fn(args, items, lambda result: out_q.put(("done", result)))
         out_q.put(("exit", None))
@@ -63,7 +81,9 @@ def imap_workers(
     ctx = mp.get_context("spawn")
     out_q = ctx.Queue()
     procs = [
-        ctx.Process(target=_entry, args=(worker_fn, args, items[w::n], out_q), daemon=True)
+        ctx.Process(
+            target=_entry, args=(worker_fn, args, items[w::n], out_q, os.getpid()), daemon=True
+        )
         for w in range(n)
     ]
     for p in procs:
