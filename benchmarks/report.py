@@ -898,7 +898,30 @@ def decoder() -> str:
     return "\n".join([*out, "", extra + _stamp(d)])
 
 
+def branch_fit() -> str:
+    d = _load("branch_fit.json")
+    if d is None or not d.get("models"):
+        return "_not run yet: `python benchmarks/branch_fit.py`_"
+    out = [
+        "| model | direction | magnitude ratio | RLA ceiling direction |",
+        "|---|---|---|---|",
+    ]
+    for name, m in d["models"].items():
+        out.append(
+            f"| {name} | {m['direction']:.3f} | {m['magnitude_ratio']:.3f} | "
+            f"{m['rla_ceiling']['direction']:.3f} |"
+        )
+    pairs = next(iter(d["models"].values()))["pairs"]
+    note = (
+        f"{d['points']} branch points of `{d['data']}` whose branches are all in the trainers' "
+        f"training split ({pairs} sibling pairs); one dreamed chunk from the shared real start "
+        "per branch, flow noise shared within a point. "
+    )
+    return "\n".join([*out, "", note + _stamp(d)])
+
+
 BLOCKS = {
+    "branch_fit": branch_fit,
     "planner_real": planner_real,
     "faithfulness_levers": faithfulness_levers,
     "success_estimate": success_estimate,
