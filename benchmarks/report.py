@@ -409,6 +409,9 @@ def rl_in_dream_reacher() -> str:
         "bc": "the bundle's BC",
         "planner": "dream planner (MPC)",
     }
+    wm = (d["arms"].get("planner-wm") or {}).get("world_model")
+    if wm:
+        names["planner-wm"] = f"the same planner dreaming with `{wm}`"
     out = [
         "| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
         "real return | s / decision |",

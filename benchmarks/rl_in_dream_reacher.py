@@ -9,7 +9,9 @@ success = the finger touches the target at some control step):
   dm-control reward) for the same compute;
 * ``random``: uniform random actions;
 * ``bc``: the bundle's behaviour-cloned policy (the reference the planner searches around);
-* ``planner``: MPC with the dream planner (CEM over chunks, residual around ``bc``).
+* ``planner``: MPC with the dream planner (CEM over chunks, residual around ``bc``);
+* ``planner-wm``: the same planner dreaming with ``--planner-world-model`` instead of the
+  bundle's world model (e.g. the direct-regression checkpoint of the levers study).
 
 Both PPO arms train for ``budget_min`` minutes of this process's CPU time
 (:class:`~rla_gym.sb3.BudgetCallback`), so another job on the machine slows both alike. Every
@@ -80,6 +82,8 @@ class Args:
     planner_residual: float = 0.2
     """the planner searches residuals of this size around the bundle's BC chunks (0: from
     scratch in [-1, 1])"""
+    planner_world_model: str | None = None
+    """world-model checkpoint of the ``planner-wm`` arm (same encoder as the bundle)"""
     seed: int = 0
     """seed of SB3, the training resets and the planner"""
     runs: Path = Path("runs/rl_in_dream_reacher")
@@ -102,7 +106,7 @@ def _ppo(env: Any, args: Args) -> Any:
 
 # Arms whose result depends on the bundle's dream or policy; random and real depend only on the
 # bundle's chunk and horizon.
-BUNDLE_ARMS = ("dream", "bc", "planner")
+BUNDLE_ARMS = ("dream", "bc", "planner", "planner-wm")
 
 
 def arm_dir(args: Args, man: dict[str, Any], name: str) -> Path:
@@ -227,17 +231,23 @@ def main(args: Args) -> dict[str, Any]:
                 "method": (man.get("policy") or {}).get("method") or "bc",
                 "train_minutes": None,
             }  # trained with the bundle (see its build record)
-        elif name == "planner":
+        elif name in ("planner", "planner-wm"):
             pcfg = PlannerConfig(
                 samples=args.planner_samples, residual_scale=args.planner_residual, seed=args.seed
             )
+            wm = args.planner_world_model if name == "planner-wm" else None
+            if name == "planner-wm" and wm is None:
+                raise ValueError("the planner-wm arm needs --planner-world-model <checkpoint>")
             row = {
-                **evaluate_arm(name, PlannerPolicy(str(bundle), pcfg), args, man),
+                **evaluate_arm(name, PlannerPolicy(str(bundle), pcfg, world_model=wm), args, man),
                 "train_minutes": 0.0,
                 "planner": dataclasses.asdict(pcfg),
+                **({"world_model": wm} if wm else {}),
             }
         else:
-            raise ValueError(f"unknown arm {name!r}; choose from random, bc, dream, real, planner")
+            raise ValueError(
+                f"unknown arm {name!r}; choose from random, bc, dream, real, planner, planner-wm"
+            )
         row["wall_minutes"] = (time.perf_counter() - t0) / 60.0
         arms[name] = row
         out = {
