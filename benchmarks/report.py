@@ -121,10 +121,10 @@ def fidelity() -> str:
     )
 
 
-def _verdict(ok: bool | None, gap: float = 0.0) -> str:
+def _verdict(ok: bool | None, gap: float = 0.0, spec: str = ".2f") -> str:
     if ok is None:
         return "not measured"
-    return "met" if ok else f"missed by {gap:.2f}"
+    return "met" if ok else f"missed by {gap:{spec}}"
 
 
 def counterfactual() -> str:
@@ -193,7 +193,7 @@ def counterfactual() -> str:
                 "no direct-regression checkpoint"
                 if direct is None or b is None
                 else f"{b['l1']:.4f} vs {direct[hl]['l1']:.4f}: "
-                + _verdict(b["l1"] <= direct[hl]["l1"], b["l1"] - direct[hl]["l1"])
+                + _verdict(b["l1"] <= direct[hl]["l1"], b["l1"] - direct[hl]["l1"], ".4f")
             ),
         ]
         run = e["run"]
