@@ -83,6 +83,9 @@ class Args:
     wm_over: tuple[str, ...] = ()
     """``rla`` or ``pca`` rows (e.g. ``"rla cw=0 r=32"``, ``"pca r=128"``) to train an RLA-WM
     row over, after the rows"""
+    preset: str = "cpu-compact"
+    """size preset of every trained RLA-WM row (the bundles': ``cpu-compact``; ``cpu-small`` is
+    wider and deeper)"""
     action_in_flow: bool = False
     """every trained RLA-WM row's action vector also modulates each flow block"""
     history: int = 0
@@ -190,7 +193,7 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
             }
         )
         wm = world_model_preset(
-            "cpu-compact",
+            args.preset,
             action_dim,
             action_dropout=dropout,
             history=args.history,
@@ -212,6 +215,7 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
         "data": str(args.data),
         **({"history": args.history} if args.history and row != "direct" else {}),
         **({"action_in_flow": True} if args.action_in_flow and row != "direct" else {}),
+        **({"preset": args.preset} if row != "direct" else {}),
     }
 
 
