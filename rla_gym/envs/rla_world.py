@@ -715,7 +715,10 @@ class RLAWorldEnv(gym.Env):
     start a real simulator runs; the reward aligns with ``options["demo"]`` or, if absent, the
     reference demo whose first frame is nearest to ``f`` (mean L1, the rule that aligns the reset
     bank). A wrong shape or non-finite features raise ``ValueError``. The flow noise generator is
-    seeded from ``self.np_random``: same seed -> same trajectory.
+    seeded from ``self.np_random``: same seed -> same trajectory. A world model trained with a
+    history (``WorldModelConfig.history = K``) also reads the features one chunk earlier: an
+    episode starts at rest (the start stands in), a ``"demo_random"`` start takes the demo's
+    previous row, and ``options["previous_features"]`` gives it for a ``"features"`` start.
 
     ## Episode End
     Never terminates (success is only an estimate). Truncated after ``max_episode_steps`` env
@@ -751,7 +754,8 @@ class RLAWorldEnv(gym.Env):
       leave the defaults unchanged: ``action_mode="repeat"``, decoded renders
       (``render_backend``; observations, actions and rewards are untouched), starts from given
       features (``options={"start": "features", ...}``), mid-demo training resets
-      (``reset_demo_fraction``), rewards averaged over flow samples (``reward_samples``). Since
+      (``reset_demo_fraction``), rewards averaged over flow samples (``reward_samples``), world
+      models with a history (``options["previous_features"]``). Since
       ``reward_samples``, the extra samples of ``num_uncertainty_samples >= 2`` come from a
       second noise stream, so the option no longer changes the dreamed trajectory (seeded
       episodes with it differ from earlier versions after the first step).
