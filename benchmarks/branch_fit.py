@@ -60,12 +60,13 @@ def branch_points(args: Args) -> list[list[tuple[np.ndarray, np.ndarray, np.ndar
     train, _ = store.split(args.val_fraction, seed=args.seed)
     train_set = set(train)
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
-    all_ids = store.episode_ids()
-    for eid in all_ids:
-        if not eid.startswith("branch_") or eid.endswith("000"):  # trunks end in 000
+    actions: dict[str, np.ndarray] = {}
+    for eid in store.episode_ids("branch"):
+        ep = store.read(eid, frames=False)
+        if "branch_of" not in ep.meta:  # a trunk: the run the branches start from
             continue
-        meta = store.read(eid, frames=False).meta
-        groups[(str(meta["branch_of"]), int(meta["branch_step"]))].append(eid)
+        groups[(str(ep.meta["branch_of"]), int(ep.meta["branch_step"]))].append(eid)
+        actions[eid] = np.asarray(ep.actions, np.float32)
     out = []
     for key in sorted(groups):
         ids = groups[key]
@@ -74,8 +75,7 @@ def branch_points(args: Args) -> list[list[tuple[np.ndarray, np.ndarray, np.ndar
         rows = []
         for eid in ids:
             f = np.asarray(store.load_features(eid, args.encoder).features, np.float32)
-            acts = np.asarray(store.read(eid, frames=False).actions, np.float32)
-            rows.append((f[0], acts, f[-1]))
+            rows.append((f[0], actions[eid], f[-1]))
         out.append(rows)
         if len(out) == args.points:
             break

@@ -33,6 +33,14 @@ FP = "synthetic@000000000000"
 Episodes = list[tuple[np.ndarray, np.ndarray]]
 
 
+def render_points(p: np.ndarray) -> np.ndarray:
+    """Positions ``(T+1, 2)`` -> features ``float32 (T+1, N, D)``: token ``i`` is
+    ``tanh(W_i p + b_i)`` for fixed random ``W_i, b_i`` (the same for every data set)."""
+    w = np.random.default_rng(123).normal(size=(N, D, 2)).astype(np.float32)
+    b = np.random.default_rng(124).normal(size=(N, D)).astype(np.float32)
+    return np.tanh(np.einsum("ndk,tk->tnd", w, p.astype(np.float32)) + b[None]).astype(np.float32)
+
+
 def synthetic_episodes(num: int = 6, length: int = 40, seed: int = 0) -> Episodes:
     """Features driven by actions: a 2-D point moves by ``0.1 * a_t`` and is rendered per token.
 
@@ -40,15 +48,12 @@ def synthetic_episodes(num: int = 6, length: int = 40, seed: int = 0) -> Episode
     smooth function of ``s_t`` and the actions in between (learnable, not trivially copyable).
     """
     rng = np.random.default_rng(seed)
-    w = np.random.default_rng(123).normal(size=(N, D, 2)).astype(np.float32)
-    b = np.random.default_rng(124).normal(size=(N, D)).astype(np.float32)
     out = []
     for _ in range(num):
         acts = rng.uniform(-1, 1, size=(length, A)).astype(np.float32)
         start = rng.uniform(-1, 1, (1, 2))
-        p = np.concatenate([start, start + 0.1 * np.cumsum(acts, 0)]).astype(np.float32)
-        feats = np.tanh(np.einsum("ndk,tk->tnd", w, p) + b[None])
-        out.append((feats.astype(np.float32), acts))
+        feats = render_points(np.concatenate([start, start + 0.1 * np.cumsum(acts, 0)]))
+        out.append((feats, acts))
     return out
 
 
@@ -561,8 +566,6 @@ def momentum_episodes(num: int, length: int = 40, seed: int = 0) -> Episodes:
     shows that. Rendered per token like :func:`synthetic_episodes`.
     """
     rng = np.random.default_rng(seed)
-    w = np.random.default_rng(123).normal(size=(N, D, 2)).astype(np.float32)
-    b = np.random.default_rng(124).normal(size=(N, D)).astype(np.float32)
     out = []
     for _ in range(num):
         acts = rng.uniform(-1, 1, size=(length, A)).astype(np.float32)
@@ -572,8 +575,8 @@ def momentum_episodes(num: int, length: int = 40, seed: int = 0) -> Episodes:
             v = 0.9 * v + 0.02 * a
             p = p + v
             ps.append(p)
-        feats = np.tanh(np.einsum("ndk,tk->tnd", w, np.stack(ps).astype(np.float32)) + b[None])
-        out.append((feats.astype(np.float32), acts))
+        feats = render_points(np.stack(ps))
+        out.append((feats, acts))
     return out
 
 

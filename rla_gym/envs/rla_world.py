@@ -413,7 +413,7 @@ class DreamCore:
             n_rows = int(self.reference_len[d])
             j = int(rng.integers(1, n_rows - 1)) if n_rows > 2 else 0
             prev = self.reference[d, j - 1] if j > 0 else None  # the demo one chunk earlier
-            return Start(self.reference[d, j], d, j * self.chunk, "demo_random", j, -1, prev)
+            return Start(self.reference[d, j], d, j * self.chunk, "demo_random", j, previous=prev)
         raise ValueError(
             f"options['start'] must be 'init', 'demo_random' or 'features', got {kind!r}"
         )
@@ -437,15 +437,8 @@ class DreamCore:
         d = nearest_demo(f, self.art.reference[:, 0]) if demo is None else int(demo)
         if not 0 <= d < r:
             raise ValueError(f"options['demo'] must be in [0, {r}), got {d}")
-        return Start(
-            torch.from_numpy(f).to(self.device),
-            d,
-            0,
-            "features",
-            -1,
-            -1,
-            None if prev is None else torch.from_numpy(prev).to(self.device),
-        )
+        previous_t = None if prev is None else torch.from_numpy(prev).to(self.device)
+        return Start(torch.from_numpy(f).to(self.device), d, 0, "features", -1, previous=previous_t)
 
     def _check_features(self, features: Any, name: str) -> np.ndarray:
         f = np.asarray(features, dtype=np.float32)

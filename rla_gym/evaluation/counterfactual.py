@@ -67,9 +67,9 @@ __all__ = [
     "score_rla_ceiling",
 ]
 
-# One dreamed chunk: features (B, N, D), normalised chunks (B, K * A), a generator per row
-# -> features (B, N, D).
-DreamStep = Callable[[torch.Tensor, np.ndarray, list[torch.Generator]], torch.Tensor]
+# One dreamed chunk: features (B, N, D), normalised chunks (B, K * A), a generator per row, the
+# features one chunk earlier (B, N, D) -> features (B, N, D).
+DreamStep = Callable[[torch.Tensor, np.ndarray, list[torch.Generator], torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,10 +38,9 @@ def _entry(
     args: Any,
     items: list[Any],
     out_q: Any,
-    parent: int | None = None,
+    parent: int,
 ) -> None:
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     try:
         worker_fn(args, items, lambda result: out_q.put(("done", result)))
         out_q.put(("exit", None))

@@ -148,6 +148,16 @@ def evaluate_world_model(
     return out
 
 
+def _preset_overrides(cfg: TrainWorldModelConfig) -> dict[str, Any]:
+    """The RLA-WM preset fields this config replaces (``None``: keep the preset's)."""
+    return {
+        "latent_norm": cfg.latent_norm,
+        "latent_scale": cfg.latent_scale,
+        "history": cfg.history,
+        "action_in_flow": cfg.action_in_flow,
+    }
+
+
 def _build_model(
     cfg: TrainWorldModelConfig,
     feature_dim: int,
@@ -167,16 +177,7 @@ def _build_model(
                 f"RLA checkpoint {cfg.rla} expects features of shape ({rc.num_tokens}, "
                 f"{rc.feature_dim}) but the data has ({num_tokens}, {feature_dim})"
             )
-        norm = {
-            k: v
-            for k, v in (
-                ("latent_norm", cfg.latent_norm),
-                ("latent_scale", cfg.latent_scale),
-                ("history", cfg.history),
-                ("action_in_flow", cfg.action_in_flow),
-            )
-            if v is not None
-        }
+        norm = {k: v for k, v in _preset_overrides(cfg).items() if v is not None}
         if cfg.world_model is not None and norm:
             raise ValueError(
                 f"{sorted(norm)} replace a preset's fields; with an explicit world_model config "
@@ -190,12 +191,9 @@ def _build_model(
         return RLAWorldModel(wm_cfg, rla)
     if cfg.model not in ("direct", "fm"):
         raise ValueError(f"unknown model {cfg.model!r}; use 'rla-wm', 'direct' or 'fm'")
-    rla_only = (cfg.latent_norm, cfg.latent_scale, cfg.history, cfg.action_in_flow)
-    if any(v is not None for v in rla_only):
-        raise ValueError(
-            "latent_norm / latent_scale / history / action_in_flow apply to model='rla-wm', "
-            f"not {cfg.model!r}"
-        )
+    overrides = _preset_overrides(cfg)
+    if any(v is not None for v in overrides.values()):
+        raise ValueError(f"{' / '.join(overrides)} apply to model='rla-wm', not {cfg.model!r}")
     fields = dict(
         feature_dim=feature_dim,
         num_tokens=num_tokens,
