@@ -29,8 +29,11 @@ Rows:
 ``--action-in-flow`` adds every trained RLA-WM row's action vector to the time embedding of
 its flow blocks (``WorldModelConfig.action_in_flow``). ``--history K`` conditions every trained
 RLA-WM row on the frame ``K`` control steps earlier as well (``WorldModelConfig.history``; use
-the chunk); ``--latent-norm`` / ``--latent-scale`` set the ``rla-wm`` row's latent
-normalisation (the bundles since 2026-11-30 use ``scalar`` / 1 over an RLA with a linear path);
+the chunk); ``--sibling-fraction f`` fills that share of every trained RLA-WM row's batches with
+sibling pairs from the data's branch points and trains their outcome difference as well
+(``TrainWorldModelConfig.sibling_fraction``); ``--latent-norm`` / ``--latent-scale`` set the
+``rla-wm`` row's latent normalisation (the bundles since 2026-11-30 use ``scalar`` / 1 over
+an RLA with a linear path);
 ``--rla`` replaces the bundle's embedded autoencoder (stored in the bundle's reduced precision)
 by a full-precision checkpoint.
 
@@ -90,6 +93,11 @@ class Args:
     """every trained RLA-WM row's action vector also modulates each flow block"""
     history: int = 0
     """control steps back to the earlier frame every trained RLA-WM row also sees (0: none)"""
+    sibling_fraction: float = 0.0
+    """share of every trained RLA-WM row's batches drawn as sibling pairs from the data's branch
+    points, trained on their outcome difference too (0: none; needs branch data)"""
+    sibling_weight: float = 1.0
+    """weight of that difference loss"""
     latent_norm: str | None = None
     """latent normalisation of the ``rla-wm`` row (default: the preset's ``per_dim``)"""
     latent_scale: float | None = None
@@ -201,7 +209,14 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
             **norm,
         )
         cfg = TrainWorldModelConfig(
-            model="rla-wm", data=data, rla=str(rla), out=str(out), world_model=wm, trainer=trainer
+            model="rla-wm",
+            data=data,
+            rla=str(rla),
+            out=str(out),
+            world_model=wm,
+            trainer=trainer,
+            sibling_fraction=args.sibling_fraction,
+            sibling_weight=args.sibling_weight,
         )
     t0 = time.perf_counter()
     res = train_world_model(cfg)
@@ -215,6 +230,11 @@ def _train(args: Args, row: str, rla: Path, action_dim: int) -> tuple[Path, dict
         "data": str(args.data),
         **({"history": args.history} if args.history and row != "direct" else {}),
         **({"action_in_flow": True} if args.action_in_flow and row != "direct" else {}),
+        **(
+            {"sibling_fraction": args.sibling_fraction, "sibling_weight": args.sibling_weight}
+            if args.sibling_fraction and row != "direct"
+            else {}
+        ),
         **({"preset": args.preset} if row != "direct" else {}),
     }
 

@@ -229,7 +229,39 @@ def counterfactual() -> str:
         + f". Wall-clock with other jobs on the two cores: {'; '.join(costs)}. "
         + _stamp(d)
     )
-    return "\n".join([*out, "", *tgt, "", extra])
+    return "\n".join([*out, "", *tgt, "", *_direction_by_pair(d["suites"], suites), extra])
+
+
+def _direction_by_pair(results: dict, suites: list[str]) -> list[str]:
+    """One-chunk direction of every model per pair of action sequences (counterfactual.json
+    written before the breakdown existed has none: nothing is rendered)."""
+    rows, pairs = [], None
+    for suite in suites:
+        for model, per_h in results[suite].items():
+            for h, m in per_h.items() if model != "run" else ():
+                if h not in ("1", "rla_ceiling") or "direction_by_pair" not in m:
+                    continue
+                by_pair, dist = m["direction_by_pair"], m["real_distance_by_pair"]
+                pairs = pairs or list(by_pair)
+                label = f"{model}: RLA ceiling" if h == "rla_ceiling" else model
+                rows.append(
+                    f"| {suite} | {label} | "
+                    + " | ".join(f"{_opt(by_pair[p], '.2f')} ({dist[p]:.1f})" for p in pairs)
+                    + " |"
+                )
+    if not rows:
+        return []
+    head = "| suite | model | " + " | ".join(p.replace("~", " vs ") for p in pairs) + " |"
+    return [
+        "Direction at one chunk by pair of action sequences (in brackets: the mean real feature "
+        "distance between the pair's outcomes; the pairs that differ most are the easiest to "
+        "tell apart):",
+        "",
+        head,
+        "|---|---" + "|---" * len(pairs) + "|",
+        *rows,
+        "",
+    ]
 
 
 def rla_decoder_target() -> str:

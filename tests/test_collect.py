@@ -13,6 +13,7 @@ from rla_gym.cli.main import main as cli
 from rla_gym.data import EpisodeStore
 from rla_gym.data.collect import CollectConfig, branch_id, collect
 from rla_gym.data.encode import encode_dataset
+from rla_gym.data.feature_episodes import sibling_groups
 from rla_gym.data.inspect import summarize, write_preview
 from rla_gym.errors import EncoderMismatchError
 from rla_gym.features import make_encoder
@@ -179,6 +180,14 @@ def test_branch_collection_restores_exactly_and_resumes(tmp_path):
     assert store.episode_ids() == sorted(want)
     np.testing.assert_array_equal(store.read(branch_id(1, 7)).frames, lost)  # same seed, same
     assert store.episode_path(branch_id(1, 5)).stat().st_mtime_ns == kept  # not written again
+    # The world model's sibling groups: per branch point, the trunk's window and its branches.
+    ids = [i for i in store.episode_ids() if i != branch_id(1, 4)]  # as if in validation
+    groups = sibling_groups(tmp_path, ids)
+    assert len(groups) == 6
+    assert groups[0].tolist() == [[0, 0, 4], [1, 0, 4], [2, 0, 4], [3, 0, 4]]
+    assert groups[2].tolist() == [[0, 8, 4], [7, 0, 4], [8, 0, 4], [9, 0, 4]]
+    assert groups[4].tolist() == [[10, 4, 4], [14, 0, 4], [15, 0, 4]]  # one branch held out
+    assert sibling_groups(tmp_path, ids[1:10]) != []  # without its trunk: branches alone
 
 
 @pytest.mark.parametrize(

@@ -182,3 +182,23 @@ def test_tiny_real_run_on_the_reacher_bundle(tmp_path) -> None:
     ceiling = out["rla-wm"]["rla_ceiling"]
     assert ceiling["horizon"] == "1" and -1 <= ceiling["direction"] <= 1
     assert [s["t"] % 8 for s in out["run"]["starts"]] == [0, 0]
+
+
+def test_direction_by_pair_of_sequences(case) -> None:
+    """The breakdown tells which pairs of sequences a dream tells apart."""
+    start, real, _ = case
+    names = [f"seq{k}" for k in range(M)]
+    # Deaf to every sequence but the last: the last differs from the first as in reality.
+    dream = np.repeat(real[:, :1], M, axis=1)
+    dream[:, -1] = real[:, -1]
+    m = outcome_metrics(start, real, dream, names=names)
+    by_pair = m["direction_by_pair"]
+    assert len(by_pair) == M * (M - 1) // 2
+    assert by_pair[f"seq0~seq{M - 1}"] == pytest.approx(1.0)
+    assert by_pair["seq0~seq1"] == 0.0  # the dream does not tell them apart
+    assert 0 < by_pair[f"seq1~seq{M - 1}"] < 1
+    want = np.linalg.norm((real[:, 0] - real[:, 1]).reshape(len(real), -1), axis=1).mean()
+    assert m["real_distance_by_pair"]["seq0~seq1"] == pytest.approx(want, rel=1e-5)
+    assert "direction_by_pair" not in outcome_metrics(start, real, dream)
+    with pytest.raises(ValueError, match="names"):
+        outcome_metrics(start, real, dream, names=names[:2])

@@ -694,3 +694,95 @@ def test_action_in_flow_reaches_every_flow_block(rla: RLAAutoencoder, tmp_path: 
     torch.testing.assert_close(again.sample(s, a, steps=3, generator=gen(1), guidance=2.0), guided)
     with pytest.raises(ValueError, match="condition vector"):
         wm.flow.prepare(torch.zeros(1, N, cfg.width))
+
+
+def branch_data(trunks: int = 4, seed: int = 0) -> tuple[Episodes, list[np.ndarray]]:
+    """Synthetic branch data: point trunks, and from every 4th trunk step two more ``H_MAX``-step
+    chunks from the same position. Returns ``(episodes, sibling groups)``."""
+    rng = np.random.default_rng(seed)
+    eps: Episodes = synthetic_episodes(trunks, length=16, seed=seed)
+    groups = []
+    for e in range(trunks):
+        acts = eps[e][1]
+        pos = rng.uniform(-1, 1, (1, 2))  # re-rendered: the trunk's own positions
+        p = np.concatenate([pos, pos + 0.1 * np.cumsum(acts, 0)])
+        eps[e] = (render_points(p), acts)
+        for t in range(0, 16 - H_MAX + 1, 4):
+            rows = [(e, t, H_MAX)]
+            for _ in range(2):
+                a = rng.uniform(-1, 1, (H_MAX, A)).astype(np.float32)
+                rows.append((len(eps), 0, H_MAX))
+                eps.append(
+                    (render_points(np.concatenate([p[t : t + 1], p[t] + 0.1 * a.cumsum(0)])), a)
+                )
+            groups.append(np.array(rows))
+    return eps, groups
+
+
+def test_pair_sampler_draws_sibling_pairs() -> None:
+    eps, groups = branch_data()
+    plain = PairSampler(eps, 1, H_MAX, 0.5, seed=3).sample(32)
+    # No share: the same draws as without groups.
+    same = PairSampler(eps, 1, H_MAX, 0.5, seed=3, siblings=groups).sample(32)
+    assert "sibling_pairs" not in same
+    for k in ("s_t", "s_th", "actions", "lengths"):
+        torch.testing.assert_close(same[k], plain[k])
+    b = PairSampler(eps, 1, H_MAX, 0.5, seed=3, siblings=groups, sibling_fraction=0.5).sample(32)
+    assert b["sibling_pairs"] == 8 and b["s_t"].shape == (32, N, D)
+    for i in range(8):
+        one, two = 2 * i, 2 * i + 1
+        # One real start, one gap, different actions (and so different outcomes).
+        torch.testing.assert_close(b["s_t"][one], b["s_t"][two])
+        assert int(b["lengths"][one]) == int(b["lengths"][two]) == H_MAX
+        assert (b["actions"][one] - b["actions"][two]).abs().sum() > 0
+        assert (b["episode"][one], b["start"][one]) != (b["episode"][two], b["start"][two])
+    with pytest.raises(ValueError, match="sibling_fraction"):
+        PairSampler(eps, 1, H_MAX, siblings=groups, sibling_fraction=1.5)
+    with pytest.raises(ValueError, match="branch"):
+        PairSampler(eps, 1, H_MAX, sibling_fraction=0.5)
+
+
+def test_sibling_loss_trains_the_outcome_difference(rla: RLAAutoencoder) -> None:
+    eps, groups = branch_data()
+    wm = make_wm(rla).train()
+    sampler = PairSampler(eps, 1, H_MAX, 0.5, seed=0, siblings=groups, sibling_fraction=0.5)
+    wm.fit_normalization(PairSampler(eps, 1, H_MAX, 0.5, seed=1).iter_eval(64, 64))
+    b = sampler.sample(16)
+    args = (b["s_t"], b["s_th"], b["actions"], b["lengths"])
+    # Two copies of one pair are siblings that share noise and time: nothing differs.
+    twins = [torch.cat([x[:1], x[:1]]) for x in args]
+    assert float(wm.loss(*twins, gen(0), sibling_pairs=1, sibling_weight=1.0)["sibling_l1"]) == 0
+    plain = wm.loss(*args, gen(0), sibling_pairs=b["sibling_pairs"])
+    weighted = wm.loss(*args, gen(0), sibling_pairs=b["sibling_pairs"], sibling_weight=2.0)
+    assert float(plain["sibling_l1"]) > 0
+    assert float(weighted["loss"].detach()) > float(plain["loss"].detach())
+    with pytest.raises(ValueError, match="sibling pairs"):
+        wm.loss(*args, gen(0), sibling_pairs=9)
+
+
+def test_train_world_model_refuses_siblings_it_cannot_use(
+    rla: RLAAutoencoder, episodes: Episodes, tmp_path: Path
+) -> None:
+    from rla_gym.data.feature_episodes import FeatureSplit
+    from rla_gym.world_model import TrainWorldModelConfig, train_world_model
+
+    rla.save_pretrained(tmp_path / "rla")
+    split = FeatureSplit(train=episodes[:4], val=episodes[4:], fingerprint=FP)
+    for bad, match in (
+        ({"model": "direct"}, "rla-wm"),
+        ({"model": "rla-wm", "sibling_weight": -1.0}, "sibling_weight"),
+        ({"model": "rla-wm"}, "ids"),  # in-memory episodes: no ids to find branch points by
+    ):
+        with pytest.raises(ValueError, match=match):
+            train_world_model(
+                TrainWorldModelConfig(
+                    rla=str(tmp_path / "rla"),
+                    out=str(tmp_path / "bad"),
+                    preset="tiny",
+                    max_gap=H_MAX,
+                    sibling_fraction=0.5,
+                    **bad,  # type: ignore[arg-type]
+                ),
+                split,
+            )
+    assert not (tmp_path / "bad" / "checkpoint").exists()

@@ -15,7 +15,13 @@ from typing import Annotated
 import numpy as np
 import tyro
 
-__all__ = ["FeatureDataConfig", "FeatureSplit", "load_feature_episodes", "load_split"]
+__all__ = [
+    "FeatureDataConfig",
+    "FeatureSplit",
+    "load_feature_episodes",
+    "load_split",
+    "sibling_groups",
+]
 
 Episodes = list[tuple[np.ndarray, np.ndarray]]
 """``[(features float16 (T+1, N, D), actions float32 (T, A)), ...]``."""
@@ -54,6 +60,8 @@ class FeatureSplit:
     val: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
     fingerprint: str = ""
     grid: tuple[int, int] | None = None
+    train_ids: tuple[str, ...] = ()
+    """Episode ids of ``train``, in order (empty for in-memory splits)."""
 
 
 def load_feature_episodes(
@@ -107,4 +115,43 @@ def load_split(cfg: FeatureDataConfig, seed: int) -> FeatureSplit:
     val = (
         load_feature_episodes(cfg.folder, cfg.encoder, val_ids, fingerprint)[0] if val_ids else None
     )
-    return FeatureSplit(train=train, val=val, fingerprint=fingerprint, grid=grid)
+    return FeatureSplit(
+        train=train, val=val, fingerprint=fingerprint, grid=grid, train_ids=tuple(train_ids)
+    )
+
+
+def sibling_groups(data: str | Path, ids: Sequence[str]) -> list[np.ndarray]:
+    """Groups of episodes in ``ids`` that start from one exactly restored real state.
+
+    Branch data (``rla-gym collect --policy branch``) restores a trunk's state every few steps
+    and runs several action chunks from it; each branch records ``branch_of`` (its trunk's id)
+    and ``branch_step``. A group is the trunk's own window from that step plus its branches.
+
+    Args:
+        data: dataset folder.
+        ids: episode ids, in the order of the episodes the groups index.
+
+    Returns:
+        One ``int64 (m, 3)`` array of ``(index into ids, start t, gap h)`` per branch point with
+        at least two members in ``ids`` (``h``: the branch length).
+    """
+    from rla_gym.data.episodes import EpisodeStore
+
+    store = EpisodeStore(data)
+    index = {eid: i for i, eid in enumerate(ids)}
+    lengths: dict[str, int] = {}
+    groups: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
+    for eid in ids:
+        ep = store.read(eid, frames=False)
+        lengths[eid] = ep.length
+        if "branch_of" in ep.meta:
+            key = (str(ep.meta["branch_of"]), int(ep.meta["branch_step"]))
+            groups.setdefault(key, []).append((index[eid], 0, ep.length))
+    out = []
+    for (trunk, t), rows in sorted(groups.items()):
+        h = min(r[2] for r in rows)
+        if trunk in index and t + h <= lengths.get(trunk, 0):
+            rows = [(index[trunk], t, h), *rows]
+        if len(rows) >= 2:
+            out.append(np.array([(e, s, h) for e, s, _ in rows], dtype=np.int64))
+    return out

@@ -89,6 +89,13 @@ class PairSampler(SeededStream):
         history: above 0, every batch also holds ``s_prev``, the frame ``history`` steps before
             ``s_t`` (the episode's first frame when ``t < history``), for history world models.
             It changes no draw: the pairs are those of ``history=0``.
+        siblings: groups of *sibling* pairs, each an ``int (m, 3)`` array of ``(episode, t, h)``
+            rows (indices into ``episodes``) that start from one and the same real state under
+            different actions (branch data, :func:`~rla_gym.data.feature_episodes.sibling_groups`).
+            Gaps above ``max_gap`` are clipped; members of skipped episodes are dropped.
+        sibling_fraction: share of every :meth:`sample` batch drawn as sibling pairs (two
+            members of one group, rows ``2i`` and ``2i + 1`` of the batch; see its
+            ``sibling_pairs``). ``0`` draws exactly as without ``siblings``.
 
     Raises:
         ValueError: inconsistent shapes, bad gaps, or no episode long enough.
@@ -102,9 +109,13 @@ class PairSampler(SeededStream):
         interaction_bias: float = 0.9,
         seed: int = 0,
         history: int = 0,
+        siblings: Sequence[np.ndarray] = (),
+        sibling_fraction: float = 0.0,
     ) -> None:
         if history < 0:
             raise ValueError(f"history must be >= 0 steps, got {history}")
+        if not 0.0 <= sibling_fraction <= 1.0:
+            raise ValueError(f"sibling_fraction must be in [0, 1], got {sibling_fraction}")
         self.history = history
         if not 1 <= min_gap <= max_gap:
             raise ValueError(
@@ -118,6 +129,7 @@ class PairSampler(SeededStream):
         self.features: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
         self.interaction: list[np.ndarray] = []
+        kept: dict[int, int] = {}
         for i, (feats, acts) in enumerate(episodes):
             feats, acts = np.asarray(feats), np.asarray(acts)
             if feats.ndim != 3 or acts.ndim != 2 or len(feats) != len(acts) + 1:
@@ -136,6 +148,7 @@ class PairSampler(SeededStream):
                 )
             if len(acts) < min_gap:
                 continue
+            kept[i] = len(self.features)
             self.features.append(feats)
             self.actions.append(acts)
             self.interaction.append(interaction_frames(feats, max_gap))
@@ -143,6 +156,13 @@ class PairSampler(SeededStream):
             raise ValueError(f"no episode has at least min_gap={min_gap} steps")
         lengths = np.array([len(a) for a in self.actions], dtype=np.float64)
         self._episode_p = lengths / lengths.sum()
+        self.siblings = self._sibling_groups(siblings, kept)
+        if sibling_fraction > 0 and not self.siblings:
+            raise ValueError(
+                "sibling_fraction > 0 needs groups of >= 2 sibling episodes (branch data: "
+                "`rla-gym collect --policy branch`); none were given or kept"
+            )
+        self.sibling_fraction = sibling_fraction
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
@@ -162,7 +182,35 @@ class PairSampler(SeededStream):
         """``A``."""
         return int(self.actions[0].shape[1])
 
+    def _sibling_groups(
+        self, groups: Sequence[np.ndarray], kept: dict[int, int]
+    ) -> list[np.ndarray]:
+        """``groups`` re-indexed to the kept episodes, gaps clipped to what every member has."""
+        out = []
+        for g in groups:
+            rows = [
+                (kept[int(e)], int(t), int(h))
+                for e, t, h in np.asarray(g, dtype=np.int64).reshape(-1, 3)
+                if int(e) in kept and t >= 0 and h >= self.min_gap
+            ]
+            rows = [r for r in rows if r[1] + r[2] <= len(self.actions[r[0]])]
+            if len(rows) < 2:
+                continue
+            # Siblings must share the gap as well as the start.
+            h = min(self.max_gap, *(r[2] for r in rows))
+            out.append(np.array([(e, t, h) for e, t, _ in rows], dtype=np.int64))
+        return out
+
     # ------------------------------------------------------------------ sampling
+    def _draw_siblings(self, rng: np.random.Generator, pairs: int) -> list[tuple[int, int, int]]:
+        """``2 * pairs`` triples, two distinct members of one random group per pair."""
+        out: list[tuple[int, int, int]] = []
+        for _ in range(pairs):
+            g = self.siblings[int(rng.integers(len(self.siblings)))]
+            for row in g[rng.choice(len(g), size=2, replace=False)]:
+                out.append((int(row[0]), int(row[1]), int(row[2])))
+        return out
+
     def _draw(self, rng: np.random.Generator, batch_size: int) -> list[tuple[int, int, int]]:
         """``(episode, start, gap)`` triples drawn from ``rng``."""
         out = []
@@ -220,11 +268,19 @@ class PairSampler(SeededStream):
             ``actions`` ``float32 (B, H_max, A)``, rows ``>= h`` zero; ``lengths`` ``int64 (B,)``
             the gap ``h``; ``action_mask`` ``bool (B, H_max)``; ``episode`` and ``start``
             ``int64 (B,)`` (episode index among the kept episodes, and ``t``); with
-            ``history > 0`` also ``s_prev`` ``float32 (B, N, D)`` (frame ``max(t - history, 0)``).
+            ``history > 0`` also ``s_prev`` ``float32 (B, N, D)`` (frame ``max(t - history, 0)``);
+            with ``sibling_fraction > 0`` also ``sibling_pairs`` (``int`` ``P``: rows ``2i`` and
+            ``2i + 1``, ``i < P``, are siblings).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        return self._collate(self._draw(self.rng, batch_size))
+        pairs = int(self.sibling_fraction * batch_size) // 2
+        if not pairs:
+            return self._collate(self._draw(self.rng, batch_size))
+        triples = self._draw_siblings(self.rng, pairs) + self._draw(
+            self.rng, batch_size - 2 * pairs
+        )
+        return {**self._collate(triples), "sibling_pairs": pairs}
 
     def iter_eval(
         self, num_pairs: int = 256, batch_size: int = 64, seed: int = 12345

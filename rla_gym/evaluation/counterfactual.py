@@ -149,6 +149,13 @@ def pair_agreement(real: np.ndarray, dream: np.ndarray) -> tuple[np.ndarray, np.
         identical real outcomes has no direction and is dropped). A dream that does not move at
         all between two sequences scores cosine 0 and ratio 0.
     """
+    cos, ratio, keep = _pair_terms(real, dream)
+    return cos[keep], ratio[keep]
+
+
+def _pair_terms(real: np.ndarray, dream: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pair_agreement` over *every* pair ``i < j`` (``np.triu_indices`` order), with the
+    mask of the pairs whose real outcomes differ (the others' ratio is ``nan``)."""
     m = real.shape[0]
     r, d = real.reshape(m, -1).astype(np.float64), dream.reshape(m, -1).astype(np.float64)
     i, j = np.triu_indices(m, k=1)
@@ -157,7 +164,8 @@ def pair_agreement(real: np.ndarray, dream: np.ndarray) -> tuple[np.ndarray, np.
     keep = nr > 0
     dot = (dr * dd).sum(1)
     cos = np.divide(dot, nr * nd, out=np.zeros_like(dot), where=(nr * nd) > 0)
-    return cos[keep], nd[keep] / nr[keep]
+    ratio = np.divide(nd, nr, out=np.full_like(nd, np.nan), where=keep)
+    return cos, ratio, keep
 
 
 def _mean_l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -166,7 +174,11 @@ def _mean_l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def outcome_metrics(
-    start: np.ndarray, real: np.ndarray, dream: np.ndarray, reference: np.ndarray | None = None
+    start: np.ndarray,
+    real: np.ndarray,
+    dream: np.ndarray,
+    reference: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The benchmark's metrics for one model and horizon.
 
@@ -175,12 +187,17 @@ def outcome_metrics(
         real: ``(S, M, N, D)`` real outcomes.
         dream: ``(S, M, N, D)`` dreamed outcomes of the same sequences.
         reference: ``(S, N, D)`` aligned reference frame of every start (``None``: no ranking).
+        names: the ``M`` action sequences' names, to break the direction down by pair.
 
     Returns:
         ``direction``, ``magnitude_ratio``, ``ranking_spearman`` (``None`` if no start has a
         defined rank correlation), ``l1``, ``copy_last_l1``, ``states``, the counts behind them
         (``pairs``, ``ranked_states``) and the standard errors of the first three over starts
-        (``*_se``, from the per-start means; ``None`` below two starts).
+        (``*_se``, from the per-start means; ``None`` below two starts). With ``names`` also
+        ``direction_by_pair`` and ``real_distance_by_pair`` (``"<i>~<j>"`` -> the mean cosine, and
+        the mean real norm of the outcome difference, over the starts where it is defined):
+        how much of the direction comes from sequences that differ a lot (a random chunk) and
+        how much from small perturbations of the recorded one.
 
     Raises:
         ValueError: inconsistent shapes.
@@ -196,16 +213,30 @@ def outcome_metrics(
         raise ValueError(
             f"reference must have the start's shape {start.shape}, got {reference.shape}"
         )
-    cos, ratio, rho = [], [], []
+    if names is not None and len(names) != real.shape[1]:
+        raise ValueError(f"names must name the {real.shape[1]} sequences, got {len(names)}")
+    cos, ratio, rho, by_pair = [], [], [], []
     for k in range(s):
-        c, r = pair_agreement(real[k], dream[k])
-        cos.append(c)
-        ratio.append(r)
+        c, r, keep = _pair_terms(real[k], dream[k])
+        cos.append(c[keep])
+        ratio.append(r[keep])
+        by_pair.append(np.where(keep, c, np.nan))
         if reference is not None:
             value = spearman(_mean_l1(real[k], reference[k]), _mean_l1(dream[k], reference[k]))
             if value is not None:
                 rho.append(value)
     cos_all, ratio_all = np.concatenate(cos), np.concatenate(ratio)
+    extra: dict[str, Any] = {}
+    if names is not None:
+        i, j = np.triu_indices(len(names), k=1)
+        pairs = [f"{names[a]}~{names[b]}" for a, b in zip(i, j, strict=True)]
+        table = np.array(by_pair)  # (S, P), nan where the real outcomes coincide
+        dist = np.array([np.linalg.norm((x[i] - x[j]).reshape(len(i), -1), axis=1) for x in real])
+        with np.errstate(invalid="ignore"):
+            extra = {
+                "direction_by_pair": {p: _nanmean(table[:, q]) for q, p in enumerate(pairs)},
+                "real_distance_by_pair": {p: float(dist[:, q].mean()) for q, p in enumerate(pairs)},
+            }
     return {
         "direction": float(cos_all.mean()) if cos_all.size else None,
         "magnitude_ratio": float(ratio_all.mean()) if ratio_all.size else None,
@@ -218,7 +249,13 @@ def outcome_metrics(
         "direction_se": _standard_error([c.mean() for c in cos if c.size]),
         "magnitude_ratio_se": _standard_error([r.mean() for r in ratio if r.size]),
         "ranking_spearman_se": _standard_error(rho),
+        **extra,
     }
+
+
+def _nanmean(x: np.ndarray) -> float | None:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else None
 
 
 def _standard_error(values: Sequence[float]) -> float | None:
@@ -622,12 +659,14 @@ def score_models(
             outcomes.previous,
         )
         entry: dict[str, Any] = {
-            str(h): outcome_metrics(start, real[:, :, hi], dream[:, :, hi], outcomes.reference[hi])
+            str(h): outcome_metrics(
+                start, real[:, :, hi], dream[:, :, hi], outcomes.reference[hi], cfg.outcomes
+            )
             for hi, h in enumerate(horizons)
         }
         rla = getattr(core.model, "rla", None)
         if rla is not None and 1 in horizons:
-            entry["rla_ceiling"] = score_rla_ceiling(outcomes, rla, cfg.batch_size)
+            entry["rla_ceiling"] = score_rla_ceiling(outcomes, rla, cfg.batch_size, cfg.outcomes)
         seconds[name] = time.perf_counter() - t0
         result[name] = entry
         log(
@@ -643,13 +682,19 @@ def score_models(
     return result
 
 
-def score_rla_ceiling(outcomes: RealOutcomes, rla: Any, batch_size: int = 64) -> dict[str, Any]:
+def score_rla_ceiling(
+    outcomes: RealOutcomes,
+    rla: Any,
+    batch_size: int = 64,
+    names: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """One-chunk metrics of ``rla`` decoding the true latent of every real outcome: what a
-    perfect latent predictor on this RLA would reach (needs horizon 1 in ``outcomes``)."""
+    perfect latent predictor on this RLA would reach (needs horizon 1 in ``outcomes``; ``names``
+    as in :func:`outcome_metrics`)."""
     h1 = outcomes.horizons.index(1)
     real = outcomes.real[:, :, h1]
     ceiling = rla_ceiling_outcomes(rla, outcomes.start, real, batch_size)
-    return {**outcome_metrics(outcomes.start, real, ceiling, outcomes.reference[h1]),
+    return {**outcome_metrics(outcomes.start, real, ceiling, outcomes.reference[h1], names),
             "horizon": "1",
             "what": "the RLA decoding the true latent of each real one-chunk outcome: "
                     "decode(s, encode(s, real))"}  # fmt: skip

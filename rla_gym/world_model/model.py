@@ -378,6 +378,16 @@ class FeatureWorldModel(nn.Module):
         self.action_std.copy_(std.clamp_min(1e-3))
 
 
+def _share_within_pairs(x: torch.Tensor, pairs: int) -> torch.Tensor:
+    """``x`` with row ``2i + 1`` replaced by row ``2i`` for ``i < pairs`` (sibling rows share
+    their draw)."""
+    if not pairs:
+        return x
+    x = x.clone()
+    x[1 : 2 * pairs : 2] = x[0 : 2 * pairs : 2]
+    return x
+
+
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path | None) -> None:
     """Strict load that turns key/shape mismatches into :class:`CorruptFileError`."""
     try:
@@ -577,6 +587,8 @@ class RLAWorldModel(FeatureWorldModel):
         lengths: torch.Tensor,
         generator: torch.Generator,
         s_prev: torch.Tensor | None = None,
+        sibling_pairs: int = 0,
+        sibling_weight: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Flow-matching loss on normalised RLA latents of the true pair.
 
@@ -586,9 +598,17 @@ class RLAWorldModel(FeatureWorldModel):
             lengths: ``(B,)`` gaps ``h``.
             generator: source of the noise and flow times.
             s_prev: ``(B, N, D)`` features at ``t - history`` (history models).
+            sibling_pairs: ``P``: rows ``2i`` and ``2i + 1`` (``i < P``) are siblings, two
+                outcomes of one real state under different actions. They share their noise and
+                flow time, and ``sibling_weight`` times the same loss is added on the *difference*
+                of their velocities: with shared noise the target difference is exactly the
+                difference of their latents, the part of the outcome the action decides, which
+                the plain loss weighs no more than the action-independent rest.
+            sibling_weight: weight of that difference loss.
 
         Returns:
-            ``{"loss": scalar, "velocity_l1": scalar, "velocity_mse": scalar}``.
+            ``{"loss": scalar, "velocity_l1": scalar, "velocity_mse": scalar}`` (plus
+            ``"sibling_l1"`` with sibling pairs).
         """
         s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
         s_prev = self.check_previous(s_t, s_prev)
@@ -596,6 +616,9 @@ class RLAWorldModel(FeatureWorldModel):
         x_1 = self.normalize_latent(self.encode_latent(s_t, s_th))
         x_0 = noise_like(x_1.shape, generator, x_1.device)
         t = sample_time(x_1.shape[0], generator, self.config.time_distribution, device=x_1.device)
+        if not 0 <= 2 * sibling_pairs <= x_1.shape[0]:
+            raise ValueError(f"{sibling_pairs} sibling pairs do not fit a batch of {x_1.shape[0]}")
+        x_0, t = _share_within_pairs(x_0, sibling_pairs), _share_within_pairs(t, sibling_pairs)
         drop = None
         if self.config.action_dropout > 0:
             u = torch.rand(x_1.shape[0], generator=generator, device=generator.device)
@@ -604,10 +627,20 @@ class RLAWorldModel(FeatureWorldModel):
         v = self.flow(interpolate(x_0, x_1, t), t, cache)
         target = velocity_target(x_0, x_1)
         loss = flow_loss(v, target, self.config.l1_weight, self.config.mse_weight)
+        extra = {}
+        if sibling_pairs:
+            rows = slice(0, 2 * sibling_pairs)
+            dv = v[rows][0::2] - v[rows][1::2]
+            du = target[rows][0::2] - target[rows][1::2]
+            loss = loss + sibling_weight * flow_loss(
+                dv, du, self.config.l1_weight, self.config.mse_weight
+            )
+            extra["sibling_l1"] = F.l1_loss(dv.detach(), du)
         return {
             "loss": loss,
             "velocity_l1": F.l1_loss(v.detach(), target),
             "velocity_mse": F.mse_loss(v.detach(), target),
+            **extra,
         }
 
     def forward(
@@ -618,9 +651,13 @@ class RLAWorldModel(FeatureWorldModel):
         lengths: torch.Tensor,
         generator: torch.Generator,
         s_prev: torch.Tensor | None = None,
+        sibling_pairs: int = 0,
+        sibling_weight: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Training loss (same as :meth:`loss`); calling the module lets DDP sync gradients."""
-        return self.loss(s_t, s_th, actions, lengths, generator, s_prev)
+        return self.loss(
+            s_t, s_th, actions, lengths, generator, s_prev, sibling_pairs, sibling_weight
+        )
 
     def sample_latent(
         self,

@@ -12,13 +12,20 @@ statistics (actions; RLA latents or features) on a separate sample, and runs the
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
-from rla_gym.data.feature_episodes import FeatureDataConfig, FeatureSplit, load_split
+from rla_gym.data.feature_episodes import (
+    FeatureDataConfig,
+    FeatureSplit,
+    load_split,
+    sibling_groups,
+)
 from rla_gym.data.windows import PairSampler
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit, set_threads
@@ -70,6 +77,15 @@ class TrainWorldModelConfig:
     baseline: BaselineConfig | None = None
     """Explicit baseline config (``feature_dim``, ``num_tokens``, ``action_dim`` and the
     fingerprint are overwritten from the data); default sizes otherwise."""
+    sibling_fraction: float = 0.0
+    """Share of every training batch drawn as *sibling* pairs: two episodes of the training split
+    that start from one exactly restored real state under different actions (branch data,
+    ``rla-gym collect --policy branch``; see ``rla_gym.data.feature_episodes.sibling_groups``).
+    RLA-WM only. ``0``: the paper's sampling."""
+    sibling_weight: float = 1.0
+    """Weight of the loss on the sibling pairs' outcome *difference* (see
+    ``RLAWorldModel.loss``): with shared noise it is exactly the part of the outcome the action
+    decides."""
     min_gap: int = 1
     """Smallest gap ``h`` of training pairs."""
     max_gap: int | None = None
@@ -92,9 +108,17 @@ class TrainWorldModelConfig:
 
 
 def _wm_loss(
-    model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    sibling_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss through ``model(...)`` so that DDP synchronises gradients."""
+    siblings = (
+        {"sibling_pairs": batch["sibling_pairs"], "sibling_weight": sibling_weight}
+        if "sibling_pairs" in batch
+        else {}
+    )
     out = model(
         batch["s_t"],
         batch["s_th"],
@@ -102,6 +126,7 @@ def _wm_loss(
         batch["lengths"],
         generator,
         **_previous(batch),
+        **siblings,
     )
     return out["loss"], {f"wm/{k}": float(v) for k, v in out.items() if k != "loss"}
 
@@ -146,6 +171,22 @@ def evaluate_world_model(
     out = {f"val/{k}": v / max(n, 1) for k, v in sums.items()}
     out["val/l1_vs_copy"] = out["val/pred_l1"] / max(out["val/copy_l1"], 1e-12)
     return out
+
+
+def _siblings(cfg: TrainWorldModelConfig, split: FeatureSplit) -> tuple[list[np.ndarray], float]:
+    """The training sampler's sibling groups and fraction (none unless asked for)."""
+    if cfg.sibling_fraction <= 0:
+        return [], 0.0
+    if cfg.model != "rla-wm":
+        raise ValueError(f"sibling_fraction applies to model='rla-wm', not {cfg.model!r}")
+    if not cfg.sibling_weight >= 0:
+        raise ValueError(f"sibling_weight must be >= 0, got {cfg.sibling_weight}")
+    if not split.train_ids:
+        raise ValueError(
+            "sibling_fraction needs the episodes' ids to find branch points; load the split "
+            "from a dataset folder (--data) instead of passing episodes in memory"
+        )
+    return sibling_groups(cfg.data.folder, split.train_ids), cfg.sibling_fraction
 
 
 def _preset_overrides(cfg: TrainWorldModelConfig) -> dict[str, Any]:
@@ -238,7 +279,7 @@ def train_world_model(
     if max_gap > model.max_horizon:
         raise ValueError(f"max_gap={max_gap} exceeds the model's max_horizon={model.max_horizon}")
     bias, hist = cfg.data.interaction_bias, model.history
-    sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed, hist)
+    sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed, hist, *_siblings(cfg, split))
     val_sampler = (
         PairSampler(val_episodes, cfg.min_gap, max_gap, bias, seed, hist) if val_episodes else None
     )
@@ -263,9 +304,11 @@ def train_world_model(
         "trainable_parameters": n_params,
         "train_config": to_jsonable(cfg),
     }
+    if cfg.sibling_fraction > 0:
+        meta["sibling_groups"] = len(sampler.siblings)
     return fit(
         model,
-        _wm_loss,
+        functools.partial(_wm_loss, sibling_weight=cfg.sibling_weight),
         sampler,
         cfg.trainer,
         cfg.out,
