@@ -251,11 +251,16 @@ def _direction_by_pair(results: dict, suites: list[str]) -> list[str]:
                 )
     if not rows:
         return []
-    head = "| suite | model | " + " | ".join(p.replace("~", " vs ") for p in pairs) + " |"
+
+    def short(pair: str) -> str:
+        short = pair.replace("recorded+noise", "rec+").replace("recorded", "rec")
+        return short.replace("~", " vs ")
+
+    head = "| suite | model | " + " | ".join(short(p) for p in pairs) + " |"
     return [
-        "Direction at one chunk by pair of action sequences (in brackets: the mean real feature "
-        "distance between the pair's outcomes; the pairs that differ most are the easiest to "
-        "tell apart):",
+        "Direction at one chunk by pair of action sequences (`rec`: the recorded actions, "
+        "`rec+0.1`: plus Gaussian noise 0.1; in brackets the mean real feature distance between "
+        "the pair's outcomes):",
         "",
         head,
         "|---|---" + "|---" * len(pairs) + "|",
