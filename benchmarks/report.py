@@ -446,9 +446,9 @@ def rl_in_dream_reacher() -> str:
         "bc": "the bundle's BC",
         "planner": "dream planner (MPC)",
     }
-    wm = (d["arms"].get("planner-wm") or {}).get("world_model")
-    if wm:
-        names["planner-wm"] = f"the same planner dreaming with `{wm}`"
+    for k, r in d["arms"].items():
+        if k.startswith("planner-wm") and r.get("world_model"):
+            names[k] = f"the same planner dreaming with `{r['world_model']}`"
     out = [
         "| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
         "real return | s / decision |",

@@ -44,6 +44,7 @@ from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
 from rla_gym.planning import PlannerConfig, PlannerPolicy
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.io import to_jsonable
+from rla_gym.utils.provenance import rows_of_bundle
 from rla_gym.utils.stats import wilson_interval
 
 SHORT = {"libero": "libero", "robosuite-lift": "lift"}
@@ -186,15 +187,11 @@ def main(args: Args) -> dict[str, Any]:
     man = load_json(bundle / "manifest.json")
     out_path = args.out or Path(f"benchmarks/results/rl_in_dream_{SHORT[args.suite]}.json")
     old = load_json(out_path) if out_path.exists() else {}
-    superseded: dict[str, Any] = dict(old.get("superseded", {}))
-    if old.get("policies") and old.get("bundle_created_utc") != man["created_utc"]:
-        # Another bundle's dream: keep its rows for the record, never beside this bundle's.
-        superseded[str(old.get("bundle_created_utc"))] = {
-            k: old[k] for k in ("policies", "best", "best_over_bc_points", "provenance", "config")
-            if k in old
-        }  # fmt: skip
-        old = {}
-    policies: dict[str, Any] = dict(old.get("policies", {}))
+    # Another bundle's dream: its rows are kept for the record, never beside this bundle's.
+    policies, superseded = rows_of_bundle(
+        old, man["created_utc"], "policies",
+        record=("best", "best_over_bc_points", "provenance", "config"),
+    )  # fmt: skip
     pcfg = PlannerConfig(
         samples=args.planner_samples,
         iterations=args.planner_iterations,

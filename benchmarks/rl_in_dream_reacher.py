@@ -11,7 +11,8 @@ success = the finger touches the target at some control step):
 * ``bc``: the bundle's behaviour-cloned policy (the reference the planner searches around);
 * ``planner``: MPC with the dream planner (CEM over chunks, residual around ``bc``);
 * ``planner-wm``: the same planner dreaming with ``--planner-world-model`` instead of the
-  bundle's world model (e.g. the direct-regression checkpoint of the levers study).
+  bundle's world model (e.g. the direct-regression checkpoint of the levers study); with
+  ``--planner-tag T`` the arm is ``planner-wm T``, so several such models sit side by side.
 
 Both PPO arms train for ``budget_min`` minutes of this process's CPU time
 (:class:`~rla_gym.sb3.BudgetCallback`), so another job on the machine slows both alike. Every
@@ -43,6 +44,7 @@ from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
 from rla_gym.planning import PlannerConfig, PlannerPolicy
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.io import to_jsonable
+from rla_gym.utils.provenance import rows_of_bundle
 
 DREAM_ID = "RLAWorld-dmc-reacher-v0"
 
@@ -84,6 +86,8 @@ class Args:
     scratch in [-1, 1])"""
     planner_world_model: str | None = None
     """world-model checkpoint of the ``planner-wm`` arm (same encoder as the bundle)"""
+    planner_tag: str = ""
+    """names the ``planner-wm`` arm ``planner-wm <tag>`` (its own row and evaluation log)"""
     seed: int = 0
     """seed of SB3, the training resets and the planner"""
     runs: Path = Path("runs/rl_in_dream_reacher")
@@ -109,11 +113,15 @@ def _ppo(env: Any, args: Args) -> Any:
 BUNDLE_ARMS = ("dream", "bc", "planner", "planner-wm")
 
 
+def _bundle_arm(name: str) -> bool:
+    return name in BUNDLE_ARMS or name.startswith("planner-wm ")
+
+
 def arm_dir(args: Args, man: dict[str, Any], name: str) -> Path:
     """Where an arm keeps its model and resumable evaluation log: per bundle for the arms that use
     it, so a rebuilt bundle never resumes, or reuses the model of, the previous one."""
-    if name in BUNDLE_ARMS:
-        return args.runs / man["created_utc"].replace(":", "") / name
+    if _bundle_arm(name):
+        return args.runs / man["created_utc"].replace(":", "") / name.replace(" ", "_")
     return args.runs / name
 
 
@@ -195,18 +203,14 @@ def main(args: Args) -> dict[str, Any]:
     bundle = resolve_artifacts(args.artifacts, "dmc-reacher")
     man = load_json(bundle / "manifest.json")
     old = load_json(args.out) if args.out.exists() else {}
-    arms: dict[str, Any] = dict(old.get("arms", {}))
-    superseded: dict[str, Any] = dict(old.get("superseded", {}))
-    if arms and old.get("bundle_created_utc") != man["created_utc"]:
-        # Another bundle's rows: kept for the record, never beside this bundle's. Random and real
-        # stay valid while the bundle's chunk and horizon (what they are judged with) are the same.
-        same_episodes = (old.get("chunk"), old.get("horizon_chunks")) == (
-            int(man["chunk"]), int(man["max_episode_steps"]))  # fmt: skip
-        superseded[str(old.get("bundle_created_utc"))] = {
-            "arms": {k: v for k, v in arms.items() if k in BUNDLE_ARMS or not same_episodes},
-            **{k: old[k] for k in ("provenance", "config") if k in old},
-        }
-        arms = {k: v for k, v in arms.items() if k not in BUNDLE_ARMS and same_episodes}
+    # Another bundle's rows are kept for the record, never beside this bundle's. Random and real
+    # stay valid while the bundle's chunk and horizon (what they are judged with) are the same.
+    same_episodes = (old.get("chunk"), old.get("horizon_chunks")) == (
+        int(man["chunk"]), int(man["max_episode_steps"]))  # fmt: skip
+    arms, superseded = rows_of_bundle(
+        old, man["created_utc"], "arms",
+        still_valid=lambda k: same_episodes and not _bundle_arm(k),
+    )  # fmt: skip
     size = int(man["chunk"]) * int(man["action_dim"])
     for name in args.arms:
         t0 = time.perf_counter()
@@ -238,6 +242,8 @@ def main(args: Args) -> dict[str, Any]:
             wm = args.planner_world_model if name == "planner-wm" else None
             if name == "planner-wm" and wm is None:
                 raise ValueError("the planner-wm arm needs --planner-world-model <checkpoint>")
+            if name == "planner-wm" and args.planner_tag:
+                name = f"planner-wm {args.planner_tag}"
             row = {
                 **evaluate_arm(name, PlannerPolicy(str(bundle), pcfg, world_model=wm), args, man),
                 "train_minutes": 0.0,

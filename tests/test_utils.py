@@ -126,3 +126,21 @@ def test_imap_workers_do_not_outlive_a_killed_parent(tmp_path) -> None:
         pytest.fail("the worker outlived its killed parent by 15 s")
     finally:
         parent.kill()
+
+
+def test_rows_of_bundle_moves_another_bundles_rows_aside() -> None:
+    from rla_gym.utils.provenance import rows_of_bundle
+
+    old = {
+        "bundle_created_utc": "A",
+        "arms": {"bc": {"success": 3}, "random": {"success": 1}},
+        "config": {"x": 1},
+        "superseded": {"Z": {"arms": {}}},
+    }
+    # Same bundle: everything stays.
+    assert rows_of_bundle(old, "A", "arms") == (old["arms"], {"Z": {"arms": {}}})
+    # Rebuilt: the bundle's rows move aside with the record; rows that do not depend on it stay.
+    kept, sup = rows_of_bundle(old, "B", "arms", still_valid=lambda k: k == "random")
+    assert kept == {"random": {"success": 1}}
+    assert sup == {"Z": {"arms": {}}, "A": {"arms": {"bc": {"success": 3}}, "config": {"x": 1}}}
+    assert rows_of_bundle({}, "B", "arms") == ({}, {})

@@ -1,4 +1,5 @@
-"""Provenance stamped into every benchmark result: git sha, machine, package versions."""
+"""Provenance stamped into every benchmark result: git sha, machine, package versions; and the
+rule that a result file's rows belong to one bundle."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import importlib.metadata
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_sha", "package_versions", "provenance"]
+__all__ = ["git_sha", "package_versions", "provenance", "rows_of_bundle"]
 
 _PACKAGES = (
     "rla-gym",
@@ -91,3 +92,40 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "versions": package_versions(),
         **extra,
     }
+
+
+def rows_of_bundle(
+    old: dict[str, Any],
+    created_utc: str,
+    rows: str,
+    *,
+    still_valid: Callable[[str], bool] = lambda name: False,
+    record: Sequence[str] = ("provenance", "config"),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a result file's rows into those that belong to the bundle built at ``created_utc``
+    and the file's record of superseded bundles.
+
+    A benchmark file holds the rows of one bundle (``old["bundle_created_utc"]``). When the
+    bundle has been rebuilt, the earlier rows move under ``superseded[<their created_utc>]``
+    (with the ``record`` keys of the file), so no table mixes policies of two different dreams.
+
+    Args:
+        old: the file's content (``{}`` if it does not exist yet).
+        created_utc: the current bundle's ``manifest.json`` ``created_utc``.
+        rows: the key of the rows, e.g. ``"arms"`` or ``"policies"``.
+        still_valid: rows that do not depend on the bundle (a random policy, an arm trained in
+            the real simulator) stay with the new bundle.
+        record: top-level keys saved with the superseded rows.
+
+    Returns:
+        ``(rows that stay, superseded record)``.
+    """
+    superseded: dict[str, Any] = dict(old.get("superseded", {}))
+    kept: dict[str, Any] = dict(old.get(rows, {}))
+    if kept and old.get("bundle_created_utc") != created_utc:
+        superseded[str(old.get("bundle_created_utc"))] = {
+            rows: {k: v for k, v in kept.items() if not still_valid(k)},
+            **{k: old[k] for k in record if k in old},
+        }
+        kept = {k: v for k, v in kept.items() if still_valid(k)}
+    return kept, superseded
