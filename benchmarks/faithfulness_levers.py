@@ -430,11 +430,14 @@ def _save(args: Args, result: dict[str, Any], suite_out: dict[str, Any], real: A
         ),
     )
     # Merge with the file as it is now: another process may have added or re-scored rows
-    # meanwhile, so only the rows this run scored replace what is on disk.
+    # meanwhile (of this suite or another), so only the rows this run scored replace what is on
+    # disk.
     on_disk = load_json(args.out) if args.out.exists() else {}
-    rows_now = on_disk.get("suites", {}).get(args.suite, {}).get("rows", {})
+    suites = on_disk.get("suites", {})
+    rows_now = suites.get(args.suite, {}).get("rows", {})
     mine = {k: v for k, v in suite_out["rows"].items() if k in written}
     suite_out["rows"] = {**rows_now, **mine}
+    result["suites"] = {**suites, args.suite: suite_out}
     save_json(result, args.out)
 
 
