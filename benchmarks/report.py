@@ -447,8 +447,16 @@ def rl_in_dream_reacher() -> str:
         "planner": "dream planner (MPC)",
     }
     for k, r in d["arms"].items():
-        if k.startswith("planner-wm") and r.get("world_model"):
-            names[k] = f"the same planner dreaming with `{r['world_model']}`"
+        res = (r.get("planner") or {}).get("residual_scale")
+        how = (
+            ""
+            if res is None
+            else (", from scratch" if res == 0 else f", residual {res:g} around the base")
+        )
+        if k == "planner":
+            names[k] += how
+        elif k.startswith("planner-wm") and r.get("world_model"):
+            names[k] = f"the planner dreaming with `{r['world_model']}`{how}"
     out = [
         "| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
         "real return | s / decision |",
