@@ -22,7 +22,6 @@ Low here too: it does not even fit its training data (capacity, training length)
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,27 +54,20 @@ class Args:
 def branch_points(args: Args) -> list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """``[(start (N, D), actions (K, A), end (N, D)) per branch]`` per training branch point."""
     from rla_gym.data.episodes import EpisodeStore
+    from rla_gym.data.feature_episodes import branch_points as points_of
 
     store = EpisodeStore(args.data)
     train, _ = store.split(args.val_fraction, seed=args.seed)
     train_set = set(train)
-    groups: dict[tuple[str, int], list[str]] = defaultdict(list)
-    actions: dict[str, np.ndarray] = {}
-    for eid in store.episode_ids("branch"):
-        ep = store.read(eid, frames=False)
-        if "branch_of" not in ep.meta:  # a trunk: the run the branches start from
-            continue
-        groups[(str(ep.meta["branch_of"]), int(ep.meta["branch_step"]))].append(eid)
-        actions[eid] = np.asarray(ep.actions, np.float32)
     out = []
-    for key in sorted(groups):
-        ids = groups[key]
+    for ids in points_of(args.data, store.episode_ids("branch"))[0].values():
         if len(ids) < 2 or not set(ids) <= train_set:
             continue
         rows = []
         for eid in ids:
-            f = np.asarray(store.load_features(eid, args.encoder).features, np.float32)
-            rows.append((f[0], actions[eid], f[-1]))
+            fe = store.load_features(eid, args.encoder)
+            f = np.asarray(fe.features, np.float32)
+            rows.append((f[0], np.asarray(fe.actions, np.float32), f[-1]))
         out.append(rows)
         if len(out) == args.points:
             break

@@ -238,7 +238,9 @@ def _direction_by_pair(results: dict, suites: list[str]) -> list[str]:
     rows, pairs = [], None
     for suite in suites:
         for model, per_h in results[suite].items():
-            for h, m in per_h.items() if model != "run" else ():
+            if model == "run":
+                continue
+            for h, m in per_h.items():
                 if h not in ("1", "rla_ceiling") or "direction_by_pair" not in m:
                     continue
                 by_pair, dist = m["direction_by_pair"], m["real_distance_by_pair"]

@@ -18,6 +18,7 @@ import tyro
 __all__ = [
     "FeatureDataConfig",
     "FeatureSplit",
+    "branch_points",
     "load_feature_episodes",
     "load_split",
     "sibling_groups",
@@ -120,12 +121,40 @@ def load_split(cfg: FeatureDataConfig, seed: int) -> FeatureSplit:
     )
 
 
-def sibling_groups(data: str | Path, ids: Sequence[str]) -> list[np.ndarray]:
-    """Groups of episodes in ``ids`` that start from one exactly restored real state.
+def branch_points(
+    data: str | Path, ids: Sequence[str]
+) -> tuple[dict[tuple[str, int], list[str]], dict[str, int]]:
+    """The branch episodes among ``ids``, per branch point.
 
     Branch data (``rla-gym collect --policy branch``) restores a trunk's state every few steps
     and runs several action chunks from it; each branch records ``branch_of`` (its trunk's id)
-    and ``branch_step``. A group is the trunk's own window from that step plus its branches.
+    and ``branch_step``, which is how they are told from trunks and other episodes.
+
+    Args:
+        data: dataset folder.
+        ids: episode ids to read (their metadata only).
+
+    Returns:
+        ``({(trunk id, trunk step): [branch ids, in the order of ids]}, {id: length T})``, the
+        points sorted.
+    """
+    from rla_gym.data.episodes import EpisodeStore
+
+    store = EpisodeStore(data)
+    lengths: dict[str, int] = {}
+    points: dict[tuple[str, int], list[str]] = {}
+    for eid in ids:
+        ep = store.read(eid, frames=False)
+        lengths[eid] = ep.length
+        if "branch_of" in ep.meta:
+            key = (str(ep.meta["branch_of"]), int(ep.meta["branch_step"]))
+            points.setdefault(key, []).append(eid)
+    return dict(sorted(points.items())), lengths
+
+
+def sibling_groups(data: str | Path, ids: Sequence[str]) -> list[np.ndarray]:
+    """Groups of episodes in ``ids`` that start from one exactly restored real state: per
+    :func:`branch_points` point, the trunk's own window from that step plus its branches.
 
     Args:
         data: dataset folder.
@@ -135,23 +164,14 @@ def sibling_groups(data: str | Path, ids: Sequence[str]) -> list[np.ndarray]:
         One ``int64 (m, 3)`` array of ``(index into ids, start t, gap h)`` per branch point with
         at least two members in ``ids`` (``h``: the branch length).
     """
-    from rla_gym.data.episodes import EpisodeStore
-
-    store = EpisodeStore(data)
     index = {eid: i for i, eid in enumerate(ids)}
-    lengths: dict[str, int] = {}
-    groups: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
-    for eid in ids:
-        ep = store.read(eid, frames=False)
-        lengths[eid] = ep.length
-        if "branch_of" in ep.meta:
-            key = (str(ep.meta["branch_of"]), int(ep.meta["branch_step"]))
-            groups.setdefault(key, []).append((index[eid], 0, ep.length))
+    points, lengths = branch_points(data, ids)
     out = []
-    for (trunk, t), rows in sorted(groups.items()):
-        h = min(r[2] for r in rows)
-        if trunk in index and t + h <= lengths.get(trunk, 0):
-            rows = [(index[trunk], t, h), *rows]
+    for (trunk, t), branches in points.items():
+        h = min(lengths[b] for b in branches)
+        rows = [(index[b], 0) for b in branches]
+        if trunk in index and t + h <= lengths[trunk]:
+            rows = [(index[trunk], t), *rows]
         if len(rows) >= 2:
-            out.append(np.array([(e, s, h) for e, s, _ in rows], dtype=np.int64))
+            out.append(np.array([(e, s, h) for e, s in rows], dtype=np.int64))
     return out

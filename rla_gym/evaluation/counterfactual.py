@@ -232,11 +232,10 @@ def outcome_metrics(
         pairs = [f"{names[a]}~{names[b]}" for a, b in zip(i, j, strict=True)]
         table = np.array(by_pair)  # (S, P), nan where the real outcomes coincide
         dist = np.array([np.linalg.norm((x[i] - x[j]).reshape(len(i), -1), axis=1) for x in real])
-        with np.errstate(invalid="ignore"):
-            extra = {
-                "direction_by_pair": {p: _nanmean(table[:, q]) for q, p in enumerate(pairs)},
-                "real_distance_by_pair": {p: float(dist[:, q].mean()) for q, p in enumerate(pairs)},
-            }
+        extra = {
+            "direction_by_pair": {p: _nanmean(table[:, q]) for q, p in enumerate(pairs)},
+            "real_distance_by_pair": {p: float(dist[:, q].mean()) for q, p in enumerate(pairs)},
+        }
     return {
         "direction": float(cos_all.mean()) if cos_all.size else None,
         "magnitude_ratio": float(ratio_all.mean()) if ratio_all.size else None,
