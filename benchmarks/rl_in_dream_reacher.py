@@ -11,8 +11,11 @@ success = the finger touches the target at some control step):
 * ``bc``: the bundle's behaviour-cloned policy (the reference the planner searches around);
 * ``planner``: MPC with the dream planner (CEM over chunks, residual around ``bc``);
 * ``planner-wm``: the same planner dreaming with ``--planner-world-model`` instead of the
-  bundle's world model (e.g. the direct-regression checkpoint of the levers study); with
-  ``--planner-tag T`` the arm is ``planner-wm T``, so several such models sit side by side.
+  bundle's world model (e.g. the direct-regression checkpoint of the levers study).
+
+``--reward-mode`` sets the dreamed reward the ``dream`` arm trains on and the planner arms score
+candidates by (default: the env's, ``aligned``). ``--tag T`` names the bundle arms run ``<arm> T``
+(e.g. ``planner progress``), so variants sit side by side with their own models and logs.
 
 Both PPO arms train for ``budget_min`` minutes of this process's CPU time
 (:class:`~rla_gym.sb3.BudgetCallback`), so another job on the machine slows both alike. Every
@@ -39,7 +42,7 @@ import tyro
 
 import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
 from rla_gym.cli.evaluate import SB3SavedPolicy
-from rla_gym.envs.rla_world import resolve_artifacts
+from rla_gym.envs.rla_world import RLAWorldConfig, resolve_artifacts
 from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
 from rla_gym.planning import PlannerConfig, PlannerPolicy
 from rla_gym.utils import load_json, provenance, save_json
@@ -86,8 +89,10 @@ class Args:
     scratch in [-1, 1])"""
     planner_world_model: str | None = None
     """world-model checkpoint of the ``planner-wm`` arm (same encoder as the bundle)"""
-    planner_tag: str = ""
-    """names the ``planner-wm`` arm ``planner-wm <tag>`` (its own row and evaluation log)"""
+    reward_mode: Literal["aligned", "goal", "progress"] | None = None
+    """dreamed reward of the dream-trained PPO and the planners (default: the env's)"""
+    tag: str = ""
+    """names the bundle arms run here ``<arm> <tag>`` (their own rows, models and logs)"""
     seed: int = 0
     """seed of SB3, the training resets and the planner"""
     runs: Path = Path("runs/rl_in_dream_reacher")
@@ -114,7 +119,7 @@ BUNDLE_ARMS = ("dream", "bc", "planner", "planner-wm")
 
 
 def _bundle_arm(name: str) -> bool:
-    return name in BUNDLE_ARMS or name.startswith("planner-wm ")
+    return name.split(" ")[0] in BUNDLE_ARMS  # tagged variants: "<arm> <tag>"
 
 
 def arm_dir(args: Args, man: dict[str, Any], name: str) -> Path:
@@ -137,10 +142,12 @@ def train_arm(name: str, args: Args, bundle: Path, man: dict[str, Any]) -> dict[
     if record.exists() and path.with_suffix(".zip").exists():
         print(f"[{name}] trained model found in {path.parent}; delete it to retrain", flush=True)
         return load_json(record)
-    if name == "dream":
+    if name.split(" ")[0] == "dream":
+        mode = {} if args.reward_mode is None else {"reward_mode": args.reward_mode}
         venv = gym.make_vec(DREAM_ID, num_envs=args.dream_envs,
                             vectorization_mode="vector_entry_point", artifacts=str(bundle),
-                            flow_steps=args.flow_steps, action_mode=args.action_mode)  # fmt: skip
+                            flow_steps=args.flow_steps, action_mode=args.action_mode,
+                            **mode)  # fmt: skip
         env = VecMonitor(SB3VecEnvAdapter(venv.unwrapped))
     else:
         kw = dict(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
@@ -212,9 +219,10 @@ def main(args: Args) -> dict[str, Any]:
         still_valid=lambda k: same_episodes and not _bundle_arm(k),
     )  # fmt: skip
     size = int(man["chunk"]) * int(man["action_dim"])
-    for name in args.arms:
+    for arm in args.arms:
         t0 = time.perf_counter()
-        if name in ("dream", "real"):
+        name = f"{arm} {args.tag}" if args.tag and _bundle_arm(arm) else arm
+        if arm in ("dream", "real"):
             train = train_arm(name, args, bundle, man)
             row = evaluate_arm(
                 name, SB3SavedPolicy(str(arm_dir(args, man, name) / "ppo.zip")), args, man
@@ -224,35 +232,37 @@ def main(args: Args) -> dict[str, Any]:
                 timesteps=train["timesteps"],
                 train_wall_minutes=train["train_wall_minutes"],
             )
-        elif name == "random":
+            if arm == "dream":
+                row["reward_mode"] = args.reward_mode or RLAWorldConfig.reward_mode
+        elif arm == "random":
             row = {
                 **evaluate_arm(name, RandomChunks(size, args.seed), args, man),
                 "train_minutes": 0.0,
             }
-        elif name == "bc":
+        elif arm == "bc":
             row = {
                 **evaluate_arm(name, SavedPolicy(str(bundle / "policy")), args, man),
                 "method": (man.get("policy") or {}).get("method") or "bc",
                 "train_minutes": None,
             }  # trained with the bundle (see its build record)
-        elif name in ("planner", "planner-wm"):
+        elif arm in ("planner", "planner-wm"):
             pcfg = PlannerConfig(
                 samples=args.planner_samples, residual_scale=args.planner_residual, seed=args.seed
             )
-            wm = args.planner_world_model if name == "planner-wm" else None
-            if name == "planner-wm" and wm is None:
+            wm = args.planner_world_model if arm == "planner-wm" else None
+            if arm == "planner-wm" and wm is None:
                 raise ValueError("the planner-wm arm needs --planner-world-model <checkpoint>")
-            if name == "planner-wm" and args.planner_tag:
-                name = f"planner-wm {args.planner_tag}"
+            policy = PlannerPolicy(str(bundle), pcfg, world_model=wm, reward_mode=args.reward_mode)
             row = {
-                **evaluate_arm(name, PlannerPolicy(str(bundle), pcfg, world_model=wm), args, man),
+                **evaluate_arm(name, policy, args, man),
                 "train_minutes": 0.0,
                 "planner": dataclasses.asdict(pcfg),
+                "reward_mode": policy.env_config().reward_mode,
                 **({"world_model": wm} if wm else {}),
             }
         else:
             raise ValueError(
-                f"unknown arm {name!r}; choose from random, bc, dream, real, planner, planner-wm"
+                f"unknown arm {arm!r}; choose from random, bc, dream, real, planner, planner-wm"
             )
         row["wall_minutes"] = (time.perf_counter() - t0) / 60.0
         arms[name] = row

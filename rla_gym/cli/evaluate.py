@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rla_gym.envs.rla_world import RewardMode
 from rla_gym.planning.config import PlannerConfig
 
 __all__ = [
@@ -81,6 +82,9 @@ class EvalArgs:
     world_model: Path | None = None
     """--policy plan: dream with this world-model checkpoint instead of the bundle's (same
     encoder; the bundle still gives the reward, the base policy and the starts)"""
+    reward_mode: RewardMode | None = None
+    """--policy plan: the dreamed reward the planner scores candidates by (aligned, goal or
+    progress; default: the env's, aligned)"""
 
 
 # --------------------------------------------------------------------------- saved policies
@@ -264,10 +268,11 @@ def _planner_policy(
         )
     # Built once here so that bad options fail in this process, not as worker tracebacks.
     wm = None if args.world_model is None else str(args.world_model)
-    DreamPlanner(RLAWorldConfig(artifacts=str(bundle), world_model=wm), args.planner)
+    policy = PlannerPolicy(str(bundle), args.planner, world_model=wm, reward_mode=args.reward_mode)
+    DreamPlanner(policy.env_config(), args.planner)
     info = {"kind": "plan", "bundle": str(bundle), "planner": asdict(args.planner), "chunk": k,
-            "world_model": wm}  # fmt: skip
-    return PlannerPolicy(str(bundle), args.planner, world_model=wm), k, info
+            "world_model": wm, "reward_mode": policy.env_config().reward_mode}  # fmt: skip
+    return policy, k, info
 
 
 # --------------------------------------------------------------------------- the verb

@@ -44,7 +44,10 @@ class FeaturePolicy(Protocol):
 
     A stateful policy (e.g. :class:`rla_gym.planning.MPCController`, which counts elapsed time
     and warm-starts its plans) also has ``reset(seed: int)``; :func:`rollout` calls it at the
-    start of every episode with the episode's seed.
+    start of every episode with the episode's seed. A policy that needs the real simulator
+    itself (an oracle that plans by restoring and running it, as ``benchmarks/planner_oracle.py``
+    does) has ``bind_env(env: RealFeatureEnv)``, which :func:`evaluate_in_sim` calls once per
+    worker before the first episode.
     """
 
     def __call__(self, features: np.ndarray) -> np.ndarray: ...
@@ -235,6 +238,9 @@ def _worker(
     make_policy, cfg = args
     env = eval_env(cfg, render=cfg.video_dir is not None)
     policy = make_policy()
+    bind = getattr(policy, "bind_env", None)
+    if callable(bind):  # a policy that plans with the real simulator itself (an oracle)
+        bind(env)
     try:
         for i in indices:
             emit(

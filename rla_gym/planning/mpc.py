@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rla_gym.envs.rla_world import RLAWorldConfig
+from rla_gym.envs.rla_world import RewardMode, RLAWorldConfig
 from rla_gym.planning.config import PlannerConfig
 from rla_gym.planning.planner import DreamPlanner, Plan
 
@@ -100,16 +100,23 @@ class PlannerPolicy:
         device: where the world model runs.
         world_model: a world-model checkpoint to plan with instead of the bundle's (``None``:
             the bundle's).
+        reward_mode: the dreamed env's reward the candidates are scored by (``"aligned"``,
+            ``"goal"`` or ``"progress"``; ``None``: the env's default).
     """
 
     artifacts: str
     config: PlannerConfig = field(default_factory=PlannerConfig)
     device: str = "cpu"
     world_model: str | None = None
+    reward_mode: RewardMode | None = None
 
     def __call__(self) -> MPCController:
         torch.set_num_threads(1)  # one core per simulator worker
-        env_cfg = RLAWorldConfig(
-            artifacts=self.artifacts, device=self.device, world_model=self.world_model
+        return MPCController(DreamPlanner(self.env_config(), self.config))
+
+    def env_config(self) -> RLAWorldConfig:
+        """The dreamed env planned in (bundle, device, world model, reward mode)."""
+        mode = {} if self.reward_mode is None else {"reward_mode": self.reward_mode}
+        return RLAWorldConfig(
+            artifacts=self.artifacts, device=self.device, world_model=self.world_model, **mode
         )
-        return MPCController(DreamPlanner(env_cfg, self.config))

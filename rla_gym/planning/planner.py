@@ -21,6 +21,7 @@ from rla_gym.envs.artifacts import POLICY, nearest_demo
 from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig
 from rla_gym.errors import MissingWeightsError
 from rla_gym.planning.config import PlannerConfig
+from rla_gym.planning.search import search
 
 __all__ = ["DreamPlanner", "Plan"]
 
@@ -150,7 +151,7 @@ class DreamPlanner:
             return [torch.Generator().manual_seed(seed) for _ in range(n)]
         return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
-    def _rollout(
+    def rollout(
         self,
         s0: torch.Tensor,
         demo: int,
@@ -161,6 +162,10 @@ class DreamPlanner:
     ) -> tuple[np.ndarray, torch.Tensor]:
         """Dream ``sequences (M, H, K*A)`` (search space) from ``s0 (N, D)`` (``previous``: the
         features one chunk earlier, for a world model with history).
+
+        The planner's only use of a model: a subclass that overrides it plans, with the same
+        search, MPC and reward, in another model (``benchmarks/planner_oracle.py`` runs the real
+        simulator from its restored state, an oracle).
 
         Returns:
             ``(returns (M,) float64, first executed chunks (M, K*A))``.
@@ -225,7 +230,7 @@ class DreamPlanner:
                 f"sequences must have shape (M, H, {self.action_size}), got {tuple(seq.shape)}"
             )
         prev = None if previous is None else self._features(previous)
-        return self._rollout(self._features(features), demo, t, seq, seed, prev)[0]
+        return self.rollout(self._features(features), demo, t, seq, seed, prev)[0]
 
     # ------------------------------------------------------------------ planning
     @torch.no_grad()
@@ -256,70 +261,30 @@ class DreamPlanner:
             The :class:`Plan`; ``plan.action`` is the chunk to execute.
         """
         t0 = time.perf_counter()
-        cfg, horizon, size = self.config, self.config.horizon, self.action_size
+        horizon, size = self.config.horizon, self.action_size
         s0 = self._features(features)
         prev = None if previous is None else self._features(previous)
         seed = int(self._rng.integers(2**62)) if seed is None else int(seed)
-        gen = torch.Generator().manual_seed(seed)
-        if init_mean is None:
-            mean = torch.zeros(horizon, size)
-        else:
-            mean = torch.as_tensor(init_mean, dtype=torch.float32).clone()
-            if tuple(mean.shape) != (horizon, size):
+        warm = None
+        if init_mean is not None:
+            warm = torch.as_tensor(init_mean, dtype=torch.float32)
+            if tuple(warm.shape) != (horizon, size):
                 raise ValueError(
-                    f"init_mean must have shape {(horizon, size)}, got {tuple(mean.shape)}"
+                    f"init_mean must have shape {(horizon, size)}, got {tuple(warm.shape)}"
                 )
-            mean = mean.clamp(-self.width, self.width)
-        std = torch.full((horizon, size), cfg.init_std * self.width)
-        history: list[dict[str, float]] = []
-        first_candidates = None
-        for _ in range(cfg.iterations):
-            eps = torch.randn(cfg.samples, horizon, size, generator=gen)
-            cand = (mean + std * eps).clamp(-self.width, self.width)
-            cand[0] = mean  # the incumbent: a warm start (or the pure base policy) is never lost
-            if first_candidates is None:
-                first_candidates = cand.clone()
-            noise_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-            returns, _ = self._rollout(s0, demo, t, cand, noise_seed, prev)
-            ret = torch.from_numpy(returns)
-            mean, std, elite = self._refit(cand, ret)
-            history.append(
-                {
-                    "mean": float(ret.mean()),
-                    "best": float(ret.max()),
-                    "elite": elite,
-                    "incumbent": float(ret[0]),
-                }
-            )
-        assert first_candidates is not None
-        action = mean[0]
+        found = search(
+            lambda cand, noise_seed: self.rollout(s0, demo, t, cand, noise_seed, prev)[0],
+            self.config, self.width, size, torch.Generator().manual_seed(seed), warm,
+        )  # fmt: skip
+        action = found.mean[0]
         if self.base_policy is not None:
             base = torch.as_tensor(self.base_policy.predict(s0[None], deterministic=True)[0])
             action = base.reshape(-1).float().cpu() + action
         return Plan(
             action=action.clamp(-1.0, 1.0).numpy().astype(np.float32),
-            mean=mean.numpy().astype(np.float32),
-            std=std.numpy().astype(np.float32),
-            history=history,
-            first_candidates=first_candidates.numpy(),
+            mean=found.mean.numpy().astype(np.float32),
+            std=found.std.numpy().astype(np.float32),
+            history=found.history,
+            first_candidates=found.first_candidates.numpy(),
             seconds=time.perf_counter() - t0,
         )
-
-    def _refit(
-        self, cand: torch.Tensor, ret: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """New ``(mean, std)`` of the search distribution from scored candidates
-        ``(B, H, K*A)``, ``(B,)``; also the mean return of the refit's top share."""
-        cfg = self.config
-        floor = cfg.min_std * self.width
-        if cfg.mode == "cem":
-            idx = torch.topk(ret, cfg.num_elites).indices
-            elites = cand[idx]
-            std = elites.std(0, unbiased=False) if len(idx) > 1 else torch.zeros_like(elites[0])
-            return elites.mean(0), std.clamp_min(floor), float(ret[idx].mean())
-        # MPPI: returns standardised so the temperature is unit-free across suites and scales.
-        spread = ret.std(unbiased=False).clamp_min(1e-8) if len(ret) > 1 else ret.new_ones(())
-        w = torch.softmax((ret - ret.max()) / (cfg.temperature * spread), 0).float()
-        mean = torch.einsum("b,bhk->hk", w, cand)
-        var = torch.einsum("b,bhk->hk", w, (cand - mean).pow(2))
-        return mean, var.sqrt().clamp_min(floor), float((w.double() * ret).sum())
