@@ -158,7 +158,7 @@ def main(args: Args) -> dict[str, Any]:
     bundle = resolve_artifacts(args.artifacts, "dmc-reacher")
     man = load_json(bundle / "manifest.json")
     if man["sim"] != "dmc" or not man["task"].startswith("reacher"):
-        raise ValueError(f"{bundle} is a {man['sim']}/{man['task']} bundle; this oracle is reacher's")
+        raise ValueError(f"{bundle} is a {man['sim']}/{man['task']} bundle, not reacher's")
     old = load_json(args.out) if args.out.exists() else {}
     arms = old.get("arms", {}) if old.get("bundle_created_utc") == man["created_utc"] else {}
     chunk, horizon = int(man["chunk"]), int(man["max_episode_steps"])
@@ -168,7 +168,8 @@ def main(args: Args) -> dict[str, Any]:
         cfg = RealEvalConfig.for_bundle(man, episodes=args.episodes, max_steps=horizon * chunk,
                                         workers=1, seed=args.eval_seed)  # fmt: skip
         policy = OraclePolicy(str(bundle), pcfg, scorer)
-        log = args.runs / man["created_utc"].replace(":", "") / name.replace(" ", "_") / "eval.jsonl"
+        folder = args.runs / man["created_utc"].replace(":", "") / name.replace(" ", "_")
+        log = folder / "eval.jsonl"
         t0 = time.perf_counter()
         res = evaluate_in_sim(policy, cfg, progress=False, resume=log,
                               identity={"arm": name, "policy": to_jsonable(policy)})  # fmt: skip

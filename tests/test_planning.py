@@ -3,6 +3,7 @@ and ``rla-gym eval --policy plan`` (CPU; tiny bundle of ``test_envs.py`` and emb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,8 +20,6 @@ TINY = PlannerConfig(samples=8, iterations=2, horizon=2, flow_steps=2)
 
 
 def _tiny_planner(bundle: Path, **kw: object) -> DreamPlanner:  # noqa: F811
-    import dataclasses
-
     return DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), dataclasses.replace(TINY, **kw))
 
 
@@ -143,12 +142,76 @@ def test_eval_cli_policy_plan_on_reacher(bundle: Path, tmp_path: Path) -> None: 
     argv = ["eval", "--policy", "plan", "--bundle", str(bundle), "--sim", "dmc", "--encoder",
             "tiny", "--resolution", "32", "--episodes", "1", "--workers", "1", "--max-steps",
             "16", "--samples", "8", "--iterations", "1", "--horizon", "1", "--flow-steps", "2",
-            "--no-progress", "--out", str(out)]  # fmt: skip
+            "--reward-mode", "goal", "--no-progress", "--out", str(out)]  # fmt: skip
     with pytest.warns(UserWarning, match="dream is of another task"):
         assert main(argv) == 0
     report = json.loads(out.read_text())
     assert report["policy"]["kind"] == "plan" and report["policy"]["planner"]["samples"] == 8
+    assert report["policy"]["reward_mode"] == "goal"
     assert report["episodes"] == 1 and report["rows"][0]["length"] == 16
     assert report["mean_decision_s"] > 0
     with pytest.warns(UserWarning):
         assert main([*argv[:-2], "--horizon", "99", "--out", str(out)]) == 2  # one-line error
+
+
+@pytest.mark.parametrize("mode", ["cem", "mppi"])
+def test_search_is_model_free_and_finds_the_best_sequence(mode: str) -> None:
+    """The planner's search alone, on a toy return with a known optimum."""
+    import torch
+
+    from rla_gym.planning import search_chunks
+
+    target = torch.tensor([[0.5, -0.3, 0.1], [-0.6, 0.2, 0.0]])
+
+    def rollout(cand: torch.Tensor, noise_seed: int) -> np.ndarray:
+        return -((cand - target) ** 2).sum((1, 2)).double().numpy()
+
+    cfg = PlannerConfig(mode=mode, samples=64, iterations=6, horizon=2, elite_fraction=0.2)
+    found = search_chunks(rollout, cfg, 1.0, 3, torch.Generator().manual_seed(0))
+    assert found.mean.shape == (2, 3) and len(found.history) == 6
+    assert float((found.mean - target).abs().max()) < 0.15
+    assert found.history[-1]["elite"] > found.history[0]["mean"]
+    # A warm start outside the range is clamped, and kept as candidate 0.
+    warm = torch.full((2, 3), 3.0)
+    again = search_chunks(rollout, dataclasses.replace(cfg, iterations=1), 1.0, 3,
+                   torch.Generator().manual_seed(0), warm)  # fmt: skip
+    assert torch.equal(again.first_candidates[0], torch.ones(2, 3))
+
+
+def test_planner_with_the_real_simulator_as_its_model(bundle: Path) -> None:  # noqa: F811
+    """``benchmarks/planner_oracle.py``: candidates run in real reacher from the restored state;
+    the state is back afterwards and a candidate's score is what executing it really gives."""
+    pytest.importorskip("dm_control")
+    import importlib.util
+    import sys
+
+    import torch
+
+    from rla_gym.envs.real import RealFeatureEnv
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "planner_oracle.py"
+    spec = importlib.util.spec_from_file_location("bench_planner_oracle", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses resolve their annotations there
+    spec.loader.exec_module(bench)
+
+    env = RealFeatureEnv(sim="dmc", encoder="tiny", resolution=32, chunk=K)
+    planner = bench.RealModelPlanner(RLAWorldConfig(artifacts=str(bundle)), TINY, "privileged")
+    obs, _ = env.reset(seed=5)
+    with pytest.raises(RuntimeError, match="bind the real env"):
+        planner.evaluate(obs, 0, 0, np.zeros((1, 2, K * 2), np.float32))
+    planner.env = env
+    before = env.sim.get_sim_state()
+    seqs = torch.rand(3, 2, K * 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    seqs[2] = seqs[0]
+    scores = planner.evaluate(obs, 0, 0, seqs)
+    assert np.array_equal(env.sim.get_sim_state(), before)  # restored exactly
+    assert scores[0] == scores[2] and scores[0] != scores[1]  # deterministic, action-dependent
+    executed = 0.0
+    for h in range(2):
+        *_, info = env.step(seqs[1, h].numpy())
+        here = env.sim.set_sim_state(env.sim.get_sim_state(), render=False)
+        executed += float(info["success"]) - float(np.linalg.norm(here.state["to_target"]))
+    assert scores[1] == pytest.approx(executed, abs=1e-9)
+    env.close()

@@ -233,7 +233,7 @@ def _planner_policy(
     """
     from rla_gym.agents import SpaceMismatchError
     from rla_gym.envs.artifacts import MANIFEST
-    from rla_gym.envs.rla_world import RLAWorldConfig, resolve_artifacts
+    from rla_gym.envs.rla_world import resolve_artifacts
     from rla_gym.errors import EncoderMismatchError
     from rla_gym.planning import DreamPlanner, PlannerPolicy
 

@@ -7,6 +7,7 @@ loads, with torch, on first use.
 
 ==========================  ===============================================================
 :class:`PlannerConfig`      options (samples, iterations, horizon, elite fraction, ...)
+:func:`search_chunks`       the CEM / MPPI search alone, over any ``rollout`` that scores
 :class:`DreamPlanner`       one plan from given features, demo and time index
 :class:`MPCController`      plan every decision, execute the first chunk, warm-start by shifting
 :class:`PlannerPolicy`      picklable factory of a controller (``rla-gym eval --policy plan``)
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from rla_gym.planning.distillation import distill, record_plans
     from rla_gym.planning.mpc import MPCController, PlannerPolicy
     from rla_gym.planning.planner import DreamPlanner, Plan
+    from rla_gym.planning.search import search_chunks
 
 __all__ = [
     "DreamPlanner",
@@ -35,6 +37,7 @@ __all__ = [
     "PlannerPolicy",
     "distill",
     "record_plans",
+    "search_chunks",
 ]
 
 _LAZY = {
@@ -44,6 +47,7 @@ _LAZY = {
     "PlannerPolicy": "rla_gym.planning.mpc",
     "distill": "rla_gym.planning.distillation",
     "record_plans": "rla_gym.planning.distillation",
+    "search_chunks": "rla_gym.planning.search",
 }
 
 

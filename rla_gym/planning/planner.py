@@ -21,7 +21,7 @@ from rla_gym.envs.artifacts import POLICY, nearest_demo
 from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig
 from rla_gym.errors import MissingWeightsError
 from rla_gym.planning.config import PlannerConfig
-from rla_gym.planning.search import search
+from rla_gym.planning.search import search_chunks
 
 __all__ = ["DreamPlanner", "Plan"]
 
@@ -272,7 +272,7 @@ class DreamPlanner:
                 raise ValueError(
                     f"init_mean must have shape {(horizon, size)}, got {tuple(warm.shape)}"
                 )
-        found = search(
+        found = search_chunks(
             lambda cand, noise_seed: self.rollout(s0, demo, t, cand, noise_seed, prev)[0],
             self.config, self.width, size, torch.Generator().manual_seed(seed), warm,
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """The search of the planner, apart from any model: CEM / MPPI over sequences of action chunks.
 
-:func:`search` knows nothing of dreams or simulators: it draws candidate sequences, asks a
+:func:`search_chunks` knows nothing of dreams or simulators: it draws candidate sequences, asks a
 ``rollout`` callable for their returns and refits its sampling distribution. The dream planner
 (:class:`~rla_gym.planning.DreamPlanner`) passes a rollout that dreams; a benchmark may pass one
 that runs the real simulator from a restored state (an oracle model), so both search alike.
@@ -16,7 +16,7 @@ import torch
 
 from rla_gym.planning.config import PlannerConfig
 
-__all__ = ["Rollout", "SearchResult", "search"]
+__all__ = ["Rollout", "SearchResult", "search_chunks"]
 
 Rollout = Callable[[torch.Tensor, int], np.ndarray]
 """``(candidates (M, H, S) float32, noise_seed) -> returns float64 (M,)``."""
@@ -24,7 +24,7 @@ Rollout = Callable[[torch.Tensor, int], np.ndarray]
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Final distribution of one :func:`search`.
+    """Final distribution of one :func:`search_chunks`.
 
     Attributes:
         mean: ``(H, S)`` final mean; its first row is the chunk (or residual) to execute.
@@ -40,7 +40,7 @@ class SearchResult:
     first_candidates: torch.Tensor
 
 
-def search(
+def search_chunks(
     rollout: Rollout,
     config: PlannerConfig,
     width: float,
