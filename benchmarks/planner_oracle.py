@@ -54,6 +54,8 @@ class Args:
     """0: plan chunks from scratch in [-1, 1]; > 0: residuals of this size around the base"""
     samples: int = 64
     """candidates per CEM iteration (the dream planner arms' setting)"""
+    horizon: int = 2
+    """chunks per candidate sequence (the dream planner arms' setting)"""
     episodes: int = 50
     """real episodes per arm (seeds eval_seed + i)"""
     eval_seed: int = 10_000
@@ -148,9 +150,10 @@ class OraclePolicy:
         return OracleController(RealModelPlanner(env_cfg, self.config, self.scorer))
 
 
-def arm_name(scorer: str, residual: float) -> str:
+def arm_name(scorer: str, residual: float, horizon: int = 2) -> str:
     how = "from scratch" if residual == 0 else f"residual {residual:g}"
-    return f"real sim + {scorer}, {how}"
+    longer = "" if horizon == 2 else f", horizon {horizon}"  # 2: the dream planner arms'
+    return f"real sim + {scorer}, {how}{longer}"
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -163,8 +166,9 @@ def main(args: Args) -> dict[str, Any]:
     arms = old.get("arms", {}) if old.get("bundle_created_utc") == man["created_utc"] else {}
     chunk, horizon = int(man["chunk"]), int(man["max_episode_steps"])
     for scorer in args.scorers:
-        name = arm_name(scorer, args.residual)
-        pcfg = PlannerConfig(samples=args.samples, residual_scale=args.residual, seed=args.seed)
+        name = arm_name(scorer, args.residual, args.horizon)
+        pcfg = PlannerConfig(samples=args.samples, horizon=args.horizon,
+                             residual_scale=args.residual, seed=args.seed)  # fmt: skip
         cfg = RealEvalConfig.for_bundle(man, episodes=args.episodes, max_steps=horizon * chunk,
                                         workers=1, seed=args.eval_seed)  # fmt: skip
         policy = OraclePolicy(str(bundle), pcfg, scorer)

@@ -448,6 +448,7 @@ def rl_in_dream_reacher() -> str:
         "bc": "the bundle's BC",
         "planner": "dream planner (MPC)",
     }
+    kinds = dict(names)  # what each kind of arm is, before a row adds its settings
     for k, r in d["arms"].items():
         res = (r.get("planner") or {}).get("residual_scale")
         how = (
@@ -457,7 +458,7 @@ def rl_in_dream_reacher() -> str:
         )
         kind = k.split(" ")[0]
         if kind in ("planner", "dream"):
-            names[k] = names[kind] + how
+            names[k] = kinds[kind] + how
         elif kind == "planner-wm" and r.get("world_model"):
             names[k] = f"the planner dreaming with `{r['world_model']}`{how}"
         if kind in ("planner", "planner-wm", "dream"):
@@ -529,8 +530,9 @@ def planner_oracle() -> str:
     def search(r: dict) -> str:
         if "planner" not in r:
             return "none: the base (BC + RLA head) alone"
-        res = r["planner"]["residual_scale"]
-        return "from scratch" if res == 0 else f"residual {res:g} around the base"
+        res, h = r["planner"]["residual_scale"], r["planner"]["horizon"]
+        how = "from scratch" if res == 0 else f"residual {res:g} around the base"
+        return how + ("" if h == 2 else f", horizon {h} chunks")
 
     rows = [("real simulator (oracle)", r["scorer"], r) for r in d["arms"].values()]
     for k, r in (dream.get("arms", {}) if same else {}).items():
@@ -555,9 +557,10 @@ def planner_oracle() -> str:
         f"{d['task']}, real seeds from {a} (the episodes of `rl_in_dream_reacher.py`), "
         f"{d['horizon_chunks']} chunks of {d['chunk']} control steps; the same planner "
         f"everywhere (CEM, {p['samples']} samples, {p['iterations']} iterations, horizon "
-        f"{p['horizon']} chunks, MPC with warm starts). `privileged`: 1 if the finger touched "
-        f"the target during the chunk, minus the finger-to-target distance at its end (simulator "
-        f"state); the other rewards are the bundle's, on the encoded frames at chunk ends. "
+        f"{p['horizon']} chunks unless the row says otherwise, MPC with warm starts). "
+        "`privileged`: 1 if the finger touched the target during the chunk, minus the "
+        "finger-to-target distance at its end (simulator state); the other rewards are the "
+        "bundle's, on the encoded frames at chunk ends. "
         f"Bundle built {d['bundle_created_utc'][:10]}."
     )
     return "\n".join([*out, "", extra + " " + _stamp(d)])

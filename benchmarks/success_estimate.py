@@ -54,7 +54,9 @@ def score_suite(suite: str, data: Path) -> dict[str, Any]:
     store = EpisodeStore(data)
     _, val_ids = store.split(tc["val_fraction"], seed=tc["trainer"]["seed"])
     fp = art.manifest["encoder_fingerprint"]
-    rows, _, starts = load_head_rows(store, tc["encoder"], val_ids, fp)
+    rows, _, starts = load_head_rows(
+        store, tc["encoder"], val_ids, fp, head.config.target, head.config.decay_steps
+    )
     with torch.no_grad():
         head_metrics = evaluate_progress_head(head, rows, starts)
     # The goal-distance rule, as the bundle applies it (threshold from its manifest).

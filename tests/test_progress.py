@@ -22,9 +22,21 @@ RES, T = 32, 24
 def test_progress_targets_and_auc() -> None:
     ok = np.zeros(6, bool)
     ok[4:] = True
-    np.testing.assert_allclose(progress_targets(ok), [0, 0.25, 0.5, 0.75, 1, 1])
-    failed = progress_targets(np.zeros(4, bool))
+    target, bound = progress_targets(ok)
+    np.testing.assert_allclose(target, [0, 0.25, 0.5, 0.75, 1, 1])
+    assert np.isnan(bound).all()
+    failed, bound = progress_targets(np.zeros(4, bool))
     assert failed[0] == 0 and np.isnan(failed[1:]).all()
+    assert np.isnan(bound[0]) and np.allclose(bound[1:], 0.8)
+    # Decayed steps to success: a property of the frame, not of the episode's length.
+    target, bound = progress_targets(ok, "steps", decay_steps=2.0)
+    np.testing.assert_allclose(target, np.exp(-np.array([4, 3, 2, 1, 0, 0]) / 2.0), rtol=1e-6)
+    assert np.isnan(bound).all()
+    failed, bound = progress_targets(np.zeros(4, bool), "steps", decay_steps=2.0)
+    assert np.isnan(failed).all()  # frame t of a failed T = 3 is >= 4 - t steps from success
+    np.testing.assert_allclose(bound, np.exp(-np.array([4, 3, 2, 1]) / 2.0), rtol=1e-6)
+    with pytest.raises(ValueError, match="target must be"):
+        progress_targets(ok, "time")  # type: ignore[arg-type]
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
     assert roc_auc(np.array([1.0, 1.0]), np.array([0, 1])) == 0.5
     with pytest.raises(ValueError, match="both classes"):

@@ -7,10 +7,17 @@ dataset holds (expert, noisy, failed, play, random), never on simulator state at
 
 * **success**: a logit for "the task is solved in this frame" (the per-frame ``success`` flag the
   collector recorded);
-* **progress**: in ``[0, 1]``; on successful episodes ``min(t / t_success, 1)`` where ``t_success``
-  is the first solved frame; a failed episode's true progress is unknown, so only its frame 0 gets
-  a target (0) and its other frames are merely kept below 0.8 (a hinge), besides teaching the
-  success logit that they are not solved.
+* **progress**: in ``[0, 1]``, with one of two meanings (``ProgressHeadConfig.target``):
+
+  - ``"fraction"`` (the first heads): on successful episodes ``min(t / t_success, 1)`` where
+    ``t_success`` is the first solved frame; a failed episode's true progress is unknown, so only
+    its frame 0 gets a target (0) and its other frames are merely kept below 0.8 (a hinge),
+    besides teaching the success logit that they are not solved. One frame cannot say how far
+    along its episode is (the same pose is early in a short reach and late in a long one).
+  - ``"steps"``: ``exp(-(steps until success) / decay_steps)``, a property of the frame's state
+    under the data's policies rather than of the episode it came from. A failed episode's frame
+    ``t`` of ``T`` is at least ``T + 1 - t`` steps from success, so its progress is kept below
+    ``exp(-(T + 1 - t) / decay_steps)`` (a hinge).
 
 The network is deliberately small (per-token projection, attention-free mean/max pooling, MLP) so it
 adds little to a bundle and runs at dream speed.
@@ -22,7 +29,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -35,9 +42,15 @@ from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpo
 __all__ = [
     "ProgressHead",
     "ProgressHeadConfig",
+    "ProgressTarget",
     "head_inputs",
     "progress_targets",
 ]
+
+ProgressTarget = Literal["fraction", "steps"]
+
+FRACTION_CAP = 0.8
+"""Where the ``"fraction"`` target keeps the progress of frames of failed episodes below."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,10 +67,20 @@ class ProgressHeadConfig:
     """Per-token projection size before pooling."""
     hidden: int = 128
     """Hidden width of the MLP after pooling."""
+    target: ProgressTarget = "fraction"
+    """What progress means: ``"fraction"`` of the episode until success, or ``"steps"``: decayed
+    control steps until success (see the module docstring)."""
+    decay_steps: float = 16.0
+    """``"steps"``: progress ``exp(-steps / decay_steps)``; about two chunks to success reads
+    ``1/e``."""
 
     def __post_init__(self) -> None:
         if min(self.feature_dim, self.num_tokens, self.token_dim, self.hidden) < 1:
             raise ValueError(f"all sizes must be >= 1, got {self}")
+        if self.target not in ("fraction", "steps"):
+            raise ValueError(f"target must be 'fraction' or 'steps', got {self.target!r}")
+        if not self.decay_steps > 0:
+            raise ValueError(f"decay_steps must be > 0, got {self.decay_steps}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (``config.json`` adds the model type)."""
@@ -102,7 +125,11 @@ class ProgressHead(nn.Module):
         return torch.sigmoid(out[:, 0]), out[:, 1]
 
     def loss(
-        self, s: torch.Tensor, progress: torch.Tensor, success: torch.Tensor
+        self,
+        s: torch.Tensor,
+        progress: torch.Tensor,
+        success: torch.Tensor,
+        progress_max: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """BCE on success + MSE on progress where it is known (``nan`` targets are skipped).
 
@@ -110,15 +137,18 @@ class ProgressHead(nn.Module):
             s: ``(B, N, D)`` features.
             progress: ``(B,)`` targets in ``[0, 1]`` or ``nan``.
             success: ``(B,)`` 0/1 targets.
+            progress_max: ``(B,)`` upper bounds of the unknown targets (default: 0.8, the
+                ``"fraction"`` target's cap).
         """
         p, logit = self(s)
         bce = F.binary_cross_entropy_with_logits(logit, success.float())
         known = torch.isfinite(progress)
         mse = F.mse_loss(p[known], progress[known]) if known.any() else p.sum() * 0.0
         # Frames of failed episodes have no progress target, but they are not done either: keep
-        # their progress below the level solved frames reach.
+        # their progress below what their episode's failure bounds it by.
         open_ = ~known & (success < 0.5)
-        cap = F.relu(p[open_] - 0.8).pow(2).mean() if open_.any() else p.sum() * 0.0
+        bound = FRACTION_CAP if progress_max is None else progress_max[open_]
+        cap = F.relu(p[open_] - bound).pow(2).mean() if open_.any() else p.sum() * 0.0
         loss = bce + mse + cap
         return loss, {"progress/bce": float(bce.detach()), "progress/mse": float(mse.detach())}
 
@@ -153,41 +183,58 @@ class ProgressHead(nn.Module):
         return head.to(device).eval()
 
 
-def progress_targets(success: np.ndarray) -> np.ndarray:
-    """Progress targets of one episode: ``bool (T+1,)`` per-frame success -> ``float32 (T+1,)``.
+def progress_targets(
+    success: np.ndarray, target: ProgressTarget = "fraction", decay_steps: float = 16.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Progress targets of one episode from its per-frame success flags ``bool (T+1,)``.
 
-    Successful episodes: ``min(t / t_success, 1)`` (``t_success``: first solved frame). Failed
-    episodes: ``nan`` (unknown), except frame 0, whose progress is 0 by definition — which also
-    teaches the head that start frames are not progress.
+    ``"fraction"``: successful episodes ``min(t / t_success, 1)`` (``t_success``: first solved
+    frame); failed episodes ``nan`` (unknown), except frame 0, whose progress is 0 by definition
+    (which also teaches the head that start frames are not progress), bounded by 0.8.
+    ``"steps"``: successful episodes ``exp(-max(t_success - t, 0) / decay_steps)``; failed
+    episodes ``nan``, bounded by ``exp(-(T + 1 - t) / decay_steps)``.
 
-    Args:
-        success: per-frame success flags.
+    Returns:
+        ``(targets, bounds)``, both ``float32 (T+1,)``: the target (``nan``: unknown) and the
+        upper bound of the unknown ones (``nan`` where the target is known).
     """
     success = np.asarray(success, bool)
+    t = np.arange(len(success))
     out = np.full(len(success), np.nan, np.float32)
     hits = np.flatnonzero(success)
+    if target == "fraction":
+        if len(hits):
+            out[:] = np.minimum(t / max(int(hits[0]), 1), 1.0)
+        out[0] = 0.0
+        bound = np.where(np.isfinite(out), np.nan, FRACTION_CAP).astype(np.float32)
+        return out, bound
+    if target != "steps":
+        raise ValueError(f"target must be 'fraction' or 'steps', got {target!r}")
     if len(hits):
-        t_s = max(int(hits[0]), 1)
-        out[:] = np.minimum(np.arange(len(success)) / t_s, 1.0)
-    out[0] = 0.0
-    return out
+        out[:] = np.exp(-np.maximum(int(hits[0]) - t, 0) / decay_steps)
+        return out, np.full(len(success), np.nan, np.float32)
+    return out, np.exp(-(len(success) - t) / decay_steps).astype(np.float32)
 
 
 def head_inputs(
     episodes: Sequence[tuple[np.ndarray, np.ndarray]],
+    target: ProgressTarget = "fraction",
+    decay_steps: float = 16.0,
 ) -> dict[str, np.ndarray]:
     """Stack episodes into training rows.
 
     Args:
         episodes: ``(features (T+1, N, D), success bool (T+1,))`` per episode.
+        target, decay_steps: what progress means (see :func:`progress_targets`).
 
     Returns:
-        ``{"s": (M, N, D) float16, "progress": (M,) float32 (nan = unknown), "success": (M,)
-        float32}``.
+        ``{"s": (M, N, D) float16, "progress": (M,) float32 (nan = unknown), "progress_max":
+        (M,) float32 (bound of the unknown ones), "success": (M,) float32}``.
     """
     if not episodes:
         raise ValueError("need at least one episode to train a progress head")
     s = np.concatenate([f for f, _ in episodes]).astype(np.float16)
-    prog = np.concatenate([progress_targets(ok) for _, ok in episodes])
+    targets = [progress_targets(ok, target, decay_steps) for _, ok in episodes]
     succ = np.concatenate([np.asarray(ok, np.float32) for _, ok in episodes])
-    return {"s": s, "progress": prog, "success": succ}
+    return {"s": s, "progress": np.concatenate([p for p, _ in targets]),
+            "progress_max": np.concatenate([b for _, b in targets]), "success": succ}  # fmt: skip

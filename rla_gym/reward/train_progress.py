@@ -20,7 +20,7 @@ from torch import nn
 
 from rla_gym.data.episodes import EpisodeStore
 from rla_gym.data.windows import RowSampler
-from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig, head_inputs
+from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig, ProgressTarget, head_inputs
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.stats import roc_auc
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit
@@ -47,6 +47,11 @@ class TrainProgressConfig:
     """Per-token projection size (see :class:`ProgressHeadConfig`)."""
     hidden: int = 128
     """MLP width (see :class:`ProgressHeadConfig`)."""
+    target: ProgressTarget = "fraction"
+    """what progress means: fraction of the episode until success, or decayed steps until
+    success (see :class:`ProgressHeadConfig`)"""
+    decay_steps: float = 16.0
+    """``steps`` target: progress ``exp(-steps to success / decay_steps)``"""
     val_fraction: float = 0.15
     """Fraction of episodes held out (split by episode id hash, as the other trainers)."""
     trainer: TrainerConfig = field(
@@ -63,9 +68,15 @@ class TrainProgressConfig:
 
 
 def load_head_rows(
-    store: EpisodeStore, encoder: str, ids: list[str], fingerprint: str | None = None
+    store: EpisodeStore,
+    encoder: str,
+    ids: list[str],
+    fingerprint: str | None = None,
+    target: ProgressTarget = "fraction",
+    decay_steps: float = 16.0,
 ) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
-    """Frames of episodes ``ids`` as head rows.
+    """Frames of episodes ``ids`` as head rows (``target``, ``decay_steps``: see
+    :func:`~rla_gym.reward.progress.progress_targets`).
 
     Returns:
         ``(rows, fingerprint, starts)``: :func:`~rla_gym.reward.progress.head_inputs` of the
@@ -82,7 +93,7 @@ def load_head_rows(
         starts.append(n)
         n += len(fe.features)
         eps.append((fe.features, fe.success))
-    return head_inputs(eps), fp or "", np.asarray(starts, np.int64)
+    return head_inputs(eps, target, decay_steps), fp or "", np.asarray(starts, np.int64)
 
 
 @torch.no_grad()
@@ -127,7 +138,7 @@ def _loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     del generator  # deterministic given the batch
     base: ProgressHead = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
-    return base.loss(batch["s"], batch["progress"], batch["success"])
+    return base.loss(batch["s"], batch["progress"], batch["success"], batch.get("progress_max"))
 
 
 def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
@@ -141,8 +152,12 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
     train_ids, val_ids = store.split(cfg.val_fraction, seed=cfg.trainer.seed)
     if not train_ids:
         raise ValueError(f"no episodes in {cfg.data}; run `rla-gym collect` and `encode` first")
-    rows, fp, _ = load_head_rows(store, cfg.encoder, train_ids)
-    val = load_head_rows(store, cfg.encoder, val_ids, fp) if val_ids else None
+    rows, fp, _ = load_head_rows(store, cfg.encoder, train_ids, None, cfg.target, cfg.decay_steps)
+    val = (
+        load_head_rows(store, cfg.encoder, val_ids, fp, cfg.target, cfg.decay_steps)
+        if val_ids
+        else None
+    )
     n, d = rows["s"].shape[1:]
     torch.manual_seed(cfg.trainer.seed)
     head = ProgressHead(
@@ -152,6 +167,8 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
             encoder_fingerprint=fp,
             token_dim=cfg.token_dim,
             hidden=cfg.hidden,
+            target=cfg.target,
+            decay_steps=cfg.decay_steps,
         )
     )
     meta: dict[str, Any] = {

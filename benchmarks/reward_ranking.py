@@ -1,0 +1,237 @@
+"""Does the dream's reward rank real outcomes as the task does? Reacher, on real frames.
+
+A planner only needs its reward to *order* the outcomes of its candidate chunks correctly. From
+real states along episodes of the bundle's base policy (the states its planner faces), ``M``
+chunks run in the real simulator from the exactly restored state (the base's chunk plus Gaussian
+noise of several scales, and uniform random chunks); the frame at each chunk's end is encoded and
+scored by each reward, exactly as the dream scores a dreamed frame (``DreamCore.score``, demo
+aligned by the episode's first frame, at the chunk's control step). Per state, the Spearman
+correlation between each reward and the task's own order (the finger touching the target during
+the chunk first, then the smaller finger-to-target distance at its end) is averaged over states.
+A reward that ranks real outcomes poorly cannot steer a planner even in a perfect dream.
+
+``--distance-head-data`` adds an upper bound for any head on these features: a progress head of
+the bundle's architecture trained to read ``exp(-distance / 0.1)`` from a frame, with the true
+finger-to-target distance of every frame of the dataset (from its recorded joint angles and
+target) as the label; privileged at training time only, like the success flags.
+
+    python benchmarks/reward_ranking.py                                   # the embedded bundle
+    python benchmarks/reward_ranking.py --bundles steps16=runs/bundles/reacher_steps16 \
+        --distance-head-data data/dmc_reacher_easy
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import tyro
+
+from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig, resolve_artifacts
+from rla_gym.evaluation.real import SavedPolicy
+from rla_gym.utils import load_json, provenance, save_json
+from rla_gym.utils.stats import spearman
+
+NOISE = (0.0, 0.1, 0.3, 1.0)
+"""Noise scales around the base's chunk; the rest of the candidates are uniform random."""
+
+
+@dataclass(frozen=True)
+class Args:
+    bundles: tuple[str, ...] = ()
+    """more progress heads to score, as ``name=bundle folder`` (same encoder and references)"""
+    modes: tuple[str, ...] = ("aligned", "goal", "progress")
+    """reward modes scored for every bundle"""
+    episodes: int = 12
+    """real episodes of the base policy (seeds seed + i)"""
+    decisions: int = 4
+    """states per episode (chunk boundaries from the start)"""
+    candidates: int = 16
+    """chunks per state: 4 per noise scale of NOISE, then uniform random ones"""
+    seed: int = 20_000
+    """first reset seed (apart from the training and evaluation seeds)"""
+    distance_head_data: Path | None = None
+    """train (once; cached under runs/) and score the distance-supervised head on this reacher
+    dataset"""
+    distance_head_steps: int = 1500
+    """its optimizer steps (batch 128, the bundle head's sizes)"""
+    runs: Path = Path("runs/reward_ranking")
+    out: Path = Path("benchmarks/results/reward_ranking.json")
+
+
+def task_order(touched: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Higher is better: touching during the chunk first, then the smaller final distance."""
+    return touched.astype(np.float64) * 10.0 - distance
+
+
+def finger_distances(data: Path) -> dict[str, np.ndarray]:
+    """True finger-to-target distance of every frame of a reacher dataset: ``{episode id:
+    float32 (T+1,)}``, from the recorded joint angles (``proprio[:, :2]``) and the target, the
+    last two entries of the episode's ``init_state``."""
+    import h5py
+    from dm_control import suite
+
+    physics = suite.load("reacher", "easy").physics
+    out = {}
+    for f in sorted((Path(data) / "episodes").glob("*.h5")):
+        with h5py.File(f, "r") as h:
+            qpos, target = h["proprio"][:, :2], h["init_state"][-2:]
+        d = []
+        for q in qpos:
+            physics.data.qpos[:] = q
+            physics.forward()
+            d.append(np.linalg.norm(target - physics.named.data.geom_xpos["finger", :2]))
+        out[f.stem] = np.asarray(d, np.float32)
+    return out
+
+
+def distance_head(data: Path, bundle: Path, steps: int, folder: Path) -> tuple[Path, dict]:
+    """The distance-supervised head in a copy of ``bundle`` (trained once, then reused).
+
+    Returns:
+        ``(bundle copy with the head, record)``: the record holds the held-out Spearman between
+        the head's output and the true distance over all frames, and the training cost.
+    """
+    import shutil
+
+    from rla_gym.data.episodes import EpisodeStore
+    from rla_gym.pipelines.build_bundle import add_progress_head
+    from rla_gym.reward.progress import ProgressHead
+
+    record_path = folder / "distance_head.json"
+    if record_path.exists():
+        return folder / "bundle", load_json(record_path)
+    t0 = time.perf_counter()
+    store, labels = EpisodeStore(data), finger_distances(data)
+    train_ids, val_ids = store.split(0.15, seed=0)
+    man = load_json(bundle / "manifest.json")
+
+    def rows(ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        fe = [
+            store.load_features(e, man["encoder"], expected_fingerprint=man["encoder_fingerprint"])
+            for e in ids
+        ]
+        return (np.concatenate([f.features for f in fe]).astype(np.float16),
+                np.concatenate([labels[e] for e in ids]),
+                np.concatenate([f.success for f in fe]).astype(np.float32))  # fmt: skip
+
+    s, dist, ok = rows(train_ids)
+    sv, dist_v, _ = rows(val_ids)
+    shipped = ProgressHead.from_pretrained(bundle / "progress")
+    torch.manual_seed(0)
+    head = ProgressHead(shipped.config)  # the bundle head's sizes and encoder
+    opt = torch.optim.AdamW(head.parameters(), 1e-3, weight_decay=0.0)
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(np.exp(-dist / 0.1))
+    for _ in range(steps):
+        idx = rng.integers(0, len(s), 128)
+        loss, _ = head.loss(torch.from_numpy(s[idx].astype(np.float32)), target[idx],
+                            torch.from_numpy(ok[idx]))  # fmt: skip
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    head.eval()
+    with torch.no_grad():
+        pv = torch.cat([head(torch.from_numpy(sv[i : i + 512].astype(np.float32)))[0]
+                        for i in range(0, len(sv), 512)]).numpy()  # fmt: skip
+    head.save_pretrained(folder / "head")
+    shutil.rmtree(folder / "bundle", ignore_errors=True)
+    shutil.copytree(bundle, folder / "bundle")
+    add_progress_head(folder / "bundle", folder / "head")
+    record = {"data": str(data), "steps": steps, "train_episodes": len(train_ids),
+              "heldout_frames": len(sv), "heldout_spearman_vs_distance": spearman(pv, -dist_v),
+              "train_minutes": (time.perf_counter() - t0) / 60.0}  # fmt: skip
+    save_json(record, record_path)
+    return folder / "bundle", record
+
+
+def main(args: Args) -> dict[str, Any]:
+    from rla_gym.envs.real import RealFeatureEnv
+
+    torch.set_num_threads(1)
+    embedded = resolve_artifacts(None, "dmc-reacher")
+    man = load_json(embedded / "manifest.json")
+    sources = {"bundle": str(embedded), **dict(b.split("=", 1) for b in args.bundles)}
+    dist_record = None
+    if args.distance_head_data is not None:
+        path, dist_record = distance_head(args.distance_head_data, embedded,
+                                          args.distance_head_steps, args.runs)  # fmt: skip
+        sources["distance-supervised"] = str(path)
+    cores = {
+        (name, mode): DreamCore(RLAWorldConfig(artifacts=path, reward_mode=mode))  # type: ignore[arg-type]
+        for name, path in sources.items()
+        for mode in args.modes
+        if name == "bundle" or mode == "progress"  # other bundles differ only in their head
+    }
+    env = RealFeatureEnv(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
+                         encoder=man["encoder"], chunk=int(man["chunk"]))  # fmt: skip
+    base = SavedPolicy(str(embedded / "policy"))()
+    k, a = int(man["chunk"]), int(man["action_dim"])
+    rng = np.random.default_rng(args.seed)
+    rho: dict[str, list[float]] = {f"{n} {m}": [] for n, m in cores}
+    t0 = time.perf_counter()
+    for ep in range(args.episodes):
+        obs, _ = env.reset(seed=args.seed + ep)
+        demo = {key: c.art.reference[:, 0] for key, c in cores.items()}
+        aligned = {key: int(np.argmin(np.abs(obs[None] - ref).mean(axis=(-2, -1))))
+                   for key, ref in demo.items()}  # fmt: skip
+        for d in range(args.decisions):
+            chunk = np.asarray(base(obs), np.float32).reshape(-1)
+            per = args.candidates // (len(NOISE) + 1)
+            cands = [chunk + s * rng.standard_normal((per, chunk.size)) for s in NOISE]
+            cands.append(rng.uniform(-1, 1, (args.candidates - per * len(NOISE), chunk.size)))
+            cand = np.clip(np.concatenate(cands), -1, 1).astype(np.float32)
+            start = env.sim.get_sim_state()
+            frames, touched, dist = [], [], []
+            for c in cand:
+                env.sim.set_sim_state(start, render=False)
+                raw, hit = env.to_sim_action(c.reshape(k, a)), False
+                for i in range(k):
+                    step = env.sim.step(raw[i], render=i == k - 1)
+                    hit = hit or bool(step.success)
+                frames.append(step.frame)
+                touched.append(hit)
+                dist.append(float(np.linalg.norm(step.state["to_target"])))
+            env.sim.set_sim_state(start, render=False)
+            feats = torch.from_numpy(env.encoder.encode(np.stack(frames))).float()
+            truth = task_order(np.array(touched), np.array(dist))
+            for (name, mode), core in cores.items():
+                demo_t = torch.full((len(cand),), aligned[(name, mode)], dtype=torch.long)
+                r, _ = core.score(feats, demo_t, np.full(len(cand), (d + 1) * k))
+                rs = spearman(r, truth)
+                rho[f"{name} {mode}"].append(np.nan if rs is None else rs)
+            obs, _, term, trunc, _ = env.step(chunk)
+            if term or trunc:
+                break
+        print(f"episode {ep + 1}/{args.episodes}: {len(next(iter(rho.values())))} states",
+              flush=True)  # fmt: skip
+    env.close()
+    rows = {
+        key: {"spearman": float(np.nanmean(v)),
+              "se": float(np.nanstd(v) / np.sqrt(max(np.isfinite(v).sum(), 1))),
+              "states": int(np.isfinite(v).sum())}
+        for key, v in rho.items()
+    }  # fmt: skip
+    out = {
+        "provenance": provenance(seed=args.seed, encoder=man["encoder_fingerprint"], device="cpu"),
+        "task": f"{man['sim']}/{man['task']}",
+        "sources": sources,
+        "bundle_created_utc": man["created_utc"],
+        "rows": rows,
+        "candidates": args.candidates,
+        "noise": list(NOISE),
+        "wall_minutes": (time.perf_counter() - t0) / 60.0,
+        **({"distance_head": dist_record} if dist_record else {}),
+    }
+    save_json(out, args.out)
+    for key, r in rows.items():
+        print(f"{key:28s} spearman {r['spearman']:+.3f} ± {r['se']:.3f} ({r['states']} states)")
+    return out
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
