@@ -566,6 +566,44 @@ def planner_oracle() -> str:
     return "\n".join([*out, "", extra + " " + _stamp(d)])
 
 
+def reward_ranking() -> str:
+    d = _load("reward_ranking.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/reward_ranking.py`_"
+    what = {
+        "bundle": "the bundle's",
+        "distance-supervised": "distance-supervised head (true distance as the label)",
+    }
+    out = [
+        "| reward | head | Spearman with the task's order (± s.e.) | states |",
+        "|---|---|---|---|",
+    ]
+    for key, r in d["rows"].items():
+        name, mode = key.rsplit(" ", 1)
+        h = d.get("heads", {}).get(name, {})
+        target = h.get("target", "fraction")
+        if target == "steps":
+            target = f"steps, decay {h.get('decay_steps', 16):g}"
+        head = what.get(name, f"`{name}`") + f" (target: {target})" if mode == "progress" else "-"
+        out.append(f"| {mode} | {head} | {r['spearman']:+.2f} ± {r['se']:.2f} | {r['states']} |")
+    per = d["candidates"] // (len(d["noise"]) + 1)
+    extra = (
+        f"{d['task']}: {d['candidates']} chunks per real state (the base's chunk plus noise "
+        f"{', '.join(f'{x:g}' for x in d['noise'])}, {per} each, and "
+        f"{d['candidates'] - per * len(d['noise'])} uniform random ones), each "
+        "run in the real simulator from the restored state; the task's order: touching the "
+        "target during the chunk, then the finger-to-target distance at its end."
+    )
+    if dh := d.get("distance_head"):
+        extra += (
+            f" The distance-supervised head ({dh['steps']} steps on {dh['train_episodes']} "
+            f"episodes of `{dh['data']}`, {dh['train_minutes']:.1f} min) reads the distance of "
+            f"held-out frames with a Spearman of {dh['heldout_spearman_vs_distance']:.2f} across "
+            "frames."
+        )
+    return "\n".join([*out, "", extra + f" {d['wall_minutes']:.1f} min. " + _stamp(d)])
+
+
 def rl_in_dream_manip(short: str) -> str:
     d = _load(f"rl_in_dream_{short}.json")
     if d is None or not d.get("policies"):
@@ -598,8 +636,11 @@ def rl_in_dream_manip(short: str) -> str:
         same = "-"
         if bc is not None and k != "bc":
             same = f"{sum(sum(bc[: s['episodes']]) for s in runs)}/{r['episodes']}"
+        what = names.get(k, k)
+        if k.startswith("planner "):  # planner rows of other dreamed rewards
+            what = f"{names['planner']}; {r['reward_mode']} reward"
         out.append(
-            f"| {k} | {names.get(k, k)} | "
+            f"| {k} | {what} | "
             f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"
         )
     planned = d["config"].get("seeds", [])
@@ -1050,6 +1091,7 @@ BLOCKS = {
     "reacher_observation": reacher_observation,
     "rl_in_dream_reacher": rl_in_dream_reacher,
     "planner_oracle": planner_oracle,
+    "reward_ranking": reward_ranking,
     "rl_in_dream_lift": lambda: rl_in_dream_manip("lift"),
     "rl_in_dream_libero": lambda: rl_in_dream_manip("libero"),
     "world_action_model": world_action_model,

@@ -149,6 +149,12 @@ def distance_head(data: Path, bundle: Path, steps: int, folder: Path) -> tuple[P
     return folder / "bundle", record
 
 
+def head_record(bundle: Path) -> dict[str, Any]:
+    """What a bundle's progress head is: its config (target, sizes) and where it was trained."""
+    source = (load_json(bundle / "manifest.json").get("progress") or {}).get("source")
+    return {**load_json(bundle / "progress" / "config.json"), "source": source}
+
+
 def main(args: Args) -> dict[str, Any]:
     from rla_gym.envs.real import RealFeatureEnv
 
@@ -220,6 +226,7 @@ def main(args: Args) -> dict[str, Any]:
         "provenance": provenance(seed=args.seed, encoder=man["encoder_fingerprint"], device="cpu"),
         "task": f"{man['sim']}/{man['task']}",
         "sources": sources,
+        "heads": {n: head_record(Path(p)) for n, p in sources.items()},
         "bundle_created_utc": man["created_utc"],
         "rows": rows,
         "candidates": args.candidates,

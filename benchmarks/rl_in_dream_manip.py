@@ -78,6 +78,9 @@ class Args:
     """CEM refits per decision"""
     planner_residual: float = 0.2
     """the planner searches residuals of this size around the BC chunk"""
+    planner_reward_mode: Literal["aligned", "goal", "progress"] | None = None
+    """the dreamed reward the planner scores by (default: the env's, aligned); another mode
+    makes the row ``planner <mode>``"""
     distill_starts: int = 50
     """reset-bank starts the planner is recorded from in the dream for distillation"""
     distill_steps: int = 500
@@ -238,9 +241,14 @@ def main(args: Args) -> dict[str, Any]:
             short = name == "bc+ppo-short"
             row = bc_ppo(args, bundle, man, save=lambda r, n=name: save(n, r), short=short)
         elif name == "planner":
+            mode = args.planner_reward_mode
+            policy = PlannerPolicy(str(bundle), pcfg, reward_mode=mode)
+            if mode is not None:
+                name = f"planner {mode}"  # its own row and evaluation log
             row = {
-                **_real(args, man, "planner", PlannerPolicy(str(bundle), pcfg)),
+                **_real(args, man, name, policy),
                 "planner": dataclasses.asdict(pcfg),
+                "reward_mode": policy.env_config().reward_mode,
             }
         elif name == "distilled":
             row = distilled(args, bundle, man, pcfg)

@@ -119,3 +119,28 @@ def test_progress_head_learns_success_and_resumes(tmp_path: Path, one_torch_thre
         ProgressHead.from_pretrained(done.checkpoint, expected_fingerprint="other@123")
     with pytest.raises(ValueError, match="expects features"):
         head(torch.zeros(2, 3, 5))
+
+
+def test_steps_target_head_rises_towards_success(tmp_path: Path, one_torch_thread: None) -> None:
+    """A head trained on the decayed-steps target reads solved frames above start frames, and
+    its checkpoint says what its progress means."""
+    _dataset(tmp_path / "data")
+    trainer = TrainerConfig(steps=150, batch_size=64, learning_rate=3e-3, val_every=150,
+                            ckpt_every=150, progress=False, tensorboard=False, device="cpu")  # fmt: skip
+    cfg = TrainProgressConfig(data=str(tmp_path / "data"), encoder="tiny",
+                              out=str(tmp_path / "head"), val_fraction=0.3, trainer=trainer,
+                              target="steps", decay_steps=4.0)  # fmt: skip
+    done = train_progress_head(cfg)
+    head = ProgressHead.from_pretrained(done.checkpoint)
+    assert (head.config.target, head.config.decay_steps) == ("steps", 4.0)
+    store = EpisodeStore(tmp_path / "data")
+    starts, solved = [], []
+    for eid in store.episode_ids():
+        fe = store.load_features(eid, "tiny")
+        with torch.no_grad():
+            p, _ = head(torch.from_numpy(fe.features).float())
+        starts.append(float(p[0]))
+        solved += p[torch.from_numpy(fe.success)].tolist()
+    assert solved and np.mean(solved) > np.mean(starts) + 0.3
+    with pytest.raises(ValueError, match="decay_steps must be > 0"):
+        type(head.config)(**{**head.config.to_dict(), "decay_steps": 0.0})
