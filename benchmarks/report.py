@@ -584,7 +584,11 @@ def reward_ranking() -> str:
         target = h.get("target", "fraction")
         if target == "steps":
             target = f"steps, decay {h.get('decay_steps', 16):g}"
-        head = what.get(name, f"`{name}`") + f" (target: {target})" if mode == "progress" else "-"
+        if name != "distance-supervised":  # its label is the distance, whatever its config says
+            what_head = what.get(name, f"`{name}`") + f" (target: {target})"
+        else:
+            what_head = what[name]
+        head = what_head if mode == "progress" else "-"
         out.append(f"| {mode} | {head} | {r['spearman']:+.2f} ± {r['se']:.2f} | {r['states']} |")
     per = d["candidates"] // (len(d["noise"]) + 1)
     extra = (
