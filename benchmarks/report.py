@@ -568,44 +568,54 @@ def planner_oracle() -> str:
 
 def reward_ranking() -> str:
     d = _load("reward_ranking.json")
-    if d is None:
+    if d is None or not d.get("suites"):
         return "_not run yet: `python benchmarks/reward_ranking.py`_"
     what = {
         "bundle": "the bundle's",
-        "distance-supervised": "distance-supervised head (true distance as the label)",
+        "distance-supervised": "distance-supervised head (the true distance as its label)",
     }
     out = [
-        "| reward | head | Spearman with the task's order (± s.e.) | states |",
-        "|---|---|---|---|",
+        "| suite | reward | head | Spearman with the task's order (± s.e.) | states |",
+        "|---|---|---|---|---|",
     ]
-    for key, r in d["rows"].items():
-        name, mode = key.rsplit(" ", 1)
-        h = d.get("heads", {}).get(name, {})
-        target = h.get("target", "fraction")
-        if target == "steps":
-            target = f"steps, decay {h.get('decay_steps', 16):g}"
-        if name != "distance-supervised":  # its label is the distance, whatever its config says
-            what_head = what.get(name, f"`{name}`") + f" (target: {target})"
-        else:
-            what_head = what[name]
-        head = what_head if mode == "progress" else "-"
-        out.append(f"| {mode} | {head} | {r['spearman']:+.2f} ± {r['se']:.2f} | {r['states']} |")
-    per = d["candidates"] // (len(d["noise"]) + 1)
-    extra = (
-        f"{d['task']}: {d['candidates']} chunks per real state (the base's chunk plus noise "
-        f"{', '.join(f'{x:g}' for x in d['noise'])}, {per} each, and "
-        f"{d['candidates'] - per * len(d['noise'])} uniform random ones), each "
-        "run in the real simulator from the restored state; the task's order: touching the "
-        "target during the chunk, then the finger-to-target distance at its end."
-    )
-    if dh := d.get("distance_head"):
-        extra += (
-            f" The distance-supervised head ({dh['steps']} steps on {dh['train_episodes']} "
-            f"episodes of `{dh['data']}`, {dh['train_minutes']:.1f} min) reads the distance of "
-            f"held-out frames with a Spearman of {dh['heldout_spearman_vs_distance']:.2f} across "
-            "frames."
+    notes = []
+    for suite, e in d["suites"].items():
+        for key, r in e["rows"].items():
+            name, mode = key.rsplit(" ", 1)
+            h = e.get("heads", {}).get(name, {})
+            target = h.get("target", "fraction")
+            if target == "steps":
+                target = f"steps, decay {h.get('decay_steps', 16):g}"
+            if mode != "progress":
+                head = "-"
+            elif name == "distance-supervised":  # its label is the distance, whatever its config
+                head = what[name]
+            else:
+                head = what.get(name, f"`{name}`") + f" (target: {target})"
+            out.append(
+                f"| {suite} | {mode} | {head} | {r['spearman']:+.2f} ± {r['se']:.2f} | "
+                f"{r['states']} |"
+            )
+        per = e["candidates"] // (len(e["noise"]) + 1)
+        notes.append(
+            f"{suite} ({e['task']}): {e['candidates']} chunks per real state (the base's chunk "
+            f"plus noise {', '.join(f'{x:g}' for x in e['noise'])}, {per} each, and "
+            f"{e['candidates'] - per * len(e['noise'])} uniform random ones), states every "
+            f"{e.get('every', 1)} decision(s) of the base; {e['wall_minutes']:.1f} min."
         )
-    return "\n".join([*out, "", extra + f" {d['wall_minutes']:.1f} min. " + _stamp(d)])
+        if dh := e.get("distance_head"):
+            notes.append(
+                f"The distance-supervised head ({dh['steps']} steps on {dh['train_episodes']} "
+                f"episodes of `{dh['data']}`, {dh['train_minutes']:.1f} min) reads held-out "
+                f"frames' distances with a Spearman of {dh['heldout_spearman_vs_distance']:.2f} "
+                "across frames."
+            )
+    notes.append(
+        "The task's order (simulator state): reacher, touching the target during the chunk, "
+        "then the finger-to-target distance at its end; Lift, solving during the chunk, then the "
+        "cube's rise, then the gripper-to-cube distance."
+    )
+    return "\n".join([*out, "", " ".join(notes) + " " + _stamp(d)])
 
 
 def rl_in_dream_manip(short: str) -> str:

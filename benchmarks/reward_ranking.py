@@ -1,4 +1,4 @@
-"""Does the dream's reward rank real outcomes as the task does? Reacher, on real frames.
+"""Does the dream's reward rank real outcomes as the task does? On real frames, per suite.
 
 A planner only needs its reward to *order* the outcomes of its candidate chunks correctly. From
 real states along episodes of the bundle's base policy (the states its planner faces), ``M``
@@ -6,8 +6,8 @@ chunks run in the real simulator from the exactly restored state (the base's chu
 noise of several scales, and uniform random chunks); the frame at each chunk's end is encoded and
 scored by each reward, exactly as the dream scores a dreamed frame (``DreamCore.score``, demo
 aligned by the episode's first frame, at the chunk's control step). Per state, the Spearman
-correlation between each reward and the task's own order (the finger touching the target during
-the chunk first, then the smaller finger-to-target distance at its end) is averaged over states.
+correlation between each reward and the task's own order (:func:`task_score`, from simulator
+state) is averaged over states.
 A reward that ranks real outcomes poorly cannot steer a planner even in a perfect dream.
 
 ``--distance-head-data`` adds an upper bound for any head on these features: a progress head of
@@ -15,9 +15,10 @@ the bundle's architecture trained to read ``exp(-distance / 0.1)`` from a frame,
 finger-to-target distance of every frame of the dataset (from its recorded joint angles and
 target) as the label; privileged at training time only, like the success flags.
 
-    python benchmarks/reward_ranking.py                                   # the embedded bundle
+    python benchmarks/reward_ranking.py                                   # reacher's bundle
     python benchmarks/reward_ranking.py --bundles steps16=runs/bundles/reacher_steps16 \
         --distance-head-data data/dmc_reacher_easy
+    python benchmarks/reward_ranking.py --suite robosuite-lift --decisions 15 --every 3
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -42,6 +43,8 @@ NOISE = (0.0, 0.1, 0.3, 1.0)
 
 @dataclass(frozen=True)
 class Args:
+    suite: Literal["dmc-reacher", "robosuite-lift"] = "dmc-reacher"
+    """whose embedded bundle (its rewards, base policy and real simulator)"""
     bundles: tuple[str, ...] = ()
     """more progress heads to score, as ``name=bundle folder`` (same encoder and references)"""
     modes: tuple[str, ...] = ("aligned", "goal", "progress")
@@ -49,7 +52,9 @@ class Args:
     episodes: int = 12
     """real episodes of the base policy (seeds seed + i)"""
     decisions: int = 4
-    """states per episode (chunk boundaries from the start)"""
+    """base-policy decisions per episode (chunk boundaries from the start)"""
+    every: int = 1
+    """score the state at every this many decisions"""
     candidates: int = 16
     """chunks per state: 4 per noise scale of NOISE, then uniform random ones"""
     seed: int = 20_000
@@ -63,9 +68,19 @@ class Args:
     out: Path = Path("benchmarks/results/reward_ranking.json")
 
 
-def task_order(touched: np.ndarray, distance: np.ndarray) -> np.ndarray:
-    """Higher is better: touching during the chunk first, then the smaller final distance."""
-    return touched.astype(np.float64) * 10.0 - distance
+def task_score(sim: str, solved: bool, start: dict[str, np.ndarray], end: dict[str, np.ndarray]
+               ) -> float:  # fmt: skip
+    """The task's own order of one chunk's outcome, from simulator state (higher is better).
+
+    Reacher: touching the target during the chunk first, then the finger-to-target distance at
+    its end. Lift: solving during the chunk first, then how far the cube rose, then the gripper's
+    distance to the cube (reach, then lift: the stages of robosuite's shaped reward).
+    """
+    if sim == "dmc":
+        return 10.0 * solved - float(np.linalg.norm(end["to_target"]))
+    rise = float(end["cube_pos"][2] - start["cube_pos"][2])
+    reach = float(np.linalg.norm(end["eef_pos"] - end["cube_pos"]))
+    return 10.0 * solved + 10.0 * rise - reach
 
 
 def finger_distances(data: Path) -> dict[str, np.ndarray]:
@@ -159,11 +174,13 @@ def main(args: Args) -> dict[str, Any]:
     from rla_gym.envs.real import RealFeatureEnv
 
     torch.set_num_threads(1)
-    embedded = resolve_artifacts(None, "dmc-reacher")
+    embedded = resolve_artifacts(None, args.suite)
     man = load_json(embedded / "manifest.json")
     sources = {"bundle": str(embedded), **dict(b.split("=", 1) for b in args.bundles)}
     dist_record = None
     if args.distance_head_data is not None:
+        if args.suite != "dmc-reacher":
+            raise ValueError("--distance-head-data is reacher's (the finger-to-target distance)")
         path, dist_record = distance_head(args.distance_head_data, embedded,
                                           args.distance_head_steps, args.runs)  # fmt: skip
         sources["distance-supervised"] = str(path)
@@ -187,12 +204,18 @@ def main(args: Args) -> dict[str, Any]:
                    for key, ref in demo.items()}  # fmt: skip
         for d in range(args.decisions):
             chunk = np.asarray(base(obs), np.float32).reshape(-1)
+            if d % args.every:
+                obs, _, term, trunc, _ = env.step(chunk)
+                if term or trunc:
+                    break
+                continue
             per = args.candidates // (len(NOISE) + 1)
             cands = [chunk + s * rng.standard_normal((per, chunk.size)) for s in NOISE]
             cands.append(rng.uniform(-1, 1, (args.candidates - per * len(NOISE), chunk.size)))
             cand = np.clip(np.concatenate(cands), -1, 1).astype(np.float32)
             start = env.sim.get_sim_state()
-            frames, touched, dist = [], [], []
+            before = env.sim.set_sim_state(start, render=False).state
+            frames, truth = [], []
             for c in cand:
                 env.sim.set_sim_state(start, render=False)
                 raw, hit = env.to_sim_action(c.reshape(k, a)), False
@@ -200,11 +223,9 @@ def main(args: Args) -> dict[str, Any]:
                     step = env.sim.step(raw[i], render=i == k - 1)
                     hit = hit or bool(step.success)
                 frames.append(step.frame)
-                touched.append(hit)
-                dist.append(float(np.linalg.norm(step.state["to_target"])))
+                truth.append(task_score(man["sim"], hit, before, step.state))
             env.sim.set_sim_state(start, render=False)
             feats = torch.from_numpy(env.encoder.encode(np.stack(frames))).float()
-            truth = task_order(np.array(touched), np.array(dist))
             for (name, mode), core in cores.items():
                 demo_t = torch.full((len(cand),), aligned[(name, mode)], dtype=torch.long)
                 r, _ = core.score(feats, demo_t, np.full(len(cand), (d + 1) * k))
@@ -222,8 +243,7 @@ def main(args: Args) -> dict[str, Any]:
               "states": int(np.isfinite(v).sum())}
         for key, v in rho.items()
     }  # fmt: skip
-    out = {
-        "provenance": provenance(seed=args.seed, encoder=man["encoder_fingerprint"], device="cpu"),
+    entry = {
         "task": f"{man['sim']}/{man['task']}",
         "sources": sources,
         "heads": {n: head_record(Path(p)) for n, p in sources.items()},
@@ -233,6 +253,12 @@ def main(args: Args) -> dict[str, Any]:
         "noise": list(NOISE),
         "wall_minutes": (time.perf_counter() - t0) / 60.0,
         **({"distance_head": dist_record} if dist_record else {}),
+        "every": args.every,
+    }
+    old = load_json(args.out) if args.out.exists() else {}
+    out = {
+        "provenance": provenance(seed=args.seed, encoder=man["encoder_fingerprint"], device="cpu"),
+        "suites": {**old.get("suites", {}), args.suite: entry},
     }
     save_json(out, args.out)
     for key, r in rows.items():
