@@ -110,11 +110,7 @@ class RealModelPlanner(DreamPlanner):
             raw = env.to_sim_action(chunk.numpy().reshape(m, k_steps, -1))
             frames, privileged = [], np.zeros(m)
             for i in range(m):
-                sim.set_sim_state(states[i], render=False)
-                hit = False
-                for k in range(k_steps):
-                    obs = sim.step(raw[i, k], render=frames_needed and k == k_steps - 1)
-                    hit = hit or bool(obs.success)
+                obs, hit = sim.run_from(states[i], raw[i], render_last=frames_needed)
                 states[i] = sim.get_sim_state()
                 frames.append(obs.frame)
                 privileged[i] = float(hit) - float(np.linalg.norm(obs.state["to_target"]))

@@ -217,11 +217,7 @@ def main(args: Args) -> dict[str, Any]:
             before = env.sim.set_sim_state(start, render=False).state
             frames, truth = [], []
             for c in cand:
-                env.sim.set_sim_state(start, render=False)
-                raw, hit = env.to_sim_action(c.reshape(k, a)), False
-                for i in range(k):
-                    step = env.sim.step(raw[i], render=i == k - 1)
-                    hit = hit or bool(step.success)
+                step, hit = env.sim.run_from(start, env.to_sim_action(c.reshape(k, a)))
                 frames.append(step.frame)
                 truth.append(task_score(man["sim"], hit, before, step.state))
             env.sim.set_sim_state(start, render=False)

@@ -277,3 +277,27 @@ def test_interrupted_evaluation_resumes_without_rerunning_finished_episodes(
     with pytest.raises(ValueError, match="another evaluation"):
         evaluate_in_sim(SavedPolicy(str(tmp_path / "policy")), cfg, progress=False,
                         resume=log, identity={"path": "elsewhere"})  # fmt: skip
+
+
+def test_run_from_restores_and_reports_the_chunks_outcome() -> None:
+    """``SimAdapter.run_from``: the same state and actions give the same outcome whatever ran in
+    between; only the last step is rendered; a solved step anywhere is reported."""
+    from rla_gym.sims import make_sim
+
+    sim = make_sim("dmc", resolution=32)
+    sim.reset(seed=4)
+    state = sim.get_sim_state()
+    actions = np.random.default_rng(0).uniform(-1, 1, (6, sim.action_dim)).astype(np.float32)
+    first, solved = sim.run_from(state, actions)
+    sim.run_from(state, -actions)  # something else in between
+    again, solved_again = sim.run_from(state, actions)
+    assert np.array_equal(first.frame, again.frame) and first.frame.any()
+    assert np.array_equal(first.proprio, again.proprio) and solved == solved_again
+    blind, _ = sim.run_from(state, actions, render_last=False)
+    assert not blind.frame.any() and np.array_equal(blind.proprio, first.proprio)
+    # The same as restoring and stepping by hand, success at any step included.
+    sim.set_sim_state(state, render=False)
+    steps = [sim.step(a, render=False) for a in actions]
+    assert solved == any(s.success for s in steps)
+    assert np.array_equal(steps[-1].proprio, first.proprio)
+    sim.close()

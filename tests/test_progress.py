@@ -126,7 +126,8 @@ def test_steps_target_head_rises_towards_success(tmp_path: Path, one_torch_threa
     its checkpoint says what its progress means."""
     _dataset(tmp_path / "data")
     trainer = TrainerConfig(steps=150, batch_size=64, learning_rate=3e-3, val_every=150,
-                            ckpt_every=150, progress=False, tensorboard=False, device="cpu")  # fmt: skip
+                            ckpt_every=150, progress=False, tensorboard=False,
+                            device="cpu")  # fmt: skip
     cfg = TrainProgressConfig(data=str(tmp_path / "data"), encoder="tiny",
                               out=str(tmp_path / "head"), val_fraction=0.3, trainer=trainer,
                               target="steps", decay_steps=4.0)  # fmt: skip

@@ -138,6 +138,29 @@ class SimAdapter(abc.ABC):
         body = check_state(state, self.sim, self.task, self.state_size)
         return self._restore_state(body, render)
 
+    def run_from(
+        self, state: np.ndarray, actions: np.ndarray, *, render_last: bool = True
+    ) -> tuple[SimStep, bool]:
+        """Restore ``state`` exactly and run ``actions``; one candidate's real outcome.
+
+        What a planner or a benchmark that tries several chunks from one real state needs: the
+        camera renders only the last step (if asked), the one whose frame is read.
+
+        Args:
+            state: a :meth:`get_sim_state` vector.
+            actions: ``(T, A)`` simulator-unit actions, ``T >= 1``.
+            render_last: render the last step's frame.
+
+        Returns:
+            ``(the last step, whether the task was solved at any of the T steps)``.
+        """
+        self.set_sim_state(state, render=False)
+        solved, last = False, len(actions) - 1
+        for i, action in enumerate(actions):
+            step = self.step(action, render=render_last and i == last)
+            solved = solved or bool(step.success)
+        return step, solved
+
     @property
     def state_size(self) -> int:
         """``S``: the length of :meth:`get_sim_state`'s vector."""
