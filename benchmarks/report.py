@@ -651,8 +651,8 @@ def rl_in_dream_manip(short: str) -> str:
         if bc is not None and k != "bc":
             same = f"{sum(sum(bc[: s['episodes']]) for s in runs)}/{r['episodes']}"
         what = names.get(k, k)
-        if k.startswith("planner "):  # planner rows of other dreamed rewards
-            what = f"{names['planner']}; {r['reward_mode']} reward"
+        if k.split(" ")[0] == "planner":  # rows from before the option ran the env's, aligned
+            what = f"{names['planner']}; {r.get('reward_mode', 'aligned')} reward"
         out.append(
             f"| {k} | {what} | "
             f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"
