@@ -2,8 +2,9 @@
 
 :func:`search_chunks` knows nothing of dreams or simulators: it draws candidate sequences, asks a
 ``rollout`` callable for their returns and refits its sampling distribution. The dream planner
-(:class:`~rla_gym.planning.DreamPlanner`) passes a rollout that dreams; a benchmark may pass one
-that runs the real simulator from a restored state (an oracle model), so both search alike.
+(:class:`~rla_gym.planning.DreamPlanner`) passes its :meth:`~rla_gym.planning.DreamPlanner.rollout`,
+which dreams; ``benchmarks/planner_oracle.py`` overrides that method to run the real simulator
+from a restored state (an oracle model), so both search exactly alike.
 """
 
 from __future__ import annotations

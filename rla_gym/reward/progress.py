@@ -52,6 +52,9 @@ ProgressTarget = Literal["fraction", "steps"]
 FRACTION_CAP = 0.8
 """Where the ``"fraction"`` target keeps the progress of frames of failed episodes below."""
 
+DECAY_STEPS = 16.0
+"""Default ``decay_steps`` of the ``"steps"`` target: two chunks of 8 to success read ``1/e``."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ProgressHeadConfig:
@@ -70,9 +73,8 @@ class ProgressHeadConfig:
     target: ProgressTarget = "fraction"
     """What progress means: ``"fraction"`` of the episode until success, or ``"steps"``: decayed
     control steps until success (see the module docstring)."""
-    decay_steps: float = 16.0
-    """``"steps"``: progress ``exp(-steps / decay_steps)``; about two chunks to success reads
-    ``1/e``."""
+    decay_steps: float = DECAY_STEPS
+    """``"steps"``: progress ``exp(-steps / decay_steps)``."""
 
     def __post_init__(self) -> None:
         if min(self.feature_dim, self.num_tokens, self.token_dim, self.hidden) < 1:
@@ -184,7 +186,7 @@ class ProgressHead(nn.Module):
 
 
 def progress_targets(
-    success: np.ndarray, target: ProgressTarget = "fraction", decay_steps: float = 16.0
+    success: np.ndarray, target: ProgressTarget = "fraction", decay_steps: float = DECAY_STEPS
 ) -> tuple[np.ndarray, np.ndarray]:
     """Progress targets of one episode from its per-frame success flags ``bool (T+1,)``.
 
@@ -219,7 +221,7 @@ def progress_targets(
 def head_inputs(
     episodes: Sequence[tuple[np.ndarray, np.ndarray]],
     target: ProgressTarget = "fraction",
-    decay_steps: float = 16.0,
+    decay_steps: float = DECAY_STEPS,
 ) -> dict[str, np.ndarray]:
     """Stack episodes into training rows.
 

@@ -20,7 +20,13 @@ from torch import nn
 
 from rla_gym.data.episodes import EpisodeStore
 from rla_gym.data.windows import RowSampler
-from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig, ProgressTarget, head_inputs
+from rla_gym.reward.progress import (
+    DECAY_STEPS,
+    ProgressHead,
+    ProgressHeadConfig,
+    ProgressTarget,
+    head_inputs,
+)
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.stats import roc_auc
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit
@@ -50,7 +56,7 @@ class TrainProgressConfig:
     target: ProgressTarget = "fraction"
     """what progress means: fraction of the episode until success, or decayed steps until
     success (see :class:`ProgressHeadConfig`)"""
-    decay_steps: float = 16.0
+    decay_steps: float = DECAY_STEPS
     """``steps`` target: progress ``exp(-steps to success / decay_steps)``"""
     val_fraction: float = 0.15
     """Fraction of episodes held out (split by episode id hash, as the other trainers)."""
@@ -73,7 +79,7 @@ def load_head_rows(
     ids: list[str],
     fingerprint: str | None = None,
     target: ProgressTarget = "fraction",
-    decay_steps: float = 16.0,
+    decay_steps: float = DECAY_STEPS,
 ) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
     """Frames of episodes ``ids`` as head rows (``target``, ``decay_steps``: see
     :func:`~rla_gym.reward.progress.progress_targets`).
