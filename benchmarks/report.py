@@ -456,6 +456,8 @@ def rl_in_dream_reacher() -> str:
             if res is None
             else (", from scratch" if res == 0 else f", residual {res:g} around the base")
         )
+        if (r.get("planner") or {}).get("horizon", 2) != 2:
+            how += f", {r['planner']['horizon']} chunks ahead"
         kind = k.split(" ")[0]
         if kind in ("planner", "dream"):
             names[k] = kinds[kind] + how

@@ -84,6 +84,8 @@ class Args:
     """Euler steps of the world model per dreamed step"""
     planner_samples: int = 64
     """CEM candidates per iteration of the planner arm"""
+    planner_horizon: int = 2
+    """chunks per candidate sequence of the planner arms"""
     planner_residual: float = 0.2
     """the planner searches residuals of this size around the bundle's BC chunks (0: from
     scratch in [-1, 1])"""
@@ -246,9 +248,8 @@ def main(args: Args) -> dict[str, Any]:
                 "train_minutes": None,
             }  # trained with the bundle (see its build record)
         elif arm in ("planner", "planner-wm"):
-            pcfg = PlannerConfig(
-                samples=args.planner_samples, residual_scale=args.planner_residual, seed=args.seed
-            )
+            pcfg = PlannerConfig(samples=args.planner_samples, horizon=args.planner_horizon,
+                                 residual_scale=args.planner_residual, seed=args.seed)  # fmt: skip
             wm = args.planner_world_model if arm == "planner-wm" else None
             if arm == "planner-wm" and wm is None:
                 raise ValueError("the planner-wm arm needs --planner-world-model <checkpoint>")
