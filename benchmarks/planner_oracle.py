@@ -96,11 +96,7 @@ class RealModelPlanner(DreamPlanner):
         demo_t = torch.full((m,), int(demo), dtype=torch.long)
         total, first = np.zeros(m), sequences[:, 0]
         for h in range(horizon):
-            chunk = sequences[:, h]
-            if self.base_policy is not None:
-                base = torch.as_tensor(self.base_policy.predict(s, deterministic=True)[0])
-                chunk = base.reshape(m, -1).to(chunk) + chunk
-            chunk = chunk.clamp(-1.0, 1.0)
+            chunk = self.executed(s, sequences[:, h])
             if h == 0:
                 first = chunk
             # Frames only where something reads them: the reward, or the base's next chunk.

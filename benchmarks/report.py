@@ -437,6 +437,18 @@ def _bundles(d: dict, rows: str) -> tuple[str, str]:
     return on, f" On the earlier bundle ({'; '.join(earlier)})." if earlier else ""
 
 
+def _planner_search(planner: dict) -> str:
+    """How a planner row searched: from scratch or around the base, and how far ahead."""
+    res, h = planner["residual_scale"], planner.get("horizon", 2)
+    how = "from scratch" if res == 0 else f"residual {res:g} around the base"
+    return how + ("" if h == 2 else f", {h} chunks ahead")  # 2: PlannerConfig's default
+
+
+def _reward_mode(row: dict) -> str:
+    """A dream or planner row's reward; rows from before the option ran the env's default."""
+    return row.get("reward_mode", "aligned")
+
+
 def rl_in_dream_reacher() -> str:
     d = _load("rl_in_dream_reacher.json")
     if d is None or not d.get("arms"):
@@ -450,22 +462,14 @@ def rl_in_dream_reacher() -> str:
     }
     kinds = dict(names)  # what each kind of arm is, before a row adds its settings
     for k, r in d["arms"].items():
-        res = (r.get("planner") or {}).get("residual_scale")
-        how = (
-            ""
-            if res is None
-            else (", from scratch" if res == 0 else f", residual {res:g} around the base")
-        )
-        if (r.get("planner") or {}).get("horizon", 2) != 2:
-            how += f", {r['planner']['horizon']} chunks ahead"
+        how = f", {_planner_search(r['planner'])}" if "planner" in r else ""
         kind = k.split(" ")[0]
         if kind in ("planner", "dream"):
             names[k] = kinds[kind] + how
         elif kind == "planner-wm" and r.get("world_model"):
             names[k] = f"the planner dreaming with `{r['world_model']}`{how}"
         if kind in ("planner", "planner-wm", "dream"):
-            # Rows from before the option existed ran the env's default, the aligned reward.
-            names[k] += f"; {r.get('reward_mode', 'aligned')} reward"
+            names[k] += f"; {_reward_mode(r)} reward"
     out = [
         "| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
         "real return | s / decision |",
@@ -532,18 +536,16 @@ def planner_oracle() -> str:
     def search(r: dict) -> str:
         if "planner" not in r:
             return "none: the base (BC + RLA head) alone"
-        res, h = r["planner"]["residual_scale"], r["planner"]["horizon"]
-        how = "from scratch" if res == 0 else f"residual {res:g} around the base"
-        return how + ("" if h == 2 else f", horizon {h} chunks")
+        return _planner_search(r["planner"])
 
     rows = [("real simulator (oracle)", r["scorer"], r) for r in d["arms"].values()]
     for k, r in (dream.get("arms", {}) if same else {}).items():
         kind = k.split(" ")[0]  # the dreams' rows of rl_in_dream_reacher, for comparison
         if kind == "planner":
-            rows.append(("the bundle's dream", r.get("reward_mode", "aligned"), r))
+            rows.append(("the bundle's dream", _reward_mode(r), r))
         elif kind == "planner-wm":
             model = f"the dream of `{Path(r['world_model']).parent.name}`"
-            rows.append((model, r.get("reward_mode", "aligned"), r))
+            rows.append((model, _reward_mode(r), r))
     rows.sort(key=lambda x: (x[2]["planner"]["residual_scale"], x[0]))
     if same and "bc" in dream.get("arms", {}):
         rows.append(("-", "-", dream["arms"]["bc"]))
@@ -653,8 +655,8 @@ def rl_in_dream_manip(short: str) -> str:
         if bc is not None and k != "bc":
             same = f"{sum(sum(bc[: s['episodes']]) for s in runs)}/{r['episodes']}"
         what = names.get(k, k)
-        if k.split(" ")[0] == "planner":  # rows from before the option ran the env's, aligned
-            what = f"{names['planner']}; {r.get('reward_mode', 'aligned')} reward"
+        if k.split(" ")[0] == "planner":
+            what = f"{names['planner']}; {_reward_mode(r)} reward"
         out.append(
             f"| {k} | {what} | "
             f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"

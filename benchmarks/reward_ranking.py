@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import tyro
 
+from rla_gym.envs.artifacts import nearest_demo
 from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig, resolve_artifacts
 from rla_gym.evaluation.real import SavedPolicy
 from rla_gym.utils import load_json, provenance, save_json
@@ -199,9 +200,7 @@ def main(args: Args) -> dict[str, Any]:
     t0 = time.perf_counter()
     for ep in range(args.episodes):
         obs, _ = env.reset(seed=args.seed + ep)
-        demo = {key: c.art.reference[:, 0] for key, c in cores.items()}
-        aligned = {key: int(np.argmin(np.abs(obs[None] - ref).mean(axis=(-2, -1))))
-                   for key, ref in demo.items()}  # fmt: skip
+        aligned = {key: nearest_demo(obs, c.art.reference[:, 0]) for key, c in cores.items()}
         for d in range(args.decisions):
             chunk = np.asarray(base(obs), np.float32).reshape(-1)
             if d % args.every:

@@ -178,11 +178,7 @@ class DreamPlanner:
         total = np.zeros(m)
         first = sequences[:, 0]
         for h in range(horizon):
-            chunk = sequences[:, h]
-            if self.base_policy is not None:
-                base = torch.as_tensor(self.base_policy.predict(s, deterministic=True)[0])
-                chunk = base.reshape(m, -1).to(chunk) + chunk
-            chunk = chunk.clamp(-1.0, 1.0)
+            chunk = self.executed(s, sequences[:, h])
             if h == 0:
                 first = chunk
             s_next, _ = self.core.dream(s, chunk.numpy().astype(np.float32), gens, s_prev=prev)
@@ -191,6 +187,15 @@ class DreamPlanner:
             reward, _ = self.core.score(s, demo_t, np.full(m, t + (h + 1) * self.chunk))
             total += reward
         return total, first
+
+    def executed(self, s: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """The chunks ``(M, K*A)`` run from features ``s (M, N, D)`` for search-space values
+        ``candidates (M, K*A)``: the base policy's chunk plus the residual in residual mode, the
+        candidates themselves from scratch; clamped to ``[-1, 1]``."""
+        if self.base_policy is not None:
+            base = torch.as_tensor(self.base_policy.predict(s, deterministic=True)[0])
+            candidates = base.reshape(len(candidates), -1).to(candidates) + candidates
+        return candidates.clamp(-1.0, 1.0)
 
     def _features(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
         s0 = torch.as_tensor(features, dtype=torch.float32).to(self.core.device)
@@ -276,12 +281,9 @@ class DreamPlanner:
             lambda cand, noise_seed: self.rollout(s0, demo, t, cand, noise_seed, prev)[0],
             self.config, self.width, size, torch.Generator().manual_seed(seed), warm,
         )  # fmt: skip
-        action = found.mean[0]
-        if self.base_policy is not None:
-            base = torch.as_tensor(self.base_policy.predict(s0[None], deterministic=True)[0])
-            action = base.reshape(-1).float().cpu() + action
+        action = self.executed(s0[None], found.mean[:1])[0]
         return Plan(
-            action=action.clamp(-1.0, 1.0).numpy().astype(np.float32),
+            action=action.numpy().astype(np.float32),
             mean=found.mean.numpy().astype(np.float32),
             std=found.std.numpy().astype(np.float32),
             history=found.history,
