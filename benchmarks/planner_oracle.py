@@ -11,8 +11,9 @@ encoding only the frames at chunk ends. Scorers:
 
 * ``progress`` / ``aligned`` / ``goal``: the bundle's dreamed reward of that mode, computed on
   the encoded real frames (what a perfect world model would give the planner);
-* ``privileged``: the simulator's own state, ``1[the finger touched the target in the chunk]
-  − finger-to-target distance`` at each chunk end (the planner's ceiling with this search).
+* ``privileged``: the simulator's own state, summed over chunks
+  (:meth:`~rla_gym.sims.base.SimAdapter.task_score`: reacher's ``1[the finger touched the target
+  in the chunk] − finger-to-target distance`` at its end): the planner's ceiling with this search.
 
 If the oracle with the dreamed reward succeeds far more often than the dream planner, the world
 model is what fails; if it does not, the reward is. Every arm runs on the same real seeds as
@@ -92,6 +93,7 @@ class RealModelPlanner(DreamPlanner):
         start = sim.get_sim_state()
         m, horizon = sequences.shape[0], sequences.shape[1]
         states = [start] * m
+        before = [sim.set_sim_state(start, render=False)] * m  # each candidate's chunk start
         s = s0.expand(m, *s0.shape).contiguous()
         demo_t = torch.full((m,), int(demo), dtype=torch.long)
         total, first = np.zeros(m), sequences[:, 0]
@@ -109,7 +111,8 @@ class RealModelPlanner(DreamPlanner):
                 obs, hit = sim.run_from(states[i], raw[i], render_last=frames_needed)
                 states[i] = sim.get_sim_state()
                 frames.append(obs.frame)
-                privileged[i] = float(hit) - float(np.linalg.norm(obs.state["to_target"]))
+                privileged[i] = sim.task_score(before[i], obs, hit)
+                before[i] = obs
             if frames_needed:
                 s = torch.from_numpy(env.encoder.encode(np.stack(frames))).float()
             if self.scorer == "privileged":

@@ -6,8 +6,8 @@ chunks run in the real simulator from the exactly restored state (the base's chu
 noise of several scales, and uniform random chunks); the frame at each chunk's end is encoded and
 scored by each reward, exactly as the dream scores a dreamed frame (``DreamCore.score``, demo
 aligned by the episode's first frame, at the chunk's control step). Per state, the Spearman
-correlation between each reward and the task's own order (:func:`task_score`, from simulator
-state) is averaged over states.
+correlation between each reward and the task's own order (``SimAdapter.task_score``, from
+simulator state) is averaged over states.
 A reward that ranks real outcomes poorly cannot steer a planner even in a perfect dream.
 
 ``--distance-head-data`` adds an upper bound for any head on these features: a progress head of
@@ -67,21 +67,6 @@ class Args:
     """its optimizer steps (batch 128, the bundle head's sizes)"""
     runs: Path = Path("runs/reward_ranking")
     out: Path = Path("benchmarks/results/reward_ranking.json")
-
-
-def task_score(sim: str, solved: bool, start: dict[str, np.ndarray], end: dict[str, np.ndarray]
-               ) -> float:  # fmt: skip
-    """The task's own order of one chunk's outcome, from simulator state (higher is better).
-
-    Reacher: touching the target during the chunk first, then the finger-to-target distance at
-    its end. Lift: solving during the chunk first, then how far the cube rose, then the gripper's
-    distance to the cube (reach, then lift: the stages of robosuite's shaped reward).
-    """
-    if sim == "dmc":
-        return 10.0 * solved - float(np.linalg.norm(end["to_target"]))
-    rise = float(end["cube_pos"][2] - start["cube_pos"][2])
-    reach = float(np.linalg.norm(end["eef_pos"] - end["cube_pos"]))
-    return 10.0 * solved + 10.0 * rise - reach
 
 
 def finger_distances(data: Path) -> dict[str, np.ndarray]:
@@ -213,12 +198,12 @@ def main(args: Args) -> dict[str, Any]:
             cands.append(rng.uniform(-1, 1, (args.candidates - per * len(NOISE), chunk.size)))
             cand = np.clip(np.concatenate(cands), -1, 1).astype(np.float32)
             start = env.sim.get_sim_state()
-            before = env.sim.set_sim_state(start, render=False).state
+            before = env.sim.set_sim_state(start, render=False)
             frames, truth = [], []
             for c in cand:
                 step, hit = env.sim.run_from(start, env.to_sim_action(c.reshape(k, a)))
                 frames.append(step.frame)
-                truth.append(task_score(man["sim"], hit, before, step.state))
+                truth.append(env.sim.task_score(before, step, hit))
             env.sim.set_sim_state(start, render=False)
             feats = torch.from_numpy(env.encoder.encode(np.stack(frames))).float()
             for (name, mode), core in cores.items():

@@ -279,6 +279,32 @@ def test_interrupted_evaluation_resumes_without_rerunning_finished_episodes(
                         resume=log, identity={"path": "elsewhere"})  # fmt: skip
 
 
+def test_task_score_orders_reacher_outcomes_touch_first_then_distance() -> None:
+    """``SimAdapter.task_score`` (benchmarks' privileged truth): on reacher a touch outranks any
+    miss, then the closer finger wins; a task without a score says so."""
+    from rla_gym.sims import make_sim
+    from rla_gym.sims.base import SimStep
+
+    sim = make_sim("dmc", resolution=32)
+    start = sim.reset(seed=4)
+
+    def at(to_target: tuple[float, float]) -> SimStep:
+        return SimStep(start.frame, start.proprio, 0.0, False, {"to_target": np.array(to_target)})
+
+    far, near = at((0.4, 0.1)), at((0.05, 0.0))
+    assert sim.task_score(start, near, False) > sim.task_score(start, far, False)
+    assert sim.task_score(start, far, True) > sim.task_score(start, near, False)
+    end = sim.step(np.zeros(sim.action_dim, np.float32), render=False)
+    expected = -float(np.linalg.norm(end.state["to_target"]))
+    assert sim.task_score(start, end, False) == pytest.approx(expected)
+    sim.close()
+    other = make_sim("dmc", task="cartpole-balance", resolution=32)
+    first = other.reset(seed=0)
+    with pytest.raises(NotImplementedError, match="cartpole-balance"):
+        other.task_score(first, first, False)
+    other.close()
+
+
 def test_run_from_restores_and_reports_the_chunks_outcome() -> None:
     """``SimAdapter.run_from``: the same state and actions give the same outcome whatever ran in
     between; only the last step is rendered; a solved step anywhere is reported."""

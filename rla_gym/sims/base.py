@@ -161,6 +161,19 @@ class SimAdapter(abc.ABC):
             solved = solved or bool(step.success)
         return step, solved
 
+    def task_score(self, start: SimStep, end: SimStep, solved: bool) -> float:
+        """The task's own order of one outcome, from privileged state (higher is better).
+
+        For benchmarks that judge a policy, a reward or a planner against the truth (the planner
+        oracle, reward ranking); nothing a policy or the dream sees. Scored between the
+        observations ``start`` and ``end`` of a stretch during which the task was ``solved``
+        (or not) at some step.
+
+        Raises:
+            NotImplementedError: this simulator/task has no privileged score.
+        """
+        raise NotImplementedError(f"no privileged task score for {self.sim}/{self.task}")
+
     @property
     def state_size(self) -> int:
         """``S``: the length of :meth:`get_sim_state`'s vector."""

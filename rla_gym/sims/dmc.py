@@ -182,6 +182,16 @@ class DMCSim(SimAdapter):
             state=state,
         )
 
+    def task_score(self, start: SimStep, end: SimStep, solved: bool) -> float:
+        """Reacher: touching the target first, then the finger-to-target distance at the end.
+
+        Touching adds 1, more than any distance in the arena (< 0.5 m), so the order is
+        lexicographic. See :meth:`SimAdapter.task_score`.
+        """
+        if self.domain != "reacher":
+            return super().task_score(start, end, solved)
+        return float(solved) - float(np.linalg.norm(end.state["to_target"]))
+
     # ------------------------------------------------------------------ SimAdapter interface
 
     def reset(self, seed: int | None = None, init_state_id: int | None = None) -> SimStep:

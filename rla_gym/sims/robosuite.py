@@ -182,6 +182,18 @@ class RobosuiteSim(SimAdapter):
             state=state,
         )
 
+    def task_score(self, start: SimStep, end: SimStep, solved: bool) -> float:
+        """Lift: solving first, then how far the cube rose, then the gripper-to-cube distance.
+
+        The stages of robosuite's shaped Lift reward (reach, then lift), weighted so that each
+        stage outranks the next. See :meth:`SimAdapter.task_score`.
+        """
+        if self.task != "Lift":
+            return super().task_score(start, end, solved)
+        rise = float(end.state["cube_pos"][2] - start.state["cube_pos"][2])
+        reach = float(np.linalg.norm(end.state["eef_pos"] - end.state["cube_pos"]))
+        return 10.0 * solved + 10.0 * rise - reach
+
     # ------------------------------------------------------------------ SimAdapter interface
 
     def reset(self, seed: int | None = None, init_state_id: int | None = None) -> SimStep:
