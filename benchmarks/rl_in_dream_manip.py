@@ -9,6 +9,8 @@ Lift: seeds ``eval_seed + i``), the task's own horizon, success = the simulator'
   is BC + RLA head is also compared with the plain BC it improves on;
 * ``bc+ppo``: residual PPO on top of it, trained only in the dream
   (:func:`rla_gym.pipelines.wmrl.run_wmrl`, the paper's §8.2 recipe), one run per seed, pooled;
+* ``bc-plain+ppo``: the same residual PPO on top of the plain BC of ``--plain-bc`` (the weaker
+  base, with more room to improve);
 * ``bc+ppo-short``: the same with the paper's dreamed episodes: at most ``--short-chunks``
   chunks, half of them starting at a random frame of a reference demo (``--short-demo-fraction``);
 * ``planner``: MPC with the dream planner (CEM over residuals around the BC chunk);
@@ -110,20 +112,31 @@ def _real(args: Args, man: dict[str, Any], name: str, factory: Any) -> dict[str,
             "per_episode_success": [bool(r["success"]) for r in res["rows"]]}  # fmt: skip
 
 
+# The base each dream-improved policy started from (the others: the bundle's, ``bc``).
+OWN_BASE = {"bc-plain+ppo": "bc-plain"}
+
+
+def _rate(row: dict[str, Any]) -> float:
+    return row["success"] / row["episodes"]
+
+
 def _pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     k, n = sum(r["success"] for r in rows), sum(r["episodes"] for r in rows)
     return {"success": k, "episodes": n, "wilson95": list(wilson_interval(k, n))}
 
 
-def bc_ppo(args: Args, bundle: Path, man: dict[str, Any],
-           save: Any = None, short: bool = False) -> dict[str, Any]:  # fmt: skip
+def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], save: Any = None,
+           short: bool = False, plain: bool = False) -> dict[str, Any]:  # fmt: skip
     """Residual PPO in the dream per seed, each judged on the same real episodes; pooled.
 
-    ``short``: the paper's short dreamed episodes with mid-demo starts. ``save(row)`` is called
-    after every seed with the row pooled so far (a long run keeps what it finished)."""
+    ``short``: the paper's short dreamed episodes with mid-demo starts. ``plain``: on top of
+    ``--plain-bc`` instead of the bundle's base. ``save(row)`` is called after every seed with
+    the row pooled so far (a long run keeps what it finished)."""
     from rla_gym.pipelines.wmrl import WMRLConfig, run_wmrl
 
     name, folder = ("bc+ppo-short", "ppo_short") if short else ("bc+ppo", "ppo")
+    if plain:
+        name, folder = f"bc-plain+{name[3:]}", f"plain_{folder}"
     episodes = (
         {"reset_demo_fraction": args.short_demo_fraction, "episode_chunks": args.short_chunks}
         if short
@@ -136,6 +149,7 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any],
             out=_runs(args, man) / f"{folder}_{seed}",
             ppo_steps=args.ppo_steps, residual_scale=args.residual_scale, eval_episodes=0,
             videos=0, seed=seed, device="cpu", progress=False, **episodes,
+            base_policy=str(args.plain_bc) if plain else None,
         ))  # fmt: skip
         final = run["policies"]["bc+ppo"]
         real = _real(args, man, f"{name}_{seed}", SavedPolicy(final["path"]))
@@ -206,13 +220,15 @@ def main(args: Args) -> dict[str, Any]:
         policies[name] = row
         best = max(
             (p for p in policies if p not in ("bc", "bc-plain")),
-            key=lambda p: policies[p]["success"] / policies[p]["episodes"],
+            key=lambda p: _rate(policies[p]),
             default=None,
         )
         bc = policies.get("bc")
-        gain = (None if best is None or bc is None else 100 * (
-            policies[best]["success"] / policies[best]["episodes"]
-            - bc["success"] / bc["episodes"]))  # fmt: skip
+        gain = None if best is None or bc is None else 100 * (_rate(policies[best]) - _rate(bc))
+        # What the dream added: each improved policy against the base it started from.
+        own = {p: OWN_BASE.get(p, "bc") for p in policies if p not in ("bc", "bc-plain")}
+        over_own = {p: 100 * (_rate(policies[p]) - _rate(policies[b]))
+                    for p, b in own.items() if b in policies}  # fmt: skip
         save_json({
             "provenance": provenance(seed=args.eval_seed, encoder=man["encoder_fingerprint"],
                                      device="cpu"),
@@ -220,6 +236,7 @@ def main(args: Args) -> dict[str, Any]:
             "bundle_created_utc": man["created_utc"],
             "policies": policies,
             "best_over_bc_points": gain, "best": best, "target_points": 5.0,
+            "over_own_base_points": over_own,
             "config": to_jsonable(args),
             "protocol": ("every policy on the same real episodes (LIBERO init states "
                          "0..episodes-1, robosuite seeds eval_seed + i) with the task's horizon; "
@@ -237,9 +254,11 @@ def main(args: Args) -> dict[str, Any]:
                 raise ValueError("policy bc-plain needs --plain-bc <policy folder>")
             row = {**_real(args, man, "bc-plain", SavedPolicy(str(args.plain_bc))),
                    "method": "bc", "path": str(args.plain_bc)}  # fmt: skip
-        elif name in ("bc+ppo", "bc+ppo-short"):
-            short = name == "bc+ppo-short"
-            row = bc_ppo(args, bundle, man, save=lambda r, n=name: save(n, r), short=short)
+        elif name in ("bc+ppo", "bc+ppo-short", "bc-plain+ppo"):
+            if name == "bc-plain+ppo" and args.plain_bc is None:
+                raise ValueError("policy bc-plain+ppo needs --plain-bc <policy folder>")
+            short, plain = name.endswith("-short"), name.startswith("bc-plain")
+            row = bc_ppo(args, bundle, man, lambda r, n=name: save(n, r), short, plain)
         elif name == "planner":
             mode = args.planner_reward_mode
             policy = PlannerPolicy(str(bundle), pcfg, reward_mode=mode)
@@ -254,8 +273,8 @@ def main(args: Args) -> dict[str, Any]:
             row = distilled(args, bundle, man, pcfg)
         else:
             raise ValueError(
-                f"unknown policy {name!r}; choose from bc, bc-plain, bc+ppo, bc+ppo-short, "
-                "planner, distilled"
+                f"unknown policy {name!r}; choose from bc, bc-plain, bc+ppo, bc-plain+ppo, "
+                "bc+ppo-short, planner, distilled"
             )
         row["wall_minutes"] = (time.perf_counter() - t0) / 60
         save(name, row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import warnings
 from pathlib import Path
@@ -632,6 +633,14 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     assert again["ppo"]["env_steps"] == 64 and again["ppo"]["history"] == report["ppo"]["history"]
     # A finished run reports the time it trained, not the time of the call that resumed it.
     assert again["ppo"]["wall_clock_s"] == report["ppo"]["wall_clock_s"] > 0
+    # Any saved policy can be the base instead of the bundle's (one without a policy here).
+    other = dataclasses.replace(cfg, artifacts=str(bundle), base_policy=str(bc),
+                                out=tmp_path / "run_other", ppo_steps=16)  # fmt: skip
+    assert run_wmrl(other)["ppo"]["env_steps"] == 16
+    with pytest.raises(ValueError, match="not both"):
+        run_wmrl(dataclasses.replace(other, bc_data=str(root / "data")))
+    with pytest.raises(MissingPolicyError, match="not a saved policy"):
+        run_wmrl(dataclasses.replace(other, base_policy=str(tmp_path / "nowhere")))
     # A policy for another action size is refused when the bundle is built.
     with pytest.raises(ValueError, match="K \\* A"):
         build_bundle(_bundle_config(root, out=tmp_path / "b2", chunk=4, policy=bc))

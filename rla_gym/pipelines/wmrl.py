@@ -56,6 +56,9 @@ class WMRLConfig:
     """Bundle folder (default: the suite's embedded bundle)."""
     bc_data: str | None = None
     """Train the BC base on this dataset's expert train episodes instead of using the bundle's."""
+    base_policy: str | None = None
+    """Improve this saved policy folder instead of the bundle's base (e.g. a plain-BC policy
+    beside a bundle whose base is BC + RLA head); exclusive with ``bc_data``."""
     bc_steps: int = 2000
     """BC optimizer steps when training a base from ``bc_data``."""
     out: Path = Path("runs/wmrl")
@@ -139,6 +142,13 @@ def _bundle_path(cfg: WMRLConfig) -> Path:
 
 
 def _base_policy(cfg: WMRLConfig, bundle: Path, chunk: int) -> Path:
+    if cfg.base_policy is not None:
+        if cfg.bc_data is not None:
+            raise ValueError("pass either base_policy or bc_data, not both")
+        path = Path(cfg.base_policy)
+        if not (path / "model.safetensors").exists():
+            raise MissingPolicyError(f"{path} is not a saved policy folder (no model.safetensors)")
+        return path
     if cfg.bc_data is not None:
         out = cfg.out / "bc"
         if not (out / "model.safetensors").exists():
