@@ -635,6 +635,7 @@ def rl_in_dream_manip(short: str) -> str:
         + ("BC + RLA head (action-free videos too)" if base == "bc+rla" else "plain BC"),
         "bc-plain": "plain BC (same labelled episodes, no RLA head)",
         "bc+ppo": "base + residual PPO in the dream (pooled)",
+        "bc-plain+ppo": "plain BC + residual PPO in the dream (pooled)",
         "bc+ppo-short": "the same, paper's episodes: 6 chunks, half from mid-demo (pooled)",
         "planner": "dream planner (MPC, residual around the base's chunk)",
         "distilled": "planner distilled into the base's residual head",
@@ -643,14 +644,14 @@ def rl_in_dream_manip(short: str) -> str:
         "| policy | what | real success (Wilson 95 %) | base on the same episodes | per seed |",
         "|---|---|---|---|---|",
     ]
-    bc = d["policies"].get("bc", {}).get("per_episode_success")
     for k, r in d["policies"].items():
         seeds = (
             ", ".join(f"{s['seed']}: {s['success']}/{s['episodes']}" for s in r.get("per_seed", []))
             or "-"
         )
-        # Every policy runs episodes 0..n-1 (per seed); BC's successes on exactly those episodes.
+        # Every policy runs episodes 0..n-1 (per seed); its base's successes on exactly those.
         runs = r.get("per_seed") or [r]
+        bc = d["policies"].get(r.get("base", "bc"), {}).get("per_episode_success")
         same = "-"
         if bc is not None and k != "bc":
             same = f"{sum(sum(bc[: s['episodes']]) for s in runs)}/{r['episodes']}"
@@ -662,7 +663,7 @@ def rl_in_dream_manip(short: str) -> str:
             f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"
         )
     planned = d["config"].get("seeds", [])
-    for k in ("bc+ppo", "bc+ppo-short"):
+    for k in ("bc+ppo", "bc+ppo-short", "bc-plain+ppo"):
         ppo = d["policies"].get(k)
         if ppo is not None and len(ppo["per_seed"]) < len(planned):
             out += [
@@ -684,6 +685,10 @@ def rl_in_dream_manip(short: str) -> str:
             base_row["success"] / base_row["episodes"] - plain["success"] / plain["episodes"]
         )
         verdict += f" The base over plain BC: {lift:+.0f} points (not learned in the dream)."
+    for k, pts in d.get("over_own_base_points", {}).items():
+        own = d["policies"][k].get("base", "bc")
+        if own != "bc":
+            verdict += f" {k} over its own base ({own}): {pts:+.0f} points."
     on, note = _bundles(d, "policies")
     return "\n".join([*out, "", f"{d['task']}; {d['protocol']}.{on} {verdict}{note} {_stamp(d)}"])
 

@@ -112,10 +112,6 @@ def _real(args: Args, man: dict[str, Any], name: str, factory: Any) -> dict[str,
             "per_episode_success": [bool(r["success"]) for r in res["rows"]]}  # fmt: skip
 
 
-# The base each dream-improved policy started from (the others: the bundle's, ``bc``).
-OWN_BASE = {"bc-plain+ppo": "bc-plain"}
-
-
 def _rate(row: dict[str, Any]) -> float:
     return row["success"] / row["episodes"]
 
@@ -166,7 +162,8 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], save: Any = None,
         )
         if save is not None and len(per_seed) < len(args.seeds):
             save({**_pooled(per_seed), "per_seed": per_seed})
-    return {**_pooled(per_seed), "per_seed": per_seed}
+    # The row of the base it started from (what the dream is judged to have added to).
+    return {**_pooled(per_seed), "per_seed": per_seed, "base": "bc-plain" if plain else "bc"}
 
 
 def distilled(args: Args, bundle: Path, man: dict[str, Any],
@@ -226,7 +223,7 @@ def main(args: Args) -> dict[str, Any]:
         bc = policies.get("bc")
         gain = None if best is None or bc is None else 100 * (_rate(policies[best]) - _rate(bc))
         # What the dream added: each improved policy against the base it started from.
-        own = {p: OWN_BASE.get(p, "bc") for p in policies if p not in ("bc", "bc-plain")}
+        own = {p: policies[p].get("base", "bc") for p in policies if p not in ("bc", "bc-plain")}
         over_own = {p: 100 * (_rate(policies[p]) - _rate(policies[b]))
                     for p, b in own.items() if b in policies}  # fmt: skip
         save_json({
