@@ -445,8 +445,18 @@ def _planner_search(planner: dict) -> str:
 
 
 def _reward_mode(row: dict) -> str:
-    """A dream or planner row's reward; rows from before the option ran the env's default."""
-    return row.get("reward_mode", "aligned")
+    """A dream or planner row's reward; rows from before the option ran the env's default.
+
+    A row run on another bundle (``artifacts``) names it, by the reward-ranking head whose copy
+    of the bundle it is when there is one."""
+    mode = row.get("reward_mode", "aligned")
+    path = row.get("artifacts")
+    if path is None:
+        return mode
+    ranking = (_load("reward_ranking.json") or {}).get("suites", {})
+    head = next((n for e in ranking.values() for n, src in e.get("sources", {}).items()
+                 if src == path), None)  # fmt: skip
+    return f"{mode} ({head} head)" if head else f"{mode} (bundle `{path}`)"
 
 
 def rl_in_dream_reacher() -> str:
@@ -542,7 +552,7 @@ def planner_oracle() -> str:
     for k, r in (dream.get("arms", {}) if same else {}).items():
         kind = k.split(" ")[0]  # the dreams' rows of rl_in_dream_reacher, for comparison
         if kind == "planner":
-            rows.append(("the bundle's dream", _reward_mode(r), r))
+            rows.append(("the bundle's dream", _reward_mode(r), r))  # a copy's: same dream
         elif kind == "planner-wm":
             model = f"the dream of `{Path(r['world_model']).parent.name}`"
             rows.append((model, _reward_mode(r), r))

@@ -265,6 +265,8 @@ def main(args: Args) -> dict[str, Any]:
             raise ValueError(
                 f"unknown arm {arm!r}; choose from random, bc, dream, real, planner, planner-wm"
             )
+        if args.artifacts is not None and _bundle_arm(arm):
+            row["artifacts"] = str(args.artifacts)  # another bundle's models or reward head
         row["wall_minutes"] = (time.perf_counter() - t0) / 60.0
         arms[name] = row
         out = {
