@@ -659,12 +659,7 @@ def rl_in_dream_manip(short: str) -> str:
             ", ".join(f"{s['seed']}: {s['success']}/{s['episodes']}" for s in r.get("per_seed", []))
             or "-"
         )
-        # Every policy runs episodes 0..n-1 (per seed); its base's successes on exactly those.
-        runs = r.get("per_seed") or [r]
-        bc = d["policies"].get(r.get("base", "bc"), {}).get("per_episode_success")
-        same = "-"
-        if bc is not None and k != "bc":
-            same = f"{sum(sum(bc[: s['episodes']]) for s in runs)}/{r['episodes']}"
+        same = f"{r['base_same_episodes']}/{r['episodes']}" if "base_same_episodes" in r else "-"
         what = names.get(k, k)
         if k.split(" ")[0] == "planner":
             what = f"{names['planner']}; {_reward_mode(r)} reward"
@@ -698,7 +693,7 @@ def rl_in_dream_manip(short: str) -> str:
     for k, pts in d.get("over_own_base_points", {}).items():
         own = d["policies"][k].get("base", "bc")
         if own != "bc":
-            verdict += f" {k} over its own base ({own}): {pts:+.0f} points."
+            verdict += f" {k} over its own base ({own}) on the same episodes: {pts:+.0f} points."
     on, note = _bundles(d, "policies")
     return "\n".join([*out, "", f"{d['task']}; {d['protocol']}.{on} {verdict}{note} {_stamp(d)}"])
 

@@ -222,10 +222,16 @@ def main(args: Args) -> dict[str, Any]:
         )
         bc = policies.get("bc")
         gain = None if best is None or bc is None else 100 * (_rate(policies[best]) - _rate(bc))
-        # What the dream added: each improved policy against the base it started from.
-        own = {p: policies[p].get("base", "bc") for p in policies if p not in ("bc", "bc-plain")}
-        over_own = {p: 100 * (_rate(policies[p]) - _rate(policies[b]))
-                    for p, b in own.items() if b in policies}  # fmt: skip
+        # What the dream added: each policy against the base it started from, on exactly the
+        # episodes it ran (episodes 0..n-1 per seed; a stopped row ran fewer).
+        for p, r in policies.items():
+            base = policies.get(r.get("base", "bc"), {}).get("per_episode_success")
+            if p != "bc" and base is not None:
+                runs = r.get("per_seed") or [r]
+                r["base_same_episodes"] = sum(sum(base[: s["episodes"]]) for s in runs)
+        over_own = {p: 100 * (r["success"] - r["base_same_episodes"]) / r["episodes"]
+                    for p, r in policies.items()
+                    if p not in ("bc", "bc-plain") and "base_same_episodes" in r}  # fmt: skip
         save_json({
             "provenance": provenance(seed=args.eval_seed, encoder=man["encoder_fingerprint"],
                                      device="cpu"),
