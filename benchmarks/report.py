@@ -469,16 +469,17 @@ def rl_in_dream_reacher() -> str:
         "random": "uniform random",
         "bc": "the bundle's BC",
         "planner": "dream planner (MPC)",
+        "bc+ppo": "the base + a residual head trained by PPO in the dream (Lift/LIBERO recipe)",
     }
     kinds = dict(names)  # what each kind of arm is, before a row adds its settings
     for k, r in d["arms"].items():
         how = f", {_planner_search(r['planner'])}" if "planner" in r else ""
         kind = k.split(" ")[0]
-        if kind in ("planner", "dream"):
+        if kind in ("planner", "dream", "bc+ppo"):
             names[k] = kinds[kind] + how
         elif kind == "planner-wm" and r.get("world_model"):
             names[k] = f"the planner dreaming with `{r['world_model']}`{how}"
-        if kind in ("planner", "planner-wm", "dream"):
+        if kind in ("planner", "planner-wm", "dream", "bc+ppo"):
             names[k] += f"; {_reward_mode(r)} reward"
     out = [
         "| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
@@ -510,6 +511,16 @@ def rl_in_dream_reacher() -> str:
             f"{100 * t['dream_success_min']:.0f} % and above the real-trained arm's "
             f"{100 * rate.get('real', float('nan')):.0f} %): "
             f"{'met' if ok else 'missed'}"
+        )
+    if (residual := best(("bc+ppo",))) and "bc" in arms:
+        mine = arms[residual]["per_episode_success"]
+        base = arms["bc"]["per_episode_success"][: len(mine)]  # the same seeds
+        pairs = list(zip(mine, base, strict=True))
+        verdicts.append(
+            f"best residual PPO on the base (`{residual}`) {arms[residual]['success']}/"
+            f"{arms[residual]['episodes']} against the base's {sum(base)} on the same seeds "
+            f"({sum(a and not b for a, b in pairs)} wins, {sum(b and not a for a, b in pairs)} "
+            "losses; the base's success, not counted as learned in the dream)"
         )
     if planner := best(("planner", "planner-wm")):
         ok = rate[planner] >= t["planner_success_min"]

@@ -9,6 +9,8 @@ success = the finger touches the target at some control step):
   dm-control reward) for the same compute;
 * ``random``: uniform random actions;
 * ``bc``: the bundle's behaviour-cloned policy (the reference the planner searches around);
+* ``bc+ppo``: ``bc`` plus a residual head trained by PPO only in the dream (the Lift and
+  LIBERO recipe, :func:`rla_gym.pipelines.wmrl.run_wmrl`, ``--residual-ppo-steps`` chunks);
 * ``planner``: MPC with the dream planner (CEM over chunks, residual around ``bc``);
 * ``planner-wm``: the same planner dreaming with ``--planner-world-model`` instead of the
   bundle's world model (e.g. the direct-regression checkpoint of the levers study).
@@ -82,6 +84,8 @@ class Args:
     """discount (both arms; episodes are a handful of chunks)"""
     flow_steps: int = 10
     """Euler steps of the world model per dreamed step"""
+    residual_ppo_steps: int = 12_288
+    """dreamed chunks (summed over envs) of the ``bc+ppo`` arm's residual PPO (Lift/LIBERO's)"""
     planner_samples: int = 64
     """CEM candidates per iteration of the planner arm"""
     planner_horizon: int = 2
@@ -117,7 +121,7 @@ def _ppo(env: Any, args: Args) -> Any:
 
 # Arms whose result depends on the bundle's dream or policy; random and real depend only on the
 # bundle's chunk and horizon.
-BUNDLE_ARMS = ("dream", "bc", "planner", "planner-wm")
+BUNDLE_ARMS = ("dream", "bc", "bc+ppo", "planner", "planner-wm")
 
 
 def _bundle_arm(name: str) -> bool:
@@ -247,6 +251,23 @@ def main(args: Args) -> dict[str, Any]:
                 "method": (man.get("policy") or {}).get("method") or "bc",
                 "train_minutes": None,
             }  # trained with the bundle (see its build record)
+        elif arm == "bc+ppo":
+            from rla_gym.pipelines.wmrl import WMRLConfig, run_wmrl
+
+            run = run_wmrl(WMRLConfig(
+                suite="dmc-reacher", artifacts=str(bundle), out=arm_dir(args, man, name) / "wmrl",
+                ppo_steps=args.residual_ppo_steps, reward_mode=args.reward_mode, eval_episodes=0,
+                videos=0, seed=args.seed, device="cpu", progress=False,
+            ))  # fmt: skip
+            final = run["policies"]["bc+ppo"]
+            row = {
+                **evaluate_arm(name, SavedPolicy(final["path"]), args, man),
+                "train_minutes": run["ppo"]["wall_clock_s"] / 60,
+                "timesteps": run["ppo"]["env_steps"],
+                "reward_mode": args.reward_mode or RLAWorldConfig.reward_mode,
+                "dream_success_rate": final["dream"]["success_rate"],
+                "dream_bc_success_rate": run["policies"]["bc"]["dream"]["success_rate"],
+            }
         elif arm in ("planner", "planner-wm"):
             pcfg = PlannerConfig(samples=args.planner_samples, horizon=args.planner_horizon,
                                  residual_scale=args.planner_residual, seed=args.seed)  # fmt: skip
@@ -263,7 +284,8 @@ def main(args: Args) -> dict[str, Any]:
             }
         else:
             raise ValueError(
-                f"unknown arm {arm!r}; choose from random, bc, dream, real, planner, planner-wm"
+                f"unknown arm {arm!r}; choose from random, bc, bc+ppo, dream, real, planner, "
+                "planner-wm"
             )
         if args.artifacts is not None and _bundle_arm(arm):
             row["artifacts"] = str(args.artifacts)  # another bundle's models or reward head

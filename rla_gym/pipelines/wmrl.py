@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rla_gym.envs.rla_world import RewardMode
 from rla_gym.errors import RLAGymError
 from rla_gym.utils.io import load_json, save_json, to_jsonable
 
@@ -78,6 +79,8 @@ class WMRLConfig:
     episode_chunks: int | None = None
     """Length in chunks of PPO's dreamed training episodes (paper: at most 6; default: the
     bundle's horizon); the imagined evaluation uses the bundle's horizon."""
+    reward_mode: RewardMode | None = None
+    """Dreamed reward PPO trains on and the imagined evaluation reports (default: the env's)."""
     residual_scale: float = 0.1
     """Largest change the residual may make to each normalised action (paper: 0.1)."""
     learning_rate: float = 3e-4
@@ -220,7 +223,10 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     bundle = _bundle_path(cfg)
-    env_cfg = RLAWorldConfig(artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps)
+    mode = {} if cfg.reward_mode is None else {"reward_mode": cfg.reward_mode}
+    env_cfg = RLAWorldConfig(
+        artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps, **mode
+    )
     train_cfg = dataclasses.replace(
         env_cfg,
         reset_demo_fraction=cfg.reset_demo_fraction,
