@@ -634,9 +634,11 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     # A finished run reports the time it trained, not the time of the call that resumed it.
     assert again["ppo"]["wall_clock_s"] == report["ppo"]["wall_clock_s"] > 0
     # Any saved policy can be the base instead of the bundle's (one without a policy here).
-    other = dataclasses.replace(cfg, artifacts=str(bundle), base_policy=str(bc),
-                                out=tmp_path / "run_other", ppo_steps=16)  # fmt: skip
+    other = dataclasses.replace(cfg, artifacts=str(bundle), base_policy=str(bc), ppo_steps=16,
+                                out=tmp_path / "run_other", reward_mode="goal")  # fmt: skip
     assert run_wmrl(other)["ppo"]["env_steps"] == 16
+    with pytest.raises(ValueError, match="reward_mode"):
+        run_wmrl(dataclasses.replace(other, reward_mode="bogus"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not both"):
         run_wmrl(dataclasses.replace(other, bc_data=str(root / "data")))
     with pytest.raises(MissingPolicyError, match="not a saved policy"):
