@@ -679,9 +679,8 @@ def rl_in_dream_manip(short: str) -> str:
             f"{_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"
         )
     planned = d["config"].get("seeds", [])
-    for k in ("bc+ppo", "bc+ppo-short", "bc-plain+ppo"):
-        ppo = d["policies"].get(k)
-        if ppo is not None and len(ppo["per_seed"]) < len(planned):
+    for k, ppo in d["policies"].items():  # the seeded (PPO) rows
+        if "per_seed" in ppo and len(ppo["per_seed"]) < len(planned):
             out += [
                 "",
                 f"_{k}: {len(ppo['per_seed'])} of the {len(planned)} planned seeds "

@@ -121,18 +121,21 @@ def _pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"success": k, "episodes": n, "wilson95": list(wilson_interval(k, n))}
 
 
-def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], save: Any = None,
-           short: bool = False, plain: bool = False) -> dict[str, Any]:  # fmt: skip
+# The residual-PPO rows and the prefix of their per-seed run folders.
+PPO_ROWS = {"bc+ppo": "ppo", "bc+ppo-short": "ppo_short", "bc-plain+ppo": "plain_ppo"}
+
+
+def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
+           save: Any = None) -> dict[str, Any]:  # fmt: skip
     """Residual PPO in the dream per seed, each judged on the same real episodes; pooled.
 
-    ``short``: the paper's short dreamed episodes with mid-demo starts. ``plain``: on top of
-    ``--plain-bc`` instead of the bundle's base. ``save(row)`` is called after every seed with
-    the row pooled so far (a long run keeps what it finished)."""
+    ``name`` is one of :data:`PPO_ROWS`: ``-short`` uses the paper's short dreamed episodes with
+    mid-demo starts; ``bc-plain+`` trains on top of ``--plain-bc`` instead of the bundle's base.
+    ``save(row)`` is called after every seed with the row pooled so far (a long run keeps what
+    it finished)."""
     from rla_gym.pipelines.wmrl import WMRLConfig, run_wmrl
 
-    name, folder = ("bc+ppo-short", "ppo_short") if short else ("bc+ppo", "ppo")
-    if plain:
-        name, folder = f"bc-plain+{name[3:]}", f"plain_{folder}"
+    folder, short, plain = PPO_ROWS[name], name.endswith("-short"), name.startswith("bc-plain")
     episodes = (
         {"reset_demo_fraction": args.short_demo_fraction, "episode_chunks": args.short_chunks}
         if short
@@ -257,11 +260,10 @@ def main(args: Args) -> dict[str, Any]:
                 raise ValueError("policy bc-plain needs --plain-bc <policy folder>")
             row = {**_real(args, man, "bc-plain", SavedPolicy(str(args.plain_bc))),
                    "method": "bc", "path": str(args.plain_bc)}  # fmt: skip
-        elif name in ("bc+ppo", "bc+ppo-short", "bc-plain+ppo"):
-            if name == "bc-plain+ppo" and args.plain_bc is None:
-                raise ValueError("policy bc-plain+ppo needs --plain-bc <policy folder>")
-            short, plain = name.endswith("-short"), name.startswith("bc-plain")
-            row = bc_ppo(args, bundle, man, lambda r, n=name: save(n, r), short, plain)
+        elif name in PPO_ROWS:
+            if name.startswith("bc-plain") and args.plain_bc is None:
+                raise ValueError(f"policy {name} needs --plain-bc <policy folder>")
+            row = bc_ppo(args, bundle, man, name, save=lambda r, n=name: save(n, r))
         elif name == "planner":
             mode = args.planner_reward_mode
             policy = PlannerPolicy(str(bundle), pcfg, reward_mode=mode)
