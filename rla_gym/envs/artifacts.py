@@ -67,6 +67,7 @@ __all__ = [
     "load_artifacts",
     "nearest_demo",
     "quantize_int8",
+    "resolve_artifacts",
 ]
 
 FORMAT_VERSION = 1
@@ -267,6 +268,22 @@ def how_to_build(out: str | Path, sim: str = "<sim>") -> str:
         f"rla-gym build-bundle --data data/<{sim} dataset> "
         f"--world-model runs/<wm>/checkpoint --out {out}"
     )
+
+
+def resolve_artifacts(artifacts: str | Path | None, suite: str) -> Path:
+    """The bundle folder: ``artifacts`` itself, or the suite's embedded default.
+
+    Raises:
+        ArtifactsNotFoundError: the folder holds no bundle (the message says how to build it).
+    """
+    path = Path(artifacts) if artifacts is not None else ASSETS_DIR / suite
+    if not (path / "manifest.json").exists():
+        where = "embedded default " if artifacts is None else ""
+        raise ArtifactsNotFoundError(
+            f"artifacts not built yet: no {where}bundle for suite {suite!r} at {path}. Build it "
+            f"with: {how_to_build(path, suite.split('-')[0])} — or pass artifacts=<bundle folder>"
+        )
+    return path
 
 
 def load_artifacts(path: str | Path) -> Artifacts:

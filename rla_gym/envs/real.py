@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rla_gym.envs.rla_world import ActionMode, check_actions
+from rla_gym.envs.config import ActionMode, check_actions
 from rla_gym.sims.policies import ActionScale  # re-exported: its home is the sims room
 from rla_gym.utils.configs import with_overrides
 

@@ -18,7 +18,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rla_gym.envs.rla_world import DreamCore, ObsMode, RLAWorldConfig, Start, check_actions
+from rla_gym.envs.config import ObsMode, RLAWorldConfig, check_actions
+from rla_gym.envs.core import DreamCore, Start
 
 __all__ = ["RLAWorldVectorEnv"]
 

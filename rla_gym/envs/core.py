@@ -1,0 +1,488 @@
+"""``DreamCore``: bank, world model and reward of a bundle, stepping a batch of dreamed envs.
+
+The single env (:mod:`rla_gym.envs.rla_world`) and the native vector env
+(:mod:`rla_gym.envs.vector`) are thin shells around it, which is what makes "vector env == N
+single envs" hold by construction. Bundles, models and decoders are cached per bundle, so many
+envs on one bundle share one copy.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rla_gym.envs.artifacts import (
+    Artifacts,
+    ArtifactsNotFoundError,
+    load_artifacts,
+    nearest_demo,
+    resolve_artifacts,
+)
+from rla_gym.envs.config import (
+    ActionMode,
+    ObsMode,
+    RenderBackend,
+    RLAWorldConfig,
+    pick_device,
+)
+from rla_gym.envs.render import nearest_frames
+from rla_gym.reward.aligned import AlignedReward
+from rla_gym.world_model.baselines import Predictor
+
+if TYPE_CHECKING:
+    from rla_gym.decoder import FrameDecoder
+
+__all__ = ["DreamCore", "Start"]
+
+
+# --------------------------------------------------------------------------- per-bundle caches
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_artifacts(path: str, mtime_ns: int) -> Artifacts:
+    # Keyed on the manifest's mtime so a rebuilt bundle is picked up; many envs share one copy.
+    return load_artifacts(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_model(path: str, mtime_ns: int, device: str, checkpoint: str | None) -> Predictor:
+    return _cached_artifacts(path, mtime_ns).load_world_model(device, checkpoint)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_progress_head(path: str, mtime_ns: int, device: str) -> Any:
+    return _cached_artifacts(path, mtime_ns).load_progress_head(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_decoder(path: str, mtime_ns: int, device: str) -> FrameDecoder:
+    return _cached_artifacts(path, mtime_ns).load_decoder(device)
+
+
+# --------------------------------------------------------------------------- batched core
+# --------------------------------------------------------------------------- batched core
+@dataclass(frozen=True)
+class Start:
+    """Where one episode starts.
+
+    Attributes:
+        features: ``float32 (N, D)`` start features.
+        demo: reference demo the reward aligns with.
+        t: control step of the start within that demo (0 for init starts).
+        source: ``"init"``, ``"demo_random"`` or ``"features"``.
+        index: reset-bank index (init), reference row (demo_random) or -1 (features).
+        init_state_id: simulator init state of an init start (``-1``: unknown / not an init start).
+        previous: ``float32 (N, D)`` features one chunk before the start, for a world model with
+            history (``None``: the scene is at rest, the start frame stands in).
+    """
+
+    features: torch.Tensor
+    demo: int
+    t: int
+    source: str
+    index: int
+    init_state_id: int = -1
+    previous: torch.Tensor | None = None
+
+
+class DreamCore:
+    """Bank, world model and reward of a bundle, operating on batches of environments.
+
+    Args:
+        config: the env options (see :class:`RLAWorldConfig`).
+    """
+
+    def __init__(self, config: RLAWorldConfig) -> None:
+        self.config = config
+        path = resolve_artifacts(config.artifacts, config.suite)
+        key = (str(path.resolve()), (path / "manifest.json").stat().st_mtime_ns)
+        self.device = torch.device(pick_device(config.device))
+        self.art = _cached_artifacts(*key)
+        self.model = _cached_model(*key, str(self.device), config.world_model)
+        self.flow_steps = int(config.flow_steps)
+        self.model.check_guidance(config.guidance)  # a bad weight fails here, not mid-episode
+        self.history = int(getattr(self.model, "history", 0))
+        # Flow samples per env per step, shared by the uncertainty and the reward.
+        self.num_samples = max(1, config.num_uncertainty_samples, config.reward_samples)
+        m = self.art.manifest
+        self.chunk, self.action_dim = self.art.chunk, self.art.action_dim
+        if self.history not in (0, self.chunk):
+            # The env only has chunk-boundary frames: the earlier frame is the previous chunk's.
+            raise ValueError(
+                f"the world model looks {self.history} control steps back but this bundle's "
+                f"chunk is K={self.chunk}; train it with history={self.chunk} (or 0)"
+            )
+        self.action_mode: ActionMode = config.action_mode
+        self.num_tokens, self.feature_dim = int(m["num_tokens"]), int(m["feature_dim"])
+        self.max_episode_steps = int(
+            config.max_episode_steps
+            if config.max_episode_steps is not None
+            else self.art.max_episode_steps
+        )
+        self.reference = torch.from_numpy(self.art.reference).to(self.device)
+        self.reference_len = self.art.reference_len
+        self.reset_features = torch.from_numpy(self.art.reset_features).to(self.device)
+        self.render_pooled = torch.from_numpy(self.art.render_pooled).to(self.device)
+        self._key = key
+        self.render_backend = self._resolve_render_backend(config.render_backend)
+        self._decoder: FrameDecoder | None = None
+        if self.render_backend == "decoder" and config.render_mode == "rgb_array":
+            self._decoder = _cached_decoder(*key, str(self.device))  # a bad decoder fails here
+        low = torch.tensor(m["action_low"], dtype=torch.float32, device=self.device)
+        high = torch.tensor(m["action_high"], dtype=torch.float32, device=self.device)
+        self._act_mid, self._act_half = (high + low) / 2, (high - low) / 2
+        self.reward = AlignedReward(
+            self.reference,
+            mode="aligned" if config.reward_mode == "progress" else config.reward_mode,
+            metric=config.reward_metric,
+            scale=config.reward_scale,
+            success_threshold=self.art.success_threshold,
+        )
+        # The learned head, when the bundle ships one, gives the success estimate in every mode
+        # (it was trained with start frames and failures as negatives) and the progress reward.
+        if config.reward_mode == "progress" or self.art.has_progress_head:
+            # Shared by every env on the bundle; without a head this raises, saying how to add one.
+            self.progress_head = _cached_progress_head(*key, str(self.device))
+        else:
+            self.progress_head = None
+
+    # ------------------------------------------------------------------ the bundle
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The bundle's ``manifest.json``: simulator, task, encoder, resolution, chunk, horizon
+        (read-only by convention: it is shared by every env on the same bundle)."""
+        return self.art.manifest
+
+    @property
+    def bundle_path(self) -> Path:
+        """The bundle folder this env dreams from."""
+        return self.art.path
+
+    # ------------------------------------------------------------------ spaces
+    @property
+    def action_space_desc(self) -> str:
+        """The action space in words, for error messages."""
+        k, a = self.chunk, self.action_dim
+        if self.action_mode == "repeat":
+            return (
+                f"Box(-1.0, 1.0, ({a},), float32): one action of size A={a}, held for the "
+                f"K={k} control steps of a chunk"
+            )
+        return (
+            f"Box(-1.0, 1.0, ({k * a},), float32): a chunk of K={k} actions of size A={a}, "
+            f"flattened row-major from (K, A)"
+        )
+
+    def single_action_space(self) -> spaces.Box:
+        """One env's action space: ``(K * A,)`` chunks or ``(A,)`` repeated actions."""
+        size = self.action_dim if self.action_mode == "repeat" else self.chunk * self.action_dim
+        return spaces.Box(-1.0, 1.0, (size,), np.float32)
+
+    def to_chunks(self, actions: np.ndarray) -> np.ndarray:
+        """Validated env actions ``(B, *action_shape)`` -> the chunks ``(B, K*A)`` that
+        :meth:`dream` takes: ``repeat`` tiles each ``(A,)`` action ``K`` times."""
+        if self.action_mode == "repeat":
+            return np.tile(actions, (1, self.chunk))
+        return actions
+
+    def single_observation_space(self, obs_mode: ObsMode) -> spaces.Space:
+        patch = spaces.Box(-np.inf, np.inf, (self.num_tokens, self.feature_dim), np.float32)
+        if obs_mode == "patch":
+            return patch
+        if obs_mode == "dict":
+            pooled = spaces.Box(-np.inf, np.inf, (self.feature_dim,), np.float32)
+            return spaces.Dict({"patch": patch, "pooled": pooled})
+        raise ValueError(f"obs_mode must be 'patch' or 'dict', got {obs_mode!r}")
+
+    # ------------------------------------------------------------------ reset
+    def sample_start(self, rng: np.random.Generator, options: dict[str, Any] | None) -> Start:
+        """Draw a start with ``rng`` (the env's ``np_random``).
+
+        Options: ``{"start": "init" | "demo_random", "index": int}``. ``"init"`` (default, or
+        ``"demo_random"`` with probability ``RLAWorldConfig.reset_demo_fraction``) picks
+        reset-bank entry ``index`` (random if absent); ``"demo_random"`` picks reference demo
+        ``index`` (random if absent) and a uniformly random interior row of it;
+        ``{"start": "features", "features": (N, D), "demo": int}`` starts from the given
+        features (see :meth:`features_start`).
+        """
+        options = dict(options or {})
+        index = options.get("index")
+        kind = options.get("start")
+        if kind is None:
+            # Drawn only when the option is on, so seeded resets stay as they were without it.
+            frac = self.config.reset_demo_fraction
+            mid = frac > 0 and index is None and rng.random() < frac
+            kind = "demo_random" if mid else "init"
+        if kind == "features":
+            if "features" not in options:
+                raise ValueError(
+                    "options['start'] == 'features' needs options['features'], "
+                    f"an ({self.num_tokens}, {self.feature_dim}) array"
+                )
+            return self.features_start(
+                options["features"], options.get("demo"), options.get("previous_features")
+            )
+        if kind == "init":
+            m = len(self.reset_features)
+            i = int(rng.integers(m)) if index is None else int(index)
+            if not 0 <= i < m:
+                raise ValueError(f"options['index'] must be in [0, {m}) for start='init', got {i}")
+            return Start(
+                self.reset_features[i],
+                int(self.art.reset_demo[i]),
+                0,
+                "init",
+                i,
+                int(self.art.reset_init[i]),
+            )
+        if kind == "demo_random":
+            r = self.reward.num_demos
+            d = int(rng.integers(r)) if index is None else int(index)
+            if not 0 <= d < r:
+                raise ValueError(
+                    f"options['index'] must be in [0, {r}) for start='demo_random', got {d}"
+                )
+            # Interior rows only: row 0 is an init start, the last row is already the goal.
+            n_rows = int(self.reference_len[d])
+            j = int(rng.integers(1, n_rows - 1)) if n_rows > 2 else 0
+            prev = self.reference[d, j - 1] if j > 0 else None  # the demo one chunk earlier
+            return Start(self.reference[d, j], d, j * self.chunk, "demo_random", j, previous=prev)
+        raise ValueError(
+            f"options['start'] must be 'init', 'demo_random' or 'features', got {kind!r}"
+        )
+
+    def features_start(self, features: Any, demo: int | None = None, previous: Any = None) -> Start:
+        """A start at given features, e.g. the encoded first frame of a real episode.
+
+        Args:
+            features: ``(N, D)`` features of the bundle's encoder (an observation's shape).
+            demo: reference demo the reward aligns with (``None``: the demo whose first frame is
+                nearest in mean L1, the rule that aligns the reset bank).
+            previous: ``(N, D)`` features one chunk before ``features`` (option
+                ``"previous_features"``), read by a world model with history; ``None``: at rest.
+
+        Raises:
+            ValueError: wrong shape, non-finite values or a demo index out of range.
+        """
+        f = self._check_features(features, "features")
+        prev = None if previous is None else self._check_features(previous, "previous_features")
+        r = self.reward.num_demos
+        d = nearest_demo(f, self.art.reference[:, 0]) if demo is None else int(demo)
+        if not 0 <= d < r:
+            raise ValueError(f"options['demo'] must be in [0, {r}), got {d}")
+        previous_t = None if prev is None else torch.from_numpy(prev).to(self.device)
+        return Start(torch.from_numpy(f).to(self.device), d, 0, "features", -1, previous=previous_t)
+
+    def _check_features(self, features: Any, name: str) -> np.ndarray:
+        f = np.asarray(features, dtype=np.float32)
+        if f.shape != (self.num_tokens, self.feature_dim):
+            raise ValueError(
+                f"options[{name!r}] must have shape ({self.num_tokens}, {self.feature_dim}) "
+                f"(one observation of this bundle's encoder), got {f.shape}"
+            )
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"options[{name!r}] contains NaN or inf")
+        return f
+
+    @staticmethod
+    def seed_generator(
+        gen: torch.Generator, rng: np.random.Generator, extra: torch.Generator | None = None
+    ) -> None:
+        """Re-seed an env's flow-noise generators from its ``np_random`` (same seed, same noise).
+
+        Args:
+            gen: the stream of sample 0, the one the state follows.
+            rng: the env's ``np_random``; one number is drawn from it whether or not ``extra``
+                is given, so its later draws (the next reset) do not depend on the sample count.
+            extra: the stream of samples ``1..M-1`` (see :meth:`sample_next`), seeded from the
+                same number through a ``SeedSequence`` so that it is independent of ``gen``.
+        """
+        seed = int(rng.integers(0, 2**63 - 1))
+        gen.manual_seed(seed)
+        if extra is not None:
+            extra.manual_seed(
+                int(np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0])
+            )
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def sample_next(
+        self,
+        s: torch.Tensor,
+        actions: np.ndarray,
+        generators: list[torch.Generator],
+        extra_generators: list[torch.Generator] | None = None,
+        s_prev: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``M = max(1, S, R)`` flow samples of the next features of every env, in one batched
+        world-model call.
+
+        Sample 0 of env ``i`` is drawn from ``generators[i]`` exactly as a one-sample step draws
+        it, and samples ``1..M-1`` from ``extra_generators[i]``: more samples leave sample 0, and
+        so every later step, unchanged. (One stream for all ``M`` would also leave the first
+        step's sample 0 alone, but then advance by ``M`` draws and change every step after.)
+
+        Args:
+            s: ``(B, N, D)`` current features on the core's device.
+            actions: ``float32 (B, K*A)`` validated normalised chunks.
+            generators: one CPU generator per env (its own noise stream).
+            extra_generators: one more per env, for samples ``1..M-1`` (needed when ``M > 1``).
+            s_prev: ``(B, N, D)`` features one chunk before ``s`` (read by a world model with
+                history, :attr:`history` ``> 0``; ``None``: at rest).
+
+        Returns:
+            ``(B, M, N, D)`` next features.
+
+        Raises:
+            ValueError: ``M > 1`` without ``extra_generators``.
+        """
+        b, k, a_dim, m = s.shape[0], self.chunk, self.action_dim, self.num_samples
+        act = torch.from_numpy(actions).to(self.device).view(b, k, a_dim)
+        raw = self._act_mid + self._act_half * act  # normalised -> simulator units
+        # Per-env generators: env i's noise never depends on how many other envs share the batch.
+        draws: list[torch.Generator] = list(generators)
+        if m > 1:
+            if extra_generators is None:
+                raise ValueError(
+                    f"this env draws {m} flow samples per step (num_uncertainty_samples="
+                    f"{self.config.num_uncertainty_samples}, reward_samples="
+                    f"{self.config.reward_samples}); pass extra_generators, one per env"
+                )
+            pairs = zip(generators, extra_generators, strict=True)
+            draws = [g for main, extra in pairs for g in (main, *[extra] * (m - 1))]
+        return self.model.sample(
+            s,
+            raw,
+            num_samples=m,
+            steps=self.flow_steps,
+            generator=draws,
+            guidance=self.config.guidance,
+            s_prev=s_prev,
+        )
+
+    def dream(
+        self,
+        s: torch.Tensor,
+        actions: np.ndarray,
+        generators: list[torch.Generator],
+        extra_generators: list[torch.Generator] | None = None,
+        s_prev: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One chunk for every env (see :meth:`sample_next`), without the reward.
+
+        Returns:
+            ``(s_next (B, N, D), uncertainty (B,) or None)``: sample 0, and the spread of the
+            first ``S`` samples when ``num_uncertainty_samples >= 2``.
+        """
+        out = self.sample_next(s, actions, generators, extra_generators, s_prev)
+        return out[:, 0].contiguous(), self._spread(out)
+
+    def _spread(self, samples: torch.Tensor) -> torch.Tensor | None:
+        """``(B, M, N, D)`` -> std of the first ``S`` samples averaged over tokens and channels
+        ``(B,)``, or ``None`` with the uncertainty off."""
+        n = self.config.num_uncertainty_samples
+        return samples[:, :n].std(1).mean(dim=(1, 2)) if n >= 2 else None
+
+    def transition(
+        self,
+        s: torch.Tensor,
+        actions: np.ndarray,
+        generators: list[torch.Generator],
+        extra_generators: list[torch.Generator] | None,
+        demo: torch.Tensor,
+        t: np.ndarray,
+        s_prev: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:
+        """One env step of every env: dream a chunk, then score it (the single and the vector
+        env both step through here).
+
+        Args:
+            s, actions, generators, extra_generators: as for :meth:`sample_next`.
+            demo: ``(B,)`` reference demo of each env.
+            t: ``(B,)`` control step the chunk ends on.
+            s_prev: as for :meth:`sample_next`.
+
+        Returns:
+            ``(s_next (B, N, D), reward (B,), terms)``: sample 0, the mean reward of the first
+            ``R`` samples, and its terms (see :meth:`score`) plus ``uncertainty`` when
+            ``num_uncertainty_samples >= 2``.
+        """
+        out = self.sample_next(s, actions, generators, extra_generators, s_prev)
+        reward, terms = self.score(out[:, : self.config.reward_samples], demo, t)
+        unc = self._spread(out)
+        if unc is not None:
+            terms["uncertainty"] = unc.cpu().numpy()
+        return out[:, 0].contiguous(), reward, terms
+
+    def score(
+        self, s_next: torch.Tensor, demo: torch.Tensor, t: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Reward of features reached at control step ``t``.
+
+        Args:
+            s_next: ``(B, N, D)`` features, or ``(B, R, N, D)`` samples of them.
+            demo: ``(B,)`` reference demo of each row.
+            t: ``(B,)`` control steps.
+
+        Returns:
+            ``(reward (B,) float64, terms)`` in numpy. With samples, the reward and the float
+            terms are means over the ``R`` samples and ``is_success_estimate`` is true when at
+            least half the samples are estimated successful.
+        """
+        b = s_next.shape[0]
+        r_samples = s_next.shape[1] if s_next.ndim == 4 else 1
+        flat = s_next.reshape(b * r_samples, *s_next.shape[-2:])
+        row = torch.from_numpy(np.asarray(t) // self.chunk).repeat_interleave(r_samples)
+        r, terms = self.reward(flat, demo.repeat_interleave(r_samples), row)
+        if self.progress_head is not None:
+            with torch.no_grad():
+                progress, logit = self.progress_head(flat)
+            terms["progress"] = progress
+            terms["is_success_estimate"] = logit > 0
+            if self.config.reward_mode == "progress":
+                r = self.config.reward_scale * progress
+
+        def per_env(v: torch.Tensor) -> np.ndarray:
+            # Mean over each env's samples (exact for one sample); a vote for the boolean terms.
+            mean = v.float().reshape(b, r_samples).mean(1)
+            return (mean >= 0.5 if v.dtype == torch.bool else mean).cpu().numpy()
+
+        return per_env(r).astype(np.float64), {k: per_env(v) for k, v in terms.items()}
+
+    def observe(self, s: torch.Tensor, obs_mode: ObsMode) -> np.ndarray | dict[str, np.ndarray]:
+        """``(B, N, D)`` features -> batched observation(s) in numpy float32."""
+        patch = s.float().cpu().numpy()
+        if obs_mode == "dict":
+            return {"patch": patch, "pooled": patch.mean(1)}
+        return patch
+
+    def _resolve_render_backend(self, backend: RenderBackend) -> Literal["decoder", "nearest"]:
+        if backend == "nearest" or (backend == "auto" and not self.art.has_decoder):
+            return "nearest"
+        if not self.art.has_decoder:
+            raise ArtifactsNotFoundError(
+                f"render_backend='decoder' but the bundle {self.art.path} has no frame decoder; "
+                f"add one with `rla-gym add-decoder --bundle {self.art.path} --decoder "
+                f"<checkpoint>` or use render_backend='nearest' (or 'auto')"
+            )
+        return "decoder"
+
+    def render(self, s: torch.Tensor, backend: RenderBackend | None = None) -> np.ndarray:
+        """Frames of the states ``(B, N, D)`` -> ``uint8 (B, h, w, 3)``.
+
+        ``"decoder"``: the frame decoder's picture at the dataset resolution; ``"nearest"``: the
+        bank's real thumbnail with the closest token-mean features. ``backend`` overrides the
+        env's ``render_backend`` for this call (e.g. to show both side by side).
+        """
+        which = self.render_backend if backend is None else self._resolve_render_backend(backend)
+        if which == "nearest":
+            return nearest_frames(s, self.render_pooled, self.art.render_frames)
+        if self._decoder is None:
+            self._decoder = _cached_decoder(*self._key, str(self.device))
+        return self._decoder.render(s, fingerprint=self.art.manifest["encoder_fingerprint"])
