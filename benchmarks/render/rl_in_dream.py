@@ -1,0 +1,152 @@
+"""RL in the dream judged in reality (`rl_in_dream_reacher.py`, `rl_in_dream_manip.py`)."""
+
+from __future__ import annotations
+
+from .common import bundle_notes, fmt_wilson, load_result, planner_search, reward_mode_label, stamp
+
+
+def rl_in_dream_reacher() -> str:
+    d = load_result("rl_in_dream_reacher.json")
+    if d is None or not d.get("arms"):
+        return "_not run yet: `python benchmarks/rl_in_dream_reacher.py`_"
+    names = {
+        "dream": "SB3 PPO trained in the dream",
+        "real": "SB3 PPO trained in the real sim",
+        "random": "uniform random",
+        "bc": "the bundle's BC",
+        "planner": "dream planner (MPC)",
+        "bc+ppo": "the base + a residual head trained by PPO in the dream (Lift/LIBERO recipe)",
+    }
+    kinds = dict(names)  # what each kind of arm is, before a row adds its settings
+    for k, r in d["arms"].items():
+        how = f", {planner_search(r['planner'])}" if "planner" in r else ""
+        kind = k.split(" ")[0]
+        if kind in ("planner", "dream", "bc+ppo"):
+            names[k] = kinds[kind] + how
+        elif kind == "planner-wm" and r.get("world_model"):
+            names[k] = f"the planner dreaming with `{r['world_model']}`{how}"
+        if kind in ("planner", "planner-wm", "dream", "bc+ppo"):
+            names[k] += f"; {reward_mode_label(r)} reward"
+    out = [
+        "| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
+        "real return | s / decision |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    if (d["arms"].get("bc") or {}).get("method") == "bc+rla":
+        names["bc"] = "the bundle's base: BC + RLA head"
+    for k, r in d["arms"].items():
+        tm = r.get("train_minutes")
+        steps = f"{r['timesteps']:,}" if "timesteps" in r else "-"
+        out.append(
+            f"| {k} | {names.get(k, k)} | {'-' if tm is None else f'{tm:.1f}'} | {steps} "
+            f"| {fmt_wilson(r['success'], r['episodes'], *r['wilson95'])} | "
+            f"{r['return']:.2f} | {r['mean_decision_s']:.2f} |"
+        )
+    arms, t = d["arms"], d["targets"]
+    rate = {k: r["success"] / r["episodes"] for k, r in arms.items()}
+
+    def best(kinds: tuple[str, ...]) -> str | None:
+        found = [k for k in rate if k.split(" ")[0] in kinds]
+        return max(found, key=lambda k: rate[k]) if found else None
+
+    verdicts = []
+    if dream := best(("dream",)):
+        ok = rate[dream] >= t["dream_success_min"] and rate[dream] > rate.get("real", 1)
+        verdicts.append(
+            f"best dream-trained PPO (`{dream}`) {100 * rate[dream]:.0f} % (target ≥ "
+            f"{100 * t['dream_success_min']:.0f} % and above the real-trained arm's "
+            f"{100 * rate.get('real', float('nan')):.0f} %): "
+            f"{'met' if ok else 'missed'}"
+        )
+    if (residual := best(("bc+ppo",))) and "bc" in arms:
+        mine = arms[residual]["per_episode_success"]
+        base = arms["bc"]["per_episode_success"][: len(mine)]  # the same seeds
+        pairs = list(zip(mine, base, strict=True))
+        verdicts.append(
+            f"best residual PPO on the base (`{residual}`) {arms[residual]['success']}/"
+            f"{arms[residual]['episodes']} against the base's {sum(base)} on the same seeds "
+            f"({sum(a and not b for a, b in pairs)} wins, {sum(b and not a for a, b in pairs)} "
+            "losses; the base's success, not counted as learned in the dream)"
+        )
+    if planner := best(("planner", "planner-wm")):
+        ok = rate[planner] >= t["planner_success_min"]
+        verdicts.append(
+            f"best planner (`{planner}`) {100 * rate[planner]:.0f} % (target ≥ "
+            f"{100 * t['planner_success_min']:.0f} %): {'met' if ok else 'missed'}"
+        )
+    a, b = d["eval_seeds"]
+    c = d["config"]
+    extra = (
+        f"{d['task']}, real seeds {a}..{b} for every arm, {d['horizon_chunks']} chunks of "
+        f"{d['chunk']} control steps (the bundle's horizon), success = the finger touches "
+        f"the target; PPO action mode `{c['action_mode']}`, "
+        f"{c['budget_min']:g} CPU-minutes per PPO arm."
+        + "".join(f" {v[0].upper()}{v[1:]}." for v in ["; ".join(verdicts)] if v)
+    )
+    on, earlier = bundle_notes(d, "arms")
+    return "\n".join([*out, "", extra + on + earlier + " " + stamp(d)])
+
+
+def rl_in_dream_manip(short: str) -> str:
+    d = load_result(f"rl_in_dream_{short}.json")
+    if d is None or not d.get("policies"):
+        return (
+            f"_not run yet: `python benchmarks/rl_in_dream_manip.py --suite "
+            f"{'libero' if short == 'libero' else 'robosuite-lift'}`_"
+        )
+    base = d["policies"].get("bc", {}).get("method", "bc")
+    names = {
+        "bc": "the bundle's base: "
+        + ("BC + RLA head (action-free videos too)" if base == "bc+rla" else "plain BC"),
+        "bc-plain": "plain BC (same labelled episodes, no RLA head)",
+        "bc+ppo": "base + residual PPO in the dream (pooled)",
+        "bc-plain+ppo": "plain BC + residual PPO in the dream (pooled)",
+        "bc+ppo-short": "the same, paper's episodes: 6 chunks, half from mid-demo (pooled)",
+        "planner": "dream planner (MPC, residual around the base's chunk)",
+        "distilled": "planner distilled into the base's residual head",
+    }
+    out = [
+        "| policy | what | real success (Wilson 95 %) | base on the same episodes | per seed |",
+        "|---|---|---|---|---|",
+    ]
+    for k, r in d["policies"].items():
+        seeds = (
+            ", ".join(f"{s['seed']}: {s['success']}/{s['episodes']}" for s in r.get("per_seed", []))
+            or "-"
+        )
+        same = f"{r['base_same_episodes']}/{r['episodes']}" if "base_same_episodes" in r else "-"
+        what = names.get(k, k)
+        if k.split(" ")[0] == "planner":
+            what = f"{names['planner']}; {reward_mode_label(r)} reward"
+        out.append(
+            f"| {k} | {what} | "
+            f"{fmt_wilson(r['success'], r['episodes'], *r['wilson95'])} | {same} | {seeds} |"
+        )
+    planned = d["config"].get("seeds", [])
+    for k, ppo in d["policies"].items():  # the seeded (PPO) rows
+        if "per_seed" in ppo and len(ppo["per_seed"]) < len(planned):
+            out += [
+                "",
+                f"_{k}: {len(ppo['per_seed'])} of the {len(planned)} planned seeds "
+                "finished so far; a re-run resumes the rest._",
+            ]
+    gain = d.get("best_over_bc_points")
+    verdict = (
+        ""
+        if gain is None
+        else f"Best dream-improved policy over the base (bc): {d['best']} {gain:+.0f} points "
+        f"(target ≥ +{d['target_points']:g}): "
+        f"{'met' if gain >= d['target_points'] else 'missed'}."
+    )
+    plain, base_row = d["policies"].get("bc-plain"), d["policies"].get("bc")
+    if plain is not None and base_row is not None:
+        lift = 100 * (
+            base_row["success"] / base_row["episodes"] - plain["success"] / plain["episodes"]
+        )
+        verdict += f" The base over plain BC: {lift:+.0f} points (not learned in the dream)."
+    for k, pts in d.get("over_own_base_points", {}).items():
+        own = d["policies"][k].get("base", "bc")
+        if own != "bc":
+            verdict += f" {k} over its own base ({own}) on the same episodes: {pts:+.0f} points."
+    on, note = bundle_notes(d, "policies")
+    return "\n".join([*out, "", f"{d['task']}; {d['protocol']}.{on} {verdict}{note} {stamp(d)}"])
