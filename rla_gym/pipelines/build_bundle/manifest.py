@@ -1,0 +1,129 @@
+"""Step 8 of a build: ``manifest.json``, everything the other steps found, with checksums,
+sizes and versions."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from rla_gym.envs.artifacts import BANK, FORMAT_VERSION
+from rla_gym.features.base import sha256_file
+from rla_gym.pipelines.build_bundle.banks import FeatureBanks
+from rla_gym.pipelines.build_bundle.config import BuildBundleConfig
+from rla_gym.pipelines.build_bundle.sources import EpisodeSelection
+from rla_gym.utils.io import load_json
+from rla_gym.utils.provenance import package_versions
+
+__all__ = ["make_manifest"]
+
+# Versions recorded in the manifest: what reads the bundle back.
+_VERSIONED = ("rla-gym", "numpy", "torch", "gymnasium", "safetensors")
+
+
+def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
+    """What trained the bundle's parts and how long it took (from their ``meta.json``)."""
+    keys = (
+        "step",
+        "wall_clock_s",
+        "val_metrics",
+        "parameters",
+        "trainable_parameters",
+        "heldout_action_mse",
+        "labelled_rows",
+        "video_rows",
+    )
+
+    def pick(folder: Path | None) -> dict[str, Any] | None:
+        if folder is None or not (folder / "meta.json").exists():
+            return None
+        meta = load_json(folder / "meta.json")
+        return {k: meta[k] for k in keys if k in meta}
+
+    wm_meta = load_json(wm_ckpt / "meta.json") if (wm_ckpt / "meta.json").exists() else {}
+    rla = wm_meta.get("rla_checkpoint")
+    return {
+        "world_model": pick(wm_ckpt),
+        "rla": pick(Path(rla)) if rla else None,
+        "policy": pick(Path(policy)) if policy is not None else None,
+    }
+
+
+def make_manifest(
+    cfg: BuildBundleConfig,
+    folder: Path,
+    dataset: dict[str, Any],
+    fingerprint: str,
+    model_kind: str,
+    sel: EpisodeSelection,
+    banks: FeatureBanks,
+    render_frames: int,
+    success: dict[str, Any],
+    reward: dict[str, Any],
+    weights: dict[str, Any],
+    policy: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``manifest.json`` of the bundle being written in ``folder`` (bank checksum, file sizes).
+
+    Args:
+        cfg: the build options.
+        folder: the bundle folder with every file but the manifest in place.
+        dataset: the dataset's manifest (sim, task, action size and bounds).
+        fingerprint: encoder fingerprint of the banks and the world model.
+        model_kind: the world model's type (``rla-wm`` or a baseline).
+        sel: :func:`select_episodes`.
+        banks: :func:`feature_banks`.
+        render_frames: frames in the render bank.
+        success: success record (:func:`calibrate_real` or :func:`calibrate_dreamed`).
+        reward: reward-calibration record (:func:`calibrate_real`).
+        weights: :func:`store_weights`.
+        policy: :func:`copy_policy` (``None``: no policy shipped).
+    """
+    n_tok, dim = banks.reference.shape[2:]
+    t_ref = banks.reference.shape[1]
+    a_dim = int(dataset["action_dim"])
+    sizes = {
+        p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()
+    }
+    return {
+        "format_version": FORMAT_VERSION,
+        "sim": dataset["sim"],
+        "task": dataset["task"],
+        "resolution": dataset.get("resolution"),
+        "encoder": cfg.encoder,
+        "encoder_fingerprint": fingerprint,
+        "world_model_kind": model_kind,
+        "chunk": cfg.chunk,
+        "action_dim": a_dim,
+        "action_low": list(map(float, dataset.get("action_low", [-1.0] * a_dim))),
+        "action_high": list(map(float, dataset.get("action_high", [1.0] * a_dim))),
+        "grid": list(sel.features[sel.reference[0]].grid),
+        "num_tokens": int(n_tok),
+        "feature_dim": int(dim),
+        # The one episode horizon of the bundle's envs: the reference demos' length in chunks.
+        "max_episode_steps": int(t_ref - 1),
+        "reference": {
+            "episodes": sel.reference,
+            "rows": int(t_ref),
+            "lengths": banks.reference_len.tolist(),
+        },
+        "reset": {
+            "from": cfg.reset_from,
+            "episodes": sel.reset,
+            "init_state_ids": banks.reset_init.tolist(),
+        },
+        "render": {"frames": render_frames, "thumb_size": cfg.thumb_size},
+        "quantization": banks.quantization,
+        "weights": weights,
+        "success": success,
+        "reward_calibration": reward,
+        "policy": policy,
+        "training": _training_record(Path(cfg.world_model), cfg.policy),
+        "files": {BANK: {"sha256": sha256_file(folder / BANK), "bytes": sizes[BANK]}},
+        "size_bytes": sizes,
+        "total_bytes": sum(sizes.values()),
+        "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed},
+        "skipped_unencoded_episodes": sel.skipped,
+        "versions": package_versions(_VERSIONED),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
