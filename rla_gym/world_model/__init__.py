@@ -7,6 +7,7 @@ All models share one API (:class:`Predictor`): ``predict(s_t (B, N, D), actions 
 from __future__ import annotations
 
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
+from rla_gym.world_model.base import FeatureWorldModel
 from rla_gym.world_model.baselines import (
     CopyLastFrame,
     DirectRegressionWM,
@@ -15,7 +16,7 @@ from rla_gym.world_model.baselines import (
     load_predictor,
 )
 from rla_gym.world_model.config import PRESETS, BaselineConfig, WorldModelConfig, world_model_preset
-from rla_gym.world_model.model import FeatureWorldModel, RLAWorldModel
+from rla_gym.world_model.model import RLAWorldModel
 
 __all__ = [
     "PRESETS",

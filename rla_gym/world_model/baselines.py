@@ -39,14 +39,10 @@ from rla_gym.utils.checkpoint import (
     save_checkpoint,
 )
 from rla_gym.world_model.action_encoder import ActionChunkEncoder
+from rla_gym.world_model.base import FeatureWorldModel, Generators, load_state_strict
 from rla_gym.world_model.config import BaselineConfig
 from rla_gym.world_model.layers import ConditionStage, FlowStage, repeat_kv, zero_linear
-from rla_gym.world_model.model import (
-    FeatureWorldModel,
-    Generators,
-    RLAWorldModel,
-    load_state_strict,
-)
+from rla_gym.world_model.model import RLAWorldModel
 
 __all__ = [
     "CopyLastFrame",

@@ -29,6 +29,7 @@ from rla_gym.data.feature_episodes import (
 from rla_gym.data.windows import PairSampler
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.training import TrainerConfig, TrainResult, fit, set_threads
+from rla_gym.world_model.base import FeatureWorldModel
 from rla_gym.world_model.baselines import DirectRegressionWM, FeatureFlowWM
 from rla_gym.world_model.config import (
     BaselineConfig,
@@ -36,7 +37,7 @@ from rla_gym.world_model.config import (
     WorldModelConfig,
     world_model_preset,
 )
-from rla_gym.world_model.model import FeatureWorldModel, RLAWorldModel
+from rla_gym.world_model.model import RLAWorldModel
 
 __all__ = ["TrainWorldModelConfig", "evaluate_world_model", "train_world_model"]
 ModelKind = Literal["rla-wm", "direct", "fm"]
