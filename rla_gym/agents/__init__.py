@@ -6,7 +6,13 @@ agents run unchanged on toy envs, real simulators and the world-model env.
 
 from __future__ import annotations
 
-from rla_gym.agents._math import compute_gae, explained_variance, ppo_clip_loss, value_loss
+from rla_gym.agents._math import (
+    compute_gae,
+    explained_variance,
+    group_relative,
+    ppo_clip_loss,
+    value_loss,
+)
 from rla_gym.agents.bc import BehaviourCloning, make_residual_policy, train_bc
 from rla_gym.agents.config import ActorCriticConfig, BCConfig, PPOConfig
 from rla_gym.agents.networks import (
@@ -31,6 +37,7 @@ __all__ = [
     "UnsupportedSpaceError",
     "compute_gae",
     "explained_variance",
+    "group_relative",
     "make_residual_policy",
     "ppo_clip_loss",
     "train_bc",

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["compute_gae", "explained_variance", "ppo_clip_loss", "value_loss"]
+__all__ = [
+    "compute_gae",
+    "explained_variance",
+    "group_relative",
+    "ppo_clip_loss",
+    "value_loss",
+]
 
 
 def compute_gae(
@@ -64,6 +70,38 @@ def compute_gae(
         running = deltas[t] + gamma * lam * not_done[t] * running
         advantages[t] = running
     return advantages, advantages + values
+
+
+def group_relative(advantages: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Advantages relative to the leave-one-out mean of their group at the same step.
+
+    Envs ``g * G .. g * G + G - 1`` form group ``g``: they start from the same state and draw the
+    same environment noise (common random numbers), so whatever their advantages share (the
+    start's worth, the noise's luck, the critic's error) is not the action's doing. Subtracting
+    the mean of the *other* members keeps the estimate unbiased (it does not depend on the
+    member's own action) and leaves the part the action decided. A member whose peers are all
+    masked at that step keeps its advantage.
+
+    Args:
+        advantages: ``(T, B)`` advantages, ``B`` a multiple of ``group_size``.
+        valid: ``(T, B)`` bool, rows that count (masked rows neither give nor get a baseline).
+        group_size: ``G`` envs per group; ``1`` returns ``advantages`` unchanged.
+
+    Returns:
+        ``(T, B)`` group-relative advantages, zero on masked rows.
+    """
+    if group_size <= 1:
+        return advantages
+    t, b = advantages.shape
+    if b % group_size:
+        raise ValueError(f"{b} envs do not split into groups of {group_size}")
+    adv = advantages.reshape(t, b // group_size, group_size)
+    mask = valid.reshape(t, b // group_size, group_size).to(adv.dtype)
+    total = (adv * mask).sum(-1, keepdim=True)
+    peers = mask.sum(-1, keepdim=True) - mask  # valid members besides oneself
+    baseline = (total - adv * mask) / peers.clamp(min=1.0)
+    out = torch.where(peers > 0, adv - baseline, adv) * mask
+    return out.reshape(t, b)
 
 
 def ppo_clip_loss(

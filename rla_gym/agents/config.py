@@ -94,6 +94,14 @@ class PPOConfig:
     """Stop the iteration's updates once the approximate KL exceeds this; ``None`` never stops."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this before GAE (paper: 5). Logged returns are unscaled."""
+    group_size: int = 1
+    """Envs per group of common random numbers: env ``i`` is reset with seed ``seed + i // G``,
+    so a group's members start from the same state and (in a dreamed env, whose flow noise is
+    seeded by the reset) draw the same noise, and each advantage is taken relative to the other
+    members' at the same step (:func:`~rla_gym.agents._math.group_relative`). ``num_envs`` must
+    be a multiple; ``1`` is plain PPO. In the dream the action's effect on the return is far
+    smaller than the spread across starts and flow samples, and a critic does not resolve it
+    (explained variance ~0 on LIBERO); a group isolates it."""
     seed: int = 0
     """Seed of torch sampling and of the first env reset."""
     policy: ActorCriticConfig = field(default_factory=ActorCriticConfig)

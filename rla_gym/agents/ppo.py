@@ -31,7 +31,13 @@ import torch
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
-from rla_gym.agents._math import compute_gae, explained_variance, ppo_clip_loss, value_loss
+from rla_gym.agents._math import (
+    compute_gae,
+    explained_variance,
+    group_relative,
+    ppo_clip_loss,
+    value_loss,
+)
 from rla_gym.agents.config import PPOConfig
 from rla_gym.agents.networks import ActorCritic, SpaceMismatchError, check_spaces
 from rla_gym.errors import RLAGymError
@@ -173,6 +179,10 @@ class PPO:
                     "autoreset_mode=AutoresetMode.NEXT_STEP or SAME_STEP"
                 )
             self.num_envs = self.env.num_envs
+            if self.num_envs % config.group_size:
+                raise ValueError(
+                    f"group_size {config.group_size} does not divide num_envs {self.num_envs}"
+                )
             self.action_shape = tuple(act_space.shape)
             action_dim = int(np.prod(self.action_shape))
             if policy is None:
@@ -228,7 +238,16 @@ class PPO:
 
     def _reset(self) -> None:
         assert self.env is not None
-        obs, _ = self.env.reset(seed=self.config.seed)
+        cfg = self.config
+        # A group shares its seed: the same start and, in a dreamed env, the same flow noise.
+        # Autoresets draw from each env's own (identically seeded) stream, so equal-length
+        # episodes keep the group in step.
+        seed: int | list[int] = (
+            cfg.seed
+            if cfg.group_size == 1
+            else [cfg.seed + i // cfg.group_size for i in range(self.num_envs)]
+        )
+        obs, _ = self.env.reset(seed=seed)
         self._torch_env = torch.is_tensor(obs)
         self._env_device = obs.device if self._torch_env else None
         self._obs = self._to_tensor(obs)
@@ -327,6 +346,8 @@ class PPO:
             final_values=buf.final_values if same_step else None,
         )
         mask = buf.valid.to(adv.dtype)
+        # The critic still regresses to the lambda-returns; only the policy's signal is relative.
+        adv = group_relative(adv, buf.valid, cfg.group_size)
         return adv * mask, ret * mask
 
     def update(self, buf: RolloutBuffer) -> dict[str, float]:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["roc_auc", "spearman", "wilson_interval"]
+__all__ = ["paired_difference", "roc_auc", "spearman", "wilson_interval"]
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -60,3 +60,35 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
         raise ValueError(f"AUC needs both classes, got {n_pos} positives and {n_neg} negatives")
     ranks = rankdata(np.asarray(scores, np.float64))
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def paired_difference(new: np.ndarray, old: np.ndarray) -> dict[str, float | int]:
+    """Paired comparison of two policies on the same episodes (same starts, same noise).
+
+    Args:
+        new: ``(E,)`` per-episode values of the new policy (returns, or 0/1 successes).
+        old: ``(E,)`` the same episodes under the old policy.
+
+    Returns:
+        ``mean`` difference ``new - old``, its 95 % Student-t interval ``ci95 = [lo, hi]``
+        (``[mean, mean]`` for fewer than 2 episodes or no spread), and the counts of episodes
+        the new policy ``wins``, ``losses`` and ``ties``.
+    """
+    new, old = np.asarray(new, np.float64), np.asarray(old, np.float64)
+    if new.shape != old.shape or new.ndim != 1:
+        raise ValueError(f"need two (E,) arrays of one length, got {new.shape} and {old.shape}")
+    d = new - old
+    n, mean = len(d), float(d.mean()) if len(d) else float("nan")
+    half = 0.0
+    if n >= 2 and d.std(ddof=1) > 0:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    return {
+        "mean": mean,
+        "ci95": [mean - half, mean + half],
+        "wins": int((d > 0).sum()),
+        "losses": int((d < 0).sum()),
+        "ties": int((d == 0).sum()),
+        "episodes": n,
+    }
