@@ -267,6 +267,29 @@ def test_sb3_adapter_ppo(bundle: Path, action_mode: str) -> None:
     model.learn(64)
 
 
+def test_sb3_group_relative_advantages(bundle: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from rla_gym.sb3 import GroupRelativeAdvantages, SB3VecEnvAdapter
+
+    env = SB3VecEnvAdapter(num_envs=4, group_size=2, artifacts=str(bundle), flow_steps=1)
+    assert env.seed(7) == [7, 7, 8, 8]
+    obs = env.reset()
+    np.testing.assert_array_equal(obs[0], obs[1])
+    assert not np.array_equal(obs[1], obs[2])
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, n_epochs=1, seed=0,
+                policy_kwargs={"net_arch": [16]})  # fmt: skip
+    model.learn(32, callback=GroupRelativeAdvantages(2))
+    adv = model.rollout_buffer.advantages.reshape(8, 2, 2)
+    # Leave-one-out within pairs: each member's advantage is minus its partner's.
+    np.testing.assert_allclose(adv.sum(-1), 0.0, atol=1e-6)
+    assert np.abs(adv).max() > 0
+    with pytest.raises(ValueError, match="same group_size"):
+        model.learn(32, callback=GroupRelativeAdvantages(4))
+    with pytest.raises(ValueError, match="divide num_envs"):
+        SB3VecEnvAdapter(num_envs=3, group_size=2, artifacts=str(bundle))
+
+
 def test_sb3_adapter_attr_and_method_semantics(bundle: Path) -> None:
     """One value per requested index; shared state is changed or called once, for all envs."""
     from rla_gym.sb3 import SB3VecEnvAdapter

@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rla_gym.sb3.adapter import SB3PatchExtractor, SB3VecEnvAdapter, patch_policy_kwargs
     from rla_gym.sb3.budget import BudgetCallback
+    from rla_gym.sb3.groups import GroupRelativeAdvantages
 
-__all__ = ["BudgetCallback", "SB3PatchExtractor", "SB3VecEnvAdapter", "patch_policy_kwargs"]
+__all__ = [
+    "BudgetCallback",
+    "GroupRelativeAdvantages",
+    "SB3PatchExtractor",
+    "SB3VecEnvAdapter",
+    "patch_policy_kwargs",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,6 +25,10 @@ def __getattr__(name: str) -> Any:
         from rla_gym.sb3 import budget
 
         return budget.BudgetCallback
+    if name == "GroupRelativeAdvantages":
+        from rla_gym.sb3 import groups
+
+        return groups.GroupRelativeAdvantages
     if name in __all__:
         from rla_gym.sb3 import adapter
 

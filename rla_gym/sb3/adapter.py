@@ -122,6 +122,9 @@ class SB3VecEnvAdapter(VecEnv):
 
     Args:
         venv: an existing batched env; if ``None`` one is built from ``**kwargs``.
+        group_size: ``seed(s)`` seeds env ``i`` with ``s + i // group_size``, so groups of
+            ``group_size`` envs share their starts and flow noise (use with
+            :class:`~rla_gym.sb3.groups.GroupRelativeAdvantages`); 1 gives SB3's ``s + i``.
         **kwargs: ``RLAWorldVectorEnv`` arguments (``num_envs``, ``artifacts``, ...).
 
     Example:
@@ -130,8 +133,15 @@ class SB3VecEnvAdapter(VecEnv):
         >>> PPO("MlpPolicy", env).learn(10_000)  # doctest: +SKIP
     """
 
-    def __init__(self, venv: RLAWorldVectorEnv | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, venv: RLAWorldVectorEnv | None = None, group_size: int = 1, **kwargs: Any
+    ) -> None:
         self.venv = venv if venv is not None else RLAWorldVectorEnv(**kwargs)
+        if group_size < 1 or self.venv.num_envs % group_size:
+            raise ValueError(
+                f"group_size {group_size} must be >= 1 and divide num_envs {self.venv.num_envs}"
+            )
+        self.group_size = int(group_size)
         self.render_mode = self.venv.render_mode
         self._actions: np.ndarray | None = None
         super().__init__(
@@ -140,6 +150,13 @@ class SB3VecEnvAdapter(VecEnv):
 
     def _obs(self) -> VecEnvObs:
         return self.venv.observe()
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """SB3's seeding (applied at the next ``reset``), shared within groups of envs."""
+        if seed is None:  # as SB3 does: one random seed, so the envs still differ
+            seed = int(np.random.randint(0, np.iinfo(np.uint32).max, dtype=np.uint32))
+        self._seeds = [int(seed) + i // self.group_size for i in range(self.num_envs)]
+        return self._seeds
 
     def reset(self) -> VecEnvObs:
         """Reset all envs with the seeds/options set by ``seed()`` / ``set_options()``."""
