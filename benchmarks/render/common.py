@@ -9,6 +9,7 @@ RESULTS = Path(__file__).parents[1] / "results"
 
 
 def load_result(name: str) -> dict | None:
+    """``benchmarks/results/<name>``, or ``None`` when the benchmark has not run yet."""
     p = RESULTS / name
     return json.loads(p.read_text()) if p.exists() else None
 
@@ -19,6 +20,7 @@ def fmt_opt(x: float | None, spec: str = ".3f") -> str:
 
 
 def stamp(d: dict) -> str:
+    """The italic provenance line under a table: machine, threads, git sha, time."""
     p = d["provenance"]
     return (
         f"_{p['machine']['cpu']}, {p['machine']['cores']} cores, torch threads "
@@ -27,20 +29,24 @@ def stamp(d: dict) -> str:
 
 
 def fmt_verdict(ok: bool | None, gap: float = 0.0, spec: str = ".2f") -> str:
+    """``met``, ``missed by <gap>`` or ``not measured``."""
     if ok is None:
         return "not measured"
     return "met" if ok else f"missed by {gap:{spec}}"
 
 
 def fmt_rho(x: float | None) -> str:
+    """A rank correlation, two decimals."""
     return fmt_opt(x, ".2f")
 
 
 def fmt_rho_ci(x: float | None, ci: list[float] | None) -> str:
+    """A rank correlation with its 95 % interval when there is one."""
     return fmt_rho(x) if ci is None else f"{fmt_rho(x)} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def fmt_rate(r: dict) -> str:
+    """A result row's ``k/n (rate %) [Wilson 95 %] %``."""
     lo, hi = r["wilson95"]
     return (
         f"{r['successes']}/{r['episodes']} ({100 * r['success_rate']:.0f} %) "
@@ -49,6 +55,7 @@ def fmt_rate(r: dict) -> str:
 
 
 def fmt_wilson(k: int, n: int, lo: float, hi: float) -> str:
+    """``k/n (rate %) [lo, hi] %`` from counts and a Wilson interval."""
     return f"{k}/{n} ({100 * k / max(n, 1):.0f} %) [{100 * lo:.0f}, {100 * hi:.0f}] %"
 
 
