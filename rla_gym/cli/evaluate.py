@@ -67,7 +67,12 @@ class EvalArgs:
     seed: int = 0
     """base seed of seeded resets (robosuite, dm-control) and scripted-policy noise"""
     out: Path = Path("eval.json")
-    """JSON report to write; an interrupted run resumes from ``<out>.partial.jsonl``"""
+    """JSON report to write; every finished episode is also appended to
+    ``<out>.partial.jsonl`` as it ends (removed once the report is written)"""
+    resume: bool = True
+    """reuse the finished episodes of an earlier run of the same evaluation (same policy,
+    simulator, task, seeds and horizon) from --out and ``<out>.partial.jsonl``, running only the
+    missing ones; --no-resume starts over and overwrites both"""
     video_dir: Path | None = None
     """write the first --videos episodes as mp4 here"""
     videos: int = 2
@@ -275,18 +280,80 @@ def _planner_policy(
     return policy, k, info
 
 
+# --------------------------------------------------------------------------- resuming
+def _digest(path: Path) -> str:
+    """sha256 of a policy file, or of every file (name and bytes) of a policy folder."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()):
+        h.update(str(f.relative_to(path) if f != path else f.name).encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _episode_log(out: Path, partial: Path, header: dict[str, Any], resume: bool) -> bool:
+    """Prepare ``partial`` for an evaluation of ``header`` reported at ``out``; whether the run
+    starts fresh. A report at ``out`` of the same evaluation seeds an absent ``partial`` with its
+    finished episodes, so that a re-run only runs the missing ones.
+
+    Raises:
+        EvaluationMismatchError: ``out`` (or ``partial``) holds another evaluation.
+    """
+    from rla_gym.evaluation.episode_log import (
+        EpisodeLog,
+        EvaluationMismatchError,
+        check_same_evaluation,
+        eval_header,
+    )
+
+    if not resume:
+        return True
+    if out.exists():
+        try:
+            report = json.loads(out.read_text())
+            found = eval_header(report["policy"], report["config"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise EvaluationMismatchError(
+                f"{out} exists and is not an rla-gym eval report; choose another --out or pass "
+                f"--no-resume to overwrite it"
+            ) from err
+        check_same_evaluation(header, found, out)
+        if not partial.exists():
+            log = EpisodeLog(partial, header)
+            try:
+                for row in report.get("rows", []):
+                    log.append(row)
+            finally:
+                log.close()
+    return False
+
+
 # --------------------------------------------------------------------------- the verb
 def run_eval(args: EvalArgs) -> dict[str, Any]:
     """Evaluate ``args.policy`` and write the JSON report; returns it.
+
+    Every finished episode goes to ``<out>.partial.jsonl`` as it ends; a re-run of the same
+    evaluation (``args.resume``) runs only the episodes that neither that log nor an earlier
+    report at ``args.out`` holds. An episode whose worker process dies is retried once on a
+    fresh worker and otherwise reported under ``not_run``.
 
     Raises:
         MissingWeightsError: no checkpoint at the path.
         MissingExtraError: the simulator (or SB3) is not installed.
         SpaceMismatchError: the policy's observation or action size does not fit the simulator.
+        EvaluationMismatchError: ``args.out`` or its partial log holds another evaluation.
+        WorkerError: a simulator worker failed (finished episodes stay in the partial log).
         ValueError: unknown simulator, task or policy kind.
     """
-    from rla_gym.evaluation.real import RealEvalConfig, evaluate_in_sim
-    from rla_gym.evaluation.scripted import evaluate_scripted_in_sim
+    from rla_gym.evaluation.episode_log import eval_header
+    from rla_gym.evaluation.real import RealEvalConfig, _worker, run_episodes
+
+    # The scripted kinds' episode worker (privileged state, no encoder), run here through the
+    # same resumable, retrying episode runner as feature policies.
+    from rla_gym.evaluation.scripted import _worker as scripted_worker
     from rla_gym.sims import POLICY_KINDS, make_sim
     from rla_gym.utils import provenance, save_json
 
@@ -308,14 +375,12 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
                   seed=args.seed, video_dir=args.video_dir, videos=args.videos)  # fmt: skip
     if scripted:
         cfg = RealEvalConfig(chunk=1, **common)  # type: ignore[arg-type]
-        result = evaluate_scripted_in_sim(args.policy, cfg, args.noise, progress=args.progress)
         policy_info: dict[str, Any] = {"kind": args.policy, "noise": args.noise}
+        worker, worker_args = scripted_worker, (args.policy, args.noise, cfg)
     elif args.policy == "plan":
         factory, k, policy_info = _planner_policy(args, sim_action_dim, task)
         cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
-        result = evaluate_in_sim(
-            factory, cfg, progress=args.progress, resume=partial, identity=policy_info
-        )
+        worker, worker_args = _worker, (factory, cfg)
     else:
         from rla_gym.features import make_encoder
 
@@ -327,10 +392,14 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
                               f"{where} with {args.encoder} at {args.resolution} px")  # fmt: skip
         cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
         policy_info = {"kind": kind, "path": str(args.policy), "observation_shape": obs_shape,
-                       "action_dim": action_dim, "chunk": k}  # fmt: skip
-        result = evaluate_in_sim(
-            factory, cfg, progress=args.progress, resume=partial, identity=policy_info
-        )
+                       "action_dim": action_dim, "chunk": k,
+                       "sha256": _digest(Path(args.policy))}  # fmt: skip
+        worker, worker_args = _worker, (factory, cfg)
+    header = eval_header(policy_info, cfg)
+    fresh = _episode_log(args.out, partial, header, args.resume)
+    desc = f"eval {policy_info['kind']} {args.sim}"
+    result = run_episodes(worker, worker_args, cfg, header, desc=desc, progress=args.progress,
+                          resume=partial, fresh=fresh)  # fmt: skip
     report = {
         "policy": policy_info,
         **result,
@@ -346,12 +415,23 @@ def cmd_eval(args: EvalArgs) -> None:
     r = run_eval(args)
     lo, hi = r["wilson95"]
     cfg = r["config"]
-    print(
-        f"{args.policy} on {cfg['sim']}/{cfg['task']}: success {r['successes']}/{r['episodes']} "
-        f"= {100 * r['success_rate']:.1f} % (Wilson 95 % [{100 * lo:.1f}, {100 * hi:.1f}] %), "
-        f"mean return {r['mean_return']:.3f}, mean length {r['mean_length']:.1f} control steps"
-        + (f", {r['mean_decision_s']:.2f} s per decision" if "mean_decision_s" in r else "")
-    )
+    if r["resumed"]:
+        print(f"resumed: {r['resumed']} finished episode(s) of an earlier run reused from "
+              f"{args.out} / its .partial.jsonl (--no-resume runs them again)")  # fmt: skip
+    if r["episodes"]:
+        print(
+            f"{args.policy} on {cfg['sim']}/{cfg['task']}: success {r['successes']}/"
+            f"{r['episodes']} = {100 * r['success_rate']:.1f} % (Wilson 95 % [{100 * lo:.1f}, "
+            f"{100 * hi:.1f}] %), mean return {r['mean_return']:.3f}, mean length "
+            f"{r['mean_length']:.1f} control steps"
+            + (f", {r['mean_decision_s']:.2f} s per decision" if "mean_decision_s" in r else "")
+        )
+    if r["retried"]:
+        print(f"retried on a fresh worker after their worker died: episode(s) {r['retried']}")
+    if r["not_run"]:
+        lost = "; ".join(f"{x['index']} ({x['reason']})" for x in r["not_run"])
+        print(f"NOT RUN: {len(r['not_run'])} of {cfg['episodes']} episode(s): {lost}; re-run "
+              f"the same command to run only them")  # fmt: skip
     for v in r["videos"]:
         print(f"video: {v}")
     print(f"wrote {args.out}")

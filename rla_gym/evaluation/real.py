@@ -7,12 +7,13 @@ control steps (stopping early on success). :func:`rollout` is that loop, over
 :class:`~rla_gym.envs.real.RealFeatureEnv`, for every real evaluation (``rla-gym eval``, the
 pipelines, ``dream_vs_real`` and the benchmarks). Episodes run in parallel worker processes;
 LIBERO episodes use the task's fixed init states ``0..episodes-1``, other simulators seeds
-``seed + i``.
+``seed + i``. :func:`run_episodes` retries the episode of a worker that dies on a fresh worker
+(then reports it as not run) and can log every finished episode as it ends, so that a re-run
+of the same evaluation runs only the missing ones (:mod:`rla_gym.evaluation.episode_log`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,21 +22,33 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from rla_gym.evaluation.episode_log import (
+    EpisodeLog,
+    EvaluationMismatchError,
+    check_same_evaluation,
+    eval_header,
+)
 from rla_gym.utils.io import to_jsonable
-from rla_gym.utils.parallel import Emit, imap_workers
+from rla_gym.utils.parallel import Emit, WorkerError, imap_workers
 from rla_gym.utils.stats import wilson_interval
 
 if TYPE_CHECKING:
     from rla_gym.envs.real import RealFeatureEnv
 
 __all__ = [
+    "EpisodeLog",
+    "EvaluationMismatchError",
     "FeaturePolicy",
     "RealEvalConfig",
     "SavedPolicy",
+    "check_same_evaluation",
     "episode",
     "eval_env",
+    "eval_header",
     "evaluate_in_sim",
     "rollout",
+    "run_episodes",
+    "summarize_rows",
 ]
 
 
@@ -252,21 +265,100 @@ def _worker(
         env.close()
 
 
-def _resume_rows(path: Path | None, header: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Finished rows of an interrupted evaluation logged at ``path`` (``{}`` if none).
+def run_episodes(
+    worker_fn: Callable[[Any, list[int], Emit], None],
+    worker_args: Any,
+    cfg: RealEvalConfig,
+    header: dict[str, Any],
+    *,
+    desc: str,
+    progress: bool = True,
+    resume: Path | None = None,
+    fresh: bool = False,
+    retries: int = 1,
+) -> dict[str, Any]:
+    """Episodes ``0..cfg.episodes-1`` by ``worker_fn`` (which emits one row per index, in
+    order), resumable and robust to dying workers; the result of :func:`evaluate_in_sim`.
 
-    The log is JSON lines: a header (what is evaluated, where) and then one row per finished
-    episode. A log of another evaluation raises instead of being mixed in or overwritten.
+    An episode whose worker dies is retried ``retries`` times on a fresh worker, then reported
+    under ``not_run`` with the reason while the others go on. With ``resume``, every finished
+    episode is appended to that :class:`EpisodeLog` as it ends and a re-run skips those already
+    logged (``fresh``: the log is started over); the log must be of ``header``.
+
+    Raises:
+        EvaluationMismatchError: ``resume`` logs another evaluation.
+        WorkerError: a worker raised or workers kept dying; finished episodes stay in ``resume``.
     """
-    if path is None or not path.exists():
-        return {}
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    if not lines or lines[0] != {"header": header}:
-        raise ValueError(
-            f"{path} logs another evaluation (policy, simulator, seeds or horizon differ); "
-            f"delete it or choose another output path"
-        )
-    return {int(r["index"]): r for r in lines[1:]}
+    t0 = time.perf_counter()
+    log = None if resume is None else EpisodeLog(resume, header, fresh=fresh)
+    done = {} if log is None else log.rows
+    rows = [done[i] for i in sorted(done) if i < cfg.episodes]
+    resumed = len(rows)
+    todo = [i for i in range(cfg.episodes) if i not in done]
+    videos: list[str] = []
+    retried: set[int] = {r["index"] for r in rows if r.get("retried")}
+    not_run: dict[int, str] = {}
+
+    def on_lost(index: int, reason: str, retrying: bool) -> None:
+        if retrying:
+            retried.add(index)
+            return
+        not_run[index] = f"worker {reason}, {retries + 1} attempt(s)"
+        if log is not None:
+            log.append({"not_run": index, "reason": not_run[index]})
+
+    try:
+        for row in imap_workers(worker_fn, worker_args, todo, cfg.workers, desc=desc,
+                                progress=progress, retries=retries, lost="skip",
+                                on_lost=on_lost):  # fmt: skip
+            if "frames" in row:
+                videos.append(str(_write_video(row.pop("frames"), cfg, row)))
+            if row["index"] in retried:
+                row["retried"] = True
+            rows.append(row)
+            if log is not None:
+                log.append(row)
+    except WorkerError as err:
+        if log is None:
+            raise
+        raise WorkerError(
+            f"{err}; the {len(rows)} finished episode(s) are kept in {log.path}: re-run the "
+            f"same command to resume",
+            err.details,
+        ) from err
+    finally:
+        if log is not None:
+            log.close()
+    result = summarize_rows(rows, cfg, videos, time.perf_counter() - t0)
+    result["resumed"] = resumed
+    result["retried"] = sorted(retried)
+    result["not_run"] = [{"index": i, "reason": not_run[i]} for i in sorted(not_run)]
+    return result
+
+
+def summarize_rows(
+    rows: list[dict[str, Any]], cfg: RealEvalConfig, videos: list[str], wall_clock_s: float
+) -> dict[str, Any]:
+    """Success (with its Wilson 95 % interval), means and sorted rows of finished episodes."""
+    rows = sorted(rows, key=lambda r: r["index"])
+    k = sum(bool(r["success"]) for r in rows)
+    lo, hi = wilson_interval(k, len(rows))
+
+    def mean(key: str) -> float | None:
+        return float(np.mean([r[key] for r in rows])) if rows else None
+
+    out = {
+        "success_rate": k / max(len(rows), 1),
+        "successes": k,
+        "episodes": len(rows),
+        "wilson95": [lo, hi],
+        "mean_return": mean("return"),
+        "mean_length": mean("length"),
+    }
+    if rows and all("decision_s" in r for r in rows):
+        out["mean_decision_s"] = mean("decision_s")
+    return {**out, "rows": rows, "videos": sorted(videos), "wall_clock_s": wall_clock_s,
+            "config": to_jsonable(cfg)}  # fmt: skip
 
 
 def evaluate_in_sim(
@@ -275,72 +367,32 @@ def evaluate_in_sim(
     progress: bool = True,
     resume: Path | None = None,
     identity: dict[str, Any] | None = None,
+    *,
+    fresh: bool = False,
+    retries: int = 1,
 ) -> dict[str, Any]:
     """Evaluate the policy built by ``make_policy`` (a picklable factory, called in each worker).
 
     With ``resume``, every finished episode is appended to that JSON-lines log as it ends, and a
     re-run with the same ``identity`` (e.g. the policy's path) and the same evaluation settings
-    skips the episodes already logged, so an interrupted evaluation loses no finished episode.
-    Episodes logged before an interruption keep their row but not their video.
+    skips the episodes already logged, so an interrupted evaluation loses no finished episode
+    (``fresh``: start the log over). Episodes logged before an interruption keep their row but
+    not their video. An episode whose worker process dies is retried ``retries`` times on a
+    fresh worker, then listed under ``not_run``; the other episodes go on.
 
     Returns:
         ``success_rate``, ``wilson95``, mean ``return`` and ``length``, ``mean_decision_s``
-        (seconds per policy call), per-episode rows and the written video paths.
+        (seconds per policy call), per-episode rows of the finished episodes, the written video
+        paths, ``resumed`` (rows taken from the log), ``retried`` (indices whose first worker
+        died) and ``not_run`` (``[{"index", "reason"}]``).
+
+    Raises:
+        EvaluationMismatchError: ``resume`` logs another evaluation.
+        WorkerError: a worker raised; the finished episodes stay in ``resume``.
     """
-    t0 = time.perf_counter()
-    # Worker count and episode count do not change any episode: a resumed run may differ in both.
-    header = {
-        "policy": to_jsonable(identity or {}),
-        "eval": {
-            k: v
-            for k, v in to_jsonable(cfg).items()
-            if k not in ("workers", "episodes", "videos", "video_dir")
-        },
-    }
-    done = _resume_rows(resume, header)
-    rows = [done[i] for i in sorted(done) if i < cfg.episodes]
-    todo = [i for i in range(cfg.episodes) if i not in done]
-    videos: list[str] = []
-    log = None
-    if resume is not None:
-        resume.parent.mkdir(parents=True, exist_ok=True)
-        log = resume.open("a")
-        if not done:
-            log.write(json.dumps({"header": header}) + "\n")
-    try:
-        for row in imap_workers(
-            _worker,
-            (make_policy, cfg),
-            todo,
-            cfg.workers,
-            desc=f"eval {cfg.sim}",
-            progress=progress,
-        ):
-            if "frames" in row:
-                videos.append(str(_write_video(row.pop("frames"), cfg, row)))
-            rows.append(row)
-            if log is not None:
-                log.write(json.dumps(to_jsonable(row)) + "\n")
-                log.flush()
-    finally:
-        if log is not None:
-            log.close()
-    rows.sort(key=lambda r: r["index"])
-    k = sum(r["success"] for r in rows)
-    lo, hi = wilson_interval(k, len(rows))
-    return {
-        "success_rate": k / max(len(rows), 1),
-        "successes": k,
-        "episodes": len(rows),
-        "wilson95": [lo, hi],
-        "mean_return": float(np.mean([r["return"] for r in rows])),
-        "mean_length": float(np.mean([r["length"] for r in rows])),
-        "mean_decision_s": float(np.mean([r["decision_s"] for r in rows])),
-        "rows": rows,
-        "videos": sorted(videos),
-        "wall_clock_s": time.perf_counter() - t0,
-        "config": to_jsonable(cfg),
-    }
+    return run_episodes(_worker, (make_policy, cfg), cfg, eval_header(identity, cfg),
+                        desc=f"eval {cfg.sim}", progress=progress, resume=resume, fresh=fresh,
+                        retries=retries)  # fmt: skip
 
 
 def _write_video(frames: np.ndarray, cfg: RealEvalConfig, row: dict[str, Any]) -> Path:
