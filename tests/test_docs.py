@@ -17,7 +17,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_LINES = 300
 PY_MAX_LINES = 600
 # Folders whose .py files must stay under PY_MAX_LINES. rla_gym/ joins once its split is done.
-LINE_LIMITED_DIRS = ("benchmarks", "examples")
+LINE_LIMITED_DIRS = ("rla_gym", "benchmarks", "examples")
 
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 INLINE_CODE = re.compile(r"(`+)(?:(?!\n\n).)+?\1", re.S)  # may wrap, not across paragraphs
