@@ -611,7 +611,12 @@ def test_one_horizon_however_the_env_is_built(env_id: str) -> None:
 
 def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     """BC from the dataset -> bundle with policy -> residual PPO in the dream -> imagined eval."""
-    from rla_gym.pipelines.wmrl import MissingPolicyError, WMRLConfig, run_wmrl
+    from rla_gym.pipelines.wmrl import (
+        MissingPolicyError,
+        ResumeMismatchError,
+        WMRLConfig,
+        run_wmrl,
+    )
     from rla_gym.pipelines.world_action import TrainBCConfig, train_bc_from_dataset
 
     root = bundle.parent
@@ -635,6 +640,7 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
         out=tmp_path / "run",
         ppo_steps=64,
         num_envs=4,
+        group_size=2,
         n_steps=4,
         flow_steps=2,
         snapshots=1,
@@ -656,16 +662,23 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     assert again["ppo"]["env_steps"] == 64 and again["ppo"]["history"] == report["ppo"]["history"]
     # A finished run reports the time it trained, not the time of the call that resumed it.
     assert again["ppo"]["wall_clock_s"] == report["ppo"]["wall_clock_s"] > 0
+    # Resuming with other training options is refused, naming them; a longer budget is fine.
+    with pytest.raises(ResumeMismatchError, match=r"learning_rate: 0\.0001 -> 0\.001"):
+        run_wmrl(dataclasses.replace(cfg, learning_rate=1e-3))
+    with pytest.raises(ValueError, match="group_size 3 does not divide num_envs 4"):
+        run_wmrl(dataclasses.replace(cfg, group_size=3, out=tmp_path / "run_g3"))
     # Any saved policy can be the base instead of the bundle's (one without a policy here).
     other = dataclasses.replace(cfg, artifacts=str(bundle), base_policy=str(bc), ppo_steps=16,
                                 out=tmp_path / "run_other", reward_mode="goal")  # fmt: skip
     assert run_wmrl(other)["ppo"]["env_steps"] == 16
     with pytest.raises(ValueError, match="reward_mode"):
-        run_wmrl(dataclasses.replace(other, reward_mode="bogus"))  # type: ignore[arg-type]
+        run_wmrl(dataclasses.replace(other, reward_mode="bogus", out=tmp_path / "e1"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not both"):
-        run_wmrl(dataclasses.replace(other, bc_data=str(root / "data")))
+        run_wmrl(dataclasses.replace(other, bc_data=str(root / "data"), out=tmp_path / "e2"))
     with pytest.raises(MissingPolicyError, match="not a saved policy"):
-        run_wmrl(dataclasses.replace(other, base_policy=str(tmp_path / "nowhere")))
+        run_wmrl(
+            dataclasses.replace(other, base_policy=str(tmp_path / "none"), out=tmp_path / "e3")
+        )
     # A policy for another action size is refused when the bundle is built.
     with pytest.raises(ValueError, match="K \\* A"):
         build_bundle(_bundle_config(root, out=tmp_path / "b2", chunk=4, policy=bc))
