@@ -1,0 +1,81 @@
+"""The optimiser in the dream (`ppo_in_dream.py`): does PPO climb its own objective, and does
+the climb hold in reality?"""
+
+from __future__ import annotations
+
+from .common import fmt_wilson, load_result, stamp
+
+
+def ppo_in_dream() -> str:
+    d = load_result("ppo_in_dream.json")
+    if d is None or not d.get("arms"):
+        return "_not run yet: `python benchmarks/ppo_in_dream.py`_"
+    out = [
+        "| arm | imagined return: bc → bc + PPO | paired difference (95 % t) | starts better / "
+        "worse | imagined success bc → bc + PPO | real success of bc + PPO (bc) | mean KL / "
+        "iteration | iterations stopped early | critic's explained variance |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = d.get("base_real")
+    base_cell = f" ({base['success']}/{base['episodes']})" if base else ""
+    for key, r in d["arms"].items():
+        vs, ret, suc = r["vs_bc"]["returns"], r["imagined_return"], r["imagined_success"]
+        real = r.get("real")
+        real_cell = (
+            "-"
+            if real is None
+            else fmt_wilson(real["success"], real["episodes"], *real["wilson95"])
+        )
+        out.append(
+            f"| {key} | {ret['bc']:.2f} → {ret['bc+ppo']:.2f} | {vs['mean']:+.2f} "
+            f"[{vs['ci95'][0]:+.2f}, {vs['ci95'][1]:+.2f}] | {vs['wins']} / {vs['losses']} "
+            f"| {suc['bc']}/{suc['episodes']} → {suc['bc+ppo']}/{suc['episodes']} "
+            f"| {real_cell}{base_cell} | {r['approx_kl']:.3f} | {r['early_stopped']:.0%} "
+            f"| {r['explained_variance']:.2f} |"
+        )
+    return "\n".join(
+        [
+            *out,
+            "",
+            f"{d['suite']} bundle, {d['provenance']['ppo_steps']:,} dream env steps per arm; "
+            "imagined returns on every reset-bank start, deterministic, the same flow noise for "
+            "both policies; real episodes on the init states 0..n-1 for both. " + stamp(d),
+        ]
+    )
+
+
+def main_job() -> str:
+    d = load_result("main_job.json")
+    if d is None or not d.get("runs"):
+        return "_not run yet: `python benchmarks/main_job.py --run runs/wmrl`_"
+    out = []
+    for mode, run in d["runs"].items():
+        out += [
+            f"**{run['suite']}, reward `{mode}`** ({run['ppo']['env_steps']:,} dream env steps, "
+            f"PPO {run['ppo']['wall_clock_s'] / 60:.1f} min, all {run['wall_clock_s'] / 60:.1f} "
+            "min):",
+            "",
+            "| policy | dream env steps | imagined return | paired with bc (95 % t) | starts "
+            "better / worse | imagined success | real success |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, p in run["policies"].items():
+            im, vs, real = p["imagined"], p["vs_bc"], p["real"]
+            pair = (
+                "-"
+                if vs is None
+                else (
+                    f"{vs['returns']['mean']:+.2f} [{vs['returns']['ci95'][0]:+.2f}, "
+                    f"{vs['returns']['ci95'][1]:+.2f}] | {vs['returns']['wins']} / "
+                    f"{vs['returns']['losses']}"
+                )
+            )
+            if vs is None:
+                pair += " | -"
+            real_cell = "-" if real is None else f"{real['success']}/{real['episodes']}"
+            out.append(
+                f"| {name} | {p['steps']:,} | {im['return']:.2f} | {pair} | "
+                f"{im['success']}/{im['episodes']} | {real_cell} |"
+            )
+        out += ["", stamp(run), ""]
+    return "\n".join(out).rstrip()
