@@ -759,6 +759,28 @@ def test_progress_head_in_a_bundle(bundle: Path, tmp_path: Path) -> None:
     aligned.reset(seed=0)
     _, r_aligned, _, _, info_a = aligned.step(env.action_space.sample())
     assert r_aligned <= 0 and "progress" in info_a  # aligned reward, head's success estimate
+    # The success estimate can read the dream-calibrated goal distance instead of the head.
+    # A threshold every dreamed state passes makes the choice visible.
+    loose = shutil.copytree(mine, tmp_path / "loose")
+    m = load_json(loose / "manifest.json")
+    m["success"]["threshold"] = 1e6
+    save_json(m, loose / "manifest.json")
+    verdicts = {}
+    for folder, source in ((loose, "goal_distance"), (loose, "auto"), (mine, "progress_head")):
+        est = _make(folder, success_estimate=source)
+        est.reset(seed=0)
+        verdicts[source] = [est.step(np.zeros(est.action_space.shape, np.float32))[4]
+                            for _ in range(3)]  # fmt: skip
+        assert all("progress" in i for i in verdicts[source])  # the head still reports progress
+    assert all(i["is_success_estimate"] for i in verdicts["goal_distance"])
+    # auto reads the head, so the threshold does not change its verdicts.
+    assert [i["is_success_estimate"] for i in verdicts["auto"]] == [
+        i["is_success_estimate"] for i in verdicts["progress_head"]
+    ]
+    with pytest.raises(FileNotFoundError, match="add-progress-head"):
+        _make(bundle, success_estimate="progress_head")
+    with pytest.raises(ValueError, match="success_estimate must be"):
+        _make(mine, success_estimate="oracle")
     # A head saved before configs named their type under "type" ships naming it there.
     legacy = shutil.copytree(head.checkpoint, tmp_path / "legacy_head")
     cfg = load_json(legacy / "config.json")

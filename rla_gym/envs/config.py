@@ -23,6 +23,7 @@ __all__ = [
     "RenderBackend",
     "RewardMetric",
     "RewardMode",
+    "SuccessEstimate",
     "check_actions",
     "pick_device",
 ]
@@ -32,6 +33,7 @@ ActionMode = Literal["chunk", "repeat"]
 RewardMode = Literal["aligned", "goal", "progress"]
 RewardMetric = Literal["l1", "cosine"]
 RenderBackend = Literal["auto", "decoder", "nearest"]
+SuccessEstimate = Literal["auto", "progress_head", "goal_distance"]
 
 
 def pick_device(device: str) -> str:
@@ -85,6 +87,12 @@ class RLAWorldConfig:
     """``aligned``: distance to the reference demo at the same time index; ``goal``: to its final
     frame; ``progress``: ``reward_scale`` x the bundle's learned progress head (in ``[0, 1]``,
     trained on real expert, noisy, failed and random episodes; the bundle must ship one)."""
+    success_estimate: SuccessEstimate = "auto"
+    """What ``info["is_success_estimate"]`` reads. ``progress_head``: the bundle's learned head
+    (success logit > 0; trained and calibrated on real frames); ``goal_distance``: L1 of the
+    dreamed features to the aligned demo's final frame under the bundle's threshold, calibrated
+    on dreamed replays of labelled real episodes (``manifest.json`` ``success``); ``auto``: the
+    head when the bundle ships one, else the distance."""
     reward_metric: RewardMetric = "l1"
     """``l1`` (mean absolute difference) or ``cosine`` (1 - cosine similarity per token)."""
     reward_scale: float = 5.0
@@ -157,6 +165,11 @@ class RLAWorldConfig:
         if self.reward_mode not in ("aligned", "goal", "progress"):
             raise ValueError(
                 f"reward_mode must be 'aligned', 'goal' or 'progress', got {self.reward_mode!r}"
+            )
+        if self.success_estimate not in ("auto", "progress_head", "goal_distance"):
+            raise ValueError(
+                "success_estimate must be 'auto', 'progress_head' or 'goal_distance', got "
+                f"{self.success_estimate!r}"
             )
         if self.reward_metric not in ("l1", "cosine"):
             raise ValueError(f"reward_metric must be 'l1' or 'cosine', got {self.reward_metric!r}")

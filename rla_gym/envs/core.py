@@ -146,11 +146,22 @@ class DreamCore:
         )
         # The learned head, when the bundle ships one, gives the success estimate in every mode
         # (it was trained with start frames and failures as negatives) and the progress reward.
-        if config.reward_mode == "progress" or self.art.has_progress_head:
+        needs_head = config.reward_mode == "progress" or config.success_estimate == "progress_head"
+        if needs_head or self.art.has_progress_head:
             # Shared by every env on the bundle; without a head this raises, saying how to add one.
             self.progress_head = _cached_progress_head(*key, str(self.device))
         else:
             self.progress_head = None
+        if config.success_estimate == "goal_distance" and self.art.success_threshold is None:
+            raise ValueError(
+                f"success_estimate='goal_distance' but the bundle {self.art.path} has no "
+                "calibrated goal-distance threshold (manifest.json 'success'); rebuild it with "
+                "build-bundle, or use success_estimate='progress_head'"
+            )
+        # Which estimate info["is_success_estimate"] carries (see RLAWorldConfig.success_estimate).
+        self.success_from_head = self.progress_head is not None and (
+            config.success_estimate != "goal_distance"
+        )
 
     # ------------------------------------------------------------------ the bundle
     @property
@@ -444,7 +455,8 @@ class DreamCore:
             with torch.no_grad():
                 progress, logit = self.progress_head(flat)
             terms["progress"] = progress
-            terms["is_success_estimate"] = logit > 0
+            if self.success_from_head:
+                terms["is_success_estimate"] = logit > 0
             if self.config.reward_mode == "progress":
                 r = self.config.reward_scale * progress
 
