@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .bundles import bundles
+from .closed_loop import closed_loop
 from .counterfactual import counterfactual
 from .decoder import decoder
 from .dream_vs_real import dream_vs_real
@@ -47,6 +48,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "rl_in_dream_libero": lambda: rl_in_dream_manip("libero"),
     "world_action_model": world_action_model,
     "decoder": decoder,
+    "closed_loop": closed_loop,
 }
 
 __all__ = ["BLOCKS"]
