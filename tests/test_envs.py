@@ -766,16 +766,20 @@ def test_progress_head_in_a_bundle(bundle: Path, tmp_path: Path) -> None:
     m["success"]["threshold"] = 1e6
     save_json(m, loose / "manifest.json")
     verdicts = {}
-    for folder, source in ((loose, "goal_distance"), (loose, "auto"), (mine, "progress_head")):
-        est = _make(folder, success_estimate=source)
+    for source in ("goal_distance", "auto", "progress_head"):
+        est = _make(loose, success_estimate=source)
         est.reset(seed=0)
         verdicts[source] = [est.step(np.zeros(est.action_space.shape, np.float32))[4]
                             for _ in range(3)]  # fmt: skip
         assert all("progress" in i for i in verdicts[source])  # the head still reports progress
-    assert all(i["is_success_estimate"] for i in verdicts["goal_distance"])
-    # auto reads the head, so the threshold does not change its verdicts.
-    assert [i["is_success_estimate"] for i in verdicts["auto"]] == [
-        i["is_success_estimate"] for i in verdicts["progress_head"]
+    # auto reads the dream-calibrated distance when the bundle has its threshold.
+    assert all(i["is_success_estimate"] for i in verdicts["goal_distance"] + verdicts["auto"])
+    # The head's verdict does not depend on the threshold.
+    strict = _make(mine, success_estimate="progress_head")
+    strict.reset(seed=0)
+    assert [i["is_success_estimate"] for i in verdicts["progress_head"]] == [
+        strict.step(np.zeros(strict.action_space.shape, np.float32))[4]["is_success_estimate"]
+        for _ in range(3)
     ]
     with pytest.raises(FileNotFoundError, match="add-progress-head"):
         _make(bundle, success_estimate="progress_head")

@@ -159,8 +159,10 @@ class DreamCore:
                 "build-bundle, or use success_estimate='progress_head'"
             )
         # Which estimate info["is_success_estimate"] carries (see RLAWorldConfig.success_estimate).
-        self.success_from_head = self.progress_head is not None and (
-            config.success_estimate != "goal_distance"
+        self.success_from_head = config.success_estimate == "progress_head" or (
+            config.success_estimate == "auto"
+            and self.progress_head is not None
+            and self.art.success_threshold is None
         )
 
     # ------------------------------------------------------------------ the bundle
