@@ -19,6 +19,7 @@ from .experts import expert_success
 from .fidelity import fidelity, rla_decoder_target
 from .levers import branch_fit, faithfulness_levers
 from .planning import planner_oracle, planner_real
+from .ppo_in_dream import main_job, ppo_in_dream
 from .reacher_observation import reacher_observation
 from .reward import reward_ranking, reward_samples, success_estimate
 from .rl_in_dream import rl_in_dream_manip, rl_in_dream_reacher
@@ -49,6 +50,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "world_action_model": world_action_model,
     "decoder": decoder,
     "closed_loop": closed_loop,
+    "ppo_in_dream": ppo_in_dream,
+    "main_job": main_job,
 }
 
 __all__ = ["BLOCKS"]
