@@ -763,8 +763,11 @@ def test_progress_head_in_a_bundle(bundle: Path, tmp_path: Path) -> None:
     # A threshold every dreamed state passes makes the choice visible.
     loose = shutil.copytree(mine, tmp_path / "loose")
     m = load_json(loose / "manifest.json")
-    m["success"]["threshold"] = 1e6
+    m["success"]["threshold"], m["success"]["train_balanced_accuracy"] = 1e6, 0.9
     save_json(m, loose / "manifest.json")
+    untrusted = shutil.copytree(loose, tmp_path / "untrusted")
+    save_json({**m, "success": {**m["success"], "train_balanced_accuracy": 0.6}},
+              untrusted / "manifest.json")  # fmt: skip
     verdicts = {}
     for source in ("goal_distance", "auto", "progress_head"):
         est = _make(loose, success_estimate=source)
@@ -774,13 +777,15 @@ def test_progress_head_in_a_bundle(bundle: Path, tmp_path: Path) -> None:
         assert all("progress" in i for i in verdicts[source])  # the head still reports progress
     # auto reads the dream-calibrated distance when the bundle has its threshold.
     assert all(i["is_success_estimate"] for i in verdicts["goal_distance"] + verdicts["auto"])
-    # The head's verdict does not depend on the threshold.
-    strict = _make(mine, success_estimate="progress_head")
-    strict.reset(seed=0)
-    assert [i["is_success_estimate"] for i in verdicts["progress_head"]] == [
-        strict.step(np.zeros(strict.action_space.shape, np.float32))[4]["is_success_estimate"]
-        for _ in range(3)
-    ]
+    # The head's verdict does not depend on the threshold, and auto keeps the head where the
+    # distance's calibration on dreamed replays was poor.
+    for folder, source in ((mine, "progress_head"), (untrusted, "auto")):
+        other = _make(folder, success_estimate=source)
+        other.reset(seed=0)
+        assert [i["is_success_estimate"] for i in verdicts["progress_head"]] == [
+            other.step(np.zeros(other.action_space.shape, np.float32))[4]["is_success_estimate"]
+            for _ in range(3)
+        ]
     with pytest.raises(FileNotFoundError, match="add-progress-head"):
         _make(bundle, success_estimate="progress_head")
     with pytest.raises(ValueError, match="success_estimate must be"):

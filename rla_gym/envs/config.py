@@ -92,10 +92,10 @@ class RLAWorldConfig:
     (success logit > 0; trained and calibrated on real frames); ``goal_distance``: L1 of the
     dreamed features to the aligned demo's final frame under the bundle's threshold, calibrated
     on dreamed replays of labelled real episodes (``manifest.json`` ``success``); ``auto``: the
-    distance when the bundle has that threshold, else the head. The dream judges dreamed states,
-    so the estimate calibrated on them is the default: on LIBERO the head, calibrated on real
-    frames, never fires on a dream, not even on the expert's replayed actions
-    (``benchmarks/closed_loop.py``)."""
+    distance when that calibration separated the dreamed replays well
+    (``envs.core.TRUSTED_DREAM_CALIBRATION``: LIBERO, Lift), else the head (reacher). On LIBERO
+    the head, calibrated on real frames, never fires on a dream, not even on the expert's
+    replayed actions (``benchmarks/closed_loop.py``)."""
     reward_metric: RewardMetric = "l1"
     """``l1`` (mean absolute difference) or ``cosine`` (1 - cosine similarity per token)."""
     reward_scale: float = 5.0
