@@ -665,7 +665,7 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
     # Resuming with other training options is refused, naming them; a longer budget is fine.
     with pytest.raises(ResumeMismatchError, match=r"learning_rate: 0\.0001 -> 0\.001"):
         run_wmrl(dataclasses.replace(cfg, learning_rate=1e-3))
-    with pytest.raises(ValueError, match="group_size 3 does not divide num_envs 4"):
+    with pytest.raises(ValueError, match="--group-size 3 must divide --num-envs 4"):
         run_wmrl(dataclasses.replace(cfg, group_size=3, out=tmp_path / "run_g3"))
     # Any saved policy can be the base instead of the bundle's (one without a policy here).
     other = dataclasses.replace(cfg, artifacts=str(bundle), base_policy=str(bc), ppo_steps=16,

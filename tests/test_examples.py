@@ -37,6 +37,7 @@ def test_train_ppo_in_wm_example_on_embedded_bundle(tmp_path, capsys):
         out=tmp_path / "wmrl",
         ppo_steps=64,
         num_envs=4,
+        group_size=2,
         n_steps=4,
         snapshots=1,
         eval_episodes=1,
@@ -48,6 +49,9 @@ def test_train_ppo_in_wm_example_on_embedded_bundle(tmp_path, capsys):
     ex.main(cfg)
     printed = capsys.readouterr().out
     assert "imagined success" in printed and "real success" in printed
+    assert "paired" in printed and "better on" in printed  # the paired comparison
     report = (tmp_path / "wmrl" / "report.json").read_text()
     assert '"bc+ppo"' in report
     assert list((tmp_path / "wmrl" / "videos").rglob("*.mp4"))
+    with pytest.raises(ValueError, match="--group-size 8 must divide --num-envs 4"):
+        ex.WMRLConfig(num_envs=4)

@@ -37,15 +37,10 @@ def _row(cells: list[str]) -> str:
 def _auto_estimate(suite: str) -> str:
     """The estimate ``success_estimate="auto"`` reads on the suite's embedded bundle."""
     from rla_gym.envs.artifacts import load_artifacts
-    from rla_gym.envs.core import TRUSTED_DREAM_CALIBRATION
+    from rla_gym.envs.core import auto_success_estimate
     from rla_gym.envs.rla_world import resolve_artifacts
 
-    art = load_artifacts(resolve_artifacts(None, suite))
-    calibration = art.manifest.get("success", {})
-    trusted = calibration.get("train_balanced_accuracy", 0.0) >= TRUSTED_DREAM_CALIBRATION
-    if art.success_threshold is not None and (trusted or not art.has_progress_head):
-        return "goal_distance"
-    return "progress_head"
+    return auto_success_estimate(load_artifacts(resolve_artifacts(None, suite)))
 
 
 def closed_loop() -> str:

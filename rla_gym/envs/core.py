@@ -38,7 +38,7 @@ from rla_gym.world_model.baselines import Predictor
 if TYPE_CHECKING:
     from rla_gym.decoder import FrameDecoder
 
-__all__ = ["DreamCore", "Start"]
+__all__ = ["TRUSTED_DREAM_CALIBRATION", "DreamCore", "Start", "auto_success_estimate"]
 
 
 # --------------------------------------------------------------------------- per-bundle caches
@@ -60,6 +60,17 @@ TRUSTED_DREAM_CALIBRATION = 0.85
 replays it was calibrated on at least this well (balanced accuracy): LIBERO 0.95 and Lift 0.90
 do, reacher's 0.72 does not, and keeps its head. Chosen knowing the closed-loop numbers of both
 estimates (``benchmarks/closed_loop.py`` shows both), so those are not a blind test of it."""
+
+
+def auto_success_estimate(art: Artifacts) -> Literal["goal_distance", "progress_head"]:
+    """The estimate ``success_estimate="auto"`` reads on a bundle: the goal distance when its
+    threshold was calibrated on dreamed replays to ``TRUSTED_DREAM_CALIBRATION`` or the bundle
+    has no head, else the head."""
+    calibration = art.manifest.get("success", {})
+    trusted = calibration.get("train_balanced_accuracy", 0.0) >= TRUSTED_DREAM_CALIBRATION
+    if art.success_threshold is not None and (trusted or not art.has_progress_head):
+        return "goal_distance"
+    return "progress_head"
 
 
 @functools.lru_cache(maxsize=8)
@@ -166,13 +177,10 @@ class DreamCore:
                 "build-bundle, or use success_estimate='progress_head'"
             )
         # Which estimate info["is_success_estimate"] carries (see RLAWorldConfig.success_estimate).
-        calibration = self.art.manifest.get("success", {})
-        trusted = calibration.get("train_balanced_accuracy", 0.0) >= TRUSTED_DREAM_CALIBRATION
-        self.success_from_head = config.success_estimate == "progress_head" or (
-            config.success_estimate == "auto"
-            and self.progress_head is not None
-            and not (self.art.success_threshold is not None and trusted)
-        )
+        source = config.success_estimate
+        self.success_from_head = (
+            auto_success_estimate(self.art) if source == "auto" else source
+        ) == "progress_head"
 
     # ------------------------------------------------------------------ the bundle
     @property

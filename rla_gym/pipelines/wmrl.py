@@ -147,6 +147,13 @@ class WMRLConfig:
     progress: bool = True
     """Show progress bars."""
 
+    def __post_init__(self) -> None:
+        if self.group_size < 1 or self.num_envs % self.group_size:
+            raise ValueError(
+                f"--group-size {self.group_size} must divide --num-envs {self.num_envs} "
+                "(envs per group of common random numbers)"
+            )
+
 
 # --------------------------------------------------------------------------- imagined evaluation
 @torch.no_grad()
