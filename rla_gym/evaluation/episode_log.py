@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rla_gym.errors import CorruptFileError, RLAGymError
 from rla_gym.utils.io import to_jsonable
-
-if TYPE_CHECKING:
-    from rla_gym.evaluation.real import RealEvalConfig
 
 __all__ = ["EpisodeLog", "EvaluationMismatchError", "check_same_evaluation", "eval_header"]
 
@@ -26,10 +23,12 @@ class EvaluationMismatchError(RLAGymError, ValueError):
     or settings differ) was about to be resumed or merged into."""
 
 
-def eval_header(identity: dict[str, Any] | None, cfg: RealEvalConfig) -> dict[str, Any]:
+def eval_header(identity: dict[str, Any] | None, cfg: Any) -> dict[str, Any]:
     """What an evaluation's episodes depend on: ``identity`` (the policy: its path, kind, a
-    digest...) and every field of ``cfg`` but the worker count, the episode count and videos,
-    which change no episode (episode ``i`` is always seed ``cfg.seed + i`` / init state ``i``)."""
+    digest...) and every field of ``cfg`` (a ``RealEvalConfig``, not imported here: the
+    evaluation imports this log, not the other way round) but the worker count, the episode
+    count and videos, which change no episode (episode ``i`` is always seed ``cfg.seed + i`` /
+    init state ``i``)."""
     excluded = ("workers", "episodes", "videos", "video_dir")
     return {
         "policy": to_jsonable(identity or {}),
