@@ -10,7 +10,7 @@
 # Every step resumes where it stopped (collection skips recorded episodes, trainers resume from
 # their checkpoints; train-bc simply retrains, ~2 min), so an interrupted build continues when
 # re-run. Wall-clock on 2 CPU cores is
-# in the README ("Embedded bundles").
+# in docs/reproduce.md ("Rebuild the bundles").
 set -euo pipefail
 suite=${1:?usage: build_bundle.sh libero|robosuite-lift|dmc-reacher}
 
@@ -24,7 +24,7 @@ case "$suite" in
     bundle_flags=(--num-reference-demos 3 --max-render-frames 32) ;;
   robosuite-lift)
     sim=robosuite; task=Lift; data=data/robosuite_lift
-    # The levers' dataset (README, "Which levers make the dream follow the action?").
+    # The levers' dataset (docs/studies.md, "Which levers make the dream follow the action?").
     collect=("expert 60" "noisy 31" "random 15 80"); rla_steps=1000; wm_steps=8000
     bundle_flags=(--num-reference-demos 4 --max-render-frames 64) ;;
   dmc-reacher)
@@ -54,7 +54,7 @@ rla-gym train-wm --model rla-wm --data "$data" --rla "$runs/rla/checkpoint" --ou
   --preset cpu-compact --latent-norm scalar --latent-scale 1 --steps "$wm_steps" \
   --ckpt-every 250 --no-progress
 # The base policy is the world action model (BC + RLA head): the same labelled expert episodes,
-# plus the RLA latents of expert and noisy videos (README, "World action model").
+# plus the RLA latents of expert and noisy videos (docs/design.md, "World action model: BC + RLA head").
 rla-gym train-bc --data "$data" --out "$runs/bc" --device cpu --rla "$runs/rla/checkpoint" \
   --rla-head
 rla-gym train-decoder --data "$data" --out "$runs/decoder" --steps 500 --no-progress

@@ -66,7 +66,8 @@ class TrainWorldModelConfig:
     """Replaces the preset's latent normalisation (default: the preset's, ``per_dim``).
     ``"scalar"`` suits an RLA with a linear path (``linear_rank > 0``), whose latent keeps the
     principal directions at their relative sizes: whitening them made the flow spend its loss on
-    small, unpredictable directions (README, "Which levers make the dream follow the action?")."""
+    small, unpredictable directions (docs/studies.md, "Which levers make the dream follow the
+    action?")."""
     latent_scale: float | None = None
     """Replaces the preset's divisor of ``z`` under ``latent_norm="scalar"``."""
     action_in_flow: bool | None = None

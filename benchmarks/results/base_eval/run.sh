@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The float32 BC + RLA head bases before they were quantised into the bundles (README, "World
+# The float32 BC + RLA head bases before they were quantised into the bundles (docs/benchmarks.md, "World
 # action model"): trained on all labelled expert episodes with expert + noisy videos, then judged
 # on the same real episodes as benchmarks/rl_in_dream_manip.py (LIBERO init states 0-49, Lift
 # seeds 0-49).
