@@ -30,6 +30,7 @@ def ppo_in_dream() -> str:
             f"| {key} | {ret['bc']:.2f} → {ret['bc+ppo']:.2f} | {vs['mean']:+.2f} "
             f"[{vs['ci95'][0]:+.2f}, {vs['ci95'][1]:+.2f}] | {vs['wins']} / {vs['losses']} "
             f"| {suc['bc']}/{suc['episodes']} → {suc['bc+ppo']}/{suc['episodes']} "
+            f"({r.get('success_estimate', 'progress_head')}) "
             f"| {real_cell}{base_cell} | {r['approx_kl']:.3f} | {r['early_stopped']:.0%} "
             f"| {r['explained_variance']:.2f} |"
         )

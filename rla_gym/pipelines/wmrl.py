@@ -412,6 +412,7 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
         "task": manifest["task"],
         "encoder": manifest["encoder_fingerprint"],
         "reward_mode": core.config.reward_mode,
+        "success_estimate": "progress_head" if core.success_from_head else "goal_distance",
         "config": to_jsonable(cfg),
         "ppo": {"env_steps": agent.num_timesteps, "wall_clock_s": ppo_wall, "history": history},
         "ppo_steps_of": {
