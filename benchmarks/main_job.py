@@ -7,6 +7,8 @@ under the run's reward mode, so runs on different rewards sit side by side:
 
     python examples/train_ppo_in_wm.py --reward-mode progress --out runs/wmrl_progress
     python benchmarks/main_job.py --run runs/wmrl_progress
+    python benchmarks/main_job.py --name "progress, residual 0.02, 50 init states" \
+        --run "runs/ppo_in_dream/groups-of-8_progress_lr-1e-4_residual-0.02/seed0"
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ class Args:
     run: Path = Path("runs/wmrl")
     """folder of a finished main job"""
     out: Path = Path("benchmarks/results/main_job.json")
-    """result file (one entry per reward mode)"""
+    """result file (one entry per reward mode, or per ``name``)"""
+    name: str | None = None
+    """the run's entry (default: its reward mode)"""
 
 
 def summary(report: dict) -> dict:
@@ -54,9 +58,10 @@ def summary(report: dict) -> dict:
 def main(args: Args) -> None:
     report = load_json(args.run / "report.json")
     result = load_json(args.out) if args.out.exists() else {"runs": {}}
-    result["runs"][report["reward_mode"]] = summary(report)
+    name = args.name or report["reward_mode"]
+    result["runs"][name] = summary(report)
     save_json(result, args.out)
-    print(f"{args.out}: {report['reward_mode']} run of {args.run}")
+    print(f"{args.out}: {name} run of {args.run}")
 
 
 if __name__ == "__main__":

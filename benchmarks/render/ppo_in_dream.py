@@ -45,6 +45,12 @@ def ppo_in_dream() -> str:
     )
 
 
+def _label(name: str, run: dict) -> str:
+    """An entry's title: its reward mode, and its own name where that says more."""
+    reward = f"reward `{run['reward_mode']}`"
+    return reward if name == run["reward_mode"] else f"{reward}: {name}"
+
+
 def main_job() -> str:
     d = load_result("main_job.json")
     if d is None or not d.get("runs"):
@@ -52,9 +58,10 @@ def main_job() -> str:
     out = []
     for mode, run in d["runs"].items():
         out += [
-            f"**{run['suite']}, reward `{mode}`** ({run['ppo']['env_steps']:,} dream env steps, "
-            f"PPO {run['ppo']['wall_clock_s'] / 60:.1f} min, all {run['wall_clock_s'] / 60:.1f} "
-            "min):",
+            f"**{run['suite']}, {_label(mode, run)}** "
+            f"({run['ppo']['env_steps']:,} dream env steps, "
+            f"PPO {run['ppo']['wall_clock_s'] / 60:.1f} min, "
+            f"all {run['wall_clock_s'] / 60:.1f} min):",
             "",
             "| policy | dream env steps | imagined return | paired with bc (95 % t) | starts "
             "better / worse | imagined success | real success |",
