@@ -349,11 +349,11 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
         ValueError: unknown simulator, task or policy kind.
     """
     from rla_gym.evaluation.episode_log import eval_header
-    from rla_gym.evaluation.real import RealEvalConfig, _worker, run_episodes
+    from rla_gym.evaluation.real import RealEvalConfig, feature_worker, run_episodes
 
     # The scripted kinds' episode worker (privileged state, no encoder), run here through the
     # same resumable, retrying episode runner as feature policies.
-    from rla_gym.evaluation.scripted import _worker as scripted_worker
+    from rla_gym.evaluation.scripted import scripted_worker
     from rla_gym.sims import POLICY_KINDS, make_sim
     from rla_gym.utils import provenance, save_json
 
@@ -380,7 +380,7 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
     elif args.policy == "plan":
         factory, k, policy_info = _planner_policy(args, sim_action_dim, task)
         cfg = RealEvalConfig(chunk=k, **common)  # type: ignore[arg-type]
-        worker, worker_args = _worker, (factory, cfg)
+        worker, worker_args = feature_worker, (factory, cfg)
     else:
         from rla_gym.features import make_encoder
 
@@ -394,7 +394,7 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
         policy_info = {"kind": kind, "path": str(args.policy), "observation_shape": obs_shape,
                        "action_dim": action_dim, "chunk": k,
                        "sha256": _digest(Path(args.policy))}  # fmt: skip
-        worker, worker_args = _worker, (factory, cfg)
+        worker, worker_args = feature_worker, (factory, cfg)
     header = eval_header(policy_info, cfg)
     fresh = _episode_log(args.out, partial, header, args.resume)
     desc = f"eval {policy_info['kind']} {args.sim}"

@@ -46,6 +46,7 @@ __all__ = [
     "eval_env",
     "eval_header",
     "evaluate_in_sim",
+    "feature_worker",
     "rollout",
     "run_episodes",
     "summarize_rows",
@@ -245,9 +246,11 @@ def episode(
     return row
 
 
-def _worker(
+def feature_worker(
     args: tuple[Callable[[], FeaturePolicy], RealEvalConfig], indices: list[int], emit: Emit
 ) -> None:
+    """A simulator process's episodes of a feature policy, for :func:`run_episodes`:
+    ``args = (policy factory, cfg)``, one row per index emitted in order."""
     make_policy, cfg = args
     env = eval_env(cfg, render=cfg.video_dir is not None)
     policy = make_policy()
@@ -390,7 +393,7 @@ def evaluate_in_sim(
         EvaluationMismatchError: ``resume`` logs another evaluation.
         WorkerError: a worker raised; the finished episodes stay in ``resume``.
     """
-    return run_episodes(_worker, (make_policy, cfg), cfg, eval_header(identity, cfg),
+    return run_episodes(feature_worker, (make_policy, cfg), cfg, eval_header(identity, cfg),
                         desc=f"eval {cfg.sim}", progress=progress, resume=resume, fresh=fresh,
                         retries=retries)  # fmt: skip
 

@@ -17,12 +17,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rla_gym.evaluation.real import RealEvalConfig, _write_video
-from rla_gym.utils.io import to_jsonable
+from rla_gym.evaluation.real import RealEvalConfig, _write_video, summarize_rows
 from rla_gym.utils.parallel import Emit, imap_workers
-from rla_gym.utils.stats import wilson_interval
 
-__all__ = ["evaluate_scripted_in_sim", "run_scripted_episode", "summarize_episodes"]
+__all__ = ["evaluate_scripted_in_sim", "run_scripted_episode", "scripted_worker"]
 
 
 def run_scripted_episode(
@@ -108,7 +106,11 @@ def run_scripted_episode(
     return out
 
 
-def _worker(args: tuple[str, float, RealEvalConfig], indices: list[int], emit: Emit) -> None:
+def scripted_worker(
+    args: tuple[str, float, RealEvalConfig], indices: list[int], emit: Emit
+) -> None:
+    """A simulator process's episodes of a scripted kind, for ``imap_workers`` or
+    :func:`~rla_gym.evaluation.real.run_episodes`: ``args = (kind, noise, cfg)``."""
     from rla_gym.sims import make_sim
 
     kind, noise, cfg = args
@@ -123,26 +125,6 @@ def _worker(args: tuple[str, float, RealEvalConfig], indices: list[int], emit: E
             emit(r)
     finally:
         sim.close()
-
-
-def summarize_episodes(
-    rows: list[dict[str, Any]], cfg: RealEvalConfig, videos: list[str], wall_clock_s: float
-) -> dict[str, Any]:
-    """The result dict of an evaluation from its per-episode rows.
-
-    Returns:
-        ``success_rate``, ``successes``, ``episodes``, ``wilson95`` (``[low, high]``),
-        ``mean_return``, ``mean_length``, ``rows`` (sorted by index), ``videos``,
-        ``wall_clock_s`` and ``config``: the keys of ``evaluate_in_sim``'s result.
-    """
-    rows = sorted(rows, key=lambda r: r["index"])
-    k = sum(bool(r["success"]) for r in rows)
-    lo, hi = wilson_interval(k, len(rows))
-    return {"success_rate": k / max(len(rows), 1), "successes": k, "episodes": len(rows),
-            "wilson95": [lo, hi], "mean_return": float(np.mean([r["return"] for r in rows])),
-            "mean_length": float(np.mean([r["length"] for r in rows])), "rows": rows,
-            "videos": sorted(videos), "wall_clock_s": wall_clock_s,
-            "config": to_jsonable(cfg)}  # fmt: skip
 
 
 def evaluate_scripted_in_sim(
@@ -173,9 +155,9 @@ def evaluate_scripted_in_sim(
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     videos: list[str] = []
-    for row in imap_workers(_worker, (kind, noise, cfg), range(cfg.episodes), cfg.workers,
+    for row in imap_workers(scripted_worker, (kind, noise, cfg), range(cfg.episodes), cfg.workers,
                             desc=f"eval {kind} {cfg.sim}", progress=progress):  # fmt: skip
         if "frames" in row:
             videos.append(str(_write_video(row.pop("frames"), cfg, row)))
         rows.append(row)
-    return summarize_episodes(rows, cfg, videos, time.perf_counter() - t0)
+    return summarize_rows(rows, cfg, videos, time.perf_counter() - t0)
