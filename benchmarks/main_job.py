@@ -37,7 +37,7 @@ def summary(report: dict) -> dict:
     for name, p in report["policies"].items():
         dream, real = p["dream"], p.get("real")
         policies[name] = {
-            "steps": report["ppo_steps_of"][name],
+            "steps": p["steps"],
             "imagined": {"success": dream["successes"], "episodes": dream["episodes"],
                          "return": dream["mean_return"]},
             "vs_bc": p.get("vs_bc"),

@@ -68,9 +68,9 @@ def auto_success_estimate(art: Artifacts) -> Literal["goal_distance", "progress_
     has no head, else the head."""
     calibration = art.manifest.get("success", {})
     trusted = calibration.get("train_balanced_accuracy", 0.0) >= TRUSTED_DREAM_CALIBRATION
-    if art.success_threshold is not None and (trusted or not art.has_progress_head):
-        return "goal_distance"
-    return "progress_head"
+    if art.has_progress_head and not (art.success_threshold is not None and trusted):
+        return "progress_head"
+    return "goal_distance"
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,8 +162,8 @@ class DreamCore:
             scale=config.reward_scale,
             success_threshold=self.art.success_threshold,
         )
-        # The learned head, when the bundle ships one, gives the success estimate in every mode
-        # (it was trained with start frames and failures as negatives) and the progress reward.
+        # The learned head, when the bundle ships one, reports progress in every mode; it pays
+        # the progress reward and gives the success estimate where config.success_estimate says.
         needs_head = config.reward_mode == "progress" or config.success_estimate == "progress_head"
         if needs_head or self.art.has_progress_head:
             # Shared by every env on the bundle; without a head this raises, saying how to add one.

@@ -243,8 +243,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             label="training episodes (stochastic, last 100)",
         )
     # The curve to judge: every saved policy, deterministic, on the same starts and flow noise.
-    steps_of = report["ppo_steps_of"]
-    saved = sorted((steps_of[n], p["dream"]["mean_return"]) for n, p in report["policies"].items())
+    saved = sorted((p["steps"], p["dream"]["mean_return"]) for p in report["policies"].values())
     ax0.plot(
         [x for x, _ in saved],
         [r for _, r in saved],
@@ -365,19 +364,22 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     # ---- imagined evaluation of BC, snapshots and the final policy from every bank start
     starts = list(range(len(core.reset_features)))
     eval_env = RLAWorldVectorEnv(len(starts), config=env_cfg)
-    policies: dict[str, Path] = {"bc": base_path}
+    # name -> (folder, dream env steps of PPO it had when saved)
+    policies: dict[str, tuple[Path, int]] = {"bc": (base_path, 0)}
     for snap in sorted((ppo_dir / "snapshots").glob("step_*")):
-        policies[f"ppo@{int(snap.name[5:])}"] = snap
-    policies["bc+ppo"] = final_path
+        steps = int(snap.name[5:])
+        policies[f"ppo@{steps}"] = (snap, steps)
+    policies["bc+ppo"] = (final_path, agent.num_timesteps)
     report_policies: dict[str, dict[str, Any]] = {}
     from tqdm.auto import tqdm
 
-    for name, path in tqdm(
+    for name, (path, steps) in tqdm(
         policies.items(), desc=f"dream eval ({len(starts)} starts)", disable=not cfg.progress
     ):
         pol = ActorCritic.load(path)
         report_policies[name] = {
             "path": str(path),
+            "steps": steps,
             "dream": dream_evaluate(pol, eval_env, starts, seed=cfg.seed),
         }
     eval_env.close()
@@ -401,7 +403,8 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
             video_dir=out / "videos" / name.replace("+", "_"),
             videos=cfg.videos,
         )
-        res = evaluate_in_sim(SavedPolicy(str(policies[name])), real_cfg, progress=cfg.progress)
+        res = evaluate_in_sim(SavedPolicy(report_policies[name]["path"]), real_cfg,
+                              progress=cfg.progress)  # fmt: skip
         res.pop("config")
         report_policies[name]["real"] = res
 
@@ -415,10 +418,6 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
         "success_estimate": "progress_head" if core.success_from_head else "goal_distance",
         "config": to_jsonable(cfg),
         "ppo": {"env_steps": agent.num_timesteps, "wall_clock_s": ppo_wall, "history": history},
-        "ppo_steps_of": {
-            name: 0 if name == "bc" else agent.num_timesteps if name == "bc+ppo" else int(name[4:])
-            for name in report_policies
-        },
         "policies": report_policies,
         "wall_clock_s": time.perf_counter() - t_start,
         "provenance": provenance(
