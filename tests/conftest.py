@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,3 +48,11 @@ def dmc_sim() -> Iterator[object]:
     sim = DMCSim("reacher-easy", resolution=64, max_steps=200)
     yield sim
     sim.close()
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny dreamed bundle (``tests/tiny_bundle.py``), built once per session."""
+    from tiny_bundle import build_tiny_bundle
+
+    return build_tiny_bundle(tmp_path_factory.mktemp("envs"))

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_envs import bundle  # noqa: F401  (the tiny dreamed bundle, built once per session)
 
 from rla_gym.cli.main import main
 from rla_gym.decoder import DecoderConfig, FrameDecoder
@@ -48,7 +47,7 @@ def _train_cfg(data: Path, out: Path, **trainer: object) -> TrainDecoderConfig:
 
 
 @pytest.fixture(scope="module")
-def trained(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def trained(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small decoder trained on the tiny bundle's own dataset (2x2 tokens -> 32 px)."""
     out = tmp_path_factory.mktemp("decoder")
     result = train_decoder(_train_cfg(bundle.parent / "data", out))
@@ -69,7 +68,7 @@ def test_default_decoder_shapes_and_size() -> None:
 
 
 def test_training_lowers_loss_and_resumes_exactly(
-    bundle: Path,  # noqa: F811
+    bundle: Path,
     trained: Path,
     tmp_path: Path,
 ) -> None:
@@ -101,7 +100,7 @@ def test_features_of_another_encoder_or_grid_are_refused(trained: Path) -> None:
 
 
 def test_bundle_renders_decoded_or_nearest(
-    bundle: Path,  # noqa: F811
+    bundle: Path,
     trained: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

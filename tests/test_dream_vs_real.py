@@ -1,6 +1,6 @@
 """Dream vs real on real dm-control reacher seen through the ``tiny`` encoder at 32 px.
 
-The tiny dreamed bundle of ``test_envs.py`` (``(4, 16)`` features, chunks of 8 two-dimensional
+The tiny dreamed bundle of ``tiny_bundle.py`` (``(4, 16)`` features, chunks of 8 two-dimensional
 actions) is relabelled as a reacher bundle, so real episodes run in the real simulator while the
 dream stays tiny. CPU, well under a minute.
 """
@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_envs import bundle  # noqa: F401  (the tiny dreamed bundle, built once per session)
 
 from rla_gym.evaluation.dream_vs_real import (
     PolicySpec,
@@ -34,7 +33,7 @@ pytestmark = [pytest.mark.sim, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture
-def reacher_bundle(bundle: Path, tmp_path: Path) -> Path:  # noqa: F811
+def reacher_bundle(bundle: Path, tmp_path: Path) -> Path:
     out = tmp_path / "bundle"
     shutil.copytree(bundle, out)
     manifest = load_json(out / "manifest.json")

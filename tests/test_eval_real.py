@@ -2,7 +2,7 @@
 
 The real simulator is dm-control reacher (the cheapest) seen through the ``tiny`` encoder at
 32 px, i.e. ``(4, 16)`` features: the observation space of the tiny dreamed bundle of
-``test_envs.py``, whose fixture is reused here. CPU, well under a minute.
+``tiny_bundle.py``, whose session fixture is reused here. CPU, well under a minute.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from test_envs import bundle  # noqa: F401  (the tiny dreamed bundle, built once per session)
 
 from rla_gym.agents import ActorCritic, ActorCriticConfig
 from rla_gym.cli.main import main
@@ -150,7 +149,7 @@ def test_eval_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert 'pip install "rla-gym[sim]"' in capsys.readouterr().err
 
 
-def test_sb3_extractor_ppo_in_dream_then_eval_in_real(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_sb3_extractor_ppo_in_dream_then_eval_in_real(bundle: Path, tmp_path: Path) -> None:
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.vec_env import VecMonitor
 
@@ -183,7 +182,7 @@ def test_sb3_extractor_ppo_in_dream_then_eval_in_real(bundle: Path, tmp_path: Pa
 
 
 def test_one_rollout_path_for_eval_and_the_env_and_one_info_schema(
-    bundle: Path,  # noqa: F811
+    bundle: Path,
     tmp_path: Path,
 ) -> None:
     """``rla-gym eval``'s episodes are :func:`rollout` on a ``RealFeatureEnv``: the same seed

@@ -1,5 +1,5 @@
 """The dream planner: config errors, search that improves the dream's score, MPC, distillation,
-and ``rla-gym eval --policy plan`` (CPU; tiny bundle of ``test_envs.py`` and embedded bundles)."""
+and ``rla-gym eval --policy plan`` (CPU; tiny bundle of ``tiny_bundle.py`` and embedded bundles)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_envs import K, bundle  # noqa: F401  (the tiny dreamed bundle, built once per session)
+from tiny_bundle import K
 
 from rla_gym.envs.rla_world import RLAWorldConfig
 from rla_gym.planning import DreamPlanner, MPCController, PlannerConfig
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = PlannerConfig(samples=8, iterations=2, horizon=2, flow_steps=2)
 
 
-def _tiny_planner(bundle: Path, **kw: object) -> DreamPlanner:  # noqa: F811
+def _tiny_planner(bundle: Path, **kw: object) -> DreamPlanner:
     return DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), dataclasses.replace(TINY, **kw))
 
 
@@ -40,7 +40,7 @@ def test_planner_config_rejects_bad_values(kwargs: dict[str, object], match: str
         PlannerConfig(**kwargs)  # type: ignore[arg-type]
 
 
-def test_planner_horizon_beyond_episode_and_missing_base_raise(bundle: Path) -> None:  # noqa: F811
+def test_planner_horizon_beyond_episode_and_missing_base_raise(bundle: Path) -> None:
     from rla_gym.errors import MissingWeightsError
 
     horizon = _tiny_planner(bundle).episode_horizon
@@ -69,7 +69,7 @@ def test_planned_chunks_beat_the_first_random_candidates_in_the_dream(mode: str)
         assert np.mean(planned) >= np.mean(candidates), (planned, candidates, plan.history)
 
 
-def test_mpc_aligns_counts_time_and_warm_starts_by_shifting(bundle: Path) -> None:  # noqa: F811
+def test_mpc_aligns_counts_time_and_warm_starts_by_shifting(bundle: Path) -> None:
     planner = _tiny_planner(bundle)
     core, size = planner.core, planner.action_size
     mpc = MPCController(planner)
@@ -103,7 +103,7 @@ def test_mpc_aligns_counts_time_and_warm_starts_by_shifting(bundle: Path) -> Non
     np.testing.assert_array_equal(mpc.previous, s0)
 
 
-def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path) -> None:  # noqa: F811
+def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path) -> None:
     from rla_gym.agents import ActorCriticConfig, BCConfig
     from rla_gym.planning import distill, record_plans
 
@@ -133,7 +133,7 @@ def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path) -> None:  
 
 
 @pytest.mark.sim
-def test_eval_cli_policy_plan_on_reacher(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_eval_cli_policy_plan_on_reacher(bundle: Path, tmp_path: Path) -> None:
     """``rla-gym eval --policy plan`` in real dm-control reacher (tiny bundle, 1 short episode)."""
     pytest.importorskip("dm_control")
     from rla_gym.cli.main import main
@@ -178,7 +178,7 @@ def test_search_is_model_free_and_finds_the_best_sequence(mode: str) -> None:
     assert torch.equal(again.first_candidates[0], torch.ones(2, 3))
 
 
-def test_planner_with_the_real_simulator_as_its_model(bundle: Path) -> None:  # noqa: F811
+def test_planner_with_the_real_simulator_as_its_model(bundle: Path) -> None:
     """``benchmarks/planner_oracle.py``: candidates run in real reacher from the restored state;
     the state is back afterwards and a candidate's score is what executing it really gives."""
     pytest.importorskip("dm_control")
