@@ -12,6 +12,7 @@ __all__ = [
     "compute_gae",
     "explained_variance",
     "group_relative",
+    "group_seeds",
     "ppo_clip_loss",
     "value_loss",
 ]
@@ -70,6 +71,13 @@ def compute_gae(
         running = deltas[t] + gamma * lam * not_done[t] * running
         advantages[t] = running
     return advantages, advantages + values
+
+
+def group_seeds(seed: int, num_envs: int, group_size: int) -> list[int]:
+    """Reset seeds of ``num_envs`` envs in groups of ``group_size``: env ``i`` gets
+    ``seed + i // group_size``, so a group's members start alike and draw alike (``G = 1``: the
+    usual ``seed + i``)."""
+    return [seed + i // group_size for i in range(num_envs)]
 
 
 def group_relative(advantages: torch.Tensor, valid: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -35,6 +35,7 @@ from rla_gym.agents._math import (
     compute_gae,
     explained_variance,
     group_relative,
+    group_seeds,
     ppo_clip_loss,
     value_loss,
 )
@@ -242,11 +243,9 @@ class PPO:
         # A group shares its seed: the same start and, in a dreamed env, the same flow noise.
         # Autoresets draw from each env's own (identically seeded) stream, so equal-length
         # episodes keep the group in step.
-        seed: int | list[int] = (
-            cfg.seed
-            if cfg.group_size == 1
-            else [cfg.seed + i // cfg.group_size for i in range(self.num_envs)]
-        )
+        seed: int | list[int] = cfg.seed
+        if cfg.group_size > 1:
+            seed = group_seeds(cfg.seed, self.num_envs, cfg.group_size)
         obs, _ = self.env.reset(seed=seed)
         self._torch_env = torch.is_tensor(obs)
         self._env_device = obs.device if self._torch_env else None

@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
+from rla_gym.agents._math import group_seeds
 from rla_gym.envs.vector import RLAWorldVectorEnv
 
 __all__ = ["SB3PatchExtractor", "SB3VecEnvAdapter", "patch_policy_kwargs"]
@@ -155,7 +156,7 @@ class SB3VecEnvAdapter(VecEnv):
         """SB3's seeding (applied at the next ``reset``), shared within groups of envs."""
         if seed is None:  # as SB3 does: one random seed, so the envs still differ
             seed = int(np.random.randint(0, np.iinfo(np.uint32).max, dtype=np.uint32))
-        self._seeds = [int(seed) + i // self.group_size for i in range(self.num_envs)]
+        self._seeds = group_seeds(int(seed), self.num_envs, self.group_size)
         return self._seeds
 
     def reset(self) -> VecEnvObs:
