@@ -19,6 +19,7 @@ __all__ = [
     "FeatureDataConfig",
     "FeatureSplit",
     "branch_points",
+    "load_body",
     "load_feature_episodes",
     "load_split",
     "sibling_groups",
@@ -63,6 +64,12 @@ class FeatureSplit:
     grid: tuple[int, int] | None = None
     train_ids: tuple[str, ...] = ()
     """Episode ids of ``train``, in order (empty for in-memory splits)."""
+    train_proprio: Sequence[np.ndarray] | None = None
+    """Body vectors ``(T+1, P)`` of ``train``'s episodes (``None``: not loaded)."""
+    val_proprio: Sequence[np.ndarray] | None = None
+    """Body vectors of ``val``'s episodes."""
+    proprio_fields: tuple[str, ...] = ()
+    """Names of the body vector's entries (:mod:`rla_gym.data.proprio`)."""
 
 
 def load_feature_episodes(
@@ -98,8 +105,38 @@ def load_feature_episodes(
     return out, fingerprint or "", grid
 
 
-def load_split(cfg: FeatureDataConfig, seed: int) -> FeatureSplit:
+def load_body(data: str | Path, ids: Sequence[str]) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """The body vectors ``float32 (T+1, P)`` of the given episodes and the vector's field names.
+
+    Raises:
+        ValueError: a dataset whose simulator has no body vector, or an episode without proprio
+            (every ``rla-gym collect`` records it).
+    """
+    from rla_gym.data.episodes import EpisodeStore
+    from rla_gym.data.proprio import body_spec, body_vector
+
+    store = EpisodeStore(data)
+    sim = str(store.manifest().get("sim", ""))
+    spec = body_spec(sim)
+    out = []
+    for eid in ids:
+        raw = store.read(eid, frames=False).proprio
+        if raw.ndim != 2 or raw.shape[1] == 0:
+            raise ValueError(
+                f"episode {eid} of {data} has no proprio; record the dataset with "
+                f"`rla-gym collect --sim {sim} ...` (every collector records it)"
+            )
+        out.append(body_vector(sim, raw))
+    return out, spec.fields
+
+
+def load_split(cfg: FeatureDataConfig, seed: int, proprio: bool = False) -> FeatureSplit:
     """Split ``cfg.folder``'s episodes by ``cfg.val_fraction`` with ``seed`` and load both parts.
+
+    Args:
+        cfg: dataset, encoder and split.
+        seed: the split's seed.
+        proprio: also load the episodes' body vectors (:func:`load_body`).
 
     Raises:
         ValueError: no dataset folder given, or no episodes in it.
@@ -116,8 +153,18 @@ def load_split(cfg: FeatureDataConfig, seed: int) -> FeatureSplit:
     val = (
         load_feature_episodes(cfg.folder, cfg.encoder, val_ids, fingerprint)[0] if val_ids else None
     )
+    body: dict[str, object] = {}
+    if proprio:
+        train_p, fields = load_body(cfg.folder, train_ids)
+        val_p = load_body(cfg.folder, val_ids)[0] if val_ids else None
+        body = {"train_proprio": train_p, "val_proprio": val_p, "proprio_fields": fields}
     return FeatureSplit(
-        train=train, val=val, fingerprint=fingerprint, grid=grid, train_ids=tuple(train_ids)
+        train=train,
+        val=val,
+        fingerprint=fingerprint,
+        grid=grid,
+        train_ids=tuple(train_ids),
+        **body,  # type: ignore[arg-type]
     )
 
 

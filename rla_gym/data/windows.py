@@ -96,6 +96,9 @@ class PairSampler(SeededStream):
         sibling_fraction: share of every :meth:`sample` batch drawn as sibling pairs (two
             members of one group, rows ``2i`` and ``2i + 1`` of the batch; see its
             ``sibling_pairs``). ``0`` draws exactly as without ``siblings``.
+        proprio: optional body vectors ``(T+1, P)`` per episode (aligned with ``episodes``;
+            :mod:`rla_gym.data.proprio`); every batch then also holds ``p_t`` and ``p_th``. It
+            changes no draw.
 
     Raises:
         ValueError: inconsistent shapes, bad gaps, or no episode long enough.
@@ -111,6 +114,7 @@ class PairSampler(SeededStream):
         history: int = 0,
         siblings: Sequence[np.ndarray] = (),
         sibling_fraction: float = 0.0,
+        proprio: Sequence[np.ndarray] | None = None,
     ) -> None:
         if history < 0:
             raise ValueError(f"history must be >= 0 steps, got {history}")
@@ -129,6 +133,9 @@ class PairSampler(SeededStream):
         self.features: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
         self.interaction: list[np.ndarray] = []
+        self.proprio: list[np.ndarray] | None = None if proprio is None else []
+        if proprio is not None and len(proprio) != len(episodes):
+            raise ValueError(f"{len(proprio)} proprio arrays for {len(episodes)} episodes")
         kept: dict[int, int] = {}
         for i, (feats, acts) in enumerate(episodes):
             feats, acts = np.asarray(feats), np.asarray(acts)
@@ -148,6 +155,14 @@ class PairSampler(SeededStream):
                 )
             if len(acts) < min_gap:
                 continue
+            if self.proprio is not None:
+                assert proprio is not None
+                body = np.asarray(proprio[i], dtype=np.float32)
+                if body.ndim != 2 or len(body) != len(feats):
+                    raise ValueError(
+                        f"episode {i}: proprio must have shape ({len(feats)}, P), got {body.shape}"
+                    )
+                self.proprio.append(body)
             kept[i] = len(self.features)
             self.features.append(feats)
             self.actions.append(acts)
@@ -245,6 +260,10 @@ class PairSampler(SeededStream):
         idx = np.asarray(triples, dtype=np.int64).reshape(b, 3)
         lengths = torch.from_numpy(idx[:, 2].copy())
         extra = {} if s_prev is None else {"s_prev": torch.from_numpy(s_prev)}
+        if self.proprio is not None:
+            body = self.proprio
+            extra["p_t"] = torch.from_numpy(np.stack([body[e][t] for e, t, _ in triples]))
+            extra["p_th"] = torch.from_numpy(np.stack([body[e][t + h] for e, t, h in triples]))
         return {
             **extra,
             "s_t": torch.from_numpy(s_t),
@@ -269,6 +288,7 @@ class PairSampler(SeededStream):
             the gap ``h``; ``action_mask`` ``bool (B, H_max)``; ``episode`` and ``start``
             ``int64 (B,)`` (episode index among the kept episodes, and ``t``); with
             ``history > 0`` also ``s_prev`` ``float32 (B, N, D)`` (frame ``max(t - history, 0)``);
+            with ``proprio`` also ``p_t`` and ``p_th`` ``float32 (B, P)``;
             with ``sibling_fraction > 0`` also ``sibling_pairs`` (``int`` ``P``: rows ``2i`` and
             ``2i + 1``, ``i < P``, are siblings).
         """

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["paired_difference", "roc_auc", "spearman", "wilson_interval"]
+__all__ = ["paired_difference", "r2_score", "roc_auc", "spearman", "wilson_interval"]
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -92,3 +92,20 @@ def paired_difference(new: np.ndarray, old: np.ndarray) -> dict[str, float | int
         "ties": int((d == 0).sum()),
         "episodes": n,
     }
+
+
+def r2_score(pred: np.ndarray, true: np.ndarray) -> float:
+    """Coefficient of determination over every entry: ``1 - SS_res / SS_tot``.
+
+    ``SS_tot`` is taken about each column's mean (the last axis is the variable axis), so a
+    prediction of every entry's mean scores 0 and a perfect one 1.
+
+    Args:
+        pred, true: ``(..., P)`` arrays of the same shape.
+    """
+    p = np.asarray(pred, np.float64).reshape(-1, np.shape(pred)[-1])
+    y = np.asarray(true, np.float64).reshape(-1, np.shape(true)[-1])
+    if p.shape != y.shape or len(y) < 2:
+        raise ValueError(f"r2_score needs equal shapes with >= 2 rows, got {p.shape}, {y.shape}")
+    ss_tot = float(((y - y.mean(0)) ** 2).sum())
+    return 1.0 - float(((y - p) ** 2).sum()) / max(ss_tot, 1e-12)

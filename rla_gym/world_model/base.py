@@ -52,6 +52,15 @@ class FeatureWorldModel(nn.Module):
     history: int = 0
     """Control steps back to the earlier frame ``s_prev`` the model is conditioned on (``0``:
     Markov in ``s_t``; ``s_prev`` is then ignored)."""
+    proprio_fields: tuple[str, ...] = ()
+    """Names of the body vector (:mod:`rla_gym.data.proprio`) the model also dreams: its
+    predictions are conditioned on the current proprio and return the next one. Empty: the model
+    dreams features only."""
+
+    @property
+    def proprio_dim(self) -> int:
+        """``P``: size of the dreamed body vector (0: features only)."""
+        return len(self.proprio_fields)
 
     def _init_action_stats(self, action_dim: int) -> None:
         # Actions of different robots/sims span very different ranges; standardising them with
@@ -132,6 +141,40 @@ class FeatureWorldModel(nn.Module):
             raise ValueError("s_prev contains NaN or inf")
         return s_prev.to(s_t.device, torch.float32)
 
+    def check_proprio(self, s_t: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor | None:
+        """Validate the current body vector; ``None`` for models without a body.
+
+        Args:
+            s_t: ``(B, N, D)`` checked features (on the model's device).
+            proprio: ``(B, P)`` body vectors in :attr:`proprio_fields` order.
+
+        Raises:
+            ValueError: a body model without ``proprio``, a features-only model given one, a
+                wrong shape or non-finite values; the message names the expected fields.
+        """
+        names = ", ".join(self.proprio_fields)
+        if not self.proprio_fields:
+            if proprio is not None:
+                raise ValueError(
+                    f"{type(self).__name__} dreams features only (trained without proprio); "
+                    "do not pass proprio, or train a body model (train-wm --proprio)"
+                )
+            return None
+        if proprio is None:
+            raise ValueError(
+                f"this world model dreams the robot's body too: pass proprio of shape "
+                f"(B, {self.proprio_dim}) ({names})"
+            )
+        p = torch.as_tensor(proprio)
+        if p.ndim != 2 or tuple(p.shape) != (s_t.shape[0], self.proprio_dim):
+            raise ValueError(
+                f"proprio must have shape ({s_t.shape[0]}, {self.proprio_dim}) ({names}), "
+                f"got {tuple(p.shape)}"
+            )
+        if not torch.isfinite(p).all():
+            raise ValueError(f"proprio contains NaN or inf; expected finite ({names})")
+        return p.to(s_t.device, torch.float32)
+
     def _device(self) -> torch.device:
         for t in self.buffers():
             return t.device
@@ -156,9 +199,11 @@ class FeatureWorldModel(nn.Module):
         num_samples: int,
         guidance: float = 1.0,
         s_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Checked inputs -> ``(B, S, N, D)`` predictions (``S = num_samples``); ``s_prev`` is
-        :meth:`check_previous`'s result."""
+        proprio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Checked inputs -> ``(B, S, N, D)`` predictions (``S = num_samples``) and the next body
+        vector ``(B, P)`` (``None`` without a body); ``s_prev`` and ``proprio`` are
+        :meth:`check_previous`'s and :meth:`check_proprio`'s results."""
         raise NotImplementedError
 
     def check_guidance(self, guidance: float) -> None:
@@ -170,25 +215,29 @@ class FeatureWorldModel(nn.Module):
             )
 
     @torch.no_grad()
-    def sample(
+    def sample_state(
         self,
         s_t: torch.Tensor,
         actions: torch.Tensor,
         lengths: torch.Tensor | None = None,
         *,
+        proprio: torch.Tensor | None = None,
         num_samples: int = 1,
         steps: int | None = None,
         generator: Generators | None = None,
         method: str = "euler",
         guidance: float = 1.0,
         s_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``S`` samples of ``s_{t+h}`` per row: the one sampler every caller goes through.
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``S`` samples of ``s_{t+h}`` per row and the next body vector: the one sampler every
+        caller goes through.
 
         Args:
             s_t: ``(B, N, D)`` current features.
             actions: ``(B, h, A)`` chunk, or ``(B, L, A)`` zero-padded together with ``lengths``.
             lengths: optional ``(B,)`` true chunk lengths (``h <= H_max``).
+            proprio: ``(B, P)`` current body vectors (models with :attr:`proprio_fields`; must
+                be ``None`` for the others).
             num_samples: ``S >= 1`` draws per row.
             steps: solver steps (flow models; default ``config.default_flow_steps``).
             generator: one generator for the batch, one per row (row ``i``'s noise then
@@ -201,7 +250,9 @@ class FeatureWorldModel(nn.Module):
                 models; ``None``: at rest). Ignored when ``history == 0``.
 
         Returns:
-            ``(B, S, N, D)`` predicted features (deterministic models repeat one prediction).
+            ``(B, S, N, D)`` predicted features (deterministic models repeat one prediction) and
+            ``(B, P)`` the predicted next body vector (``None`` for features-only models; the
+            body head is deterministic, so one per row).
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -217,7 +268,37 @@ class FeatureWorldModel(nn.Module):
             num_samples=num_samples,
             guidance=guidance,
             s_prev=self.check_previous(s_t, s_prev),
+            proprio=self.check_proprio(s_t, proprio),
         )
+
+    @torch.no_grad()
+    def sample(
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        num_samples: int = 1,
+        steps: int | None = None,
+        generator: Generators | None = None,
+        method: str = "euler",
+        guidance: float = 1.0,
+        s_prev: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The features of :meth:`sample_state`: ``(B, S, N, D)``."""
+        return self.sample_state(
+            s_t,
+            actions,
+            lengths,
+            proprio=proprio,
+            num_samples=num_samples,
+            steps=steps,
+            generator=generator,
+            method=method,
+            guidance=guidance,
+            s_prev=s_prev,
+        )[0]
 
     @torch.no_grad()
     def predict(
@@ -231,6 +312,7 @@ class FeatureWorldModel(nn.Module):
         method: str = "euler",
         num_samples: int = 1,
         s_prev: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict ``s_{t+h}``.
 
@@ -243,7 +325,7 @@ class FeatureWorldModel(nn.Module):
             method: ``"euler"`` or ``"midpoint"``.
             num_samples: with ``S > 1``, the mean of ``S`` samples is returned (use
                 :meth:`predict_with_uncertainty` to also get their spread).
-            s_prev: as in :meth:`sample`.
+            s_prev, proprio: as in :meth:`sample_state`.
 
         Returns:
             ``(B, N, D)`` predicted features.
@@ -257,6 +339,7 @@ class FeatureWorldModel(nn.Module):
             generator=generator,
             method=method,
             s_prev=s_prev,
+            proprio=proprio,
         )
         return out.mean(1) if num_samples > 1 else out[:, 0]
 
@@ -272,6 +355,7 @@ class FeatureWorldModel(nn.Module):
         generator: Generators | None = None,
         method: str = "euler",
         s_prev: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean prediction and an epistemic/aleatoric spread estimate from ``S`` samples.
 
@@ -290,6 +374,7 @@ class FeatureWorldModel(nn.Module):
             generator=generator,
             method=method,
             s_prev=s_prev,
+            proprio=proprio,
         )
         return out.mean(1), out.std(1).mean(dim=(1, 2))
 
@@ -303,33 +388,39 @@ class FeatureWorldModel(nn.Module):
         generator: torch.Generator | None = None,
         method: str = "euler",
         s_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        proprio: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Autoregressive rollout: each prediction is fed back as the next ``s_t`` directly.
 
         No decode/re-encode through the image encoder (as in the paper): the model works in
         feature space throughout. A history model sees the previous chunk's start as its earlier
-        frame (exact when every chunk has ``history`` steps, as in the dreamed env).
+        frame (exact when every chunk has ``history`` steps, as in the dreamed env). A body
+        model feeds its predicted body vector back too.
 
         Args:
             s_0: ``(B, N, D)`` start features.
             chunks: action chunks ``(B, h_i, A)`` with ``1 <= h_i <= H_max``.
             steps, generator, method: as in :meth:`predict`.
             s_prev: the frame before ``s_0`` (history models; ``None``: at rest).
+            proprio: ``(B, P)`` start body vectors (body models only).
 
         Returns:
-            ``(B, len(chunks), N, D)``: the features after each chunk.
+            ``(B, len(chunks), N, D)``: the features after each chunk; for a body model the
+            tuple of those and ``(B, len(chunks), P)``, the body after each chunk.
         """
         if len(chunks) == 0:
             raise ValueError("rollout needs at least one action chunk")
         g = _default_generator(generator)
-        s, prev, outs = s_0, s_prev, []
+        s, prev, body, outs, bodies = s_0, s_prev, proprio, [], []
         for chunk in chunks:
-            s, prev = (
-                self.predict(s, chunk, steps=steps, generator=g, method=method, s_prev=prev),
-                s,
+            nxt, body = self.sample_state(
+                s, chunk, steps=steps, generator=g, method=method, s_prev=prev, proprio=body
             )
+            s, prev = nxt[:, 0], s
             outs.append(s)
-        return torch.stack(outs, dim=1)
+            bodies.append(body)
+        feats = torch.stack(outs, dim=1)
+        return feats if body is None else (feats, torch.stack(bodies, dim=1))
 
     # ------------------------------------------------------------------ persistence helpers
     def _fit_action_stats(self, actions: torch.Tensor) -> None:

@@ -362,9 +362,10 @@ class DirectRegressionWM(_LearnedBaseline):
         num_samples: int,
         guidance: float = 1.0,
         s_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        proprio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, None]:
         out = self.regress(s_t, actions, lengths)
-        return out[:, None].expand(-1, num_samples, -1, -1)
+        return out[:, None].expand(-1, num_samples, -1, -1), None
 
 
 class FeatureFlowWM(_LearnedBaseline):
@@ -422,7 +423,8 @@ class FeatureFlowWM(_LearnedBaseline):
         num_samples: int,
         guidance: float = 1.0,
         s_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        proprio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, None]:
         b, n, d = s_t.shape
         cache = repeat_kv(self.flow.prepare(self._condition(s_t, actions, lengths)), num_samples)
         x_0 = noise_for_rows(b, num_samples, (n, d), generator, s_t.device)
@@ -433,7 +435,7 @@ class FeatureFlowWM(_LearnedBaseline):
             method,
         )  # type: ignore[arg-type]
         out = x_1 * self.feature_std + self.feature_mean
-        return out.view(b, num_samples, n, d)
+        return out.view(b, num_samples, n, d), None
 
 
 _WORLD_MODELS: dict[str, Any] = {

@@ -79,9 +79,22 @@ class WorldModelConfig:
     but not where it is going; DINO-WM and DIAMOND condition on a short history for this reason.
     Set it to the env's chunk ``K``: a dreamed episode then always has that frame, the previous
     chunk's start. ``0``: Markov in ``s_t`` (every bundle before 2026-12)."""
+    proprio_fields: tuple[str, ...] = ()
+    """The robot's body as part of the dreamed state (``rla_gym.data.proprio``; e.g. reacher's
+    six ``shoulder_sin ... wrist_vel``). Non-empty: the current body vector is embedded into
+    every condition token (beside the patches, as DINO-WM tiles its proprio embedding onto each
+    patch) and a head on the condition stage predicts the next one. Empty: features only."""
+    proprio_weight: float = 1.0
+    """Weight of the body head's loss (MSE of the standardised body change) beside the flow's."""
+    body_hidden: int = 256
+    """Hidden width of the body head's MLP."""
 
     def __post_init__(self) -> None:
         _check_common(self.action_dim, self.max_horizon, self.width, self.heads)
+        # JSON gives a list; the frozen config keeps a hashable tuple.
+        object.__setattr__(self, "proprio_fields", tuple(str(f) for f in self.proprio_fields))
+        if self.proprio_weight < 0 or self.body_hidden < 1:
+            raise ValueError("proprio_weight must be >= 0 and body_hidden >= 1")
         if not 0.0 <= self.action_dropout < 1.0:
             raise ValueError(f"action_dropout must be in [0, 1), got {self.action_dropout}")
         if self.cond_depth < 0 or self.flow_depth < 1:

@@ -134,6 +134,23 @@ class RLAWorldModel(FeatureWorldModel):
             # training pairs (fit_normalization) because it is ~10x smaller than the features.
             self.motion_proj = zero_linear(self.feature_dim, w)
             self.register_buffer("motion_scale", torch.ones(()))
+        self.proprio_fields = config.proprio_fields
+        if self.proprio_fields:
+            p = len(self.proprio_fields)
+            # The current body enters every condition token, zero-initialised like the motion.
+            self.proprio_proj = zero_linear(p, w)
+            # The next body is read off the condition stage (pooled tokens), the action vector
+            # and the current body; it predicts the standardised change.
+            self.body_head = nn.Sequential(
+                nn.Linear(2 * w + p, config.body_hidden),
+                nn.GELU(),
+                nn.Linear(config.body_hidden, config.body_hidden),
+                nn.GELU(),
+                nn.Linear(config.body_hidden, p),
+            )
+            self.register_buffer("proprio_mean", torch.zeros(p))
+            self.register_buffer("proprio_std", torch.ones(p))
+            self.register_buffer("body_delta_std", torch.ones(p))
         self._init_action_stats(config.action_dim)
         shape = (self.latent_tokens, self.latent_dim)
         if config.latent_norm == "scalar":
@@ -177,8 +194,16 @@ class RLAWorldModel(FeatureWorldModel):
                 models, whose motion scale is measured here too).
         """
         dev = self._device()
-        zs, acts, motion = [], [], []
+        zs, acts, motion, bodies, deltas = [], [], [], [], []
         for b in batches:
+            if self.proprio_fields:
+                if "p_t" not in b:
+                    raise ValueError(
+                        "this world model dreams the body; its batches need p_t and p_th "
+                        "(PairSampler(..., proprio=...))"
+                    )
+                bodies.append(b["p_t"].float())
+                deltas.append((b["p_th"] - b["p_t"]).float())
             if self.history > 0:
                 if "s_prev" not in b:
                     raise ValueError(
@@ -194,6 +219,11 @@ class RLAWorldModel(FeatureWorldModel):
         if not acts:
             raise ValueError("fit_normalization needs at least one batch")
         self._fit_action_stats(torch.cat(acts).float())
+        if bodies:
+            # A constant body entry (e.g. a gripper that never moves) must not divide by ~0.
+            self.proprio_mean.copy_(torch.cat(bodies).mean(0))
+            self.proprio_std.copy_(torch.cat(bodies).std(0, unbiased=False).clamp_min(1e-3))
+            self.body_delta_std.copy_(torch.cat(deltas).std(0, unbiased=False).clamp_min(1e-4))
         if motion:
             # RMS over the pairs; a data set without motion keeps the scale at 1.
             rms = float(torch.cat(motion).mean().sqrt())
@@ -206,16 +236,16 @@ class RLAWorldModel(FeatureWorldModel):
             self.latent_std.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-6))
 
     # ------------------------------------------------------------------ network
-    def conditioning(
+    def condition_tokens(
         self,
         s_t: torch.Tensor,
         actions: torch.Tensor,
         lengths: torch.Tensor,
         drop: torch.Tensor | None = None,
         s_prev: torch.Tensor | None = None,
-    ) -> FlowCache:
-        """Run the condition stage once; returns the flow stage's cache (cross-attention K/V, and
-        the action vector when ``config.action_in_flow``).
+        proprio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The condition stage: ``(tokens (B, N, W), action vector (B, W))``.
 
         Args:
             s_t: ``(B, N, D)``.
@@ -224,6 +254,7 @@ class RLAWorldModel(FeatureWorldModel):
             drop: optional ``bool (B,)``: rows whose action vector is replaced by the learned
                 "no action" vector (needs ``config.action_dropout > 0``).
             s_prev: ``(B, N, D)`` the earlier frame (history models; checked).
+            proprio: ``(B, P)`` the current body vector (body models; checked).
         """
         a = self.action_encoder(self.normalize_actions(actions, lengths), lengths)
         if drop is not None:
@@ -232,9 +263,45 @@ class RLAWorldModel(FeatureWorldModel):
         if self.history > 0:
             prev = s_t if s_prev is None else s_prev
             extra = self.motion_proj((s_t - prev) / self.motion_scale)
-        return self.flow.prepare(
-            self.condition(s_t, a, extra), a if self.config.action_in_flow else None
-        )
+        if self.proprio_fields:
+            if proprio is None:
+                raise ValueError("this world model dreams the body; pass proprio (B, P)")
+            body = self.proprio_proj(self.normalize_body(proprio))[:, None]
+            extra = body if extra is None else extra + body
+        return self.condition(s_t, a, extra), a
+
+    def conditioning(
+        self,
+        s_t: torch.Tensor,
+        actions: torch.Tensor,
+        lengths: torch.Tensor,
+        drop: torch.Tensor | None = None,
+        s_prev: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
+    ) -> FlowCache:
+        """Run the condition stage once; returns the flow stage's cache (cross-attention K/V, and
+        the action vector when ``config.action_in_flow``). Arguments as in
+        :meth:`condition_tokens`."""
+        tokens, a = self.condition_tokens(s_t, actions, lengths, drop, s_prev, proprio)
+        return self.flow.prepare(tokens, a if self.config.action_in_flow else None)
+
+    # ------------------------------------------------------------------ body
+    def normalize_body(self, proprio: torch.Tensor) -> torch.Tensor:
+        """``(B, P)`` body vector -> standardised with the training statistics."""
+        return (proprio - self.proprio_mean) / self.proprio_std
+
+    def body_change(
+        self, tokens: torch.Tensor, a: torch.Tensor, proprio: torch.Tensor
+    ) -> torch.Tensor:
+        """The body head: condition ``tokens (B, N, W)``, action vector ``a (B, W)`` and current
+        body ``(B, P)`` -> the standardised change of the body over the chunk ``(B, P)``."""
+        return self.body_head(torch.cat([tokens.mean(1), a, self.normalize_body(proprio)], -1))
+
+    def next_body(
+        self, tokens: torch.Tensor, a: torch.Tensor, proprio: torch.Tensor
+    ) -> torch.Tensor:
+        """The predicted body vector after the chunk ``(B, P)`` (see :meth:`body_change`)."""
+        return proprio + self.body_change(tokens, a, proprio) * self.body_delta_std
 
     def check_guidance(self, guidance: float) -> None:
         """Raise ``ValueError`` unless ``guidance`` can be used with this model.
@@ -261,8 +328,10 @@ class RLAWorldModel(FeatureWorldModel):
         s_prev: torch.Tensor | None = None,
         sibling_pairs: int = 0,
         sibling_weight: float = 0.0,
+        p_t: torch.Tensor | None = None,
+        p_th: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Flow-matching loss on normalised RLA latents of the true pair.
+        """Flow-matching loss on normalised RLA latents of the true pair (+ the body head's).
 
         Args:
             s_t, s_th: ``(B, N, D)`` features at ``t`` and ``t + h``.
@@ -277,13 +346,16 @@ class RLAWorldModel(FeatureWorldModel):
                 difference of their latents, the part of the outcome the action decides, which
                 the plain loss weighs no more than the action-independent rest.
             sibling_weight: weight of that difference loss.
+            p_t, p_th: ``(B, P)`` body vectors at ``t`` and ``t + h`` (body models).
 
         Returns:
             ``{"loss": scalar, "velocity_l1": scalar, "velocity_mse": scalar}`` (plus
-            ``"sibling_l1"`` with sibling pairs).
+            ``"sibling_l1"`` with sibling pairs and ``"body_mse"``, the standardised body
+            change's error, for body models).
         """
         s_t, actions, lengths = self.check_inputs(s_t, actions, lengths)
         s_prev = self.check_previous(s_t, s_prev)
+        p_t = self.check_proprio(s_t, p_t)
         s_th = s_th.to(s_t.device, torch.float32)
         x_1 = self.normalize_latent(self.encode_latent(s_t, s_th))
         x_0 = noise_like(x_1.shape, generator, x_1.device)
@@ -295,11 +367,19 @@ class RLAWorldModel(FeatureWorldModel):
         if self.config.action_dropout > 0:
             u = torch.rand(x_1.shape[0], generator=generator, device=generator.device)
             drop = u < self.config.action_dropout
-        cache = self.conditioning(s_t, actions, lengths, drop, s_prev)
+        tokens, a = self.condition_tokens(s_t, actions, lengths, drop, s_prev, p_t)
+        cache = self.flow.prepare(tokens, a if self.config.action_in_flow else None)
         v = self.flow(interpolate(x_0, x_1, t), t, cache)
         target = velocity_target(x_0, x_1)
         loss = flow_loss(v, target, self.config.l1_weight, self.config.mse_weight)
         extra = {}
+        if p_t is not None:
+            if p_th is None:
+                raise ValueError("a body model's loss needs p_th, the body vector at t + h")
+            want = (p_th.to(p_t.device, torch.float32) - p_t) / self.body_delta_std
+            body_mse = F.mse_loss(self.body_change(tokens, a, p_t), want)
+            loss = loss + self.config.proprio_weight * body_mse
+            extra["body_mse"] = body_mse.detach()
         if sibling_pairs:
             rows = slice(0, 2 * sibling_pairs)
             dv = v[rows][0::2] - v[rows][1::2]
@@ -325,10 +405,12 @@ class RLAWorldModel(FeatureWorldModel):
         s_prev: torch.Tensor | None = None,
         sibling_pairs: int = 0,
         sibling_weight: float = 0.0,
+        p_t: torch.Tensor | None = None,
+        p_th: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Training loss (same as :meth:`loss`); calling the module lets DDP sync gradients."""
         return self.loss(
-            s_t, s_th, actions, lengths, generator, s_prev, sibling_pairs, sibling_weight
+            s_t, s_th, actions, lengths, generator, s_prev, sibling_pairs, sibling_weight, p_t, p_th
         )
 
     def sample_latent(
@@ -372,20 +454,25 @@ class RLAWorldModel(FeatureWorldModel):
         num_samples: int,
         guidance: float = 1.0,
         s_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        proprio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         b = s_t.shape[0]
         if guidance == 1.0:
-            cache = self.conditioning(s_t, actions, lengths, s_prev=s_prev)
+            tokens, a = self.condition_tokens(s_t, actions, lengths, s_prev=s_prev, proprio=proprio)
+            body_tokens, body_a = tokens, a
         else:
             # One condition pass for both halves: the rows with their actions, then without.
             drop = torch.arange(2 * b, device=s_t.device) >= b
-            cache = self.conditioning(
-                torch.cat([s_t, s_t]),
-                torch.cat([actions, actions]),
-                torch.cat([lengths, lengths]),
-                drop,
-                None if s_prev is None else torch.cat([s_prev, s_prev]),
+
+            def two(x: torch.Tensor | None) -> torch.Tensor | None:
+                return None if x is None else torch.cat([x, x])
+
+            tokens, a = self.condition_tokens(
+                two(s_t), two(actions), two(lengths), drop, two(s_prev), two(proprio)
             )
+            body_tokens, body_a = tokens[:b], a[:b]
+        cache = self.flow.prepare(tokens, a if self.config.action_in_flow else None)
+        body = None if proprio is None else self.next_body(body_tokens, body_a, proprio)
         z = self.sample_latent(
             repeat_kv(cache, num_samples),
             b,
@@ -397,7 +484,7 @@ class RLAWorldModel(FeatureWorldModel):
         )
         s_rep = s_t.repeat_interleave(num_samples, 0)
         s_next = self.rla.decode(s_rep, z)
-        return s_next.view(b, num_samples, self.num_tokens, self.feature_dim)
+        return s_next.view(b, num_samples, self.num_tokens, self.feature_dim), body
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:

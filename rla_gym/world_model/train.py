@@ -39,7 +39,7 @@ from rla_gym.world_model.config import (
 )
 from rla_gym.world_model.model import RLAWorldModel
 
-__all__ = ["TrainWorldModelConfig", "evaluate_world_model", "train_world_model"]
+__all__ = ["TrainWorldModelConfig", "evaluate_world_model", "train_world_model", "warm_start"]
 ModelKind = Literal["rla-wm", "direct", "fm"]
 
 
@@ -76,6 +76,16 @@ class TrainWorldModelConfig:
     history: int | None = None
     """Replaces the preset's ``history`` (0): control steps back to the earlier frame an RLA-WM is
     also conditioned on; set it to the env's chunk ``K`` (see ``WorldModelConfig.history``)."""
+    init_from: str = ""
+    """Warm start (RLA-WM): a world-model checkpoint, e.g. a bundle's ``world_model/`` folder,
+    whose weights and statistics of the same name and shape initialise this model; its frozen
+    RLA is used when ``rla`` is empty. Parts it does not have (a body head, the zero-initialised
+    proprio embedding) start fresh, so the new model starts as the old one's predictions. A
+    resumed run continues from its own checkpoint instead."""
+    proprio: bool = False
+    """Dream the robot's body too: the dataset's body vectors (``rla_gym.data.proprio``) condition
+    every prediction and a head predicts the next one (``WorldModelConfig.proprio_fields``).
+    RLA-WM only."""
     baseline: BaselineConfig | None = None
     """Explicit baseline config (``feature_dim``, ``num_tokens``, ``action_dim`` and the
     fingerprint are overwritten from the data); default sizes otherwise."""
@@ -129,6 +139,7 @@ def _wm_loss(
         generator,
         **_previous(batch),
         **siblings,
+        **_body(batch),
     )
     return out["loss"], {f"wm/{k}": float(v) for k, v in out.items() if k != "loss"}
 
@@ -137,6 +148,11 @@ def _previous(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``{"s_prev": ...}`` for a history model's batches, ``{}`` otherwise (the baselines and
     Markov models take no such argument)."""
     return {"s_prev": batch["s_prev"]} if "s_prev" in batch else {}
+
+
+def _body(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{"p_t": ..., "p_th": ...}`` for a body model's batches, ``{}`` otherwise."""
+    return {"p_t": batch["p_t"], "p_th": batch["p_th"]} if "p_t" in batch else {}
 
 
 @torch.no_grad()
@@ -154,24 +170,37 @@ def evaluate_world_model(
 
     Returns:
         ``val/loss``, ``val/pred_l1`` (mean ``|ŝ_{t+h} - s_{t+h}|``), ``val/copy_l1`` (the same for
-        "nothing moves") and ``val/l1_vs_copy`` (below 1: better than copying the frame).
+        "nothing moves") and ``val/l1_vs_copy`` (below 1: better than copying the frame); for a
+        body model also ``val/body_r2``, the R² of the predicted next body vector over all its
+        entries (1 - residual / total sum of squares about the entries' means).
     """
     g = torch.Generator().manual_seed(seed)
     sums = {"loss": 0.0, "pred_l1": 0.0, "copy_l1": 0.0}
     n = 0
+    body_pred, body_true = [], []
     for batch in sampler.iter_eval(num_pairs=num_pairs, batch_size=batch_size):
         dev = model._device()
         s_t, s_th = batch["s_t"].to(dev), batch["s_th"].to(dev)
         b = s_t.shape[0]
-        prev = _previous(batch)
-        loss = model.loss(s_t, s_th, batch["actions"], batch["lengths"], g, **prev)["loss"]  # type: ignore[operator]
+        prev, body = _previous(batch), _body(batch)
+        loss = model.loss(s_t, s_th, batch["actions"], batch["lengths"], g, **prev, **body)["loss"]  # type: ignore[operator]
         sums["loss"] += float(loss) * b
-        pred = model.predict(s_t, batch["actions"], batch["lengths"], generator=g, **prev)
+        pred, nxt = model.sample_state(
+            s_t, batch["actions"], batch["lengths"], generator=g, proprio=body.get("p_t"), **prev
+        )
+        pred = pred[:, 0]
+        if nxt is not None:
+            body_pred.append(nxt.cpu())
+            body_true.append(body["p_th"].float())
         sums["pred_l1"] += float((pred - s_th).abs().mean()) * b
         sums["copy_l1"] += float((s_t - s_th).abs().mean()) * b
         n += b
     out = {f"val/{k}": v / max(n, 1) for k, v in sums.items()}
     out["val/l1_vs_copy"] = out["val/pred_l1"] / max(out["val/copy_l1"], 1e-12)
+    if body_pred:
+        from rla_gym.utils.stats import r2_score
+
+        out["val/body_r2"] = r2_score(torch.cat(body_pred).numpy(), torch.cat(body_true).numpy())
     return out
 
 
@@ -207,17 +236,28 @@ def _build_model(
     num_tokens: int,
     action_dim: int,
     fingerprint: str | None,
+    proprio_fields: tuple[str, ...] = (),
 ) -> FeatureWorldModel:
+    if cfg.proprio and cfg.model != "rla-wm":
+        raise ValueError(f"proprio applies to model='rla-wm', not {cfg.model!r}")
     if cfg.model == "rla-wm":
-        if not cfg.rla:
-            raise ValueError("model='rla-wm' needs TrainWorldModelConfig.rla (an RLA checkpoint)")
+        if not (cfg.rla or cfg.init_from):
+            raise ValueError(
+                "model='rla-wm' needs TrainWorldModelConfig.rla (an RLA checkpoint) or init_from "
+                "(a world model whose RLA it reuses)"
+            )
         from rla_gym.rla import RLAAutoencoder
 
-        rla = RLAAutoencoder.from_pretrained(cfg.rla, expected_fingerprint=fingerprint or None)
+        source = _warm_start_source(cfg, fingerprint) if cfg.init_from else None
+        rla = (
+            RLAAutoencoder.from_pretrained(cfg.rla, expected_fingerprint=fingerprint or None)
+            if cfg.rla or source is None
+            else source.rla
+        )
         rc = rla.config
         if (rc.num_tokens, rc.feature_dim) != (num_tokens, feature_dim):
             raise ValueError(
-                f"RLA checkpoint {cfg.rla} expects features of shape ({rc.num_tokens}, "
+                f"RLA of {cfg.rla or cfg.init_from} expects features of shape ({rc.num_tokens}, "
                 f"{rc.feature_dim}) but the data has ({num_tokens}, {feature_dim})"
             )
         norm = {k: v for k, v in _preset_overrides(cfg).items() if v is not None}
@@ -226,11 +266,15 @@ def _build_model(
                 f"{sorted(norm)} replace a preset's fields; with an explicit world_model config "
                 "set them in that config instead"
             )
-        wm_cfg = (
-            dataclasses.replace(cfg.world_model, action_dim=action_dim)
-            if cfg.world_model is not None
-            else world_model_preset(cfg.preset, action_dim, **norm)
-        )
+        if cfg.world_model is not None:
+            wm_cfg = dataclasses.replace(cfg.world_model, action_dim=action_dim)
+        elif source is not None:
+            # A warm start keeps the source's architecture (its preset and options).
+            wm_cfg = dataclasses.replace(source.config, action_dim=action_dim, **norm)
+        else:
+            wm_cfg = world_model_preset(cfg.preset, action_dim, **norm)
+        if proprio_fields:
+            wm_cfg = dataclasses.replace(wm_cfg, proprio_fields=proprio_fields)
         return RLAWorldModel(wm_cfg, rla)
     if cfg.model not in ("direct", "fm"):
         raise ValueError(f"unknown model {cfg.model!r}; use 'rla-wm', 'direct' or 'fm'")
@@ -251,6 +295,36 @@ def _build_model(
     return DirectRegressionWM(b_cfg) if cfg.model == "direct" else FeatureFlowWM(b_cfg)
 
 
+def _warm_start_source(cfg: TrainWorldModelConfig, fingerprint: str | None) -> RLAWorldModel:
+    """The ``init_from`` checkpoint (an RLA-WM reading the data's encoder)."""
+    if cfg.model != "rla-wm":
+        raise ValueError(f"init_from applies to model='rla-wm', not {cfg.model!r}")
+    return RLAWorldModel.from_pretrained(cfg.init_from, expected_fingerprint=fingerprint or None)
+
+
+@torch.no_grad()
+def warm_start(model: nn.Module, source: nn.Module) -> dict[str, list[str]]:
+    """Copy every parameter and buffer of ``source`` whose name and shape ``model`` shares.
+
+    Returns:
+        ``{"copied": names, "fresh": names of model's entries the source did not have}``.
+
+    Raises:
+        ValueError: nothing matched (another architecture).
+    """
+    theirs = source.state_dict()
+    copied, fresh = [], []
+    for name, t in model.state_dict().items():
+        if name in theirs and theirs[name].shape == t.shape:
+            t.copy_(theirs[name])
+            copied.append(name)
+        else:
+            fresh.append(name)
+    if not copied:
+        raise ValueError("init_from shares no weight with this model; is it another architecture?")
+    return {"copied": copied, "fresh": fresh}
+
+
 def train_world_model(
     cfg: TrainWorldModelConfig,
     split: FeatureSplit | None = None,
@@ -269,27 +343,49 @@ def train_world_model(
     """
     set_threads(cfg.trainer)
     seed = cfg.trainer.seed
-    split = split or load_split(cfg.data, seed)
+    split = split or load_split(cfg.data, seed, proprio=cfg.proprio)
     episodes, val_episodes, fingerprint = split.train, split.val, split.fingerprint
+    if cfg.proprio and split.train_proprio is None:
+        raise ValueError(
+            "proprio=True needs the episodes' body vectors: load the split from a dataset folder "
+            "(--data) recorded by `rla-gym collect`, or pass a FeatureSplit with train_proprio"
+        )
+    body, val_body = (split.train_proprio, split.val_proprio) if cfg.proprio else (None, None)
     feats0, acts0 = episodes[0]
     # Same seed on every rank: identical initial weights even before DDP's broadcast.
     torch.manual_seed(seed)
     model = _build_model(
-        cfg, int(feats0.shape[2]), int(feats0.shape[1]), int(acts0.shape[1]), fingerprint
+        cfg,
+        int(feats0.shape[2]),
+        int(feats0.shape[1]),
+        int(acts0.shape[1]),
+        fingerprint,
+        split.proprio_fields if cfg.proprio else (),
     )
     max_gap = cfg.max_gap or model.max_horizon
     if max_gap > model.max_horizon:
         raise ValueError(f"max_gap={max_gap} exceeds the model's max_horizon={model.max_horizon}")
     bias, hist = cfg.data.interaction_bias, model.history
-    sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed, hist, *_siblings(cfg, split))
+    sampler = PairSampler(
+        episodes, cfg.min_gap, max_gap, bias, seed, hist, *_siblings(cfg, split), proprio=body
+    )
     val_sampler = (
-        PairSampler(val_episodes, cfg.min_gap, max_gap, bias, seed, hist) if val_episodes else None
+        PairSampler(val_episodes, cfg.min_gap, max_gap, bias, seed, hist, proprio=val_body)
+        if val_episodes
+        else None
     )
     # Statistics come from a private sampler so the training stream (and resume) is untouched.
-    norm_sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed + 1, hist)
+    norm_sampler = PairSampler(episodes, cfg.min_gap, max_gap, bias, seed + 1, hist, proprio=body)
     model.fit_normalization(  # type: ignore[attr-defined]
         norm_sampler.iter_eval(num_pairs=cfg.norm_pairs, batch_size=64, seed=seed + 1)
     )
+    warm: dict[str, Any] = {}
+    if cfg.init_from:
+        # After the statistics: the source's own action / latent statistics belong to its
+        # weights and are kept; only what it lacks (the body's) comes from this data. The RLA is
+        # the source's too (or the same file), so copying it changes nothing.
+        parts = warm_start(model, _warm_start_source(cfg, fingerprint))
+        warm = {"init_from": cfg.init_from, "fresh_weights": parts["fresh"]}
 
     def val_fn(m: nn.Module) -> dict[str, float]:
         assert val_sampler is not None
@@ -305,6 +401,7 @@ def train_world_model(
         "val_episodes": len(val_episodes) if val_episodes else 0,
         "trainable_parameters": n_params,
         "train_config": to_jsonable(cfg),
+        **warm,
     }
     if cfg.sibling_fraction > 0:
         meta["sibling_groups"] = len(sampler.siblings)

@@ -1,0 +1,137 @@
+"""The robot's body as part of the dreamed state: one documented proprio vector per simulator.
+
+Every recorded episode holds the simulator's raw ``proprio`` (``float32 (T+1, P_raw)``, written by
+:mod:`rla_gym.data.collect`). The world model, the policies and the rewards read the **body
+vector** made from it here, which is continuous where the raw one is not:
+
+* ``dmc`` (reacher): raw ``[q_shoulder, q_wrist, v_shoulder, v_wrist]`` (joint angles wrap at
+  ``±pi``) -> ``[sin, cos]`` of each angle + the two joint velocities (``P = 6``);
+* ``robosuite`` / ``libero`` (Panda, OSC): raw ``[eef_pos (3), eef_quat (4, x y z w), gripper
+  joint positions (2)]`` -> end-effector position, its orientation as the first two columns of
+  the rotation matrix (the continuous "6-D rotation"; a quaternion's sign flips are not) and the
+  gripper joints (``P = 11``).
+
+The normalisation (mean / std of the body vector and of its change) lives with the model that
+uses it (stored in its checkpoint, hence in the bundle), not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BODY_SPECS", "BodySpec", "body_spec", "body_vector", "check_body"]
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """What the body vector of one simulator holds.
+
+    Attributes:
+        sim: simulator name as in ``dataset.json`` (``"dmc"``, ``"robosuite"``, ``"libero"``).
+        raw_fields: names of the recorded raw proprio, in order (``P_raw`` of them).
+        fields: names of the body vector's entries, in order (``P`` of them).
+    """
+
+    sim: str
+    raw_fields: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    @property
+    def dim(self) -> int:
+        """``P``: size of the body vector."""
+        return len(self.fields)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form (``dataset.json``, bundle manifests)."""
+        return {"sim": self.sim, "fields": list(self.fields), "dim": self.dim}
+
+
+_PANDA_RAW = (
+    "eef_x", "eef_y", "eef_z", "eef_qx", "eef_qy", "eef_qz", "eef_qw", "finger_l", "finger_r",
+)  # fmt: skip
+_PANDA = (
+    "eef_x", "eef_y", "eef_z",
+    "rot_xx", "rot_yx", "rot_zx", "rot_xy", "rot_yy", "rot_zy",
+    "finger_l", "finger_r",
+)  # fmt: skip
+
+BODY_SPECS: dict[str, BodySpec] = {
+    "dmc": BodySpec(
+        "dmc",
+        ("shoulder", "wrist", "shoulder_vel", "wrist_vel"),
+        ("shoulder_sin", "shoulder_cos", "wrist_sin", "wrist_cos", "shoulder_vel", "wrist_vel"),
+    ),
+    "robosuite": BodySpec("robosuite", _PANDA_RAW, _PANDA),
+    "libero": BodySpec("libero", _PANDA_RAW, _PANDA),
+}
+"""The body vector of every simulator rla-gym drives."""
+
+
+def body_spec(sim: str) -> BodySpec:
+    """The :class:`BodySpec` of ``sim`` (``dataset.json``'s ``"sim"``).
+
+    Raises:
+        ValueError: a simulator without a documented body vector.
+    """
+    if sim not in BODY_SPECS:
+        raise ValueError(f"no body vector is defined for sim {sim!r}; known: {sorted(BODY_SPECS)}")
+    return BODY_SPECS[sim]
+
+
+def _rotation_6d(quat_xyzw: np.ndarray) -> np.ndarray:
+    """``(..., 4)`` unit quaternions (x, y, z, w) -> ``(..., 6)`` first two rotation columns."""
+    q = quat_xyzw / np.linalg.norm(quat_xyzw, axis=-1, keepdims=True).clip(1e-8)
+    x, y, z, w = (q[..., i] for i in range(4))
+    col0 = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y + z * w), 2 * (x * z - y * w)], -1)
+    col1 = np.stack([2 * (x * y - z * w), 1 - 2 * (x * x + z * z), 2 * (y * z + x * w)], -1)
+    return np.concatenate([col0, col1], -1)
+
+
+def body_vector(sim: str, raw: np.ndarray) -> np.ndarray:
+    """The body vector of recorded raw proprio.
+
+    Args:
+        sim: simulator name (see :data:`BODY_SPECS`).
+        raw: ``(..., P_raw)`` raw proprio as the simulator adapter records it.
+
+    Returns:
+        ``float32 (..., P)``.
+
+    Raises:
+        ValueError: unknown simulator, wrong ``P_raw`` or non-finite values.
+    """
+    spec = body_spec(sim)
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.shape[-1:] != (len(spec.raw_fields),):
+        raise ValueError(
+            f"{sim} proprio must have {len(spec.raw_fields)} entries {spec.raw_fields}, "
+            f"got shape {raw.shape}"
+        )
+    if not np.isfinite(raw).all():
+        raise ValueError(f"{sim} proprio contains NaN or inf")
+    if sim == "dmc":
+        q, v = raw[..., :2], raw[..., 2:]
+        out = np.concatenate([np.sin(q[..., :1]), np.cos(q[..., :1]), np.sin(q[..., 1:]),
+                              np.cos(q[..., 1:]), v], -1)  # fmt: skip
+    else:
+        out = np.concatenate([raw[..., :3], _rotation_6d(raw[..., 3:7]), raw[..., 7:9]], -1)
+    return out.astype(np.float32)
+
+
+def check_body(proprio: np.ndarray, fields: tuple[str, ...], what: str = "proprio") -> np.ndarray:
+    """Validate a batch of body vectors; returns ``float32 (..., P)``.
+
+    Raises:
+        ValueError: wrong last dimension or non-finite values, naming the expected fields.
+    """
+    p = np.asarray(proprio, dtype=np.float32)
+    if p.ndim < 1 or p.shape[-1] != len(fields):
+        raise ValueError(
+            f"{what} must have {len(fields)} entries per row ({', '.join(fields)}), "
+            f"got shape {p.shape}"
+        )
+    if not np.isfinite(p).all():
+        raise ValueError(f"{what} contains NaN or inf; expected finite ({', '.join(fields)})")
+    return p
