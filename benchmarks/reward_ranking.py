@@ -15,9 +15,16 @@ the bundle's architecture trained to read ``exp(-distance / 0.1)`` from a frame,
 finger-to-target distance of every frame of the dataset (from its recorded joint angles and
 target) as the label; privileged at training time only, like the success flags.
 
+``--heads`` scores bare progress-head checkpoints (``rla-gym train-progress``'s
+``<out>/checkpoint``) beside the bundles, e.g. one trained with ``--proprio``: a head that reads
+the body is given the real body vector of the scored frame (the simulator's raw proprio of the
+chunk's last step, through :func:`~rla_gym.data.proprio.body_vector`), as a dream that carries
+the body would give it.
+
     python benchmarks/reward_ranking.py                                   # reacher's bundle
     python benchmarks/reward_ranking.py --bundles steps16=runs/bundles/reacher_steps16 \
         --distance-head-data data/dmc_reacher_easy
+    python benchmarks/reward_ranking.py --heads body=runs/progress_body/checkpoint
     python benchmarks/reward_ranking.py --suite robosuite-lift --decisions 15 --every 3
 """
 
@@ -32,9 +39,11 @@ import numpy as np
 import torch
 import tyro
 
+from rla_gym.data.proprio import body_vector
 from rla_gym.envs.artifacts import nearest_demo
 from rla_gym.envs.rla_world import DreamCore, RLAWorldConfig, resolve_artifacts
 from rla_gym.evaluation.real import SavedPolicy
+from rla_gym.reward.progress import ProgressHead
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.stats import spearman
 
@@ -48,6 +57,9 @@ class Args:
     """whose embedded bundle (its rewards, base policy and real simulator)"""
     bundles: tuple[str, ...] = ()
     """more progress heads to score, as ``name=bundle folder`` (same encoder and references)"""
+    heads: tuple[str, ...] = ()
+    """bare progress-head checkpoint folders to score, as ``name=folder`` (same encoder as the
+    bundle); one that reads the body gets the real body of the scored frame"""
     modes: tuple[str, ...] = ("aligned", "goal", "progress")
     """reward modes scored for every bundle"""
     episodes: int = 12
@@ -156,6 +168,38 @@ def head_record(bundle: Path) -> dict[str, Any]:
     return {**load_json(bundle / "progress" / "config.json"), "source": source}
 
 
+def bare_heads(specs: tuple[str, ...], taken: set[str], fingerprint: str) -> dict[str, Any]:
+    """``--heads``: ``{name: (head, record)}``, each head checked against the bundle's encoder.
+
+    Raises:
+        ValueError: a spec that is not ``name=folder`` or whose name is already taken.
+    """
+    out = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or name in taken or name in out:
+            raise ValueError(
+                f"--heads takes distinct name=folder (not a bundle's name), got {spec}"
+            )
+        head = ProgressHead.from_pretrained(folder, expected_fingerprint=fingerprint)
+        out[name] = (head, {**load_json(Path(folder) / "config.json"), "source": folder})
+    return out
+
+
+def dream_can_score(bundle: Path) -> None:
+    """Refuse a bundle whose head reads the body: ``DreamCore.score`` gives it features only.
+
+    Raises:
+        ValueError: naming the ``--heads`` spelling that scores it with the real body.
+    """
+    config = bundle / "progress" / "config.json"
+    if config.exists() and load_json(config).get("proprio_fields"):
+        raise ValueError(
+            f"the progress head of {bundle} reads the body, which the dream does not give it; "
+            f"score it as --heads <name>={bundle / 'progress'}"
+        )
+
+
 def main(args: Args) -> dict[str, Any]:
     from rla_gym.envs.real import RealFeatureEnv
 
@@ -170,6 +214,11 @@ def main(args: Args) -> dict[str, Any]:
         path, dist_record = distance_head(args.distance_head_data, embedded,
                                           args.distance_head_steps, args.runs)  # fmt: skip
         sources["distance-supervised"] = str(path)
+    for path in sources.values():
+        dream_can_score(Path(path))
+    heads = bare_heads(args.heads, set(sources), man["encoder_fingerprint"])
+    # The real body of the scored frames, only if some head reads it.
+    needs_body = any(h.config.proprio_fields for h, _ in heads.values())
     cores = {
         (name, mode): DreamCore(RLAWorldConfig(artifacts=path, reward_mode=mode))  # type: ignore[arg-type]
         for name, path in sources.items()
@@ -182,6 +231,7 @@ def main(args: Args) -> dict[str, Any]:
     k, a = int(man["chunk"]), int(man["action_dim"])
     rng = np.random.default_rng(args.seed)
     rho: dict[str, list[float]] = {f"{n} {m}": [] for n, m in cores}
+    rho.update({f"{n} progress": [] for n in heads})
     t0 = time.perf_counter()
     for ep in range(args.episodes):
         obs, _ = env.reset(seed=args.seed + ep)
@@ -199,13 +249,20 @@ def main(args: Args) -> dict[str, Any]:
             cand = np.clip(np.concatenate(cands), -1, 1).astype(np.float32)
             start = env.sim.get_sim_state()
             before = env.sim.set_sim_state(start, render=False)
-            frames, truth = [], []
+            frames, raw, truth = [], [], []
             for c in cand:
                 step, hit = env.sim.run_from(start, env.to_sim_action(c.reshape(k, a)))
                 frames.append(step.frame)
+                raw.append(step.proprio)
                 truth.append(env.sim.task_score(before, step, hit))
             env.sim.set_sim_state(start, render=False)
             feats = torch.from_numpy(env.encoder.encode(np.stack(frames))).float()
+            body = torch.from_numpy(body_vector(man["sim"], np.stack(raw))) if needs_body else None
+            for name, (head, _) in heads.items():
+                with torch.no_grad():
+                    p, _ = head(feats, body if head.config.proprio_fields else None)
+                rs = spearman(p.numpy(), truth)
+                rho[f"{name} progress"].append(np.nan if rs is None else rs)
             for (name, mode), core in cores.items():
                 demo_t = torch.full((len(cand),), aligned[(name, mode)], dtype=torch.long)
                 r, _ = core.score(feats, demo_t, np.full(len(cand), (d + 1) * k))
@@ -226,7 +283,10 @@ def main(args: Args) -> dict[str, Any]:
     entry = {
         "task": f"{man['sim']}/{man['task']}",
         "sources": sources,
-        "heads": {n: head_record(Path(p)) for n, p in sources.items()},
+        "heads": {
+            **{n: head_record(Path(p)) for n, p in sources.items()},
+            **{n: record for n, (_, record) in heads.items()},
+        },
         "bundle_created_utc": man["created_utc"],
         "rows": rows,
         "candidates": args.candidates,

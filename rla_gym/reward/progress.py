@@ -19,8 +19,10 @@ dataset holds (expert, noisy, failed, play, random), never on simulator state at
     ``t`` of ``T`` is at least ``T + 1 - t`` steps from success, so its progress is kept below
     ``exp(-(T + 1 - t) / decay_steps)`` (a hinge).
 
-The network is deliberately small (per-token projection, attention-free mean/max pooling, MLP) so it
-adds little to a bundle and runs at dream speed.
+The network is deliberately small (per-token projection, concatenation, MLP) so it adds little to a
+bundle and runs at dream speed. A head with ``proprio_fields`` also reads the robot's body
+(:mod:`rla_gym.data.proprio`): some of what "done" means is where the arm is, which a few patch
+tokens show only coarsely.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rla_gym.data.proprio import check_body
 from rla_gym.errors import EncoderMismatchError
 from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
@@ -75,8 +78,14 @@ class ProgressHeadConfig:
     control steps until success (see the module docstring)."""
     decay_steps: float = DECAY_STEPS
     """``"steps"``: progress ``exp(-steps / decay_steps)``."""
+    proprio_fields: tuple[str, ...] = ()
+    """The body vector the head also reads (:mod:`rla_gym.data.proprio`; e.g. reacher's six
+    ``shoulder_sin ... wrist_vel``). Non-empty: the standardised body is embedded as one more
+    ``token_dim`` vector beside the tokens. Empty: features only (every head before 2026-12)."""
 
     def __post_init__(self) -> None:
+        # JSON gives a list; the frozen config keeps a hashable tuple.
+        object.__setattr__(self, "proprio_fields", tuple(str(f) for f in self.proprio_fields))
         if min(self.feature_dim, self.num_tokens, self.token_dim, self.hidden) < 1:
             raise ValueError(f"all sizes must be >= 1, got {self}")
         if self.target not in ("fraction", "steps"):
@@ -90,10 +99,11 @@ class ProgressHeadConfig:
 
 
 class ProgressHead(nn.Module):
-    """Patch features ``(B, N, D)`` -> ``(progress (B,) in [0, 1], success logit (B,))``.
+    """Patch features ``(B, N, D)`` (+ body ``(B, P)``) -> ``(progress (B,) in [0, 1], success
+    logit (B,))``.
 
     Args:
-        config: sizes and the encoder fingerprint.
+        config: sizes, the encoder fingerprint and the body fields (if any).
     """
 
     MODEL_TYPE: ClassVar[str] = "progress-head"
@@ -105,26 +115,85 @@ class ProgressHead(nn.Module):
         c = config
         self.norm = nn.LayerNorm(c.feature_dim)
         self.token = nn.Linear(c.feature_dim, c.token_dim)
+        body_dim = 0
+        if c.proprio_fields:
+            p, body_dim = len(c.proprio_fields), c.token_dim
+            self.body = nn.Linear(p, body_dim)
+            # Fitted on the training rows (fit_body_stats) and saved with the weights, so a
+            # bundle's head standardises the body as it was trained to.
+            self.register_buffer("proprio_mean", torch.zeros(p))
+            self.register_buffer("proprio_std", torch.ones(p))
         # Position matters (where the object is), so tokens keep their identity in the concat.
         self.mlp = nn.Sequential(
-            nn.Linear(c.num_tokens * c.token_dim, c.hidden),
+            nn.Linear(c.num_tokens * c.token_dim + body_dim, c.hidden),
             nn.GELU(),
             nn.Linear(c.hidden, c.hidden),
             nn.GELU(),
             nn.Linear(c.hidden, 2),
         )
 
-    def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``s (B, N, D)`` -> ``(progress (B,), success_logit (B,))``."""
+    def forward(
+        self, s: torch.Tensor, proprio: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``s (B, N, D)``, ``proprio (B, P)`` (body heads only) -> ``(progress (B,),
+        success_logit (B,))``.
+
+        Raises:
+            ValueError: features of the wrong shape; a body head without ``proprio`` or with
+                the wrong ``P`` / non-finite values; a features-only head given ``proprio``.
+        """
         c = self.config
         if s.ndim != 3 or tuple(s.shape[1:]) != (c.num_tokens, c.feature_dim):
             raise ValueError(
                 f"progress head expects features (B, {c.num_tokens}, {c.feature_dim}), got "
                 f"{tuple(s.shape)}"
             )
-        x = F.gelu(self.token(self.norm(s.float())))
-        out = self.mlp(x.flatten(1))
+        x = F.gelu(self.token(self.norm(s.float()))).flatten(1)
+        body = self._check_proprio(proprio, len(s))
+        if body is not None:
+            x = torch.cat([x, F.gelu(self.body(self.normalize_body(body)))], -1)
+        out = self.mlp(x)
         return torch.sigmoid(out[:, 0]), out[:, 1]
+
+    def _check_proprio(self, proprio: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """The body ``(B, P)`` as float, or ``None`` for a features-only head; see
+        :meth:`forward` for what it refuses."""
+        fields = self.config.proprio_fields
+        if not fields:
+            if proprio is not None:
+                raise ValueError(
+                    "this progress head reads features only (no proprio_fields), but proprio "
+                    f"of shape {tuple(proprio.shape)} was given; drop it or use a head trained "
+                    "with train-progress --proprio"
+                )
+            return None
+        if proprio is None:
+            raise ValueError(
+                f"this progress head also reads the body; pass proprio (B, {len(fields)}): "
+                f"{', '.join(fields)} (rla_gym.data.proprio.body_vector)"
+            )
+        check_body(proprio.detach().cpu().numpy(), fields, "progress head proprio")
+        if proprio.ndim != 2 or len(proprio) != batch:
+            raise ValueError(
+                f"progress head proprio must be ({batch}, {len(fields)}) like its features, got "
+                f"{tuple(proprio.shape)}"
+            )
+        return proprio.float()
+
+    def normalize_body(self, proprio: torch.Tensor) -> torch.Tensor:
+        """``(B, P)`` body vector -> standardised with the training statistics."""
+        return (proprio - self.proprio_mean) / self.proprio_std
+
+    @torch.no_grad()
+    def fit_body_stats(self, proprio: np.ndarray) -> None:
+        """Fit the body's standardisation on the training rows ``(M, P)`` (body heads only)."""
+        fields = self.config.proprio_fields
+        if not fields:
+            raise ValueError("this progress head reads features only; it has no body to fit")
+        p = torch.from_numpy(check_body(proprio, fields)).reshape(-1, len(fields))
+        self.proprio_mean.copy_(p.mean(0))
+        # A constant body entry (e.g. fingers that never move) must not divide by ~0.
+        self.proprio_std.copy_(p.std(0, unbiased=False).clamp_min(1e-3))
 
     def loss(
         self,
@@ -132,6 +201,7 @@ class ProgressHead(nn.Module):
         progress: torch.Tensor,
         success: torch.Tensor,
         progress_max: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """BCE on success + MSE on progress where it is known (``nan`` targets are skipped).
 
@@ -141,8 +211,9 @@ class ProgressHead(nn.Module):
             success: ``(B,)`` 0/1 targets.
             progress_max: ``(B,)`` upper bounds of the unknown targets (default: 0.8, the
                 ``"fraction"`` target's cap).
+            proprio: ``(B, P)`` body vectors (body heads only).
         """
-        p, logit = self(s)
+        p, logit = self(s, proprio)
         bce = F.binary_cross_entropy_with_logits(logit, success.float())
         known = torch.isfinite(progress)
         mse = F.mse_loss(p[known], progress[known]) if known.any() else p.sum() * 0.0
@@ -222,21 +293,36 @@ def head_inputs(
     episodes: Sequence[tuple[np.ndarray, np.ndarray]],
     target: ProgressTarget = "fraction",
     decay_steps: float = DECAY_STEPS,
+    bodies: Sequence[np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Stack episodes into training rows.
 
     Args:
         episodes: ``(features (T+1, N, D), success bool (T+1,))`` per episode.
         target, decay_steps: what progress means (see :func:`progress_targets`).
+        bodies: ``(T+1, P)`` body vectors per episode (rows then carry ``"proprio"``).
 
     Returns:
         ``{"s": (M, N, D) float16, "progress": (M,) float32 (nan = unknown), "progress_max":
-        (M,) float32 (bound of the unknown ones), "success": (M,) float32}``.
+        (M,) float32 (bound of the unknown ones), "success": (M,) float32}`` and, with
+        ``bodies``, ``"proprio": (M, P) float32``.
+
+    Raises:
+        ValueError: no episodes, or bodies that do not match the episodes frame for frame.
     """
     if not episodes:
         raise ValueError("need at least one episode to train a progress head")
     s = np.concatenate([f for f, _ in episodes]).astype(np.float16)
     targets = [progress_targets(ok, target, decay_steps) for _, ok in episodes]
     succ = np.concatenate([np.asarray(ok, np.float32) for _, ok in episodes])
-    return {"s": s, "progress": np.concatenate([p for p, _ in targets]),
+    rows = {"s": s, "progress": np.concatenate([p for p, _ in targets]),
             "progress_max": np.concatenate([b for _, b in targets]), "success": succ}  # fmt: skip
+    if bodies is not None:
+        frames = [len(f) for f, _ in episodes]
+        if [len(b) for b in bodies] != frames:
+            raise ValueError(
+                f"bodies must have one row per frame of each episode ({frames}), got "
+                f"{[len(b) for b in bodies]}"
+            )
+        rows["proprio"] = np.concatenate(bodies).astype(np.float32)
+    return rows

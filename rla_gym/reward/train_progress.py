@@ -5,7 +5,8 @@ kinds of failure the head sees, the less it mistakes "looks like a demo" for "do
 episode. The shared trainer (:func:`rla_gym.utils.training.fit`) makes it resumable. Validation
 reports the held-out success AUC and the false-positive rate of the success estimate at start
 frames (frame 0 of every held-out episode), the two numbers the env's success estimate is judged
-by.
+by. With ``proprio`` every row also carries the body vector of its frame
+(:mod:`rla_gym.data.proprio`) and the head reads it beside the features.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 from torch import nn
 
 from rla_gym.data.episodes import EpisodeStore
+from rla_gym.data.feature_episodes import load_body
+from rla_gym.data.proprio import body_spec
 from rla_gym.data.windows import RowSampler
 from rla_gym.reward.progress import (
     DECAY_STEPS,
@@ -60,6 +63,9 @@ class TrainProgressConfig:
     """``steps`` target: progress ``exp(-steps to success / decay_steps)``"""
     val_fraction: float = 0.15
     """Fraction of episodes held out (split by episode id hash, as the other trainers)."""
+    proprio: bool = False
+    """also read the robot's body: every frame's body vector (the dataset's sim's, see
+    rla_gym.data.proprio) beside its features"""
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
             steps=1500,
@@ -80,9 +86,11 @@ def load_head_rows(
     fingerprint: str | None = None,
     target: ProgressTarget = "fraction",
     decay_steps: float = DECAY_STEPS,
+    proprio: bool = False,
 ) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
     """Frames of episodes ``ids`` as head rows (``target``, ``decay_steps``: see
-    :func:`~rla_gym.reward.progress.progress_targets`).
+    :func:`~rla_gym.reward.progress.progress_targets`; ``proprio``: rows also carry each frame's
+    body vector, :func:`~rla_gym.data.feature_episodes.load_body`).
 
     Returns:
         ``(rows, fingerprint, starts)``: :func:`~rla_gym.reward.progress.head_inputs` of the
@@ -91,6 +99,8 @@ def load_head_rows(
     Raises:
         EncoderMismatchError: an episode was encoded by another encoder than ``fingerprint``
             (or than the first episode's).
+        ValueError: ``proprio`` on a dataset whose sim has no body vector or an episode without
+            proprio.
     """
     eps, starts, fp, n = [], [], fingerprint, 0
     for eid in ids:
@@ -99,7 +109,9 @@ def load_head_rows(
         starts.append(n)
         n += len(fe.features)
         eps.append((fe.features, fe.success))
-    return head_inputs(eps, target, decay_steps), fp or "", np.asarray(starts, np.int64)
+    bodies = load_body(store.root, ids)[0] if proprio else None
+    rows = head_inputs(eps, target, decay_steps, bodies)
+    return rows, fp or "", np.asarray(starts, np.int64)
 
 
 @torch.no_grad()
@@ -110,7 +122,8 @@ def evaluate_progress_head(
 
     Args:
         head: the head (eval mode).
-        rows: :func:`~rla_gym.reward.progress.head_inputs` of held-out episodes.
+        rows: :func:`~rla_gym.reward.progress.head_inputs` of held-out episodes (with
+            ``"proprio"`` for a head that reads the body).
         starts: row index of every held-out episode's frame 0.
 
     Returns:
@@ -121,7 +134,8 @@ def evaluate_progress_head(
     dev = next(head.parameters()).device
     probs, prog = [], []
     for b in RowSampler(rows).iter_all(batch_size):
-        p, logit = head(b["s"].to(dev))
+        body = b.get("proprio")
+        p, logit = head(b["s"].to(dev), None if body is None else body.to(dev))
         probs.append(torch.sigmoid(logit).cpu().numpy())
         prog.append(p.cpu().numpy())
     prob, p_all = np.concatenate(probs), np.concatenate(prog)
@@ -144,26 +158,37 @@ def _loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     del generator  # deterministic given the batch
     base: ProgressHead = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
-    return base.loss(batch["s"], batch["progress"], batch["success"], batch.get("progress_max"))
+    return base.loss(
+        batch["s"],
+        batch["progress"],
+        batch["success"],
+        batch.get("progress_max"),
+        batch.get("proprio"),
+    )
 
 
 def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
     """Train (or resume) a progress head on a dataset's episodes.
 
     Raises:
-        ValueError: the dataset has no episodes, or no held-out episodes for validation.
+        ValueError: the dataset has no episodes; ``proprio`` on a dataset whose sim has no body
+            vector.
         EncoderMismatchError: episodes encoded with different encoders.
     """
     store = EpisodeStore(cfg.data)
+    fields: tuple[str, ...] = ()
+    if cfg.proprio:
+        sim = str(store.manifest().get("sim", ""))
+        try:
+            fields = body_spec(sim).fields
+        except ValueError as e:
+            raise ValueError(f"train-progress --proprio on {cfg.data}: {e}") from e
     train_ids, val_ids = store.split(cfg.val_fraction, seed=cfg.trainer.seed)
     if not train_ids:
         raise ValueError(f"no episodes in {cfg.data}; run `rla-gym collect` and `encode` first")
-    rows, fp, _ = load_head_rows(store, cfg.encoder, train_ids, None, cfg.target, cfg.decay_steps)
-    val = (
-        load_head_rows(store, cfg.encoder, val_ids, fp, cfg.target, cfg.decay_steps)
-        if val_ids
-        else None
-    )
+    how = (cfg.target, cfg.decay_steps, cfg.proprio)
+    rows, fp, _ = load_head_rows(store, cfg.encoder, train_ids, None, *how)
+    val = load_head_rows(store, cfg.encoder, val_ids, fp, *how) if val_ids else None
     n, d = rows["s"].shape[1:]
     torch.manual_seed(cfg.trainer.seed)
     head = ProgressHead(
@@ -175,8 +200,11 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
             hidden=cfg.hidden,
             target=cfg.target,
             decay_steps=cfg.decay_steps,
+            proprio_fields=fields,
         )
     )
+    if fields:
+        head.fit_body_stats(rows["proprio"])
     meta: dict[str, Any] = {
         "data": str(Path(cfg.data)),
         "encoder": cfg.encoder,
