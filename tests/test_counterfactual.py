@@ -164,6 +164,12 @@ def test_tiny_real_run_on_the_reacher_bundle(tmp_path) -> None:
     for i, st in enumerate(real.starts):
         same = np.allclose(real.previous[i], real.start[i], atol=1e-5)
         assert same == (st["t"] == 0)
+    # The robot's body rides along: reacher's 6-D body vector at the start, one chunk before
+    # and after every sequence; the sequences move it differently, and it survives the file.
+    assert again.body is not None and set(again.body) == {"start", "previous", "real"}
+    assert again.body["start"].shape == (2, 6) and again.body["real"].shape == (2, 4, 1, 6)
+    assert np.abs(np.diff(again.body["real"][:, :, 0], axis=1)).max() > 1e-3
+    np.testing.assert_allclose(again.body["start"], real.body["start"])  # type: ignore[index]
     # The bundle's own model, and the same checkpoint passed as an override, score the same.
     scored = score_models(
         again,

@@ -104,7 +104,12 @@ def record_starts(
 
 
 def real_outcomes(
-    sim: Any, start: RealStart, sequences: np.ndarray, chunk: int, horizons: Sequence[int]
+    sim: Any,
+    start: RealStart,
+    sequences: np.ndarray,
+    chunk: int,
+    horizons: Sequence[int],
+    bodies: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Restore ``start`` before each sequence and execute it, rendering only where measured.
 
@@ -114,6 +119,8 @@ def real_outcomes(
         sequences: ``float32 (M, H * K, A)`` normalised actions, ``H >= max(horizons)``.
         chunk: ``K``.
         horizons: chunk counts at which a frame is kept.
+        bodies: if given, receives the raw proprio of the start ``(P_raw,)`` and then of every
+            kept frame ``(M, len(horizons), P_raw)`` (free: the simulator reports it anyway).
 
     Returns:
         ``(start_frame uint8 (R, R, 3), frames uint8 (M, len(horizons), R, R, 3))``.
@@ -124,17 +131,22 @@ def real_outcomes(
     at = {h * chunk: i for i, h in enumerate(horizons)}
     n_steps = max(horizons) * chunk
     frames = np.zeros((len(sequences), len(horizons), sim.resolution, sim.resolution, 3), np.uint8)
-    start_frame = None
+    start_frame, start_body = None, None
+    kept_body: np.ndarray | None = None
     for m, seq in enumerate(sequences):
         obs = sim.set_sim_state(start.state, render=m == 0)
         if m == 0:
-            start_frame = obs.frame
+            start_frame, start_body = obs.frame, np.asarray(obs.proprio, np.float32)
+            kept_body = np.zeros((len(sequences), len(horizons), len(start_body)), np.float32)
         raw = scale.to_sim(seq[:n_steps])
         for k in range(n_steps):
             obs = sim.step(raw[k], render=(k + 1) in at)
             if (k + 1) in at:
                 frames[m, at[k + 1]] = obs.frame
-    assert start_frame is not None
+                kept_body[m, at[k + 1]] = obs.proprio  # type: ignore[index]
+    assert start_frame is not None and start_body is not None and kept_body is not None
+    if bodies is not None:
+        bodies.extend([start_body, kept_body])
     return start_frame, frames
 
 
@@ -154,6 +166,9 @@ class RealOutcomes:
         previous: ``float32 (S, N, D)`` encoded real frames one chunk before the starts (the
             start's own at ``t = 0``), for world models with history; ``None`` in files saved
             before it was recorded.
+        body: the robot's body vectors (:mod:`rla_gym.data.proprio`): ``"start"`` ``(S, P)``,
+            ``"previous"`` ``(S, P)`` and ``"real"`` ``(S, M, len(horizons), P)``; ``None`` in
+            files saved before it was recorded or for a simulator without a body vector.
     """
 
     bundle: str
@@ -165,6 +180,7 @@ class RealOutcomes:
     starts: list[dict[str, Any]]
     seconds: dict[str, float]
     previous: np.ndarray | None = None
+    body: dict[str, np.ndarray] | None = None
 
     def save(self, path: str | Path) -> None:
         """Write everything to one ``.npz`` (atomically), so later models skip the simulator."""
@@ -187,6 +203,7 @@ class RealOutcomes:
                 reference=self.reference,
                 meta=np.array(json.dumps(meta)),
                 **({} if self.previous is None else {"previous": self.previous}),
+                **{f"body_{k}": v for k, v in (self.body or {}).items()},
             )
 
     @classmethod
@@ -206,6 +223,7 @@ class RealOutcomes:
                 meta["starts"],
                 meta["seconds"],
                 z["previous"] if "previous" in z.files else None,
+                {k[5:]: z[k] for k in z.files if k.startswith("body_")} or None,
             )
 
 
@@ -243,10 +261,16 @@ def measure_real(
             [perturbed_sequences(st.recorded, cfg.noise_scales, rng) for st in starts]
         )
         start_frames, frames, prev_frames = [], [], []
+        raw_body: dict[str, list[np.ndarray]] = {"start": [], "previous": [], "real": []}
         for i, st in enumerate(starts):
             # The frame one chunk earlier, restored and rendered exactly like the start.
-            prev_frames.append(sim.set_sim_state(st.previous, render=True).frame)
-            f0, fr = real_outcomes(sim, st, sequences[i], k, horizons)
+            before = sim.set_sim_state(st.previous, render=True)
+            prev_frames.append(before.frame)
+            raw_body["previous"].append(np.asarray(before.proprio, np.float32))
+            bodies: list[np.ndarray] = []
+            f0, fr = real_outcomes(sim, st, sequences[i], k, horizons, bodies)
+            raw_body["start"].append(bodies[0])
+            raw_body["real"].append(bodies[1])
             start_frames.append(f0)
             frames.append(fr)
             if (i + 1) % 8 == 0 or i + 1 == len(starts):
@@ -305,4 +329,14 @@ def measure_real(
         ],
         {"real": real_s, "encode": encode_s},
         prev_f.astype(np.float32),
+        _body_vectors(man["sim"], raw_body),
     )
+
+
+def _body_vectors(sim: str, raw: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray] | None:
+    """Raw proprio -> body vectors, or ``None`` for a simulator without a body vector."""
+    from rla_gym.data.proprio import BODY_SPECS, body_vector
+
+    if sim not in BODY_SPECS:
+        return None
+    return {k: body_vector(sim, np.stack(v)) for k, v in raw.items()}
