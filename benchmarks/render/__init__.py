@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .body_state import body_state
 from .bundles import bundles
 from .closed_loop import closed_loop
 from .counterfactual import counterfactual
@@ -52,6 +53,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "closed_loop": closed_loop,
     "ppo_in_dream": ppo_in_dream,
     "main_job": main_job,
+    "body_state": body_state,
 }
 
 __all__ = ["BLOCKS"]
