@@ -56,3 +56,12 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_bundle import build_tiny_bundle
 
     return build_tiny_bundle(tmp_path_factory.mktemp("envs"))
+
+
+@pytest.fixture(scope="session")
+def body_bundle(bundle: Path) -> Path:
+    """The tiny bundle with a world model that dreams the robot's body too
+    (``tests/tiny_bundle.py``), built once per session beside ``bundle``."""
+    from tiny_bundle import build_tiny_body_bundle
+
+    return build_tiny_body_bundle(bundle.parent)

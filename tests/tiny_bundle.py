@@ -1,7 +1,10 @@
-"""The tiny dreamed bundle the env tests share: a synthetic dataset of a square moved by the
-actions, a few steps of RLA and RLA-WM training, and the bundle built from them (CPU, seconds).
+"""The tiny dreamed bundles the env tests share: a synthetic dataset of a square moved by the
+actions (its raw proprio in LIBERO's format: the square's position is the end effector's), a few
+steps of RLA and RLA-WM training, and the bundle built from them (CPU, seconds); and the same
+with a world model that dreams the body.
 
-``conftest.py`` builds it once per session as the ``bundle`` fixture; tests import the helpers.
+``conftest.py`` builds them once per session as the ``bundle`` and ``body_bundle`` fixtures;
+tests import the helpers.
 """
 
 from __future__ import annotations
@@ -17,19 +20,45 @@ from rla_gym.data.episodes import Episode, EpisodeStore
 from rla_gym.features import make_encoder
 from rla_gym.pipelines.build_bundle import BuildBundleConfig, build_bundle
 
-__all__ = ["RES", "A", "K", "T", "build_tiny_bundle", "bundle_config", "make_env", "write_dataset"]
+__all__ = [
+    "RES",
+    "A",
+    "K",
+    "T",
+    "build_tiny_body_bundle",
+    "build_tiny_bundle",
+    "bundle_config",
+    "make_env",
+    "write_dataset",
+]
 
 RES, A, T, K = 32, 2, 40, 8
+
+
+def _square(actions: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """The square's top-left corner at every frame, ``int (T+1, 2)``."""
+    return np.clip(
+        start + np.concatenate([[0, 0], np.cumsum(actions, 0)[:, :2].ravel()]).reshape(-1, 2) * 1.5,
+        0,
+        RES - 8,
+    ).astype(int)
+
+
+def _raw_proprio(pos: np.ndarray) -> np.ndarray:
+    """LIBERO-format raw proprio ``float32 (T+1, 9)``: the square is the end effector (x, y in
+    [0, 1], fixed height), an upright gripper turning with x, fingers closing with y."""
+    xy = pos[:, ::-1] / RES
+    yaw = xy[:, :1] * np.pi / 2
+    quat = np.concatenate([np.zeros_like(yaw), np.zeros_like(yaw), np.sin(yaw / 2),
+                           np.cos(yaw / 2)], 1)  # fmt: skip
+    fingers = 0.04 * np.concatenate([1 - xy[:, 1:], xy[:, 1:] - 1], 1)
+    return np.concatenate([xy, np.full_like(yaw, 0.9), quat, fingers], 1).astype(np.float32)
 
 
 def _frames(actions: np.ndarray, start: np.ndarray) -> np.ndarray:
     """A bright square moved by the actions over a fixed noisy background: ``(T+1, R, R, 3)``."""
     bg = np.random.default_rng(7).integers(0, 60, (RES, RES, 3), dtype=np.uint8)
-    pos = np.clip(
-        start + np.concatenate([[0, 0], np.cumsum(actions, 0)[:, :2].ravel()]).reshape(-1, 2) * 1.5,
-        0,
-        RES - 8,
-    ).astype(int)
+    pos = _square(actions, start)
     out = np.repeat(bg[None], len(pos), 0)
     for i, (y, x) in enumerate(pos):
         out[i, y : y + 8, x : x + 8] = (250, 200, 30)
@@ -66,7 +95,7 @@ def write_dataset(root: Path) -> EpisodeStore:
             Episode(
                 frames,
                 acts,
-                np.zeros((T + 1, 1), np.float32),
+                _raw_proprio(_square(acts, start)),
                 np.zeros(T, np.float32),
                 success,
                 {"policy": policy, "init_state_id": i % 5},
@@ -97,19 +126,11 @@ def make_env(bundle: Path, **kw: object) -> gym.Env:
     return gym.make("RLAWorld-libero-v0", artifacts=str(bundle), flow_steps=2, **kw)
 
 
-def build_tiny_bundle(root: Path) -> Path:
-    """Synthetic dataset -> tiny RLA + tiny RLA-WM (a few steps) -> artifacts bundle, all under
-    ``root`` (``root / "data"``, ``"rla"``, ``"wm"``, ``"bundle"``)."""
-    from rla_gym.data.feature_episodes import FeatureDataConfig
-    from rla_gym.rla import RLAConfig
-    from rla_gym.rla.train import TrainRLAConfig, train_rla
+def _trainer() -> Any:
+    """A few CPU steps, no validation or checkpoints on the way: the fixtures' training."""
     from rla_gym.utils.training import TrainerConfig
-    from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
 
-    torch.set_num_threads(1)
-    write_dataset(root / "data")
-    data = FeatureDataConfig(folder=str(root / "data"), encoder="tiny", val_pairs=8)
-    trainer = TrainerConfig(
+    return TrainerConfig(
         steps=15,
         batch_size=16,
         val_every=10_000,
@@ -119,6 +140,20 @@ def build_tiny_bundle(root: Path) -> Path:
         progress=False,
         tensorboard=False,
     )
+
+
+def build_tiny_bundle(root: Path) -> Path:
+    """Synthetic dataset -> tiny RLA + tiny RLA-WM (a few steps) -> artifacts bundle, all under
+    ``root`` (``root / "data"``, ``"rla"``, ``"wm"``, ``"bundle"``)."""
+    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.rla import RLAConfig
+    from rla_gym.rla.train import TrainRLAConfig, train_rla
+    from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
+
+    torch.set_num_threads(1)
+    write_dataset(root / "data")
+    data = FeatureDataConfig(folder=str(root / "data"), encoder="tiny", val_pairs=8)
+    trainer = _trainer()
     rla = train_rla(
         TrainRLAConfig(
             data=data,
@@ -138,3 +173,27 @@ def build_tiny_bundle(root: Path) -> Path:
         )
     )
     return build_bundle(bundle_config(root, out=root / "bundle"))
+
+
+def build_tiny_body_bundle(root: Path) -> Path:
+    """The tiny bundle's data and RLA -> an RLA-WM that dreams the body too (``proprio=True``,
+    a few steps) -> ``root / "body_bundle"`` (``root``: :func:`build_tiny_bundle`'s)."""
+    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
+
+    torch.set_num_threads(1)
+    data = FeatureDataConfig(folder=str(root / "data"), encoder="tiny", val_pairs=8)
+    trainer = _trainer()
+    train_world_model(
+        TrainWorldModelConfig(
+            data=data,
+            rla=str(root / "rla" / "checkpoint"),
+            out=str(root / "wm_body"),
+            preset="tiny",
+            norm_pairs=32,
+            trainer=trainer,
+            proprio=True,
+        )
+    )
+    cfg = bundle_config(root, world_model=root / "wm_body" / "checkpoint", out=root / "body_bundle")
+    return build_bundle(cfg)

@@ -53,6 +53,12 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
             f"the bundled agents need a continuous Box action space, got {action_space}; wrap the "
             f"env (e.g. map discrete choices to a Box) or use an agent for that space"
         )
+    if isinstance(observation_space, gym.spaces.Dict) and "features" in observation_space.spaces:
+        raise UnsupportedSpaceError(
+            f"the bundled agents train on (N, D) features, got {observation_space}; make the "
+            "dreamed env with obs_mode='patch' (its world model still dreams the body), or train "
+            "with SB3's MultiInputPolicy and rla_gym.sb3.patch_policy_kwargs()"
+        )
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) not in (
         1,
         2,
@@ -339,18 +345,33 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def predict(
-        self, observation: np.ndarray | torch.Tensor, deterministic: bool = True
+        self,
+        observation: np.ndarray | torch.Tensor | dict[str, np.ndarray | torch.Tensor],
+        deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
         """SB3-style prediction: numpy in, clipped numpy action out.
 
         Args:
-            observation: one observation ``obs_shape`` or a batch ``(B, *obs_shape)``.
+            observation: one observation ``obs_shape`` or a batch ``(B, *obs_shape)``; or the
+                ``{"features", "proprio"}`` dict of a dreamed (or real) env that shows the
+                robot's body, whose ``"features"`` this policy reads (it was trained on
+                features only; the body is not one of its inputs).
             deterministic: mean action (default) or a sample.
 
         Returns:
             ``(action, None)``: ``(A,)`` or ``(B, A)`` float32; ``None`` stands for SB3's state.
+
+        Raises:
+            SpaceMismatchError: a dict without ``"features"``, or observations of another shape.
         """
         device = self.log_std.device
+        if isinstance(observation, dict):
+            if "features" not in observation:
+                raise SpaceMismatchError(
+                    f"policy reads patch features {self.observation_shape}; a dict observation "
+                    f"must hold them under 'features', got keys {sorted(observation)}"
+                )
+            observation = observation["features"]
         obs = as_float_tensor(observation, device)
         single = obs.dim() == len(self.observation_shape)
         if single:

@@ -91,7 +91,7 @@ def cmd_build_bundle(cfg: BuildBundleConfig) -> None:
     _print(
         {
             k: manifest[k]
-            for k in ("size_bytes", "total_bytes", "quantization", "weights", "success")
+            for k in ("size_bytes", "total_bytes", "quantization", "weights", "success", "proprio")
         }
     )
 

@@ -25,6 +25,14 @@ Bank tensors (``R`` reference demos, ``T_ref`` rows each, ``M`` reset starts, ``
     quant_offset   float32 (D,)
     render_frames  uint8 (F, h, w, 3)       thumbnails of real frames for nearest-neighbour render
     render_pooled  float16 (F, D)           token-mean features of those frames
+    reset_proprio      float32 (M, P)       body vector (:mod:`rla_gym.data.proprio`) of each
+                                            reset start's frame 0
+    reference_proprio  float32 (R, T_ref, P)  body vectors at the reference rows (padded alike)
+
+The two body tensors are there when the dataset's simulator has a body vector and its episodes
+record proprio; the manifest's ``proprio`` (``{"sim", "fields", "dim"}``) names their entries.
+Bundles built before them load with ``reset_proprio = reference_proprio = None``. A world model
+that dreams the body (``proprio_fields``) needs a bundle whose body has the same fields.
 
 With ``quantization="float16"`` the ``*_q`` tensors are float16 and scale/offset are unused.
 
@@ -128,6 +136,9 @@ class Artifacts:
         reset_init: ``int64 (M,)``.
         render_frames: ``uint8 (F, h, w, 3)``.
         render_pooled: ``float32 (F, D)``.
+        reset_proprio: ``float32 (M, P)`` body vector of each reset start (``None``: the bundle
+            carries no body).
+        reference_proprio: ``float32 (R, T_ref, P)`` body vectors at the reference rows.
     """
 
     path: Path
@@ -139,6 +150,14 @@ class Artifacts:
     reset_init: np.ndarray
     render_frames: np.ndarray
     render_pooled: np.ndarray
+    reset_proprio: np.ndarray | None = None
+    reference_proprio: np.ndarray | None = None
+
+    @property
+    def proprio_fields(self) -> tuple[str, ...]:
+        """Names of the body vector the bank carries (``()``: none, e.g. an older bundle)."""
+        body = self.manifest.get("proprio")
+        return tuple(body["fields"]) if body else ()
 
     @property
     def chunk(self) -> int:
@@ -197,6 +216,23 @@ class Artifacts:
             if checkpoint is not None:
                 raise ValueError(msg + "; train it on this bundle's task")
             raise CorruptFileError(msg + "; rebuild the bundle (rla-gym build-bundle)")
+        body = tuple(getattr(model, "proprio_fields", ()))
+        if body and body != self.proprio_fields:
+            carried = (
+                f"body vectors of other fields ({', '.join(self.proprio_fields)})"
+                if self.proprio_fields
+                else "no body vectors (manifest.json 'proprio')"
+            )
+            msg = (
+                f"world model {path} dreams the robot's body ({', '.join(body)}) but bundle "
+                f"{self.path} carries {carried}"
+            )
+            if checkpoint is not None:
+                raise ValueError(msg + "; dream with a checkpoint trained on this bundle's data")
+            raise CorruptFileError(
+                msg + "; rebuild the bundle (rla-gym build-bundle) from a dataset that records "
+                "proprio"
+            )
         return model
 
     @property
@@ -344,15 +380,54 @@ def load_artifacts(path: str | Path) -> Artifacts:
         reset_init=bank["reset_init"].astype(np.int64),
         render_frames=bank["render_frames"],
         render_pooled=bank["render_pooled"].astype(np.float32),
+        reset_proprio=_float32(bank.get("reset_proprio")),
+        reference_proprio=_float32(bank.get("reference_proprio")),
     )
     n, d = int(manifest["num_tokens"]), int(manifest["feature_dim"])
     if art.reference.shape[2:] != (n, d) or art.reset_features.shape[1:] != (n, d):
         raise CorruptFileError(f"{bank_path}: feature shapes disagree with ({n}, {d}) in manifest")
+    _check_body_bank(art, bank_path)
     if art.reset_demo.max(initial=0) >= len(art.reference):
         raise CorruptFileError(
             f"{bank_path}: reset_demo points past the {len(art.reference)} demos"
         )
     return art
+
+
+def _float32(x: np.ndarray | None) -> np.ndarray | None:
+    return None if x is None else x.astype(np.float32)
+
+
+def _check_body_bank(art: Artifacts, bank_path: Path) -> None:
+    """The body tensors agree with the manifest's ``proprio`` and the feature banks.
+
+    Raises:
+        CorruptFileError: body tensors without a manifest record, or the other way round, or
+            shapes that disagree.
+    """
+    fields = art.proprio_fields
+    has = (art.reset_proprio is not None, art.reference_proprio is not None)
+    if not fields:
+        if any(has):
+            raise CorruptFileError(
+                f"{bank_path} holds body vectors but {MANIFEST} names no 'proprio'; rebuild the "
+                "bundle"
+            )
+        return
+    p = len(fields)
+    want = {
+        "reset_proprio": (len(art.reset_features), p),
+        "reference_proprio": (*art.reference.shape[:2], p),
+    }
+    got = {"reset_proprio": art.reset_proprio, "reference_proprio": art.reference_proprio}
+    for name, shape in want.items():
+        x = got[name]
+        if x is None or x.shape != shape or int(art.manifest["proprio"].get("dim", p)) != p:
+            raise CorruptFileError(
+                f"{bank_path}: {name} should be float32 {shape} ({', '.join(fields)}, as "
+                f"{MANIFEST} 'proprio' says), got {None if x is None else x.shape}; rebuild "
+                "the bundle"
+            )
 
 
 def nearest_demo(frame0: np.ndarray, ref_frame0: np.ndarray) -> int:

@@ -17,6 +17,7 @@ import torch
 from rla_gym.utils.configs import with_overrides
 
 __all__ = [
+    "OBS_MODES",
     "ActionMode",
     "ObsMode",
     "RLAWorldConfig",
@@ -28,7 +29,8 @@ __all__ = [
     "pick_device",
 ]
 
-ObsMode = Literal["patch", "dict"]
+ObsMode = Literal["auto", "patch", "dict", "features+proprio"]
+OBS_MODES = ("auto", "patch", "dict", "features+proprio")
 ActionMode = Literal["chunk", "repeat"]
 RewardMode = Literal["aligned", "goal", "progress"]
 RewardMetric = Literal["l1", "cosine"]
@@ -100,8 +102,12 @@ class RLAWorldConfig:
     """``l1`` (mean absolute difference) or ``cosine`` (1 - cosine similarity per token)."""
     reward_scale: float = 5.0
     """Reward multiplier."""
-    obs_mode: ObsMode = "patch"
-    """``patch``: ``(N, D)`` features; ``dict``: ``{"patch", "pooled"}``."""
+    obs_mode: ObsMode = "auto"
+    """``patch``: ``(N, D)`` features; ``dict``: ``{"patch", "pooled"}``; ``features+proprio``:
+    ``{"features": (N, D), "proprio": (P,)}``, the features and the robot's dreamed body vector
+    (:mod:`rla_gym.data.proprio`; the bundle's world model must dream it, else ``ValueError``);
+    ``auto``: ``features+proprio`` when the bundle's world model dreams the body, else
+    ``patch`` (every bundle built before the body existed)."""
     render_mode: str | None = None
     """``None`` or ``rgb_array`` (a frame of the dreamed state; ``render_backend`` says how)."""
     render_backend: RenderBackend = "auto"
@@ -178,8 +184,8 @@ class RLAWorldConfig:
             raise ValueError(f"reward_metric must be 'l1' or 'cosine', got {self.reward_metric!r}")
         if self.action_mode not in ("chunk", "repeat"):
             raise ValueError(f"action_mode must be 'chunk' or 'repeat', got {self.action_mode!r}")
-        if self.obs_mode not in ("patch", "dict"):
-            raise ValueError(f"obs_mode must be 'patch' or 'dict', got {self.obs_mode!r}")
+        if self.obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if self.render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
         if self.render_backend not in ("auto", "decoder", "nearest"):

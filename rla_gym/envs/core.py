@@ -3,13 +3,13 @@
 The single env (:mod:`rla_gym.envs.rla_world`) and the native vector env
 (:mod:`rla_gym.envs.vector`) are thin shells around it, which is what makes "vector env == N
 single envs" hold by construction. Bundles, models and decoders are cached per bundle, so many
-envs on one bundle share one copy.
+envs on one bundle share one copy. Where episodes start is :mod:`rla_gym.envs.starts`; the
+robot's body, for a world model that dreams it, follows the rules of :mod:`rla_gym.envs.body`.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rla_gym.envs import body as _body
 from rla_gym.envs.artifacts import (
     Artifacts,
     ArtifactsNotFoundError,
     load_artifacts,
-    nearest_demo,
     resolve_artifacts,
 )
 from rla_gym.envs.config import (
@@ -32,6 +32,7 @@ from rla_gym.envs.config import (
     pick_device,
 )
 from rla_gym.envs.render import nearest_frames
+from rla_gym.envs.starts import Start, StartBank
 from rla_gym.reward.aligned import AlignedReward
 from rla_gym.world_model.baselines import Predictor
 
@@ -84,31 +85,6 @@ def _cached_decoder(path: str, mtime_ns: int, device: str) -> FrameDecoder:
 
 
 # --------------------------------------------------------------------------- batched core
-# --------------------------------------------------------------------------- batched core
-@dataclass(frozen=True)
-class Start:
-    """Where one episode starts.
-
-    Attributes:
-        features: ``float32 (N, D)`` start features.
-        demo: reference demo the reward aligns with.
-        t: control step of the start within that demo (0 for init starts).
-        source: ``"init"``, ``"demo_random"`` or ``"features"``.
-        index: reset-bank index (init), reference row (demo_random) or -1 (features).
-        init_state_id: simulator init state of an init start (``-1``: unknown / not an init start).
-        previous: ``float32 (N, D)`` features one chunk before the start, for a world model with
-            history (``None``: the scene is at rest, the start frame stands in).
-    """
-
-    features: torch.Tensor
-    demo: int
-    t: int
-    source: str
-    index: int
-    init_state_id: int = -1
-    previous: torch.Tensor | None = None
-
-
 class DreamCore:
     """Bank, world model and reward of a bundle, operating on batches of environments.
 
@@ -143,9 +119,13 @@ class DreamCore:
             if config.max_episode_steps is not None
             else self.art.max_episode_steps
         )
-        self.reference = torch.from_numpy(self.art.reference).to(self.device)
-        self.reference_len = self.art.reference_len
-        self.reset_features = torch.from_numpy(self.art.reset_features).to(self.device)
+        # The body the world model dreams (load_world_model checked the bank carries it).
+        self.body_fields: tuple[str, ...] = tuple(getattr(self.model, "proprio_fields", ()))
+        self.body_dim = len(self.body_fields)
+        self.starts = StartBank(self.art, self.device, self.body_fields, config.reset_demo_fraction)
+        self.reference, self.reference_len = self.starts.reference, self.starts.reference_len
+        self.reset_features = self.starts.reset_features
+        self.obs_mode = _body.resolve_obs_mode(config.obs_mode, self.body_fields, path)
         self.render_pooled = torch.from_numpy(self.art.render_pooled).to(self.device)
         self._key = key
         self.render_backend = self._resolve_render_backend(config.render_backend)
@@ -170,6 +150,7 @@ class DreamCore:
             self.progress_head = _cached_progress_head(*key, str(self.device))
         else:
             self.progress_head = None
+        self.head_reads_body = _body.head_reads_body(self.progress_head, self.body_fields, path)
         if config.success_estimate == "goal_distance" and self.art.success_threshold is None:
             raise ValueError(
                 f"success_estimate='goal_distance' but the bundle {self.art.path} has no "
@@ -221,104 +202,32 @@ class DreamCore:
             return np.tile(actions, (1, self.chunk))
         return actions
 
-    def single_observation_space(self, obs_mode: ObsMode) -> spaces.Space:
-        patch = spaces.Box(-np.inf, np.inf, (self.num_tokens, self.feature_dim), np.float32)
-        if obs_mode == "patch":
-            return patch
-        if obs_mode == "dict":
-            pooled = spaces.Box(-np.inf, np.inf, (self.feature_dim,), np.float32)
-            return spaces.Dict({"patch": patch, "pooled": pooled})
-        raise ValueError(f"obs_mode must be 'patch' or 'dict', got {obs_mode!r}")
+    def single_observation_space(self, obs_mode: ObsMode | None = None) -> spaces.Space:
+        """One env's observation space (``obs_mode``: the env's own, :attr:`obs_mode`, if
+        ``None``; ``"auto"`` resolves as the option does, see :mod:`rla_gym.envs.body`)."""
+        mode = self.resolve_obs_mode(obs_mode)
+        return _body.observation_space(mode, self.num_tokens, self.feature_dim, self.body_dim)
+
+    def resolve_obs_mode(self, obs_mode: ObsMode | None = None) -> _body.ResolvedObsMode:
+        """``obs_mode`` (``None``: the config's) with ``"auto"`` resolved for this bundle.
+
+        Raises:
+            ValueError: ``"features+proprio"`` on a bundle whose world model dreams no body.
+        """
+        if obs_mode is None:
+            return self.obs_mode
+        return _body.resolve_obs_mode(obs_mode, self.body_fields, self.art.path)
 
     # ------------------------------------------------------------------ reset
     def sample_start(self, rng: np.random.Generator, options: dict[str, Any] | None) -> Start:
-        """Draw a start with ``rng`` (the env's ``np_random``).
+        """Draw a start with ``rng`` (the env's ``np_random``); see :meth:`StartBank.sample`."""
+        return self.starts.sample(rng, options)
 
-        Options: ``{"start": "init" | "demo_random", "index": int}``. ``"init"`` (default, or
-        ``"demo_random"`` with probability ``RLAWorldConfig.reset_demo_fraction``) picks
-        reset-bank entry ``index`` (random if absent); ``"demo_random"`` picks reference demo
-        ``index`` (random if absent) and a uniformly random interior row of it;
-        ``{"start": "features", "features": (N, D), "demo": int}`` starts from the given
-        features (see :meth:`features_start`).
-        """
-        options = dict(options or {})
-        index = options.get("index")
-        kind = options.get("start")
-        if kind is None:
-            # Drawn only when the option is on, so seeded resets stay as they were without it.
-            frac = self.config.reset_demo_fraction
-            mid = frac > 0 and index is None and rng.random() < frac
-            kind = "demo_random" if mid else "init"
-        if kind == "features":
-            if "features" not in options:
-                raise ValueError(
-                    "options['start'] == 'features' needs options['features'], "
-                    f"an ({self.num_tokens}, {self.feature_dim}) array"
-                )
-            return self.features_start(
-                options["features"], options.get("demo"), options.get("previous_features")
-            )
-        if kind == "init":
-            m = len(self.reset_features)
-            i = int(rng.integers(m)) if index is None else int(index)
-            if not 0 <= i < m:
-                raise ValueError(f"options['index'] must be in [0, {m}) for start='init', got {i}")
-            return Start(
-                self.reset_features[i],
-                int(self.art.reset_demo[i]),
-                0,
-                "init",
-                i,
-                int(self.art.reset_init[i]),
-            )
-        if kind == "demo_random":
-            r = self.reward.num_demos
-            d = int(rng.integers(r)) if index is None else int(index)
-            if not 0 <= d < r:
-                raise ValueError(
-                    f"options['index'] must be in [0, {r}) for start='demo_random', got {d}"
-                )
-            # Interior rows only: row 0 is an init start, the last row is already the goal.
-            n_rows = int(self.reference_len[d])
-            j = int(rng.integers(1, n_rows - 1)) if n_rows > 2 else 0
-            prev = self.reference[d, j - 1] if j > 0 else None  # the demo one chunk earlier
-            return Start(self.reference[d, j], d, j * self.chunk, "demo_random", j, previous=prev)
-        raise ValueError(
-            f"options['start'] must be 'init', 'demo_random' or 'features', got {kind!r}"
-        )
-
-    def features_start(self, features: Any, demo: int | None = None, previous: Any = None) -> Start:
-        """A start at given features, e.g. the encoded first frame of a real episode.
-
-        Args:
-            features: ``(N, D)`` features of the bundle's encoder (an observation's shape).
-            demo: reference demo the reward aligns with (``None``: the demo whose first frame is
-                nearest in mean L1, the rule that aligns the reset bank).
-            previous: ``(N, D)`` features one chunk before ``features`` (option
-                ``"previous_features"``), read by a world model with history; ``None``: at rest.
-
-        Raises:
-            ValueError: wrong shape, non-finite values or a demo index out of range.
-        """
-        f = self._check_features(features, "features")
-        prev = None if previous is None else self._check_features(previous, "previous_features")
-        r = self.reward.num_demos
-        d = nearest_demo(f, self.art.reference[:, 0]) if demo is None else int(demo)
-        if not 0 <= d < r:
-            raise ValueError(f"options['demo'] must be in [0, {r}), got {d}")
-        previous_t = None if prev is None else torch.from_numpy(prev).to(self.device)
-        return Start(torch.from_numpy(f).to(self.device), d, 0, "features", -1, previous=previous_t)
-
-    def _check_features(self, features: Any, name: str) -> np.ndarray:
-        f = np.asarray(features, dtype=np.float32)
-        if f.shape != (self.num_tokens, self.feature_dim):
-            raise ValueError(
-                f"options[{name!r}] must have shape ({self.num_tokens}, {self.feature_dim}) "
-                f"(one observation of this bundle's encoder), got {f.shape}"
-            )
-        if not np.all(np.isfinite(f)):
-            raise ValueError(f"options[{name!r}] contains NaN or inf")
-        return f
+    def features_start(
+        self, features: Any, demo: int | None = None, previous: Any = None, proprio: Any = None
+    ) -> Start:
+        """A start at given features; see :meth:`StartBank.from_features`."""
+        return self.starts.from_features(features, demo, previous, proprio)
 
     @staticmethod
     def seed_generator(
@@ -349,9 +258,10 @@ class DreamCore:
         generators: list[torch.Generator],
         extra_generators: list[torch.Generator] | None = None,
         s_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        body: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``M = max(1, S, R)`` flow samples of the next features of every env, in one batched
-        world-model call.
+        world-model call, and the next body.
 
         Sample 0 of env ``i`` is drawn from ``generators[i]`` exactly as a one-sample step draws
         it, and samples ``1..M-1`` from ``extra_generators[i]``: more samples leave sample 0, and
@@ -365,12 +275,16 @@ class DreamCore:
             extra_generators: one more per env, for samples ``1..M-1`` (needed when ``M > 1``).
             s_prev: ``(B, N, D)`` features one chunk before ``s`` (read by a world model with
                 history, :attr:`history` ``> 0``; ``None``: at rest).
+            body: ``(B, P)`` current body vectors; required when the world model dreams the
+                body (:attr:`body_fields`), refused when it does not.
 
         Returns:
-            ``(B, M, N, D)`` next features.
+            ``(B, M, N, D)`` next features and ``(B, P)`` the next body (``None`` for a
+            features-only world model; the body head is deterministic: one per env).
 
         Raises:
-            ValueError: ``M > 1`` without ``extra_generators``.
+            ValueError: ``M > 1`` without ``extra_generators``; a missing, refused or malformed
+                ``body`` (the message names the fields).
         """
         b, k, a_dim, m = s.shape[0], self.chunk, self.action_dim, self.num_samples
         act = torch.from_numpy(actions).to(self.device).view(b, k, a_dim)
@@ -386,15 +300,22 @@ class DreamCore:
                 )
             pairs = zip(generators, extra_generators, strict=True)
             draws = [g for main, extra in pairs for g in (main, *[extra] * (m - 1))]
-        return self.model.sample(
-            s,
-            raw,
-            num_samples=m,
-            steps=self.flow_steps,
-            generator=draws,
-            guidance=self.config.guidance,
-            s_prev=s_prev,
-        )
+        kw: dict[str, Any] = {
+            "num_samples": m,
+            "steps": self.flow_steps,
+            "generator": draws,
+            "guidance": self.config.guidance,
+            "s_prev": s_prev,
+        }
+        if self.body_fields:
+            # The model names the body's fields if it is missing or malformed.
+            return self.model.sample_state(s, raw, proprio=body, **kw)  # type: ignore[attr-defined]
+        if body is not None:
+            raise ValueError(
+                "a body (B, P) was given but this world model dreams features only "
+                "(no proprio_fields); pass body=None"
+            )
+        return self.model.sample(s, raw, **kw), None
 
     def dream(
         self,
@@ -403,15 +324,17 @@ class DreamCore:
         generators: list[torch.Generator],
         extra_generators: list[torch.Generator] | None = None,
         s_prev: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        body: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """One chunk for every env (see :meth:`sample_next`), without the reward.
 
         Returns:
-            ``(s_next (B, N, D), uncertainty (B,) or None)``: sample 0, and the spread of the
-            first ``S`` samples when ``num_uncertainty_samples >= 2``.
+            ``(s_next (B, N, D), uncertainty (B,) or None, body_next (B, P) or None)``: sample
+            0, the spread of the first ``S`` samples when ``num_uncertainty_samples >= 2``, and
+            the next body (``None`` for a features-only world model).
         """
-        out = self.sample_next(s, actions, generators, extra_generators, s_prev)
-        return out[:, 0].contiguous(), self._spread(out)
+        out, body_next = self.sample_next(s, actions, generators, extra_generators, s_prev, body)
+        return out[:, 0].contiguous(), self._spread(out), body_next
 
     def _spread(self, samples: torch.Tensor) -> torch.Tensor | None:
         """``(B, M, N, D)`` -> std of the first ``S`` samples averaged over tokens and channels
@@ -428,7 +351,8 @@ class DreamCore:
         demo: torch.Tensor,
         t: np.ndarray,
         s_prev: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:
+        body: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray], torch.Tensor | None]:
         """One env step of every env: dream a chunk, then score it (the single and the vector
         env both step through here).
 
@@ -436,22 +360,26 @@ class DreamCore:
             s, actions, generators, extra_generators: as for :meth:`sample_next`.
             demo: ``(B,)`` reference demo of each env.
             t: ``(B,)`` control step the chunk ends on.
-            s_prev: as for :meth:`sample_next`.
+            s_prev, body: as for :meth:`sample_next`.
 
         Returns:
-            ``(s_next (B, N, D), reward (B,), terms)``: sample 0, the mean reward of the first
-            ``R`` samples, and its terms (see :meth:`score`) plus ``uncertainty`` when
-            ``num_uncertainty_samples >= 2``.
+            ``(s_next (B, N, D), reward (B,), terms, body_next (B, P) or None)``: sample 0, the
+            mean reward of the first ``R`` samples, and its terms (see :meth:`score`) plus
+            ``uncertainty`` when ``num_uncertainty_samples >= 2``, and the next body.
         """
-        out = self.sample_next(s, actions, generators, extra_generators, s_prev)
-        reward, terms = self.score(out[:, : self.config.reward_samples], demo, t)
+        out, body_next = self.sample_next(s, actions, generators, extra_generators, s_prev, body)
+        reward, terms = self.score(out[:, : self.config.reward_samples], demo, t, body_next)
         unc = self._spread(out)
         if unc is not None:
             terms["uncertainty"] = unc.cpu().numpy()
-        return out[:, 0].contiguous(), reward, terms
+        return out[:, 0].contiguous(), reward, terms, body_next
 
     def score(
-        self, s_next: torch.Tensor, demo: torch.Tensor, t: np.ndarray
+        self,
+        s_next: torch.Tensor,
+        demo: torch.Tensor,
+        t: np.ndarray,
+        body: torch.Tensor | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Reward of features reached at control step ``t``.
 
@@ -459,6 +387,8 @@ class DreamCore:
             s_next: ``(B, N, D)`` features, or ``(B, R, N, D)`` samples of them.
             demo: ``(B,)`` reference demo of each row.
             t: ``(B,)`` control steps.
+            body: ``(B, P)`` the body reached (one per row, shared by its samples); read by a
+                progress head with ``proprio_fields`` and required then, ignored otherwise.
 
         Returns:
             ``(reward (B,) float64, terms)`` in numpy. With samples, the reward and the float
@@ -471,8 +401,16 @@ class DreamCore:
         row = torch.from_numpy(np.asarray(t) // self.chunk).repeat_interleave(r_samples)
         r, terms = self.reward(flat, demo.repeat_interleave(r_samples), row)
         if self.progress_head is not None:
+            head_in: tuple[torch.Tensor, ...] = (flat,)
+            if self.head_reads_body:
+                if body is None:
+                    raise ValueError(
+                        "this bundle's progress head reads the robot's body: score(..., body=) "
+                        f"needs the ({b}, {self.body_dim}) body reached"
+                    )
+                head_in = (flat, body.to(flat.device).repeat_interleave(r_samples, 0))
             with torch.no_grad():
-                progress, logit = self.progress_head(flat)
+                progress, logit = self.progress_head(*head_in)
             terms["progress"] = progress
             if self.success_from_head:
                 terms["is_success_estimate"] = logit > 0
@@ -486,12 +424,12 @@ class DreamCore:
 
         return per_env(r).astype(np.float64), {k: per_env(v) for k, v in terms.items()}
 
-    def observe(self, s: torch.Tensor, obs_mode: ObsMode) -> np.ndarray | dict[str, np.ndarray]:
-        """``(B, N, D)`` features -> batched observation(s) in numpy float32."""
-        patch = s.float().cpu().numpy()
-        if obs_mode == "dict":
-            return {"patch": patch, "pooled": patch.mean(1)}
-        return patch
+    def observe(
+        self, s: torch.Tensor, obs_mode: ObsMode | None = None, body: torch.Tensor | None = None
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """``(B, N, D)`` features and ``(B, P)`` bodies -> batched observation(s) in numpy
+        float32 (``obs_mode``: as for :meth:`single_observation_space`)."""
+        return _body.observe(s, self.resolve_obs_mode(obs_mode), body)
 
     def _resolve_render_backend(self, backend: RenderBackend) -> Literal["decoder", "nearest"]:
         if backend == "nearest" or (backend == "auto" and not self.art.has_decoder):

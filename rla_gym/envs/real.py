@@ -18,7 +18,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rla_gym.data.proprio import body_spec, body_vector
 from rla_gym.envs.config import ActionMode, check_actions
+from rla_gym.sims.base import SimStep
 from rla_gym.sims.policies import ActionScale  # re-exported: its home is the sims room
 from rla_gym.utils.configs import with_overrides
 
@@ -77,6 +79,10 @@ class RealFeatureConfig:
     dm-control, whose tasks have no terminal state and whose reward scores every step."""
     render_mode: str | None = None
     """``None`` or ``rgb_array`` (the last camera frame, ``uint8 (R, R, 3)``)."""
+    obs_mode: Literal["patch", "features+proprio"] = "patch"
+    """``patch``: ``(N, D)`` features; ``features+proprio``: ``{"features": (N, D), "proprio":
+    (P,)}`` with the simulator's real body vector (:func:`rla_gym.data.proprio.body_vector`),
+    the observation of a dreamed env whose world model dreams the body."""
 
     def __post_init__(self) -> None:
         from rla_gym.sims.base import check_resolution
@@ -95,6 +101,10 @@ class RealFeatureConfig:
             raise ValueError(f"max_control_steps must be >= 1, got {self.max_control_steps}")
         if self.render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
+        if self.obs_mode not in ("patch", "features+proprio"):
+            raise ValueError(
+                f"obs_mode must be 'patch' or 'features+proprio', got {self.obs_mode!r}"
+            )
 
     @classmethod
     def resolve(cls, config: RealFeatureConfig | None, **overrides: Any) -> RealFeatureConfig:
@@ -128,7 +138,9 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Observation Space
     ``Box(-inf, inf, (N, D), float32)``: patch features of the last rendered ``R x R`` frame
-    (default encoder at 128 px: ``N = 64``, ``D = 512``).
+    (default encoder at 128 px: ``N = 64``, ``D = 512``). ``obs_mode="features+proprio"``:
+    ``Dict(features=(N, D), proprio=(P,))`` with the robot's real body vector
+    (:mod:`rla_gym.data.proprio`) at that frame, as a dreamed env that dreams the body shows it.
 
     ## Rewards
     The simulator's own task reward summed over the control steps executed in the chunk
@@ -153,7 +165,8 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
     ```python
     RealFeatureEnv(sim="dmc", task=None, resolution=128, encoder="opennsfw-resnet50-res4",
                    encoder_weights=None, chunk=8, action_mode="chunk", max_episode_steps=None,
-                   max_control_steps=None, terminate_on_success=None, render_mode=None)
+                   max_control_steps=None, terminate_on_success=None, render_mode=None,
+                   obs_mode="patch")
     RealFeatureEnv(config=RealFeatureConfig(...))  # the same, as one object
     ```
     Every option is a field of :class:`RealFeatureConfig` (documented there). Call
@@ -189,9 +202,13 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
             cfg.sim != "dmc" if cfg.terminate_on_success is None else cfg.terminate_on_success
         )
         gh, gw = self.encoder.grid_shape(cfg.resolution, cfg.resolution)
-        self.observation_space = spaces.Box(
-            -np.inf, np.inf, (gh * gw, int(self.encoder.feature_dim)), np.float32
-        )
+        patch = spaces.Box(-np.inf, np.inf, (gh * gw, int(self.encoder.feature_dim)), np.float32)
+        self.observation_space: spaces.Space = patch
+        if cfg.obs_mode == "features+proprio":
+            p = body_spec(cfg.sim).dim
+            self.observation_space = spaces.Dict(
+                {"features": patch, "proprio": spaces.Box(-np.inf, np.inf, (p,), np.float32)}
+            )
         self.action_mode: ActionMode = cfg.action_mode
         size = self.action_dim if cfg.action_mode == "repeat" else self.chunk * self.action_dim
         self.action_space = spaces.Box(-1.0, 1.0, (size,), np.float32)
@@ -234,13 +251,16 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         last; ``None`` before ``reset``."""
         return None if not self._frames else np.stack(self._frames)
 
-    def _observe(self, frame: np.ndarray) -> np.ndarray:
-        self._frame = frame
-        return self.encoder.encode(frame[None])[0].astype(np.float32, copy=False)
+    def _observe(self, obs: SimStep) -> np.ndarray | dict[str, np.ndarray]:
+        self._frame = obs.frame
+        feats = self.encoder.encode(obs.frame[None])[0].astype(np.float32, copy=False)
+        if self.config.obs_mode == "features+proprio":
+            return {"features": feats, "proprio": body_vector(self.config.sim, obs.proprio)}
+        return feats
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, Any]]:
         """Start a real episode (see the class docstring for seeds and ``options``)."""
         super().reset(seed=seed)
         options = dict(options or {})
@@ -254,9 +274,11 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         self._frames = [obs.frame]
         info = {"t": 0, "seed": sim_seed, "init_state_id": -1 if init_id is None else int(init_id),
                 "success": bool(obs.success), "is_success": self._solved}  # fmt: skip
-        return self._observe(obs.frame), info
+        return self._observe(obs), info
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray | dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Run one chunk of ``K`` control steps in the real simulator."""
         if self._frame is None:
             raise gym.error.ResetNeeded("call reset() before step()")
@@ -292,7 +314,7 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         truncated = not done and (self._elapsed >= self.max_episode_steps or out_of_steps)
         info = {"success": success, "is_success": self._solved, "control_steps": steps,
                 "t": self._t}  # fmt: skip
-        return self._observe(obs.frame), reward, done, truncated, info
+        return self._observe(obs), reward, done, truncated, info
 
     def render(self) -> np.ndarray | None:
         """The last camera frame, ``uint8 (R, R, 3)`` (``rgb_array`` mode)."""

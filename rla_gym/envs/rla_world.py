@@ -74,7 +74,12 @@ class RLAWorldEnv(gym.Env):
     ## Observation Space
     ``obs_mode="patch"``: ``Box(-inf, inf, (N, D), float32)`` patch features (LIBERO default
     encoder: ``N = 64``, ``D = 512``). ``obs_mode="dict"``: ``Dict(patch=(N, D), pooled=(D,))``
-    where ``pooled`` is the token mean.
+    where ``pooled`` is the token mean. ``obs_mode="features+proprio"``: ``Dict(features=(N, D),
+    proprio=(P,))``, the features and the robot's dreamed *body vector*
+    (:mod:`rla_gym.data.proprio`: reacher ``P = 6``, Panda ``P = 11``; the robosuite / LIBERO
+    observation-dict convention), for a bundle whose world model dreams the body; on any other
+    bundle it raises ``ValueError``. ``obs_mode="auto"`` (default) is ``"features+proprio"`` on
+    such a bundle and ``"patch"`` otherwise (every bundle built before the body existed).
 
     ## Rewards
     Video-aligned reward: ``-reward_scale * dist(ŝ_t, ref_demo[t])`` where ``ref_demo`` is the
@@ -105,7 +110,10 @@ class RLAWorldEnv(gym.Env):
     seeded from ``self.np_random``: same seed -> same trajectory. A world model trained with a
     history (``WorldModelConfig.history = K``) also reads the features one chunk earlier: an
     episode starts at rest (the start stands in), a ``"demo_random"`` start takes the demo's
-    previous row, and ``options["previous_features"]`` gives it for a ``"features"`` start.
+    previous row, and ``options["previous_features"]`` gives it for a ``"features"`` start. A
+    world model that dreams the body starts from the body of the start's own frame (stored in
+    the bundle); a ``"features"`` start then needs ``options["proprio"]``, its ``(P,)`` body
+    vector (a missing, wrongly sized or non-finite one raises ``ValueError`` naming the fields).
 
     ## Episode End
     Never terminates (success is only an estimate). Truncated after ``max_episode_steps`` env
@@ -116,7 +124,7 @@ class RLAWorldEnv(gym.Env):
     ## Arguments
     ```python
     gym.make("RLAWorld-libero-v0", artifacts=None, device="cpu", flow_steps=10,
-             reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="patch",
+             reward_mode="aligned", reward_metric="l1", reward_scale=5.0, obs_mode="auto",
              render_mode=None, render_backend="auto", num_uncertainty_samples=0,
              reward_samples=1, guidance=1.0, max_episode_steps=None, reset_demo_fraction=0.0,
              action_mode="chunk")
@@ -142,7 +150,9 @@ class RLAWorldEnv(gym.Env):
       (``render_backend``; observations, actions and rewards are untouched), starts from given
       features (``options={"start": "features", ...}``), mid-demo training resets
       (``reset_demo_fraction``), rewards averaged over flow samples (``reward_samples``), world
-      models with a history (``options["previous_features"]``). Since
+      models with a history (``options["previous_features"]``), the dreamed body
+      (``obs_mode="features+proprio"``, ``options["proprio"]``; ``obs_mode="auto"``, the new
+      default, keeps ``"patch"`` on every bundle without a body). Since
       ``reward_samples``, the extra samples of ``num_uncertainty_samples >= 2`` come from a
       second noise stream, so the option no longer changes the dreamed trajectory (seeded
       episodes with it differ from earlier versions after the first step).
@@ -158,14 +168,15 @@ class RLAWorldEnv(gym.Env):
         cfg = RLAWorldConfig.resolve(config, **kwargs)
         self.config = cfg
         self.core = DreamCore(cfg)
-        self.obs_mode: ObsMode = cfg.obs_mode
+        self.obs_mode: ObsMode = self.core.obs_mode  # "auto" resolved for the bundle
         self.render_mode = cfg.render_mode
-        self.observation_space = self.core.single_observation_space(cfg.obs_mode)
+        self.observation_space = self.core.single_observation_space()
         self.action_space = self.core.single_action_space()
         self._gen = torch.Generator()
         self._extra_gen = torch.Generator()  # flow samples 1.. (uncertainty, reward samples)
         self._s: torch.Tensor | None = None
         self._prev: torch.Tensor | None = None  # one chunk earlier, for a model with history
+        self._body: torch.Tensor | None = None  # (P,) the robot's body, for a body model
         self._demo = torch.zeros(1, dtype=torch.long)
         self._t = 0
         self._elapsed = 0
@@ -192,7 +203,8 @@ class RLAWorldEnv(gym.Env):
     # ------------------------------------------------------------------ API
     def _obs(self) -> np.ndarray | dict[str, np.ndarray]:
         assert self._s is not None
-        obs = self.core.observe(self._s[None], self.obs_mode)
+        body = None if self._body is None else self._body[None]
+        obs = self.core.observe(self._s[None], self.obs_mode, body)
         return {k: v[0] for k, v in obs.items()} if isinstance(obs, dict) else obs[0]
 
     def reset(
@@ -204,6 +216,7 @@ class RLAWorldEnv(gym.Env):
         self.core.seed_generator(self._gen, self.np_random, self._extra_gen)
         self._start, self._s, self._t = start, start.features.clone(), start.t
         self._prev = (start.features if start.previous is None else start.previous).clone()
+        self._body = None if start.proprio is None else start.proprio.clone()
         self._elapsed = 0
         self._demo = torch.tensor([start.demo], dtype=torch.long)
         info = {
@@ -223,7 +236,7 @@ class RLAWorldEnv(gym.Env):
             raise gym.error.ResetNeeded("call reset() before step()")
         a = check_actions(action, self.action_space.shape, self.core.action_space_desc)
         t = self._t + self.core.chunk
-        s_next, reward, terms = self.core.transition(
+        s_next, reward, terms, body = self.core.transition(
             self._s[None],
             self.core.to_chunks(a[None]),
             [self._gen],
@@ -231,8 +244,10 @@ class RLAWorldEnv(gym.Env):
             self._demo,
             np.array([t]),
             None if self._prev is None else self._prev[None],
+            None if self._body is None else self._body[None],
         )
         self._prev, self._s, self._t = self._s, s_next[0], t
+        self._body = None if body is None else body[0]
         self._elapsed += 1
         info: dict[str, Any] = {
             "reward_l1": float(terms["reward_l1"][0]),
@@ -258,3 +273,8 @@ class RLAWorldEnv(gym.Env):
     def state_features(self) -> torch.Tensor | None:
         """The current ``(N, D)`` features (on the core's device), ``None`` before reset."""
         return self._s
+
+    @property
+    def state_body(self) -> torch.Tensor | None:
+        """The current ``(P,)`` body vector when the world model dreams the body, else ``None``."""
+        return self._body

@@ -60,10 +60,10 @@ class RLAWorldVectorEnv(VectorEnv):
         self.config = cfg
         self.core = DreamCore(cfg)
         self.num_envs = int(num_envs)
-        self.obs_mode: ObsMode = cfg.obs_mode
+        self.obs_mode: ObsMode = self.core.obs_mode  # "auto" resolved for the bundle
         self.render_mode = cfg.render_mode
         self.max_episode_steps = self.core.max_episode_steps
-        self.single_observation_space = self.core.single_observation_space(cfg.obs_mode)
+        self.single_observation_space = self.core.single_observation_space()
         self.single_action_space = self.core.single_action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -73,6 +73,9 @@ class RLAWorldVectorEnv(VectorEnv):
         self._extra_gens = [torch.Generator() for _ in range(b)]  # flow samples 1.. of env i
         self._s = torch.zeros(b, self.core.num_tokens, self.core.feature_dim, device=dev)
         self._prev = torch.zeros_like(self._s)  # one chunk earlier, for a model with history
+        # (B, P) the robots' bodies when the world model dreams them.
+        p = self.core.body_dim
+        self._body = torch.zeros(b, p, device=dev) if p else None
         self._demo = torch.zeros(b, dtype=torch.long)
         self._t = np.zeros(b, np.int64)
         self._elapsed = np.zeros(b, np.int64)
@@ -109,6 +112,8 @@ class RLAWorldVectorEnv(VectorEnv):
             self.core.seed_generator(self._gens[i], rng, self._extra_gens[i])
             self._s[i] = start.features
             self._prev[i] = start.features if start.previous is None else start.previous
+            if self._body is not None:
+                self._body[i] = start.proprio
             self._demo[i] = start.demo
             self._t[i], self._elapsed[i] = start.t, 0
             self._autoreset[i] = False
@@ -118,7 +123,7 @@ class RLAWorldVectorEnv(VectorEnv):
 
     def _env_options(self, options: dict[str, Any] | None, i: int) -> dict[str, Any] | None:
         """Env ``i``'s reset options: row ``i`` of per-env ``features (B, N, D)``,
-        ``previous_features (B, N, D)`` and ``demo (B,)``."""
+        ``previous_features (B, N, D)``, ``proprio (B, P)`` and ``demo (B,)``."""
         if not options or options.get("start") != "features" or "features" not in options:
             return options
         b, n, d = self.num_envs, self.core.num_tokens, self.core.feature_dim
@@ -134,6 +139,14 @@ class RLAWorldVectorEnv(VectorEnv):
                     f"options[{key!r}] must have shape ({n}, {d}) or "
                     f"(B={b}, {n}, {d}), got {f.shape}"
                 )
+        proprio = options.get("proprio")
+        if proprio is not None and np.ndim(proprio) == 2:
+            if len(proprio) != b:
+                raise ValueError(
+                    f"options['proprio'] must have shape (P,) or (B={b}, P), got "
+                    f"{np.shape(proprio)}"
+                )
+            out["proprio"] = np.asarray(proprio)[i]
         demo = options.get("demo")
         if demo is not None and np.ndim(demo) == 1:
             if len(demo) != b:
@@ -156,10 +169,17 @@ class RLAWorldVectorEnv(VectorEnv):
             f"{self.action_space.shape} rows of {self.core.action_space_desc}",
         )
         t = self._t + self.core.chunk
-        s_next, reward, scored = self.core.transition(
-            self._s, self.core.to_chunks(a), self._gens, self._extra_gens, self._demo, t, self._prev
+        s_next, reward, scored, body = self.core.transition(
+            self._s,
+            self.core.to_chunks(a),
+            self._gens,
+            self._extra_gens,
+            self._demo,
+            t,
+            self._prev,
+            self._body,
         )
-        self._prev, self._s = self._s, s_next
+        self._prev, self._s, self._body = self._s, s_next, body
         self._t = t
         self._elapsed += 1
         terms = {
@@ -177,12 +197,17 @@ class RLAWorldVectorEnv(VectorEnv):
 
     def observe(self) -> np.ndarray | dict[str, np.ndarray]:
         """The batched observation of the current states."""
-        return self.core.observe(self._s, self.obs_mode)
+        return self.core.observe(self._s, self.obs_mode, self._body)
 
     @property
     def state_features(self) -> torch.Tensor:
         """``(B, N, D)`` current features (on the core's device)."""
         return self._s
+
+    @property
+    def state_body(self) -> torch.Tensor | None:
+        """``(B, P)`` current body vectors when the world model dreams the body, else ``None``."""
+        return self._body
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -199,7 +224,7 @@ class RLAWorldVectorEnv(VectorEnv):
             seed: an int seeds env ``i`` with ``seed + i``; a list gives one seed per env.
             options: as for ``RLAWorldEnv.reset`` plus an optional boolean ``reset_mask (B,)``;
                 with ``"start": "features"``, ``features`` may be ``(B, N, D)`` (row ``i`` for env
-                ``i``) and ``demo`` a sequence of ``B`` ints.
+                ``i``), ``proprio`` ``(B, P)`` and ``demo`` a sequence of ``B`` ints.
         """
         options = dict(options or {})
         mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, bool)), bool)

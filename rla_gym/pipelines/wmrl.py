@@ -288,9 +288,11 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     _check_resume(cfg, out / "ppo" / "options.json")  # before anything is trained
     bundle = _bundle_path(cfg)
     mode = {} if cfg.reward_mode is None else {"reward_mode": cfg.reward_mode}
+    # The bundled policies read features; a world model that dreams the body still dreams it.
     env_cfg = RLAWorldConfig(
-        artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps, **mode
-    )
+        artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps, obs_mode="patch",
+        **mode,
+    )  # fmt: skip
     train_cfg = dataclasses.replace(
         env_cfg,
         reset_demo_fraction=cfg.reset_demo_fraction,

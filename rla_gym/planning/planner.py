@@ -159,9 +159,11 @@ class DreamPlanner:
         sequences: torch.Tensor,
         noise_seed: int,
         previous: torch.Tensor | None = None,
+        body: torch.Tensor | None = None,
     ) -> tuple[np.ndarray, torch.Tensor]:
         """Dream ``sequences (M, H, K*A)`` (search space) from ``s0 (N, D)`` (``previous``: the
-        features one chunk earlier, for a world model with history).
+        features one chunk earlier, for a world model with history; ``body``: the robot's
+        ``(P,)`` body vector, for a world model that dreams it).
 
         The planner's only use of a model: a subclass that overrides it plans, with the same
         search, MPC and reward, in another model (``benchmarks/planner_oracle.py`` runs the real
@@ -173,6 +175,7 @@ class DreamPlanner:
         m, horizon = sequences.shape[0], sequences.shape[1]
         s = s0.expand(m, *s0.shape).contiguous()
         prev = None if previous is None else previous.expand(m, *s0.shape).contiguous()
+        p = None if body is None else body.expand(m, *body.shape).contiguous()
         gens = self._generators(m, noise_seed)
         demo_t = torch.full((m,), int(demo), dtype=torch.long)
         total = np.zeros(m)
@@ -181,10 +184,12 @@ class DreamPlanner:
             chunk = self.executed(s, sequences[:, h])
             if h == 0:
                 first = chunk
-            s_next, _ = self.core.dream(s, chunk.numpy().astype(np.float32), gens, s_prev=prev)
+            s_next, _, p = self.core.dream(
+                s, chunk.numpy().astype(np.float32), gens, s_prev=prev, body=p
+            )
             prev, s = s, s_next
             # The env scores a chunk at the control step it ends on.
-            reward, _ = self.core.score(s, demo_t, np.full(m, t + (h + 1) * self.chunk))
+            reward, _ = self.core.score(s, demo_t, np.full(m, t + (h + 1) * self.chunk), p)
             total += reward
         return total, first
 
@@ -196,6 +201,14 @@ class DreamPlanner:
             base = torch.as_tensor(self.base_policy.predict(s, deterministic=True)[0])
             candidates = base.reshape(len(candidates), -1).to(candidates) + candidates
         return candidates.clamp(-1.0, 1.0)
+
+    def _body(self, body: np.ndarray | torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """``rollout``'s body argument: ``{}`` without one (so a subclass's ``rollout`` need not
+        know the body), else the ``(P,)`` vector as a tensor."""
+        if body is None:
+            return {}
+        # The world model checks it (shape, finite values) and names its fields if it is wrong.
+        return {"body": torch.as_tensor(body, dtype=torch.float32).to(self.core.device)}
 
     def _features(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
         s0 = torch.as_tensor(features, dtype=torch.float32).to(self.core.device)
@@ -213,6 +226,7 @@ class DreamPlanner:
         sequences: np.ndarray | torch.Tensor,
         seed: int = 0,
         previous: np.ndarray | torch.Tensor | None = None,
+        body: np.ndarray | torch.Tensor | None = None,
     ) -> np.ndarray:
         """Dream returns of given sequences, as the planner scores its candidates.
 
@@ -225,6 +239,8 @@ class DreamPlanner:
             seed: flow-noise seed (shared by all rows with ``common_noise``).
             previous: ``(N, D)`` features one chunk before ``features`` (a world model with
                 history reads them; ``None``: at rest).
+            body: ``(P,)`` the robot's body vector at ``features`` (required by a world model
+                that dreams the body, refused by one that does not).
 
         Returns:
             ``float64 (M,)`` sums of the ``H'`` rewards.
@@ -235,7 +251,8 @@ class DreamPlanner:
                 f"sequences must have shape (M, H, {self.action_size}), got {tuple(seq.shape)}"
             )
         prev = None if previous is None else self._features(previous)
-        return self.rollout(self._features(features), demo, t, seq, seed, prev)[0]
+        s0 = self._features(features)
+        return self.rollout(s0, demo, t, seq, seed, prev, **self._body(body))[0]
 
     # ------------------------------------------------------------------ planning
     @torch.no_grad()
@@ -247,6 +264,7 @@ class DreamPlanner:
         init_mean: np.ndarray | None = None,
         seed: int | None = None,
         previous: np.ndarray | torch.Tensor | None = None,
+        body: np.ndarray | torch.Tensor | None = None,
     ) -> Plan:
         """Search for the best sequence of ``H`` chunks from ``features``.
 
@@ -261,6 +279,8 @@ class DreamPlanner:
                 the planner's own generator).
             previous: ``(N, D)`` features one chunk earlier (read by a world model with
                 history; ``None``: at rest, as at an episode's first decision).
+            body: ``(P,)`` the robot's current body vector (a world model that dreams the body
+                needs it).
 
         Returns:
             The :class:`Plan`; ``plan.action`` is the chunk to execute.
@@ -269,6 +289,7 @@ class DreamPlanner:
         horizon, size = self.config.horizon, self.action_size
         s0 = self._features(features)
         prev = None if previous is None else self._features(previous)
+        body_kw = self._body(body)
         seed = int(self._rng.integers(2**62)) if seed is None else int(seed)
         warm = None
         if init_mean is not None:
@@ -277,10 +298,13 @@ class DreamPlanner:
                 raise ValueError(
                     f"init_mean must have shape {(horizon, size)}, got {tuple(warm.shape)}"
                 )
+
+        def dream(cand: torch.Tensor, noise_seed: int) -> np.ndarray:
+            return self.rollout(s0, demo, t, cand, noise_seed, prev, **body_kw)[0]
+
         found = search_chunks(
-            lambda cand, noise_seed: self.rollout(s0, demo, t, cand, noise_seed, prev)[0],
-            self.config, self.width, size, torch.Generator().manual_seed(seed), warm,
-        )  # fmt: skip
+            dream, self.config, self.width, size, torch.Generator().manual_seed(seed), warm
+        )
         action = self.executed(s0[None], found.mean[:1])[0]
         return Plan(
             action=action.numpy().astype(np.float32),

@@ -9,7 +9,10 @@ advance/reset-subset primitives directly.
 
 SB3's default ``MlpPolicy`` flattens ``(N, D)`` patch features, e.g. 64 x 512 = 32,768 inputs per
 layer; :class:`SB3PatchExtractor` pools them first with the bundled agents' patch pooler, and
-:func:`patch_policy_kwargs` builds the ``policy_kwargs`` that select it.
+:func:`patch_policy_kwargs` builds the ``policy_kwargs`` that select it. A dreamed env that
+shows the robot's body (``obs_mode="features+proprio"``) gives a ``Dict`` observation: train on
+it with ``MultiInputPolicy`` and the same ``policy_kwargs``; the extractor pools the features
+and appends the body vector.
 """
 
 from __future__ import annotations
@@ -45,8 +48,11 @@ class SB3PatchExtractor(BaseFeaturesExtractor):
     8.4 M of a 256-wide first layer over the flattened features.
 
     Args:
-        observation_space: ``Box`` of shape ``(N, D)`` (or ``(D,)``, pooled by an MLP).
-        features_dim: size of the pooled vector handed to SB3's policy and value heads.
+        observation_space: ``Box`` of shape ``(N, D)`` (or ``(D,)``, pooled by an MLP), or the
+            ``Dict(features=(N, D), proprio=(P,))`` of an env that shows the robot's body.
+        features_dim: size of the pooled features; the vector handed to SB3's policy and value
+            heads has ``features_dim + P`` numbers (the body vector appended as it is: its
+            entries are positions, rotations and velocities of order one).
         extractor: ``auto`` (``conv`` when ``N`` is a square, else ``attention``), ``conv``,
             ``attention`` or ``mlp``.
         token_dim: width each token is projected to.
@@ -54,12 +60,16 @@ class SB3PatchExtractor(BaseFeaturesExtractor):
         num_heads: attention heads (must divide ``token_dim``).
 
     Shapes:
-        ``forward``: ``(B, N, D) -> (B, features_dim)``.
+        ``forward``: ``(B, N, D) -> (B, features_dim)``; ``{"features": (B, N, D), "proprio":
+        (B, P)} -> (B, features_dim + P)``.
+
+    Raises:
+        ValueError: a ``Dict`` space other than ``{"features", "proprio"}``.
     """
 
     def __init__(
         self,
-        observation_space: gym.spaces.Box,
+        observation_space: gym.spaces.Box | gym.spaces.Dict,
         features_dim: int = 256,
         extractor: str = "auto",
         token_dim: int = 64,
@@ -71,7 +81,18 @@ class SB3PatchExtractor(BaseFeaturesExtractor):
         from rla_gym.agents.config import ActorCriticConfig
         from rla_gym.agents.networks import PatchFeatureExtractor
 
-        super().__init__(observation_space, features_dim)
+        patch, body_dim = observation_space, 0
+        if isinstance(observation_space, gym.spaces.Dict):
+            keys = set(observation_space.spaces)
+            if keys != {"features", "proprio"}:
+                raise ValueError(
+                    f"SB3PatchExtractor reads Box (N, D) features or a Dict with keys "
+                    f"'features' (N, D) and 'proprio' (P,), got keys {sorted(keys)}"
+                )
+            patch = observation_space["features"]
+            body_dim = int(observation_space["proprio"].shape[0])
+        super().__init__(observation_space, features_dim + body_dim)
+        self.body_dim = body_dim
         config = ActorCriticConfig(
             extractor=extractor,  # type: ignore[arg-type]
             token_dim=token_dim,
@@ -79,10 +100,14 @@ class SB3PatchExtractor(BaseFeaturesExtractor):
             num_queries=num_queries,
             num_heads=num_heads,
         )
-        self.pool = PatchFeatureExtractor(observation_space.shape, config)
+        self.pool = PatchFeatureExtractor(patch.shape, config)
 
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        """``(B, N, D) -> (B, features_dim)``."""
+    def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, N, D) -> (B, features_dim)``, or a ``{"features", "proprio"}`` dict ->
+        ``(B, features_dim + P)``."""
+        if isinstance(observations, dict):
+            pooled = self.pool(observations["features"])
+            return torch.cat([pooled, observations["proprio"].to(pooled.dtype)], dim=-1)
         return self.pool(observations)
 
 
@@ -107,6 +132,7 @@ def patch_policy_kwargs(
         >>> from stable_baselines3 import PPO  # doctest: +SKIP
         >>> kwargs = patch_policy_kwargs(features_dim=128, log_std_init=-0.5)
         >>> PPO("MlpPolicy", env, policy_kwargs=kwargs)  # doctest: +SKIP
+        >>> PPO("MultiInputPolicy", body_env, policy_kwargs=kwargs)  # doctest: +SKIP
     """
     return {
         "features_extractor_class": SB3PatchExtractor,

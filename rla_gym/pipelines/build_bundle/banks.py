@@ -1,6 +1,6 @@
 """Steps 3 and 5 of a build: the feature banks (reference rows and reset frames, quantised,
-the storage error measured) and the render bank (thumbnails of real frames), and the bank file
-that holds them (tensor names and dtypes: :mod:`rla_gym.envs.artifacts`)."""
+the storage error measured), their body vectors, the render bank (thumbnails of real frames),
+and the bank file that holds them (tensor names and dtypes: :mod:`rla_gym.envs.artifacts`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,18 @@ from rla_gym.pipelines.build_bundle.sources import EpisodeSelection
 
 if TYPE_CHECKING:
     from rla_gym.data.episodes import EpisodeStore
+    from rla_gym.data.proprio import BodySpec
 
-__all__ = ["FeatureBanks", "feature_banks", "mean_l1", "ref_rows", "render_bank", "write_bank"]
+__all__ = [
+    "BodyBanks",
+    "FeatureBanks",
+    "body_banks",
+    "feature_banks",
+    "mean_l1",
+    "ref_rows",
+    "render_bank",
+    "write_bank",
+]
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -161,6 +171,81 @@ def feature_banks(
     )
 
 
+# --------------------------------------------------------------------------- 3b. body banks
+@dataclass(frozen=True)
+class BodyBanks:
+    """The body vectors (:mod:`rla_gym.data.proprio`) at the frames the feature banks hold.
+
+    Stored in float32: ``P`` numbers per row are nothing beside the ``N x D`` features, and a
+    quantised body would move the arm the dream starts from.
+
+    Attributes:
+        spec: the dataset simulator's body vector (the manifest's ``proprio`` record).
+        reference: ``float32 (R, T_ref, P)`` at the reference rows, padded like the features.
+        reset: ``float32 (M, P)`` frame 0 of each reset start.
+        calibration: ``float32 (E, P)`` frame 0 of each calibration episode (a body model's
+            dreamed replays start from it).
+    """
+
+    spec: BodySpec
+    reference: np.ndarray
+    reset: np.ndarray
+    calibration: np.ndarray
+
+
+def body_banks(
+    data: str | Path, sim: str, sel: EpisodeSelection, chunk: int, model_fields: tuple[str, ...]
+) -> tuple[BodyBanks | None, str | None]:
+    """The body vectors of the reference rows, reset starts and calibration starts.
+
+    A dataset without a body (a simulator with no body vector, episodes recorded without
+    proprio) gives no body banks, which is fine for a world model that dreams features only.
+
+    Args:
+        data: the dataset folder.
+        sim: its simulator (``dataset.json``'s ``"sim"``).
+        sel: :func:`~rla_gym.pipelines.build_bundle.sources.select_episodes`.
+        chunk: ``K``.
+        model_fields: the world model's ``proprio_fields`` (empty: features only).
+
+    Returns:
+        ``(banks, None)``, or ``(None, why)`` when the dataset has no body.
+
+    Raises:
+        ValueError: the world model dreams the body but the dataset has none, or one of other
+            fields.
+    """
+    from rla_gym.data.feature_episodes import load_body
+    from rla_gym.data.proprio import body_spec
+
+    ids = list(dict.fromkeys([*sel.reference, *sel.reset, *sel.calibration]))
+    try:
+        spec = body_spec(sim)
+        bodies, fields = load_body(data, ids)
+    except ValueError as err:
+        if model_fields:
+            raise ValueError(
+                f"the world model dreams the robot's body ({', '.join(model_fields)}) but the "
+                f"bundle cannot carry it: {err}"
+            ) from err
+        return None, str(err)
+    if model_fields and tuple(model_fields) != fields:
+        raise ValueError(
+            f"the world model dreams a body of fields ({', '.join(model_fields)}) but {data} "
+            f"records a {sim} body ({', '.join(fields)}); train the world model on this dataset"
+        )
+    body = dict(zip(ids, bodies, strict=True))
+    rows = [body[e][ref_rows(len(sel.features[e].actions), chunk)] for e in sel.reference]
+    t_ref = max(len(r) for r in rows)
+    reference = np.stack([np.concatenate([r, np.repeat(r[-1:], t_ref - len(r), 0)]) for r in rows])
+
+    def first(eids: list[str]) -> np.ndarray:  # (E, P) frame 0 of each episode; E may be 0
+        return np.array([body[e][0] for e in eids], np.float32).reshape(len(eids), spec.dim)
+
+    banks = BodyBanks(spec, reference.astype(np.float32), first(sel.reset), first(sel.calibration))
+    return banks, None
+
+
 # --------------------------------------------------------------------------- 5. render bank
 def render_bank(
     store: EpisodeStore, sel: EpisodeSelection, chunk: int, thumb_size: int, max_frames: int
@@ -190,10 +275,22 @@ def render_bank(
     return frames, pooled_a
 
 
-def write_bank(path: Path, banks: FeatureBanks, frames: np.ndarray, pooled: np.ndarray) -> None:
+def write_bank(
+    path: Path,
+    banks: FeatureBanks,
+    frames: np.ndarray,
+    pooled: np.ndarray,
+    body: BodyBanks | None = None,
+) -> None:
     """``bank.safetensors`` (tensor names and dtypes: :mod:`rla_gym.envs.artifacts`)."""
     from safetensors.numpy import save_file
 
+    extra = {}
+    if body is not None:
+        extra = {
+            "reset_proprio": np.ascontiguousarray(body.reset),
+            "reference_proprio": np.ascontiguousarray(body.reference),
+        }
     save_file(
         {
             "reference_q": np.ascontiguousarray(banks.reference_q),
@@ -205,6 +302,7 @@ def write_bank(path: Path, banks: FeatureBanks, frames: np.ndarray, pooled: np.n
             "quant_offset": banks.offset.astype(np.float32),
             "render_frames": np.ascontiguousarray(frames),
             "render_pooled": pooled.astype(np.float16),
+            **extra,
         },
         str(path),
     )

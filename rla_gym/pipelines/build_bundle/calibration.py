@@ -135,26 +135,31 @@ def calibrate_dreamed(
     real: RealCalibration,
     chunk: int,
     seed: int,
+    start_body: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Success threshold on dreamed end states; the real-frame record is kept under ``real_frames``.
 
     The env applies the threshold to *dreamed* features, which are smoother than real ones; so
     each calibration episode's real actions are replayed in ``model`` (the bundle's stored,
-    possibly quantised, world model) from its real first frame, and the dreamed end is labelled
-    by the episode's real success.
+    possibly quantised, world model) from its real first frame (and, for a model that dreams the
+    body, its real first body vector: ``start_body (E, P)``, one row per calibration episode),
+    and the dreamed end is labelled by the episode's real success.
     """
     import torch
 
     goal = banks.goal
     gen = torch.Generator().manual_seed(seed)
     dists = []
-    for e, d in zip(sel.calibration, real.demos, strict=True):
+    for j, (e, d) in enumerate(zip(sel.calibration, real.demos, strict=True)):
         ep = sel.features[e]
         acts = torch.from_numpy(np.asarray(ep.actions, np.float32))[None]
         pieces = [acts[:, i : i + chunk] for i in range(0, acts.shape[1], chunk)]
         s0 = torch.from_numpy(ep.features[0].astype(np.float32))[None]
+        body = {} if start_body is None else {"proprio": torch.from_numpy(start_body[j : j + 1])}
         with torch.no_grad():
-            end = model.rollout(s0, pieces, generator=gen)[0, -1].numpy()
+            out = model.rollout(s0, pieces, generator=gen, **body)
+        # A body model's rollout is (features, bodies); the threshold reads the features.
+        end = (out[0] if isinstance(out, tuple) else out)[0, -1].numpy()
         dists.append(float(mean_l1(end, goal[d])))
     record = _success_record(
         np.array(dists),

@@ -9,7 +9,7 @@ from typing import Any
 
 from rla_gym.envs.artifacts import BANK, FORMAT_VERSION
 from rla_gym.features.base import sha256_file
-from rla_gym.pipelines.build_bundle.banks import FeatureBanks
+from rla_gym.pipelines.build_bundle.banks import BodyBanks, FeatureBanks
 from rla_gym.pipelines.build_bundle.config import BuildBundleConfig
 from rla_gym.pipelines.build_bundle.sources import EpisodeSelection
 from rla_gym.utils.io import load_json
@@ -62,6 +62,8 @@ def make_manifest(
     reward: dict[str, Any],
     weights: dict[str, Any],
     policy: dict[str, Any] | None,
+    body: BodyBanks | None = None,
+    no_body: str | None = None,
 ) -> dict[str, Any]:
     """``manifest.json`` of the bundle being written in ``folder`` (bank checksum, file sizes).
 
@@ -78,6 +80,8 @@ def make_manifest(
         reward: reward-calibration record (:func:`calibrate_real`).
         weights: :func:`store_weights`.
         policy: :func:`copy_policy` (``None``: no policy shipped).
+        body: :func:`body_banks` (``None``: the bank carries no body vectors).
+        no_body: why it carries none (recorded as ``proprio_missing``).
     """
     n_tok, dim = banks.reference.shape[2:]
     t_ref = banks.reference.shape[1]
@@ -113,6 +117,9 @@ def make_manifest(
             "init_state_ids": banks.reset_init.tolist(),
         },
         "render": {"frames": render_frames, "thumb_size": cfg.thumb_size},
+        # The body vector of the bank's reset_proprio / reference_proprio (sim, fields, dim).
+        "proprio": None if body is None else body.spec.to_dict(),
+        **({} if no_body is None else {"proprio_missing": no_body}),
         "quantization": banks.quantization,
         "weights": weights,
         "success": success,

@@ -76,12 +76,18 @@ def copy_model_files(src: Path, dst: Path) -> None:
 
 # --------------------------------------------------------------------------- 6. weights
 def store_weights(
-    model: Predictor, folder: Path, dtype: str, s_t: np.ndarray, chunk: int
+    model: Predictor,
+    folder: Path,
+    dtype: str,
+    s_t: np.ndarray,
+    chunk: int,
+    proprio: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Rewrite ``folder/model.safetensors`` in ``dtype`` and measure what that does to predictions.
 
     The check predicts one chunk of zero actions from ``s_t (B, N, D)`` with the same noise
-    using ``model`` (the original weights) and the re-loaded folder.
+    using ``model`` (the original weights) and the re-loaded folder; ``proprio (B, P)`` is the
+    body of those starts, for a world model that dreams the body (``None`` otherwise).
 
     Returns:
         The manifest's ``weights`` record.
@@ -98,9 +104,10 @@ def store_weights(
     small = load_predictor(folder)
     s = torch.from_numpy(s_t).float()
     acts = torch.zeros(len(s), chunk, int(model.action_dim))
-    a = model.predict(s, acts, generator=torch.Generator().manual_seed(0))
-    b = small.predict(s, acts, generator=torch.Generator().manual_seed(0))
-    other = model.predict(s, acts, generator=torch.Generator().manual_seed(1))
+    body = {} if proprio is None else {"proprio": torch.from_numpy(proprio[: len(s)]).float()}
+    a = model.predict(s, acts, generator=torch.Generator().manual_seed(0), **body)
+    b = small.predict(s, acts, generator=torch.Generator().manual_seed(0), **body)
+    other = model.predict(s, acts, generator=torch.Generator().manual_seed(1), **body)
     change = (a - s).abs().mean().clamp_min(1e-12)
     err = float((a - b).abs().mean() / change)
     # Scale for the error: how far two flow samples (other noise) of the original model differ.

@@ -1,0 +1,300 @@
+"""The robot's body in the dreamed env: bundles that carry it, envs that dream and show it, and
+everything that must keep working around it (tiny bundles, CPU, < 60 s)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tiny_bundle import A, K, bundle_config, make_env
+
+from rla_gym.data.proprio import body_spec
+from rla_gym.envs.artifacts import load_artifacts
+from rla_gym.errors import CorruptFileError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+FIELDS = body_spec("libero").fields
+P = len(FIELDS)
+
+
+def _strip_body(src: Path, dst: Path) -> Path:
+    """A copy of bundle ``src`` as built before the body existed: no body tensors in its bank,
+    no ``proprio`` in its manifest."""
+    from safetensors.numpy import load_file, save_file
+
+    from rla_gym.features.base import sha256_file
+
+    shutil.copytree(src, dst)
+    bank = load_file(str(dst / "bank.safetensors"))
+    save_file({k: v for k, v in bank.items() if "proprio" not in k}, str(dst / "bank.safetensors"))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest.pop("proprio")
+    manifest["files"]["bank.safetensors"]["sha256"] = sha256_file(dst / "bank.safetensors")
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def _rollout(env: gym.Env, seed: int, actions: np.ndarray) -> list[Any]:
+    obs = [env.reset(seed=seed)[0]]
+    for a in actions:
+        obs.append(env.step(a)[0])
+    return obs
+
+
+def test_bundles_carry_the_body_and_old_ones_still_load(
+    bundle: Path, body_bundle: Path, tmp_path: Path
+) -> None:
+    from rla_gym.data.feature_episodes import load_body
+
+    for b in (bundle, body_bundle):  # stored whenever the dataset has a body, whatever the model
+        art = load_artifacts(b)
+        assert art.manifest["proprio"] == {"sim": "libero", "fields": list(FIELDS), "dim": P}
+        assert art.proprio_fields == FIELDS
+        assert art.reset_proprio.shape == (len(art.reset_features), P)
+        assert art.reference_proprio.shape == (*art.reference.shape[:2], P)
+    # The bank's rows are the episodes' body vectors at the same frames as their features.
+    m = art.manifest
+    bodies, _ = load_body(
+        bundle.parent / "data", m["reset"]["episodes"] + m["reference"]["episodes"]
+    )
+    assert np.allclose(art.reset_proprio, [b[0] for b in bodies[: len(art.reset_proprio)]])
+    ref0 = bodies[len(art.reset_proprio)]
+    assert np.allclose(art.reference_proprio[0, 1], ref0[K])
+    # A bundle built before the body loads with none, and its env shows features only.
+    old = load_artifacts(_strip_body(bundle, tmp_path / "old"))
+    assert old.proprio_fields == () and old.reset_proprio is None and old.reference_proprio is None
+    env = make_env(old.path)
+    assert isinstance(env.observation_space, gym.spaces.Box)
+    assert env.reset(seed=0)[0].shape == (4, 16)
+    # A world model that dreams the body needs a bundle that carries it, with the same fields.
+    with pytest.raises(CorruptFileError, match="carries no body vectors"):
+        load_artifacts(_strip_body(body_bundle, tmp_path / "old_body")).load_world_model()
+    with pytest.raises(ValueError, match="dreams the robot's body"):
+        make_env(old.path, world_model=str(body_bundle / "world_model"))
+
+
+def test_build_refuses_a_body_model_on_data_without_a_body(bundle: Path, tmp_path: Path) -> None:
+    from rla_gym.pipelines.build_bundle import build_bundle
+
+    root = bundle.parent
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    meta = json.loads((data / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**meta, "sim": "dmc"}))  # 9 raw != reacher's 4
+    with pytest.raises(ValueError, match=r"cannot carry it.*4 entries"):
+        build_bundle(
+            bundle_config(
+                root, data=data, world_model=root / "wm_body" / "checkpoint", out=tmp_path / "b"
+            )
+        )
+    # A features-only model builds without the body and the manifest says why.
+    art = load_artifacts(build_bundle(bundle_config(root, data=data, out=tmp_path / "b")))
+    assert art.manifest["proprio"] is None and "4 entries" in art.manifest["proprio_missing"]
+    assert art.reset_proprio is None
+
+
+def test_body_env_spaces_and_checkers(bundle: Path, body_bundle: Path) -> None:
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = make_env(body_bundle)  # obs_mode="auto" on a body bundle: features+proprio
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Dict) and set(space) == {"features", "proprio"}
+    assert space["features"].shape == (4, 16) and space["proprio"].shape == (P,)
+    obs, _ = env.reset(seed=0)
+    assert obs["proprio"].dtype == np.float32 and space.contains(obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*observation space m.* is (-)?infinity")
+        warnings.filterwarnings("ignore", message=".*unconventional shape")
+        check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped)
+    assert make_env(body_bundle, obs_mode="patch").observation_space.shape == (4, 16)
+    assert make_env(bundle).observation_space.shape == (4, 16)  # "auto", features-only model
+    with pytest.raises(ValueError, match="dreams features only"):
+        make_env(bundle, obs_mode="features+proprio")
+    with pytest.raises(ValueError, match="obs_mode must be one of"):
+        make_env(body_bundle, obs_mode="proprio")
+
+
+def test_dreamed_body_follows_the_action_and_the_seed(body_bundle: Path) -> None:
+    env = make_env(body_bundle)
+    art = load_artifacts(body_bundle)
+    acts = np.random.default_rng(0).uniform(-1, 1, (3, K * A)).astype(np.float32)
+    a, b = _rollout(env, 3, acts), _rollout(make_env(body_bundle), 3, acts)
+    for x, y in zip(a, b, strict=True):  # same seed, same features and body
+        assert np.array_equal(x["features"], y["features"])
+        assert np.array_equal(x["proprio"], y["proprio"])
+    other = _rollout(env, 3, -acts)
+    assert np.array_equal(other[0]["proprio"], a[0]["proprio"])  # same start
+    assert not np.allclose(other[1]["proprio"], a[1]["proprio"])  # another action, another body
+    # Starts take the body of their own frame from the bank.
+    obs, _ = env.reset(seed=0, options={"start": "init", "index": 2})
+    assert np.array_equal(obs["proprio"], art.reset_proprio[2])
+    obs, info = env.reset(seed=0, options={"start": "demo_random", "index": 1})
+    assert np.array_equal(obs["proprio"], art.reference_proprio[1, info["t"] // K])
+    assert env.unwrapped.state_body.shape == (P,)
+
+
+def test_features_starts_take_a_checked_body(bundle: Path, body_bundle: Path) -> None:
+    env = make_env(body_bundle)
+    art = load_artifacts(body_bundle)
+    f, p = art.reset_features[0], art.reset_proprio[0] + 0.01
+    obs, _ = env.reset(seed=0, options={"start": "features", "features": f, "proprio": p})
+    assert np.array_equal(obs["proprio"], p.astype(np.float32))
+    with pytest.raises(ValueError, match=r"needs options\['proprio'\].*eef_x"):
+        env.reset(seed=0, options={"start": "features", "features": f})
+    with pytest.raises(ValueError, match=r"11 entries.*finger_r"):
+        env.reset(seed=0, options={"start": "features", "features": f, "proprio": p[:6]})
+    with pytest.raises(ValueError, match="NaN"):
+        env.reset(seed=0, options={"start": "features", "features": f, "proprio": p * np.nan})
+    with pytest.raises(ValueError, match="dreams features only"):
+        make_env(bundle).reset(options={"start": "features", "features": f, "proprio": p})
+
+
+def test_vector_env_equals_single_envs_with_the_body(body_bundle: Path) -> None:
+    n, horizon = 3, 2  # 4 steps cross a truncation: NEXT_STEP autoreset restores the bank's body
+    venv = gym.make_vec(
+        "RLAWorld-libero-v0",
+        num_envs=n,
+        vectorization_mode="vector_entry_point",
+        artifacts=str(body_bundle),
+        flow_steps=2,
+        max_episode_steps=horizon,
+    )
+    singles = [make_env(body_bundle, max_episode_steps=horizon) for _ in range(n)]
+    assert venv.single_observation_space == singles[0].observation_space
+    vobs, _ = venv.reset(seed=10)
+    sobs = [e.reset(seed=10 + i)[0] for i, e in enumerate(singles)]
+    rng, ended = np.random.default_rng(0), [False] * n
+    for step in range(4):
+        for i, o in enumerate(sobs):
+            for key in ("features", "proprio"):
+                np.testing.assert_allclose(vobs[key][i], o[key], atol=1e-4, err_msg=f"{step}")
+        acts = rng.uniform(-1, 1, venv.action_space.shape).astype(np.float32)
+        vobs, *_ = venv.step(acts)
+        for i, e in enumerate(singles):
+            if ended[i]:
+                sobs[i], ended[i] = e.reset()[0], False
+            else:
+                sobs[i], _, _, ended[i], _ = e.step(acts[i])
+    # Per-env bodies of "features" starts: a (B, P) option gives row i to env i.
+    art = load_artifacts(body_bundle)
+    feats, bodies = art.reset_features[:n], art.reset_proprio[:n]
+    opts = {"start": "features", "features": feats, "proprio": bodies}
+    np.testing.assert_array_equal(venv.reset(seed=0, options=opts)[0]["proprio"], bodies)
+
+
+def test_sb3_multi_input_ppo_learns_on_the_body(body_bundle: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from rla_gym.sb3 import SB3PatchExtractor, SB3VecEnvAdapter, patch_policy_kwargs
+
+    env = SB3VecEnvAdapter(num_envs=2, artifacts=str(body_bundle), flow_steps=2)
+    kwargs = patch_policy_kwargs(features_dim=16, token_dim=8, net_arch=(16,))
+    model = PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, n_epochs=1,
+                policy_kwargs=kwargs, device="cpu", seed=0)  # fmt: skip
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(16)
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True)
+    )
+    extractor = model.policy.features_extractor
+    assert isinstance(extractor, SB3PatchExtractor) and extractor.features_dim == 16 + P
+    obs = env.reset()
+    assert model.predict(obs)[0].shape == (2, K * A)
+    with pytest.raises(ValueError, match=r"'features'.*'proprio'"):
+        SB3PatchExtractor(gym.spaces.Dict({"patch": gym.spaces.Box(0, 1, (4, 16))}))
+
+
+def test_features_only_policies_and_the_planner_on_a_body_bundle(body_bundle: Path) -> None:
+    from rla_gym.agents import PPO, ActorCritic, PPOConfig, UnsupportedSpaceError
+    from rla_gym.envs import RLAWorldConfig
+    from rla_gym.planning import DreamPlanner, PlannerConfig
+
+    env = make_env(body_bundle)
+    obs, _ = env.reset(seed=0)
+    policy = ActorCritic((4, 16), K * A)
+    assert np.array_equal(policy.predict(obs)[0], policy.predict(obs["features"])[0])
+    with pytest.raises(UnsupportedSpaceError, match="obs_mode='patch'"):
+        PPO(env, PPOConfig(n_steps=8), device="cpu")
+    planner = DreamPlanner(
+        RLAWorldConfig(artifacts=str(body_bundle)),
+        PlannerConfig(samples=4, iterations=1, horizon=2, flow_steps=2),
+    )
+    seqs = np.zeros((4, 2, K * A), np.float32)
+    returns = planner.evaluate(obs["features"], 0, 0, seqs, body=obs["proprio"])
+    assert returns.shape == (4,) and np.isfinite(returns).all()
+    assert planner.plan(obs["features"], 0, 0, body=obs["proprio"]).action.shape == (K * A,)
+    with pytest.raises(ValueError, match="proprio"):
+        planner.evaluate(obs["features"], 0, 0, seqs)
+
+
+def _with_body_head(src: Path, dst: Path) -> Path:
+    """A copy of bundle ``src`` shipping an (untrained) progress head that reads the body."""
+    from rla_gym.pipelines.build_bundle import add_progress_head
+    from rla_gym.reward import ProgressHead, ProgressHeadConfig
+
+    shutil.copytree(src, dst)
+    fp = load_artifacts(dst).manifest["encoder_fingerprint"]
+    torch.manual_seed(0)
+    cfg = ProgressHeadConfig(feature_dim=16, num_tokens=4, encoder_fingerprint=fp, token_dim=8,
+                             hidden=16, proprio_fields=FIELDS)  # fmt: skip
+    head = ProgressHead(cfg)
+    head.save_pretrained(dst.parent / f"{dst.name}_head")
+    add_progress_head(dst, dst.parent / f"{dst.name}_head", dtype="float32")
+    return dst
+
+
+def test_a_progress_head_that_reads_the_body_gets_the_dreamed_one(
+    bundle: Path, body_bundle: Path, tmp_path: Path
+) -> None:
+    b = _with_body_head(body_bundle, tmp_path / "body_head")
+    env = make_env(b, reward_mode="progress", reward_scale=1.0)
+    core = env.unwrapped.core
+    assert core.head_reads_body
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(np.zeros(K * A, np.float32))
+    s, body = env.unwrapped.state_features, env.unwrapped.state_body
+    with torch.no_grad():
+        progress, _ = core.progress_head(s[None], body[None])  # the dreamed state and body
+    assert reward == pytest.approx(float(progress[0]), abs=1e-6) == info["progress"]
+    with pytest.raises(ValueError, match="body reached"):
+        core.score(s[None], torch.zeros(1, dtype=torch.long), np.array([K]))
+    # A head that reads the body on a world model that dreams none: refused when the env is made.
+    with pytest.raises(ValueError, match=r"reads the robot's body.*features only"):
+        make_env(_with_body_head(bundle, tmp_path / "features_head"))
+
+
+@pytest.mark.sim
+def test_real_env_shows_the_real_body() -> None:
+    pytest.importorskip("dm_control")
+    from gymnasium.utils.env_checker import check_env
+
+    from rla_gym.data.proprio import body_vector
+    from rla_gym.envs.real import RealFeatureEnv
+
+    env = RealFeatureEnv(sim="dmc", encoder="tiny", resolution=32, chunk=K, max_episode_steps=2,
+                         obs_mode="features+proprio")  # fmt: skip
+    try:
+        obs, _ = env.reset(seed=0)
+        assert set(obs) == {"features", "proprio"} and obs["proprio"].shape == (6,)
+        assert env.observation_space.contains(obs)
+        here = env.sim.set_sim_state(env.sim.get_sim_state(), render=False)  # same state
+        assert np.allclose(obs["proprio"], body_vector("dmc", here.proprio), atol=1e-5)
+        obs, *_ = env.step(np.full(env.action_space.shape, 0.5, np.float32))
+        assert np.isclose(np.linalg.norm(obs["proprio"][:2]), 1.0, atol=1e-5)  # sin^2 + cos^2
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*observation space m.* is (-)?infinity")
+            warnings.filterwarnings("ignore", message=".*unconventional shape")
+            warnings.filterwarnings("ignore", message=".*alternative render modes")
+            check_env(env)
+    finally:
+        env.close()
