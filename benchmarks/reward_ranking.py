@@ -30,6 +30,7 @@ the body would give it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,9 @@ class Args:
     distance_head_data: Path | None = None
     """train (once; cached under runs/) and score the distance-supervised head on this reacher
     dataset"""
+    distance_head_body: bool = False
+    """with ``distance_head_data``, also train and score the distance-supervised head that reads
+    the body (features + proprio; scored as a bare head, ``distance-supervised+body``)"""
     distance_head_steps: int = 1500
     """its optimizer steps (batch 128, the bundle head's sizes)"""
     runs: Path = Path("runs/reward_ranking")
@@ -102,64 +106,87 @@ def finger_distances(data: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def distance_head(data: Path, bundle: Path, steps: int, folder: Path) -> tuple[Path, dict]:
+def distance_head(
+    data: Path, bundle: Path, steps: int, folder: Path, body: bool = False
+) -> tuple[Path, dict]:
     """The distance-supervised head in a copy of ``bundle`` (trained once, then reused).
 
+    With ``body`` the head also reads the body vector of each frame (its finger is forward
+    kinematics of the joint angles, so only the target has to come from the features); the dream
+    cannot give such a head the body through a bundle yet, so it is returned bare.
+
     Returns:
-        ``(bundle copy with the head, record)``: the record holds the held-out Spearman between
-        the head's output and the true distance over all frames, and the training cost.
+        ``(bundle copy with the head, or the bare head folder with body, record)``: the record
+        holds the held-out Spearman between the head's output and the true distance over all
+        frames, and the training cost.
     """
+    import dataclasses
     import shutil
 
     from rla_gym.data.episodes import EpisodeStore
+    from rla_gym.data.feature_episodes import load_body
     from rla_gym.pipelines.build_bundle import add_progress_head
     from rla_gym.reward.progress import ProgressHead
 
+    folder = folder / "body" if body else folder
+    result = folder / ("head" if body else "bundle")
     record_path = folder / "distance_head.json"
     if record_path.exists():
-        return folder / "bundle", load_json(record_path)
+        return result, load_json(record_path)
     t0 = time.perf_counter()
     store, labels = EpisodeStore(data), finger_distances(data)
     train_ids, val_ids = store.split(0.15, seed=0)
     man = load_json(bundle / "manifest.json")
 
-    def rows(ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rows(ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         fe = [
             store.load_features(e, man["encoder"], expected_fingerprint=man["encoder_fingerprint"])
             for e in ids
         ]
+        bodies = np.concatenate(load_body(data, ids)[0]) if body else None
         return (np.concatenate([f.features for f in fe]).astype(np.float16),
                 np.concatenate([labels[e] for e in ids]),
-                np.concatenate([f.success for f in fe]).astype(np.float32))  # fmt: skip
+                np.concatenate([f.success for f in fe]).astype(np.float32), bodies)  # fmt: skip
 
-    s, dist, ok = rows(train_ids)
-    sv, dist_v, _ = rows(val_ids)
+    s, dist, ok, p = rows(train_ids)
+    sv, dist_v, _, pv_body = rows(val_ids)
     shipped = ProgressHead.from_pretrained(bundle / "progress")
     torch.manual_seed(0)
-    head = ProgressHead(shipped.config)  # the bundle head's sizes and encoder
+    config = shipped.config  # the bundle head's sizes and encoder
+    if body:
+        config = dataclasses.replace(config, proprio_fields=load_body(data, train_ids[:1])[1])
+    head = ProgressHead(config)
+    if p is not None:
+        head.fit_body_stats(p)
     opt = torch.optim.AdamW(head.parameters(), 1e-3, weight_decay=0.0)
     rng = np.random.default_rng(0)
     target = torch.from_numpy(np.exp(-dist / 0.1))
+
+    def body_rows(x: np.ndarray | None, idx: Any) -> torch.Tensor | None:
+        return None if x is None else torch.from_numpy(x[idx])
+
     for _ in range(steps):
         idx = rng.integers(0, len(s), 128)
         loss, _ = head.loss(torch.from_numpy(s[idx].astype(np.float32)), target[idx],
-                            torch.from_numpy(ok[idx]))  # fmt: skip
+                            torch.from_numpy(ok[idx]), proprio=body_rows(p, idx))  # fmt: skip
         opt.zero_grad()
         loss.backward()
         opt.step()
     head.eval()
     with torch.no_grad():
-        pv = torch.cat([head(torch.from_numpy(sv[i : i + 512].astype(np.float32)))[0]
+        pv = torch.cat([head(torch.from_numpy(sv[i : i + 512].astype(np.float32)),
+                             body_rows(pv_body, slice(i, i + 512)))[0]
                         for i in range(0, len(sv), 512)]).numpy()  # fmt: skip
     head.save_pretrained(folder / "head")
-    shutil.rmtree(folder / "bundle", ignore_errors=True)
-    shutil.copytree(bundle, folder / "bundle")
-    add_progress_head(folder / "bundle", folder / "head")
-    record = {"data": str(data), "steps": steps, "train_episodes": len(train_ids),
+    if not body:
+        shutil.rmtree(folder / "bundle", ignore_errors=True)
+        shutil.copytree(bundle, folder / "bundle")
+        add_progress_head(folder / "bundle", folder / "head")
+    record = {"data": str(data), "steps": steps, "train_episodes": len(train_ids), "body": body,
               "heldout_frames": len(sv), "heldout_spearman_vs_distance": spearman(pv, -dist_v),
               "train_minutes": (time.perf_counter() - t0) / 60.0}  # fmt: skip
     save_json(record, record_path)
-    return folder / "bundle", record
+    return result, record
 
 
 def head_record(bundle: Path) -> dict[str, Any]:
@@ -214,6 +241,14 @@ def main(args: Args) -> dict[str, Any]:
         path, dist_record = distance_head(args.distance_head_data, embedded,
                                           args.distance_head_steps, args.runs)  # fmt: skip
         sources["distance-supervised"] = str(path)
+        if args.distance_head_body:
+            body_head, body_record = distance_head(
+                args.distance_head_data, embedded, args.distance_head_steps, args.runs, body=True
+            )
+            dist_record = {**dist_record, "body": body_record}
+            args = dataclasses.replace(
+                args, heads=(*args.heads, f"distance-supervised+body={body_head}")
+            )
     for path in sources.values():
         dream_can_score(Path(path))
     heads = bare_heads(args.heads, set(sources), man["encoder_fingerprint"])

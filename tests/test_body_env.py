@@ -235,6 +235,19 @@ def test_features_only_policies_and_the_planner_on_a_body_bundle(body_bundle: Pa
     assert planner.plan(obs["features"], 0, 0, body=obs["proprio"]).action.shape == (K * A,)
     with pytest.raises(ValueError, match="proprio"):
         planner.evaluate(obs["features"], 0, 0, seqs)
+    # The MPC controller of `rla-gym eval --policy plan` asks the real evaluation for the body
+    # (eval_env(..., body=True)) and plans from it; one on a features-only bundle does not.
+    from rla_gym.planning import MPCController
+
+    mpc = MPCController(planner)
+    assert mpc.reads_body
+    mpc.reset(seed=0)
+    first = mpc(obs)
+    assert first.shape == (K * A,) and mpc.t == K
+    mpc.reset(seed=0)
+    np.testing.assert_array_equal(mpc(obs), first)  # the body reaches the plan, seeded
+    with pytest.raises(ValueError, match="proprio"):
+        MPCController(planner)(obs["features"])
 
 
 def _with_body_head(src: Path, dst: Path) -> Path:

@@ -206,12 +206,14 @@ def rollout(
     return out
 
 
-def eval_env(cfg: RealEvalConfig, render: bool = False) -> RealFeatureEnv:
+def eval_env(cfg: RealEvalConfig, render: bool = False, body: bool = False) -> RealFeatureEnv:
     """The real env ``rla-gym eval`` runs ``cfg`` in: episodes stop at the first successful
-    control step or after ``cfg.max_steps`` control steps (default: the task's horizon)."""
+    control step or after ``cfg.max_steps`` control steps (default: the task's horizon). With
+    ``body`` its observations are ``{"features", "proprio"}`` (for a policy that reads it)."""
     from rla_gym.envs.real import RealFeatureEnv
 
     return RealFeatureEnv(
+        obs_mode="features+proprio" if body else "patch",
         sim=cfg.sim,
         task=cfg.task,
         resolution=cfg.resolution,
@@ -252,8 +254,9 @@ def feature_worker(
     """A simulator process's episodes of a feature policy, for :func:`run_episodes`:
     ``args = (policy factory, cfg)``, one row per index emitted in order."""
     make_policy, cfg = args
-    env = eval_env(cfg, render=cfg.video_dir is not None)
     policy = make_policy()
+    # A policy that dreams the robot's body (a planner on a body bundle) is shown the real one.
+    env = eval_env(cfg, render=cfg.video_dir is not None, body=getattr(policy, "reads_body", False))
     bind = getattr(policy, "bind_env", None)
     if callable(bind):  # a policy that plans with the real simulator itself (an oracle)
         bind(env)

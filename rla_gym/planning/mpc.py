@@ -20,6 +20,9 @@ from rla_gym.planning.planner import DreamPlanner, Plan
 
 __all__ = ["MPCController", "PlannerPolicy"]
 
+Observation = np.ndarray | torch.Tensor | dict[str, np.ndarray]
+"""Features ``(N, D)``, or ``{"features": (N, D), "proprio": (P,)}`` for a dream with a body."""
+
 
 class MPCController:
     """A stateful ``features (N, D) -> chunk (K * A,)`` policy that plans at every call.
@@ -49,6 +52,12 @@ class MPCController:
         self.plan_seconds: list[float] = []
         self._rng = np.random.default_rng(planner.config.seed)
 
+    @property
+    def reads_body(self) -> bool:
+        """Whether it needs the robot's body beside the features: its dream has a body, so the
+        real evaluation gives it ``{"features": (N, D), "proprio": (P,)}`` observations."""
+        return bool(self.planner.core.body_fields)
+
     def reset(self, seed: int | None = None, demo: int | None = None, t: int = 0) -> None:
         """Start an episode.
 
@@ -64,8 +73,16 @@ class MPCController:
         self._rng = np.random.default_rng(base if seed is None else [base, int(seed)])
 
     @torch.no_grad()
-    def __call__(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Plan from ``features (N, D)``; returns the first chunk ``float32 (K * A,)``."""
+    def __call__(
+        self, observation: np.ndarray | torch.Tensor | dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """Plan from ``features (N, D)``, or from ``{"features": (N, D), "proprio": (P,)}`` when
+        the dream has a body; returns the first chunk ``float32 (K * A,)``."""
+        body = None
+        if isinstance(observation, dict):
+            features, body = observation["features"], observation["proprio"]
+        else:
+            features = observation
         if self.demo is None:
             self.demo = self.planner.nearest_demo(features)
         plan = self.planner.plan(
@@ -75,6 +92,7 @@ class MPCController:
             init_mean=self.warm_start,
             seed=int(self._rng.integers(2**62)),
             previous=self.previous,
+            **({} if body is None else {"body": body}),
         )
         # Decisions are one chunk apart: these features are the next decision's earlier frame.
         self.previous = features
