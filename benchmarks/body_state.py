@@ -20,8 +20,8 @@ Per suite, ``benchmarks/results/body_state.json``:
   metric), with the bundle's on the very same outcomes as ``feature_direction_bundle`` (the
   target: no worse);
 * ``reward_ranking``: ``{"progress"}``: the Spearman of a progress head that reads (features,
-  proprio) ranking one real state's outcomes (``benchmarks/reward_ranking.py``'s protocol),
-  where a head is given (``--heads suite=folder``).
+  proprio) ranking one real state's outcomes, read from ``benchmarks/reward_ranking.py``'s
+  result (its ``body progress`` row, run with ``--heads body=<head>``).
 
     python benchmarks/body_state.py --body-wm dmc-reacher=runs/p25/dmc-reacher/wm_body/checkpoint
 """
@@ -55,8 +55,6 @@ class Args:
     body_wm: tuple[str, ...] = ()
     """body world models as ``suite=checkpoint`` (``train-wm --proprio``); a suite is measured
     only when it has one"""
-    heads: tuple[str, ...] = ()
-    """progress heads that read proprio, as ``suite=folder`` (``train-progress --proprio``)"""
     states: int = 40
     """real start states per suite"""
     episodes: int = 10
@@ -225,7 +223,7 @@ def measure(suite: str, args: Args, body_wm: str, encoders: dict[str, Any]) -> d
 
 def main(args: Args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    body_wms, heads = _mapping(args.body_wm, "body-wm"), _mapping(args.heads, "heads")
+    body_wms = _mapping(args.body_wm, "body-wm")
     result: dict[str, Any] = load_json(args.out) if args.out.exists() else {}
     result.setdefault("suites", {})
     encoders: dict[str, Any] = {}
@@ -233,10 +231,7 @@ def main(args: Args) -> dict[str, Any]:
         if suite not in body_wms:
             continue
         entry = measure(suite, args, body_wms[suite], encoders)
-        prev = result["suites"].get(suite, {})
-        entry["reward_ranking"] = prev.get("reward_ranking", {"progress": None})
-        if suite in heads:
-            entry["reward_ranking"] = reward_ranking(suite, heads[suite])
+        entry["reward_ranking"] = reward_ranking(suite)
         result["suites"][suite] = entry
         result.update(
             benchmark="body_state",
@@ -254,31 +249,35 @@ def main(args: Args) -> dict[str, Any]:
     return result
 
 
-RANKING_OPTIONS: dict[str, dict[str, int]] = {
-    "dmc-reacher": {},
-    "robosuite-lift": {"decisions": 15, "every": 3},  # the options of its reward_ranking row
-}
-"""``benchmarks/reward_ranking.py`` options per suite (LIBERO has no reward-ranking protocol)."""
+RANKING = Path("benchmarks/results/reward_ranking.json")
+"""Where the reward ranking of the heads that read the body is measured (its own benchmark,
+``benchmarks/reward_ranking.py --heads body=<head> [--distance-head-body]``): read, not re-run."""
 
 
-def reward_ranking(suite: str, head: str) -> dict[str, Any]:
-    """The reward-ranking protocol's Spearman for a progress head that reads proprio, beside the
-    bundle's features-only head on the same states (re-runs ``benchmarks/reward_ranking.py``,
-    which also updates its own result file)."""
-    if suite not in RANKING_OPTIONS:
-        return {"progress": None, "why": "benchmarks/reward_ranking.py covers reacher and Lift"}
-    from reward_ranking import Args as RankingArgs
-    from reward_ranking import main as ranking_main
+def reward_ranking(suite: str) -> dict[str, Any]:
+    """The reward-ranking rows of the heads that read the body, beside the features-only ones on
+    the same states, from ``benchmarks/reward_ranking.py``'s result."""
+    rows = (
+        (load_json(RANKING) if RANKING.exists() else {}).get("suites", {}).get(suite) or {}
+    ).get("rows", {})
+    if "body progress" not in rows:
+        return {
+            "progress": None,
+            "why": "not measured: python benchmarks/reward_ranking.py --suite "
+            f"{suite} --heads body=<progress head trained with train-progress --proprio>",
+        }
 
-    out = ranking_main(RankingArgs(suite=suite, heads=(f"body={head}",), **RANKING_OPTIONS[suite]))  # type: ignore[arg-type]
-    rows = out["suites"][suite]["rows"]
+    def rho(name: str) -> float | None:
+        return rows[name]["spearman"] if name in rows else None
+
     return {
-        "progress": rows["body progress"]["spearman"],
+        "progress": rho("body progress"),
         "progress_se": rows["body progress"]["se"],
         "states": rows["body progress"]["states"],
-        "features_only_progress": rows["bundle progress"]["spearman"],
-        "head": head,
-        "source": "benchmarks/reward_ranking.py (rows 'body progress' and 'bundle progress')",
+        "features_only_progress": rho("bundle progress"),
+        "distance_supervised_with_body": rho("distance-supervised+body progress"),
+        "distance_supervised": rho("distance-supervised progress"),
+        "source": f"{RANKING} rows 'body progress', 'bundle progress', 'distance-supervised...'",
     }
 
 
