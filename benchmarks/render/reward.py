@@ -79,6 +79,8 @@ def reward_ranking() -> str:
     what = {
         "bundle": "the bundle's",
         "distance-supervised": "distance-supervised head (the true distance as its label)",
+        "distance-supervised+body": "distance-supervised head that also reads the body",
+        "body": "a head that also reads the body (`train-progress --proprio`)",
     }
     out = [
         "| suite | reward | head | Spearman with the task's order (± s.e.) | states |",
@@ -94,7 +96,7 @@ def reward_ranking() -> str:
                 target = f"steps, decay {h.get('decay_steps', 16):g}"
             if mode != "progress":
                 head = "-"
-            elif name == "distance-supervised":  # its label is the distance, whatever its config
+            elif name.startswith("distance-supervised"):  # its label is the distance
                 head = what[name]
             else:
                 head = what.get(name, f"`{name}`") + f" (target: {target})"
@@ -114,7 +116,12 @@ def reward_ranking() -> str:
                 f"The distance-supervised head ({dh['steps']} steps on {dh['train_episodes']} "
                 f"episodes of `{dh['data']}`, {dh['train_minutes']:.1f} min) reads held-out "
                 f"frames' distances with a Spearman of {dh['heldout_spearman_vs_distance']:.2f} "
-                "across frames."
+                "across frames"
+                + (
+                    f"; with the body, {b['heldout_spearman_vs_distance']:.2f}."
+                    if (b := dh.get("body"))
+                    else "."
+                )
             )
     notes.append(
         "The task's order (simulator state): reacher, touching the target during the chunk, "
