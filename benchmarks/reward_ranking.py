@@ -79,6 +79,9 @@ class Args:
     distance_head_body: bool = False
     """with ``distance_head_data``, also train and score the distance-supervised head that reads
     the body (features + proprio; scored as a bare head, ``distance-supervised+body``)"""
+    distance_head_labels: tuple[Literal["exp", "linear"], ...] = ("exp",)
+    """the distance heads' labels, one head (pair, with ``distance_head_body``) each (see
+    ``distance_label``); ``linear`` names its rows ``distance-supervised linear``"""
     distance_head_steps: int = 1500
     """its optimizer steps (batch 128, the bundle head's sizes)"""
     runs: Path = Path("runs/reward_ranking")
@@ -106,8 +109,19 @@ def finger_distances(data: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def distance_label(dist: np.ndarray, label: str) -> np.ndarray:
+    """The distance head's progress label: ``exp(-d / 0.1)`` (``"exp"``, near 0 beyond ~0.25, so
+    far states look alike) or ``1 - d / 0.5`` clipped to ``[0, 1]`` (``"linear"``, as steep far
+    from the target as near it; reacher's arena is ~0.5 across)."""
+    if label == "exp":
+        return np.exp(-dist / 0.1)
+    if label == "linear":
+        return np.clip(1.0 - dist / 0.5, 0.0, 1.0)
+    raise ValueError(f"distance label must be 'exp' or 'linear', got {label!r}")
+
+
 def distance_head(
-    data: Path, bundle: Path, steps: int, folder: Path, body: bool = False
+    data: Path, bundle: Path, steps: int, folder: Path, body: bool = False, label: str = "exp"
 ) -> tuple[Path, dict]:
     """The distance-supervised head in a copy of ``bundle`` (trained once, then reused).
 
@@ -129,6 +143,7 @@ def distance_head(
     from rla_gym.reward.progress import ProgressHead
 
     folder = folder / "body" if body else folder
+    folder = folder if label == "exp" else folder / label
     result = folder / ("head" if body else "bundle")
     record_path = folder / "distance_head.json"
     if record_path.exists():
@@ -160,7 +175,7 @@ def distance_head(
         head.fit_body_stats(p)
     opt = torch.optim.AdamW(head.parameters(), 1e-3, weight_decay=0.0)
     rng = np.random.default_rng(0)
-    target = torch.from_numpy(np.exp(-dist / 0.1))
+    target = torch.from_numpy(distance_label(dist, label).astype(np.float32))
 
     def body_rows(x: np.ndarray | None, idx: Any) -> torch.Tensor | None:
         return None if x is None else torch.from_numpy(x[idx])
@@ -183,6 +198,7 @@ def distance_head(
         shutil.copytree(bundle, folder / "bundle")
         add_progress_head(folder / "bundle", folder / "head")
     record = {"data": str(data), "steps": steps, "train_episodes": len(train_ids), "body": body,
+              "label": label,
               "heldout_frames": len(sv), "heldout_spearman_vs_distance": spearman(pv, -dist_v),
               "train_minutes": (time.perf_counter() - t0) / 60.0}  # fmt: skip
     save_json(record, record_path)
@@ -238,17 +254,22 @@ def main(args: Args) -> dict[str, Any]:
     if args.distance_head_data is not None:
         if args.suite != "dmc-reacher":
             raise ValueError("--distance-head-data is reacher's (the finger-to-target distance)")
-        path, dist_record = distance_head(args.distance_head_data, embedded,
-                                          args.distance_head_steps, args.runs)  # fmt: skip
-        sources["distance-supervised"] = str(path)
-        if args.distance_head_body:
-            body_head, body_record = distance_head(
-                args.distance_head_data, embedded, args.distance_head_steps, args.runs, body=True
+        records = {}
+        for label in args.distance_head_labels:
+            name = "distance-supervised" + ("" if label == "exp" else f" {label}")
+            path, rec = distance_head(
+                args.distance_head_data, embedded, args.distance_head_steps, args.runs, label=label
             )
-            dist_record = {**dist_record, "body": body_record}
-            args = dataclasses.replace(
-                args, heads=(*args.heads, f"distance-supervised+body={body_head}")
-            )
+            sources[name] = str(path)
+            if args.distance_head_body:
+                body_head, rec["body"] = distance_head(
+                    args.distance_head_data, embedded, args.distance_head_steps, args.runs, True,
+                    label,
+                )  # fmt: skip
+                args = dataclasses.replace(args, heads=(*args.heads, f"{name}+body={body_head}"))
+            records[label] = rec
+        # The first label's record where one was kept before; every label's under "labels".
+        dist_record = {**records[args.distance_head_labels[0]], "labels": records}
     for path in sources.values():
         dream_can_score(Path(path))
     heads = bare_heads(args.heads, set(sources), man["encoder_fingerprint"])

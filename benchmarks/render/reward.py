@@ -97,7 +97,7 @@ def reward_ranking() -> str:
             if mode != "progress":
                 head = "-"
             elif name.startswith("distance-supervised"):  # its label is the distance
-                head = what[name]
+                head = what.get(name, f"`{name}` (the true distance as its label)")
             else:
                 head = what.get(name, f"`{name}`") + f" (target: {target})"
             out.append(

@@ -58,7 +58,8 @@ class Predictor(Protocol):
     """Anything that predicts future features from features and action chunks.
 
     What :func:`load_predictor` and a bundle's ``load_world_model`` return; the dreamed envs
-    call only :meth:`sample`.
+    call only :meth:`sample` (and, on a model with ``proprio_fields``, its ``sample_state``,
+    :meth:`FeatureWorldModel.sample_state`, which also returns the next body).
     """
 
     def sample(
