@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,32 @@ def test_r2_score() -> None:
     assert r2_score(np.broadcast_to(y.mean(0), y.shape), y) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="equal shapes"):
         r2_score(y, y[:-1])
+
+
+def test_a_dataset_without_a_body_is_refused_naming_the_collector(tmp_path: Path) -> None:
+    from tiny_bundle import write_dataset
+
+    from rla_gym.data.episodes import EpisodeStore
+    from rla_gym.data.feature_episodes import FeatureDataConfig, load_split
+
+    store = write_dataset(tmp_path / "ds")
+    cfg = FeatureDataConfig(folder=str(tmp_path / "ds"), encoder="tiny")
+    split = load_split(cfg, 0, proprio=True)
+    assert split.proprio_fields == BODY_SPECS["libero"].fields
+    assert split.train_proprio is not None and len(split.train_proprio) == len(split.train)
+    assert all(len(b) == len(f) for b, (f, _) in zip(split.train_proprio, split.train, strict=True))
+    # An episode recorded without proprio: the error says which command records it.
+    eid = store.episode_ids()[0]
+    ep = store.read(eid)
+    store.write(eid, dataclasses.replace(ep, proprio=np.zeros((len(ep.proprio), 0), np.float32)))
+    with pytest.raises(ValueError, match="rla-gym collect --sim libero"):
+        load_split(cfg, 0, proprio=True)
+    # A simulator without a documented body vector.
+    manifest = store.manifest_path
+    manifest.write_text(manifest.read_text().replace('"libero"', '"atari"'))
+    with pytest.raises(ValueError, match="no body vector is defined for sim 'atari'"):
+        load_split(
+            FeatureDataConfig(folder=str(EpisodeStore(tmp_path / "ds").root), encoder="tiny"),
+            0,
+            proprio=True,
+        )
