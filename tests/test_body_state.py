@@ -192,7 +192,6 @@ def test_r2_score() -> None:
 def test_a_dataset_without_a_body_is_refused_naming_the_collector(tmp_path: Path) -> None:
     from tiny_bundle import write_dataset
 
-    from rla_gym.data.episodes import EpisodeStore
     from rla_gym.data.feature_episodes import FeatureDataConfig, load_split
 
     store = write_dataset(tmp_path / "ds")
@@ -211,8 +210,4 @@ def test_a_dataset_without_a_body_is_refused_naming_the_collector(tmp_path: Path
     manifest = store.manifest_path
     manifest.write_text(manifest.read_text().replace('"libero"', '"atari"'))
     with pytest.raises(ValueError, match="no body vector is defined for sim 'atari'"):
-        load_split(
-            FeatureDataConfig(folder=str(EpisodeStore(tmp_path / "ds").root), encoder="tiny"),
-            0,
-            proprio=True,
-        )
+        load_split(cfg, 0, proprio=True)
