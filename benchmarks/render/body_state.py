@@ -11,6 +11,39 @@ def _at_least(x: float | None, bar: float) -> str:
     return fmt_verdict(None if x is None else x >= bar, bar - (x or 0.0))
 
 
+REFERENCE_ARMS = (
+    "planner progress, from scratch, horizon 3",
+    "planner distance head, from scratch, horizon 3",
+    "bc",
+)
+"""Rows of ``rl_in_dream_reacher.json`` (the shipped, features-only dream) beside the body's."""
+
+
+def _planner_rows() -> list[str]:
+    """The reacher planner in a dream with the body (``body_planner_reacher.json``) beside the
+    same planner in the shipped features-only dream, on the same real seeds."""
+    body = load_result("body_planner_reacher.json")
+    if body is None:
+        return []
+    ref = load_result("rl_in_dream_reacher.json") or {"arms": {}}
+    out = [
+        "| reacher arm (real seeds 10000-10049) | dream | real success (from scratch: ≥ 70 %) |",
+        "|---|---|---|",
+    ]
+    for name, arm in body["arms"].items():
+        if name.startswith("planner"):
+            rate = arm["success"] / arm["episodes"]
+            verdict = "met" if rate >= 0.7 else f"missed by {0.7 - rate:.0%}"
+            out.append(
+                f"| {name} | with the body | {arm['success']}/{arm['episodes']}: {verdict} |"
+            )
+    for name in REFERENCE_ARMS:
+        if arm := ref["arms"].get(name):
+            dream = "features only" if name.startswith("planner") else "- (the base policy)"
+            out.append(f"| {name} | {dream} | {arm['success']}/{arm['episodes']} |")
+    return [*out, ""]
+
+
 def body_state() -> str:
     d = load_result("body_state.json")
     if d is None:
@@ -60,6 +93,8 @@ def body_state() -> str:
     return "\n".join(
         [
             *rows,
+            "",
+            *_planner_rows(),
             "",
             f"_Held-out real starts per suite: {n}; R² over every entry of the body vector of "
             "the rollout from the real start with the recorded actions; 'body stays' is the R² "
