@@ -18,6 +18,14 @@ dataset holds (expert, noisy, failed, play, random), never on simulator state at
     under the data's policies rather than of the episode it came from. A failed episode's frame
     ``t`` of ``T`` is at least ``T + 1 - t`` steps from success, so its progress is kept below
     ``exp(-(T + 1 - t) / decay_steps)`` (a hinge).
+  - ``"body_goal"``: ``exp(-||body - goal|| / goal_scale)``, where a goal branch reads the *goal
+    body* off the scene: the (standardised) body a successful episode ends in. Reacher's target
+    is a sphere in the frame and a solved episode ends with the finger on it, so its last body
+    is a joint configuration that reaches that episode's target; with the body known exactly,
+    "how far from done" becomes a distance in joint space. Every frame of a successful episode
+    is labelled with the episode's body at its last solved frame (by default; its first solved
+    frame is at the edge of the tolerance, and ranked reacher's outcomes at 0.53 against 0.68);
+    failed episodes have no goal label (they still teach the success logit).
 
 The network is deliberately small (per-token projection, concatenation, MLP) so it adds little to a
 bundle and runs at dream speed. A head with ``proprio_fields`` also reads the robot's body
@@ -43,14 +51,22 @@ from rla_gym.errors import EncoderMismatchError
 from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
 __all__ = [
+    "GoalFrame",
     "ProgressHead",
     "ProgressHeadConfig",
     "ProgressTarget",
+    "goal_index",
+    "goal_targets",
     "head_inputs",
     "progress_targets",
 ]
 
-ProgressTarget = Literal["fraction", "steps"]
+ProgressTarget = Literal["fraction", "steps", "body_goal"]
+TARGETS: tuple[ProgressTarget, ...] = ("fraction", "steps", "body_goal")
+"""Every value of :attr:`ProgressHeadConfig.target`."""
+
+GoalFrame = Literal["first_success", "last_success"]
+"""Which solved frame of a successful episode gives its goal-body label (:func:`goal_targets`)."""
 
 FRACTION_CAP = 0.8
 """Where the ``"fraction"`` target keeps the progress of frames of failed episodes below."""
@@ -74,33 +90,84 @@ class ProgressHeadConfig:
     hidden: int = 128
     """Hidden width of the MLP after pooling."""
     target: ProgressTarget = "fraction"
-    """What progress means: ``"fraction"`` of the episode until success, or ``"steps"``: decayed
-    control steps until success (see the module docstring)."""
+    """What progress means: ``"fraction"`` of the episode until success, ``"steps"``: decayed
+    control steps until success, or ``"body_goal"``: closeness of the body to the goal body read
+    from the scene (needs ``proprio_fields``; see the module docstring)."""
     decay_steps: float = DECAY_STEPS
     """``"steps"``: progress ``exp(-steps / decay_steps)``."""
     proprio_fields: tuple[str, ...] = ()
     """The body vector the head also reads (:mod:`rla_gym.data.proprio`; e.g. reacher's six
     ``shoulder_sin ... wrist_vel``). Non-empty: the standardised body is embedded as one more
     ``token_dim`` vector beside the tokens. Empty: features only (every head before 2026-12)."""
+    goal_fields: tuple[str, ...] = ()
+    """``"body_goal"``: the body fields the goal is predicted for and the distance reads (empty:
+    all of ``proprio_fields``). Reacher: the four ``*_sin`` / ``*_cos``, since a solved episode
+    ends *at* a pose but not at a particular speed."""
+    goal_scale: float = 1.0
+    """``"body_goal"``: progress ``exp(-distance / goal_scale)``, the distance in standardised
+    body units."""
 
     def __post_init__(self) -> None:
-        # JSON gives a list; the frozen config keeps a hashable tuple.
+        # JSON gives lists; the frozen config keeps hashable tuples.
         object.__setattr__(self, "proprio_fields", tuple(str(f) for f in self.proprio_fields))
+        object.__setattr__(self, "goal_fields", tuple(str(f) for f in self.goal_fields))
         if min(self.feature_dim, self.num_tokens, self.token_dim, self.hidden) < 1:
             raise ValueError(f"all sizes must be >= 1, got {self}")
-        if self.target not in ("fraction", "steps"):
-            raise ValueError(f"target must be 'fraction' or 'steps', got {self.target!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if not self.decay_steps > 0:
             raise ValueError(f"decay_steps must be > 0, got {self.decay_steps}")
+        if not self.goal_scale > 0:
+            raise ValueError(f"goal_scale must be > 0, got {self.goal_scale}")
+        goal_index(self.target, self.proprio_fields, self.goal_fields)  # refuses a bad pairing
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (``config.json`` adds the model type)."""
         return dataclasses.asdict(self)
 
 
+def goal_index(
+    target: str, proprio_fields: Sequence[str], goal_fields: Sequence[str] = ()
+) -> tuple[int, ...]:
+    """Positions in the body vector of the fields a ``"body_goal"`` head's distance reads.
+
+    Returns:
+        Indices into ``proprio_fields`` (all of them for empty ``goal_fields``); ``()`` for the
+        other targets.
+
+    Raises:
+        ValueError: ``"body_goal"`` without ``proprio_fields``; ``goal_fields`` for another
+            target, repeated, or not among ``proprio_fields``.
+    """
+    if target != "body_goal":
+        if goal_fields:
+            raise ValueError(
+                f"goal_fields only apply to target='body_goal', got {tuple(goal_fields)} with "
+                f"target={target!r}"
+            )
+        return ()
+    if not proprio_fields:
+        raise ValueError(
+            "target='body_goal' measures the distance of the body to a goal body, so the head "
+            "must read the body: give proprio_fields (train-progress --proprio)"
+        )
+    unknown = [f for f in goal_fields if f not in proprio_fields]
+    if unknown or len(set(goal_fields)) != len(goal_fields):
+        raise ValueError(
+            f"goal_fields must be distinct fields of the body ({', '.join(proprio_fields)}), got "
+            f"{tuple(goal_fields)}"
+        )
+    fields = list(proprio_fields)
+    return tuple(fields.index(f) for f in goal_fields or proprio_fields)
+
+
 class ProgressHead(nn.Module):
     """Patch features ``(B, N, D)`` (+ body ``(B, P)``) -> ``(progress (B,) in [0, 1], success
     logit (B,))``.
+
+    A ``"body_goal"`` head has one more branch, ``goal``: the flattened token projection -> the
+    standardised goal body ``(B, G)`` (``G`` = len of the goal fields). It reads the features
+    only: the goal is where the scene says the body should end up, wherever the body is now.
 
     Args:
         config: sizes, the encoder fingerprint and the body fields (if any).
@@ -131,6 +198,17 @@ class ProgressHead(nn.Module):
             nn.GELU(),
             nn.Linear(c.hidden, 2),
         )
+        # Index buffer (not saved): the goal fields' positions in the body vector.
+        idx = goal_index(c.target, c.proprio_fields, c.goal_fields)
+        self.register_buffer("goal_idx", torch.tensor(idx, dtype=torch.long), persistent=False)
+        if idx:
+            self.goal = nn.Sequential(
+                nn.Linear(c.num_tokens * c.token_dim, c.hidden),
+                nn.GELU(),
+                nn.Linear(c.hidden, c.hidden),
+                nn.GELU(),
+                nn.Linear(c.hidden, len(idx)),
+            )
 
     def forward(
         self, s: torch.Tensor, proprio: torch.Tensor | None = None
@@ -142,18 +220,41 @@ class ProgressHead(nn.Module):
             ValueError: features of the wrong shape; a body head without ``proprio`` or with
                 the wrong ``P`` / non-finite values; a features-only head given ``proprio``.
         """
+        x, body, out = self._trunk(s, proprio)
+        if body is None or not len(self.goal_idx):
+            return torch.sigmoid(out[:, 0]), out[:, 1]
+        # "body_goal": the MLP's first output is unused; its second is the success logit.
+        gap = self.normalize_body(body)[:, self.goal_idx] - self.goal(x)
+        return torch.exp(-gap.norm(dim=-1) / self.config.goal_scale), out[:, 1]
+
+    def predict_goal(self, s: torch.Tensor) -> torch.Tensor:
+        """``"body_goal"`` heads: features ``(B, N, D)`` -> standardised goal body ``(B, G)``
+        (the goal fields only, in body-vector order)."""
+        if not len(self.goal_idx):
+            raise ValueError(
+                f"this progress head has target={self.config.target!r}, not 'body_goal'; it "
+                "predicts no goal body"
+            )
+        return self.goal(self._tokens(s))
+
+    def _tokens(self, s: torch.Tensor) -> torch.Tensor:
+        """``(B, N, D)`` features -> the flattened token projection ``(B, N * token_dim)``."""
         c = self.config
         if s.ndim != 3 or tuple(s.shape[1:]) != (c.num_tokens, c.feature_dim):
             raise ValueError(
                 f"progress head expects features (B, {c.num_tokens}, {c.feature_dim}), got "
                 f"{tuple(s.shape)}"
             )
-        x = F.gelu(self.token(self.norm(s.float()))).flatten(1)
+        return F.gelu(self.token(self.norm(s.float()))).flatten(1)
+
+    def _trunk(
+        self, s: torch.Tensor, proprio: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(tokens (B, N * token_dim), checked body (B, P) or None, MLP output (B, 2))``."""
+        x = self._tokens(s)
         body = self._check_proprio(proprio, len(s))
-        if body is not None:
-            x = torch.cat([x, F.gelu(self.body(self.normalize_body(body)))], -1)
-        out = self.mlp(x)
-        return torch.sigmoid(out[:, 0]), out[:, 1]
+        h = x if body is None else torch.cat([x, F.gelu(self.body(self.normalize_body(body)))], -1)
+        return x, body, self.mlp(h)
 
     def _check_proprio(self, proprio: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """The body ``(B, P)`` as float, or ``None`` for a features-only head; see
@@ -198,21 +299,33 @@ class ProgressHead(nn.Module):
     def loss(
         self,
         s: torch.Tensor,
-        progress: torch.Tensor,
+        progress: torch.Tensor | None,
         success: torch.Tensor,
         progress_max: torch.Tensor | None = None,
         proprio: torch.Tensor | None = None,
+        goal: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """BCE on success + MSE on progress where it is known (``nan`` targets are skipped).
+        """BCE on success + MSE on progress where it is known (``nan`` targets are skipped);
+        ``"body_goal"`` heads: BCE on success + MSE of the standardised goal body where known.
 
         Args:
             s: ``(B, N, D)`` features.
-            progress: ``(B,)`` targets in ``[0, 1]`` or ``nan``.
+            progress: ``(B,)`` targets in ``[0, 1]`` or ``nan`` (unused by ``"body_goal"``).
             success: ``(B,)`` 0/1 targets.
             progress_max: ``(B,)`` upper bounds of the unknown targets (default: 0.8, the
                 ``"fraction"`` target's cap).
             proprio: ``(B, P)`` body vectors (body heads only).
+            goal: ``(B, P)`` raw goal bodies, rows of ``nan`` where unknown (``"body_goal"``
+                only; see :func:`goal_targets`).
+
+        Raises:
+            ValueError: a ``"body_goal"`` head without ``goal``, or another head without
+                ``progress``.
         """
+        if len(self.goal_idx):
+            return self._goal_loss(s, success, proprio, goal)
+        if progress is None:
+            raise ValueError(f"a {self.config.target!r} progress head needs progress targets")
         p, logit = self(s, proprio)
         bce = F.binary_cross_entropy_with_logits(logit, success.float())
         known = torch.isfinite(progress)
@@ -224,6 +337,29 @@ class ProgressHead(nn.Module):
         cap = F.relu(p[open_] - bound).pow(2).mean() if open_.any() else p.sum() * 0.0
         loss = bce + mse + cap
         return loss, {"progress/bce": float(bce.detach()), "progress/mse": float(mse.detach())}
+
+    def _goal_loss(
+        self,
+        s: torch.Tensor,
+        success: torch.Tensor,
+        proprio: torch.Tensor | None,
+        goal: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``"body_goal"``: success BCE + goal MSE over rows with a goal (see :meth:`loss`)."""
+        if goal is None or goal.ndim != 2 or goal.shape[1] != len(self.config.proprio_fields):
+            raise ValueError(
+                "a 'body_goal' progress head trains on goal bodies (B, "
+                f"{len(self.config.proprio_fields)}) (head_inputs(..., 'body_goal', bodies=)), "
+                f"got {None if goal is None else tuple(goal.shape)}"
+            )
+        x, _, out = self._trunk(s, proprio)
+        bce = F.binary_cross_entropy_with_logits(out[:, 1], success.float())
+        target = self.normalize_body(goal.float())[:, self.goal_idx]
+        known = torch.isfinite(target).all(-1)
+        pred = self.goal(x[known])
+        mse = F.mse_loss(pred, target[known]) if known.any() else out.sum() * 0.0
+        terms = {"progress/bce": float(bce.detach()), "progress/goal_mse": float(mse.detach())}
+        return bce + mse, terms
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -282,11 +418,41 @@ def progress_targets(
         bound = np.where(np.isfinite(out), np.nan, FRACTION_CAP).astype(np.float32)
         return out, bound
     if target != "steps":
-        raise ValueError(f"target must be 'fraction' or 'steps', got {target!r}")
+        hint = " (its targets are goal bodies: goal_targets)" if target == "body_goal" else ""
+        raise ValueError(f"target must be 'fraction' or 'steps'{hint}, got {target!r}")
     if len(hits):
         out[:] = np.exp(-np.maximum(int(hits[0]) - t, 0) / decay_steps)
         return out, np.full(len(success), np.nan, np.float32)
     return out, np.exp(-(len(success) - t) / decay_steps).astype(np.float32)
+
+
+def goal_targets(
+    success: np.ndarray, body: np.ndarray, frame: GoalFrame = "last_success"
+) -> np.ndarray:
+    """Goal-body labels of one episode (``"body_goal"``).
+
+    Args:
+        success: ``bool (T+1,)`` per-frame success flags.
+        body: ``(T+1, P)`` the episode's body vectors.
+        frame: the solved frame whose body is the label: the first (where the task became
+            done, often at the edge of the tolerance: reacher's finger is then a median 0.056
+            from the target's centre) or the last (where the policy settled: 0.014).
+
+    Returns:
+        ``float32 (T+1, P)``: every frame of a successful episode holds the body at that solved
+        frame; a failed episode's rows are ``nan`` (where it should have ended is unknown).
+
+    Raises:
+        ValueError: an unknown ``frame``.
+    """
+    if frame not in ("first_success", "last_success"):
+        raise ValueError(f"goal frame must be 'first_success' or 'last_success', got {frame!r}")
+    success, body = np.asarray(success, bool), np.asarray(body, np.float32)
+    out = np.full(body.shape, np.nan, np.float32)
+    hits = np.flatnonzero(success)
+    if len(hits):
+        out[:] = body[hits[0] if frame == "first_success" else hits[-1]]
+    return out
 
 
 def head_inputs(
@@ -294,29 +460,40 @@ def head_inputs(
     target: ProgressTarget = "fraction",
     decay_steps: float = DECAY_STEPS,
     bodies: Sequence[np.ndarray] | None = None,
+    goal_frame: GoalFrame = "last_success",
 ) -> dict[str, np.ndarray]:
     """Stack episodes into training rows.
 
     Args:
         episodes: ``(features (T+1, N, D), success bool (T+1,))`` per episode.
         target, decay_steps: what progress means (see :func:`progress_targets`).
-        bodies: ``(T+1, P)`` body vectors per episode (rows then carry ``"proprio"``).
+        bodies: ``(T+1, P)`` body vectors per episode (rows then carry ``"proprio"``; needed by
+            ``"body_goal"``).
+        goal_frame: ``"body_goal"``: which solved frame labels the goal (see
+            :func:`goal_targets`).
 
     Returns:
         ``{"s": (M, N, D) float16, "progress": (M,) float32 (nan = unknown), "progress_max":
         (M,) float32 (bound of the unknown ones), "success": (M,) float32}`` and, with
-        ``bodies``, ``"proprio": (M, P) float32``.
+        ``bodies``, ``"proprio": (M, P) float32``. ``"body_goal"`` rows carry ``"goal": (M, P)
+        float32`` (:func:`goal_targets`) instead of ``"progress"`` and ``"progress_max"``.
 
     Raises:
-        ValueError: no episodes, or bodies that do not match the episodes frame for frame.
+        ValueError: no episodes, bodies that do not match the episodes frame for frame, or
+            ``"body_goal"`` without bodies.
     """
     if not episodes:
         raise ValueError("need at least one episode to train a progress head")
     s = np.concatenate([f for f, _ in episodes]).astype(np.float16)
-    targets = [progress_targets(ok, target, decay_steps) for _, ok in episodes]
     succ = np.concatenate([np.asarray(ok, np.float32) for _, ok in episodes])
-    rows = {"s": s, "progress": np.concatenate([p for p, _ in targets]),
-            "progress_max": np.concatenate([b for _, b in targets]), "success": succ}  # fmt: skip
+    rows = {"s": s, "success": succ}
+    if target == "body_goal":
+        if bodies is None:
+            raise ValueError("target='body_goal' labels frames with goal bodies: pass bodies")
+    else:
+        targets = [progress_targets(ok, target, decay_steps) for _, ok in episodes]
+        rows["progress"] = np.concatenate([p for p, _ in targets])
+        rows["progress_max"] = np.concatenate([b for _, b in targets])
     if bodies is not None:
         frames = [len(f) for f, _ in episodes]
         if [len(b) for b in bodies] != frames:
@@ -325,4 +502,8 @@ def head_inputs(
                 f"{[len(b) for b in bodies]}"
             )
         rows["proprio"] = np.concatenate(bodies).astype(np.float32)
+        if target == "body_goal":
+            pairs = zip(episodes, bodies, strict=True)
+            goals = [goal_targets(ok, b, goal_frame) for (_, ok), b in pairs]
+            rows["goal"] = np.concatenate(goals)
     return rows

@@ -6,7 +6,9 @@ episode. The shared trainer (:func:`rla_gym.utils.training.fit`) makes it resuma
 reports the held-out success AUC and the false-positive rate of the success estimate at start
 frames (frame 0 of every held-out episode), the two numbers the env's success estimate is judged
 by. With ``proprio`` every row also carries the body vector of its frame
-(:mod:`rla_gym.data.proprio`) and the head reads it beside the features.
+(:mod:`rla_gym.data.proprio`) and the head reads it beside the features; ``target="body_goal"``
+(which needs ``proprio``) trains the head's goal branch on the body successful episodes reach and
+reports its held-out error.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from rla_gym.data.proprio import body_spec
 from rla_gym.data.windows import RowSampler
 from rla_gym.reward.progress import (
     DECAY_STEPS,
+    GoalFrame,
     ProgressHead,
     ProgressHeadConfig,
     ProgressTarget,
+    goal_index,
     head_inputs,
 )
 from rla_gym.utils.io import to_jsonable
@@ -57,10 +61,20 @@ class TrainProgressConfig:
     hidden: int = 128
     """MLP width (see :class:`ProgressHeadConfig`)."""
     target: ProgressTarget = "fraction"
-    """what progress means: fraction of the episode until success, or decayed steps until
-    success (see :class:`ProgressHeadConfig`)"""
+    """what progress means: fraction of the episode until success, decayed steps until
+    success, or closeness of the body to the goal body read from the scene (body_goal, needs
+    --proprio; see :class:`ProgressHeadConfig`)"""
     decay_steps: float = DECAY_STEPS
     """``steps`` target: progress ``exp(-steps to success / decay_steps)``"""
+    goal_fields: tuple[str, ...] = ()
+    """``body_goal`` target: the body fields the goal distance reads (default: all; reacher:
+    shoulder_sin shoulder_cos wrist_sin wrist_cos)"""
+    goal_scale: float = 1.0
+    """``body_goal`` target: progress ``exp(-distance / goal_scale)`` (standardised body units)"""
+    goal_frame: GoalFrame = "last_success"
+    """``body_goal`` target: which solved frame of a successful episode gives its goal body: the
+    last, where the policy settled, or the first, at the edge of the success tolerance (reacher's
+    real-outcome ranking: 0.68 against 0.53)"""
     val_fraction: float = 0.15
     """Fraction of episodes held out (split by episode id hash, as the other trainers)."""
     proprio: bool = False
@@ -87,10 +101,12 @@ def load_head_rows(
     target: ProgressTarget = "fraction",
     decay_steps: float = DECAY_STEPS,
     proprio: bool = False,
+    goal_frame: GoalFrame = "last_success",
 ) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
     """Frames of episodes ``ids`` as head rows (``target``, ``decay_steps``: see
     :func:`~rla_gym.reward.progress.progress_targets`; ``proprio``: rows also carry each frame's
-    body vector, :func:`~rla_gym.data.feature_episodes.load_body`).
+    body vector, :func:`~rla_gym.data.feature_episodes.load_body`; ``goal_frame``: see
+    :func:`~rla_gym.reward.progress.goal_targets`).
 
     Returns:
         ``(rows, fingerprint, starts)``: :func:`~rla_gym.reward.progress.head_inputs` of the
@@ -110,7 +126,7 @@ def load_head_rows(
         n += len(fe.features)
         eps.append((fe.features, fe.success))
     bodies = load_body(store.root, ids)[0] if proprio else None
-    rows = head_inputs(eps, target, decay_steps, bodies)
+    rows = head_inputs(eps, target, decay_steps, bodies, goal_frame)
     return rows, fp or "", np.asarray(starts, np.int64)
 
 
@@ -129,28 +145,45 @@ def evaluate_progress_head(
     Returns:
         ``val/success_auc`` (``nan`` with one class), ``val/start_false_positive_rate`` (start
         frames the head calls solved), ``val/success_accuracy`` and ``val/progress_mae`` (rows
-        with a known target).
+        with a known target). ``"body_goal"`` heads report, instead of the progress MAE,
+        ``val/goal_error``: the mean distance between predicted and true goal body (goal fields,
+        standardised units) over frames of successful episodes, beside
+        ``val/goal_error_of_mean``: the same for always answering their mean goal (a head that
+        does not read the goal off the scene).
     """
     dev = next(head.parameters()).device
-    probs, prog = [], []
+    probs, prog, goals = [], [], []
     for b in RowSampler(rows).iter_all(batch_size):
         body = b.get("proprio")
         p, logit = head(b["s"].to(dev), None if body is None else body.to(dev))
         probs.append(torch.sigmoid(logit).cpu().numpy())
         prog.append(p.cpu().numpy())
+        if "goal" in rows:
+            goals.append(head.predict_goal(b["s"].to(dev)).cpu().numpy())
     prob, p_all = np.concatenate(probs), np.concatenate(prog)
     label = rows["success"] > 0.5
     try:
         auc = roc_auc(prob, label)
     except ValueError:
         auc = float("nan")
-    known = np.isfinite(rows["progress"])
-    return {
+    out = {
         "val/success_auc": auc,
         "val/start_false_positive_rate": float((prob[starts] > 0.5).mean()),
         "val/success_accuracy": float(((prob > 0.5) == label).mean()),
-        "val/progress_mae": float(np.abs(p_all[known] - rows["progress"][known]).mean()),
     }
+    if "goal" not in rows:
+        known = np.isfinite(rows["progress"])
+        out["val/progress_mae"] = float(np.abs(p_all[known] - rows["progress"][known]).mean())
+        return out
+    with torch.no_grad():
+        true = head.normalize_body(torch.from_numpy(rows["goal"]).to(dev))[:, head.goal_idx]
+    true = true.cpu().numpy()
+    known = np.isfinite(true).all(1)
+    if known.any():
+        pred, true = np.concatenate(goals)[known], true[known]
+        out["val/goal_error"] = float(np.linalg.norm(pred - true, axis=1).mean())
+        out["val/goal_error_of_mean"] = float(np.linalg.norm(true - true.mean(0), axis=1).mean())
+    return out
 
 
 def _loss(
@@ -160,10 +193,11 @@ def _loss(
     base: ProgressHead = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
     return base.loss(
         batch["s"],
-        batch["progress"],
+        batch.get("progress"),
         batch["success"],
         batch.get("progress_max"),
         batch.get("proprio"),
+        batch.get("goal"),
     )
 
 
@@ -172,7 +206,7 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
 
     Raises:
         ValueError: the dataset has no episodes; ``proprio`` on a dataset whose sim has no body
-            vector.
+            vector; ``body_goal`` without ``proprio`` or with goal fields the body lacks.
         EncoderMismatchError: episodes encoded with different encoders.
     """
     store = EpisodeStore(cfg.data)
@@ -183,10 +217,14 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
             fields = body_spec(sim).fields
         except ValueError as e:
             raise ValueError(f"train-progress --proprio on {cfg.data}: {e}") from e
+    try:  # before minutes of loading features
+        goal_index(cfg.target, fields, cfg.goal_fields)
+    except ValueError as e:
+        raise ValueError(f"train-progress --target {cfg.target}: {e}") from e
     train_ids, val_ids = store.split(cfg.val_fraction, seed=cfg.trainer.seed)
     if not train_ids:
         raise ValueError(f"no episodes in {cfg.data}; run `rla-gym collect` and `encode` first")
-    how = (cfg.target, cfg.decay_steps, cfg.proprio)
+    how = (cfg.target, cfg.decay_steps, cfg.proprio, cfg.goal_frame)
     rows, fp, _ = load_head_rows(store, cfg.encoder, train_ids, None, *how)
     val = load_head_rows(store, cfg.encoder, val_ids, fp, *how) if val_ids else None
     n, d = rows["s"].shape[1:]
@@ -201,6 +239,8 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
             target=cfg.target,
             decay_steps=cfg.decay_steps,
             proprio_fields=fields,
+            goal_fields=cfg.goal_fields,
+            goal_scale=cfg.goal_scale,
         )
     )
     if fields:
