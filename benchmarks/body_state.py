@@ -270,10 +270,15 @@ def reward_ranking(suite: str) -> dict[str, Any]:
     def rho(name: str) -> float | None:
         return rows[name]["spearman"] if name in rows else None
 
+    # The goal-body head (train-progress --target body_goal) is the progress head that reads the
+    # body in the form the task needs; where it was measured it is the row the target reads.
+    main = "goal progress" if "goal progress" in rows else "body progress"
     return {
-        "progress": rho("body progress"),
-        "progress_se": rows["body progress"]["se"],
-        "states": rows["body progress"]["states"],
+        "progress": rho(main),
+        "progress_se": rows[main]["se"],
+        "states": rows[main]["states"],
+        "head": main.removesuffix(" progress"),
+        "body_fraction_head": rho("body progress"),
         "features_only_progress": rho("bundle progress"),
         "distance_supervised_with_body": rho("distance-supervised+body progress"),
         "distance_supervised": rho("distance-supervised progress"),

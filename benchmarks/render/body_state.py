@@ -55,7 +55,7 @@ def body_state() -> str:
         "body stays (1 / 4)",
         "body direction (1 / 4)",
         "feature direction, body model / bundle",
-        "reward ranking, head with / without body (≥ 0.8)",
+        "reward ranking: head that reads the body / the bundle's (≥ 0.8)",
         "body model's training",
     ]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -67,9 +67,10 @@ def body_state() -> str:
         r2, stay, dirn = s["proprio_r2"], s["proprio_r2_stay"], s["proprio_direction"]
         rank = s.get("reward_ranking", {})
         p = rank.get("progress")
+        head_name = {"goal": "goal-body head", "body": "fraction head"}.get(rank.get("head"), "")
         ranking = (
-            f"{fmt_opt(p, '.2f')} / {fmt_opt(rank.get('features_only_progress'), '.2f')}: "
-            f"{_at_least(p, 0.8)}"
+            f"{fmt_opt(p, '.2f')} ({head_name}) / "
+            f"{fmt_opt(rank.get('features_only_progress'), '.2f')}: {_at_least(p, 0.8)}"
             if p is not None
             else rank.get("why", "not measured")
         )

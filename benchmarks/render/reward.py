@@ -81,6 +81,7 @@ def reward_ranking() -> str:
         "distance-supervised": "distance-supervised head (the true distance as its label)",
         "distance-supervised+body": "distance-supervised head that also reads the body",
         "body": "a head that also reads the body (`train-progress --proprio`)",
+        "goal": "the goal-body head: the body's distance to the goal body read off the scene",
     }
     out = [
         "| suite | reward | head | Spearman with the task's order (± s.e.) | states |",
