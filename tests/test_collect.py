@@ -42,6 +42,10 @@ def test_collected_episodes_are_real(dataset):
     assert ep.frames.std() > 5  # a rendered scene, not a blank image
     assert not np.array_equal(ep.frames[0], ep.frames[-1])  # the arm moved
     assert store.manifest()["sim"] == "dmc" and store.manifest()["action_dim"] == 2
+    # dataset.json says what the recorded proprio holds and the body vector made from it.
+    body = store.manifest()["proprio"]
+    assert body["raw_fields"] == ["shoulder", "wrist", "shoulder_vel", "wrist_vel"]
+    assert body["body"]["dim"] == 6 and ep.proprio.shape == (13, 4)
     # different episodes start from different seeds
     assert not np.array_equal(ep.frames[0], store.read("expert_000001").frames[0])
 

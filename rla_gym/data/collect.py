@@ -280,6 +280,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
                 "action_high": probe.action_high.tolist(),
                 "max_steps": probe.max_steps,
                 "num_init_states": probe.num_init_states,
+                **_proprio_manifest(probe.sim),
             }
         )
     finally:
@@ -308,3 +309,15 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
         summary["total_steps"] += int(length)
     summary["success_rate"] = summary["successes"] / max(summary["recorded"], 1)
     return summary
+
+
+def _proprio_manifest(sim: str) -> dict[str, Any]:
+    """What the episodes' ``proprio`` holds, for ``dataset.json``: the raw fields the simulator
+    records and the body vector made from them (:mod:`rla_gym.data.proprio`); ``{}`` for a
+    simulator without a documented body vector."""
+    from rla_gym.data.proprio import BODY_SPECS
+
+    if sim not in BODY_SPECS:
+        return {}
+    spec = BODY_SPECS[sim]
+    return {"proprio": {"raw_fields": list(spec.raw_fields), "body": spec.to_dict()}}
