@@ -68,9 +68,11 @@ def body_state() -> str:
         rank = s.get("reward_ranking", {})
         p = rank.get("progress")
         head_name = {"goal": "goal-body head", "body": "fraction head"}.get(rank.get("head"), "")
+        other = rank.get("body_fraction_head") if rank.get("head") == "goal" else None
         ranking = (
-            f"{fmt_opt(p, '.2f')} ({head_name}) / "
-            f"{fmt_opt(rank.get('features_only_progress'), '.2f')}: {_at_least(p, 0.8)}"
+            f"{fmt_opt(p, '.2f')} ({head_name}"
+            + ("" if other is None else f"; fraction head {other:.2f}")
+            + f") / {fmt_opt(rank.get('features_only_progress'), '.2f')}: {_at_least(p, 0.8)}"
             if p is not None
             else rank.get("why", "not measured")
         )
