@@ -14,6 +14,7 @@ def _at_least(x: float | None, bar: float) -> str:
 REFERENCE_ARMS = (
     "planner progress, from scratch, horizon 3",
     "planner distance head, from scratch, horizon 3",
+    "planner progress, horizon 3",
     "bc",
 )
 """Rows of ``rl_in_dream_reacher.json`` (the shipped, features-only dream) beside the body's."""
@@ -30,13 +31,25 @@ def _planner_rows() -> list[str]:
         "| reacher arm (real seeds 10000-10049) | dream | real success (from scratch: ≥ 70 %) |",
         "|---|---|---|",
     ]
+    base = ref["arms"].get("bc")
     for name, arm in body["arms"].items():
-        if name.startswith("planner"):
-            rate = arm["success"] / arm["episodes"]
+        if not name.startswith("planner"):
+            continue
+        rate = arm["success"] / arm["episodes"]
+        if "from scratch" in name:
             verdict = "met" if rate >= 0.7 else f"missed by {0.7 - rate:.0%}"
-            out.append(
-                f"| {name} | with the body | {arm['success']}/{arm['episodes']}: {verdict} |"
+        elif base is not None:
+            # Around the base: episode by episode against the base on the same seeds.
+            mine, theirs = arm["per_episode_success"], base["per_episode_success"]
+            wins = sum(a and not b for a, b in zip(mine, theirs, strict=True))
+            losses = sum(b and not a for a, b in zip(mine, theirs, strict=True))
+            verdict = (
+                f"{arm['success'] - base['success']:+d} against the base "
+                f"({wins} wins, {losses} losses)"
             )
+        else:
+            verdict = ""
+        out.append(f"| {name} | with the body | {arm['success']}/{arm['episodes']}: {verdict} |")
     for name in REFERENCE_ARMS:
         if arm := ref["arms"].get(name):
             dream = "features only" if name.startswith("planner") else "- (the base policy)"
