@@ -311,3 +311,34 @@ def test_real_env_shows_the_real_body() -> None:
             check_env(env)
     finally:
         env.close()
+
+
+def test_counterfactual_scoring_dreams_from_the_real_body(body_bundle: Path) -> None:
+    """``score_models`` hands a body world model the real starts' bodies (recorded by
+    ``measure_real``) and refuses outcomes saved without them."""
+    from rla_gym.evaluation.counterfactual import CounterfactualConfig, RealOutcomes, score_models
+
+    art = load_artifacts(body_bundle)
+    s_n, m_n = 3, 4  # recorded, two noise scales, random
+    start = art.reset_features[:s_n].astype(np.float32)
+    rng = np.random.default_rng(0)
+    real = start[:, None, None] + 0.1 * rng.standard_normal((s_n, m_n, 1, *start.shape[1:]))
+    outcomes = RealOutcomes(
+        str(body_bundle),
+        start,
+        real.astype(np.float32),
+        rng.uniform(-1, 1, (s_n, m_n, K, A)).astype(np.float32),
+        np.repeat(start[None], 1, axis=0),
+        (1,),
+        [{"episode": i, "policy": "expert", "t": 0, "reference_demo": 0} for i in range(s_n)],
+        {},
+        start,
+        {"start": art.reset_proprio[:s_n], "previous": art.reset_proprio[:s_n],
+         "real": np.zeros((s_n, m_n, 1, P), np.float32)},
+    )  # fmt: skip
+    cfg = CounterfactualConfig(states=s_n, episodes=s_n, horizons=(1,), flow_steps=2)
+    scored = score_models(outcomes, cfg, {"body": {}}, log=lambda _: None)
+    assert scored["body"]["1"]["states"] == s_n and -1 <= scored["body"]["1"]["direction"] <= 1
+    outcomes.body = None
+    with pytest.raises(ValueError, match="saved without it"):
+        score_models(outcomes, cfg, {"body": {}}, log=lambda _: None)

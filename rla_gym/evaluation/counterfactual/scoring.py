@@ -38,6 +38,7 @@ def dream_outcomes(
     noise_seeds: np.ndarray,
     batch_size: int = 64,
     previous: np.ndarray | None = None,
+    body: np.ndarray | None = None,
 ) -> np.ndarray:
     """Roll a world model out from every start with every sequence, chunk by chunk.
 
@@ -53,6 +54,9 @@ def dream_outcomes(
         batch_size: rows per world-model call.
         previous: ``(S, N, D)`` encoded real frames one chunk before the starts (``None``: at
             rest, the start stands in).
+        body: ``(S, P)`` the real starts' body vectors, for a world model that dreams the body;
+            ``step`` is then called as ``step(s, actions, generators, s_prev, body)`` and
+            returns ``(s_next, body_next)``.
 
     Returns:
         ``float32 (S, M, len(horizons), N, D)``.
@@ -65,15 +69,23 @@ def dream_outcomes(
     flat_start = np.repeat(start, m, axis=0)
     flat_prev = flat_start if previous is None else np.repeat(previous, m, axis=0)
     seeds = np.repeat(np.asarray(noise_seeds), m)
+    flat_body = None if body is None else np.repeat(body, m, axis=0)
     out = np.zeros((n_rows, len(horizons), *start.shape[1:]), np.float32)
     for b0 in range(0, n_rows, batch_size):
         rows = slice(b0, min(b0 + batch_size, n_rows))
         gens = [torch.Generator().manual_seed(int(x)) for x in seeds[rows]]
         state = torch.from_numpy(flat_start[rows]).float()
         prev = torch.from_numpy(flat_prev[rows]).float()
+        bod = None if flat_body is None else torch.from_numpy(flat_body[rows]).float()
         for h in range(1, max_h + 1):
-            acts = flat_seq[rows, (h - 1) * chunk : h * chunk].reshape(len(gens), -1)
-            state, prev = step(state, np.ascontiguousarray(acts, np.float32), gens, prev), state
+            acts = np.ascontiguousarray(
+                flat_seq[rows, (h - 1) * chunk : h * chunk].reshape(len(gens), -1), np.float32
+            )
+            if bod is None:
+                nxt = step(state, acts, gens, prev)
+            else:
+                nxt, bod = step(state, acts, gens, prev, bod)  # type: ignore[call-arg,misc]
+            state, prev = nxt, state
             if h in keep:
                 out[rows, keep[h]] = state.float().cpu().numpy()
     return out.reshape(s, m, len(horizons), *start.shape[1:])
@@ -143,8 +155,21 @@ def score_models(
                 f"{name} is conditioned on the frame one chunk earlier, but these real outcomes "
                 "were saved without it; measure them again (measure_real records it)"
             )
+        body = None
+        if core.body_fields:
+            if outcomes.body is None:
+                raise ValueError(
+                    f"{name} dreams the robot's body, but these real outcomes were saved without "
+                    "it; measure them again (measure_real records it)"
+                )
+            body = outcomes.body["start"]
+
+        def step(s: Any, a: Any, g: Any, p: Any, b: Any = None, c: Any = core) -> Any:
+            out = c.dream(s, a, g, s_prev=p, body=b)
+            return out[0] if b is None else (out[0], out[2])
+
         dream = dream_outcomes(
-            lambda s, a, g, p, c=core: c.dream(s, a, g, s_prev=p)[0],
+            step,
             start,
             outcomes.sequences,
             core.chunk,
@@ -152,6 +177,7 @@ def score_models(
             noise_seeds,
             cfg.batch_size,
             outcomes.previous,
+            body,
         )
         entry: dict[str, Any] = {
             str(h): outcome_metrics(
