@@ -37,7 +37,13 @@ import numpy as np
 import torch
 import tyro
 
-from rla_gym.evaluation.counterfactual import CounterfactualConfig, outcome_metrics, pair_agreement
+from rla_gym.evaluation.counterfactual import (
+    CounterfactualConfig,
+    dream_outcomes,
+    outcome_metrics,
+    pair_agreement,
+)
+from rla_gym.evaluation.counterfactual.scoring import start_noise_seeds
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.stats import r2_score
 
@@ -91,50 +97,43 @@ def dream(
     action_high: np.ndarray,
     cfg: CounterfactualConfig,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Roll ``model`` out from every encoded real start with every sequence.
-
-    The ``M`` sequences of one start share the flow-noise seed (as the counterfactual benchmark
-    does), so their differences come from the actions alone. Actions are the normalised
-    ``[-1, 1]`` ones scaled to the simulator's range, exactly as the env does.
+    """Roll ``model`` out from every encoded real start with every sequence (the counterfactual
+    benchmark's rollout, :func:`dream_outcomes`, with its noise seeds: the ``M`` sequences of
+    one start share them). A body model starts from the real start's body. Actions are the
+    normalised ``[-1, 1]`` ones scaled to the simulator's range, as the env does.
 
     Returns:
         ``(features (S, M, H, N, D), body (S, M, H, P) or None)`` at the outcomes' horizons.
     """
-    s_n, m_n = outcomes.sequences.shape[:2]
-    horizons = outcomes.horizons
-    keep = {h: i for i, h in enumerate(horizons)}
-    rows = s_n * m_n
-    seq = outcomes.sequences.reshape(rows, -1, outcomes.sequences.shape[-1])
-    start = np.repeat(outcomes.start, m_n, axis=0)
-    prev0 = start if outcomes.previous is None else np.repeat(outcomes.previous, m_n, axis=0)
     body0 = None
     if model.proprio_fields:
         if outcomes.body is None:
             raise ValueError("a body model needs real outcomes measured with the body")
-        body0 = np.repeat(outcomes.body["start"], m_n, axis=0)
-    seeds = np.repeat(np.array([cfg.seed * 1_000_003 + i for i in range(s_n)]), m_n)
-    mid, half = (action_high + action_low) / 2, (action_high - action_low) / 2
-    feats = np.zeros((rows, len(horizons), *outcomes.start.shape[1:]), np.float32)
-    bodies = None if body0 is None else np.zeros((rows, len(horizons), body0.shape[1]), np.float32)
-    for b0 in range(0, rows, cfg.batch_size):
-        sl = slice(b0, min(b0 + cfg.batch_size, rows))
-        gens = [torch.Generator().manual_seed(int(x)) for x in seeds[sl]]
-        s, prev = torch.from_numpy(start[sl]).float(), torch.from_numpy(prev0[sl]).float()
-        body = None if body0 is None else torch.from_numpy(body0[sl]).float()
-        for h in range(1, max(horizons) + 1):
-            acts = torch.from_numpy(mid + half * seq[sl, (h - 1) * chunk : h * chunk]).float()
-            nxt, body = model.sample_state(
-                s, acts, proprio=body, steps=cfg.flow_steps, generator=gens, s_prev=prev
-            )
-            s, prev = nxt[:, 0], s
-            if h in keep:
-                feats[sl, keep[h]] = s.numpy()
-                if bodies is not None and body is not None:
-                    bodies[sl, keep[h]] = body.numpy()
-    shape = (s_n, m_n, len(horizons))
-    return feats.reshape(*shape, *feats.shape[2:]), (
-        None if bodies is None else bodies.reshape(*shape, -1)
+        body0 = outcomes.body["start"]
+    mid = torch.from_numpy((action_high + action_low) / 2)
+    half = torch.from_numpy((action_high - action_low) / 2)
+
+    def step(s: Any, a: Any, g: Any, prev: Any, body: Any = None) -> Any:
+        raw = mid + half * torch.from_numpy(a).view(len(g), chunk, -1)
+        nxt, body_next = model.sample_state(
+            s, raw, proprio=body, steps=cfg.flow_steps, generator=g, s_prev=prev
+        )
+        return nxt[:, 0] if body is None else (nxt[:, 0], body_next)
+
+    bodies: list[np.ndarray] = []
+    feats = dream_outcomes(
+        step,
+        outcomes.start,
+        outcomes.sequences,
+        chunk,
+        outcomes.horizons,
+        start_noise_seeds(cfg, len(outcomes.start)),
+        cfg.batch_size,
+        outcomes.previous,
+        body0,
+        bodies,
     )
+    return feats, (bodies[0] if bodies else None)
 
 
 def body_metrics(

@@ -21,11 +21,17 @@ __all__ = [
     "rla_ceiling_outcomes",
     "score_models",
     "score_rla_ceiling",
+    "start_noise_seeds",
 ]
 
 # One dreamed chunk: features (B, N, D), normalised chunks (B, K * A), a generator per row, the
 # features one chunk earlier (B, N, D) -> features (B, N, D).
 DreamStep = Callable[[torch.Tensor, np.ndarray, list[torch.Generator], torch.Tensor], torch.Tensor]
+
+
+def start_noise_seeds(cfg: CounterfactualConfig, starts: int) -> np.ndarray:
+    """The flow-noise seed of every real start (its ``M`` outcomes share it): ``int64 (S,)``."""
+    return np.array([cfg.seed * 1_000_003 + i for i in range(starts)], dtype=np.int64)
 
 
 @torch.no_grad()
@@ -39,6 +45,7 @@ def dream_outcomes(
     batch_size: int = 64,
     previous: np.ndarray | None = None,
     body: np.ndarray | None = None,
+    bodies_out: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Roll a world model out from every start with every sequence, chunk by chunk.
 
@@ -57,6 +64,8 @@ def dream_outcomes(
         body: ``(S, P)`` the real starts' body vectors, for a world model that dreams the body;
             ``step`` is then called as ``step(s, actions, generators, s_prev, body)`` and
             returns ``(s_next, body_next)``.
+        bodies_out: with ``body``, receives the dreamed bodies ``float32 (S, M, len(horizons),
+            P)`` at the kept horizons.
 
     Returns:
         ``float32 (S, M, len(horizons), N, D)``.
@@ -71,6 +80,9 @@ def dream_outcomes(
     seeds = np.repeat(np.asarray(noise_seeds), m)
     flat_body = None if body is None else np.repeat(body, m, axis=0)
     out = np.zeros((n_rows, len(horizons), *start.shape[1:]), np.float32)
+    out_body = (
+        None if body is None else np.zeros((n_rows, len(horizons), body.shape[1]), np.float32)
+    )
     for b0 in range(0, n_rows, batch_size):
         rows = slice(b0, min(b0 + batch_size, n_rows))
         gens = [torch.Generator().manual_seed(int(x)) for x in seeds[rows]]
@@ -88,6 +100,10 @@ def dream_outcomes(
             state, prev = nxt, state
             if h in keep:
                 out[rows, keep[h]] = state.float().cpu().numpy()
+                if out_body is not None and bod is not None:
+                    out_body[rows, keep[h]] = bod.float().cpu().numpy()
+    if bodies_out is not None and out_body is not None:
+        bodies_out.append(out_body.reshape(s, m, len(horizons), -1))
     return out.reshape(s, m, len(horizons), *start.shape[1:])
 
 
@@ -142,7 +158,7 @@ def score_models(
     from rla_gym.envs.core import DreamCore
 
     start, real, horizons = outcomes.start, outcomes.real, outcomes.horizons
-    noise_seeds = np.array([cfg.seed * 1_000_003 + i for i in range(len(start))])
+    noise_seeds = start_noise_seeds(cfg, len(start))
     result: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     for name, opts in models.items():
