@@ -50,6 +50,22 @@ def _planner_rows() -> list[str]:
         else:
             verdict = ""
         out.append(f"| {name} | with the body | {arm['success']}/{arm['episodes']}: {verdict} |")
+    more = load_result("body_planner_reacher_seeds2.json")
+    if more is not None:
+        # The same planner on 50 further seeds, beside the base on those seeds.
+        arms = more["arms"]
+        bc = next((a for n, a in arms.items() if n.startswith("bc")), None)
+        for name, arm in arms.items():
+            if not name.startswith("planner") or bc is None:
+                continue
+            mine, theirs = arm["per_episode_success"], bc["per_episode_success"]
+            wins = sum(a and not b for a, b in zip(mine, theirs, strict=True))
+            losses = sum(b and not a for a, b in zip(mine, theirs, strict=True))
+            out.append(
+                f"| {name} | with the body | {arm['success']}/"
+                f"{arm['episodes']}: {arm['success'] - bc['success']:+d} against the base's "
+                f"{bc['success']}/{bc['episodes']} on those seeds ({wins} wins, {losses} losses) |"
+            )
     for name in REFERENCE_ARMS:
         if arm := ref["arms"].get(name):
             dream = "features only" if name.startswith("planner") else "- (the base policy)"
