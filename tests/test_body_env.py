@@ -342,3 +342,23 @@ def test_counterfactual_scoring_dreams_from_the_real_body(body_bundle: Path) -> 
     outcomes.body = None
     with pytest.raises(ValueError, match="saved without it"):
         score_models(outcomes, cfg, {"body": {}}, log=lambda _: None)
+
+
+def test_the_aligned_reward_can_read_the_body(bundle: Path, body_bundle: Path) -> None:
+    """``reward_proprio_weight``: the aligned reward minus ``scale * w *`` the standardised body's
+    mean gap to the reference demo's body at the same row; the same dream otherwise."""
+    plain, weighted = make_env(body_bundle), make_env(body_bundle, reward_proprio_weight=0.5)
+    action = np.full(plain.action_space.shape, 0.3, np.float32)
+    plain.reset(seed=1)
+    weighted.reset(seed=1)
+    for _ in range(2):
+        o1, r1, *_, i1 = plain.step(action)
+        o2, r2, *_, i2 = weighted.step(action)
+    np.testing.assert_array_equal(o1["proprio"], o2["proprio"])  # the same dream
+    assert i2["body_gap"] > 0 and "body_gap" not in i1
+    scale = weighted.unwrapped.core.config.reward_scale
+    assert r2 == pytest.approx(r1 - scale * 0.5 * i2["body_gap"], rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="dreams features only"):
+        make_env(bundle, reward_proprio_weight=0.5)
+    with pytest.raises(ValueError, match="reward_proprio_weight must be >= 0"):
+        make_env(body_bundle, reward_proprio_weight=-1.0)

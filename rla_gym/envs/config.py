@@ -102,6 +102,11 @@ class RLAWorldConfig:
     """``l1`` (mean absolute difference) or ``cosine`` (1 - cosine similarity per token)."""
     reward_scale: float = 5.0
     """Reward multiplier."""
+    reward_proprio_weight: float = 0.0
+    """The robot's body in the ``aligned`` / ``goal`` reward: minus this weight times the
+    distance of the dreamed body to the reference demo's body at the same row (``goal``: its last
+    row), in the world model's standardised body units (the mean absolute difference per entry).
+    Needs a bundle whose world model dreams the body. ``0``: the features alone."""
     obs_mode: ObsMode = "auto"
     """``patch``: ``(N, D)`` features; ``dict``: ``{"patch", "pooled"}``; ``features+proprio``:
     ``{"features": (N, D), "proprio": (P,)}``, the features and the robot's dreamed body vector
@@ -179,6 +184,10 @@ class RLAWorldConfig:
             raise ValueError(
                 "success_estimate must be 'auto', 'progress_head' or 'goal_distance', got "
                 f"{self.success_estimate!r}"
+            )
+        if not self.reward_proprio_weight >= 0:
+            raise ValueError(
+                f"reward_proprio_weight must be >= 0, got {self.reward_proprio_weight}"
             )
         if self.reward_metric not in ("l1", "cosine"):
             raise ValueError(f"reward_metric must be 'l1' or 'cosine', got {self.reward_metric!r}")

@@ -125,6 +125,11 @@ class DreamCore:
         self.starts = StartBank(self.art, self.device, self.body_fields, config.reset_demo_fraction)
         self.reference, self.reference_len = self.starts.reference, self.starts.reference_len
         self.reset_features = self.starts.reset_features
+        if config.reward_proprio_weight > 0 and not self.body_fields:
+            raise ValueError(
+                f"reward_proprio_weight={config.reward_proprio_weight} needs a bundle whose world "
+                f"model dreams the robot's body; {self.art.path} dreams features only"
+            )
         self.obs_mode = _body.resolve_obs_mode(config.obs_mode, self.body_fields, path)
         self.render_pooled = torch.from_numpy(self.art.render_pooled).to(self.device)
         self._key = key
@@ -416,6 +421,13 @@ class DreamCore:
                 terms["is_success_estimate"] = logit > 0
             if self.config.reward_mode == "progress":
                 r = self.config.reward_scale * progress
+        w = self.config.reward_proprio_weight
+        if w > 0 and self.config.reward_mode != "progress":
+            if body is None:
+                raise ValueError(f"reward_proprio_weight > 0: score(..., body=) needs ({b}, P)")
+            gap = self.body_gap(body, demo, np.asarray(t) // self.chunk)
+            terms["body_gap"] = gap.repeat_interleave(r_samples)
+            r = r - self.config.reward_scale * w * terms["body_gap"].to(r.device, r.dtype)
 
         def per_env(v: torch.Tensor) -> np.ndarray:
             # Mean over each env's samples (exact for one sample); a vote for the boolean terms.
@@ -423,6 +435,20 @@ class DreamCore:
             return (mean >= 0.5 if v.dtype == torch.bool else mean).cpu().numpy()
 
         return per_env(r).astype(np.float64), {k: per_env(v) for k, v in terms.items()}
+
+    def body_gap(self, body: torch.Tensor, demo: torch.Tensor, row: np.ndarray) -> torch.Tensor:
+        """Mean absolute difference ``(B,)`` of the standardised body ``(B, P)`` to the reference
+        demo's body at ``row`` (``goal`` reward: its last row), rows clipped to each demo."""
+        d = demo.to("cpu").long()
+        last = torch.as_tensor(self.reference_len)[d].long() - 1
+        rows = (
+            last
+            if self.config.reward_mode == "goal"
+            else torch.minimum(torch.as_tensor(row).long(), last)
+        )
+        ref = self.starts.reference_body.to("cpu")[d, rows]
+        std = self.model.proprio_std.to("cpu")  # type: ignore[union-attr]
+        return ((body.to("cpu").float() - ref) / std).abs().mean(1)
 
     def observe(
         self, s: torch.Tensor, obs_mode: ObsMode | None = None, body: torch.Tensor | None = None

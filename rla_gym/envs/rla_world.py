@@ -92,10 +92,12 @@ class RLAWorldEnv(gym.Env):
     ``info`` carries ``reward_l1``, ``dist_to_goal``, ``is_success_estimate`` (L1 to the goal
     below the threshold calibrated on real episodes), ``t``, ``demo`` and, with
     ``num_uncertainty_samples >= 2``, ``uncertainty`` (spread of flow samples, which the state
-    does not average: it follows sample 0). With ``reward_samples = R >= 2`` the reward and these
-    terms are means over ``R`` flow samples of the next state (``is_success_estimate``: their
-    majority), a lower-variance estimate of the expected reward; the state still follows sample
-    0, so the observations are those of ``R = 1``.
+    does not average: it follows sample 0) and, with ``reward_proprio_weight > 0``, ``body_gap``
+    (the dreamed body's standardised gap to the demo's, which the reward subtracts
+    ``reward_scale * reward_proprio_weight`` times). With ``reward_samples = R >= 2`` the reward
+    and these terms are means over ``R`` flow samples of the next state
+    (``is_success_estimate``: their majority), a lower-variance estimate of the expected reward;
+    the state still follows sample 0, so the observations are those of ``R = 1``.
 
     ## Starting State
     ``reset()`` draws, with ``self.np_random``, a start from the reset bank: features of frame 0
@@ -256,10 +258,9 @@ class RLAWorldEnv(gym.Env):
             "t": self._t,
             "demo": int(self._demo[0]),
         }
-        if "progress" in terms:
-            info["progress"] = float(terms["progress"][0])
-        if "uncertainty" in terms:
-            info["uncertainty"] = float(terms["uncertainty"][0])
+        for optional in ("progress", "uncertainty", "body_gap"):
+            if optional in terms:
+                info[optional] = float(terms[optional][0])
         truncated = self._elapsed >= self.core.max_episode_steps
         return self._obs(), float(reward[0]), False, truncated, info
 

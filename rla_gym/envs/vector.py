@@ -189,10 +189,9 @@ class RLAWorldVectorEnv(VectorEnv):
             "t": self._t.copy(),
             "demo": self._demo.numpy().copy(),
         }
-        if "progress" in scored:
-            terms["progress"] = scored["progress"]
-        if "uncertainty" in scored:
-            terms["uncertainty"] = scored["uncertainty"]
+        for optional in ("progress", "uncertainty", "body_gap"):
+            if optional in scored:
+                terms[optional] = scored[optional]
         return reward, self._elapsed >= self.max_episode_steps, terms
 
     def observe(self) -> np.ndarray | dict[str, np.ndarray]:
