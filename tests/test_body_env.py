@@ -362,3 +362,43 @@ def test_the_aligned_reward_can_read_the_body(bundle: Path, body_bundle: Path) -
         make_env(bundle, reward_proprio_weight=0.5)
     with pytest.raises(ValueError, match="reward_proprio_weight must be >= 0"):
         make_env(body_bundle, reward_proprio_weight=-1.0)
+
+
+def test_a_warm_started_body_model_starts_as_its_source(bundle: Path, tmp_path: Path) -> None:
+    """``init_from``: the source's RLA, architecture, weights and statistics; only the body parts
+    are fresh, and the zero-initialised body embedding leaves the source's features unchanged."""
+    import dataclasses
+
+    from tiny_bundle import _trainer
+
+    from rla_gym.data.feature_episodes import FeatureDataConfig
+    from rla_gym.utils.io import load_json
+    from rla_gym.world_model import RLAWorldModel
+    from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
+
+    root = bundle.parent
+    source = root / "wm" / "checkpoint"
+    out = train_world_model(
+        TrainWorldModelConfig(
+            data=FeatureDataConfig(folder=str(root / "data"), encoder="tiny", val_pairs=8),
+            init_from=str(source),
+            out=str(tmp_path / "warm"),
+            norm_pairs=32,
+            trainer=dataclasses.replace(_trainer(), steps=1, learning_rate=1e-12),
+            proprio=True,
+        )
+    )
+    warm, old = RLAWorldModel.from_pretrained(out.checkpoint), RLAWorldModel.from_pretrained(source)
+    assert warm.proprio_fields == FIELDS and warm.config.width == old.config.width
+    fresh = load_json(Path(out.checkpoint) / "meta.json")["fresh_weights"]
+    assert fresh and all(k.startswith(("proprio_", "body_")) for k in fresh)
+    s = torch.from_numpy(load_artifacts(bundle).reset_features[:2]).float()
+    acts = torch.full((2, K, A), 0.3)
+    g = [torch.Generator().manual_seed(i) for i in range(2)]
+    g2 = [torch.Generator().manual_seed(i) for i in range(2)]
+    torch.testing.assert_close(
+        warm.sample(s, acts, steps=2, generator=g, proprio=torch.zeros(2, P)),
+        old.sample(s, acts, steps=2, generator=g2),
+        atol=1e-5,
+        rtol=1e-4,
+    )

@@ -270,19 +270,9 @@ class RLAWorldModel(FeatureWorldModel):
             extra = body if extra is None else extra + body
         return self.condition(s_t, a, extra), a
 
-    def conditioning(
-        self,
-        s_t: torch.Tensor,
-        actions: torch.Tensor,
-        lengths: torch.Tensor,
-        drop: torch.Tensor | None = None,
-        s_prev: torch.Tensor | None = None,
-        proprio: torch.Tensor | None = None,
-    ) -> FlowCache:
-        """Run the condition stage once; returns the flow stage's cache (cross-attention K/V, and
-        the action vector when ``config.action_in_flow``). Arguments as in
-        :meth:`condition_tokens`."""
-        tokens, a = self.condition_tokens(s_t, actions, lengths, drop, s_prev, proprio)
+    def flow_cache(self, tokens: torch.Tensor, a: torch.Tensor) -> FlowCache:
+        """The flow stage's cache of the condition stage's output (:meth:`condition_tokens`):
+        cross-attention K/V, and the action vector when ``config.action_in_flow``."""
         return self.flow.prepare(tokens, a if self.config.action_in_flow else None)
 
     # ------------------------------------------------------------------ body
@@ -368,7 +358,7 @@ class RLAWorldModel(FeatureWorldModel):
             u = torch.rand(x_1.shape[0], generator=generator, device=generator.device)
             drop = u < self.config.action_dropout
         tokens, a = self.condition_tokens(s_t, actions, lengths, drop, s_prev, p_t)
-        cache = self.flow.prepare(tokens, a if self.config.action_in_flow else None)
+        cache = self.flow_cache(tokens, a)
         v = self.flow(interpolate(x_0, x_1, t), t, cache)
         target = velocity_target(x_0, x_1)
         loss = flow_loss(v, target, self.config.l1_weight, self.config.mse_weight)
@@ -471,7 +461,7 @@ class RLAWorldModel(FeatureWorldModel):
                 two(s_t), two(actions), two(lengths), drop, two(s_prev), two(proprio)
             )
             body_tokens, body_a = tokens[:b], a[:b]
-        cache = self.flow.prepare(tokens, a if self.config.action_in_flow else None)
+        cache = self.flow_cache(tokens, a)
         body = None if proprio is None else self.next_body(body_tokens, body_a, proprio)
         z = self.sample_latent(
             repeat_kv(cache, num_samples),

@@ -237,7 +237,10 @@ def _build_model(
     action_dim: int,
     fingerprint: str | None,
     proprio_fields: tuple[str, ...] = (),
+    source: RLAWorldModel | None = None,
 ) -> FeatureWorldModel:
+    """The model to train; ``source`` is the warm start's checkpoint (``init_from``), whose RLA
+    and architecture an RLA-WM then reuses."""
     if cfg.proprio and cfg.model != "rla-wm":
         raise ValueError(f"proprio applies to model='rla-wm', not {cfg.model!r}")
     if cfg.model == "rla-wm":
@@ -248,7 +251,6 @@ def _build_model(
             )
         from rla_gym.rla import RLAAutoencoder
 
-        source = _warm_start_source(cfg, fingerprint) if cfg.init_from else None
         rla = (
             RLAAutoencoder.from_pretrained(cfg.rla, expected_fingerprint=fingerprint or None)
             if cfg.rla or source is None
@@ -352,6 +354,8 @@ def train_world_model(
         )
     body, val_body = (split.train_proprio, split.val_proprio) if cfg.proprio else (None, None)
     feats0, acts0 = episodes[0]
+    # Loaded once: the warm start gives the model its RLA and architecture, then its weights.
+    source = _warm_start_source(cfg, fingerprint) if cfg.init_from else None
     # Same seed on every rank: identical initial weights even before DDP's broadcast.
     torch.manual_seed(seed)
     model = _build_model(
@@ -361,6 +365,7 @@ def train_world_model(
         int(acts0.shape[1]),
         fingerprint,
         split.proprio_fields if cfg.proprio else (),
+        source,
     )
     max_gap = cfg.max_gap or model.max_horizon
     if max_gap > model.max_horizon:
@@ -380,11 +385,11 @@ def train_world_model(
         norm_sampler.iter_eval(num_pairs=cfg.norm_pairs, batch_size=64, seed=seed + 1)
     )
     warm: dict[str, Any] = {}
-    if cfg.init_from:
+    if source is not None:
         # After the statistics: the source's own action / latent statistics belong to its
         # weights and are kept; only what it lacks (the body's) comes from this data. The RLA is
         # the source's too (or the same file), so copying it changes nothing.
-        parts = warm_start(model, _warm_start_source(cfg, fingerprint))
+        parts = warm_start(model, source)
         warm = {"init_from": cfg.init_from, "fresh_weights": parts["fresh"]}
 
     def val_fn(m: nn.Module) -> dict[str, float]:
