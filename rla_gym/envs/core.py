@@ -438,17 +438,13 @@ class DreamCore:
 
     def body_gap(self, body: torch.Tensor, demo: torch.Tensor, row: np.ndarray) -> torch.Tensor:
         """Mean absolute difference ``(B,)`` of the standardised body ``(B, P)`` to the reference
-        demo's body at ``row`` (``goal`` reward: its last row), rows clipped to each demo."""
-        d = demo.to("cpu").long()
-        last = torch.as_tensor(self.reference_len)[d].long() - 1
-        rows = (
-            last
-            if self.config.reward_mode == "goal"
-            else torch.minimum(torch.as_tensor(row).long(), last)
-        )
-        ref = self.starts.reference_body.to("cpu")[d, rows]
-        std = self.model.proprio_std.to("cpu")  # type: ignore[union-attr]
-        return ((body.to("cpu").float() - ref) / std).abs().mean(1)
+        demo's body at the row the reward compares with (:meth:`AlignedReward.target_rows`)."""
+        ref_body = self.starts.reference_body
+        assert ref_body is not None  # reward_proprio_weight > 0 needs a body bundle (__init__)
+        rows = self.reward.target_rows(torch.as_tensor(row)).to(ref_body.device)
+        ref = ref_body[demo.to(ref_body.device).long(), rows]
+        std = self.model.proprio_std  # type: ignore[union-attr]
+        return ((body.to(ref.device).float() - ref) / std.to(ref.device)).abs().mean(1)
 
     def observe(
         self, s: torch.Tensor, obs_mode: ObsMode | None = None, body: torch.Tensor | None = None

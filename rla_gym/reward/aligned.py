@@ -95,13 +95,20 @@ class AlignedReward:
         """``T_ref``: reference rows per demo."""
         return int(self.reference.shape[1])
 
+    def target_rows(self, t_idx: torch.Tensor) -> torch.Tensor:
+        """The reference row the reward compares each prediction with, ``(B,)`` -> ``(B,)`` on the
+        reference's device: ``t`` clamped to the rows (``aligned``; shorter demos are padded
+        with their last frame) or the last row (``goal``). Anything stored per reference row
+        (e.g. the bundle's reference bodies) is read at these rows too."""
+        t = t_idx.to(self.reference.device, torch.long)
+        if self.mode == "goal":
+            return torch.full_like(t, self.ref_len - 1)
+        return t.clamp(0, self.ref_len - 1)
+
     def targets(self, demo_idx: torch.Tensor, t_idx: torch.Tensor) -> torch.Tensor:
         """Reference features the reward compares with: ``(B,)``, ``(B,)`` -> ``(B, N, D)``."""
         demo_idx = demo_idx.to(self.reference.device, torch.long)
-        if self.mode == "goal":
-            return self.reference[demo_idx, -1]
-        t = t_idx.to(self.reference.device, torch.long).clamp(0, self.ref_len - 1)
-        return self.reference[demo_idx, t]
+        return self.reference[demo_idx, self.target_rows(t_idx)]
 
     def __call__(
         self, pred: torch.Tensor, demo_idx: torch.Tensor, t_idx: torch.Tensor
