@@ -20,6 +20,19 @@ REFERENCE_ARMS = (
 """Rows of ``rl_in_dream_reacher.json`` (the shipped, features-only dream) beside the body's."""
 
 
+def _against(arm: dict, base: dict) -> str:
+    """Successes gained over the base on the same seeds, e.g. ``+5``."""
+    return f"{arm['success'] - base['success']:+d}"
+
+
+def _wins_losses(arm: dict, base: dict) -> str:
+    """Episode by episode against the base on the same seeds: ``"5 wins, 0 losses"``."""
+    from rla_gym.utils.stats import paired_difference
+
+    vs = paired_difference(arm["per_episode_success"], base["per_episode_success"])
+    return f"{vs['wins']} wins, {vs['losses']} losses"
+
+
 def _planner_rows() -> list[str]:
     """The reacher planner in a dream with the body (``body_planner_reacher.json``) beside the
     same planner in the shipped features-only dream, on the same real seeds."""
@@ -39,14 +52,7 @@ def _planner_rows() -> list[str]:
         if "from scratch" in name:
             verdict = "met" if rate >= 0.7 else f"missed by {0.7 - rate:.0%}"
         elif base is not None:
-            # Around the base: episode by episode against the base on the same seeds.
-            mine, theirs = arm["per_episode_success"], base["per_episode_success"]
-            wins = sum(a and not b for a, b in zip(mine, theirs, strict=True))
-            losses = sum(b and not a for a, b in zip(mine, theirs, strict=True))
-            verdict = (
-                f"{arm['success'] - base['success']:+d} against the base "
-                f"({wins} wins, {losses} losses)"
-            )
+            verdict = f"{_against(arm, base)} against the base ({_wins_losses(arm, base)})"
         else:
             verdict = ""
         out.append(f"| {name} | with the body | {arm['success']}/{arm['episodes']}: {verdict} |")
@@ -58,13 +64,10 @@ def _planner_rows() -> list[str]:
         for name, arm in arms.items():
             if not name.startswith("planner") or bc is None:
                 continue
-            mine, theirs = arm["per_episode_success"], bc["per_episode_success"]
-            wins = sum(a and not b for a, b in zip(mine, theirs, strict=True))
-            losses = sum(b and not a for a, b in zip(mine, theirs, strict=True))
             out.append(
-                f"| {name} | with the body | {arm['success']}/"
-                f"{arm['episodes']}: {arm['success'] - bc['success']:+d} against the base's "
-                f"{bc['success']}/{bc['episodes']} on those seeds ({wins} wins, {losses} losses) |"
+                f"| {name} | with the body | {arm['success']}/{arm['episodes']}: "
+                f"{_against(arm, bc)} against the base's {bc['success']}/{bc['episodes']} on "
+                f"those seeds ({_wins_losses(arm, bc)}) |"
             )
     for name in REFERENCE_ARMS:
         if arm := ref["arms"].get(name):
