@@ -139,6 +139,7 @@ def distance_head(
 
     from rla_gym.data.episodes import EpisodeStore
     from rla_gym.data.feature_episodes import load_body
+    from rla_gym.data.proprio import body_spec
     from rla_gym.pipelines.build_bundle import add_progress_head
     from rla_gym.reward.progress import ProgressHead
 
@@ -169,7 +170,7 @@ def distance_head(
     torch.manual_seed(0)
     config = shipped.config  # the bundle head's sizes and encoder
     if body:
-        config = dataclasses.replace(config, proprio_fields=load_body(data, train_ids[:1])[1])
+        config = dataclasses.replace(config, proprio_fields=body_spec(man["sim"]).fields)
     head = ProgressHead(config)
     if p is not None:
         head.fit_body_stats(p)
