@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
+from counterfactual import suite_paths
 
 from rla_gym.evaluation.counterfactual import (
     CounterfactualConfig,
@@ -76,16 +77,6 @@ class Args:
     redo: bool = False
     out: Path = Path("benchmarks/results/body_state.json")
     threads: int = 1
-
-
-def _mapping(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
-    out = {}
-    for p in pairs:
-        suite, sep, value = p.partition("=")
-        if not sep or suite not in SUITES:
-            raise SystemExit(f"--{flag} takes suite=path with suite in {SUITES}, got {p!r}")
-        out[suite] = value
-    return out
 
 
 @torch.no_grad()
@@ -229,7 +220,7 @@ def measure(suite: str, args: Args, body_wm: str, encoders: dict[str, Any]) -> d
 
 def main(args: Args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    body_wms = _mapping(args.body_wm, "body-wm")
+    body_wms = suite_paths(args.body_wm, "body-wm")
     result: dict[str, Any] = load_json(args.out) if args.out.exists() else {}
     result.setdefault("suites", {})
     encoders: dict[str, Any] = {}

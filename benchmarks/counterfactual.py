@@ -65,7 +65,9 @@ class Args:
     """torch and encoder threads"""
 
 
-def _mapping(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
+def suite_paths(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
+    """``("suite=path", ...)`` of option ``--flag`` -> ``{suite: path}`` (also read by
+    ``body_state.py``, which measures on this benchmark's protocol)."""
     out = {}
     for p in pairs:
         suite, sep, path = p.partition("=")
@@ -109,7 +111,7 @@ def main(args: Args) -> dict[str, Any]:
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
         raise SystemExit(f"unknown suites {unknown}; choose from {SUITES}")
-    direct, bundles = _mapping(args.direct, "direct"), _mapping(args.artifacts, "artifacts")
+    direct, bundles = suite_paths(args.direct, "direct"), suite_paths(args.artifacts, "artifacts")
     torch.set_num_threads(args.threads)
     cfg = CounterfactualConfig(
         states=args.states,
