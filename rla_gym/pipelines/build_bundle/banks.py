@@ -38,6 +38,14 @@ def ref_rows(length: int, chunk: int) -> list[int]:
     return rows
 
 
+def pad_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """Per-demo reference rows ``[(T_i, ...)]`` -> ``(R, max T_i, ...)``, each demo padded by
+    repeating its final (goal) row: the one padding rule the features and the bodies share, so
+    a row index reads the same frame in both."""
+    t_ref = max(len(r) for r in rows)
+    return np.stack([np.concatenate([r, np.repeat(r[-1:], t_ref - len(r), 0)]) for r in rows])
+
+
 def mean_l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean |a - b| over the last two axes: ``(..., N, D)`` -> ``(...)``."""
     return np.abs(a - b).mean(axis=(-2, -1))
@@ -116,8 +124,8 @@ def feature_banks(
         feats[e].features[ref_rows(len(feats[e].actions), chunk)].astype(np.float32)
         for e in ref_ids
     ]
-    t_ref = max(len(r) for r in rows)
-    reference = np.stack([np.concatenate([r, np.repeat(r[-1:], t_ref - len(r), 0)]) for r in rows])
+    reference = pad_rows(rows)
+    t_ref = reference.shape[1]
     reference_len = np.array([len(r) for r in rows], np.int64)
     reset = np.stack([feats[e].features[0] for e in sel.reset]).astype(np.float32)
 
@@ -236,8 +244,7 @@ def body_banks(
         )
     body = dict(zip(ids, bodies, strict=True))
     rows = [body[e][ref_rows(len(sel.features[e].actions), chunk)] for e in sel.reference]
-    t_ref = max(len(r) for r in rows)
-    reference = np.stack([np.concatenate([r, np.repeat(r[-1:], t_ref - len(r), 0)]) for r in rows])
+    reference = pad_rows(rows)
 
     def first(eids: list[str]) -> np.ndarray:  # (E, P) frame 0 of each episode; E may be 0
         return np.array([body[e][0] for e in eids], np.float32).reshape(len(eids), spec.dim)
