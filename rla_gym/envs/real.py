@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rla_gym.data.proprio import body_spec, body_vector
+from rla_gym.envs.body import FEATURES, PROPRIO, observation_space
 from rla_gym.envs.config import ActionMode, check_actions
 from rla_gym.sims.base import SimStep
 from rla_gym.sims.policies import ActionScale  # re-exported: its home is the sims room
@@ -202,13 +203,11 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
             cfg.sim != "dmc" if cfg.terminate_on_success is None else cfg.terminate_on_success
         )
         gh, gw = self.encoder.grid_shape(cfg.resolution, cfg.resolution)
-        patch = spaces.Box(-np.inf, np.inf, (gh * gw, int(self.encoder.feature_dim)), np.float32)
-        self.observation_space: spaces.Space = patch
-        if cfg.obs_mode == "features+proprio":
-            p = body_spec(cfg.sim).dim
-            self.observation_space = spaces.Dict(
-                {"features": patch, "proprio": spaces.Box(-np.inf, np.inf, (p,), np.float32)}
-            )
+        # The same spaces as a dreamed env shows (its Dict when it dreams the body).
+        body_dim = body_spec(cfg.sim).dim if cfg.obs_mode == "features+proprio" else 0
+        self.observation_space: spaces.Space = observation_space(
+            cfg.obs_mode, gh * gw, int(self.encoder.feature_dim), body_dim
+        )
         self.action_mode: ActionMode = cfg.action_mode
         size = self.action_dim if cfg.action_mode == "repeat" else self.chunk * self.action_dim
         self.action_space = spaces.Box(-1.0, 1.0, (size,), np.float32)
@@ -255,7 +254,7 @@ class RealFeatureEnv(gym.Env[np.ndarray, np.ndarray]):
         self._frame = obs.frame
         feats = self.encoder.encode(obs.frame[None])[0].astype(np.float32, copy=False)
         if self.config.obs_mode == "features+proprio":
-            return {"features": feats, "proprio": body_vector(self.config.sim, obs.proprio)}
+            return {FEATURES: feats, PROPRIO: body_vector(self.config.sim, obs.proprio)}
         return feats
 
     def reset(
