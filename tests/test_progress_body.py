@@ -81,7 +81,8 @@ def test_body_head_learns_what_only_the_body_shows(tmp_path: Path) -> None:
     assert ProgressHead.from_pretrained(feats.checkpoint).config.proprio_fields == ()
 
 
-def _head(**kw: object) -> ProgressHead:
+def tiny_head(**kw: object) -> ProgressHead:
+    """An untrained head on this file's tiny features (also test_progress_goal's)."""
     torch.manual_seed(0)
     cfg = ProgressHeadConfig(feature_dim=D, num_tokens=N, encoder_fingerprint=FP, token_dim=8,
                              hidden=16, **kw)  # type: ignore[arg-type]  # fmt: skip
@@ -90,7 +91,7 @@ def _head(**kw: object) -> ProgressHead:
 
 def test_checkpoints_with_and_without_the_body(tmp_path: Path) -> None:
     s, p = torch.randn(5, N, D), torch.randn(5, len(FIELDS))
-    head = _head(proprio_fields=list(FIELDS))  # a JSON list becomes the config's tuple
+    head = tiny_head(proprio_fields=list(FIELDS))  # a JSON list becomes the config's tuple
     assert head.config.proprio_fields == FIELDS
     head.fit_body_stats(np.random.default_rng(0).normal(2.0, 3.0, (50, len(FIELDS))))
     head.save_pretrained(tmp_path / "body")
@@ -103,7 +104,7 @@ def test_checkpoints_with_and_without_the_body(tmp_path: Path) -> None:
 
     # A checkpoint written before heads read the body (no proprio_fields in config.json) loads
     # as the same features-only network it was.
-    old = _head()
+    old = tiny_head()
     layers = ("norm", "token", "mlp.0", "mlp.2", "mlp.4")
     assert set(old.state_dict()) == {f"{m}.{w}" for m in layers for w in ("weight", "bias")}
     old.save_pretrained(tmp_path / "old")
@@ -118,7 +119,7 @@ def test_checkpoints_with_and_without_the_body(tmp_path: Path) -> None:
 
 def test_bad_body_inputs_are_refused(tmp_path: Path) -> None:
     s = torch.zeros(3, N, D)
-    body, feats = _head(proprio_fields=FIELDS), _head()
+    body, feats = tiny_head(proprio_fields=FIELDS), tiny_head()
     with pytest.raises(ValueError, match=r"also reads the body.*shoulder_sin"):
         body(s)
     with pytest.raises(ValueError, match=r"6 entries per row.*shoulder_sin"):

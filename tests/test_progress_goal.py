@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_progress_body import tiny_head
 
 from rla_gym.data.episodes import Episode, EpisodeStore
 from rla_gym.data.proprio import body_spec, body_vector
-from rla_gym.reward import ProgressHead, ProgressHeadConfig
+from rla_gym.reward import ProgressHead
 from rla_gym.reward.progress import goal_targets, head_inputs
 from rla_gym.reward.train_progress import TrainProgressConfig, train_progress_head
 from rla_gym.utils.stats import spearman
@@ -116,27 +117,20 @@ def test_goal_labels() -> None:
         head_inputs(episodes, "body_goal")
 
 
-def _head(**kw: object) -> ProgressHead:
-    torch.manual_seed(0)
-    cfg = ProgressHeadConfig(feature_dim=D, num_tokens=N, encoder_fingerprint=FP, token_dim=8,
-                             hidden=16, **kw)  # type: ignore[arg-type]  # fmt: skip
-    return ProgressHead(cfg).eval()
-
-
 def test_bad_goal_configs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"body_goal.*proprio_fields"):
-        _head(target="body_goal")
+        tiny_head(target="body_goal")
     with pytest.raises(ValueError, match="goal_fields must be distinct fields of the body"):
-        _head(target="body_goal", proprio_fields=FIELDS, goal_fields=("elbow_sin",))
+        tiny_head(target="body_goal", proprio_fields=FIELDS, goal_fields=("elbow_sin",))
     with pytest.raises(ValueError, match="goal_fields only apply to target='body_goal'"):
-        _head(target="steps", proprio_fields=FIELDS, goal_fields=ANGLES)
+        tiny_head(target="steps", proprio_fields=FIELDS, goal_fields=ANGLES)
     with pytest.raises(ValueError, match="goal_scale must be > 0"):
-        _head(target="body_goal", proprio_fields=FIELDS, goal_scale=0.0)
+        tiny_head(target="body_goal", proprio_fields=FIELDS, goal_scale=0.0)
     with pytest.raises(ValueError, match="target must be one of"):
-        _head(target="goal")
+        tiny_head(target="goal")
     with pytest.raises(ValueError, match="predicts no goal body"):
-        _head(proprio_fields=FIELDS).predict_goal(torch.zeros(2, N, D))
-    head = _head(target="body_goal", proprio_fields=FIELDS)
+        tiny_head(proprio_fields=FIELDS).predict_goal(torch.zeros(2, N, D))
+    head = tiny_head(target="body_goal", proprio_fields=FIELDS)
     with pytest.raises(ValueError, match="trains on goal bodies"):
         head.loss(torch.zeros(2, N, D), None, torch.zeros(2), proprio=torch.zeros(2, 6))
     # Refused before any features are loaded.
@@ -149,7 +143,7 @@ def test_bad_goal_configs_are_refused(tmp_path: Path) -> None:
 
 
 def test_goal_head_round_trip(tmp_path: Path) -> None:
-    head = _head(target="body_goal", proprio_fields=list(FIELDS), goal_fields=list(ANGLES),
+    head = tiny_head(target="body_goal", proprio_fields=list(FIELDS), goal_fields=list(ANGLES),
                  goal_scale=0.7)  # JSON lists become the config's tuples  # fmt: skip
     head.fit_body_stats(np.random.default_rng(0).normal(0.5, 2.0, (50, len(FIELDS))))
     head.save_pretrained(tmp_path / "goal")
@@ -168,7 +162,7 @@ def test_goal_head_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(head(s, moved)[0], head(s, p)[0])
         assert not torch.allclose(head(s, moved)[1], head(s, p)[1])
     # A head saved before goal heads existed (no goal keys) loads as the same network.
-    old = _head(target="steps", proprio_fields=FIELDS)
+    old = tiny_head(target="steps", proprio_fields=FIELDS)
     old.save_pretrained(tmp_path / "old")
     config = json.loads((tmp_path / "old" / "config.json").read_text())
     del config["goal_fields"], config["goal_scale"]
