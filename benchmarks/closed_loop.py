@@ -22,11 +22,18 @@ give the encoded first frames every dreamed episode starts from. It is left out 
 Every dream is run again with each of ``--other-estimates`` as the success estimate (the same
 features, success read another way: ``other_estimates`` of each suite).
 
+A bundle whose world model dreams the robot's body (``--bundles``) starts every dream from the
+real start's body too (the expert's real episode records it); the policies read the features.
+
 Writes ``benchmarks/results/closed_loop.json`` after every policy; a re-run skips finished
-entries (real episodes resume from ``runs/closed_loop/<suite>/``).
+entries. Real episodes depend on the policy and the simulator, not on the dream: they are logged
+under ``runs/closed_loop/<suite>/policy-<sha of the base's weights>/`` and reused by every bundle
+that ships the same base.
 
     python benchmarks/closed_loop.py --suites dmc-reacher robosuite-lift libero
     python benchmarks/closed_loop.py --suites libero --episodes 20 10 --note "..."
+    python benchmarks/closed_loop.py --suites dmc-reacher --bundles dmc-reacher=<body bundle> \
+        --out benchmarks/results/closed_loop_body.json
 """
 
 from __future__ import annotations
@@ -39,7 +46,10 @@ from typing import Any, Literal
 
 import numpy as np
 import tyro
+from counterfactual import suite_paths
 
+from rla_gym.envs.body import FEATURES
+from rla_gym.features import sha256_file
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.stats import spearman, wilson_interval
 
@@ -51,7 +61,12 @@ TARGET_GAP, TARGET_RHO = 15.0, 0.8  # points; Spearman over >= 6 closed-loop pol
 @dataclass(frozen=True)
 class Args:
     suites: tuple[Suite, ...] = ("dmc-reacher", "robosuite-lift", "libero")
-    """suites to run, in this order (each its embedded bundle)"""
+    """suites to run, in this order (each its embedded bundle unless ``--bundles`` names one)"""
+    bundles: tuple[str, ...] = ()
+    """``suite=path``: dream with this bundle instead of the suite's embedded one (e.g. one whose
+    world model dreams the robot's body; its dreams then start from the real start's body). Its
+    ``policy`` is the base; real episodes are shared with every bundle that ships the same
+    policy weights"""
     episodes: tuple[int, int] = (50, 20)
     """real (and dreamed) episodes of the base and of every other policy"""
     workers: int = 1
@@ -114,7 +129,9 @@ class PerturbedPolicy:
         self.rngs = [np.random.default_rng(s) for s in seeds]
         self.t, self.last = 0, None
 
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+    def predict(self, obs: Any, deterministic: bool = True) -> tuple[np.ndarray, None]:
+        if isinstance(obs, dict):  # a body bundle's observation: the policies read the features
+            obs = obs[FEATURES]
         sp, b = self.spec, len(obs)
         if len(self.rngs) != b:
             raise ValueError(f"{b} observations for {len(self.rngs)} seeded episodes")
@@ -162,7 +179,7 @@ class SuiteRun:
         from rla_gym.sims.factory import make_sim
 
         self.suite, self.args = suite, args
-        self.bundle = resolve_artifacts(None, suite)
+        self.bundle = resolve_artifacts(suite_paths(args.bundles, "bundles").get(suite), suite)
         self.man = load_json(self.bundle / "manifest.json")
         self.chunk = int(self.man["chunk"])
         # Reacher's own limit (dm-control's 1000 steps) is no evaluation horizon here: its real
@@ -179,9 +196,13 @@ class SuiteRun:
             sim.close()
         self.control_steps = limit
         self.chunks = math.ceil(limit / self.chunk)
-        self.dir = args.runs / suite / self.man["created_utc"].replace(":", "")
+        # Real episodes are the base's and the simulator's, whatever the bundle dreams with.
+        self.policy_sha = sha256_file(self.bundle / "policy" / "model.safetensors")
+        self.dir = args.runs / suite / f"policy-{self.policy_sha[:12]}"
+        self.body = bool(self.man.get("proprio"))
         self.venvs: dict[tuple[int, str], Any] = {}
         self.starts: np.ndarray | None = None
+        self.start_bodies: np.ndarray | None = None
 
     def venv(self, n: int, estimate: str | None = None) -> Any:
         from rla_gym.envs.config import RLAWorldConfig
@@ -199,6 +220,14 @@ class SuiteRun:
             self.venvs[key] = RLAWorldVectorEnv(n, config=cfg)
         return self.venvs[key]
 
+    def estimate_read(self) -> str:
+        """What ``--success-estimate`` reads on this bundle (``auto`` resolved)."""
+        from rla_gym.envs.artifacts import load_artifacts
+        from rla_gym.envs.core import auto_success_estimate
+
+        est = self.args.success_estimate
+        return auto_success_estimate(load_artifacts(self.bundle)) if est == "auto" else est
+
     def expert(self, n: int) -> dict[str, Any]:
         """The scripted expert's real episodes from starts ``0..n-1`` (full horizon, actions and
         encoded frames kept); sets :attr:`starts` to their encoded first frames."""
@@ -212,6 +241,7 @@ class SuiteRun:
                              self.dir / "expert", progress=False)  # fmt: skip
         eps = [real[("expert", i)] for i in range(n)]
         self.starts = np.stack([e["features"][0] for e in eps]).astype(np.float32)
+        self.start_bodies = np.stack([e["body"][0] for e in eps]).astype(np.float32)
         return {
             "actions": np.stack([e["actions"] for e in eps]).astype(np.float32),
             "success": np.array([bool(e["chunk_success"].any()) for e in eps]),
@@ -225,7 +255,10 @@ class SuiteRun:
 
         from rla_gym.evaluation.real import evaluate_in_sim
 
-        identity = {"policy": name, "spec": asdict(spec), "bundle": self.man["created_utc"]}
+        # The base is its weights, wherever the bundle lies.
+        where = {"path": spec.path and "<bundle>/policy"}
+        identity = {"policy": name, "spec": {**asdict(spec), **where},
+                    "policy_sha256": self.policy_sha}  # fmt: skip
         res = evaluate_in_sim(spec, replace(self.cfg, episodes=n), progress=False,
                               resume=self.dir / f"{name}.jsonl", identity=identity)  # fmt: skip
         rows = sorted(res["rows"], key=lambda r: r["index"])
@@ -252,8 +285,12 @@ class SuiteRun:
         if spec is not None:
             policy = spec()
             policy.reset([seed + i for i in range(n)])
+        body = None
+        if self.body:
+            assert self.start_bodies is not None
+            body = self.start_bodies[:n]
         out = dream_rollouts(self.venv(n, estimate), policy=policy, actions=actions, seed=seed,
-                             features=self.starts[:n])  # fmt: skip
+                             features=self.starts[:n], proprio=body)  # fmt: skip
         hit = out["success"]
         return {"success": hit.any(1), "returns": out["rewards"].sum(1), "first": first_chunk(hit)}
 
@@ -325,6 +362,8 @@ def run_suite(suite: str, args: Args, result: dict[str, Any]) -> None:
         "control_steps": run.control_steps, "chunks": run.chunks, "base": "base",
         "bundle_chunks": int(run.man["max_episode_steps"]),
         "bundle_created_utc": run.man["created_utc"], "flow_steps": args.flow_steps,
+        "bundle": str(run.bundle) if args.bundles else "embedded",
+        "body": run.man.get("proprio"), "estimate_read": run.estimate_read(),
         "success_estimate": args.success_estimate,
         "policies": dict(old.get("policies", {})),
     }  # fmt: skip

@@ -91,12 +91,25 @@ def test_real_rollouts_share_starts_resume_and_score_like_the_env(
     assert (
         rows[("expert", 0)]["actions"].shape == (horizon, 16) and "actions" not in rows[("bc", 0)]
     )
+    # Scripted rows keep the body (reacher: sin/cos of both joints, velocities) at the frames.
+    body = rows[("expert", 0)]["body"]
+    assert body.shape == (horizon + 1, 6) and "body" not in rows[("bc", 0)]
+    np.testing.assert_allclose(body[:, [0, 2]] ** 2 + body[:, [1, 3]] ** 2, 1.0, atol=1e-5)
+    np.testing.assert_array_equal(rows[("random", 0)]["body"][0], body[0])  # the same start
     again = real_rollouts(job, specs, [0, 1], cache_dir=cache, progress=False)
     assert all(r["cached"] for r in again.values())
     np.testing.assert_array_equal(again[("bc", 1)]["features"], rows[("bc", 1)]["features"])
     other = real_rollouts(dataclasses.replace(job, seed=5), specs[:1], [0], cache_dir=cache,
                           progress=False)  # fmt: skip
     assert not other[("random", 0)]["cached"]  # another seed is another episode
+    # A scripted episode cached before rows kept the body is run again, not served without it.
+    (old,) = cache.glob("expert_000_*.npz")
+    with np.load(old) as z:
+        kept = {k: z[k] for k in z.files if k != "body"}
+    np.savez(old, **kept)
+    rerun = real_rollouts(job, specs[2:3], [0, 1], cache_dir=cache, progress=False)
+    assert not rerun[("expert", 0)]["cached"] and rerun[("expert", 1)]["cached"]
+    np.testing.assert_array_equal(rerun[("expert", 0)]["body"], body)
     # Other weights in the same folder (a rebuilt bundle's policy) are another policy.
     torch.manual_seed(1)
     ActorCritic((4, 16), 16, ActorCriticConfig(token_dim=8, feature_dim=16, actor_hidden=(16,),
@@ -139,3 +152,29 @@ def test_choose_mode_ranks_by_real_success_then_return() -> None:
     assert choose_mode({"aligned": stats(None, None), "goal": stats(None, None)}) == "aligned"
     with pytest.raises(ValueError, match="noise > 0 goes with kind 'noisy'"):
         PolicySpec("n", "noisy")
+
+
+def test_dream_rollouts_start_a_body_dream_from_the_given_body(body_bundle: Path) -> None:
+    from rla_gym.envs.artifacts import load_artifacts
+    from rla_gym.envs.vector import RLAWorldVectorEnv
+
+    art = load_artifacts(body_bundle)
+    venv = RLAWorldVectorEnv(2, artifacts=str(body_bundle), flow_steps=1)
+    feats = np.asarray(art.reset_features[:2], np.float32)
+    body = np.asarray(art.reset_proprio[:2], np.float32) + np.float32(0.05)
+    acts = np.zeros((2, venv.max_episode_steps, venv.single_action_space.shape[0]), np.float32)
+    seen = []
+
+    class Recorder:
+        """Replays zeros and records the body it is shown at every chunk."""
+
+        def predict(self, obs: dict, deterministic: bool = True) -> tuple[np.ndarray, None]:
+            seen.append(np.asarray(obs["proprio"]))
+            return acts[:, 0], None
+
+    out = dream_rollouts(venv, policy=Recorder(), features=feats, proprio=body)
+    np.testing.assert_allclose(seen[0], body, rtol=1e-6)  # the dream starts from the given body
+    assert len(seen) == venv.max_episode_steps and out["success"].shape == (2, len(seen))
+    with pytest.raises(ValueError, match="proprio goes with features"):
+        dream_rollouts(venv, actions=acts, starts=[0, 1], proprio=body)
+    venv.close()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from .body_state import body_state
 from .bundles import bundles
-from .closed_loop import closed_loop
+from .closed_loop import closed_loop, closed_loop_compare
 from .counterfactual import counterfactual
 from .decoder import decoder
 from .dream_vs_real import dream_vs_real
@@ -51,6 +51,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "world_action_model": world_action_model,
     "decoder": decoder,
     "closed_loop": closed_loop,
+    "closed_loop_body": lambda: closed_loop("closed_loop_body.json"),
+    "closed_loop_compare": closed_loop_compare,
     "ppo_in_dream": ppo_in_dream,
     "main_job": main_job,
     "body_state": body_state,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .common import fmt_rho, fmt_wilson, load_result, stamp
 
 SUITES = ("dmc-reacher", "robosuite-lift", "libero")
@@ -30,6 +32,15 @@ def _rho(rho: float | None, n: int, target: dict) -> str:
     return f"{fmt_rho(rho)}: {'met' if ok else f'missed by {least - (rho or 0.0):.2f}'}"
 
 
+def _bundle(s: dict) -> str:
+    """Which bundle dreamed, when it is not the embedded one."""
+    if s.get("bundle", "embedded") == "embedded":
+        return ""
+    body = s.get("body")
+    dreams = f", dreaming the body ({body['dim']} values)" if body else ""
+    return f"; bundle `{s['bundle']}`{dreams}"
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -43,10 +54,12 @@ def _auto_estimate(suite: str) -> str:
     return auto_success_estimate(load_artifacts(resolve_artifacts(None, suite)))
 
 
-def closed_loop() -> str:
-    d = load_result("closed_loop.json")
+def closed_loop(result: str = "closed_loop.json") -> str:
+    """The tables of ``result`` (``closed_loop_body.json``: the same protocol on bundles whose
+    world model dreams the robot's body)."""
+    d = load_result(result)
     if d is None:
-        return "_not run yet: `python benchmarks/closed_loop.py`_"
+        return f"_not run yet: `python benchmarks/closed_loop.py` (→ {result})_"
     runs = {s: d["suites"][s] for s in SUITES if s in d["suites"]}
     out: list[str] = []
     for suite, s in runs.items():
@@ -57,7 +70,8 @@ def closed_loop() -> str:
                 "same outcome per episode", late, "imagined return"]  # fmt: skip
         out += [
             f"**{suite}** ({s['sim']} {s['task']}; {s['control_steps']} control steps = "
-            f"{s['chunks']} dreamed chunks of {s['chunk']}; the bundle's horizon: {horizon})",
+            f"{s['chunks']} dreamed chunks of {s['chunk']}; the bundle's horizon: {horizon}"
+            f"{_bundle(s)})",
             "",
             _row(head + [f"imagined success, {e} estimate" for e in others]),
             "|---|---|---|---|---|---|---|" + "---|" * len(others),
@@ -82,7 +96,8 @@ def closed_loop() -> str:
     ]
     for suite, s in runs.items():
         n, tg = s["closed_loop_policies"], s["targets"]
-        default = _auto_estimate(suite)
+        # A run records what "auto" read on its bundle; older runs were all on the embedded one.
+        default = s.get("estimate_read") or _auto_estimate(suite)
 
         def name(est: str, default: str = default) -> str:
             return f"**{est}** (the env's default here)" if est == default else est
@@ -114,5 +129,71 @@ def closed_loop() -> str:
         "in the Spearman. Wall time: the last run's, real episodes plus dreaming, one "
         "simulator process sharing two cores with other jobs; real episodes found in the logs "
         "of an earlier run are not run again. " + stamp(d),
+    ]
+    return "\n".join(out)
+
+
+def _estimates(s: dict) -> dict[str, dict[str, dict]]:
+    """``{estimate: {policy: imagined rate entry}}`` of one suite run: its main estimate and every
+    one of ``other_estimates``, on the same dreams."""
+    main = s.get("estimate_read") or s.get("success_estimate", "auto")
+    out = {main: {k: p["imagined"] for k, p in s["policies"].items()}}
+    for est, o in s.get("other_estimates", {}).items():
+        out.setdefault(est, o["imagined"])
+    return out
+
+
+def closed_loop_compare() -> str:
+    """The embedded bundles' closed-loop agreement (``closed_loop.json``) beside that of the
+    bundles that dream the body (``closed_loop_body.json``), per success estimate, on the same
+    real episodes."""
+    from rla_gym.utils.stats import spearman
+
+    body, base = load_result("closed_loop_body.json"), load_result("closed_loop.json")
+    if body is None or base is None:
+        return "_not run yet: `python benchmarks/closed_loop.py --bundles ... --out <body>`_"
+    out = [
+        "| suite | success estimate | dream | base imagined / real | base gap (±15) | "
+        "Spearman over 7 closed-loop policies (≥ 0.8) | same outcome per episode | "
+        "base+noise0.3 imagined / real |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for suite in SUITES:
+        if suite not in body["suites"] or suite not in base["suites"]:
+            continue
+        runs = {"features only": base["suites"][suite], "with the body": body["suites"][suite]}
+        ests = [e for e in ("progress_head", "goal_distance") if all(
+            e in _estimates(r) for r in runs.values())]  # fmt: skip
+        for est in ests:
+            for dream, s in runs.items():
+                im, real = _estimates(s)[est], {k: p["real"] for k, p in s["policies"].items()}
+                loop = [k for k, p in s["policies"].items() if p["kind"] == "closed-loop"]
+                agree = [
+                    np.mean(np.equal(im[k]["per_episode_success"], real[k]["per_episode_success"]))
+                    for k in loop
+                ]
+                rho = spearman([im[k]["rate"] for k in loop], [real[k]["rate"] for k in loop])
+                gap = 100 * (im["base"]["rate"] - real["base"]["rate"])
+                noisy = im.get("base+noise0.3"), real.get("base+noise0.3")
+                out.append(_row([
+                    suite, est, dream,
+                    f"{im['base']['success']}/{im['base']['episodes']} / "
+                    f"{real['base']['success']}/{real['base']['episodes']}",
+                    _gap(gap, s["targets"]), _rho(rho, len(loop), s["targets"]),
+                    f"{100 * float(np.mean(agree)):.0f} %",
+                    "-" if None in noisy else f"{noisy[0]['success']}/{noisy[0]['episodes']} / "
+                    f"{noisy[1]['success']}/{noisy[1]['episodes']}",
+                ]))  # fmt: skip
+    names = {s: body["suites"][s].get("bundle") for s in SUITES if s in body["suites"]}
+    out += [
+        "",
+        "_The same real episodes in both rows (they depend on the base policy, which both "
+        "bundles ship byte for byte); the dreams start from the same encoded first frames, the "
+        "body dream also from the real start's body. `progress_head`: the bundle's head (reacher's "
+        "body bundle: the goal-body head); `goal_distance`: L1 to the aligned demo's goal under "
+        "the bundle's threshold, calibrated on its own dreamed replays. Same outcome per "
+        f"episode: the mean over the closed-loop policies. Body bundles: {names}._",
+        "",
+        stamp(body),
     ]
     return "\n".join(out)

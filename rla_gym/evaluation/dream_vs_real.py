@@ -84,6 +84,7 @@ def dream_rollouts(
     seed: int = 0,
     *,
     features: np.ndarray | None = None,
+    proprio: np.ndarray | None = None,
     keep_features: bool = False,
 ) -> dict[str, np.ndarray]:
     """Full-horizon rollouts in a dreamed vector env, one per env.
@@ -93,6 +94,8 @@ def dream_rollouts(
         starts: ``B`` reset-bank indices, or
         features: ``float32 (B, N, D)`` start features (``options={"start": "features"}``; the
             reward aligns with the nearest reference demo).
+        proprio: ``float32 (B, P)`` the robot's body at ``features``, for a bundle whose world
+            model dreams it (refused by one that does not).
         policy: an object with ``predict(obs_batch, deterministic=True)`` (closed loop), or
         actions: ``float32 (B, E, K * A)`` chunks to replay open loop.
         seed: env ``i`` draws its flow noise from seed ``seed + i``.
@@ -105,12 +108,17 @@ def dream_rollouts(
     b, horizon = venv.num_envs, venv.max_episode_steps
     if (starts is None) == (features is None):
         raise ValueError("pass exactly one of starts and features")
+    if proprio is not None and features is None:
+        raise ValueError("proprio goes with features (the body at those start features)")
     if (policy is None) == (actions is None):
         raise ValueError("pass exactly one of policy and actions")
     if actions is not None and actions.shape[:2] != (b, horizon):
         raise ValueError(f"actions must be (B={b}, E={horizon}, K*A), got {actions.shape}")
     if features is not None:
-        obs, info = venv.reset(seed=seed, options={"start": "features", "features": features})
+        options = {"start": "features", "features": features}
+        if proprio is not None:
+            options["proprio"] = proprio
+        obs, info = venv.reset(seed=seed, options=options)
     else:
         assert starts is not None
         if len(starts) != b:

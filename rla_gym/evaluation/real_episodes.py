@@ -120,6 +120,7 @@ def _real_worker(
     args: tuple[RealJob, str | None], items: list[tuple[PolicySpec, int, str]], emit: Emit
 ) -> None:
     from rla_gym.agents import ActorCritic
+    from rla_gym.data.proprio import body_vector
     from rla_gym.envs.real import RealFeatureEnv
     from rla_gym.evaluation.real import RealEvalConfig, rollout
     from rla_gym.evaluation.scripted import run_scripted_episode
@@ -165,6 +166,9 @@ def _real_worker(
                     "sim_return": r["return"],
                     "chunk_success": r["step_success"].reshape(job.horizon, -1).any(1),
                     "actions": r["actions"].reshape(job.horizon, -1),
+                    # The body at the same chunk boundaries as the features: a dream that
+                    # carries the robot's body starts from (and is compared with) it.
+                    "body": body_vector(job.sim, r["proprio"][:: job.chunk]),
                 }
             else:
                 if spec.path not in loaded:
@@ -217,7 +221,8 @@ def real_rollouts(
         ``{(policy name, index): row}``; a row holds ``features`` (``float16 (E + 1, N, D)``:
         the reset frame's and every chunk's), ``chunk_success`` (``bool (E,)``), ``sim_return``,
         ``seconds`` (wall-clock of the episode when it ran) and, for scripted policies,
-        ``actions`` (``float32 (E, K * A)``, normalised).
+        ``actions`` (``float32 (E, K * A)``, normalised) and ``body`` (``float32 (E + 1, P)``,
+        :func:`~rla_gym.data.proprio.body_vector` at the same frames as ``features``).
     """
     out: dict[tuple[str, int], dict[str, Any]] = {}
     todo = []
@@ -227,6 +232,8 @@ def real_rollouts(
             cached, key = None, _key(identity, i)
             if cache_dir is not None:
                 cached = _load_cached(_cache_file(Path(cache_dir), key, spec, i), key)
+                if cached is not None and spec.scripted and "body" not in cached:
+                    cached = None  # cached before scripted rows kept the body: run it again
             if cached is None:
                 # The worker stores the episode under the key computed here.
                 todo.append((spec, i, key))
