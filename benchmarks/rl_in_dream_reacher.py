@@ -19,6 +19,18 @@ success = the finger touches the target at some control step):
 candidates by (default: the env's, ``aligned``). ``--tag T`` names the bundle arms run ``<arm> T``
 (e.g. ``planner progress``), so variants sit side by side with their own models and logs.
 
+On a bundle whose world model dreams the robot's body (manifest ``proprio``), ``--obs-mode``
+says what the PPO arms see (:mod:`rla_gym.envs.body`): ``auto`` (default) and
+``features+proprio`` show it the body beside the features (SB3 ``MultiInputPolicy``, the same
+``SB3PatchExtractor``; judged in reality with the real body vector), ``patch`` the features
+alone (the dream still dreams the body). On a features-only bundle ``auto`` is ``patch``. The
+``real`` arm follows it (named ``real features+proprio`` when it reads the body). Each row
+records its ``obs_mode``.
+
+``--out`` defaults to the shipped result file of the embedded bundle; a bundle built at another
+time (another ``created_utc``) must name its own ``--out``, else it would move the shipped rows
+under ``superseded``.
+
 Both PPO arms train for ``budget_min`` minutes of this process's CPU time
 (:class:`~rla_gym.sb3.BudgetCallback`), so another job on the machine slows both alike. Every
 arm's real evaluation is logged episode by episode under ``runs/rl_in_dream_reacher`` and a
@@ -43,7 +55,8 @@ import torch
 import tyro
 
 import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
-from rla_gym.cli.evaluate import SB3SavedPolicy
+from rla_gym.cli.evaluate import SB3SavedPolicy, load_sb3_model
+from rla_gym.envs.body import resolve_obs_mode, space_reads_body
 from rla_gym.envs.rla_world import RLAWorldConfig, resolve_artifacts
 from rla_gym.evaluation.real import RealEvalConfig, SavedPolicy, evaluate_in_sim
 from rla_gym.planning import PlannerConfig, PlannerPolicy
@@ -52,6 +65,7 @@ from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.provenance import rows_of_bundle
 
 DREAM_ID = "RLAWorld-dmc-reacher-v0"
+DEFAULT_OUT = Path("benchmarks/results/rl_in_dream_reacher.json")
 
 
 @dataclass(frozen=True)
@@ -97,13 +111,18 @@ class Args:
     """world-model checkpoint of the ``planner-wm`` arm (same encoder as the bundle)"""
     reward_mode: Literal["aligned", "goal", "progress"] | None = None
     """dreamed reward of the dream-trained PPO and the planners (default: the env's)"""
+    obs_mode: Literal["auto", "patch", "features+proprio"] = "auto"
+    """what the PPO arms see: features+proprio (the body beside the features; needs a bundle
+    that dreams it), patch (features only) or auto (features+proprio on such a bundle)"""
     tag: str = ""
     """names the bundle arms run here ``<arm> <tag>`` (their own rows, models and logs)"""
     seed: int = 0
     """seed of SB3, the training resets and the planner"""
     runs: Path = Path("runs/rl_in_dream_reacher")
     """trained models and per-episode evaluation logs (resumable)"""
-    out: Path = Path("benchmarks/results/rl_in_dream_reacher.json")
+    out: Path | None = None
+    """result file (default: benchmarks/results/rl_in_dream_reacher.json, the embedded bundle's;
+    required for a bundle built at another time)"""
 
 
 def _ppo(env: Any, args: Args) -> Any:
@@ -111,8 +130,11 @@ def _ppo(env: Any, args: Args) -> Any:
 
     from rla_gym.sb3 import patch_policy_kwargs
 
+    # SB3PatchExtractor pools the features of either; with the body it appends it.
+    body = space_reads_body(env.observation_space, "the PPO arm")
     return PPO(
-        "MlpPolicy", env, n_steps=args.n_steps, batch_size=args.batch_size,
+        "MultiInputPolicy" if body else "MlpPolicy", env, n_steps=args.n_steps,
+        batch_size=args.batch_size,
         n_epochs=args.n_epochs, learning_rate=args.learning_rate, gamma=args.gamma,
         policy_kwargs=patch_policy_kwargs(log_std_init=-0.5), seed=args.seed, device="cpu",
         verbose=0,
@@ -136,8 +158,29 @@ def arm_dir(args: Args, man: dict[str, Any], name: str) -> Path:
     return args.runs / name
 
 
-def train_arm(name: str, args: Args, bundle: Path, man: dict[str, Any]) -> dict[str, Any]:
-    """Train PPO in the dream or in the real simulator for the CPU budget; save it under runs."""
+def arm_obs_mode(args: Args, bundle: Path) -> str:
+    """What the PPO arms see on ``bundle``: ``--obs-mode`` resolved by the dreamed env's rule
+    (``auto``: ``features+proprio`` when the bundle's world model dreams the body; a bank that
+    carries bodies beside a features-only world model does not count).
+
+    Raises:
+        ValueError: ``features+proprio`` on a bundle whose world model dreams features only.
+    """
+    from rla_gym.envs.artifacts import load_artifacts
+
+    model = load_artifacts(bundle).load_world_model()
+    return resolve_obs_mode(args.obs_mode, tuple(getattr(model, "proprio_fields", ())), bundle)
+
+
+def train_arm(
+    name: str, args: Args, bundle: Path, man: dict[str, Any], mode: str
+) -> dict[str, Any]:
+    """Train PPO in the dream or in the real simulator for the CPU budget, seeing observations
+    of ``mode`` (``patch`` or ``features+proprio``); save it under runs.
+
+    Raises:
+        ValueError: a model kept under runs from an earlier run reads another observation.
+    """
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     from rla_gym.envs.real import RealFeatureEnv
@@ -146,19 +189,27 @@ def train_arm(name: str, args: Args, bundle: Path, man: dict[str, Any]) -> dict[
     path = arm_dir(args, man, name) / "ppo"
     record = path.with_name("train.json")
     if record.exists() and path.with_suffix(".zip").exists():
+        kept = load_sb3_model(path.with_suffix(".zip")).observation_space
+        kept_mode = "features+proprio" if space_reads_body(kept, str(path)) else "patch"
+        if kept_mode != mode:
+            raise ValueError(
+                f"[{name}] the model kept in {path.parent} was trained on obs_mode={kept_mode!r}, "
+                f"this run asks for {mode!r}; give this variant its own --tag (or --runs), or "
+                "delete that folder to retrain"
+            )
         print(f"[{name}] trained model found in {path.parent}; delete it to retrain", flush=True)
         return load_json(record)
     if name.split(" ")[0] == "dream":
-        mode = {} if args.reward_mode is None else {"reward_mode": args.reward_mode}
+        extra = {} if args.reward_mode is None else {"reward_mode": args.reward_mode}
         venv = gym.make_vec(DREAM_ID, num_envs=args.dream_envs,
                             vectorization_mode="vector_entry_point", artifacts=str(bundle),
                             flow_steps=args.flow_steps, action_mode=args.action_mode,
-                            **mode)  # fmt: skip
+                            obs_mode=mode, **extra)  # fmt: skip
         env = VecMonitor(SB3VecEnvAdapter(venv.unwrapped))
     else:
         kw = dict(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
                   encoder=man["encoder"], chunk=int(man["chunk"]), action_mode=args.action_mode,
-                  max_episode_steps=int(man["max_episode_steps"]))  # fmt: skip
+                  max_episode_steps=int(man["max_episode_steps"]), obs_mode=mode)  # fmt: skip
         env = VecMonitor(DummyVecEnv([lambda: RealFeatureEnv(**kw)] * args.real_envs))
     env.seed(args.seed)
     model = _ppo(env, args)
@@ -174,6 +225,7 @@ def train_arm(name: str, args: Args, bundle: Path, man: dict[str, Any]) -> dict[
         "train_minutes": cb.elapsed() / 60.0,
         "train_wall_minutes": wall / 60.0,
         "timesteps": int(model.num_timesteps),
+        "obs_mode": mode,
         "train_curve": cb.train_curve,
     }
     save_json(out, record)
@@ -211,11 +263,31 @@ def evaluate_arm(name: str, factory: Any, args: Args, man: dict[str, Any]) -> di
             "per_episode_success": [bool(r["success"]) for r in res["rows"]]}  # fmt: skip
 
 
+def result_file(args: Args, man: dict[str, Any]) -> Path:
+    """``--out``, or the shipped file when it holds this bundle's rows (or does not exist yet).
+
+    Raises:
+        ValueError: no ``--out`` for a bundle built at another time than the shipped file's.
+    """
+    if args.out is not None:
+        return args.out
+    if DEFAULT_OUT.exists():
+        shipped = load_json(DEFAULT_OUT).get("bundle_created_utc")
+        if shipped not in (None, man["created_utc"]):
+            raise ValueError(
+                f"{DEFAULT_OUT} holds the rows of the bundle built at {shipped}; this bundle was "
+                f"built at {man['created_utc']}: pass its own --out (running into the shipped "
+                "file would move its rows under 'superseded')"
+            )
+    return DEFAULT_OUT
+
+
 def main(args: Args) -> dict[str, Any]:
     torch.set_num_threads(1)
     bundle = resolve_artifacts(args.artifacts, "dmc-reacher")
     man = load_json(bundle / "manifest.json")
-    old = load_json(args.out) if args.out.exists() else {}
+    out_path = result_file(args, man)
+    old = load_json(out_path) if out_path.exists() else {}
     # Another bundle's rows are kept for the record, never beside this bundle's. Random and real
     # stay valid while the bundle's chunk and horizon (what they are judged with) are the same.
     same_episodes = (old.get("chunk"), old.get("horizon_chunks")) == (
@@ -229,7 +301,11 @@ def main(args: Args) -> dict[str, Any]:
         t0 = time.perf_counter()
         name = f"{arm} {args.tag}" if args.tag and _bundle_arm(arm) else arm
         if arm in ("dream", "real"):
-            train = train_arm(name, args, bundle, man)
+            mode = arm_obs_mode(args, bundle)
+            if arm == "real" and mode != "patch":
+                name = f"real {mode}"  # its own model and log beside the features-only arm
+            train = train_arm(name, args, bundle, man, mode)
+            # A policy that reads the body is shown the real one (SB3FeaturePolicy.reads_body).
             row = evaluate_arm(
                 name, SB3SavedPolicy(str(arm_dir(args, man, name) / "ppo.zip")), args, man
             )
@@ -237,6 +313,8 @@ def main(args: Args) -> dict[str, Any]:
                 train_minutes=train["train_minutes"],
                 timesteps=train["timesteps"],
                 train_wall_minutes=train["train_wall_minutes"],
+                obs_mode=mode,
+                train_curve=train["train_curve"],  # mean return of the last episodes per rollout
             )
             if arm == "dream":
                 row["reward_mode"] = args.reward_mode or RLAWorldConfig.reward_mode
@@ -309,8 +387,8 @@ def main(args: Args) -> dict[str, Any]:
             ),
             **({"superseded": superseded} if superseded else {}),
         }  # fmt: skip
-        save_json(out, args.out)  # after every arm, so a failing later arm keeps it
-    return load_json(args.out)
+        save_json(out, out_path)  # after every arm, so a failing later arm keeps it
+    return load_json(out_path)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from rla_gym.planning.config import PlannerConfig
 
 __all__ = [
     "EvalArgs",
+    "SB3FeaturePolicy",
     "SB3SavedPolicy",
     "cmd_eval",
     "default_bundle",
@@ -125,21 +126,71 @@ def load_sb3_model(path: str | Path, device: str = "cpu") -> Any:
     return getattr(sb3, algo).load(path, device=device)
 
 
+class SB3FeaturePolicy:
+    """A loaded SB3 model as a deterministic feature policy: ``features (N, D)`` -> chunk, or
+    ``{"features": (N, D), "proprio": (P,)}`` -> chunk for a model trained on a dream that shows
+    the robot's body (``MultiInputPolicy``).
+
+    Args:
+        model: the SB3 model.
+        who: names it in error messages (e.g. its path).
+
+    Attributes:
+        reads_body: whether it reads the body; the real evaluation then shows it the real one
+            (:func:`rla_gym.evaluation.real.feature_worker`), as it does the dream planner's.
+
+    Raises:
+        ValueError: (on a call) the observation is not of the kind the model was trained on:
+            features for a body policy, a body for a features-only one, or a body of another
+            size.
+    """
+
+    def __init__(self, model: Any, who: str) -> None:
+        from rla_gym.envs.body import PROPRIO, space_reads_body
+
+        self.model, self.who = model, who
+        self.reads_body = space_reads_body(model.observation_space, f"the SB3 policy {who}")
+        space = model.observation_space
+        self.body_shape = tuple(space[PROPRIO].shape) if self.reads_body else None
+
+    def __call__(self, observation: Any) -> Any:
+        import numpy as np
+
+        from rla_gym.envs.body import FEATURES, PROPRIO
+
+        given = isinstance(observation, dict)
+        if given != self.reads_body:
+            shown = f"{{'{FEATURES}', '{PROPRIO}'}}" if given else "features only"
+            want = "obs_mode='features+proprio'" if self.reads_body else "obs_mode='patch'"
+            trained = "the robot's body beside the features" if self.reads_body else "features only"
+            raise ValueError(
+                f"the SB3 policy {self.who} was trained on {trained} but is shown {shown}; "
+                f"evaluate it with {want} (a policy trained on a dreamed body needs the real one)"
+            )
+        if given and tuple(np.shape(observation[PROPRIO])) != self.body_shape:
+            raise ValueError(
+                f"the SB3 policy {self.who} reads a body of shape {self.body_shape} but is shown "
+                f"one of shape {np.shape(observation[PROPRIO])}: another simulator's robot"
+            )
+        return self.model.predict(observation, deterministic=True)[0]
+
+
 @dataclass(frozen=True)
 class SB3SavedPolicy:
     """Picklable factory of a saved SB3 model as a deterministic feature policy (one per worker).
 
-    ``SB3SavedPolicy(path)()`` returns the callable ``features (N, D) -> chunk (K * A,)``.
+    ``SB3SavedPolicy(path)()`` returns an :class:`SB3FeaturePolicy`, the callable
+    ``features (N, D) -> chunk (K * A,)`` (``{"features", "proprio"}`` for a model that reads the
+    robot's body: its ``reads_body`` tells the real evaluation to show it).
     """
 
     path: str
 
-    def __call__(self) -> Any:
+    def __call__(self) -> SB3FeaturePolicy:
         import torch
 
         torch.set_num_threads(1)  # one core per simulator worker
-        model = load_sb3_model(self.path)
-        return lambda features: model.predict(features, deterministic=True)[0]
+        return SB3FeaturePolicy(load_sb3_model(self.path), self.path)
 
 
 def _describe_policy(path: Path) -> tuple[Any, tuple[int, ...], int, str]:
@@ -154,8 +205,13 @@ def _describe_policy(path: Path) -> tuple[Any, tuple[int, ...], int, str]:
             f"PPO.save, an SB3 model .zip, or a scripted kind: expert, noisy, random, play"
         )
     if path.is_file():
+        from rla_gym.envs.body import FEATURES, space_reads_body
+
         model = load_sb3_model(path)
-        shape = tuple(int(s) for s in model.observation_space.shape)
+        space = model.observation_space
+        if space_reads_body(space, f"the SB3 policy {path}"):
+            space = space[FEATURES]  # the real env shows it the body beside these features
+        shape = tuple(int(s) for s in space.shape)
         return SB3SavedPolicy(str(path)), shape, int(np.prod(model.action_space.shape)), "sb3"
     from rla_gym.agents import ActorCritic
     from rla_gym.evaluation.real import SavedPolicy

@@ -32,6 +32,7 @@ __all__ = [
     "observe",
     "option_body",
     "resolve_obs_mode",
+    "space_reads_body",
 ]
 
 ResolvedObsMode = Literal["patch", "dict", "features+proprio"]
@@ -73,6 +74,28 @@ def observation_space(
         body = spaces.Box(-np.inf, np.inf, (body_dim,), np.float32)
         return spaces.Dict({FEATURES: patch, PROPRIO: body})
     raise ValueError(f"obs_mode must be 'patch', 'dict' or 'features+proprio', got {obs_mode!r}")
+
+
+def space_reads_body(space: spaces.Space, who: str) -> bool:
+    """Whether a policy of observation ``space`` reads the robot's body: ``Box`` features do
+    not, a ``Dict`` with the ``"features+proprio"`` keys (:data:`FEATURES`, :data:`PROPRIO`) does.
+
+    Args:
+        space: the policy's observation space.
+        who: names the policy in the error message.
+
+    Raises:
+        ValueError: a ``Dict`` with other keys, or a space that is neither.
+    """
+    if isinstance(space, spaces.Box):
+        return False
+    if isinstance(space, spaces.Dict) and set(space.spaces) == {FEATURES, PROPRIO}:
+        return True
+    keys = sorted(space.spaces) if isinstance(space, spaces.Dict) else type(space).__name__
+    raise ValueError(
+        f"{who} reads Box (N, D) features or a Dict with keys '{FEATURES}' (N, D) and "
+        f"'{PROPRIO}' (P,), got {keys}"
+    )
 
 
 def observe(

@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 from rla_gym.agents._math import group_seeds
+from rla_gym.envs.body import FEATURES, PROPRIO, space_reads_body
 from rla_gym.envs.vector import RLAWorldVectorEnv
 
 __all__ = ["SB3PatchExtractor", "SB3VecEnvAdapter", "patch_policy_kwargs"]
@@ -82,15 +83,9 @@ class SB3PatchExtractor(BaseFeaturesExtractor):
         from rla_gym.agents.networks import PatchFeatureExtractor
 
         patch, body_dim = observation_space, 0
-        if isinstance(observation_space, gym.spaces.Dict):
-            keys = set(observation_space.spaces)
-            if keys != {"features", "proprio"}:
-                raise ValueError(
-                    f"SB3PatchExtractor reads Box (N, D) features or a Dict with keys "
-                    f"'features' (N, D) and 'proprio' (P,), got keys {sorted(keys)}"
-                )
-            patch = observation_space["features"]
-            body_dim = int(observation_space["proprio"].shape[0])
+        if space_reads_body(observation_space, "SB3PatchExtractor"):
+            patch = observation_space[FEATURES]
+            body_dim = int(observation_space[PROPRIO].shape[0])
         super().__init__(observation_space, features_dim + body_dim)
         self.body_dim = body_dim
         config = ActorCriticConfig(
@@ -106,8 +101,8 @@ class SB3PatchExtractor(BaseFeaturesExtractor):
         """``(B, N, D) -> (B, features_dim)``, or a ``{"features", "proprio"}`` dict ->
         ``(B, features_dim + P)``."""
         if isinstance(observations, dict):
-            pooled = self.pool(observations["features"])
-            return torch.cat([pooled, observations["proprio"].to(pooled.dtype)], dim=-1)
+            pooled = self.pool(observations[FEATURES])
+            return torch.cat([pooled, observations[PROPRIO].to(pooled.dtype)], dim=-1)
         return self.pool(observations)
 
 
