@@ -41,6 +41,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "counterfactual": counterfactual,
     "rla_decoder_target": rla_decoder_target,
     "dream_speed": dream_speed,
+    "dream_speed_body": lambda: dream_speed("dream_speed_body.json"),
     "reward_samples": reward_samples,
     "reacher_observation": reacher_observation,
     "rl_in_dream_reacher": rl_in_dream_reacher,

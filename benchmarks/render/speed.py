@@ -38,10 +38,11 @@ def encoder_throughput() -> str:
     return "\n".join([*out, "", stamp(d)])
 
 
-def dream_speed() -> str:
-    d = load_result("dream_speed.json")
+def dream_speed(result: str = "dream_speed.json") -> str:
+    """The table of ``result`` (``dream_speed_body.json``: a bundle that dreams the body)."""
+    d = load_result(result)
     if d is None:
-        return "_not run yet: `python benchmarks/dream_speed.py`_"
+        return f"_not run yet: `python benchmarks/dream_speed.py` (→ {result})_"
     out = [
         "| setup | envs | env steps/s | control steps/s | × real LIBERO (control steps) |",
         "|---|---|---|---|---|",
