@@ -54,6 +54,7 @@ from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.stats import spearman, wilson_interval
 
 Suite = Literal["libero", "robosuite-lift", "dmc-reacher"]
+SUITES = ("libero", "robosuite-lift", "dmc-reacher")
 Estimate = Literal["auto", "progress_head", "goal_distance"]  # RLAWorldConfig.success_estimate
 TARGET_GAP, TARGET_RHO = 15.0, 0.8  # points; Spearman over >= 6 closed-loop policies
 
@@ -67,6 +68,10 @@ class Args:
     world model dreams the robot's body; its dreams then start from the real start's body). Its
     ``policy`` is the base; real episodes are shared with every bundle that ships the same
     policy weights"""
+    policies: tuple[str, ...] = ()
+    """``suite:name=folder``: further closed-loop policies (saved ``ActorCritic`` folders on the
+    bundle's features and chunk, e.g. plain BC from fewer demonstrations), run like the base
+    from the same starts in both worlds, with the other policies' episode count"""
     episodes: tuple[int, int] = (50, 20)
     """real (and dreamed) episodes of the base and of every other policy"""
     workers: int = 1
@@ -155,9 +160,11 @@ class PerturbedPolicy:
         return self.predict(np.asarray(features)[None])[0][0]
 
 
-def policies(bundle: Path, size: int) -> dict[str, Perturbed]:
-    """The closed-loop policies, best first by intent; ``base`` is the bundle's base."""
+def policies(bundle: Path, size: int, extra: dict[str, str] | None = None) -> dict[str, Perturbed]:
+    """The closed-loop policies, best first by intent; ``base`` is the bundle's base; ``extra``
+    (``{name: policy folder}``) go in before ``random``."""
     base = str(bundle / "policy")
+    own = {name: Perturbed(path, size) for name, path in (extra or {}).items()}
     return {
         "base": Perturbed(base, size),
         "base+noise0.1": Perturbed(base, size, noise=0.1),
@@ -165,8 +172,30 @@ def policies(bundle: Path, size: int) -> dict[str, Perturbed]:
         "base-every-2nd-chunk": Perturbed(base, size, every=2),
         "base+random-chunk-p0.5": Perturbed(base, size, mix=0.5),
         "base+noise0.6": Perturbed(base, size, noise=0.6),
+        **own,
         "random": Perturbed(None, size),
     }
+
+
+BUILT_IN = tuple(policies(Path("."), 1))
+
+
+def extra_policies(pairs: tuple[str, ...], suite: str) -> dict[str, str]:
+    """``("suite:name=folder", ...)`` of ``--policies`` -> this suite's ``{name: folder}``."""
+    out = {}
+    for p in pairs:
+        where, sep, path = p.partition("=")
+        s, colon, name = where.partition(":")
+        if not (sep and colon and name and path) or s not in SUITES:
+            raise SystemExit(f"--policies takes suite:name=folder with suite one of {SUITES}, "
+                             f"got {p!r}")  # fmt: skip
+        if name in BUILT_IN or name == "expert":
+            raise SystemExit(f"--policies: {name!r} is a built-in policy's name; choose another")
+        if not (Path(path) / "model.safetensors").exists():
+            raise SystemExit(f"--policies {p!r}: no saved policy (model.safetensors) in {path}")
+        if s == suite:
+            out[name] = path
+    return out
 
 
 # --------------------------------------------------------------------------- one suite
@@ -255,10 +284,10 @@ class SuiteRun:
 
         from rla_gym.evaluation.real import evaluate_in_sim
 
-        # The base is its weights, wherever the bundle lies.
-        where = {"path": spec.path and "<bundle>/policy"}
-        identity = {"policy": name, "spec": {**asdict(spec), **where},
-                    "policy_sha256": self.policy_sha}  # fmt: skip
+        # A saved policy is its weights, wherever its folder lies.
+        weights = None if spec.path is None else sha256_file(Path(spec.path) / "model.safetensors")
+        identity = {"policy": name, "spec": {**asdict(spec), "path": spec.path and "<weights>"},
+                    "policy_sha256": weights}  # fmt: skip
         res = evaluate_in_sim(spec, replace(self.cfg, episodes=n), progress=False,
                               resume=self.dir / f"{name}.jsonl", identity=identity)  # fmt: skip
         rows = sorted(res["rows"], key=lambda r: r["index"])
@@ -349,10 +378,20 @@ def summarise(s: dict[str, Any]) -> None:
     }
 
 
+def write(result: dict[str, Any], suite: str, out: Path) -> None:
+    """Save ``result`` with only ``suite`` taken from this run: the other suites are re-read from
+    ``out``, so runs of different suites into one file (one per core) do not undo each other."""
+    if out.exists():
+        on_disk = load_json(out)
+        result["suites"] = {**on_disk.get("suites", {}), suite: result["suites"][suite]}
+    save_json(result, out)
+
+
 def run_suite(suite: str, args: Args, result: dict[str, Any]) -> None:
     run = SuiteRun(suite, args)
     n_base, n_other = args.episodes
-    specs = policies(run.bundle, run.chunk * int(run.man["action_dim"]))
+    extra = extra_policies(args.policies, suite)
+    specs = policies(run.bundle, run.chunk * int(run.man["action_dim"]), extra)
     old = result["suites"].get(suite, {})
     if (old.get("bundle_created_utc"), old.get("success_estimate", "auto")) != (
         run.man["created_utc"], args.success_estimate):  # fmt: skip
@@ -376,7 +415,7 @@ def run_suite(suite: str, args: Args, result: dict[str, Any]) -> None:
         summarise(s)
         result["provenance"] = provenance(seed=args.seed, encoder=run.man["encoder_fingerprint"],
                                           device="cpu", workers=args.workers)  # fmt: skip
-        save_json(result, args.out)
+        write(result, suite, args.out)
         im, re = row["imagined"], row["real"]
         msg = f"imagined {im['success']}/{im['episodes']}, real {re['success']}/{re['episodes']}"
         print(f"[{suite}] {name}: {msg} ({row['wall_s']:.0f} s)", flush=True)
@@ -398,7 +437,8 @@ def run_suite(suite: str, args: Args, result: dict[str, Any]) -> None:
         n = n_base if name == "base" else n_other
         real = run.real(name, specs[name], n)
         dream = run.dream(n, spec=specs[name])
-        spec = {**asdict(specs[name]), "path": specs[name].path and "<bundle>/policy"}
+        path = specs[name].path and extra.get(name, "<bundle>/policy")
+        spec = {**asdict(specs[name]), "path": path}
         save(name, entry("closed-loop", dream, real, t0, spec=spec,
                          mean_length=real["mean_length"]))  # fmt: skip
     # Rows of policies no longer in the list are dropped; the order is the list's.
@@ -414,7 +454,7 @@ def run_suite(suite: str, args: Args, result: dict[str, Any]) -> None:
             rates = {k: r["rate"] for k, r in got.items()}
             others[est] = {**agreement(s, rates), "imagined": got}
         s["other_estimates"] = others
-    save_json(result, args.out)
+    write(result, suite, args.out)
     for v in run.venvs.values():
         v.close()
 
