@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from bench_script import load_benchmark
 
 from rla_gym.utils import load_json, save_json
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _bench() -> ModuleType:
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))  # it reads counterfactual.py's option parser
-    spec = importlib.util.spec_from_file_location("bench_closed_loop", BENCH / "closed_loop.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses resolve their annotations there
-    spec.loader.exec_module(bench)
-    return bench
-
 
 def test_further_policies_are_parsed_per_suite_and_run_before_random(tmp_path: Path) -> None:
-    bench = _bench()
+    bench = load_benchmark("closed_loop")
     folder = tmp_path / "bc-5"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"")
@@ -47,7 +32,7 @@ def test_further_policies_are_parsed_per_suite_and_run_before_random(tmp_path: P
 
 
 def test_runs_of_different_suites_into_one_file_keep_each_other(tmp_path: Path) -> None:
-    bench = _bench()
+    bench = load_benchmark("closed_loop")
     out = tmp_path / "closed_loop.json"
     save_json({"suites": {"libero": {"rows": 1}, "dmc-reacher": {"rows": 1}}}, out)
     # A reacher run that loaded the file before the LIBERO run wrote its rows.

@@ -182,19 +182,12 @@ def test_planner_with_the_real_simulator_as_its_model(bundle: Path) -> None:
     """``benchmarks/planner_oracle.py``: candidates run in real reacher from the restored state;
     the state is back afterwards and a candidate's score is what executing it really gives."""
     pytest.importorskip("dm_control")
-    import importlib.util
-    import sys
-
     import torch
+    from bench_script import load_benchmark
 
     from rla_gym.envs.real import RealFeatureEnv
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "planner_oracle.py"
-    spec = importlib.util.spec_from_file_location("bench_planner_oracle", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses resolve their annotations there
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("planner_oracle")
 
     env = RealFeatureEnv(sim="dmc", encoder="tiny", resolution=32, chunk=K)
     planner = bench.RealModelPlanner(RLAWorldConfig(artifacts=str(bundle)), TINY, "privileged")

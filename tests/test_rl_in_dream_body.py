@@ -5,14 +5,12 @@ seam of the real evaluation (tiny bundles, CPU, ~15 s)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from bench_script import load_benchmark
 from tiny_bundle import A, make_env
 
 from rla_gym.cli.evaluate import SB3SavedPolicy
@@ -26,22 +24,12 @@ TINY = {"budget_min": 0.01, "dream_envs": 2, "n_steps": 8, "batch_size": 16, "n_
         "flow_steps": 2}  # fmt: skip
 
 
-def _bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rl_in_dream_reacher.py"
-    spec = importlib.util.spec_from_file_location("bench_rl_in_dream_reacher", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses resolve their annotations there
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_dream_arm_trains_multi_input_ppo_on_the_body_and_acts_on_real_style_observations(
     body_bundle: Path, bundle: Path, tmp_path: Path
 ) -> None:
     from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 
-    bench = _bench()
+    bench = load_benchmark("rl_in_dream_reacher")
     man = json.loads((body_bundle / "manifest.json").read_text())
     args = bench.Args(artifacts=str(body_bundle), runs=tmp_path, **TINY)
     body = bench.arm_obs_mode(args, body_bundle)
@@ -85,7 +73,7 @@ def test_dream_arm_trains_multi_input_ppo_on_the_body_and_acts_on_real_style_obs
 def test_rl_in_dream_refuses_the_shipped_result_file_for_another_bundle(
     body_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bench = _bench()
+    bench = load_benchmark("rl_in_dream_reacher")
     man = json.loads((body_bundle / "manifest.json").read_text())
     monkeypatch.chdir(tmp_path)
     args = bench.Args(artifacts=str(body_bundle))

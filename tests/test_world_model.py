@@ -417,9 +417,9 @@ def test_train_world_model_smoke(rla: RLAAutoencoder, episodes: Episodes, tmp_pa
 
 def test_fidelity_benchmark_cli_smoke(rla: RLAAutoencoder, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """benchmarks/fidelity.py end to end on a tiny EpisodeStore: JSON keys and a PNG."""
-    import importlib.util
     import json
-    from pathlib import Path
+
+    from bench_script import load_benchmark
 
     from rla_gym.data.episodes import Episode, EpisodeStore
     from rla_gym.data.feature_episodes import FeatureDataConfig
@@ -460,11 +460,7 @@ def test_fidelity_benchmark_cli_smoke(rla: RLAAutoencoder, tmp_path) -> None:  #
             ),
         )
         ckpts[kind] = str(train_world_model(cfg).checkpoint)
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity.py"
-    spec = importlib.util.spec_from_file_location("bench_fidelity", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("fidelity")
     out, png = tmp_path / "fid.json", tmp_path / "fid.png"
     bench.main(
         [
