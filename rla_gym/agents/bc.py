@@ -17,7 +17,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from rla_gym.agents.config import BCConfig
-from rla_gym.agents.networks import ActorCritic, SpaceMismatchError, as_float_tensor
+from rla_gym.agents.networks import ActorCritic, Observation, SpaceMismatchError, as_float_tensor
 from rla_gym.utils.device import resolve_device
 
 __all__ = ["BehaviourCloning", "make_residual_policy", "train_bc"]
@@ -67,6 +67,7 @@ class BehaviourCloning:
         self.latent_head: nn.Linear | None = None
         self.latent_mean: torch.Tensor | None = None
         self.latent_std: torch.Tensor | None = None
+        self._body: torch.Tensor | None = None
 
     def _action_loss(self, feat: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         mean = self.policy.mean_from_features(feat)
@@ -75,15 +76,22 @@ class BehaviourCloning:
         dist = Normal(mean, self.policy.log_std.exp().expand_as(mean))
         return -dist.log_prob(actions).sum(-1).mean()
 
-    def _loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        self.policy.check_obs(obs)
-        return self._action_loss(self.policy.extractor(obs), actions)
+    def _loss(self, obs: Observation, actions: torch.Tensor) -> torch.Tensor:
+        return self._action_loss(self.policy.encode(obs), actions)
+
+    def _rows(self, obs: torch.Tensor, rows: torch.Tensor) -> Observation:
+        """The policy's input for ``rows`` on the device: features, and the body if it reads it."""
+        feats = obs[rows].to(self.device, torch.float32)
+        if self._body is None:
+            return feats
+        return {"features": feats, "proprio": self._body[rows].to(self.device)}
 
     def fit(
         self,
         observations: np.ndarray | torch.Tensor,
         actions: np.ndarray | torch.Tensor,
         latents: np.ndarray | torch.Tensor | None = None,
+        bodies: np.ndarray | torch.Tensor | None = None,
     ) -> ActorCritic:
         """Train; restores the weights of the best validation epoch.
 
@@ -94,12 +102,15 @@ class BehaviourCloning:
                 action-free (video frames) and never enter the action loss.
             latents: optional ``(M, L)`` or ``(M, K, d)`` latent targets of every row; trains
                 the latent head on labelled and action-free rows alike.
+            bodies: ``(M, P)`` the robot's body vector at every row, for a policy that reads it
+                (``config.body_dim = P``); its standardisation is set from the training rows.
 
         Returns:
             The trained policy (the same object).
 
         Raises:
-            SpaceMismatchError: shapes do not match the policy or each other.
+            SpaceMismatchError: shapes do not match the policy or each other, or ``bodies`` are
+                missing for a policy that reads the body (or given to one that does not).
             ValueError: a row mixes ``nan`` and finite actions, latents are not finite, or there
                 is nothing to learn from.
         """
@@ -113,6 +124,18 @@ class BehaviourCloning:
                 f"BC data has observations {tuple(obs.shape)} and actions {tuple(act.shape)}, but "
                 f"the policy expects (M, {', '.join(map(str, policy.observation_shape))}) and "
                 f"(M, {policy.action_dim})"
+            )
+        p = policy.config.body_dim
+        if (bodies is None) != (p == 0):
+            raise SpaceMismatchError(
+                f"the policy reads the robot's body (body_dim={p}): pass bodies (M, {p})"
+                if p
+                else "bodies given, but the policy reads features only (config.body_dim = 0)"
+            )
+        self._body = None if bodies is None else as_float_tensor(bodies).reshape(m, -1)
+        if self._body is not None and (self._body.shape[1] != p or not self._body.isfinite().all()):
+            raise SpaceMismatchError(
+                f"bodies must be finite (M={m}, P={p}), got {tuple(np.shape(bodies))}"
             )
         finite = torch.isfinite(act)
         has_action = finite.all(1)
@@ -148,6 +171,10 @@ class BehaviourCloning:
             )
         videos = _Cycler(video, cfg.seed + 1) if z is not None and drive is train_idx else None
 
+        if self._body is not None:
+            keep = torch.ones(m, dtype=torch.bool)
+            keep[val_idx] = False
+            policy.set_body_stats(self._body[keep].mean(0), self._body[keep].std(0))
         policy.to(self.device)
         params = [
             p for p in policy.actor_parameters() if p is not policy.log_std or cfg.loss == "nll"
@@ -190,7 +217,8 @@ class BehaviourCloning:
             if n_val == 0:
                 self.best_epoch = epoch - 1
                 continue
-            val = self.evaluate(obs[val_idx], act[val_idx])
+            val = self.evaluate(obs[val_idx], act[val_idx],
+                                None if self._body is None else self._body[val_idx])  # fmt: skip
             self.val_losses.append(val)
             if val < best:
                 best, bad, self.best_epoch = val, 0, epoch - 1
@@ -221,7 +249,7 @@ class BehaviourCloning:
         """Loss of one step on labelled rows ``lab`` and action-free rows ``vid``; one extractor
         pass serves both heads. Accumulates the per-head sums for the epoch means."""
         rows = torch.cat([lab, vid]) if len(vid) else lab
-        feat = self.policy.extractor(obs[rows].to(self.device, torch.float32))
+        feat = self.policy.encode(self._rows(obs, rows))
         loss = feat.new_zeros(())
         if len(lab):
             action_loss = self._action_loss(feat[: len(lab)], act[lab].to(self.device))
@@ -236,14 +264,22 @@ class BehaviourCloning:
         return loss
 
     @torch.no_grad()
-    def evaluate(self, observations: torch.Tensor, actions: torch.Tensor) -> float:
-        """Mean action loss of ``observations (M, *obs_shape)``, ``actions (M, A)``, in batches."""
+    def evaluate(
+        self,
+        observations: torch.Tensor,
+        actions: torch.Tensor,
+        bodies: torch.Tensor | None = None,
+    ) -> float:
+        """Mean action loss of ``observations (M, *obs_shape)``, ``actions (M, A)`` (and
+        ``bodies (M, P)`` for a policy that reads the body), in batches."""
         self.policy.eval()
         total, m = 0.0, observations.shape[0]
         for start in range(0, m, 1024):
-            o = observations[start : start + 1024].to(self.device, torch.float32)
+            o: Observation = observations[start : start + 1024].to(self.device, torch.float32)
+            if bodies is not None:
+                o = {"features": o, "proprio": bodies[start : start + 1024].to(self.device)}
             a = actions[start : start + 1024].to(self.device)
-            total += float(self._loss(o, a)) * o.shape[0]
+            total += float(self._loss(o, a)) * a.shape[0]
         return total / max(1, m)
 
 
@@ -281,6 +317,7 @@ def train_bc(
     config: BCConfig | None = None,
     device: str | torch.device = "auto",
     latents: np.ndarray | torch.Tensor | None = None,
+    bodies: np.ndarray | torch.Tensor | None = None,
 ) -> ActorCritic:
     """Functional form of :class:`BehaviourCloning`: fit ``policy`` in place and return it.
 
@@ -292,8 +329,9 @@ def train_bc(
         config: hyper-parameters.
         device: compute device.
         latents: optional ``(M, L)`` latent targets for the auxiliary head (world action model).
+        bodies: ``(M, P)`` body vectors, for a policy that reads the body.
     """
-    return BehaviourCloning(policy, config, device).fit(observations, actions, latents)
+    return BehaviourCloning(policy, config, device).fit(observations, actions, latents, bodies)
 
 
 def make_residual_policy(

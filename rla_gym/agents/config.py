@@ -46,6 +46,10 @@ class ActorCriticConfig:
     """Hidden widths of the residual head (paper: 512, 256)."""
     residual_scale: float = 0.1
     """Mean = base mean + ``residual_scale * tanh(residual(features))``."""
+    body_dim: int = 0
+    """``P``: the policy also reads the robot's body vector (:mod:`rla_gym.data.proprio`),
+    standardised with statistics stored in the policy and joined to the pooled features; its
+    observations are then ``{"features": (N, D), "proprio": (P,)}``. 0: features only."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ActorCriticConfig:

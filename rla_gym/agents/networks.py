@@ -24,6 +24,10 @@ from rla_gym.agents.config import ActorCriticConfig
 from rla_gym.errors import RLAGymError
 from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
+Observation = torch.Tensor | dict[str, torch.Tensor]
+"""A batch the policy reads: features ``(B, *observation_shape)``, or ``{"features": ...,
+"proprio": (B, P)}`` (a policy with ``config.body_dim`` needs the latter)."""
+
 __all__ = [
     "ActorCritic",
     "PatchFeatureExtractor",
@@ -231,6 +235,13 @@ class ActorCritic(nn.Module):
 
         self.extractor = PatchFeatureExtractor(self.observation_shape, config)
         f = config.feature_dim
+        self.body_join: nn.Sequential | None = None
+        if config.body_dim:
+            p = int(config.body_dim)
+            # Standardised with the training rows' statistics (set by BC, saved with the weights).
+            self.register_buffer("body_mean", torch.zeros(p))
+            self.register_buffer("body_std", torch.ones(p))
+            self.body_join = nn.Sequential(nn.Linear(f + p, f), nn.GELU())
         self.actor_mean = _mlp(f, config.actor_hidden, action_dim, out_gain=0.01)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(config.log_std_init)))
         self.critic_extractor = (
@@ -249,15 +260,23 @@ class ActorCritic(nn.Module):
 
     # -- structure -------------------------------------------------------------------------------
 
+    @property
+    def reads_body(self) -> bool:
+        """Whether the policy reads the robot's body beside the features (``config.body_dim``);
+        real evaluation then shows it the real body (``obs_mode="features+proprio"``)."""
+        return self.body_join is not None
+
     def freeze_base(self) -> None:
         """Stop gradients into the base extractor and mean head (residual mode)."""
-        for module in (self.extractor, self.actor_mean):
+        for module in (self.extractor, self.actor_mean, *([self.body_join] * self.reads_body)):
             for p in module.parameters():
                 p.requires_grad_(False)
 
     def actor_parameters(self) -> list[nn.Parameter]:
         """Trainable policy parameters (extractor, mean head or residual head, log-std)."""
         modules: list[nn.Module] = [self.extractor, self.actor_mean]
+        if self.body_join is not None:
+            modules.append(self.body_join)
         if self.residual is not None:
             modules.append(self.residual)
         params = [p for m in modules for p in m.parameters()] + [self.log_std]
@@ -270,13 +289,56 @@ class ActorCritic(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def check_obs(self, obs: torch.Tensor) -> None:
-        """Raise :class:`SpaceMismatchError` unless ``obs`` is ``(B, *observation_shape)``."""
+    def check_obs(self, obs: Observation) -> None:
+        """Raise :class:`SpaceMismatchError` unless ``obs`` is ``(B, *observation_shape)`` (with
+        the body ``(B, P)`` for a policy that reads it)."""
+        self._split(obs)
+
+    def _split(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(features (B, *observation_shape), body (B, P) or None)`` of a batch: a tensor of
+        features, or the ``{"features", "proprio"}`` dict of an env that shows the body."""
+        body = None
+        if isinstance(obs, dict):
+            if "features" not in obs:
+                raise SpaceMismatchError(
+                    f"policy reads patch features {self.observation_shape}; a dict observation "
+                    f"must hold them under 'features', got keys {sorted(obs)}"
+                )
+            body, obs = obs.get("proprio"), obs["features"]
         if tuple(obs.shape[1:]) != self.observation_shape:
             raise SpaceMismatchError(
                 f"policy expects observations of shape (B, *{self.observation_shape}), got "
                 f"{tuple(obs.shape)}; use an env or dataset with the policy's observation space"
             )
+        if not self.reads_body:
+            return obs, None  # a features-only policy ignores a body it is shown
+        p = self.config.body_dim
+        if body is None or tuple(body.shape) != (obs.shape[0], p):
+            got = "none" if body is None else tuple(body.shape)
+            raise SpaceMismatchError(
+                f"policy reads the robot's body too: pass {{'features': (B, "
+                f"{', '.join(map(str, self.observation_shape))}), 'proprio': (B, {p})}} "
+                f"(an env with obs_mode='features+proprio'), got body {got}"
+            )
+        return obs, body
+
+    def encode(self, obs: Observation) -> torch.Tensor:
+        """Pooled features ``(B, F)`` of a batch (joined with the standardised body for a policy
+        that reads it): what the action and latent heads read."""
+        feats, body = self._split(obs)
+        feat = self.extractor(feats)
+        if self.body_join is not None:
+            assert body is not None
+            z = (body.to(feat) - self.body_mean) / self.body_std
+            feat = self.body_join(torch.cat([feat, z], -1))
+        return feat
+
+    def set_body_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardisation of the body input ``(P,)`` each (from the training rows)."""
+        if self.body_join is None:
+            raise ValueError("set_body_stats: this policy reads no body (config.body_dim = 0)")
+        self.body_mean.copy_(torch.as_tensor(mean).reshape(-1))
+        self.body_std.copy_(torch.as_tensor(std).reshape(-1).clamp_min(1e-6))
 
     def mean_from_features(self, feat: torch.Tensor) -> torch.Tensor:
         """Action mean ``(B, A)`` from extractor features ``(B, F)`` (base head + residual):
@@ -286,31 +348,30 @@ class ActorCritic(nn.Module):
             mean = mean + self.config.residual_scale * torch.tanh(self.residual(feat))
         return mean
 
-    def _value_from_obs(self, obs: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+    def _value_from_obs(self, obs: Observation, feat: torch.Tensor) -> torch.Tensor:
         if self.critic_extractor is None:
             # Shared extractor: the critic must not reshape the policy's features (paper §8.2).
             return self.critic(feat.detach()).squeeze(-1)
-        return self.critic(self.critic_extractor(obs)).squeeze(-1)
+        # A critic of its own reads the features only (the body joins the policy's features).
+        return self.critic(self.critic_extractor(self._split(obs)[0])).squeeze(-1)
 
-    def distribution(self, obs: torch.Tensor) -> Normal:
+    def distribution(self, obs: Observation) -> Normal:
         """``obs (B, *obs_shape) ->`` Normal with ``(B, A)`` mean and scale."""
-        self.check_obs(obs)
-        mean = self.mean_from_features(self.extractor(obs))
+        mean = self.mean_from_features(self.encode(obs))
         return Normal(mean, self.log_std.exp().expand_as(mean))
 
-    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+    def mean_action(self, obs: Observation) -> torch.Tensor:
         """Deterministic (unclipped) action ``(B, A)``."""
-        self.check_obs(obs)
-        return self.mean_from_features(self.extractor(obs))
+        return self.mean_from_features(self.encode(obs))
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: Observation) -> torch.Tensor:
         """State values ``(B,)``."""
-        self.check_obs(obs)
-        feat = self.extractor(obs) if self.critic_extractor is None else obs.new_zeros(0)
+        feats = self._split(obs)[0]
+        feat = self.encode(obs) if self.critic_extractor is None else feats.new_zeros(0)
         return self._value_from_obs(obs, feat)
 
     def act(
-        self, obs: torch.Tensor, deterministic: bool = False
+        self, obs: Observation, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample actions for a rollout.
 
@@ -321,19 +382,17 @@ class ActorCritic(nn.Module):
         Returns:
             ``(action (B, A) unclipped, log_prob (B,), value (B,))``.
         """
-        self.check_obs(obs)
-        feat = self.extractor(obs)
+        feat = self.encode(obs)
         mean = self.mean_from_features(feat)
         dist = Normal(mean, self.log_std.exp().expand_as(mean))
         action = mean if deterministic else dist.sample()
         return action, dist.log_prob(action).sum(-1), self._value_from_obs(obs, feat)
 
     def evaluate_actions(
-        self, obs: torch.Tensor, actions: torch.Tensor
+        self, obs: Observation, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log_prob (B,), entropy (B,), value (B,))`` of ``actions (B, A)`` at ``obs``."""
-        self.check_obs(obs)
-        feat = self.extractor(obs)
+        feat = self.encode(obs)
         mean = self.mean_from_features(feat)
         dist = Normal(mean, self.log_std.exp().expand_as(mean))
         logp = dist.log_prob(actions).sum(-1)
@@ -354,29 +413,35 @@ class ActorCritic(nn.Module):
         Args:
             observation: one observation ``obs_shape`` or a batch ``(B, *obs_shape)``; or the
                 ``{"features", "proprio"}`` dict of a dreamed (or real) env that shows the
-                robot's body, whose ``"features"`` this policy reads (it was trained on
-                features only; the body is not one of its inputs).
+                robot's body: a policy with ``config.body_dim`` reads both, one trained on
+                features only reads ``"features"``.
             deterministic: mean action (default) or a sample.
 
         Returns:
             ``(action, None)``: ``(A,)`` or ``(B, A)`` float32; ``None`` stands for SB3's state.
 
         Raises:
-            SpaceMismatchError: a dict without ``"features"``, or observations of another shape.
+            SpaceMismatchError: a dict without ``"features"``, observations of another shape, or
+                no body (of size ``P``) for a policy that reads it.
         """
         device = self.log_std.device
+        body = None
         if isinstance(observation, dict):
             if "features" not in observation:
                 raise SpaceMismatchError(
                     f"policy reads patch features {self.observation_shape}; a dict observation "
                     f"must hold them under 'features', got keys {sorted(observation)}"
                 )
+            if observation.get("proprio") is not None:
+                body = as_float_tensor(observation["proprio"], device)
             observation = observation["features"]
         obs = as_float_tensor(observation, device)
         single = obs.dim() == len(self.observation_shape)
         if single:
             obs = obs.unsqueeze(0)
-        action, _, _ = self.act(obs, deterministic=deterministic)
+            body = None if body is None else body.reshape(1, -1)
+        batch: Observation = obs if body is None else {"features": obs, "proprio": body}
+        action, _, _ = self.act(batch, deterministic=deterministic)
         action = self.clip_action(action).cpu().numpy().astype(np.float32)
         return (action[0] if single else action), None
 

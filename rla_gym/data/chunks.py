@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rla_gym.data.episodes import EpisodeStore
+from rla_gym.data.feature_episodes import load_body
 
 __all__ = ["ChunkData", "load_chunks", "normalize_actions"]
 
@@ -35,6 +36,9 @@ class ChunkData:
         episode: ``int64 (M,)`` index into ``episode_ids``.
         episode_ids: the episodes the rows came from.
         chunk: ``K``.
+        body: ``float32 (M, P)`` the robot's body vector (:mod:`rla_gym.data.proprio`) at the
+            decision frame, when asked for (``None`` otherwise).
+        body_fields: its field names (empty without it).
     """
 
     obs: np.ndarray
@@ -44,6 +48,8 @@ class ChunkData:
     episode: np.ndarray
     episode_ids: tuple[str, ...]
     chunk: int
+    body: np.ndarray | None = None
+    body_fields: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -65,6 +71,7 @@ def load_chunks(
     encoder: str = "opennsfw-resnet50-res4",
     action_free: Sequence[str] = (),
     stride: int = 1,
+    body: bool = False,
 ) -> ChunkData:
     """Every decision frame ``t = 0, stride, ...`` with ``t + K <= T`` of the given episodes.
 
@@ -76,6 +83,7 @@ def load_chunks(
         action_free: ids among ``episode_ids`` whose actions are withheld (``has_actions``
             False, actions ``nan``): the "video only" part of a mixed dataset.
         stride: distance between decision frames.
+        body: also read every row's body vector (from the episodes' recorded proprio).
 
     Raises:
         ValueError: ``chunk``/``stride`` < 1, or no episode is long enough for one chunk.
@@ -90,7 +98,8 @@ def load_chunks(
     unknown = free - set(episode_ids)
     if unknown:
         raise ValueError(f"action_free ids not among episode_ids: {sorted(unknown)[:3]}")
-    obs, nxt, act, has, epi, kept = [], [], [], [], [], []
+    obs, nxt, act, has, epi, kept, bodies = [], [], [], [], [], [], []
+    fields: tuple[str, ...] = ()
     for eid in episode_ids:
         fe = store.load_features(eid, encoder, expected_fingerprint=fingerprint)
         t_max = len(fe.actions) - chunk
@@ -107,6 +116,9 @@ def load_chunks(
         has.append(np.full(len(ts), eid not in free))
         epi.append(np.full(len(ts), len(kept), np.int64))
         kept.append(eid)
+        if body:
+            (vec,), fields = load_body(store.root, [eid])
+            bodies.append(vec[ts])
     if not kept:
         raise ValueError(f"no episode among {len(episode_ids)} has at least {chunk} actions")
     return ChunkData(
@@ -117,4 +129,6 @@ def load_chunks(
         episode=np.concatenate(epi),
         episode_ids=tuple(kept),
         chunk=chunk,
+        body=np.concatenate(bodies) if body else None,
+        body_fields=fields,
     )

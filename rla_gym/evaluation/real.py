@@ -83,8 +83,20 @@ class SavedPolicy:
         from rla_gym.agents import ActorCritic
 
         torch.set_num_threads(1)  # one core per simulator worker
-        policy = ActorCritic.load(self.path).eval()
-        return lambda features: policy.predict(features, deterministic=True)[0]
+        return DeterministicPolicy(ActorCritic.load(self.path).eval())
+
+
+class DeterministicPolicy:
+    """A loaded :class:`~rla_gym.agents.ActorCritic` as a :class:`FeaturePolicy`: its mean chunk
+    ``(K * A,)`` for one observation. ``reads_body`` (the policy's) makes the real evaluation show
+    it ``{"features", "proprio"}`` with the real body."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.reads_body = bool(policy.reads_body)
+
+    def __call__(self, observation: Any) -> np.ndarray:
+        return self.policy.predict(observation, deterministic=True)[0]
 
 
 @dataclass(frozen=True, kw_only=True)

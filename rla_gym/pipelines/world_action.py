@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,10 @@ class TrainBCConfig:
     """share of labelled rows held out for early stopping (0: train all --steps)"""
     seed: int = 0
     """seed of the episode draw, the weights and the minibatch order"""
+    proprio: bool = False
+    """the policy also reads the robot's body vector (the dataset's recorded proprio, see
+    rla_gym.data.proprio); it then acts on {"features", "proprio"} observations (envs with
+    obs_mode="features+proprio"; real evaluation shows it the real body)"""
     device: str = "auto"
     """auto, cpu or cuda"""
 
@@ -199,6 +203,7 @@ def fit_policy(
     seed: int = 0,
     policy_config: ActorCriticConfig | None = None,
     device: str = "auto",
+    bodies: np.ndarray | None = None,
 ) -> tuple[ActorCritic, BehaviourCloning]:
     """Build a fresh :class:`~rla_gym.agents.ActorCritic` (weights seeded by ``seed``) and fit it.
 
@@ -210,11 +215,14 @@ def fit_policy(
         seed: seed of the initial weights.
         policy_config: an :class:`~rla_gym.agents.ActorCriticConfig` (default architecture).
         device: compute device.
+        bodies: ``(M, P)`` body vectors: the policy reads the body too (``body_dim = P``).
 
     Returns:
         ``(policy on CPU in eval mode, the BehaviourCloning trainer with its loss history)``.
     """
     a = actions.shape[1]
+    if bodies is not None:
+        policy_config = replace(policy_config or ActorCriticConfig(), body_dim=bodies.shape[1])
     torch.manual_seed(seed)
     policy = ActorCritic(
         obs.shape[1:],
@@ -224,21 +232,30 @@ def fit_policy(
         action_high=np.ones(a, np.float32),
     )
     bc = BehaviourCloning(policy, config, device)
-    bc.fit(obs, actions, latents)
+    bc.fit(obs, actions, latents, bodies)
     return policy.cpu().eval(), bc
 
 
 @torch.no_grad()
 def action_mse(
-    policy: ActorCritic, obs: np.ndarray, actions: np.ndarray, batch_size: int = 512
+    policy: ActorCritic,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    batch_size: int = 512,
+    bodies: np.ndarray | None = None,
 ) -> float:
     """Mean squared error of the policy's clipped deterministic chunks against ``actions``
-    ``(M, K * A)`` in ``[-1, 1]`` (rows with ``nan`` actions are skipped)."""
+    ``(M, K * A)`` in ``[-1, 1]`` (rows with ``nan`` actions are skipped); ``bodies (M, P)``
+    for a policy that reads the body."""
     keep = np.isfinite(actions).all(1)
     obs, actions = obs[keep], actions[keep]
+    bodies = None if bodies is None else bodies[keep]
     total = 0.0
     for start in range(0, len(obs), batch_size):
-        pred, _ = policy.predict(obs[start : start + batch_size].astype(np.float32))
+        batch: Any = obs[start : start + batch_size].astype(np.float32)
+        if bodies is not None:
+            batch = {"features": batch, "proprio": bodies[start : start + batch_size]}
+        pred, _ = policy.predict(batch)
         total += float(((pred - actions[start : start + batch_size]) ** 2).sum())
     return total / max(1, actions.size)
 
@@ -271,10 +288,15 @@ def train_bc_from_dataset(cfg: TrainBCConfig) -> dict[str, Any]:
     )
     rla = load_rla(cfg.rla, store, cfg.encoder) if cfg.rla_head and cfg.rla is not None else None
     chunks = load_chunks(
-        store, sel.labelled + sel.videos, cfg.chunk, cfg.encoder, action_free=sel.videos
+        store,
+        sel.labelled + sel.videos,
+        cfg.chunk,
+        cfg.encoder,
+        action_free=sel.videos,
+        body=cfg.proprio,
     )
     latents = None if rla is None else rla_latents(rla, chunks.obs, chunks.next_obs)
-    obs, actions = chunks.obs, chunks.actions
+    obs, actions, bodies, fields = chunks.obs, chunks.actions, chunks.body, chunks.body_fields
     del chunks  # the t + K frames are no longer needed
     bc_cfg = BCConfig(
         steps=cfg.steps,
@@ -284,8 +306,12 @@ def train_bc_from_dataset(cfg: TrainBCConfig) -> dict[str, Any]:
         val_fraction=cfg.val_fraction,
         seed=cfg.seed,
     )
-    policy, bc = fit_policy(obs, actions, latents, bc_cfg, cfg.seed, device=cfg.device)
-    heldout = load_chunks(store, sel.heldout, cfg.chunk, cfg.encoder) if sel.heldout else None
+    policy, bc = fit_policy(
+        obs, actions, latents, bc_cfg, cfg.seed, device=cfg.device, bodies=bodies
+    )
+    heldout = None
+    if sel.heldout:
+        heldout = load_chunks(store, sel.heldout, cfg.chunk, cfg.encoder, body=cfg.proprio)
     labelled = np.isfinite(actions).all(1)
     meta = {
         "method": "bc+rla" if rla is not None else "bc",
@@ -300,7 +326,8 @@ def train_bc_from_dataset(cfg: TrainBCConfig) -> dict[str, Any]:
         "heldout_episodes": len(sel.heldout),
         "heldout_action_mse": None
         if heldout is None
-        else action_mse(policy, heldout.obs, heldout.actions),
+        else action_mse(policy, heldout.obs, heldout.actions, bodies=heldout.body),
+        "proprio_fields": list(fields),
         "wall_clock_s": time.perf_counter() - t0,
     }
     policy.save(cfg.out, meta=meta)
