@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .body_state import body_state
+from .body_state import body_policy, body_state
 from .bundles import bundles
 from .closed_loop import closed_loop, closed_loop_compare
 from .counterfactual import counterfactual
@@ -57,6 +57,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "ppo_in_dream": ppo_in_dream,
     "main_job": main_job,
     "body_state": body_state,
+    "body_policy": body_policy,
 }
 
 __all__ = ["BLOCKS"]

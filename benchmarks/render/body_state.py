@@ -152,3 +152,45 @@ def body_state() -> str:
             stamp(d),
         ]
     )
+
+
+def body_policy() -> str:
+    """Plain BC with and without the body, in the real simulator (``body_policy.py``)."""
+    d = load_result("body_policy.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/body_policy.py`_"
+    p = d["protocol"]
+    out = [
+        "| suite | recipe | on the features | on the features and the body | paired difference "
+        "(body − features), 95 % interval | episodes won / lost | held-out action MSE, "
+        "features / body |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for suite, s in d["suites"].items():
+        arms = s["arms"]
+        for pair, pd in s.get("paired", {}).items():
+            new, old = pair.split(" vs ")
+            cells = []
+            for a in (old, new):
+                r = arms[a]["real"]
+                lo, hi = (100 * x for x in r["wilson95"])
+                cells.append(f"{r['success']}/{r['episodes']} [{lo:.0f}, {hi:.0f}] %")
+            lo, hi = (100 * x for x in pd["ci95"])
+            mse = (arms[a]["heldout_action_mse"] for a in (old, new))
+            recipe = "BC + RLA head (the bases' recipe)" if arms[old].get("rla_head") else "BC"
+            out.append(
+                f"| {suite} | {recipe} | {cells[0]} | {cells[1]} | {100 * pd['mean']:+.0f} points "
+                f"[{lo:+.0f}, {hi:+.0f}] | {pd['wins']} / {pd['losses']} | "
+                f"{' / '.join(f'{x:.3f}' for x in mse)} |"
+            )
+    out += [
+        "",
+        f"_Every arm: `rla-gym train-bc` on every labelled expert episode, {p['steps']} steps, "
+        f"seed {p['seed']}; the body arms with `--proprio`; the RLA-head arms with the embedded "
+        "bundle's RLA and the expert and noisy episodes as videos. Real: the same starts for both "
+        f"(LIBERO init states 0..n-1, seeds {p['eval_seed']}+i elsewhere), the task's evaluation "
+        "horizon (reacher: the bundle's 40 steps); the body arm is shown the real body._",
+        "",
+        stamp(d),
+    ]
+    return "\n".join(out)
