@@ -18,6 +18,7 @@ from torch.distributions import Normal
 
 from rla_gym.agents.config import BCConfig
 from rla_gym.agents.networks import ActorCritic, Observation, SpaceMismatchError, as_float_tensor
+from rla_gym.data.proprio import FEATURES, PROPRIO
 from rla_gym.utils.device import resolve_device
 
 __all__ = ["BehaviourCloning", "make_residual_policy", "train_bc"]
@@ -84,7 +85,7 @@ class BehaviourCloning:
         feats = obs[rows].to(self.device, torch.float32)
         if self._body is None:
             return feats
-        return {"features": feats, "proprio": self._body[rows].to(self.device)}
+        return {FEATURES: feats, PROPRIO: self._body[rows].to(self.device)}
 
     def fit(
         self,
@@ -277,7 +278,7 @@ class BehaviourCloning:
         for start in range(0, m, 1024):
             o: Observation = observations[start : start + 1024].to(self.device, torch.float32)
             if bodies is not None:
-                o = {"features": o, "proprio": bodies[start : start + 1024].to(self.device)}
+                o = {FEATURES: o, PROPRIO: bodies[start : start + 1024].to(self.device)}
             a = actions[start : start + 1024].to(self.device)
             total += float(self._loss(o, a)) * a.shape[0]
         return total / max(1, m)

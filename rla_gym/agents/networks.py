@@ -21,6 +21,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from rla_gym.agents.config import ActorCriticConfig
+from rla_gym.data.proprio import FEATURES, PROPRIO
 from rla_gym.errors import RLAGymError
 from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
@@ -57,7 +58,7 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
             f"the bundled agents need a continuous Box action space, got {action_space}; wrap the "
             f"env (e.g. map discrete choices to a Box) or use an agent for that space"
         )
-    if isinstance(observation_space, gym.spaces.Dict) and "features" in observation_space.spaces:
+    if isinstance(observation_space, gym.spaces.Dict) and FEATURES in observation_space.spaces:
         raise UnsupportedSpaceError(
             f"the bundled agents train on (N, D) features, got {observation_space}; make the "
             "dreamed env with obs_mode='patch' (its world model still dreams the body), or train "
@@ -299,12 +300,12 @@ class ActorCritic(nn.Module):
         features, or the ``{"features", "proprio"}`` dict of an env that shows the body."""
         body = None
         if isinstance(obs, dict):
-            if "features" not in obs:
+            if FEATURES not in obs:
                 raise SpaceMismatchError(
                     f"policy reads patch features {self.observation_shape}; a dict observation "
-                    f"must hold them under 'features', got keys {sorted(obs)}"
+                    f"must hold them under '{FEATURES}', got keys {sorted(obs)}"
                 )
-            body, obs = obs.get("proprio"), obs["features"]
+            body, obs = obs.get(PROPRIO), obs[FEATURES]
         if tuple(obs.shape[1:]) != self.observation_shape:
             raise SpaceMismatchError(
                 f"policy expects observations of shape (B, *{self.observation_shape}), got "
@@ -425,23 +426,18 @@ class ActorCritic(nn.Module):
                 no body (of size ``P``) for a policy that reads it.
         """
         device = self.log_std.device
-        body = None
+        obs: Observation
         if isinstance(observation, dict):
-            if "features" not in observation:
-                raise SpaceMismatchError(
-                    f"policy reads patch features {self.observation_shape}; a dict observation "
-                    f"must hold them under 'features', got keys {sorted(observation)}"
-                )
-            if observation.get("proprio") is not None:
-                body = as_float_tensor(observation["proprio"], device)
-            observation = observation["features"]
-        obs = as_float_tensor(observation, device)
-        single = obs.dim() == len(self.observation_shape)
-        if single:
-            obs = obs.unsqueeze(0)
-            body = None if body is None else body.reshape(1, -1)
-        batch: Observation = obs if body is None else {"features": obs, "proprio": body}
-        action, _, _ = self.act(batch, deterministic=deterministic)
+            obs = {k: as_float_tensor(v, device) for k, v in observation.items() if v is not None}
+            feats = obs.get(FEATURES)
+        else:
+            obs = feats = as_float_tensor(observation, device)
+        single = feats is not None and feats.dim() == len(self.observation_shape)
+        if single:  # one observation: a batch of one (the body (P,) -> (1, P) with it)
+            obs = (
+                {k: v.unsqueeze(0) for k, v in obs.items()} if isinstance(obs, dict) else obs[None]
+            )
+        action, _, _ = self.act(obs, deterministic=deterministic)
         action = self.clip_action(action).cpu().numpy().astype(np.float32)
         return (action[0] if single else action), None
 

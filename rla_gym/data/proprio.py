@@ -21,7 +21,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BODY_SPECS", "BodySpec", "body_spec", "body_vector", "check_body"]
+__all__ = [
+    "BODY_SPECS",
+    "FEATURES",
+    "PROPRIO",
+    "BodySpec",
+    "body_spec",
+    "body_vector",
+    "check_body",
+]
+
+FEATURES, PROPRIO = "features", "proprio"
+"""Keys of an observation that shows the body beside the features (an env's
+``"features+proprio"`` mode, a body policy's input): ``(N, D)`` patch features, ``(P,)`` body."""
 
 
 @dataclass(frozen=True)

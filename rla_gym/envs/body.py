@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rla_gym.data.proprio import check_body
+from rla_gym.data.proprio import FEATURES, PROPRIO, check_body
 from rla_gym.envs.config import ObsMode
 
 __all__ = [
@@ -36,8 +36,6 @@ __all__ = [
 ]
 
 ResolvedObsMode = Literal["patch", "dict", "features+proprio"]
-FEATURES, PROPRIO = "features", "proprio"
-"""Keys of a ``"features+proprio"`` observation: ``(N, D)`` patch features, ``(P,)`` body."""
 
 
 def resolve_obs_mode(

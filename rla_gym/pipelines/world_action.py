@@ -33,6 +33,7 @@ import torch
 from rla_gym.agents import ActorCritic, ActorCriticConfig, BCConfig, BehaviourCloning
 from rla_gym.data import EpisodeStore
 from rla_gym.data.chunks import ChunkData, load_chunks
+from rla_gym.data.proprio import FEATURES, PROPRIO
 from rla_gym.errors import EncoderMismatchError, RLAGymError
 from rla_gym.rla import RLAAutoencoder, encode_pairs
 
@@ -254,7 +255,7 @@ def action_mse(
     for start in range(0, len(obs), batch_size):
         batch: Any = obs[start : start + batch_size].astype(np.float32)
         if bodies is not None:
-            batch = {"features": batch, "proprio": bodies[start : start + batch_size]}
+            batch = {FEATURES: batch, PROPRIO: bodies[start : start + batch_size]}
         pred, _ = policy.predict(batch)
         total += float(((pred - actions[start : start + batch_size]) ** 2).sum())
     return total / max(1, actions.size)
