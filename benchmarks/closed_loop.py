@@ -249,12 +249,13 @@ class SuiteRun:
             self.venvs[key] = RLAWorldVectorEnv(n, config=cfg)
         return self.venvs[key]
 
-    def estimate_read(self) -> str:
-        """What ``--success-estimate`` reads on this bundle (``auto`` resolved)."""
+    def estimate_read(self, est: str | None = None) -> str:
+        """What ``est`` (default ``--success-estimate``) reads on this bundle (``auto``
+        resolved: the env's default estimate there)."""
         from rla_gym.envs.artifacts import load_artifacts
         from rla_gym.envs.core import auto_success_estimate
 
-        est = self.args.success_estimate
+        est = est or self.args.success_estimate
         return auto_success_estimate(load_artifacts(self.bundle)) if est == "auto" else est
 
     def expert(self, n: int) -> dict[str, Any]:
@@ -403,6 +404,7 @@ def run_suite(suite: str, args: Args, result: dict[str, Any]) -> None:
         "bundle_created_utc": run.man["created_utc"], "flow_steps": args.flow_steps,
         "bundle": str(run.bundle) if args.bundles else "embedded",
         "body": run.man.get("proprio"), "estimate_read": run.estimate_read(),
+        "auto_estimate": run.estimate_read("auto"),
         "success_estimate": args.success_estimate,
         "policies": dict(old.get("policies", {})),
     }  # fmt: skip

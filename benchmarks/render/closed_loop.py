@@ -83,7 +83,9 @@ def closed_loop(result: str = "closed_loop.json") -> str:
                 f"{100 * p['episode_agreement']:.0f} %",
                 f"{_late(p['imagined'], horizon)} / {_late(p['real'], horizon)}",
                 f"{p['imagined']['return']:.2f}",
-                *(_cell(o["imagined"][name]) for o in others.values()),
+                # "-": a run under way has not read this policy with that estimate yet.
+                *(_cell(o["imagined"][name]) if name in o["imagined"] else "-"
+                  for o in others.values()),
             ]))  # fmt: skip
         if s.get("note"):
             out += ["", f"_Note: {s['note']}_"]
@@ -96,18 +98,23 @@ def closed_loop(result: str = "closed_loop.json") -> str:
     ]
     for suite, s in runs.items():
         n, tg = s["closed_loop_policies"], s["targets"]
-        # A run records what "auto" read on its bundle; older runs were all on the embedded one.
-        default = s.get("estimate_read") or _auto_estimate(suite)
+        # A run records what "auto" reads on its bundle; older runs were all on the embedded one.
+        default = s.get("auto_estimate") or _auto_estimate(suite)
+
+        # "auto" names what it read on the run's bundle.
+        main = s.get("estimate_read") or s.get("success_estimate", "auto")
 
         def name(est: str, default: str = default) -> str:
             return f"**{est}** (the env's default here)" if est == default else est
 
         out.append(
-            f"| {suite} | {name(s.get('success_estimate', 'auto'))} | "
+            f"| {suite} | {name(main)} | "
             f"{_gap(s['base_gap_points'], tg)} | {_rho(s['spearman_success'], n, tg)} | "
             f"{fmt_rho(s['spearman_return_vs_real_success'])} | {s['wall_s'] / 60:.0f} min |"
         )
         for est, o in s.get("other_estimates", {}).items():
+            if est == main:
+                continue  # the same dreams read the same way: the row above
             out.append(
                 f"| {suite} | {name(est)} | {_gap(o['base_gap_points'], tg)} | "
                 f"{_rho(o['spearman_success'], n, tg)} | - | - |"
