@@ -127,6 +127,8 @@ class PerturbedPolicy:
         torch.set_num_threads(1)
         self.spec = spec
         self.base = None if spec.path is None else ActorCritic.load(spec.path).eval()
+        # A base that reads the body is shown it in both worlds (real evaluation reads this).
+        self.reads_body = bool(self.base is not None and self.base.reads_body)
         self.reset(0)
 
     def reset(self, seed: int | list[int]) -> None:
@@ -135,9 +137,9 @@ class PerturbedPolicy:
         self.t, self.last = 0, None
 
     def predict(self, obs: Any, deterministic: bool = True) -> tuple[np.ndarray, None]:
-        if isinstance(obs, dict):  # a body bundle's observation: the policies read the features
+        if isinstance(obs, dict) and not self.reads_body:  # a body bundle's observation
             obs = obs[FEATURES]
-        sp, b = self.spec, len(obs)
+        sp, b = self.spec, len(obs[FEATURES] if isinstance(obs, dict) else obs)
         if len(self.rngs) != b:
             raise ValueError(f"{b} observations for {len(self.rngs)} seeded episodes")
         # Every draw is made at every chunk, in one order, so episode i's stream is the same
@@ -156,8 +158,11 @@ class PerturbedPolicy:
             act = np.where((coin < sp.mix)[:, None], uniform, act + sp.noise * gauss)
         return np.clip(act, -1.0, 1.0).astype(np.float32), None
 
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        return self.predict(np.asarray(features)[None])[0][0]
+    def __call__(self, obs: Any) -> np.ndarray:
+        """One real observation: features ``(N, D)``, or ``{"features", "proprio"}``."""
+        if isinstance(obs, dict):
+            return self.predict({k: np.asarray(v)[None] for k, v in obs.items()})[0][0]
+        return self.predict(np.asarray(obs)[None])[0][0]
 
 
 def policies(bundle: Path, size: int, extra: dict[str, str] | None = None) -> dict[str, Perturbed]:

@@ -160,6 +160,8 @@ def closed_loop_compare() -> str:
     from rla_gym.utils.stats import spearman
 
     body, base = load_result("closed_loop_body.json"), load_result("closed_loop.json")
+    # A body bundle whose base reads the body too (``closed_loop_body_base.json``), where run.
+    reads = load_result("closed_loop_body_base.json") or {}
     if body is None or base is None:
         return "_not run yet: `python benchmarks/closed_loop.py --bundles ... --out <body>`_"
     out = [
@@ -173,6 +175,8 @@ def closed_loop_compare() -> str:
         if suite not in body["suites"] or suite not in base["suites"]:
             continue
         runs = {"features only": base["suites"][suite], "with the body": body["suites"][suite]}
+        if suite in reads.get("suites", {}):
+            runs["with the body, a base that reads it"] = reads["suites"][suite]
         ests = [e for e in ("progress_head", "goal_distance") if all(
             e in _estimates(r) for r in runs.values())]  # fmt: skip
         for est in ests:
@@ -199,10 +203,15 @@ def closed_loop_compare() -> str:
                     f"{noisy[1]['success']}/{noisy[1]['episodes']}",
                 ]))  # fmt: skip
     names = {s: body["suites"][s].get("bundle") for s in SUITES if s in body["suites"]}
+    names.update({f"{s}, base reads the body": r.get("bundle")
+                  for s, r in reads.get("suites", {}).items()})  # fmt: skip
     out += [
         "",
-        "_The same real episodes in both rows (they depend on the base policy, which both "
-        "bundles ship byte for byte); the dreams start from the same encoded first frames, the "
+        "_The same real episodes in the first two rows of a suite (they depend on the base "
+        "policy, which both bundles ship byte for byte); a third row (Lift) has a base of its "
+        "own that reads the body (plain BC with the body, `body_policy.py`), shown the dreamed "
+        "body in the dream and the real one in reality, and so real episodes of its own for "
+        "the base and its perturbations; the dreams start from the same encoded first frames, the "
         "body dream also from the real start's body. `progress_head`: the bundle's head (reacher's "
         "body bundle: the goal-body head); `goal_distance`: L1 to the aligned demo's goal under "
         "the bundle's threshold, calibrated on its own dreamed replays. Same outcome per "
