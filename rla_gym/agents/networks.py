@@ -269,7 +269,10 @@ class ActorCritic(nn.Module):
 
     def freeze_base(self) -> None:
         """Stop gradients into the base extractor and mean head (residual mode)."""
-        for module in (self.extractor, self.actor_mean, *([self.body_join] * self.reads_body)):
+        base = [self.extractor, self.actor_mean]
+        if self.body_join is not None:  # the body's join is part of the base's features
+            base.append(self.body_join)
+        for module in base:
             for p in module.parameters():
                 p.requires_grad_(False)
 
