@@ -208,7 +208,7 @@ def closed_loop_compare() -> str:
     out += [
         "",
         "_The same real episodes in the first two rows of a suite (they depend on the base "
-        "policy, which both bundles ship byte for byte); a third row (Lift) has a base of its "
+        "policy, which both bundles ship byte for byte); a third row has a base of its "
         "own that reads the body (plain BC with the body, `body_policy.py`), shown the dreamed "
         "body in the dream and the real one in reality, and so real episodes of its own for "
         "the base and its perturbations; the dreams start from the same encoded first frames, the "
