@@ -172,17 +172,16 @@ class BehaviourCloning:
             )
         videos = _Cycler(video, cfg.seed + 1) if z is not None and drive is train_idx else None
 
+        # Input statistics (body, latent) come from every row but the held-out labelled ones.
+        keep = torch.ones(m, dtype=torch.bool)
+        keep[val_idx] = False
         if self._body is not None:
-            keep = torch.ones(m, dtype=torch.bool)
-            keep[val_idx] = False
             policy.set_body_stats(self._body[keep].mean(0), self._body[keep].std(0))
         policy.to(self.device)
         params = [
             p for p in policy.actor_parameters() if p is not policy.log_std or cfg.loss == "nll"
         ]
         if z is not None:
-            keep = torch.ones(m, dtype=torch.bool)
-            keep[val_idx] = False
             self.latent_mean, self.latent_std = z[keep].mean(0), z[keep].std(0).clamp_min(1e-6)
             z = (z - self.latent_mean) / self.latent_std
             self.latent_head = nn.Linear(policy.extractor.feature_dim, z.shape[1]).to(self.device)

@@ -352,9 +352,12 @@ class ActorCritic(nn.Module):
             mean = mean + self.config.residual_scale * torch.tanh(self.residual(feat))
         return mean
 
-    def _value_from_obs(self, obs: Observation, feat: torch.Tensor) -> torch.Tensor:
+    def _value_from_obs(self, obs: Observation, feat: torch.Tensor | None) -> torch.Tensor:
+        """Values ``(B,)``; ``feat``: the policy's :meth:`encode` of ``obs``, which a shared
+        extractor's critic reads (``None`` if not computed: it is then computed here)."""
         if self.critic_extractor is None:
             # Shared extractor: the critic must not reshape the policy's features (paper §8.2).
+            feat = self.encode(obs) if feat is None else feat
             return self.critic(feat.detach()).squeeze(-1)
         # A critic of its own reads the features only (the body joins the policy's features).
         return self.critic(self.critic_extractor(self._split(obs)[0])).squeeze(-1)
@@ -370,9 +373,7 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: Observation) -> torch.Tensor:
         """State values ``(B,)``."""
-        feats = self._split(obs)[0]
-        feat = self.encode(obs) if self.critic_extractor is None else feats.new_zeros(0)
-        return self._value_from_obs(obs, feat)
+        return self._value_from_obs(obs, None)
 
     def act(
         self, obs: Observation, deterministic: bool = False

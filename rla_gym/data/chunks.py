@@ -98,8 +98,7 @@ def load_chunks(
     unknown = free - set(episode_ids)
     if unknown:
         raise ValueError(f"action_free ids not among episode_ids: {sorted(unknown)[:3]}")
-    obs, nxt, act, has, epi, kept, bodies = [], [], [], [], [], [], []
-    fields: tuple[str, ...] = ()
+    obs, nxt, act, has, epi, kept, times = [], [], [], [], [], [], []
     for eid in episode_ids:
         fe = store.load_features(eid, encoder, expected_fingerprint=fingerprint)
         t_max = len(fe.actions) - chunk
@@ -116,11 +115,13 @@ def load_chunks(
         has.append(np.full(len(ts), eid not in free))
         epi.append(np.full(len(ts), len(kept), np.int64))
         kept.append(eid)
-        if body:
-            (vec,), fields = load_body(store.root, [eid])
-            bodies.append(vec[ts])
+        times.append(ts)
     if not kept:
         raise ValueError(f"no episode among {len(episode_ids)} has at least {chunk} actions")
+    bodies, fields = None, ()
+    if body:  # every kept episode's body at its decision frames, read in one pass
+        vecs, fields = load_body(store.root, kept)
+        bodies = np.concatenate([v[ts] for v, ts in zip(vecs, times, strict=True)])
     return ChunkData(
         obs=np.concatenate(obs),
         actions=np.concatenate(act),
@@ -129,6 +130,6 @@ def load_chunks(
         episode=np.concatenate(epi),
         episode_ids=tuple(kept),
         chunk=chunk,
-        body=np.concatenate(bodies) if body else None,
+        body=bodies,
         body_fields=fields,
     )
