@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 import tyro
+from closed_loop import eval_limit
 
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.stats import paired_difference
@@ -94,14 +95,12 @@ def evaluate(suite: str, arm: str, args: Args, man: dict[str, Any]) -> dict[str,
     from rla_gym.features import sha256_file
 
     folder = args.runs / suite / arm
-    # Reacher's own limit (1000 steps) is no evaluation horizon: the bundle's, as elsewhere.
-    limit = int(man["max_episode_steps"]) * int(man["chunk"]) if man["sim"] == "dmc" else None
-    cfg = RealEvalConfig.for_bundle(man, episodes=args.episodes, max_steps=limit,
+    cfg = RealEvalConfig.for_bundle(man, episodes=args.episodes, max_steps=eval_limit(man),
                                     workers=args.workers, seed=args.eval_seed)  # fmt: skip
     identity = {"arm": arm, "weights": sha256_file(folder / "model.safetensors")}
     res = evaluate_in_sim(SavedPolicy(str(folder)), cfg, progress=False,
                           resume=folder / "eval.jsonl", identity=identity)  # fmt: skip
-    rows = sorted(res["rows"], key=lambda r: r["index"])
+    rows = res["rows"]  # sorted by start index
     return {"success": res["successes"], "episodes": res["episodes"],
             "wilson95": res["wilson95"], "return": res["mean_return"],
             "mean_length": res["mean_length"], "wall_s": res["wall_clock_s"],

@@ -216,11 +216,7 @@ class SuiteRun:
         self.bundle = resolve_artifacts(suite_paths(args.bundles, "bundles").get(suite), suite)
         self.man = load_json(self.bundle / "manifest.json")
         self.chunk = int(self.man["chunk"])
-        # Reacher's own limit (dm-control's 1000 steps) is no evaluation horizon here: its real
-        # episodes are the bundle's horizon, as in every other reacher benchmark.
-        limit = None
-        if self.man["sim"] == "dmc":
-            limit = int(self.man["max_episode_steps"]) * self.chunk
+        limit = eval_limit(self.man)
         self.cfg = RealEvalConfig.for_bundle(
             self.man, workers=args.workers, seed=args.seed, max_steps=limit
         )
@@ -296,7 +292,7 @@ class SuiteRun:
                     "policy_sha256": weights}  # fmt: skip
         res = evaluate_in_sim(spec, replace(self.cfg, episodes=n), progress=False,
                               resume=self.dir / f"{name}.jsonl", identity=identity)  # fmt: skip
-        rows = sorted(res["rows"], key=lambda r: r["index"])
+        rows = res["rows"]  # sorted by start index
         return {
             "success": np.array([bool(r["success"]) for r in rows]),
             # The chunk of the first success (0: the start was already solved, as in reacher).
@@ -328,6 +324,15 @@ class SuiteRun:
                              features=self.starts[:n], proprio=body)  # fmt: skip
         hit = out["success"]
         return {"success": hit.any(1), "returns": out["rewards"].sum(1), "first": first_chunk(hit)}
+
+
+def eval_limit(man: dict[str, Any]) -> int | None:
+    """The control-step limit of a bundle's real episodes (``None``: the task's own). Reacher's
+    own limit (dm-control's 1000 steps) is no evaluation horizon: its real episodes are the
+    bundle's horizon, as in every reacher benchmark (also read by ``body_policy.py``)."""
+    if man["sim"] == "dmc":
+        return int(man["max_episode_steps"]) * int(man["chunk"])
+    return None
 
 
 def first_chunk(hit: np.ndarray) -> list[int]:

@@ -153,12 +153,19 @@ def _estimates(s: dict) -> dict[str, dict[str, dict]]:
     return out
 
 
+def _agreement(s: dict, est: str) -> tuple[float | None, float | None]:
+    """The Spearman and the base's gap a suite run recorded for estimate ``est``
+    (``closed_loop.py``'s ``agreement``): its own estimate's, or one of ``other_estimates``."""
+    if est == (s.get("estimate_read") or s.get("success_estimate", "auto")):
+        return s["spearman_success"], s["base_gap_points"]
+    o = s["other_estimates"][est]
+    return o["spearman_success"], o["base_gap_points"]
+
+
 def closed_loop_compare() -> str:
     """The embedded bundles' closed-loop agreement (``closed_loop.json``) beside that of the
     bundles that dream the body (``closed_loop_body.json``), per success estimate, on the same
     real episodes."""
-    from rla_gym.utils.stats import spearman
-
     body, base = load_result("closed_loop_body.json"), load_result("closed_loop.json")
     # A body bundle whose base reads the body too (``closed_loop_body_base.json``), where run.
     reads = load_result("closed_loop_body_base.json") or {}
@@ -189,9 +196,8 @@ def closed_loop_compare() -> str:
                     np.mean(np.equal(im[k]["per_episode_success"], real[k]["per_episode_success"]))
                     for k in loop
                 ]
-                rho = spearman([im[k]["rate"] for k in loop], [real[k]["rate"] for k in loop])
+                rho, gap = _agreement(s, est)
                 n_loop.add(len(loop))
-                gap = 100 * (im["base"]["rate"] - real["base"]["rate"])
                 noisy = im.get("base+noise0.3"), real.get("base+noise0.3")
                 out.append(_row([
                     suite, est, dream,
