@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from tiny_bundle import A, K, bundle_config, make_env
+from tiny_bundle import A, K, bundle_config, make_env, make_vec_env
 
 from rla_gym.data.proprio import body_spec
 from rla_gym.envs.artifacts import load_artifacts
@@ -161,14 +161,7 @@ def test_features_starts_take_a_checked_body(bundle: Path, body_bundle: Path) ->
 
 def test_vector_env_equals_single_envs_with_the_body(body_bundle: Path) -> None:
     n, horizon = 3, 2  # 4 steps cross a truncation: NEXT_STEP autoreset restores the bank's body
-    venv = gym.make_vec(
-        "RLAWorld-libero-v0",
-        num_envs=n,
-        vectorization_mode="vector_entry_point",
-        artifacts=str(body_bundle),
-        flow_steps=2,
-        max_episode_steps=horizon,
-    )
+    venv = make_vec_env(body_bundle, n, max_episode_steps=horizon)
     singles = [make_env(body_bundle, max_episode_steps=horizon) for _ in range(n)]
     assert venv.single_observation_space == singles[0].observation_space
     vobs, _ = venv.reset(seed=10)

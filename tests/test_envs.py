@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from tiny_bundle import A, K, T, make_env
+from tiny_bundle import A, K, T, make_env, make_vec_env
 
 from rla_gym.envs.artifacts import (
     ArtifactsNotFoundError,
@@ -80,14 +80,7 @@ def test_same_seed_same_trajectory_and_pickle(bundle: Path) -> None:
 
 def test_vector_env_equals_single_envs(bundle: Path) -> None:
     n, steps, horizon = 3, 5, 3  # crosses one truncation -> exercises NEXT_STEP autoreset
-    venv = gym.make_vec(
-        "RLAWorld-libero-v0",
-        num_envs=n,
-        vectorization_mode="vector_entry_point",
-        artifacts=str(bundle),
-        flow_steps=2,
-        max_episode_steps=horizon,
-    )
+    venv = make_vec_env(bundle, n, max_episode_steps=horizon)
     singles = [make_env(bundle, max_episode_steps=horizon) for _ in range(n)]
     rng = np.random.default_rng(0)
     vobs, _ = venv.reset(seed=10)

@@ -29,6 +29,7 @@ __all__ = [
     "build_tiny_bundle",
     "bundle_config",
     "make_env",
+    "make_vec_env",
     "write_dataset",
 ]
 
@@ -124,6 +125,14 @@ def bundle_config(root: Path, **kw: Any) -> BuildBundleConfig:
 def make_env(bundle: Path, **kw: object) -> gym.Env:
     """A single dreamed env on ``bundle`` (2 flow steps)."""
     return gym.make("RLAWorld-libero-v0", artifacts=str(bundle), flow_steps=2, **kw)
+
+
+def make_vec_env(bundle: Path, num_envs: int, **kw: object) -> gym.vector.VectorEnv:
+    """The native vector env of ``num_envs`` dreamed envs on ``bundle``, set up as
+    :func:`make_env` sets up one (2 flow steps)."""
+    return gym.make_vec("RLAWorld-libero-v0", num_envs=num_envs,
+                        vectorization_mode="vector_entry_point", artifacts=str(bundle),
+                        flow_steps=2, **kw)  # fmt: skip
 
 
 def _trainer() -> Any:
