@@ -91,24 +91,30 @@ def test_real_rollouts_share_starts_resume_and_score_like_the_env(
     assert (
         rows[("expert", 0)]["actions"].shape == (horizon, 16) and "actions" not in rows[("bc", 0)]
     )
-    # Scripted rows keep the body (reacher: sin/cos of both joints, velocities) at the frames.
+    # Every row keeps the body (reacher: sin/cos of both joints, velocities) at the frames, the
+    # saved policy's too (it acts on the features alone).
     body = rows[("expert", 0)]["body"]
-    assert body.shape == (horizon + 1, 6) and "body" not in rows[("bc", 0)]
+    assert body.shape == rows[("bc", 0)]["body"].shape == (horizon + 1, 6)
     np.testing.assert_allclose(body[:, [0, 2]] ** 2 + body[:, [1, 3]] ** 2, 1.0, atol=1e-5)
-    np.testing.assert_array_equal(rows[("random", 0)]["body"][0], body[0])  # the same start
+    for name in ("random", "bc"):  # the same start
+        np.testing.assert_array_equal(rows[(name, 0)]["body"][0], body[0])
+    assert not np.array_equal(rows[("bc", 0)]["body"][-1], body[-1])
     again = real_rollouts(job, specs, [0, 1], cache_dir=cache, progress=False)
     assert all(r["cached"] for r in again.values())
     np.testing.assert_array_equal(again[("bc", 1)]["features"], rows[("bc", 1)]["features"])
     other = real_rollouts(dataclasses.replace(job, seed=5), specs[:1], [0], cache_dir=cache,
                           progress=False)  # fmt: skip
     assert not other[("random", 0)]["cached"]  # another seed is another episode
-    # A scripted episode cached before rows kept the body is run again, not served without it.
-    (old,) = cache.glob("expert_000_*.npz")
-    with np.load(old) as z:
-        kept = {k: z[k] for k in z.files if k != "body"}
-    np.savez(old, **kept)
-    rerun = real_rollouts(job, specs[2:3], [0, 1], cache_dir=cache, progress=False)
-    assert not rerun[("expert", 0)]["cached"] and rerun[("expert", 1)]["cached"]
+    # An episode cached before rows kept the body is run again, not served without it.
+    for name in ("expert", "bc"):
+        (old,) = cache.glob(f"{name}_000_*.npz")
+        with np.load(old) as z:
+            kept = {k: z[k] for k in z.files if k != "body"}
+        np.savez(old, **kept)
+    rerun = real_rollouts(job, specs[2:], [0, 1], cache_dir=cache, progress=False)
+    assert [rerun[(n, i)]["cached"] for n in ("expert", "bc") for i in (0, 1)] == [
+        False, True, False, True
+    ]  # fmt: skip
     np.testing.assert_array_equal(rerun[("expert", 0)]["body"], body)
     # Other weights in the same folder (a rebuilt bundle's policy) are another policy.
     torch.manual_seed(1)
@@ -172,9 +178,16 @@ def test_dream_rollouts_start_a_body_dream_from_the_given_body(body_bundle: Path
             seen.append(np.asarray(obs["proprio"]))
             return acts[:, 0], None
 
-    out = dream_rollouts(venv, policy=Recorder(), features=feats, proprio=body)
+    out = dream_rollouts(venv, policy=Recorder(), features=feats, proprio=body,
+                         keep_features=True)  # fmt: skip
     np.testing.assert_allclose(seen[0], body, rtol=1e-6)  # the dream starts from the given body
     assert len(seen) == venv.max_episode_steps and out["success"].shape == (2, len(seen))
+    # The dreamed body after every chunk is kept beside the features: what the policy was
+    # shown next, and what a reward that reads the body scores.
+    assert out["body"].shape == (2, len(seen), body.shape[1])
+    np.testing.assert_allclose(out["body"][:, :-1], np.stack(seen[1:], 1), rtol=1e-6)
+    scored = score_modes({"aligned": venv.core}, out["features"], out["demo"], out["body"])
+    assert scored["aligned"]["rewards"].shape == (2, len(seen))
     with pytest.raises(ValueError, match="proprio goes with features"):
         dream_rollouts(venv, actions=acts, starts=[0, 1], proprio=body)
     venv.close()

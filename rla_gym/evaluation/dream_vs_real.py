@@ -99,11 +99,12 @@ def dream_rollouts(
         policy: an object with ``predict(obs_batch, deterministic=True)`` (closed loop), or
         actions: ``float32 (B, E, K * A)`` chunks to replay open loop.
         seed: env ``i`` draws its flow noise from seed ``seed + i``.
-        keep_features: also return the dreamed features after every chunk.
+        keep_features: also return the dreamed features (and body) after every chunk.
 
     Returns:
         ``rewards (B, E)``, ``success (B, E)`` (estimate per step), ``demo (B,)`` and, if asked,
-        ``features`` (``float32 (B, E, N, D)``).
+        ``features`` (``float32 (B, E, N, D)``) and, for a dream of the body, ``body``
+        (``float32 (B, E, P)``).
     """
     b, horizon = venv.num_envs, venv.max_episode_steps
     if (starts is None) == (features is None):
@@ -132,7 +133,7 @@ def dream_rollouts(
             )
     demo = np.asarray(info["demo"])
     rewards, success = np.zeros((b, horizon)), np.zeros((b, horizon), bool)
-    kept = []
+    kept, bodies = [], []
     for e in range(horizon):
         act = policy.predict(obs, deterministic=True)[0] if actions is None else actions[:, e]
         obs, reward, _, _, info = venv.step(act)
@@ -140,14 +141,21 @@ def dream_rollouts(
         success[:, e] = info["is_success_estimate"]
         if keep_features:
             kept.append(venv.state_features.float().cpu().numpy())
+            if venv.state_body is not None:
+                bodies.append(venv.state_body.float().cpu().numpy())
     out = {"rewards": rewards, "success": success, "demo": demo}
     if keep_features:
         out["features"] = np.stack(kept, 1)
+        if bodies:
+            out["body"] = np.stack(bodies, 1)
     return out
 
 
 def score_modes(
-    cores: dict[str, Any], features: np.ndarray, demo: np.ndarray
+    cores: dict[str, Any],
+    features: np.ndarray,
+    demo: np.ndarray,
+    body: np.ndarray | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Every mode's reward and success estimate of feature trajectories.
 
@@ -155,6 +163,7 @@ def score_modes(
         cores: ``{mode: DreamCore}`` built with that ``reward_mode``.
         features: ``(B, E, N, D)`` features after chunks ``1..E``.
         demo: ``(B,)`` reference demo of each trajectory.
+        body: ``(B, E, P)`` the body at the same frames, read by a progress head that reads it.
 
     Returns:
         ``{mode: {"rewards": (B, E), "success": (B, E)}}``: what a dreamed env in that mode pays
@@ -167,7 +176,8 @@ def score_modes(
         rewards, success = np.zeros((b, horizon)), np.zeros((b, horizon), bool)
         for e in range(horizon):
             s = torch.from_numpy(np.ascontiguousarray(features[:, e], np.float32)).to(core.device)
-            r, terms = core.score(s, demo_t, np.full(b, (e + 1) * core.chunk))
+            p = None if body is None else torch.from_numpy(np.asarray(body[:, e], np.float32))
+            r, terms = core.score(s, demo_t, np.full(b, (e + 1) * core.chunk), p)
             rewards[:, e], success[:, e] = r, terms["is_success_estimate"]
         out[mode] = {"rewards": rewards, "success": success}
     return out
@@ -232,26 +242,30 @@ def compare(
     cores = {m: DreamCore(dataclasses.replace(cfg, reward_mode=m)) for m in modes}
     rows: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     demos = None
+    # A dream that carries the body starts from the real start's body, and its reward reads
+    # the dreamed body where the real frames are scored with the real one.
+    dreams_body = core.body_dim > 0
     for spec in specs:
         eps = [real[(spec.name, i)] for i in indices]
         first = np.stack([e["features"][0] for e in eps]).astype(np.float32)
-        if spec.scripted:
-            acts = np.stack([e["actions"] for e in eps])
-            dream = dream_rollouts(
-                venv, actions=acts, seed=seed, features=first, keep_features=True
-            )
-        else:
-            dream = dream_rollouts(
-                venv,
-                policy=ActorCritic.load(spec.path).eval(),
-                seed=seed,
-                features=first,
-                keep_features=True,
-            )
+        body = np.stack([e["body"] for e in eps]).astype(np.float32) if dreams_body else None
+        how: dict[str, Any] = (
+            {"actions": np.stack([e["actions"] for e in eps])}
+            if spec.scripted
+            else {"policy": ActorCritic.load(spec.path).eval()}
+        )
+        dream = dream_rollouts(
+            venv,
+            seed=seed,
+            features=first,
+            proprio=None if body is None else body[:, 0],
+            keep_features=True,
+            **how,
+        )
         demos = dream["demo"]
-        imagined = score_modes(cores, dream["features"], demos)
+        imagined = score_modes(cores, dream["features"], demos, dream.get("body"))
         real_f = np.stack([e["features"][1:] for e in eps]).astype(np.float32)
-        scored = score_modes(cores, real_f, demos)
+        scored = score_modes(cores, real_f, demos, None if body is None else body[:, 1:])
         real_success = np.stack([e["chunk_success"] for e in eps]).any(1)
         sim_return = float(np.mean([float(e["sim_return"]) for e in eps]))
         for m in modes:

@@ -120,7 +120,7 @@ def _real_worker(
     args: tuple[RealJob, str | None], items: list[tuple[PolicySpec, int, str]], emit: Emit
 ) -> None:
     from rla_gym.agents import ActorCritic
-    from rla_gym.data.proprio import body_vector
+    from rla_gym.data.proprio import FEATURES, PROPRIO, body_vector
     from rla_gym.envs.real import RealFeatureEnv
     from rla_gym.evaluation.real import RealEvalConfig, rollout
     from rla_gym.evaluation.scripted import run_scripted_episode
@@ -136,6 +136,9 @@ def _real_worker(
         chunk=job.chunk,
         max_episode_steps=job.horizon,
         terminate_on_success=False,
+        # The real body beside the features: a dream that carries the body starts from it and
+        # its reward reads it; a policy trained on features alone ignores it.
+        obs_mode="features+proprio",
     )
     cfg = RealEvalConfig(
         sim=job.sim,
@@ -181,9 +184,10 @@ def _real_worker(
                 init_id = index if env.sim.num_init_states else None
                 r = rollout(env, policy, job.seed + index, init_id, keep_observations=True)
                 row = {
-                    "features": r["observations"],
+                    "features": np.stack([o[FEATURES] for o in r["observations"]]),
                     "sim_return": r["return"],
                     "chunk_success": r["chunk_success"],
+                    "body": np.stack([o[PROPRIO] for o in r["observations"]]),
                 }
             row["features"] = np.asarray(row["features"], np.float16)
             row["seconds"] = time.perf_counter() - t0
@@ -220,9 +224,9 @@ def real_rollouts(
     Returns:
         ``{(policy name, index): row}``; a row holds ``features`` (``float16 (E + 1, N, D)``:
         the reset frame's and every chunk's), ``chunk_success`` (``bool (E,)``), ``sim_return``,
-        ``seconds`` (wall-clock of the episode when it ran) and, for scripted policies,
-        ``actions`` (``float32 (E, K * A)``, normalised) and ``body`` (``float32 (E + 1, P)``,
-        :func:`~rla_gym.data.proprio.body_vector` at the same frames as ``features``).
+        ``seconds`` (wall-clock of the episode when it ran), ``body`` (``float32 (E + 1, P)``,
+        :func:`~rla_gym.data.proprio.body_vector` at the same frames as ``features``) and, for
+        scripted policies, ``actions`` (``float32 (E, K * A)``, normalised).
     """
     out: dict[tuple[str, int], dict[str, Any]] = {}
     todo = []
@@ -232,8 +236,8 @@ def real_rollouts(
             cached, key = None, _key(identity, i)
             if cache_dir is not None:
                 cached = _load_cached(_cache_file(Path(cache_dir), key, spec, i), key)
-                if cached is not None and spec.scripted and "body" not in cached:
-                    cached = None  # cached before scripted rows kept the body: run it again
+                if cached is not None and "body" not in cached:
+                    cached = None  # cached before every row kept the body: run it again
             if cached is None:
                 # The worker stores the episode under the key computed here.
                 todo.append((spec, i, key))
