@@ -27,9 +27,10 @@ alone (the dream still dreams the body). On a features-only bundle ``auto`` is `
 ``real`` arm follows it (named ``real features+proprio`` when it reads the body). Each row
 records its ``obs_mode``.
 
-``--out`` defaults to the shipped result file of the embedded bundle; a bundle built at another
-time (another ``created_utc``) must name its own ``--out``, else it would move the shipped rows
-under ``superseded``.
+``--out`` defaults to the shipped result file of the embedded bundle. Another bundle
+(``--artifacts``) built at another time (another ``created_utc``) must name its own ``--out``,
+else it would move the shipped rows under ``superseded``; a rebuilt embedded bundle does move
+them there.
 
 Both PPO arms train for ``budget_min`` minutes of this process's CPU time
 (:class:`~rla_gym.sb3.BudgetCallback`), so another job on the machine slows both alike. Every
@@ -114,6 +115,10 @@ class Args:
     obs_mode: Literal["auto", "patch", "features+proprio"] = "auto"
     """what the PPO arms see: features+proprio (the body beside the features; needs a bundle
     that dreams it), patch (features only) or auto (features+proprio on such a bundle)"""
+    reset_starts: str | None = None
+    """a dataset folder (same task, encoded with the bundle's encoder) whose episodes' first
+    frames are the ``dream`` arm's training starts instead of the bundle's reset bank (16 on
+    reacher: 16 targets); the row records it"""
     tag: str = ""
     """names the bundle arms run here ``<arm> <tag>`` (their own rows, models and logs)"""
     seed: int = 0
@@ -200,7 +205,10 @@ def train_arm(
         print(f"[{name}] trained model found in {path.parent}; delete it to retrain", flush=True)
         return load_json(record)
     if name.split(" ")[0] == "dream":
-        extra = {} if args.reward_mode is None else {"reward_mode": args.reward_mode}
+        extra: dict[str, Any] = {} if args.reward_mode is None else {
+            "reward_mode": args.reward_mode}  # fmt: skip
+        if args.reset_starts is not None:
+            extra["reset_starts"] = args.reset_starts
         venv = gym.make_vec(DREAM_ID, num_envs=args.dream_envs,
                             vectorization_mode="vector_entry_point", artifacts=str(bundle),
                             flow_steps=args.flow_steps, action_mode=args.action_mode,
@@ -264,14 +272,16 @@ def evaluate_arm(name: str, factory: Any, args: Args, man: dict[str, Any]) -> di
 
 
 def result_file(args: Args, man: dict[str, Any]) -> Path:
-    """``--out``, or the shipped file when it holds this bundle's rows (or does not exist yet).
+    """``--out``, or the shipped file when it holds this bundle's rows, does not exist yet, or
+    this is the embedded bundle (rebuilt: the older bundle's rows move under ``superseded``).
 
     Raises:
-        ValueError: no ``--out`` for a bundle built at another time than the shipped file's.
+        ValueError: no ``--out`` for another bundle than the embedded one, built at another time
+            than the shipped file's.
     """
     if args.out is not None:
         return args.out
-    if DEFAULT_OUT.exists():
+    if args.artifacts is not None and DEFAULT_OUT.exists():
         shipped = load_json(DEFAULT_OUT).get("bundle_created_utc")
         if shipped not in (None, man["created_utc"]):
             raise ValueError(
@@ -318,6 +328,7 @@ def main(args: Args) -> dict[str, Any]:
             )
             if arm == "dream":
                 row["reward_mode"] = args.reward_mode or RLAWorldConfig.reward_mode
+                row["reset_starts"] = args.reset_starts  # None: the bundle's reset bank
         elif arm == "random":
             row = {
                 **evaluate_arm(name, RandomChunks(size, args.seed), args, man),

@@ -395,3 +395,42 @@ def test_a_warm_started_body_model_starts_as_its_source(bundle: Path, tmp_path: 
         atol=1e-5,
         rtol=1e-4,
     )
+
+
+def test_reset_starts_from_a_dataset_replace_the_bank(
+    bundle: Path, body_bundle: Path, tmp_path: Path
+) -> None:
+    """``reset_starts=<dataset>``: every episode's first frame (and body) is an init start, each
+    aligned with its nearest reference demo; another task's dataset is refused."""
+    from rla_gym.data.episodes import EpisodeStore
+    from rla_gym.data.feature_episodes import load_body
+    from rla_gym.envs.artifacts import nearest_demo
+
+    data = bundle.parent / "data"
+    store = EpisodeStore(data)
+    ids = store.episode_ids()
+    first = np.stack([store.load_features(e, "tiny").features[0] for e in ids])
+    bodies = np.stack([b[0] for b in load_body(data, ids)[0]])
+    env = make_env(body_bundle, reset_starts=str(data))
+    starts = env.unwrapped.core.starts
+    assert len(starts.reset_features) == len(ids) != len(load_artifacts(body_bundle).reset_features)
+    for i in (0, len(ids) - 1):
+        obs, info = env.reset(seed=i, options={"start": "init", "index": i})
+        np.testing.assert_allclose(obs["features"], first[i], rtol=1e-6)
+        np.testing.assert_allclose(obs["proprio"], bodies[i], rtol=1e-6)
+        ref0 = load_artifacts(body_bundle).reference[:, 0]
+        assert info["demo"] == nearest_demo(first[i], ref0)
+    seen = {env.reset(seed=s)[1]["start_index"] for s in range(40)}
+    assert len(seen) > 5  # a reset without options draws from the whole dataset
+    env.close()
+    # A features-only bundle takes the same starts without their bodies.
+    plain = make_env(bundle, reset_starts=str(data))
+    np.testing.assert_allclose(plain.reset(seed=0, options={"index": 2})[0], first[2], rtol=1e-6)
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    manifest = json.loads((other / "dataset.json").read_text())
+    (other / "dataset.json").write_text(json.dumps({**manifest, "task": "another"}))
+    with pytest.raises(ValueError, match="this bundle dreams libero synthetic"):
+        make_env(bundle, reset_starts=str(other))
+    with pytest.raises(ValueError, match="is not a dataset"):
+        make_env(bundle, reset_starts=str(tmp_path))

@@ -86,6 +86,9 @@ def test_rl_in_dream_refuses_the_shipped_result_file_for_another_bundle(
     assert bench.result_file(dataclasses.replace(args, out=own), man) == own
     bench.DEFAULT_OUT.write_text(json.dumps({"bundle_created_utc": man["created_utc"]}))
     assert bench.result_file(args, man) == bench.DEFAULT_OUT
+    # The embedded bundle, rebuilt, runs into its own shipped file (older rows: 'superseded').
+    bench.DEFAULT_OUT.write_text(json.dumps({"bundle_created_utc": "2000-01-01T00:00:00+00:00"}))
+    assert bench.result_file(bench.Args(), man) == bench.DEFAULT_OUT
 
 
 @pytest.mark.sim

@@ -149,6 +149,12 @@ class RLAWorldConfig:
     starts at a random interior row of a random reference demo instead of a reset-bank start
     (paper: 0.5, with episodes of at most 6 chunks). A training option: evaluations pass
     ``start`` explicitly and are unaffected."""
+    reset_starts: str | None = None
+    """A dataset folder (``rla-gym collect`` + ``encode`` with the bundle's encoder, same
+    simulator and task) whose episodes' first frames, with their bodies, replace the bundle's
+    reset bank as the ``init`` starts. A bundle ships few starts (reacher: 16, one per target,
+    to stay under 10 MB); a policy trained in the dream from those alone learns those targets.
+    Each start's reward aligns with the nearest reference demo. ``None``: the bundle's bank."""
     action_mode: ActionMode = "chunk"
     """``chunk``: an action is a flattened ``(K, A)`` chunk, ``(K * A,)``; ``repeat``: one
     ``(A,)`` action held for the ``K`` control steps of a chunk (DMC-style action repeat)."""

@@ -122,7 +122,13 @@ class DreamCore:
         # The body the world model dreams (load_world_model checked the bank carries it).
         self.body_fields: tuple[str, ...] = tuple(getattr(self.model, "proprio_fields", ()))
         self.body_dim = len(self.body_fields)
-        self.starts = StartBank(self.art, self.device, self.body_fields, config.reset_demo_fraction)
+        self.starts = StartBank(
+            self.art,
+            self.device,
+            self.body_fields,
+            config.reset_demo_fraction,
+            config.reset_starts,
+        )
         self.reference, self.reference_len = self.starts.reference, self.starts.reference_len
         self.reset_features = self.starts.reset_features
         if config.reward_proprio_weight > 0 and not self.body_fields:

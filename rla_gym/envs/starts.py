@@ -8,6 +8,8 @@ shell copies in. :class:`~rla_gym.envs.core.DreamCore` owns one per bundle and e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,60 @@ class Start:
     proprio: torch.Tensor | None = None
 
 
+def dataset_starts(
+    folder: str | Path, art: Artifacts, body: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The first frame of every episode of an encoded dataset, as reset starts of a bundle.
+
+    Args:
+        folder: an ``EpisodeStore`` folder with cached features of the bundle's encoder.
+        art: the bundle (its simulator, task, resolution and encoder fingerprint must match).
+        body: also return every start's body vector (a world model that dreams the body).
+
+    Returns:
+        ``features float32 (M, N, D)``, ``bodies float32 (M, P)`` (``None`` without ``body``)
+        and ``init_state_ids int64 (M,)`` (``-1`` where the simulator has none).
+
+    Raises:
+        ValueError: not a dataset, no episodes, or another simulator / task / resolution.
+        KeyError / EncoderMismatchError: episodes not encoded with the bundle's encoder.
+    """
+    m = art.manifest
+    key = (str(m["sim"]), str(m["task"]), int(m["resolution"]), str(m["encoder"]),
+           str(m["encoder_fingerprint"]))  # fmt: skip
+    return _dataset_starts(str(Path(folder).resolve()), key, body)
+
+
+@lru_cache(maxsize=4)
+def _dataset_starts(
+    folder: str, key: tuple[str, str, int, str, str], body: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    # Cached: every env of a run (and every gym.make) reads the same folder once.
+    from rla_gym.data.episodes import EpisodeStore
+    from rla_gym.data.feature_episodes import load_body
+
+    sim, task, resolution, encoder, fingerprint = key
+    store = EpisodeStore(folder)
+    if not store.manifest_path.exists():
+        raise ValueError(f"reset_starts: {folder} is not a dataset (no dataset.json)")
+    man = store.manifest()
+    theirs = (man.get("sim"), man.get("task"), int(man.get("resolution", -1)))
+    if theirs != (sim, task, resolution):
+        raise ValueError(
+            f"reset_starts: {folder} holds {theirs[0]} {theirs[1]} at {theirs[2]} px, this bundle "
+            f"dreams {sim} {task} at {resolution} px"
+        )
+    ids = store.episode_ids()
+    if not ids:
+        raise ValueError(f"reset_starts: {folder} has no episodes; run `rla-gym collect` first")
+    feats = [store.load_features(e, encoder, expected_fingerprint=fingerprint).features[0]
+             for e in ids]  # fmt: skip
+    init = [int(store.read(e, frames=False).meta.get("init_state_id", -1)) for e in ids]
+    out = np.stack(feats).astype(np.float32)
+    b = np.stack([x[0] for x in load_body(folder, ids)[0]]).astype(np.float32) if body else None
+    return out, b, np.asarray(init, np.int64)
+
+
 class StartBank:
     """The starts of a bundle: reset bank, reference rows and their bodies, on ``device``.
 
@@ -56,6 +112,8 @@ class StartBank:
             body (the bank must hold it: ``Artifacts.load_world_model`` checked), without them
             none does.
         reset_demo_fraction: ``RLAWorldConfig.reset_demo_fraction``.
+        reset_starts: ``RLAWorldConfig.reset_starts``: a dataset folder whose episodes' first
+            frames replace the bundle's reset bank (:func:`dataset_starts`).
 
     Attributes:
         reference: ``float32 (R, T_ref, N, D)`` reference rows (every ``K``-th frame).
@@ -71,6 +129,7 @@ class StartBank:
         device: torch.device,
         body_fields: tuple[str, ...] = (),
         reset_demo_fraction: float = 0.0,
+        reset_starts: str | None = None,
     ) -> None:
         self.device, self.chunk = device, art.chunk
         self.num_tokens = int(art.manifest["num_tokens"])
@@ -90,6 +149,15 @@ class StartBank:
                 )
             self.reset_body = torch.from_numpy(art.reset_proprio).to(device)
             self.reference_body = torch.from_numpy(art.reference_proprio).to(device)
+        if reset_starts is not None:
+            feats, bodies, init = dataset_starts(reset_starts, art, bool(self.body_fields))
+            self.reset_features = torch.from_numpy(feats).to(device)
+            self.reset_init = init
+            # Each start's reward aligns with the demo whose first frame is nearest, the rule
+            # that aligned the bundle's own bank.
+            self.reset_demo = np.array([nearest_demo(f, self._ref_frame0) for f in feats])
+            if bodies is not None:
+                self.reset_body = torch.from_numpy(bodies).to(device)
 
     def sample(self, rng: np.random.Generator, options: dict[str, Any] | None) -> Start:
         """Draw a start with ``rng`` (the env's ``np_random``).
