@@ -1,7 +1,7 @@
 """The robot's body in the dreamed state: body vectors, body pairs and the world model's body head
 (tiny, CPU)."""
 
-# ruff: noqa: F811 (the tiny RLA and its episodes are test_world_model's fixtures, used by name)
+# ruff: noqa: F811 (the tiny RLA and its episodes are tiny_world's fixtures, used by name)
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_world_model import (  # noqa: F401 (episodes and rla are fixtures)
+from tiny_world import (  # noqa: F401 (episodes and rla are fixtures)
     H_MAX,
     A,
     N,
