@@ -193,18 +193,26 @@ def train_arm(
 
     path = arm_dir(args, man, name) / "ppo"
     record = path.with_name("train.json")
+    dream = name.split(" ")[0] == "dream"
+    # What makes a trained model this arm's: a kept one trained otherwise is refused, not reused
+    # under this run's labels (records from before an option existed hold its default).
+    wanted = {"obs_mode": mode, "reward_mode": args.reward_mode if dream else None,
+              "reset_starts": args.reset_starts if dream else None}  # fmt: skip
     if record.exists() and path.with_suffix(".zip").exists():
-        kept = load_sb3_model(path.with_suffix(".zip")).observation_space
-        kept_mode = "features+proprio" if space_reads_body(kept, str(path)) else "patch"
-        if kept_mode != mode:
+        space = load_sb3_model(path.with_suffix(".zip")).observation_space
+        kept = {k: load_json(record).get(k) for k in wanted}
+        kept["obs_mode"] = "features+proprio" if space_reads_body(space, str(path)) else "patch"
+        changed = [f"{k}={kept[k]!r} there, {wanted[k]!r} here" for k in wanted
+                   if kept[k] != wanted[k]]  # fmt: skip
+        if changed:
             raise ValueError(
-                f"[{name}] the model kept in {path.parent} was trained on obs_mode={kept_mode!r}, "
-                f"this run asks for {mode!r}; give this variant its own --tag (or --runs), or "
+                f"[{name}] the model kept in {path.parent} was trained with other options "
+                f"({'; '.join(changed)}); give this variant its own --tag (or --runs), or "
                 "delete that folder to retrain"
             )
         print(f"[{name}] trained model found in {path.parent}; delete it to retrain", flush=True)
         return load_json(record)
-    if name.split(" ")[0] == "dream":
+    if dream:
         extra: dict[str, Any] = {} if args.reward_mode is None else {
             "reward_mode": args.reward_mode}  # fmt: skip
         if args.reset_starts is not None:
@@ -233,8 +241,8 @@ def train_arm(
         "train_minutes": cb.elapsed() / 60.0,
         "train_wall_minutes": wall / 60.0,
         "timesteps": int(model.num_timesteps),
-        "obs_mode": mode,
         "train_curve": cb.train_curve,
+        **wanted,
     }
     save_json(out, record)
     print(

@@ -16,6 +16,7 @@ suite=${1:?usage: build_bundle.sh libero|robosuite-lift|dmc-reacher}
 
 runs=runs/bundle/$suite
 head_flags=()
+body_steps=0  # > 0: warm-start a world model that dreams the robot's body too, and ship it
 case "$suite" in
   libero)
     sim=libero; task=libero_object/0; data=data/libero_object_0
@@ -33,7 +34,11 @@ case "$suite" in
     collect=("expert 150" "noisy 100" "play 40 100"); rla_steps=1500; wm_steps=8000
     # 16 demos and 16 render frames make room for the linear path (+1.1 MB) under 10 MB.
     bundle_flags=(--num-reference-demos 16 --reset-from references --max-render-frames 16)
-    head_flags=(--token-dim 16 --hidden 64) ;;  # a smaller head keeps this bundle under 10 MB
+    # The dream carries the arm's body (docs/body.md); its success estimate and progress reward
+    # is the goal-body head: the distance of the joint angles to the goal pose read off the scene.
+    body_steps=1000
+    head_flags=(--token-dim 16 --hidden 64 --proprio --target body_goal --goal-frame last_success
+                --goal-fields shoulder_sin shoulder_cos wrist_sin wrist_cos) ;;
   *) echo "unknown suite $suite (libero, robosuite-lift, dmc-reacher)" >&2; exit 2 ;;
 esac
 
@@ -53,12 +58,19 @@ rla-gym train-rla --data "$data" --out "$runs/rla" --decoder-target residual --w
 rla-gym train-wm --model rla-wm --data "$data" --rla "$runs/rla/checkpoint" --out "$runs/wm" \
   --preset cpu-compact --latent-norm scalar --latent-scale 1 --steps "$wm_steps" \
   --ckpt-every 250 --no-progress
+wm="$runs/wm/checkpoint"
+if [ "$body_steps" -gt 0 ]; then
+  # Warm-started: the body's projection starts at zero, so this model starts as the one above.
+  rla-gym train-wm --model rla-wm --data "$data" --proprio --init-from "$wm" --out "$runs/wm_body" \
+    --steps "$body_steps" --val-every 500 --ckpt-every 250 --no-progress
+  wm="$runs/wm_body/checkpoint"
+fi
 # The base policy is the world action model (BC + RLA head): the same labelled expert episodes,
 # plus the RLA latents of expert and noisy videos (docs/design.md, "World action model: BC + RLA head").
 rla-gym train-bc --data "$data" --out "$runs/bc" --device cpu --rla "$runs/rla/checkpoint" \
   --rla-head
 rla-gym train-decoder --data "$data" --out "$runs/decoder" --steps 500 --no-progress
-rla-gym build-bundle --data "$data" --world-model "$runs/wm/checkpoint" \
+rla-gym build-bundle --data "$data" --world-model "$wm" \
   --policy "$runs/bc" --weights-dtype int8 "${bundle_flags[@]}" --out "rla_gym/envs/assets/$suite"
 # The decoder goes in last: add-decoder checks it against the bundle and keeps it under 10 MB.
 rla-gym add-decoder --bundle "rla_gym/envs/assets/$suite" --decoder "$runs/decoder/checkpoint"

@@ -420,8 +420,13 @@ def test_embedded_bundles_work_offline_and_pass_checkers(env_id: str) -> None:
     while not done:
         obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
         steps, done = steps + 1, terminated or truncated
-        assert np.isfinite(reward) and obs.shape == env.observation_space.shape
+        assert np.isfinite(reward) and env.observation_space.contains(obs)
     assert steps == man["max_episode_steps"]
+    # A bundle that dreams the body shows it beside the features (a Dict), the others a Box.
+    body = man.get("proprio")
+    assert isinstance(obs, dict) == bool(body)
+    if body:
+        assert obs["proprio"].shape == (body["dim"],) == (len(body["fields"]),)
     env.close()
 
 

@@ -54,8 +54,13 @@ def test_dream_arm_trains_multi_input_ppo_on_the_body_and_acts_on_real_style_obs
     # --obs-mode patch: the same bundle, the body dreamed but not shown to the policy.
     patch = dataclasses.replace(args, obs_mode="patch")
     assert bench.arm_obs_mode(patch, body_bundle) == "patch"
-    with pytest.raises(ValueError, match=r"'features\+proprio', this run asks for 'patch'"):
+    with pytest.raises(ValueError, match=r"obs_mode='features\+proprio' there, 'patch' here"):
         bench.train_arm("dream body", patch, body_bundle, man, "patch")  # the kept model
+    # Another reward or other starts are another model too, not the kept one relabelled.
+    for option in ({"reward_mode": "progress"}, {"reset_starts": str(bundle.parent / "data")}):
+        with pytest.raises(ValueError, match=f"{next(iter(option))}=None there"):
+            bench.train_arm("dream body", dataclasses.replace(args, **option), body_bundle, man,
+                            body)  # fmt: skip
     assert bench.train_arm("dream patch", patch, body_bundle, man, "patch")["obs_mode"] == "patch"
     features_only = SB3SavedPolicy(str(bench.arm_dir(args, man, "dream patch") / "ppo.zip"))()
     assert not features_only.reads_body

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .common import fmt_opt, fmt_verdict, load_result, stamp
+from .common import (
+    fmt_opt,
+    fmt_verdict,
+    load_result,
+    replaced_reacher_bundle,
+    rows_of_bundle,
+    stamp,
+)
 
 SUITES = ("dmc-reacher", "robosuite-lift", "libero")
 
@@ -20,7 +27,7 @@ REFERENCE_ARMS = (
     "real",
     "bc",
 )
-"""Rows of ``rl_in_dream_reacher.json`` (the shipped, features-only dream) beside the body's."""
+"""Rows of ``rl_in_dream_reacher.json`` from the features-only dream, beside the body's."""
 
 
 def _against(arm: dict, base: dict) -> str:
@@ -38,11 +45,14 @@ def _wins_losses(arm: dict, base: dict) -> str:
 
 def _planner_rows() -> list[str]:
     """The reacher planner in a dream with the body (``body_planner_reacher.json``) beside the
-    same planner in the shipped features-only dream, on the same real seeds."""
+    same planner in the features-only dream, on the same real seeds."""
     body = load_result("body_planner_reacher.json")
     if body is None:
         return []
-    ref = load_result("rl_in_dream_reacher.json") or {"arms": {}}
+    # The features-only reacher dream's rows: the shipped bundle's before it dreamed the body.
+    shipped = load_result("rl_in_dream_reacher.json") or {}
+    ref = {"arms": rows_of_bundle(
+        shipped, replaced_reacher_bundle() or shipped.get("bundle_created_utc"))}  # fmt: skip
     out = [
         "| reacher arm (real seeds 10000-10049) | dream | real success (from scratch: ≥ 70 %) |",
         "|---|---|---|",

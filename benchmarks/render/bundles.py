@@ -26,17 +26,28 @@ def _head(m: dict) -> str:
     )
 
 
+def _cost(record: dict) -> str:
+    return f"{record['wall_clock_s'] / 60:.1f} min, {record['step']} steps"
+
+
+def _wm_cost(record: dict) -> str:
+    """A warm-started world model costs its source's training plus its own."""
+    start = record.get("warm_start")
+    return _cost(record) if start is None else f"{_cost(start)} + {_cost(record)} with the body"
+
+
 def bundles() -> str:
     assets = Path(__file__).parents[2] / "rla_gym" / "envs" / "assets"
     from rla_gym.envs import SUITE_IDS
 
     out = [
-        "| id | real task | horizon (chunks) | size | WM val L1 (copy-last) | success estimate "
+        "| id | real task | dreamed state | horizon (chunks) | size | WM val L1 (copy-last) | "
+        "success estimate "
         "on dreamed replays (on real frames): train bal. acc. / held-out agreement | "
         "progress head (the env's success estimate): held-out AUC / start false positives | "
         "reset starts / reference demos | train-rla | "
         "train-wm | train-bc |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     errs, total = [], 0
     for suite, env_id in SUITE_IDS.items():
@@ -49,18 +60,18 @@ def bundles() -> str:
         errs.append((w["prediction_rel_error"], w["sample_spread_rel"]))
         v = tr["world_model"]["val_metrics"]
 
-        def mins(part: str, tr: dict = tr) -> str:
-            return f"{tr[part]['wall_clock_s'] / 60:.1f} min, {tr[part]['step']}"
+        body = m.get("proprio")
+        state = f"features + body ({body['dim']})" if body else "features"
 
         out.append(
-            f"| `{env_id}` | {m['sim']} {m['task']} | {m['max_episode_steps']} | "
+            f"| `{env_id}` | {m['sim']} {m['task']} | {state} | {m['max_episode_steps']} | "
             f"{m['total_bytes'] / 1e6:.1f} MB | "
             f"{v['val/pred_l1']:.4f} ({v['val/copy_l1']:.4f}) | "
             f"{su['train_balanced_accuracy']:.2f} / {su['heldout_agreement']:.2f} "
             f"({_real_cal(su)}; {su['heldout_episodes']} held-out ep.) | {_head(m)} | "
             f"{len(m['reset']['episodes'])} / "
-            f"{len(m['reference']['episodes'])} | {mins('rla')} steps | {mins('world_model')} "
-            f"steps | {tr['policy']['wall_clock_s'] / 60:.1f} min |"
+            f"{len(m['reference']['episodes'])} | {_cost(tr['rla'])} | "
+            f"{_wm_cost(tr['world_model'])} | {tr['policy']['wall_clock_s'] / 60:.1f} min |"
         )
     e = np.array(errs)
     lo, hi = 100 * e.min(0), 100 * e.max(0)

@@ -33,11 +33,11 @@ def _rho(rho: float | None, n: int, target: dict) -> str:
 
 
 def _bundle(s: dict) -> str:
-    """Which bundle dreamed, when it is not the embedded one."""
-    if s.get("bundle", "embedded") == "embedded":
-        return ""
+    """Which bundle dreamed, when it is not the embedded one, and whether it dreams the body."""
     body = s.get("body")
     dreams = f", dreaming the body ({body['dim']} values)" if body else ""
+    if s.get("bundle", "embedded") == "embedded":
+        return f"; the embedded bundle{dreams}" if body else ""
     return f"; bundle `{s['bundle']}`{dreams}"
 
 
@@ -162,14 +162,21 @@ def _agreement(s: dict, est: str) -> tuple[float | None, float | None]:
     return o["spearman_success"], o["base_gap_points"]
 
 
+SOURCES = ("closed_loop.json", "closed_loop_features.json", "closed_loop_body.json")
+"""Result files of the closed-loop comparison, the shipped bundles' first."""
+
+
 def closed_loop_compare() -> str:
-    """The embedded bundles' closed-loop agreement (``closed_loop.json``) beside that of the
-    bundles that dream the body (``closed_loop_body.json``), per success estimate, on the same
-    real episodes."""
-    body, base = load_result("closed_loop_body.json"), load_result("closed_loop.json")
+    """The closed-loop agreement of the shipped bundles (``closed_loop.json``) beside a dream
+    of the other kind per suite, per success estimate, on the same real episodes: bundles that
+    dream the body (``closed_loop_body.json``) and, where the shipped bundle dreams the body,
+    the features-only bundle it replaced (``closed_loop_features.json``). Rows are labelled by
+    what each run's dream carries (its recorded ``body``)."""
+    files = {name: load_result(name) or {} for name in SOURCES}
+    body, shipped = files["closed_loop_body.json"], files["closed_loop.json"]
     # A body bundle whose base reads the body too (``closed_loop_body_base.json``), where run.
     reads = load_result("closed_loop_body_base.json") or {}
-    if body is None or base is None:
+    if not body or not shipped:
         return "_not run yet: `python benchmarks/closed_loop.py --bundles ... --out <body>`_"
     out = [
         "| suite | success estimate | dream | base imagined / real | base gap (±15) | "
@@ -178,12 +185,23 @@ def closed_loop_compare() -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     n_loop: set[int] = set()
+    names: dict[str, str | None] = {}
     for suite in SUITES:
-        if suite not in body["suites"] or suite not in base["suites"]:
+        runs: dict[str, dict] = {}
+        for name, result in files.items():
+            s = result.get("suites", {}).get(suite)
+            kind = "with the body" if s and s.get("body") else "features only"
+            if s is None or any(k.startswith(kind) for k in runs):
+                continue  # the first file with a dream of this kind gives its row
+            runs[kind + (" (shipped)" if name == "closed_loop.json" else "")] = s
+            if name != "closed_loop.json":
+                names[f"{suite}, {kind}"] = s.get("bundle")
+        if len(runs) < 2:
             continue
-        runs = {"features only": base["suites"][suite], "with the body": body["suites"][suite]}
+        runs = dict(sorted(runs.items(), key=lambda kv: kv[0].startswith("with")))
         if suite in reads.get("suites", {}):
             runs["with the body, a base that reads it"] = reads["suites"][suite]
+            names[f"{suite}, base reads the body"] = reads["suites"][suite].get("bundle")
         ests = [e for e in ("progress_head", "goal_distance") if all(
             e in _estimates(r) for r in runs.values())]  # fmt: skip
         for est in ests:
@@ -208,13 +226,11 @@ def closed_loop_compare() -> str:
                     "-" if None in noisy else f"{noisy[0]['success']}/{noisy[0]['episodes']} / "
                     f"{noisy[1]['success']}/{noisy[1]['episodes']}",
                 ]))  # fmt: skip
-    names = {s: body["suites"][s].get("bundle") for s in SUITES if s in body["suites"]}
-    names.update({f"{s}, base reads the body": r.get("bundle")
-                  for s, r in reads.get("suites", {}).items()})  # fmt: skip
     out += [
         "",
         "_The same real episodes in the first two rows of a suite (they depend on the base "
-        "policy, which both bundles ship byte for byte); a third row has a base of its "
+        "policy, which both bundles ship byte for byte); `(shipped)`: the embedded bundle "
+        "(`closed_loop.json`); a third row has a base of its "
         "own that reads the body (plain BC with the body, `body_policy.py`), shown the dreamed "
         "body in the dream and the real one in reality, and so real episodes of its own for "
         "the base and its perturbations; the dreams start from the same encoded first frames, the "
@@ -222,7 +238,7 @@ def closed_loop_compare() -> str:
         "body bundle: the goal-body head); `goal_distance`: L1 to the aligned demo's goal under "
         "the bundle's threshold, calibrated on its own dreamed replays. Same outcome per "
         f"episode: the mean over the closed-loop policies ({' or '.join(map(str, sorted(n_loop)))} "
-        f"per suite). Body bundles: {names}._",
+        f"per suite). Other bundles: {names}._",
         "",
         stamp(body),
     ]

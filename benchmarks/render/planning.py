@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import RESULTS, fmt_wilson, load_result, planner_search, reward_mode_label, stamp
+from .common import (
+    RESULTS,
+    fmt_wilson,
+    load_result,
+    planner_search,
+    reward_mode_label,
+    rows_of_bundle,
+    stamp,
+)
 
 
 def planner_real() -> str:
@@ -47,8 +55,8 @@ def planner_oracle() -> str:
     d = load_result("planner_oracle.json")
     if d is None or not d.get("arms"):
         return "_not run yet: `python benchmarks/planner_oracle.py`_"
-    dream = load_result("rl_in_dream_reacher.json") or {}
-    same = dream.get("bundle_created_utc") == d["bundle_created_utc"]
+    # The dream rows of rl_in_dream_reacher run on the same bundle, current or superseded.
+    dream = rows_of_bundle(load_result("rl_in_dream_reacher.json") or {}, d["bundle_created_utc"])
     n = min(r["episodes"] for r in d["arms"].values())  # every row also on these seeds
     out = [
         "| model the planner searches in | reward it maximises | search | real success "
@@ -62,7 +70,7 @@ def planner_oracle() -> str:
         return planner_search(r["planner"])
 
     rows = [("real simulator (oracle)", r["scorer"], r) for r in d["arms"].values()]
-    for k, r in (dream.get("arms", {}) if same else {}).items():
+    for k, r in dream.items():
         kind = k.split(" ")[0]  # the dreams' rows of rl_in_dream_reacher, for comparison
         if kind == "planner":
             rows.append(("the bundle's dream", reward_mode_label(r), r))  # a copy's: same dream
@@ -70,8 +78,8 @@ def planner_oracle() -> str:
             model = f"the dream of `{Path(r['world_model']).parent.name}`"
             rows.append((model, reward_mode_label(r), r))
     rows.sort(key=lambda x: (x[2]["planner"]["residual_scale"], x[0]))
-    if same and "bc" in dream.get("arms", {}):
-        rows.append(("-", "-", dream["arms"]["bc"]))
+    if "bc" in dream:
+        rows.append(("-", "-", dream["bc"]))
     for model, reward, r in rows:
         out.append(
             f"| {model} | {reward} | {search(r)} | "

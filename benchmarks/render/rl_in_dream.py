@@ -27,6 +27,10 @@ def rl_in_dream_reacher() -> str:
             names[k] = f"the planner dreaming with `{r['world_model']}`{how}"
         if kind in ("planner", "planner-wm", "dream", "bc+ppo"):
             names[k] += f"; {reward_mode_label(r)} reward"
+        if r.get("obs_mode") == "features+proprio":
+            names[k] += "; reads the body"
+        if r.get("reset_starts"):
+            names[k] += f"; from the first frames of `{r['reset_starts']}`, not the bundle's starts"
     out = [
         "| arm | policy | training (CPU min) | env steps | real success (Wilson 95 %) | "
         "real return | s / decision |",

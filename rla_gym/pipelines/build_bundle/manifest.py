@@ -22,7 +22,12 @@ _VERSIONED = ("rla-gym", "numpy", "torch", "gymnasium", "safetensors")
 
 
 def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
-    """What trained the bundle's parts and how long it took (from their ``meta.json``)."""
+    """What trained the bundle's parts and how long it took (from their ``meta.json``).
+
+    A world model warm-started from another (``train-wm --init-from``) records that source's own
+    training under ``world_model.warm_start``, and the RLA the source was trained with: the
+    bundle's cost is the chain, not the last run alone.
+    """
     keys = (
         "step",
         "wall_clock_s",
@@ -40,11 +45,27 @@ def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
         meta = load_json(folder / "meta.json")
         return {k: meta[k] for k in keys if k in meta}
 
-    wm_meta = load_json(wm_ckpt / "meta.json") if (wm_ckpt / "meta.json").exists() else {}
-    rla = wm_meta.get("rla_checkpoint")
+    def chain(folder: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """``(world model record, its RLA's record)`` of a world-model folder, following its
+        warm start; a bundle's ``world_model/`` folder is read from the bundle's manifest."""
+        bundle = folder.parent / "manifest.json"
+        if folder.name == "world_model" and bundle.exists():
+            training = load_json(bundle).get("training", {})
+            return training.get("world_model"), training.get("rla")
+        meta = load_json(folder / "meta.json") if (folder / "meta.json").exists() else {}
+        record, rla = pick(folder), meta.get("rla_checkpoint")
+        rla_record = pick(Path(rla)) if rla else None
+        source = meta.get("init_from") or (meta.get("train_config") or {}).get("init_from")
+        if record is not None and source and Path(source).exists():
+            record["warm_start"], source_rla = chain(Path(source))
+            record["warm_start_from"] = str(source)
+            rla_record = rla_record or source_rla
+        return record, rla_record
+
+    world_model, rla = chain(wm_ckpt)
     return {
-        "world_model": pick(wm_ckpt),
-        "rla": pick(Path(rla)) if rla else None,
+        "world_model": world_model,
+        "rla": rla,
         "policy": pick(Path(policy)) if policy is not None else None,
     }
 
