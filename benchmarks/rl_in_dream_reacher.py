@@ -120,7 +120,8 @@ class Args:
     frames are the ``dream`` arm's training starts instead of the bundle's reset bank (16 on
     reacher: 16 targets); the row records it"""
     tag: str = ""
-    """names the bundle arms run here ``<arm> <tag>`` (their own rows, models and logs)"""
+    """names the arms run here (all but random) ``<arm> <tag>``: their own rows, models and
+    logs"""
     seed: int = 0
     """seed of SB3, the training resets and the planner"""
     runs: Path = Path("runs/rl_in_dream_reacher")
@@ -197,10 +198,11 @@ def train_arm(
     # What makes a trained model this arm's: a kept one trained otherwise is refused, not reused
     # under this run's labels (records from before an option existed hold its default).
     wanted = {"obs_mode": mode, "reward_mode": args.reward_mode if dream else None,
-              "reset_starts": args.reset_starts if dream else None}  # fmt: skip
+              "reset_starts": args.reset_starts if dream else None,
+              "action_mode": args.action_mode, "budget_min": args.budget_min}  # fmt: skip
     if record.exists() and path.with_suffix(".zip").exists():
         space = load_sb3_model(path.with_suffix(".zip")).observation_space
-        kept = {k: load_json(record).get(k) for k in wanted}
+        kept = {k: load_json(record).get(k, getattr(Args, k, None)) for k in wanted}
         kept["obs_mode"] = "features+proprio" if space_reads_body(space, str(path)) else "patch"
         changed = [f"{k}={kept[k]!r} there, {wanted[k]!r} here" for k in wanted
                    if kept[k] != wanted[k]]  # fmt: skip
@@ -317,11 +319,12 @@ def main(args: Args) -> dict[str, Any]:
     size = int(man["chunk"]) * int(man["action_dim"])
     for arm in args.arms:
         t0 = time.perf_counter()
-        name = f"{arm} {args.tag}" if args.tag and _bundle_arm(arm) else arm
+        name = f"{arm} {args.tag}" if args.tag and arm != "random" else arm
         if arm in ("dream", "real"):
             mode = arm_obs_mode(args, bundle)
             if arm == "real" and mode != "patch":
-                name = f"real {mode}"  # its own model and log beside the features-only arm
+                # its own model and log beside the features-only arm
+                name = f"real {mode}" + (f" {args.tag}" if args.tag else "")
             train = train_arm(name, args, bundle, man, mode)
             # A policy that reads the body is shown the real one (SB3FeaturePolicy.reads_body).
             row = evaluate_arm(
@@ -334,6 +337,7 @@ def main(args: Args) -> dict[str, Any]:
                 obs_mode=mode,
                 train_curve=train["train_curve"],  # mean return of the last episodes per rollout
             )
+            row["action_mode"] = args.action_mode
             if arm == "dream":
                 row["reward_mode"] = args.reward_mode or RLAWorldConfig.reward_mode
                 row["reset_starts"] = args.reset_starts  # None: the bundle's reset bank
