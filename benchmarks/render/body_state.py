@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from rla_gym.utils.provenance import bundle_rows
+
 from .common import (
     fmt_opt,
     fmt_verdict,
     load_result,
     replaced_reacher_bundle,
-    rows_of_bundle,
     stamp,
 )
 
@@ -51,8 +52,8 @@ def _planner_rows() -> list[str]:
         return []
     # The features-only reacher dream's rows: the shipped bundle's before it dreamed the body.
     shipped = load_result("rl_in_dream_reacher.json") or {}
-    ref = {"arms": rows_of_bundle(
-        shipped, replaced_reacher_bundle() or shipped.get("bundle_created_utc"))}  # fmt: skip
+    created = replaced_reacher_bundle() or shipped.get("bundle_created_utc")
+    ref = {"arms": bundle_rows(shipped, created, "arms")}
     out = [
         "| reacher arm (real seeds 10000-10049) | dream | real success (from scratch: ≥ 70 %) |",
         "|---|---|---|",

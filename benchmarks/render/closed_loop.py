@@ -101,8 +101,7 @@ def closed_loop(result: str = "closed_loop.json") -> str:
         # A run records what "auto" reads on its bundle; older runs were all on the embedded one.
         default = s.get("auto_estimate") or _auto_estimate(suite)
 
-        # "auto" names what it read on the run's bundle.
-        main = s.get("estimate_read") or s.get("success_estimate", "auto")
+        main = _main_estimate(s)
 
         def name(est: str, default: str = default) -> str:
             return f"**{est}** (the env's default here)" if est == default else est
@@ -143,10 +142,16 @@ def closed_loop(result: str = "closed_loop.json") -> str:
     return "\n".join(out)
 
 
+def _main_estimate(s: dict) -> str:
+    """The estimate a suite run reports first: what its ``--success-estimate`` read on its
+    bundle (``auto`` resolved; older runs name the option only)."""
+    return s.get("estimate_read") or s.get("success_estimate", "auto")
+
+
 def _estimates(s: dict) -> dict[str, dict[str, dict]]:
     """``{estimate: {policy: imagined rate entry}}`` of one suite run: its main estimate and every
     one of ``other_estimates``, on the same dreams."""
-    main = s.get("estimate_read") or s.get("success_estimate", "auto")
+    main = _main_estimate(s)
     out = {main: {k: p["imagined"] for k, p in s["policies"].items()}}
     for est, o in s.get("other_estimates", {}).items():
         out.setdefault(est, o["imagined"])
@@ -156,7 +161,7 @@ def _estimates(s: dict) -> dict[str, dict[str, dict]]:
 def _agreement(s: dict, est: str) -> tuple[float | None, float | None]:
     """The Spearman and the base's gap a suite run recorded for estimate ``est``
     (``closed_loop.py``'s ``agreement``): its own estimate's, or one of ``other_estimates``."""
-    if est == (s.get("estimate_read") or s.get("success_estimate", "auto")):
+    if est == _main_estimate(s):
         return s["spearman_success"], s["base_gap_points"]
     o = s["other_estimates"][est]
     return o["spearman_success"], o["base_gap_points"]

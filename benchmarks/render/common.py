@@ -72,16 +72,6 @@ def bundle_notes(d: dict, rows: str) -> tuple[str, str]:
     return on, f" On the earlier bundle ({'; '.join(earlier)})." if earlier else ""
 
 
-def rows_of_bundle(d: dict, created: str | None, rows: str = "arms") -> dict:
-    """An rl_in_dream result's rows run on the bundle built at ``created``: its current rows, or
-    the ones it keeps under ``superseded`` for that earlier bundle (``{}`` if neither)."""
-    if created is None:
-        return {}
-    if d.get("bundle_created_utc") == created:
-        return d.get(rows, {})
-    return d.get("superseded", {}).get(created, {}).get(rows, {})
-
-
 def replaced_reacher_bundle() -> str | None:
     """Build time of the features-only reacher bundle the shipped one (which dreams the body)
     replaced, as ``closed_loop_features.json`` records it; ``None`` before that."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rla_gym.utils.provenance import bundle_rows
+
 from .common import (
     RESULTS,
     fmt_wilson,
     load_result,
     planner_search,
     reward_mode_label,
-    rows_of_bundle,
     stamp,
 )
 
@@ -56,7 +57,8 @@ def planner_oracle() -> str:
     if d is None or not d.get("arms"):
         return "_not run yet: `python benchmarks/planner_oracle.py`_"
     # The dream rows of rl_in_dream_reacher run on the same bundle, current or superseded.
-    dream = rows_of_bundle(load_result("rl_in_dream_reacher.json") or {}, d["bundle_created_utc"])
+    shipped = load_result("rl_in_dream_reacher.json") or {}
+    dream = bundle_rows(shipped, d["bundle_created_utc"], "arms")
     n = min(r["episodes"] for r in d["arms"].values())  # every row also on these seeds
     out = [
         "| model the planner searches in | reward it maximises | search | real success "

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_sha", "package_versions", "provenance", "rows_of_bundle"]
+__all__ = ["bundle_rows", "git_sha", "package_versions", "provenance", "rows_of_bundle"]
 
 _PACKAGES = (
     "rla-gym",
@@ -129,3 +129,14 @@ def rows_of_bundle(
         }
         kept = {k: v for k, v in kept.items() if still_valid(k)}
     return kept, superseded
+
+
+def bundle_rows(result: dict[str, Any], created_utc: str | None, rows: str) -> dict[str, Any]:
+    """The rows a result file holds for the bundle built at ``created_utc``, in the layout
+    :func:`rows_of_bundle` writes: its current rows, or those kept under ``superseded`` for
+    that earlier bundle (``{}`` if neither, or for ``created_utc=None``)."""
+    if created_utc is None:
+        return {}
+    if result.get("bundle_created_utc") == created_utc:
+        return result.get(rows, {})
+    return result.get("superseded", {}).get(created_utc, {}).get(rows, {})

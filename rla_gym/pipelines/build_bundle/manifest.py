@@ -39,11 +39,13 @@ def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
         "video_rows",
     )
 
-    def pick(folder: Path | None) -> dict[str, Any] | None:
+    def meta_of(folder: Path | None) -> dict[str, Any] | None:
         if folder is None or not (folder / "meta.json").exists():
             return None
-        meta = load_json(folder / "meta.json")
-        return {k: meta[k] for k in keys if k in meta}
+        return load_json(folder / "meta.json")
+
+    def pick(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if meta is None else {k: meta[k] for k in keys if k in meta}
 
     def chain(folder: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """``(world model record, its RLA's record)`` of a world-model folder, following its
@@ -52,11 +54,13 @@ def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
         if folder.name == "world_model" and bundle.exists():
             training = load_json(bundle).get("training", {})
             return training.get("world_model"), training.get("rla")
-        meta = load_json(folder / "meta.json") if (folder / "meta.json").exists() else {}
-        record, rla = pick(folder), meta.get("rla_checkpoint")
-        rla_record = pick(Path(rla)) if rla else None
-        source = meta.get("init_from") or (meta.get("train_config") or {}).get("init_from")
-        if record is not None and source and Path(source).exists():
+        meta = meta_of(folder)
+        if meta is None:
+            return None, None
+        record, rla = pick(meta), meta.get("rla_checkpoint")
+        rla_record = pick(meta_of(Path(rla))) if rla else None
+        source = meta.get("init_from")  # train-wm records its warm start's checkpoint
+        if source and Path(source).exists():
             record["warm_start"], source_rla = chain(Path(source))
             record["warm_start_from"] = str(source)
             rla_record = rla_record or source_rla
@@ -66,7 +70,7 @@ def _training_record(wm_ckpt: Path, policy: Path | None) -> dict[str, Any]:
     return {
         "world_model": world_model,
         "rla": rla,
-        "policy": pick(Path(policy)) if policy is not None else None,
+        "policy": pick(meta_of(None if policy is None else Path(policy))),
     }
 
 
