@@ -13,6 +13,9 @@ init states as the base (``--real-episodes``; the base is evaluated once). Arms:
 * ``groups of 8, aligned, lr 1e-4``: common random numbers and the paper's rate (the main job now);
 * ``plain, progress, lr 1e-4`` and ``groups of 8, progress, lr 1e-4``: the bundle's progress head
   as the reward;
+* ``groups of 8, goal, lr 1e-4``: the goal reward (L1 to the reference demo's last frame), the
+  one whose answer to a small change of the base's actions survives new flow noise on LIBERO
+  (``reward_signal.py``), where the aligned reward's does not;
 * ``..., residual 0.02``: the residual may move each action by 0.02 instead of 0.1 (LIBERO's base
   with action noise of std 0.1 halves its real success, ``closed_loop.py``).
 
@@ -41,6 +44,7 @@ ARMS: dict[str, dict] = {
     "plain, progress, lr 1e-4": dict(group_size=1, learning_rate=1e-4, reward_mode="progress"),
     "groups of 8, progress, lr 1e-4": dict(group_size=8, learning_rate=1e-4,
                                            reward_mode="progress"),
+    "groups of 8, goal, lr 1e-4": dict(group_size=8, learning_rate=1e-4, reward_mode="goal"),
     "groups of 8, progress, lr 1e-4, residual 0.02": dict(group_size=8, learning_rate=1e-4,
                                                           reward_mode="progress",
                                                           residual_scale=0.02),

@@ -101,6 +101,11 @@ class Args:
     """Euler steps of the world model per dreamed step"""
     residual_ppo_steps: int = 12_288
     """dreamed chunks (summed over envs) of the ``bc+ppo`` arm's residual PPO (Lift/LIBERO's)"""
+    residual_scale: float = 0.1
+    """largest change the ``bc+ppo`` arm's residual may make to each normalised action (the
+    main job's, paper: 0.1)"""
+    residual_lr: float = 1e-4
+    """learning rate of the ``bc+ppo`` arm's residual PPO (the main job's, paper: 1e-4)"""
     planner_samples: int = 64
     """CEM candidates per iteration of the planner arm"""
     planner_horizon: int = 2
@@ -117,8 +122,8 @@ class Args:
     that dreams it), patch (features only) or auto (features+proprio on such a bundle)"""
     reset_starts: str | None = None
     """a dataset folder (same task, encoded with the bundle's encoder) whose episodes' first
-    frames are the ``dream`` arm's training starts instead of the bundle's reset bank (16 on
-    reacher: 16 targets); the row records it"""
+    frames are the ``dream`` and ``bc+ppo`` arms' training starts instead of the bundle's reset
+    bank (16 on reacher: 16 targets); the row records it"""
     tag: str = ""
     """names the arms run here (all but random) ``<arm> <tag>``: their own rows, models and
     logs"""
@@ -199,10 +204,14 @@ def train_arm(
     # under this run's labels (records from before an option existed hold its default).
     wanted = {"obs_mode": mode, "reward_mode": args.reward_mode if dream else None,
               "reset_starts": args.reset_starts if dream else None,
-              "action_mode": args.action_mode, "budget_min": args.budget_min}  # fmt: skip
+              "action_mode": args.action_mode, "budget_min": args.budget_min,
+              "flow_steps": args.flow_steps if dream else None}  # fmt: skip
     if record.exists() and path.with_suffix(".zip").exists():
         space = load_sb3_model(path.with_suffix(".zip")).observation_space
-        kept = {k: load_json(record).get(k, getattr(Args, k, None)) for k in wanted}
+        # a record from before an option existed: the option's default (none for the real arm)
+        default = {k: getattr(Args, k, None) for k in wanted}
+        default["flow_steps"] = Args.flow_steps if dream else None
+        kept = {k: load_json(record).get(k, default[k]) for k in wanted}
         kept["obs_mode"] = "features+proprio" if space_reads_body(space, str(path)) else "patch"
         changed = [f"{k}={kept[k]!r} there, {wanted[k]!r} here" for k in wanted
                    if kept[k] != wanted[k]]  # fmt: skip
@@ -341,6 +350,7 @@ def main(args: Args) -> dict[str, Any]:
             if arm == "dream":
                 row["reward_mode"] = args.reward_mode or RLAWorldConfig.reward_mode
                 row["reset_starts"] = args.reset_starts  # None: the bundle's reset bank
+                row["flow_steps"] = args.flow_steps
         elif arm == "random":
             row = {
                 **evaluate_arm(name, RandomChunks(size, args.seed), args, man),
@@ -358,7 +368,9 @@ def main(args: Args) -> dict[str, Any]:
             run = run_wmrl(WMRLConfig(
                 suite="dmc-reacher", artifacts=str(bundle), out=arm_dir(args, man, name) / "wmrl",
                 ppo_steps=args.residual_ppo_steps, reward_mode=args.reward_mode, eval_episodes=0,
-                videos=0, seed=args.seed, device="cpu", progress=False,
+                residual_scale=args.residual_scale, learning_rate=args.residual_lr,
+                reset_starts=args.reset_starts, videos=0, seed=args.seed, device="cpu",
+                progress=False,
             ))  # fmt: skip
             final = run["policies"]["bc+ppo"]
             row = {
@@ -368,6 +380,13 @@ def main(args: Args) -> dict[str, Any]:
                 "reward_mode": args.reward_mode or RLAWorldConfig.reward_mode,
                 "dream_success_rate": final["dream"]["success_rate"],
                 "dream_bc_success_rate": run["policies"]["bc"]["dream"]["success_rate"],
+                "dream_return": final["dream"]["mean_return"],
+                "dream_bc_return": run["policies"]["bc"]["dream"]["mean_return"],
+                "dream_vs_bc": final["vs_bc"],
+                "dream_starts": len(final["dream"]["starts"]),
+                "reset_starts": args.reset_starts,
+                "residual_scale": args.residual_scale,
+                "residual_lr": args.residual_lr,
             }
         elif arm in ("planner", "planner-wm"):
             pcfg = PlannerConfig(samples=args.planner_samples, horizon=args.planner_horizon,

@@ -61,6 +61,9 @@ def test_dream_arm_trains_multi_input_ppo_on_the_body_and_acts_on_real_style_obs
         with pytest.raises(ValueError, match=f"{next(iter(option))}=None there"):
             bench.train_arm("dream body", dataclasses.replace(args, **option), body_bundle, man,
                             body)  # fmt: skip
+    with pytest.raises(ValueError, match="flow_steps=2 there, 3 here"):  # a coarser dream
+        bench.train_arm("dream body", dataclasses.replace(args, flow_steps=3), body_bundle, man,
+                        body)  # fmt: skip
     assert bench.train_arm("dream patch", patch, body_bundle, man, "patch")["obs_mode"] == "patch"
     features_only = SB3SavedPolicy(str(bench.arm_dir(args, man, "dream patch") / "ppo.zip"))()
     assert not features_only.reads_body

@@ -22,7 +22,7 @@ from .levers import branch_fit, faithfulness_levers
 from .planning import planner_oracle, planner_real
 from .ppo_in_dream import main_job, ppo_in_dream
 from .reacher_observation import reacher_observation
-from .reward import reward_ranking, reward_samples, success_estimate
+from .reward import reward_ranking, reward_samples, reward_signal, success_estimate
 from .rl_in_dream import rl_in_dream_manip, rl_in_dream_reacher
 from .speed import dream_speed, encoder_throughput, sim_throughput
 from .world_action_model import world_action_model
@@ -43,6 +43,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "dream_speed": dream_speed,
     "dream_speed_body": lambda: dream_speed("dream_speed_body.json"),
     "reward_samples": reward_samples,
+    "reward_signal": reward_signal,
     "reacher_observation": reacher_observation,
     "rl_in_dream_reacher": rl_in_dream_reacher,
     "planner_oracle": planner_oracle,

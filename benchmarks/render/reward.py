@@ -130,3 +130,39 @@ def reward_ranking() -> str:
         "cube's rise, then the gripper-to-cube distance."
     )
     return "\n".join([*out, "", " ".join(notes) + " " + stamp(d)])
+
+
+def reward_signal() -> str:
+    d = load_result("reward_signal.json")
+    if d is None or not d.get("suites"):
+        return "_not run yet: `python benchmarks/reward_signal.py`_"
+    out = [
+        "| suite | reward | base's return | noise std | effect of a change | consistency across "
+        "noise | best change: gain where chosen | gain under fresh noise | success estimate: "
+        "where chosen / fresh noise |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for suite, e in d["suites"].items():
+        for mode, r in e["modes"].items():
+            keep = r["best_gain_held_out"] / r["best_gain_in_sample"] if r[
+                "best_gain_in_sample"] > 0 else float("nan")  # fmt: skip
+            out.append(
+                f"| {suite} | {mode} | {r['base_return']:.2f} | {r['noise_std']:.3f} | "
+                f"{r['effect_mean_abs']:.3f} | {r['consistency']:+.2f} | "
+                f"{r['best_gain_in_sample']:+.3f} | {r['best_gain_held_out']:+.3f} "
+                f"({fmt_opt(keep, '.0%')}) | {r['success_gain_in_sample']:+.2f} / "
+                f"{r['success_gain_held_out']:+.2f} |"
+            )
+    c = d["config"]
+    first = next(iter(d["suites"].values()))
+    extra = (
+        f"The base policy closed loop in the dream from {len(first['starts'])} bank starts per "
+        f"suite, alone and with each of {c['directions']} random sign vectors × {c['scale']:g} "
+        f"added to every chunk (the main job's residual bound), under two flow-noise seeds per "
+        f"start ({c['flow_steps']} Euler steps, the bundle's horizon); one set of dreamed "
+        "trajectories scored in every reward mode. Consistency: correlation of a change's "
+        "effect on the return under one seed with its effect under the other. Best change: per "
+        "start, the direction with the largest gain under one seed, judged under the other "
+        "(both ways round); the share kept is in brackets. "
+    )
+    return "\n".join([*out, "", extra + stamp(d)])

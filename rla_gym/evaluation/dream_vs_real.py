@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def dream_rollouts(
     starts: list[int] | None = None,
     policy: Any = None,
     actions: np.ndarray | None = None,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     *,
     features: np.ndarray | None = None,
     proprio: np.ndarray | None = None,
@@ -98,7 +99,8 @@ def dream_rollouts(
             model dreams it (refused by one that does not).
         policy: an object with ``predict(obs_batch, deterministic=True)`` (closed loop), or
         actions: ``float32 (B, E, K * A)`` chunks to replay open loop.
-        seed: env ``i`` draws its flow noise from seed ``seed + i``.
+        seed: env ``i`` draws its flow noise from seed ``seed + i``, or from ``seed[i]`` (``B``
+            seeds: envs given one seed share a start's noise, e.g. to pair two policies).
         keep_features: also return the dreamed features (and body) after every chunk.
 
     Returns:
@@ -115,11 +117,14 @@ def dream_rollouts(
         raise ValueError("pass exactly one of policy and actions")
     if actions is not None and actions.shape[:2] != (b, horizon):
         raise ValueError(f"actions must be (B={b}, E={horizon}, K*A), got {actions.shape}")
+    seeds = [seed + j for j in range(b)] if isinstance(seed, int) else [int(x) for x in seed]
+    if len(seeds) != b:
+        raise ValueError(f"{len(seeds)} seeds for {b} envs")
     if features is not None:
         options = {"start": "features", "features": features}
         if proprio is not None:
             options["proprio"] = proprio
-        obs, info = venv.reset(seed=seed, options=options)
+        obs, info = venv.reset(seed=seeds, options=options)
     else:
         assert starts is not None
         if len(starts) != b:
@@ -128,7 +133,7 @@ def dream_rollouts(
             mask = np.zeros(b, bool)
             mask[i] = True
             obs, info = venv.reset(
-                seed=[seed + j for j in range(b)],
+                seed=seeds,
                 options={"reset_mask": mask, "start": "init", "index": index},
             )
     demo = np.asarray(info["demo"])

@@ -56,7 +56,7 @@ class ResumeMismatchError(RLAGymError, ValueError):
 # Options a resumed run may change: they only say how long to train or how to evaluate.
 _RESUMABLE = frozenset(
     {"out", "ppo_steps", "eval_episodes", "eval_workers", "eval_max_steps", "videos",
-     "real_policies", "progress", "device"}
+     "real_policies", "progress", "device", "dream_eval_starts"}
 )  # fmt: skip
 
 
@@ -112,6 +112,13 @@ class WMRLConfig:
     """Share of PPO's dreamed episodes that start at a random interior frame of a reference
     demo instead of a reset-bank start (paper: 0.5); the imagined evaluation always starts
     from the bank (``RLAWorldConfig.reset_demo_fraction``)."""
+    reset_starts: str | None = None
+    """Encoded dataset whose episodes' first frames (and bodies) replace the bundle's reset bank,
+    for training and the imagined evaluation (``RLAWorldConfig.reset_starts``): reacher's bank
+    holds 16 starts, which are 16 targets."""
+    dream_eval_starts: int = 128
+    """The imagined evaluation rolls every policy out from the first this-many starts (every
+    bank start of the shipped bundles: 16 to 60)."""
     episode_chunks: int | None = None
     """Length in chunks of PPO's dreamed training episodes (paper: at most 6; default: the
     bundle's horizon); the imagined evaluation uses the bundle's horizon."""
@@ -148,6 +155,8 @@ class WMRLConfig:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
+        if self.dream_eval_starts < 1:
+            raise ValueError(f"--dream-eval-starts must be >= 1, got {self.dream_eval_starts}")
         if self.group_size < 1 or self.num_envs % self.group_size:
             raise ValueError(
                 f"--group-size {self.group_size} must divide --num-envs {self.num_envs} "
@@ -287,11 +296,13 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     (out / "ppo").mkdir(parents=True, exist_ok=True)
     _check_resume(cfg, out / "ppo" / "options.json")  # before anything is trained
     bundle = _bundle_path(cfg)
-    mode = {} if cfg.reward_mode is None else {"reward_mode": cfg.reward_mode}
+    env_opts: dict[str, Any] = {} if cfg.reward_mode is None else {"reward_mode": cfg.reward_mode}
+    if cfg.reset_starts is not None:
+        env_opts["reset_starts"] = cfg.reset_starts
     # The bundled policies read features; a world model that dreams the body still dreams it.
     env_cfg = RLAWorldConfig(
         artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps, obs_mode="patch",
-        **mode,
+        **env_opts,
     )  # fmt: skip
     train_cfg = dataclasses.replace(
         env_cfg,
@@ -363,8 +374,8 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
     final_path = agent.policy.save(ppo_dir / "final")
     train_env.close()
 
-    # ---- imagined evaluation of BC, snapshots and the final policy from every bank start
-    starts = list(range(len(core.reset_features)))
+    # ---- imagined evaluation of BC, snapshots and the final policy from the bank's starts
+    starts = list(range(min(len(core.reset_features), cfg.dream_eval_starts)))
     eval_env = RLAWorldVectorEnv(len(starts), config=env_cfg)
     # name -> (folder, dream env steps of PPO it had when saved)
     policies: dict[str, tuple[Path, int]] = {"bc": (base_path, 0)}
