@@ -66,6 +66,14 @@ class Args:
     """dreamed env steps (chunks, summed over envs) of residual PPO per seed"""
     residual_scale: float = 0.1
     """largest residual change per normalised action value of the PPO head (paper: 0.1)"""
+    residual_lr: float = 1e-4
+    """PPO learning rate of the residual head and critic (paper: 1e-4)"""
+    reward_mode: Literal["aligned", "goal", "progress"] | None = None
+    """the dreamed reward residual PPO trains on and its imagined evaluation reports (default:
+    the env's, aligned)"""
+    tag: str = ""
+    """names the residual-PPO rows ``<row> <tag>`` with their own runs and logs, so a variant
+    (another reward, scale, rate or length) sits beside the default row"""
     short_chunks: int = 6
     """``bc+ppo-short``: dreamed training episodes of this many chunks (paper: at most 6)"""
     short_demo_fraction: float = 0.5
@@ -118,11 +126,29 @@ def _rate(row: dict[str, Any]) -> float:
 
 def _pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     k, n = sum(r["success"] for r in rows), sum(r["episodes"] for r in rows)
-    return {"success": k, "episodes": n, "wilson95": list(wilson_interval(k, n))}
+    out = {"success": k, "episodes": n, "wilson95": list(wilson_interval(k, n))}
+    for key in ("imagined", "imagined_base"):  # summed over seeds, return averaged by episode
+        dreamt = [r[key] for r in rows if key in r]
+        if dreamt:
+            m = sum(d["episodes"] for d in dreamt)
+            out[key] = {"success": sum(d["success"] for d in dreamt), "episodes": m,
+                        "return": sum(d["return"] * d["episodes"] for d in dreamt) / m}  # fmt: skip
+    return out
+
+
+def _imagined(dream: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`~rla_gym.pipelines.wmrl.dream_evaluate` record -> successes, episodes, return."""
+    return {"success": int(sum(dream["success_any"])), "episodes": len(dream["success_any"]),
+            "return": float(dream["mean_return"])}  # fmt: skip
 
 
 # The residual-PPO rows and the prefix of their per-seed run folders.
 PPO_ROWS = {"bc+ppo": "ppo", "bc+ppo-short": "ppo_short", "bc-plain+ppo": "plain_ppo"}
+
+
+def _row_name(args: Args, name: str) -> str:
+    """A residual-PPO row's name in the result file: ``--tag`` names a variant's own row."""
+    return f"{name} {args.tag}" if args.tag and name in PPO_ROWS else name
 
 
 def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
@@ -136,6 +162,8 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
     from rla_gym.pipelines.wmrl import WMRLConfig, run_wmrl
 
     folder, short, plain = PPO_ROWS[name], name.endswith("-short"), name.startswith("bc-plain")
+    if args.tag:
+        folder = f"{folder}_{args.tag.replace(' ', '_').replace(',', '')}"
     episodes = (
         {"reset_demo_fraction": args.short_demo_fraction, "episode_chunks": args.short_chunks}
         if short
@@ -147,11 +175,12 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
             suite=args.suite, artifacts=str(bundle),
             out=_runs(args, man) / f"{folder}_{seed}",
             ppo_steps=args.ppo_steps, residual_scale=args.residual_scale, eval_episodes=0,
+            learning_rate=args.residual_lr, reward_mode=args.reward_mode,
             videos=0, seed=seed, device="cpu", progress=False, **episodes,
             base_policy=str(args.plain_bc) if plain else None,
         ))  # fmt: skip
         final = run["policies"]["bc+ppo"]
-        real = _real(args, man, f"{name}_{seed}", SavedPolicy(final["path"]))
+        real = _real(args, man, f"{_row_name(args, name)}_{seed}", SavedPolicy(final["path"]))
         per_seed.append(
             {
                 "seed": seed,
@@ -161,12 +190,21 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
                 "dream_bc_success_rate": run["policies"]["bc"]["dream"]["success_rate"],
                 "dream_return": final["dream"]["mean_return"],
                 "dream_bc_return": run["policies"]["bc"]["dream"]["mean_return"],
+                # The same starts and flow noise for both, scored by the success estimate
+                # and reward named here (an older row's dream_* keys used its own).
+                "imagined": _imagined(final["dream"]),
+                "imagined_base": _imagined(run["policies"]["bc"]["dream"]),
+                "imagined_vs_base": final["vs_bc"],
+                "success_estimate": run["success_estimate"],
+                "reward_mode": run["reward_mode"],
             }
         )
         if save is not None and len(per_seed) < len(args.seeds):
             save({**_pooled(per_seed), "per_seed": per_seed})
     # The row of the base it started from (what the dream is judged to have added to).
-    return {**_pooled(per_seed), "per_seed": per_seed, "base": "bc-plain" if plain else "bc"}
+    return {**_pooled(per_seed), "per_seed": per_seed, "base": "bc-plain" if plain else "bc",
+            "ppo_steps": args.ppo_steps, "residual_scale": args.residual_scale,
+            "residual_lr": args.residual_lr}  # fmt: skip
 
 
 def distilled(args: Args, bundle: Path, man: dict[str, Any],
@@ -217,7 +255,7 @@ def main(args: Args) -> dict[str, Any]:
     )
 
     def save(name: str, row: dict[str, Any]) -> None:
-        policies[name] = row
+        policies[_row_name(args, name)] = row
         best = max(
             (p for p in policies if p not in ("bc", "bc-plain")),
             key=lambda p: _rate(policies[p]),
@@ -264,6 +302,7 @@ def main(args: Args) -> dict[str, Any]:
             if name.startswith("bc-plain") and args.plain_bc is None:
                 raise ValueError(f"policy {name} needs --plain-bc <policy folder>")
             row = bc_ppo(args, bundle, man, name, save=lambda r, n=name: save(n, r))
+            name = _row_name(args, name)
         elif name == "planner":
             mode = args.planner_reward_mode
             policy = PlannerPolicy(str(bundle), pcfg, reward_mode=mode)
