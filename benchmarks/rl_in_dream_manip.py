@@ -169,6 +169,9 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
         if short
         else {}
     )
+    # The row of the base it started from (what the dream is judged to have added to).
+    recipe = {"base": "bc-plain" if plain else "bc", "ppo_steps": args.ppo_steps,
+              "residual_scale": args.residual_scale, "residual_lr": args.residual_lr}  # fmt: skip
     per_seed: list[dict[str, Any]] = []
     for seed in args.seeds:
         run = run_wmrl(WMRLConfig(
@@ -200,11 +203,8 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
             }
         )
         if save is not None and len(per_seed) < len(args.seeds):
-            save({**_pooled(per_seed), "per_seed": per_seed})
-    # The row of the base it started from (what the dream is judged to have added to).
-    return {**_pooled(per_seed), "per_seed": per_seed, "base": "bc-plain" if plain else "bc",
-            "ppo_steps": args.ppo_steps, "residual_scale": args.residual_scale,
-            "residual_lr": args.residual_lr}  # fmt: skip
+            save({**_pooled(per_seed), "per_seed": per_seed, **recipe})
+    return {**_pooled(per_seed), "per_seed": per_seed, **recipe}
 
 
 def distilled(args: Args, bundle: Path, man: dict[str, Any],

@@ -115,6 +115,9 @@ class Args:
     scratch in [-1, 1])"""
     planner_world_model: str | None = None
     """world-model checkpoint of the ``planner-wm`` arm (same encoder as the bundle)"""
+    planner_base: str | None = None
+    """a ``bc+ppo`` arm of the result file whose policy the planner arms search residuals around
+    instead of the bundle's base (run that arm first); the row records it"""
     reward_mode: Literal["aligned", "goal", "progress"] | None = None
     """dreamed reward of the dream-trained PPO and the planners (default: the env's)"""
     obs_mode: Literal["auto", "patch", "features+proprio"] = "auto"
@@ -384,6 +387,7 @@ def main(args: Args) -> dict[str, Any]:
                 "dream_bc_return": run["policies"]["bc"]["dream"]["mean_return"],
                 "dream_vs_bc": final["vs_bc"],
                 "dream_starts": len(final["dream"]["starts"]),
+                "policy": final["path"],
                 "reset_starts": args.reset_starts,
                 "residual_scale": args.residual_scale,
                 "residual_lr": args.residual_lr,
@@ -394,13 +398,25 @@ def main(args: Args) -> dict[str, Any]:
             wm = args.planner_world_model if arm == "planner-wm" else None
             if arm == "planner-wm" and wm is None:
                 raise ValueError("the planner-wm arm needs --planner-world-model <checkpoint>")
-            policy = PlannerPolicy(str(bundle), pcfg, world_model=wm, reward_mode=args.reward_mode)
+            base = None
+            if args.planner_base is not None:  # another arm's saved policy, by its row's name
+                base = arms.get(args.planner_base, {}).get("policy")
+                if base is None:
+                    raise ValueError(
+                        f"--planner-base {args.planner_base!r} is not a bc+ppo arm with a saved "
+                        f"policy in {out_path}; run that arm first (its row records its policy)"
+                    )
+            policy = PlannerPolicy(str(bundle), pcfg, world_model=wm, reward_mode=args.reward_mode,
+                                   base_policy=base)  # fmt: skip
             row = {
                 **evaluate_arm(name, policy, args, man),
                 "train_minutes": 0.0,
                 "planner": dataclasses.asdict(pcfg),
                 "reward_mode": policy.env_config().reward_mode,
                 **({"world_model": wm} if wm else {}),
+                **(
+                    {"planner_base": args.planner_base, "planner_base_policy": base} if base else {}
+                ),
             }
         else:
             raise ValueError(

@@ -12,7 +12,8 @@ import pytest
 from tiny_bundle import K
 
 from rla_gym.envs.rla_world import RLAWorldConfig
-from rla_gym.planning import DreamPlanner, MPCController, PlannerConfig
+from rla_gym.errors import MissingWeightsError
+from rla_gym.planning import DreamPlanner, MPCController, PlannerConfig, PlannerPolicy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -103,7 +104,7 @@ def test_mpc_aligns_counts_time_and_warm_starts_by_shifting(bundle: Path) -> Non
     np.testing.assert_array_equal(mpc.previous, s0)
 
 
-def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path) -> None:
+def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path, tmp_path: Path) -> None:
     from rla_gym.agents import ActorCriticConfig, BCConfig
     from rla_gym.planning import distill, record_plans
 
@@ -130,6 +131,15 @@ def test_record_plans_and_distill_into_a_bc_cost_policy(bundle: Path) -> None:
         bc_config=BCConfig(steps=5, batch_size=4, val_fraction=0.0),
     )
     assert residual.config.residual and residual.config.residual_scale == 0.2
+
+    # A planner may search around a saved policy other than the bundle's base (a worker's copy).
+    residual.save(tmp_path / "around")
+    cfg = dataclasses.replace(TINY, residual_scale=0.2)
+    around = PlannerPolicy(str(bundle), cfg, base_policy=str(tmp_path / "around"))().planner
+    x = data["features"][:3]
+    np.testing.assert_allclose(around.base_policy.predict(x)[0], residual.predict(x)[0], atol=1e-6)
+    with pytest.raises(MissingWeightsError, match="ships none"):  # the tiny bundle has no base
+        PlannerPolicy(str(bundle), cfg)()
 
 
 @pytest.mark.sim

@@ -97,6 +97,9 @@ def test_rl_in_dream_refuses_the_shipped_result_file_for_another_bundle(
     # The embedded bundle, rebuilt, runs into its own shipped file (older rows: 'superseded').
     bench.DEFAULT_OUT.write_text(json.dumps({"bundle_created_utc": "2000-01-01T00:00:00+00:00"}))
     assert bench.result_file(bench.Args(), man) == bench.DEFAULT_OUT
+    # A planner around another arm's policy names an arm of the file that saved one.
+    with pytest.raises(ValueError, match="'bc\\+ppo x' is not a bc\\+ppo arm with a saved policy"):
+        bench.main(dataclasses.replace(args, arms=("planner",), planner_base="bc+ppo x", out=own))
 
 
 @pytest.mark.sim

@@ -22,6 +22,8 @@ def rl_in_dream_reacher() -> str:
     kinds = dict(names)  # what each kind of arm is, before a row adds its settings
     for k, r in d["arms"].items():
         how = f", {planner_search(r['planner'])}" if "planner" in r else ""
+        if r.get("planner_base"):  # it searched around another arm's policy
+            how = how.replace("the base", f"`{r['planner_base']}`")
         kind = k.split(" ")[0]
         name = names.get(k, kinds.get(kind, k))
         if kind in ("planner", "dream", "bc+ppo"):

@@ -120,6 +120,9 @@ class PlannerPolicy:
             the bundle's).
         reward_mode: the dreamed env's reward the candidates are scored by (``"aligned"``,
             ``"goal"`` or ``"progress"``; ``None``: the env's default).
+        base_policy: a saved :class:`~rla_gym.agents.ActorCritic` folder whose chunks a
+            residual planner searches around (``None``: the bundle's base), e.g. the base plus
+            a residual head trained by PPO in the dream.
     """
 
     artifacts: str
@@ -127,10 +130,16 @@ class PlannerPolicy:
     device: str = "cpu"
     world_model: str | None = None
     reward_mode: RewardMode | None = None
+    base_policy: str | None = None
 
     def __call__(self) -> MPCController:
         torch.set_num_threads(1)  # one core per simulator worker
-        return MPCController(DreamPlanner(self.env_config(), self.config))
+        base = None
+        if self.base_policy is not None:
+            from rla_gym.agents import ActorCritic
+
+            base = ActorCritic.load(self.base_policy, device=self.device).eval()
+        return MPCController(DreamPlanner(self.env_config(), self.config, base_policy=base))
 
     def env_config(self) -> RLAWorldConfig:
         """The dreamed env planned in (bundle, device, world model, reward mode)."""
