@@ -198,6 +198,7 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
                 "imagined": _imagined(final["dream"]),
                 "imagined_base": _imagined(run["policies"]["bc"]["dream"]),
                 "imagined_vs_base": final["vs_bc"],
+                "policy": final["path"],
                 "success_estimate": run["success_estimate"],
                 "reward_mode": run["reward_mode"],
             }

@@ -20,7 +20,7 @@ from .experts import expert_success
 from .fidelity import fidelity, rla_decoder_target
 from .levers import branch_fit, faithfulness_levers
 from .planning import planner_oracle, planner_real
-from .ppo_in_dream import main_job, ppo_in_dream
+from .ppo_in_dream import exploit_signal, main_job, ppo_in_dream
 from .reacher_observation import reacher_observation
 from .reward import reward_ranking, reward_samples, reward_signal, success_estimate
 from .rl_in_dream import rl_in_dream_manip, rl_in_dream_reacher
@@ -44,6 +44,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "dream_speed_body": lambda: dream_speed("dream_speed_body.json"),
     "reward_samples": reward_samples,
     "reward_signal": reward_signal,
+    "exploit_signal": exploit_signal,
     "reacher_observation": reacher_observation,
     "rl_in_dream_reacher": rl_in_dream_reacher,
     "planner_oracle": planner_oracle,

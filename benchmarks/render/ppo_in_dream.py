@@ -87,3 +87,35 @@ def main_job() -> str:
             )
         out += ["", stamp(run), ""]
     return "\n".join(out).rstrip()
+
+
+def exploit_signal() -> str:
+    d = load_result("exploit_signal.json")
+    if d is None or not d.get("suites"):
+        return "_not run yet: `python benchmarks/exploit_signal.py`_"
+    out = [
+        "| suite | row | seed | flow-sample spread × the base's | real success (base, same "
+        "episodes) |",
+        "|---|---|---|---|---|",
+    ]
+    notes = []
+    flag = d["config"]["flag"]
+    for suite, e in d["suites"].items():
+        for p in e["policies"]:
+            out.append(
+                f"| {suite} | {p['row']} | {p['seed']} | {p['ratio']:.3f} | "
+                f"{p['real']}/{p['episodes']} ({p['base_real']}) |"
+            )
+        rho = e["spearman_ratio_vs_real_gain"]
+        notes.append(
+            f"{suite}: {e['starts']} starts; Spearman of the spread ratio with the real gain "
+            f"{'n/a' if rho is None else f'{rho:+.2f}'}; {e['flagged']} policies above "
+            f"×{1 + flag:.2f}, {e['flagged_that_lost']} of them lost real episodes; "
+            f"{e['unflagged_that_lost']} of the other {e['unflagged']} lost"
+        )
+    text = (
+        f"Every policy closed loop in the dream from the same reset-bank starts and flow noise, "
+        f"{d['config']['samples']} flow samples per step; spread = std between them, averaged "
+        f"over starts and steps. " + ". ".join(n[0].upper() + n[1:] for n in notes) + "."
+    )
+    return "\n".join([*out, "", text + " " + stamp(d)])

@@ -104,9 +104,10 @@ def dream_rollouts(
         keep_features: also return the dreamed features (and body) after every chunk.
 
     Returns:
-        ``rewards (B, E)``, ``success (B, E)`` (estimate per step), ``demo (B,)`` and, if asked,
-        ``features`` (``float32 (B, E, N, D)``) and, for a dream of the body, ``body``
-        (``float32 (B, E, P)``).
+        ``rewards (B, E)``, ``success (B, E)`` (estimate per step), ``demo (B,)``, with the
+        env's ``num_uncertainty_samples >= 2`` also ``uncertainty (B, E)`` (the spread of its
+        flow samples at every step), and, if asked, ``features`` (``float32 (B, E, N, D)``)
+        and, for a dream of the body, ``body`` (``float32 (B, E, P)``).
     """
     b, horizon = venv.num_envs, venv.max_episode_steps
     if (starts is None) == (features is None):
@@ -138,17 +139,21 @@ def dream_rollouts(
             )
     demo = np.asarray(info["demo"])
     rewards, success = np.zeros((b, horizon)), np.zeros((b, horizon), bool)
-    kept, bodies = [], []
+    kept, bodies, spread = [], [], []
     for e in range(horizon):
         act = policy.predict(obs, deterministic=True)[0] if actions is None else actions[:, e]
         obs, reward, _, _, info = venv.step(act)
         rewards[:, e] = reward
         success[:, e] = info["is_success_estimate"]
+        if "uncertainty" in info:
+            spread.append(np.asarray(info["uncertainty"], dtype=np.float64))
         if keep_features:
             kept.append(venv.state_features.float().cpu().numpy())
             if venv.state_body is not None:
                 bodies.append(venv.state_body.float().cpu().numpy())
     out = {"rewards": rewards, "success": success, "demo": demo}
+    if spread:
+        out["uncertainty"] = np.stack(spread, 1)
     if keep_features:
         out["features"] = np.stack(kept, 1)
         if bodies:
