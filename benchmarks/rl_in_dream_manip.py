@@ -71,6 +71,9 @@ class Args:
     reward_mode: Literal["aligned", "goal", "progress"] | None = None
     """the dreamed reward residual PPO trains on and its imagined evaluation reports (default:
     the env's, aligned)"""
+    uncertainty_penalty: float = 0.0
+    """residual PPO's dreamed reward pays minus this weight times the spread of 2 flow samples
+    per step (``WMRLConfig.uncertainty_penalty``; 0: off)"""
     tag: str = ""
     """names the residual-PPO rows ``<row> <tag>`` with their own runs and logs, so a variant
     (another reward, scale, rate or length) sits beside the default row"""
@@ -171,7 +174,8 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
     )
     # The row of the base it started from (what the dream is judged to have added to).
     recipe = {"base": "bc-plain" if plain else "bc", "ppo_steps": args.ppo_steps,
-              "residual_scale": args.residual_scale, "residual_lr": args.residual_lr}  # fmt: skip
+              "residual_scale": args.residual_scale, "residual_lr": args.residual_lr,
+              "uncertainty_penalty": args.uncertainty_penalty}  # fmt: skip
     per_seed: list[dict[str, Any]] = []
     for seed in args.seeds:
         run = run_wmrl(WMRLConfig(
@@ -179,6 +183,7 @@ def bc_ppo(args: Args, bundle: Path, man: dict[str, Any], name: str,
             out=_runs(args, man) / f"{folder}_{seed}",
             ppo_steps=args.ppo_steps, residual_scale=args.residual_scale, eval_episodes=0,
             learning_rate=args.residual_lr, reward_mode=args.reward_mode,
+            uncertainty_penalty=args.uncertainty_penalty,
             videos=0, seed=seed, device="cpu", progress=False, **episodes,
             base_policy=str(args.plain_bc) if plain else None,
         ))  # fmt: skip

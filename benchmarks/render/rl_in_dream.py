@@ -173,6 +173,8 @@ def rl_in_dream_manip(short: str) -> str:
             what += (f"; {reward_mode_label(runs[0])} reward, residual "
                      f"{r['residual_scale']:g}, lr {r['residual_lr']:g}, "
                      f"{r['ppo_steps']:,} dreamed chunks per seed")  # fmt: skip
+            if r.get("uncertainty_penalty"):
+                what += f", minus {r['uncertainty_penalty']:g} × the flow-sample spread"
         imagined = "-"  # rows older than the key were scored by another success estimate
         if (i := r.get("imagined")) and (b := r.get("imagined_base")):
             imagined = (f"{i['success']}/{i['episodes']} ({b['success']}), "

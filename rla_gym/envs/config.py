@@ -124,6 +124,11 @@ class RLAWorldConfig:
     """``S``: with ``S >= 2`` every step draws ``S`` flow samples and reports their spread in
     ``info["uncertainty"]``. The state follows sample 0, whose noise is drawn exactly as without
     the option (the extra samples come from a second stream), so the dream is unchanged."""
+    uncertainty_penalty: float = 0.0
+    """Minus this weight times ``info["uncertainty"]`` in every step's reward (needs
+    ``num_uncertainty_samples >= 2``): a policy that leads the world model to states it is unsure
+    of pays for it, as in model-based offline RL. On Lift the spread grows with how far residual
+    PPO exploits the dream (``benchmarks/exploit_signal.py``). ``0``: off."""
     reward_samples: int = 1
     """``R``: with ``R >= 2`` every step draws ``R`` flow samples and pays the mean of their
     rewards; the reward's terms (``reward_l1``, ``dist_to_goal``, ``progress``) are means too and
@@ -176,6 +181,15 @@ class RLAWorldConfig:
             raise ValueError(
                 "num_uncertainty_samples must be 0 (off) or >= 2, got "
                 f"{self.num_uncertainty_samples}"
+            )
+        if not (self.uncertainty_penalty >= 0 and np.isfinite(self.uncertainty_penalty)):
+            raise ValueError(
+                f"uncertainty_penalty must be a finite weight >= 0, got {self.uncertainty_penalty}"
+            )
+        if self.uncertainty_penalty > 0 and self.num_uncertainty_samples < 2:
+            raise ValueError(
+                "uncertainty_penalty needs num_uncertainty_samples >= 2 (the spread it charges "
+                f"is measured between flow samples), got {self.num_uncertainty_samples}"
             )
         if self.reward_samples < 1:
             raise ValueError(

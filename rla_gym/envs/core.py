@@ -383,6 +383,7 @@ class DreamCore:
         unc = self._spread(out)
         if unc is not None:
             terms["uncertainty"] = unc.cpu().numpy()
+            reward = reward - self.config.uncertainty_penalty * terms["uncertainty"]
         return out[:, 0].contiguous(), reward, terms, body_next
 
     def score(

@@ -70,6 +70,9 @@ def _check_resume(cfg: WMRLConfig, path: Path) -> None:
         save_json(options, path)
         return
     stored = load_json(path)
+    # An option added after the run was stored ran at its default.
+    defaults = to_jsonable(WMRLConfig())
+    stored = {k: stored.get(k, defaults.get(k)) for k in options.keys() | stored.keys()}
     changed = sorted(k for k in options.keys() | stored.keys() if options.get(k) != stored.get(k))
     if changed:
         diffs = ", ".join(f"{k}: {stored.get(k)!r} -> {options.get(k)!r}" for k in changed)
@@ -133,6 +136,12 @@ class WMRLConfig:
     """PPO learning rate of the residual head and critic (paper: 1e-4). At 3e-4 a single Adam
     step of the residual head already moves the 56-dim LIBERO chunk's log-likelihood past the
     target KL; most iterations stopped early."""
+    uncertainty_penalty: float = 0.0
+    """PPO's dreamed reward pays minus this weight times the spread of ``uncertainty_samples``
+    flow samples per step (``RLAWorldConfig.uncertainty_penalty``); the imagined evaluation
+    reports the reward without it, comparable with the base's. ``0``: off."""
+    uncertainty_samples: int = 2
+    """Flow samples per training step whose spread the penalty charges (with a penalty only)."""
     snapshots: int = 3
     """Policies saved along training (besides BC and the final one) for imagined evaluation."""
     eval_episodes: int = 10
@@ -157,6 +166,11 @@ class WMRLConfig:
     def __post_init__(self) -> None:
         if self.dream_eval_starts < 1:
             raise ValueError(f"--dream-eval-starts must be >= 1, got {self.dream_eval_starts}")
+        if not self.uncertainty_penalty >= 0 or self.uncertainty_samples < 2:
+            raise ValueError(
+                f"--uncertainty-penalty must be >= 0 (got {self.uncertainty_penalty}) and "
+                f"--uncertainty-samples >= 2 (got {self.uncertainty_samples})"
+            )
         if self.group_size < 1 or self.num_envs % self.group_size:
             raise ValueError(
                 f"--group-size {self.group_size} must divide --num-envs {self.num_envs} "
@@ -304,10 +318,15 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
         artifacts=str(bundle), device=cfg.device, flow_steps=cfg.flow_steps, obs_mode="patch",
         **env_opts,
     )  # fmt: skip
+    penalty: dict[str, Any] = {}
+    if cfg.uncertainty_penalty > 0:  # training only: the imagined evaluation scores as before
+        penalty = {"uncertainty_penalty": cfg.uncertainty_penalty,
+                   "num_uncertainty_samples": cfg.uncertainty_samples}  # fmt: skip
     train_cfg = dataclasses.replace(
         env_cfg,
         reset_demo_fraction=cfg.reset_demo_fraction,
         max_episode_steps=cfg.episode_chunks,
+        **penalty,
     )
     train_env = RLAWorldVectorEnv(cfg.num_envs, config=train_cfg)
     core = train_env.core
