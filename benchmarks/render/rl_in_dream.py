@@ -67,16 +67,17 @@ def rl_in_dream_reacher() -> str:
         rows = [arms[k] for k in settings[setting]]
         return sum(r["success"] for r in rows), sum(r["episodes"] for r in rows)
 
+    def share(setting: str) -> float:
+        k, n = pooled(setting)
+        return k / n
+
     def best(kinds: tuple[str, ...]) -> str | None:
         found = [s for s in settings if s.split(" ")[0] in kinds]
-        return max(found, key=lambda s: pooled(s)[0] / pooled(s)[1]) if found else None
+        return max(found, key=share) if found else None
 
     def said(setting: str) -> str:
         (k, n), seeds = pooled(setting), len(settings[setting])
         return f"`{setting}`{f' ({seeds} seeds)' if seeds > 1 else ''} {k}/{n}, {100 * k / n:.0f} %"
-
-    def share(setting: str) -> float:
-        return pooled(setting)[0] / pooled(setting)[1]
 
     verdicts = []
     if dream := best(("dream",)):
