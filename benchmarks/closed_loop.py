@@ -48,7 +48,7 @@ import numpy as np
 import tyro
 from counterfactual import suite_paths
 
-from rla_gym.envs.body import FEATURES
+from rla_gym.evaluation.perturbed import Perturbed
 from rla_gym.features import sha256_file
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.stats import spearman, wilson_interval
@@ -93,78 +93,6 @@ class Args:
 
 
 # --------------------------------------------------------------------------- policies
-@dataclass(frozen=True)
-class Perturbed:
-    """Picklable factory of a closed-loop policy: the base at ``path`` perturbed (``path=None``:
-    uniform random chunks of ``size`` values). Called, it returns a :class:`PerturbedPolicy`.
-
-    Attributes:
-        noise: std of Gaussian noise added to every chunk (normalised units), then clipped.
-        mix: probability that a chunk is uniform random instead of the base's.
-        every: the base decides every ``every``-th chunk and repeats its chunk in between.
-    """
-
-    path: str | None
-    size: int
-    noise: float = 0.0
-    mix: float = 0.0
-    every: int = 1
-
-    def __call__(self) -> PerturbedPolicy:
-        return PerturbedPolicy(self)
-
-
-class PerturbedPolicy:
-    """One policy for both worlds: ``predict(obs (B, N, D))`` for the dreamed vector env
-    (:func:`dream_rollouts`), ``policy(features (N, D))`` for :func:`~rla_gym.evaluation.real.
-    rollout`; ``reset(seed)`` (one seed per episode in the batch) seeds episode ``i``'s draws."""
-
-    def __init__(self, spec: Perturbed) -> None:
-        import torch
-
-        from rla_gym.agents import ActorCritic
-
-        torch.set_num_threads(1)
-        self.spec = spec
-        self.base = None if spec.path is None else ActorCritic.load(spec.path).eval()
-        # A base that reads the body is shown it in both worlds (real evaluation reads this).
-        self.reads_body = bool(self.base is not None and self.base.reads_body)
-        self.reset(0)
-
-    def reset(self, seed: int | list[int]) -> None:
-        seeds = [seed] if isinstance(seed, int) else list(seed)
-        self.rngs = [np.random.default_rng(s) for s in seeds]
-        self.t, self.last = 0, None
-
-    def predict(self, obs: Any, deterministic: bool = True) -> tuple[np.ndarray, None]:
-        if isinstance(obs, dict) and not self.reads_body:  # a body bundle's observation
-            obs = obs[FEATURES]
-        sp, b = self.spec, len(obs[FEATURES] if isinstance(obs, dict) else obs)
-        if len(self.rngs) != b:
-            raise ValueError(f"{b} observations for {len(self.rngs)} seeded episodes")
-        # Every draw is made at every chunk, in one order, so episode i's stream is the same
-        # whichever branch is taken and in either world.
-        gauss = np.stack([r.normal(0.0, 1.0, sp.size) for r in self.rngs])
-        coin = np.array([r.random() for r in self.rngs])
-        uniform = np.stack([r.uniform(-1.0, 1.0, sp.size) for r in self.rngs])
-        if self.base is None:
-            act = uniform
-        elif self.last is not None and self.t % sp.every:
-            act = self.last
-        else:
-            act = self.base.predict(obs, deterministic=True)[0]
-        self.last, self.t = act, self.t + 1
-        if self.base is not None:
-            act = np.where((coin < sp.mix)[:, None], uniform, act + sp.noise * gauss)
-        return np.clip(act, -1.0, 1.0).astype(np.float32), None
-
-    def __call__(self, obs: Any) -> np.ndarray:
-        """One real observation: features ``(N, D)``, or ``{"features", "proprio"}``."""
-        if isinstance(obs, dict):
-            return self.predict({k: np.asarray(v)[None] for k, v in obs.items()})[0][0]
-        return self.predict(np.asarray(obs)[None])[0][0]
-
-
 def policies(bundle: Path, size: int, extra: dict[str, str] | None = None) -> dict[str, Perturbed]:
     """The closed-loop policies, best first by intent; ``base`` is the bundle's base; ``extra``
     (``{name: policy folder}``) go in before ``random``."""

@@ -1,5 +1,5 @@
-"""``rla-gym <verb>``: collect, encode, inspect, train-rla, train-wm, train-bc, train-progress,
-train-decoder, build-bundle, add-progress-head, add-decoder, eval.
+"""``rla-gym <verb>``: collect, record, encode, inspect, train-rla, train-wm, train-bc,
+train-progress, train-decoder, build-bundle, add-progress-head, add-decoder, eval.
 
 Each verb takes a frozen dataclass of options; ``rla-gym <verb> --help`` lists them.
 """
@@ -18,6 +18,7 @@ import tyro
 from rla_gym.cli.evaluate import cmd_eval
 from rla_gym.data.collect import CollectConfig
 from rla_gym.errors import RLAGymError
+from rla_gym.evaluation.record import RecordConfig
 from rla_gym.pipelines.build_bundle import BuildBundleConfig
 from rla_gym.utils.io import load_json
 
@@ -61,6 +62,13 @@ def cmd_collect(cfg: CollectConfig) -> None:
     from rla_gym.data.collect import collect
 
     _print(collect(cfg))
+
+
+def cmd_record(cfg: RecordConfig) -> None:
+    """Record a feature policy's real episodes (perturbed if asked) as a dataset (resumable)."""
+    from rla_gym.evaluation.record import record_policy
+
+    _print(record_policy(cfg))
 
 
 def cmd_encode(args: EncodeArgs) -> None:
@@ -142,6 +150,7 @@ def cmd_add_decoder(args: AddDecoderArgs) -> None:
 def _verbs() -> dict[str, Any]:
     verbs: dict[str, Any] = {
         "collect": cmd_collect,
+        "record": cmd_record,
         "encode": cmd_encode,
         "inspect": cmd_inspect,
         "build-bundle": cmd_build_bundle,

@@ -30,7 +30,14 @@ from rla_gym.data.episodes import Episode, EpisodeStore
 from rla_gym.utils.io import to_jsonable
 from rla_gym.utils.parallel import Emit, imap_workers
 
-__all__ = ["CollectConfig", "branch_id", "collect", "record_branches", "record_episode"]
+__all__ = [
+    "CollectConfig",
+    "branch_id",
+    "collect",
+    "record_branches",
+    "record_episode",
+    "sim_manifest",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,19 +277,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     # here, with a clear message, before any worker starts.
     probe = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
     try:
-        store.init_manifest(
-            {
-                "sim": probe.sim,
-                "task": probe.task,
-                "resolution": probe.resolution,
-                "action_dim": probe.action_dim,
-                "action_low": probe.action_low.tolist(),
-                "action_high": probe.action_high.tolist(),
-                "max_steps": probe.max_steps,
-                "num_init_states": probe.num_init_states,
-                **_proprio_manifest(probe.sim),
-            }
-        )
+        store.init_manifest(sim_manifest(probe))
     finally:
         probe.close()
     summary: dict[str, Any] = {
@@ -309,6 +304,22 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
         summary["total_steps"] += int(length)
     summary["success_rate"] = summary["successes"] / max(summary["recorded"], 1)
     return summary
+
+
+def sim_manifest(sim: Any) -> dict[str, Any]:
+    """What ``dataset.json`` says about the simulator task of a dataset recorded from ``sim``
+    (an adapter): task, camera, action bounds, horizon, init states and the body fields."""
+    return {
+        "sim": sim.sim,
+        "task": sim.task,
+        "resolution": sim.resolution,
+        "action_dim": sim.action_dim,
+        "action_low": sim.action_low.tolist(),
+        "action_high": sim.action_high.tolist(),
+        "max_steps": sim.max_steps,
+        "num_init_states": sim.num_init_states,
+        **_proprio_manifest(sim.sim),
+    }
 
 
 def _proprio_manifest(sim: str) -> dict[str, Any]:
