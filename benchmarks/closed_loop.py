@@ -157,7 +157,9 @@ class SuiteRun:
         # Real episodes are the base's and the simulator's, whatever the bundle dreams with.
         self.policy_sha = sha256_file(self.bundle / "policy" / "model.safetensors")
         self.dir = args.runs / suite / f"policy-{self.policy_sha[:12]}"
-        self.body = bool(self.man.get("proprio"))
+        # Whether the world model dreams the body (a bundle records the dataset's body either way).
+        wm = load_json(self.bundle / "world_model" / "config.json")["world_model"]
+        self.body = bool(wm.get("proprio_fields"))
         self.venvs: dict[tuple[int, str], Any] = {}
         self.starts: np.ndarray | None = None
         self.start_bodies: np.ndarray | None = None

@@ -322,3 +322,16 @@ def test_world_model_with_history(bundle: Path, tmp_path: Path) -> None:
             np.testing.assert_allclose(vobs[i], e.step(acts[i])[0], atol=1e-4)
     with pytest.raises(ValueError, match="chunk is K=8"):
         make_env(bundle, world_model=str(_history_model(bundle, tmp_path / "bad", K + 1)))
+
+
+def test_dreamed_calibration_scores_an_episode_as_the_env_reads_it(bundle: Path) -> None:
+    from rla_gym.pipelines.build_bundle import closest_approach
+
+    goal = np.zeros((4, 16), np.float32)
+    away = np.full((4, 16), 0.5, np.float32)
+    # The env declares success at the first chunk within the threshold, so an episode that
+    # passes the goal and leaves it scores as close as it came, not as where it ended.
+    assert closest_approach(np.stack([away, goal + 0.01, away]), goal) == pytest.approx(0.01)
+    assert closest_approach(np.stack([away, away]), goal) == pytest.approx(0.5)
+    success = load_artifacts(bundle).manifest["success"]
+    assert success["metric"].startswith("smallest mean L1") and success["threshold"] is not None

@@ -17,6 +17,7 @@ step                           what it does
 :func:`store_weights`          world-model weights in the bundle's dtype (prediction change
                                measured)
 :func:`calibrate_dreamed`      success threshold on dreamed replays of the calibration episodes
+                               (each scored by its :func:`closest_approach` to the goal)
 :func:`copy_policy`            optional behaviour-cloned base policy, checked against the spaces
 :func:`make_manifest`          everything above, with checksums, sizes and versions
 =============================  ===================================================================
@@ -41,6 +42,7 @@ from rla_gym.pipelines.build_bundle.calibration import (
     RealCalibration,
     calibrate_dreamed,
     calibrate_real,
+    closest_approach,
 )
 from rla_gym.pipelines.build_bundle.config import BuildBundleConfig
 from rla_gym.pipelines.build_bundle.manifest import make_manifest
@@ -59,6 +61,7 @@ __all__ = [
     "build_bundle",
     "calibrate_dreamed",
     "calibrate_real",
+    "closest_approach",
     "copy_policy",
     "feature_banks",
     "make_manifest",
