@@ -343,7 +343,7 @@ def run_suite(suite: str, args: Args, result: dict[str, Any]) -> None:
         "bundle_chunks": int(run.man["max_episode_steps"]),
         "bundle_created_utc": run.man["created_utc"], "flow_steps": args.flow_steps,
         "bundle": str(run.bundle) if args.bundles else "embedded",
-        "body": run.man.get("proprio"), "estimate_read": run.estimate_read(),
+        "body": run.man.get("proprio") if run.body else None, "estimate_read": run.estimate_read(),
         "auto_estimate": run.estimate_read("auto"),
         "success_estimate": args.success_estimate,
         "policies": dict(old.get("policies", {})),

@@ -248,3 +248,78 @@ def closed_loop_compare() -> str:
         stamp(body),
     ]
     return "\n".join(out)
+
+
+VARIANTS = (
+    (
+        "closed_loop_last_chunk_threshold.json",
+        "shipped until 2026-12-07 (threshold from the last chunk)",
+    ),
+    ("closed_loop.json", "shipped (threshold from the closest approach)"),
+    ("closed_loop_onpolicy_control.json", "+ 2000 steps on its own data (control)"),
+    (
+        "closed_loop_onpolicy.json",
+        "+ 2000 steps on its data and the base's perturbed real episodes",
+    ),
+    ("closed_loop_body_head.json", "the body dream, a head that reads the body"),
+)
+"""Lift and LIBERO dreams run through the same closed-loop protocol (result file, label)."""
+
+
+def closed_loop_variants() -> str:
+    """Per suite and dream, per success estimate: the base's agreement, the Spearman, the mean
+    gap over the closed-loop policies and how many imagined successes came at the first chunk
+    (no real one does on Lift or LIBERO: the tasks take five chunks or more)."""
+    out = [
+        "| suite | dream | success estimate | base imagined / real | base gap (±15) | "
+        "Spearman (≥ 0.8) | mean gap over the policies (points) | base+noise0.3 imagined / "
+        "real | imagined successes at chunk 1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for suite in ("robosuite-lift", "libero"):
+        for name, label in VARIANTS:
+            s = (load_result(name) or {}).get("suites", {}).get(suite)
+            if s is None:
+                continue
+            real = {k: p["real"] for k, p in s["policies"].items()}
+            for est, im in _estimates(s).items():
+                loop = [k for k, p in s["policies"].items()
+                        if p["kind"] == "closed-loop" and k in im]  # fmt: skip
+                if "base" not in loop:
+                    continue
+                gaps = [abs(im[k]["success"] / im[k]["episodes"]
+                            - real[k]["success"] / real[k]["episodes"]) for k in loop]  # fmt: skip
+                firsts = [c for k in loop for c in im[k].get("first_success_chunk", []) if c > 0]
+                rho, gap = _agreement(s, est)
+                noisy = im.get("base+noise0.3"), real.get("base+noise0.3")
+                auto = " (the env's)" if est == s.get("estimate_read") else ""
+                out.append(_row([
+                    suite, label, f"`{est}`{auto}",
+                    f"{im['base']['success']}/{im['base']['episodes']} / "
+                    f"{real['base']['success']}/{real['base']['episodes']}",
+                    _gap(gap, s["targets"]), _rho(rho, len(loop), s["targets"]),
+                    f"{100 * float(np.mean(gaps)):.0f}",
+                    "-" if None in noisy else f"{noisy[0]['success']}/{noisy[0]['episodes']} / "
+                    f"{noisy[1]['success']}/{noisy[1]['episodes']}",
+                    f"{sum(c == 1 for c in firsts)} of {len(firsts)}",
+                ]))  # fmt: skip
+    out += [
+        "",
+        "_The same real episodes in every row of a suite (the same base policy, byte for byte); "
+        "the dreams start from the same encoded first frames. Bundles: "
+        + "; ".join(_variant_bundles())
+        + "._",
+        "",
+        stamp(load_result("closed_loop.json") or {}),
+    ]
+    return "\n".join(out)
+
+
+def _variant_bundles() -> list[str]:
+    """``label (suite): `bundle` `` of every variant run that is not an embedded bundle."""
+    out = []
+    for name, label in VARIANTS:
+        for suite, s in (load_result(name) or {}).get("suites", {}).items():
+            if suite != "dmc-reacher" and s.get("bundle", "embedded") != "embedded":
+                out.append(f"{label} ({suite}): `{s['bundle']}`")
+    return out
