@@ -251,16 +251,10 @@ def closed_loop_compare() -> str:
 
 
 VARIANTS = (
-    (
-        "closed_loop_last_chunk_threshold.json",
-        "shipped until 2026-12-07 (threshold from the last chunk)",
-    ),
-    ("closed_loop.json", "shipped (threshold from the closest approach)"),
+    ("closed_loop_last_chunk_threshold.json", "until 2026-12-07: threshold from the last chunk"),
+    ("closed_loop_recalibrated.json", "threshold from the closest approach"),
     ("closed_loop_onpolicy_control.json", "+ 2000 steps on its own data (control)"),
-    (
-        "closed_loop_onpolicy.json",
-        "+ 2000 steps on its data and the base's perturbed real episodes",
-    ),
+    ("closed_loop_onpolicy.json", "+ 2000 steps on its data and the base's perturbed episodes"),
     ("closed_loop_body_head.json", "the body dream, a head that reads the body"),
 )
 """Lift and LIBERO dreams run through the same closed-loop protocol (result file, label)."""
@@ -276,6 +270,7 @@ def closed_loop_variants() -> str:
         "real | imagined successes at chunk 1 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    embedded = {suite: _embedded_created(suite) for suite in ("robosuite-lift", "libero")}
     for suite in ("robosuite-lift", "libero"):
         for name, label in VARIANTS:
             s = (load_result(name) or {}).get("suites", {}).get(suite)
@@ -293,8 +288,9 @@ def closed_loop_variants() -> str:
                 rho, gap = _agreement(s, est)
                 noisy = im.get("base+noise0.3"), real.get("base+noise0.3")
                 auto = " (the env's)" if est == s.get("estimate_read") else ""
+                shipped = " **(shipped)**" if s.get("bundle_created_utc") == embedded[suite] else ""
                 out.append(_row([
-                    suite, label, f"`{est}`{auto}",
+                    suite, label + shipped, f"`{est}`{auto}",
                     f"{im['base']['success']}/{im['base']['episodes']} / "
                     f"{real['base']['success']}/{real['base']['episodes']}",
                     _gap(gap, s["targets"]), _rho(rho, len(loop), s["targets"]),
@@ -323,3 +319,11 @@ def _variant_bundles() -> list[str]:
             if suite != "dmc-reacher" and s.get("bundle", "embedded") != "embedded":
                 out.append(f"{label} ({suite}): `{s['bundle']}`")
     return out
+
+
+def _embedded_created(suite: str) -> str:
+    """When the suite's embedded bundle was built (a run of it records the same)."""
+    from rla_gym.envs.artifacts import load_artifacts
+    from rla_gym.envs.rla_world import resolve_artifacts
+
+    return str(load_artifacts(resolve_artifacts(None, suite)).manifest["created_utc"])
