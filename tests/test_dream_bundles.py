@@ -335,3 +335,15 @@ def test_dreamed_calibration_scores_an_episode_as_the_env_reads_it(bundle: Path)
     assert closest_approach(np.stack([away, away]), goal) == pytest.approx(0.5)
     success = load_artifacts(bundle).manifest["success"]
     assert success["metric"].startswith("smallest mean L1") and success["threshold"] is not None
+
+
+def test_the_imagined_evaluation_runs_as_long_as_the_real_one() -> None:
+    from rla_gym.pipelines.wmrl import imagined_horizon
+
+    libero = {"sim": "libero", "chunk": 8, "task_max_steps": 280}
+    assert imagined_horizon(libero, None) == 35  # the task's 280 control steps
+    assert imagined_horizon(libero, 100) == 13  # an explicit real limit, rounded up
+    # dm-control's own limit is no evaluation horizon; an old bundle records no limit.
+    assert imagined_horizon({"sim": "dmc", "chunk": 8, "task_max_steps": 1000}, None) is None
+    assert imagined_horizon({"sim": "robosuite", "chunk": 8}, None) is None
+    assert imagined_horizon({"sim": "dmc", "chunk": 8, "task_max_steps": 1000}, 40) == 5

@@ -41,6 +41,7 @@ __all__ = [
     "WMRLConfig",
     "dream_evaluate",
     "format_report",
+    "imagined_horizon",
     "run_wmrl",
 ]
 
@@ -124,7 +125,8 @@ class WMRLConfig:
     bank start of the shipped bundles: 16 to 60)."""
     episode_chunks: int | None = None
     """Length in chunks of PPO's dreamed training episodes (paper: at most 6; default: the
-    bundle's horizon); the imagined evaluation uses the bundle's horizon."""
+    bundle's horizon); the imagined evaluation runs as many control steps as the real one
+    (:func:`imagined_horizon`)."""
     reward_mode: RewardMode | None = None
     """Dreamed reward PPO trains on and the imagined evaluation reports (default: the env's,
     ``aligned``). ``progress`` (the bundle's head) is the reward PPO climbs in the LIBERO dream
@@ -180,6 +182,18 @@ class WMRLConfig:
 
 # --------------------------------------------------------------------------- imagined evaluation
 @torch.no_grad()
+def imagined_horizon(manifest: dict[str, Any], real_max_steps: int | None) -> int | None:
+    """Chunks of the imagined evaluation: as many control steps as the real evaluation runs
+    (``real_max_steps``, else the real task's limit the bundle records), so that imagined and
+    real success are counted over the same time; ``None`` (the bundle's horizon) for a bundle
+    that does not record the task's limit and for dm-control, whose own limit (1000 steps) is
+    no evaluation horizon."""
+    steps = real_max_steps or manifest.get("task_max_steps")
+    if steps is None or (real_max_steps is None and manifest.get("sim") == "dmc"):
+        return None
+    return max(1, math.ceil(int(steps) / int(manifest["chunk"])))
+
+
 def dream_evaluate(
     policy: Any, venv: Any, starts: list[int] | None = None, seed: int = 0
 ) -> dict[str, Any]:
@@ -395,7 +409,10 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
 
     # ---- imagined evaluation of BC, snapshots and the final policy from the bank's starts
     starts = list(range(min(len(core.reset_features), cfg.dream_eval_starts)))
-    eval_env = RLAWorldVectorEnv(len(starts), config=env_cfg)
+    eval_chunks = imagined_horizon(manifest, cfg.eval_max_steps)
+    eval_env = RLAWorldVectorEnv(
+        len(starts), config=dataclasses.replace(env_cfg, max_episode_steps=eval_chunks)
+    )
     # name -> (folder, dream env steps of PPO it had when saved)
     policies: dict[str, tuple[Path, int]] = {"bc": (base_path, 0)}
     for snap in sorted((ppo_dir / "snapshots").glob("step_*")):
@@ -448,6 +465,7 @@ def run_wmrl(cfg: WMRLConfig) -> dict[str, Any]:
         "encoder": manifest["encoder_fingerprint"],
         "reward_mode": core.config.reward_mode,
         "success_estimate": "progress_head" if core.success_from_head else "goal_distance",
+        "imagined_chunks": eval_env.max_episode_steps,
         "config": to_jsonable(cfg),
         "ppo": {"env_steps": agent.num_timesteps, "wall_clock_s": ppo_wall, "history": history},
         "policies": report_policies,

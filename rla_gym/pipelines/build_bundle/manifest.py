@@ -131,6 +131,9 @@ def make_manifest(
         "feature_dim": int(dim),
         # The one episode horizon of the bundle's envs: the reference demos' length in chunks.
         "max_episode_steps": int(t_ref - 1),
+        # The real task's control-step limit (its evaluation horizon), for dreams that should run
+        # as long as a real evaluation does.
+        "task_max_steps": None if dataset.get("max_steps") is None else int(dataset["max_steps"]),
         "reference": {
             "episodes": sel.reference,
             "rows": int(t_ref),
