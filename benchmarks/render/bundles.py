@@ -30,10 +30,13 @@ def _cost(record: dict) -> str:
     return f"{record['wall_clock_s'] / 60:.1f} min, {record['step']} steps"
 
 
-def _wm_cost(record: dict) -> str:
-    """A warm-started world model costs its source's training plus its own."""
+def _wm_cost(record: dict, body: bool) -> str:
+    """A warm-started world model costs its source's training plus its own (learning the body,
+    or fine-tuning on more data)."""
     start = record.get("warm_start")
-    return _cost(record) if start is None else f"{_cost(start)} + {_cost(record)} with the body"
+    if start is None:
+        return _cost(record)
+    return f"{_cost(start)} + {_cost(record)} {'with the body' if body else 'fine-tuned'}"
 
 
 def bundles() -> str:
@@ -60,8 +63,10 @@ def bundles() -> str:
         errs.append((w["prediction_rel_error"], w["sample_spread_rel"]))
         v = tr["world_model"]["val_metrics"]
 
-        body = m.get("proprio")
-        state = f"features + body ({body['dim']})" if body else "features"
+        # The dreamed state is the world model's: a bundle records its dataset's body either way.
+        wm = json.loads((path.parent / "world_model" / "config.json").read_text())["world_model"]
+        body = len(wm.get("proprio_fields") or ())
+        state = f"features + body ({body})" if body else "features"
 
         out.append(
             f"| `{env_id}` | {m['sim']} {m['task']} | {state} | {m['max_episode_steps']} | "
@@ -71,7 +76,8 @@ def bundles() -> str:
             f"({_real_cal(su)}; {su['heldout_episodes']} held-out ep.) | {_head(m)} | "
             f"{len(m['reset']['episodes'])} / "
             f"{len(m['reference']['episodes'])} | {_cost(tr['rla'])} | "
-            f"{_wm_cost(tr['world_model'])} | {tr['policy']['wall_clock_s'] / 60:.1f} min |"
+            f"{_wm_cost(tr['world_model'], bool(body))} | "
+            f"{tr['policy']['wall_clock_s'] / 60:.1f} min |"
         )
     e = np.array(errs)
     lo, hi = 100 * e.min(0), 100 * e.max(0)

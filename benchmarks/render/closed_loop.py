@@ -306,9 +306,29 @@ def closed_loop_variants() -> str:
         + "; ".join(_variant_bundles())
         + "._",
         "",
+        _libero_counterfactual(),
+        "",
         stamp(load_result("closed_loop.json") or {}),
     ]
     return "\n".join(out)
+
+
+def _libero_counterfactual() -> str:
+    """Whether the LIBERO world model that learned from the base's episodes still follows the
+    action: the counterfactual benchmark's numbers for it and for the model before it."""
+    new = (load_result("counterfactual_libero_onpolicy.json") or {}).get("suites", {})
+    old = (load_result("counterfactual.json") or {}).get("suites", {})
+    if "libero" not in new or "libero" not in old:
+        return ""
+    a, b = new["libero"]["rla-wm"], old["libero"]["rla-wm"]
+    return (
+        "_The LIBERO world model that learned from the base's episodes on the counterfactual "
+        "benchmark's held-out starts (`counterfactual_libero_onpolicy.json`): direction "
+        f"{a['1']['direction']:.3f} / {a['4']['direction']:.3f} after 1 / 4 chunks, L1 "
+        f"{a['1']['l1']:.4f} / {a['4']['l1']:.4f}; the model before it "
+        f"{b['1']['direction']:.3f} / {b['4']['direction']:.3f}, L1 {b['1']['l1']:.4f} / "
+        f"{b['4']['l1']:.4f}._"
+    )
 
 
 def _variant_bundles() -> list[str]:
