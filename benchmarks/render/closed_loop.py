@@ -41,6 +41,14 @@ def _bundle(s: dict) -> str:
     return f"; bundle `{s['bundle']}`{dreams}"
 
 
+def _pair(imagined: dict | None, real: dict | None) -> str:
+    """``"k/n / k/n"``: one policy's imagined and real successes (``-`` if either is missing)."""
+    if imagined is None or real is None:
+        return "-"
+    return (f"{imagined['success']}/{imagined['episodes']} / "
+            f"{real['success']}/{real['episodes']}")  # fmt: skip
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -224,12 +232,10 @@ def closed_loop_compare() -> str:
                 noisy = im.get("base+noise0.3"), real.get("base+noise0.3")
                 out.append(_row([
                     suite, est, dream,
-                    f"{im['base']['success']}/{im['base']['episodes']} / "
-                    f"{real['base']['success']}/{real['base']['episodes']}",
+                    _pair(im.get("base"), real.get("base")),
                     _gap(gap, s["targets"]), _rho(rho, len(loop), s["targets"]),
                     f"{100 * float(np.mean(agree)):.0f} %",
-                    "-" if None in noisy else f"{noisy[0]['success']}/{noisy[0]['episodes']} / "
-                    f"{noisy[1]['success']}/{noisy[1]['episodes']}",
+                    _pair(*noisy),
                 ]))  # fmt: skip
     out += [
         "",
@@ -291,12 +297,10 @@ def closed_loop_variants() -> str:
                 shipped = " **(shipped)**" if s.get("bundle_created_utc") == embedded[suite] else ""
                 out.append(_row([
                     suite, label + shipped, f"`{est}`{auto}",
-                    f"{im['base']['success']}/{im['base']['episodes']} / "
-                    f"{real['base']['success']}/{real['base']['episodes']}",
+                    _pair(im.get("base"), real.get("base")),
                     _gap(gap, s["targets"]), _rho(rho, len(loop), s["targets"]),
                     f"{100 * float(np.mean(gaps)):.0f}",
-                    "-" if None in noisy else f"{noisy[0]['success']}/{noisy[0]['episodes']} / "
-                    f"{noisy[1]['success']}/{noisy[1]['episodes']}",
+                    _pair(*noisy),
                     f"{sum(c == 1 for c in firsts)} of {len(firsts)}",
                 ]))  # fmt: skip
     out += [
