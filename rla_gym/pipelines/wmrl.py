@@ -181,7 +181,6 @@ class WMRLConfig:
 
 
 # --------------------------------------------------------------------------- imagined evaluation
-@torch.no_grad()
 def imagined_horizon(manifest: dict[str, Any], real_max_steps: int | None) -> int | None:
     """Chunks of the imagined evaluation: as many control steps as the real evaluation runs
     (``real_max_steps``, else the real task's limit the bundle records), so that imagined and
@@ -194,6 +193,7 @@ def imagined_horizon(manifest: dict[str, Any], real_max_steps: int | None) -> in
     return max(1, math.ceil(int(steps) / int(manifest["chunk"])))
 
 
+@torch.no_grad()
 def dream_evaluate(
     policy: Any, venv: Any, starts: list[int] | None = None, seed: int = 0
 ) -> dict[str, Any]:
