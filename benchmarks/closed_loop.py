@@ -136,6 +136,7 @@ class SuiteRun:
     """One suite's bundle, real evaluation settings and dreamed envs."""
 
     def __init__(self, suite: str, args: Args) -> None:
+        from rla_gym.envs.artifacts import dreamed_body_fields
         from rla_gym.envs.rla_world import resolve_artifacts
         from rla_gym.evaluation.real import RealEvalConfig
         from rla_gym.sims.factory import make_sim
@@ -149,6 +150,8 @@ class SuiteRun:
             self.man, workers=args.workers, seed=args.seed, max_steps=limit
         )
         if limit is None:
+            limit = self.man.get("task_max_steps")  # recorded by bundles built since 2026-12-07
+        if limit is None:  # an older bundle: ask the simulator
             sim = make_sim(self.man["sim"], self.man["task"], int(self.man["resolution"]))
             limit = int(sim.max_steps)
             sim.close()
@@ -157,9 +160,7 @@ class SuiteRun:
         # Real episodes are the base's and the simulator's, whatever the bundle dreams with.
         self.policy_sha = sha256_file(self.bundle / "policy" / "model.safetensors")
         self.dir = args.runs / suite / f"policy-{self.policy_sha[:12]}"
-        # Whether the world model dreams the body (a bundle records the dataset's body either way).
-        wm = load_json(self.bundle / "world_model" / "config.json")["world_model"]
-        self.body = bool(wm.get("proprio_fields"))
+        self.body = bool(dreamed_body_fields(self.bundle))
         self.venvs: dict[tuple[int, str], Any] = {}
         self.starts: np.ndarray | None = None
         self.start_bodies: np.ndarray | None = None

@@ -42,6 +42,7 @@ def _wm_cost(record: dict, body: bool) -> str:
 def bundles() -> str:
     assets = Path(__file__).parents[2] / "rla_gym" / "envs" / "assets"
     from rla_gym.envs import SUITE_IDS
+    from rla_gym.envs.artifacts import dreamed_body_fields
 
     out = [
         "| id | real task | dreamed state | horizon (chunks) | size | WM val L1 (copy-last) | "
@@ -63,9 +64,7 @@ def bundles() -> str:
         errs.append((w["prediction_rel_error"], w["sample_spread_rel"]))
         v = tr["world_model"]["val_metrics"]
 
-        # The dreamed state is the world model's: a bundle records its dataset's body either way.
-        wm = json.loads((path.parent / "world_model" / "config.json").read_text())["world_model"]
-        body = len(wm.get("proprio_fields") or ())
+        body = len(dreamed_body_fields(path.parent))  # the world model's, not the manifest's
         state = f"features + body ({body})" if body else "features"
 
         out.append(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rla_gym.utils import load_json
+
 from .common import fmt_rho, fmt_wilson, load_result, stamp
 
 SUITES = ("dmc-reacher", "robosuite-lift", "libero")
@@ -346,8 +348,8 @@ def _variant_bundles() -> list[str]:
 
 
 def _embedded_created(suite: str) -> str:
-    """When the suite's embedded bundle was built (a run of it records the same)."""
-    from rla_gym.envs.artifacts import load_artifacts
+    """When the suite's embedded bundle was built (a run of it records the same); its manifest
+    alone, not the whole bundle."""
     from rla_gym.envs.rla_world import resolve_artifacts
 
-    return str(load_artifacts(resolve_artifacts(None, suite)).manifest["created_utc"])
+    return str(load_json(resolve_artifacts(None, suite) / "manifest.json")["created_utc"])

@@ -71,6 +71,7 @@ __all__ = [
     "Artifacts",
     "ArtifactsNotFoundError",
     "dequantize_int8",
+    "dreamed_body_fields",
     "how_to_build",
     "load_artifacts",
     "nearest_demo",
@@ -320,6 +321,14 @@ def resolve_artifacts(artifacts: str | Path | None, suite: str) -> Path:
             f"with: {how_to_build(path, suite.split('-')[0])} — or pass artifacts=<bundle folder>"
         )
     return path
+
+
+def dreamed_body_fields(path: str | Path) -> tuple[str, ...]:
+    """The body fields the bundle's world model dreams (``()``: features only), read from its
+    config without loading it. A bundle's manifest (:attr:`Artifacts.proprio_fields`) records
+    its dataset's body whether or not the world model dreams it."""
+    config = load_json(Path(path) / WORLD_MODEL / "config.json")
+    return tuple(config.get("world_model", {}).get("proprio_fields") or ())
 
 
 def load_artifacts(path: str | Path) -> Artifacts:
