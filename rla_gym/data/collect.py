@@ -34,8 +34,10 @@ __all__ = [
     "CollectConfig",
     "branch_id",
     "collect",
+    "open_dataset",
     "record_branches",
     "record_episode",
+    "record_missing",
     "sim_manifest",
 ]
 
@@ -266,20 +268,47 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     Returns:
         ``{"recorded": n, "skipped": n, "success_rate": ..., "total_steps": ...}`` for this run.
     """
-    from rla_gym.sims.factory import make_sim
-
-    store = EpisodeStore(cfg.out)
-    store.clean_partial()
+    store = open_dataset(cfg.out, cfg.sim, cfg.task, cfg.resolution)
     done = (lambda i: branch_id(i, 0)) if cfg.policy == "branch" else (
         lambda i: store.episode_id(cfg.policy, i))  # fmt: skip
     todo = [i for i in range(cfg.episodes) if not store.has(done(i))]
-    # Build one simulator in the parent first: bad sim/task/resolution or a missing extra fails
-    # here, with a clear message, before any worker starts.
-    probe = make_sim(cfg.sim, cfg.task, resolution=cfg.resolution)
+    return record_missing(_worker, cfg, todo, cfg, f"collect {cfg.sim} {cfg.policy}", progress)
+
+
+def open_dataset(out: Path, sim: str, task: str | None, resolution: int) -> EpisodeStore:
+    """The dataset folder ``out``, ready to record ``sim``/``task`` episodes into: files a killed
+    writer left are removed and ``dataset.json`` is written, or checked against the task.
+
+    One simulator is built here, in the parent, so a bad sim/task/resolution or a missing extra
+    fails with a clear message before any worker starts.
+
+    Raises:
+        RLAGymError: ``out`` holds another task or resolution.
+    """
+    from rla_gym.sims.factory import make_sim
+
+    store = EpisodeStore(out)
+    store.clean_partial()
+    probe = make_sim(sim, task, resolution=resolution)
     try:
         store.init_manifest(sim_manifest(probe))
     finally:
         probe.close()
+    return store
+
+
+def record_missing(
+    worker: Callable[[Any, list[int], Emit], None],
+    args: Any,
+    todo: list[int],
+    cfg: Any,
+    desc: str,
+    progress: bool,
+) -> dict[str, Any]:
+    """Episodes ``todo`` recorded by ``worker`` (which emits ``(success, control steps)`` per
+    episode) in ``cfg.workers`` processes, and the run's summary: ``recorded``, ``skipped``
+    (``cfg.episodes`` minus ``todo``), ``successes``, ``total_steps``, ``config`` (``cfg``) and,
+    once an episode was recorded, ``success_rate``."""
     summary: dict[str, Any] = {
         "recorded": 0,
         "skipped": cfg.episodes - len(todo),
@@ -290,11 +319,11 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     if not todo:
         return summary
     results = imap_workers(
-        _worker,
-        cfg,
+        worker,
+        args,
         todo,
         cfg.workers,
-        desc=f"collect {cfg.sim} {cfg.policy}",
+        desc=desc,
         progress=progress,
         postfix=lambda: {"success": f"{summary['successes']}/{summary['recorded']}"},
     )

@@ -28,8 +28,8 @@ import numpy as np
 
 from rla_gym.envs.body import FEATURES, PROPRIO
 from rla_gym.evaluation.perturbed import Perturbed
-from rla_gym.utils.io import load_json, to_jsonable
-from rla_gym.utils.parallel import Emit, imap_workers
+from rla_gym.utils.io import load_json
+from rla_gym.utils.parallel import Emit
 
 __all__ = ["ChunkActor", "RecordConfig", "record_policy"]
 
@@ -167,35 +167,15 @@ def record_policy(cfg: RecordConfig, progress: bool = True) -> dict[str, Any]:
     """Record the missing episodes of ``cfg`` and return a summary.
 
     Returns:
-        ``{"recorded", "skipped", "successes", "success_rate", "total_steps", "config"}``.
+        :func:`rla_gym.data.collect.record_missing`'s summary.
 
     Raises:
         SpaceMismatchError: the policy does not fit the bundle.
         RLAGymError: ``out`` holds another task or resolution.
     """
-    from rla_gym.data.collect import sim_manifest
-    from rla_gym.data.episodes import EpisodeStore
-    from rla_gym.sims.factory import make_sim
+    from rla_gym.data.collect import open_dataset, record_missing
 
     man, spec = _setup(cfg)
-    store = EpisodeStore(cfg.out)
-    store.clean_partial()
-    probe = make_sim(man["sim"], man["task"], resolution=int(man["resolution"]))
-    try:
-        store.init_manifest(sim_manifest(probe))
-    finally:
-        probe.close()
+    store = open_dataset(cfg.out, man["sim"], man["task"], int(man["resolution"]))
     todo = [i for i in range(cfg.episodes) if not store.has(store.episode_id(cfg.name, i))]
-    summary: dict[str, Any] = {"recorded": 0, "skipped": cfg.episodes - len(todo),
-                               "successes": 0, "total_steps": 0}  # fmt: skip
-    for ok, length in imap_workers(
-        _worker, (cfg, man, spec), todo, cfg.workers, desc=f"record {cfg.name}",
-        progress=progress,
-        postfix=lambda: {"success": f"{summary['successes']}/{summary['recorded']}"},
-    ):  # fmt: skip
-        summary["recorded"] += 1
-        summary["successes"] += int(ok)
-        summary["total_steps"] += int(length)
-    summary["success_rate"] = summary["successes"] / max(summary["recorded"], 1)
-    summary["config"] = to_jsonable(cfg)
-    return summary
+    return record_missing(_worker, (cfg, man, spec), todo, cfg, f"record {cfg.name}", progress)
