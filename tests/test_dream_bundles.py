@@ -161,7 +161,7 @@ def test_wmrl_pipeline_in_dream_resumes(bundle: Path, tmp_path: Path) -> None:
         run_wmrl(dataclasses.replace(cfg, group_size=3, out=tmp_path / "run_g3"))
     # Any saved policy can be the base instead of the bundle's (one without a policy here).
     other = dataclasses.replace(cfg, artifacts=str(bundle), base_policy=str(bc), ppo_steps=16,
-                                out=tmp_path / "run_other", reward_mode="goal")  # fmt: skip
+                                out=tmp_path / "run_other", reward_mode=None)  # fmt: skip
     assert run_wmrl(other)["ppo"]["env_steps"] == 16
     with pytest.raises(ValueError, match="reward_mode"):
         run_wmrl(dataclasses.replace(other, reward_mode="bogus", out=tmp_path / "e1"))  # type: ignore[arg-type]
