@@ -19,7 +19,7 @@ target) as the label; privileged at training time only, like the success flags.
 ``<out>/checkpoint``) beside the bundles, e.g. one trained with ``--proprio``: a head that reads
 the body is given the real body vector of the scored frame (the simulator's raw proprio of the
 chunk's last step, through :func:`~rla_gym.data.proprio.body_vector`), as a dream that carries
-the body would give it.
+the body would give it; so is the progress head of a bundle that dreams the body (reacher's).
 
     python benchmarks/reward_ranking.py                                   # reacher's bundle
     python benchmarks/reward_ranking.py --bundles steps16=runs/bundles/reacher_steps16 \
@@ -230,20 +230,6 @@ def bare_heads(specs: tuple[str, ...], taken: set[str], fingerprint: str) -> dic
     return out
 
 
-def dream_can_score(bundle: Path) -> None:
-    """Refuse a bundle whose head reads the body: ``DreamCore.score`` gives it features only.
-
-    Raises:
-        ValueError: naming the ``--heads`` spelling that scores it with the real body.
-    """
-    config = bundle / "progress" / "config.json"
-    if config.exists() and load_json(config).get("proprio_fields"):
-        raise ValueError(
-            f"the progress head of {bundle} reads the body, which the dream does not give it; "
-            f"score it as --heads <name>={bundle / 'progress'}"
-        )
-
-
 def main(args: Args) -> dict[str, Any]:
     from rla_gym.envs.real import RealFeatureEnv
 
@@ -271,17 +257,18 @@ def main(args: Args) -> dict[str, Any]:
             records[label] = rec
         # The first label's record where one was kept before; every label's under "labels".
         dist_record = {**records[args.distance_head_labels[0]], "labels": records}
-    for path in sources.values():
-        dream_can_score(Path(path))
     heads = bare_heads(args.heads, set(sources), man["encoder_fingerprint"])
-    # The real body of the scored frames, only if some head reads it.
-    needs_body = any(h.config.proprio_fields for h, _ in heads.values())
     cores = {
         (name, mode): DreamCore(RLAWorldConfig(artifacts=path, reward_mode=mode))  # type: ignore[arg-type]
         for name, path in sources.items()
         for mode in args.modes
         if name == "bundle" or mode == "progress"  # other bundles differ only in their head
     }
+    # The real body of the scored frames, only if some head reads it (a bundle whose head does
+    # is given it as its dream of the body would give it: DreamCore.score(body=)).
+    needs_body = any(h.config.proprio_fields for h, _ in heads.values()) or any(
+        c.head_reads_body for c in cores.values()
+    )
     env = RealFeatureEnv(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
                          encoder=man["encoder"], chunk=int(man["chunk"]))  # fmt: skip
     base = SavedPolicy(str(embedded / "policy"))()
@@ -322,7 +309,7 @@ def main(args: Args) -> dict[str, Any]:
                 rho[f"{name} progress"].append(np.nan if rs is None else rs)
             for (name, mode), core in cores.items():
                 demo_t = torch.full((len(cand),), aligned[(name, mode)], dtype=torch.long)
-                r, _ = core.score(feats, demo_t, np.full(len(cand), (d + 1) * k))
+                r, _ = core.score(feats, demo_t, np.full(len(cand), (d + 1) * k), body=body)
                 rs = spearman(r, truth)
                 rho[f"{name} {mode}"].append(np.nan if rs is None else rs)
             obs, _, term, trunc, _ = env.step(chunk)

@@ -22,7 +22,13 @@ from tiny_world import (  # noqa: F401 (episodes and rla are fixtures)
     synthetic_episodes,
 )
 
-from rla_gym.data.proprio import BODY_SPECS, body_spec, body_vector, check_body
+from rla_gym.data.proprio import (
+    BODY_SPECS,
+    body_spec,
+    body_vector,
+    check_body,
+    effector_position,
+)
 from rla_gym.data.windows import PairSampler
 from rla_gym.rla import RLAAutoencoder
 from rla_gym.utils.stats import r2_score
@@ -211,3 +217,34 @@ def test_a_dataset_without_a_body_is_refused_naming_the_collector(tmp_path: Path
     manifest.write_text(manifest.read_text().replace('"libero"', '"atari"'))
     with pytest.raises(ValueError, match="no body vector is defined for sim 'atari'"):
         load_split(cfg, 0, proprio=True)
+
+
+def test_effector_position_is_the_simulators_fingertip() -> None:
+    """Reacher's fingertip by forward kinematics of the body vector equals where the real
+    simulator puts it; a Panda's end effector is its recorded position."""
+    from dm_control import suite
+
+    env = suite.load("reacher", "easy", task_kwargs={"random": 0})
+    physics = env.physics
+    rng = np.random.default_rng(0)
+    raw, tips = [], []
+    for q in rng.uniform(-2.8, 2.8, (6, 2)):
+        env.reset()
+        physics.named.data.qpos["shoulder"], physics.named.data.qpos["wrist"] = q
+        physics.forward()
+        raw.append([*q, 0.0, 0.0])
+        tips.append(physics.named.data.geom_xpos["finger"][:2].copy())
+    body = body_vector("dmc", np.array(raw))
+    fields = body_spec("dmc").fields
+    np.testing.assert_allclose(effector_position(fields, body), np.array(tips), atol=1e-6)
+    torch.testing.assert_close(
+        effector_position(fields, torch.from_numpy(body)),
+        torch.from_numpy(np.array(tips, np.float32)),
+        atol=1e-6,
+        rtol=0,
+    )
+    panda = body_vector("robosuite", np.array([0.1, -0.2, 0.9, 0, 0, 0, 1, 0.02, -0.02]))
+    np.testing.assert_allclose(effector_position(body_spec("robosuite").fields, panda),
+                               [0.1, -0.2, 0.9], atol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="no effector is known"):
+        effector_position(("x", "y"), np.zeros((1, 2)))

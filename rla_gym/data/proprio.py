@@ -11,13 +11,18 @@ vector** made from it here, which is continuous where the raw one is not:
   the rotation matrix (the continuous "6-D rotation"; a quaternion's sign flips are not) and the
   gripper joints (``P = 11``).
 
+:func:`effector_position` reads where the robot's effector is off a body vector: reacher's
+fingertip by forward kinematics of the joint angles, a Panda's end-effector position as recorded.
+
 The normalisation (mean / std of the body vector and of its change) lives with the model that
 uses it (stored in its checkpoint, hence in the bundle), not here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +34,7 @@ __all__ = [
     "body_spec",
     "body_vector",
     "check_body",
+    "effector_position",
 ]
 
 FEATURES, PROPRIO = "features", "proprio"
@@ -130,6 +136,49 @@ def body_vector(sim: str, raw: np.ndarray) -> np.ndarray:
     else:
         out = np.concatenate([raw[..., :3], _rotation_6d(raw[..., 3:7]), raw[..., 7:9]], -1)
     return out.astype(np.float32)
+
+
+REACHER_LINKS = (0.12, 0.12)
+"""Shoulder-to-wrist and wrist-to-fingertip lengths (m) of dm_control's ``reacher.xml``, the
+base at the origin: the fingertip is their forward kinematics (checked against the simulator in
+``tests/test_body_state.py``)."""
+
+
+def effector_position(fields: Sequence[str], body: Any) -> Any:
+    """Where the robot's effector is, read off body vectors ``(..., P)`` whose entries are
+    ``fields``: reacher's fingertip ``(..., 2)`` (x, y in metres, by forward kinematics of the
+    shoulder and wrist angles' sin / cos), a Panda's end effector ``(..., 3)`` (``eef_x/y/z``).
+    A task's goal is a place for the effector (reacher: the target sphere), where the joint
+    angles that reach it are not unique (the elbow can bend either way). Works on numpy arrays
+    and torch tensors alike.
+
+    Raises:
+        ValueError: ``fields`` of no body whose effector is known.
+    """
+    fields = tuple(fields)
+
+    def col(name: str) -> Any:
+        return body[..., fields.index(name)]
+
+    if isinstance(body, np.ndarray):
+        stack: Any = np.stack
+    else:
+        import torch
+
+        stack = torch.stack
+    angles = ("shoulder_sin", "shoulder_cos", "wrist_sin", "wrist_cos")
+    if set(angles) <= set(fields):
+        s1, c1, s2, c2 = (col(f) for f in angles)
+        upper, lower = REACHER_LINKS
+        # cos / sin of the summed angle: the hand's direction in the base frame.
+        c12, s12 = c1 * c2 - s1 * s2, s1 * c2 + c1 * s2
+        return stack([upper * c1 + lower * c12, upper * s1 + lower * s12], -1)
+    if {"eef_x", "eef_y", "eef_z"} <= set(fields):
+        return stack([col("eef_x"), col("eef_y"), col("eef_z")], -1)
+    raise ValueError(
+        f"no effector is known for a body with fields {fields}; known: reacher's joint angles "
+        "(shoulder_sin ... wrist_cos) and a Panda's eef_x, eef_y, eef_z"
+    )
 
 
 def check_body(proprio: np.ndarray, fields: tuple[str, ...], what: str = "proprio") -> np.ndarray:

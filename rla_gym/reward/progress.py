@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rla_gym.data.proprio import check_body
+from rla_gym.data.proprio import check_body, effector_position
 from rla_gym.errors import EncoderMismatchError
 from rla_gym.utils.checkpoint import load_checkpoint, model_config, save_checkpoint
 
@@ -64,6 +64,9 @@ __all__ = [
 ProgressTarget = Literal["fraction", "steps", "body_goal"]
 TARGETS: tuple[ProgressTarget, ...] = ("fraction", "steps", "body_goal")
 """Every value of :attr:`ProgressHeadConfig.target`."""
+
+GoalSpace = Literal["body", "effector"]
+"""Where a ``"body_goal"`` head's goal lives (:attr:`ProgressHeadConfig.goal_space`)."""
 
 GoalFrame = Literal["first_success", "last_success"]
 """Which solved frame of a successful episode gives its goal-body label (:func:`goal_targets`)."""
@@ -106,6 +109,11 @@ class ProgressHeadConfig:
     goal_scale: float = 1.0
     """``"body_goal"``: progress ``exp(-distance / goal_scale)``, the distance in standardised
     body units."""
+    goal_space: GoalSpace = "body"
+    """``"body_goal"``: where the goal and the distance live: ``"body"``, the goal fields of the
+    body vector, or ``"effector"``, the effector's position
+    (:func:`~rla_gym.data.proprio.effector_position`: reacher's fingertip), standardised; one
+    place the effector must reach, where the joint angles that reach it are not unique."""
 
     def __post_init__(self) -> None:
         # JSON gives lists; the frozen config keeps hashable tuples.
@@ -120,6 +128,15 @@ class ProgressHeadConfig:
         if not self.goal_scale > 0:
             raise ValueError(f"goal_scale must be > 0, got {self.goal_scale}")
         goal_index(self.target, self.proprio_fields, self.goal_fields)  # refuses a bad pairing
+        if self.goal_space not in ("body", "effector"):
+            raise ValueError(f"goal_space must be 'body' or 'effector', got {self.goal_space!r}")
+        if self.goal_space == "effector":
+            if self.target != "body_goal" or self.goal_fields:
+                raise ValueError(
+                    "goal_space='effector' places the goal at the effector, read off the whole "
+                    "body: it needs target='body_goal' and no goal_fields"
+                )
+            effector_position(self.proprio_fields, np.zeros((1, len(self.proprio_fields))))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (``config.json`` adds the model type)."""
@@ -202,12 +219,17 @@ class ProgressHead(nn.Module):
         idx = goal_index(c.target, c.proprio_fields, c.goal_fields)
         self.register_buffer("goal_idx", torch.tensor(idx, dtype=torch.long), persistent=False)
         if idx:
+            out_dim = len(idx)
+            if c.goal_space == "effector":
+                out_dim = effector_position(c.proprio_fields, np.zeros((1, len(idx)))).shape[-1]
+                self.register_buffer("effector_mean", torch.zeros(out_dim))
+                self.register_buffer("effector_std", torch.ones(out_dim))
             self.goal = nn.Sequential(
                 nn.Linear(c.num_tokens * c.token_dim, c.hidden),
                 nn.GELU(),
                 nn.Linear(c.hidden, c.hidden),
                 nn.GELU(),
-                nn.Linear(c.hidden, len(idx)),
+                nn.Linear(c.hidden, out_dim),
             )
 
     def forward(
@@ -224,7 +246,7 @@ class ProgressHead(nn.Module):
         if body is None or not len(self.goal_idx):
             return torch.sigmoid(out[:, 0]), out[:, 1]
         # "body_goal": the MLP's first output is unused; its second is the success logit.
-        gap = self.normalize_body(body)[:, self.goal_idx] - self.goal(x)
+        gap = self.goal_of(body) - self.goal(x)
         return torch.exp(-gap.norm(dim=-1) / self.config.goal_scale), out[:, 1]
 
     def predict_goal(self, s: torch.Tensor) -> torch.Tensor:
@@ -281,6 +303,14 @@ class ProgressHead(nn.Module):
             )
         return proprio.float()
 
+    def goal_of(self, proprio: torch.Tensor) -> torch.Tensor:
+        """``"body_goal"`` heads: raw body vectors ``(B, P)`` -> where they are in the goal's
+        space, standardised ``(B, G)``: the goal fields, or the effector's position."""
+        if self.config.goal_space == "effector":
+            eff = effector_position(self.config.proprio_fields, proprio.float())
+            return (eff - self.effector_mean) / self.effector_std
+        return self.normalize_body(proprio.float())[:, self.goal_idx]
+
     def normalize_body(self, proprio: torch.Tensor) -> torch.Tensor:
         """``(B, P)`` body vector -> standardised with the training statistics."""
         return (proprio - self.proprio_mean) / self.proprio_std
@@ -295,6 +325,11 @@ class ProgressHead(nn.Module):
         self.proprio_mean.copy_(p.mean(0))
         # A constant body entry (e.g. fingers that never move) must not divide by ~0.
         self.proprio_std.copy_(p.std(0, unbiased=False).clamp_min(1e-3))
+        if self.config.goal_space == "effector":
+            eff = effector_position(fields, p)
+            self.effector_mean.copy_(eff.mean(0))
+            # One scale for every axis, so the distance stays a distance in space.
+            self.effector_std.fill_(float(eff.var(0, unbiased=False).mean().sqrt().clamp_min(1e-3)))
 
     def loss(
         self,
@@ -354,7 +389,7 @@ class ProgressHead(nn.Module):
             )
         x, _, out = self._trunk(s, proprio)
         bce = F.binary_cross_entropy_with_logits(out[:, 1], success.float())
-        target = self.normalize_body(goal.float())[:, self.goal_idx]
+        target = self.goal_of(goal)
         known = torch.isfinite(target).all(-1)
         pred = self.goal(x[known])
         mse = F.mse_loss(pred, target[known]) if known.any() else out.sum() * 0.0

@@ -28,10 +28,10 @@ from rla_gym.data.windows import RowSampler
 from rla_gym.reward.progress import (
     DECAY_STEPS,
     GoalFrame,
+    GoalSpace,
     ProgressHead,
     ProgressHeadConfig,
     ProgressTarget,
-    goal_index,
     head_inputs,
 )
 from rla_gym.utils.io import to_jsonable
@@ -71,6 +71,9 @@ class TrainProgressConfig:
     shoulder_sin shoulder_cos wrist_sin wrist_cos)"""
     goal_scale: float = 1.0
     """``body_goal`` target: progress ``exp(-distance / goal_scale)`` (standardised body units)"""
+    goal_space: GoalSpace = "body"
+    """``body_goal`` target: the goal and the distance in the goal fields of the body, or at the
+    effector's position (``effector``: reacher's fingertip; no ``--goal-fields``)"""
     goal_frame: GoalFrame = "last_success"
     """``body_goal`` target: which solved frame of a successful episode gives its goal body: the
     last, where the policy settled, or the first, at the edge of the success tolerance (reacher's
@@ -176,7 +179,7 @@ def evaluate_progress_head(
         out["val/progress_mae"] = float(np.abs(p_all[known] - rows["progress"][known]).mean())
         return out
     with torch.no_grad():
-        true = head.normalize_body(torch.from_numpy(rows["goal"]).to(dev))[:, head.goal_idx]
+        true = head.goal_of(torch.from_numpy(rows["goal"]).to(dev))
     true = true.cpu().numpy()
     known = np.isfinite(true).all(1)
     if known.any():
@@ -218,7 +221,10 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
         except ValueError as e:
             raise ValueError(f"train-progress --proprio on {cfg.data}: {e}") from e
     try:  # before minutes of loading features
-        goal_index(cfg.target, fields, cfg.goal_fields)
+        # The head's own checks, on a stand-in for the sizes the features will give.
+        ProgressHeadConfig(feature_dim=1, num_tokens=1, encoder_fingerprint="",
+                           target=cfg.target, proprio_fields=fields, goal_fields=cfg.goal_fields,
+                           goal_space=cfg.goal_space)  # fmt: skip
     except ValueError as e:
         raise ValueError(f"train-progress --target {cfg.target}: {e}") from e
     train_ids, val_ids = store.split(cfg.val_fraction, seed=cfg.trainer.seed)
@@ -241,6 +247,7 @@ def train_progress_head(cfg: TrainProgressConfig) -> TrainResult:
             proprio_fields=fields,
             goal_fields=cfg.goal_fields,
             goal_scale=cfg.goal_scale,
+            goal_space=cfg.goal_space,
         )
     )
     if fields:
