@@ -77,6 +77,9 @@ class Args:
     redo: bool = False
     out: Path = Path("benchmarks/results/body_state.json")
     threads: int = 1
+    ranking_only: bool = False
+    """re-read only the reward-ranking rows (``benchmarks/reward_ranking.py``'s result) into the
+    suites already measured, measuring nothing"""
 
 
 @torch.no_grad()
@@ -224,6 +227,11 @@ def main(args: Args) -> dict[str, Any]:
     result: dict[str, Any] = load_json(args.out) if args.out.exists() else {}
     result.setdefault("suites", {})
     encoders: dict[str, Any] = {}
+    if args.ranking_only:
+        for suite, entry in result["suites"].items():
+            entry["reward_ranking"] = reward_ranking(suite)
+        save_json(result, args.out)
+        return result
     for suite in SUITES:
         if suite not in body_wms:
             continue
@@ -269,15 +277,17 @@ def reward_ranking(suite: str) -> dict[str, Any]:
     def rho(name: str) -> float | None:
         return rows[name]["spearman"] if name in rows else None
 
-    # The goal-body head (train-progress --target body_goal) is the progress head that reads the
-    # body in the form the task needs; where it was measured it is the row the target reads.
-    main = "goal progress" if "goal progress" in rows else "body progress"
+    # The goal-body heads (train-progress --target body_goal) read the body in the form the task
+    # needs; where measured, the target reads the one whose goal is a place for the effector
+    # (--goal-space effector), else the one in joint space, else the plain body head.
+    main = next(n for n in ("effector progress", "goal progress", "body progress") if n in rows)
     return {
         "progress": rho(main),
         "progress_se": rows[main]["se"],
         "states": rows[main]["states"],
         "head": main.removesuffix(" progress"),
         "body_fraction_head": rho("body progress"),
+        "goal_body_head": rho("goal progress"),
         "features_only_progress": rho("bundle progress"),
         "distance_supervised_with_body": rho("distance-supervised+body progress"),
         "distance_supervised": rho("distance-supervised progress"),

@@ -123,11 +123,15 @@ def body_state() -> str:
         r2, stay, dirn = s["proprio_r2"], s["proprio_r2_stay"], s["proprio_direction"]
         rank = s.get("reward_ranking", {})
         p = rank.get("progress")
-        head_name = {"goal": "goal-body head", "body": "fraction head"}.get(rank.get("head"), "")
-        other = rank.get("body_fraction_head") if rank.get("head") == "goal" else None
+        head_name = {"effector": "effector-goal head", "goal": "goal-body head",
+                     "body": "fraction head"}.get(rank.get("head"), "")  # fmt: skip
+        others = [(label, rank.get(key)) for label, key, heads in (
+            ("joint-space goal head", "goal_body_head", ("effector",)),
+            ("fraction head", "body_fraction_head", ("effector", "goal")),
+        ) if rank.get("head") in heads and rank.get(key) is not None]  # fmt: skip
         ranking = (
             f"{fmt_opt(p, '.2f')} ({head_name}"
-            + ("" if other is None else f"; fraction head {other:.2f}")
+            + "".join(f"; {label} {v:.2f}" for label, v in others)
             + f") / {fmt_opt(rank.get('features_only_progress'), '.2f')}: {_at_least(p, 0.8)}"
             if p is not None
             else rank.get("why", "not measured")

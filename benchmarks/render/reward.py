@@ -82,6 +82,8 @@ def reward_ranking() -> str:
         "distance-supervised+body": "distance-supervised head that also reads the body",
         "body": "a head that also reads the body (`train-progress --proprio`)",
         "goal": "the goal-body head: the body's distance to the goal body read off the scene",
+        "effector": "the effector-goal head: the fingertip's distance to the place read off the "
+        "scene (`--goal-space effector`)",
     }
     out = [
         "| suite | reward | head | Spearman with the task's order (± s.e.) | states |",
