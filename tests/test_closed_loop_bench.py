@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bench_script import load_benchmark
 
@@ -40,3 +41,17 @@ def test_runs_of_different_suites_into_one_file_keep_each_other(tmp_path: Path) 
     save_json({"suites": {"libero": {"rows": 5}, "dmc-reacher": {"rows": 1}}}, out)
     bench.write(stale, "dmc-reacher", out)
     assert load_json(out)["suites"] == {"libero": {"rows": 5}, "dmc-reacher": {"rows": 2}}
+
+
+def test_closed_loop_calibration_thresholds() -> None:
+    """The calibration benchmark's scores: balanced accuracy is chance for a rule that calls
+    everything solved, and the best threshold separates distances that can be separated."""
+    clc = load_benchmark("closed_loop_calibration")
+    label = np.array([True, True, False, False, False])
+    assert clc.balanced_accuracy(np.ones(5, bool), label) == 0.5
+    dist = np.array([0.01, 0.02, 0.05, 0.06, 0.07])
+    t = clc.best_threshold(dist, label)
+    assert 0.02 < t <= 0.05 and clc.balanced_accuracy(dist < t, label) == 1.0
+    # Inseparable: the successes sit among the failures, and no threshold beats 0.75.
+    mixed = np.array([0.07, 0.01, 0.02, 0.06, 0.05])
+    assert clc.balanced_accuracy(mixed < clc.best_threshold(mixed, label), label) == 0.75

@@ -12,7 +12,12 @@ from collections.abc import Callable
 
 from .body_state import body_policy, body_state
 from .bundles import bundles
-from .closed_loop import closed_loop, closed_loop_compare, closed_loop_variants
+from .closed_loop import (
+    closed_loop,
+    closed_loop_calibration,
+    closed_loop_compare,
+    closed_loop_variants,
+)
 from .counterfactual import counterfactual
 from .decoder import decoder
 from .dream_vs_real import dream_vs_real
@@ -57,6 +62,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "closed_loop_body": lambda: closed_loop("closed_loop_body.json"),
     "closed_loop_compare": closed_loop_compare,
     "closed_loop_variants": closed_loop_variants,
+    "closed_loop_calibration": closed_loop_calibration,
     "ppo_in_dream": ppo_in_dream,
     "main_job": main_job,
     "body_state": body_state,
