@@ -84,12 +84,14 @@ def _planner_rows() -> list[str]:
                 f"those seeds ({_wins_losses(arm, bc)}) |"
             )
     rl = load_result("body_rl_reacher.json")
-    for arm in (rl or {"arms": {}})["arms"].values():
-        # PPO from scratch in the body dream (SB3, 10 CPU-min); the #27 bar is 60 % real.
+    for name, arm in (rl or {"arms": {}})["arms"].items():
+        # PPO from scratch in the body dream (SB3); the #27 bar is 60 % real.
         reads = "reads the body" if arm.get("obs_mode") == "features+proprio" else "reads features"
         rate = arm["success"] / arm["episodes"]
         verdict = "met" if rate >= 0.6 else f"missed by {0.6 - rate:.0%}"
-        out.append(f"| PPO from scratch, {arm.get('reward_mode')} reward, {reads} | with the body "
+        minutes = f", {arm['train_minutes']:.0f} CPU-min" if arm.get("train_minutes") else ""
+        out.append(f"| PPO from scratch, {arm.get('reward_mode')} reward, {reads} "
+                   f"(`{name.removeprefix('dream ')}`{minutes}) | with the body "
                    f"| {arm['success']}/{arm['episodes']}: ≥ 60 % {verdict} |")  # fmt: skip
     for name in REFERENCE_ARMS:
         if arm := ref["arms"].get(name):
