@@ -12,8 +12,9 @@ episode's encoded first frame for the task's control-step limit (its perturbatio
 episode's own seed, as in reality), and the episode's **closest approach** (the smallest mean L1
 of a dreamed chunk end to the aligned demo's goal, as the env reads its threshold) is set against
 its **real** success. Reported: the balanced accuracy of the bundle's own threshold and of the
-best threshold there is (chosen on the even episodes, read on the odd ones, and in-sample on
-all), beside the env's progress head read on the same dreams; per perturbation, imagined
+best threshold there is (the bundle build's rule, ``calibrate_threshold``: chosen on the even
+episodes and read on the odd ones, and in-sample on all), beside the env's progress head read on
+the same dreams; per perturbation, imagined
 (bundle's threshold, best threshold, head) against real successes. A high best accuracy means a
 recalibration would close the gap; a low one means the dream itself shows failures as successes.
 
@@ -45,6 +46,7 @@ from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.envs.vector import RLAWorldVectorEnv
 from rla_gym.evaluation.dream_vs_real import dream_rollouts
 from rla_gym.evaluation.perturbed import Perturbed
+from rla_gym.pipelines.build_bundle import balanced_accuracy, calibrate_threshold, closest_approach
 from rla_gym.utils import load_json, provenance, save_json
 
 DATA = {
@@ -65,17 +67,11 @@ class Args:
     out: Path = Path("benchmarks/results/closed_loop_calibration.json")
 
 
-def balanced_accuracy(hit: np.ndarray, label: np.ndarray) -> float:
-    """Mean of the true-positive and true-negative rates (``0.5``: chance)."""
-    tpr = (hit & label).sum() / max(label.sum(), 1)
-    tnr = (~hit & ~label).sum() / max((~label).sum(), 1)
-    return float((tpr + tnr) / 2)
-
-
 def best_threshold(dist: np.ndarray, label: np.ndarray) -> float:
-    """The threshold (success: ``dist < t``) of highest balanced accuracy on these episodes."""
-    cands = np.unique(np.concatenate([dist, dist * 1.000001]))
-    return float(max(cands, key=lambda t: balanced_accuracy(dist < t, label)))
+    """The threshold (success: ``dist < t``) a bundle build would choose on these episodes."""
+    threshold, _, _ = calibrate_threshold(dist, label)
+    assert threshold is not None  # there are episodes
+    return threshold
 
 
 def recorded(store: EpisodeStore, encoder: str, limit: int | None) -> dict[tuple, list[dict]]:
@@ -102,29 +98,30 @@ def measure(suite: str, data: str, args: Args) -> dict[str, Any]:
     man = art.manifest
     chunk, size = int(man["chunk"]), int(man["chunk"]) * int(man["action_dim"])
     chunks = math.ceil(int(man["task_max_steps"]) / chunk)
-    goal = art.reference[np.arange(len(art.reference)), art.reference_len - 1]
+    goal = art.reference[:, -1]  # each demo's goal, as the env's reward reads it
     groups = recorded(EpisodeStore(data), man["encoder"], args.limit)
     rows: list[dict[str, Any]] = []
     for (name, noise, mix, every), eps in groups.items():
         spec = Perturbed(str(bundle / "policy"), size, noise, mix, every)
         starts = np.stack([e["start"] for e in eps])
-        got = {}
-        for est in ("goal_distance", "progress_head"):
-            cfg = RLAWorldConfig(artifacts=str(bundle), device="cpu", flow_steps=args.flow_steps,
-                                 max_episode_steps=chunks, success_estimate=est)  # fmt: skip
-            venv = RLAWorldVectorEnv(len(eps), config=cfg)
-            policy = spec()
-            policy.reset([e["seed"] for e in eps])  # each episode's own perturbation draws
-            got[est] = dream_rollouts(venv, policy=policy, features=starts, seed=0,
-                                      keep_features=True)  # fmt: skip
-            venv.close()
-        out = got["goal_distance"]
+        # One dream per episode: the head's estimate is the env's, the goal distance is read off
+        # the dreamed chunk ends it keeps.
+        cfg = RLAWorldConfig(
+            artifacts=str(bundle),
+            device="cpu",
+            flow_steps=args.flow_steps,
+            max_episode_steps=chunks,
+            success_estimate="progress_head",
+        )
+        venv = RLAWorldVectorEnv(len(eps), config=cfg)
+        policy = spec()
+        policy.reset([e["seed"] for e in eps])  # each episode's own perturbation draws
+        out = dream_rollouts(venv, policy=policy, features=starts, seed=0, keep_features=True)
+        venv.close()
         for j, e in enumerate(eps):
-            ends = out["features"][j]  # (E, N, D): the same dream under both estimates
-            closest = float(np.abs(ends - goal[out["demo"][j]][None]).mean(axis=(1, 2)).min())
+            closest = closest_approach(out["features"][j], goal[out["demo"][j]])
             rows.append({"id": e["id"], "perturbation": name, "real": e["real"],
-                         "closest": closest,
-                         "head": bool(got["progress_head"]["success"][j].any())})  # fmt: skip
+                         "closest": closest, "head": bool(out["success"][j].any())})  # fmt: skip
     dist = np.array([r["closest"] for r in rows])
     real = np.array([r["real"] for r in rows])
     head = np.array([r["head"] for r in rows])

@@ -40,8 +40,10 @@ from rla_gym.pipelines.build_bundle.banks import FeatureBanks, feature_banks, re
 from rla_gym.pipelines.build_bundle.build import build_bundle
 from rla_gym.pipelines.build_bundle.calibration import (
     RealCalibration,
+    balanced_accuracy,
     calibrate_dreamed,
     calibrate_real,
+    calibrate_threshold,
     closest_approach,
 )
 from rla_gym.pipelines.build_bundle.config import BuildBundleConfig
@@ -58,9 +60,11 @@ __all__ = [
     "add_decoder",
     "add_part",
     "add_progress_head",
+    "balanced_accuracy",
     "build_bundle",
     "calibrate_dreamed",
     "calibrate_real",
+    "calibrate_threshold",
     "closest_approach",
     "copy_policy",
     "feature_banks",

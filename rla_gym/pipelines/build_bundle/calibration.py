@@ -16,10 +16,26 @@ from rla_gym.pipelines.build_bundle.sources import EpisodeSelection
 if TYPE_CHECKING:
     from rla_gym.world_model.baselines import Predictor
 
-__all__ = ["RealCalibration", "calibrate_dreamed", "calibrate_real", "closest_approach"]
+__all__ = [
+    "RealCalibration",
+    "balanced_accuracy",
+    "calibrate_dreamed",
+    "calibrate_real",
+    "calibrate_threshold",
+    "closest_approach",
+]
 
 
-def _calibrate_threshold(
+def balanced_accuracy(hit: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of the rates at which ``hit`` calls successes successes and failures failures
+    (``bool`` arrays of one length; a class that is absent counts as fully right; 0.5: chance)."""
+    hit, labels = np.asarray(hit, bool), np.asarray(labels, bool)
+    tpr = hit[labels].mean() if labels.any() else 1.0
+    tnr = (~hit[~labels]).mean() if (~labels).any() else 1.0
+    return float(0.5 * (tpr + tnr))
+
+
+def calibrate_threshold(
     dists: np.ndarray, labels: np.ndarray
 ) -> tuple[float | None, float | None, str]:
     """Threshold on distance-to-goal that best separates successes (below) from failures.
@@ -41,7 +57,7 @@ def _calibrate_threshold(
     cands = np.concatenate([[s[0] * 0.5], (s[1:] + s[:-1]) / 2, [s[-1] * 1.5]])
     best, best_acc = float(cands[0]), -1.0
     for c in cands:
-        acc = 0.5 * ((pos < c).mean() + (neg >= c).mean())
+        acc = balanced_accuracy(dists < c, labels)
         if acc > best_acc:
             best, best_acc = float(c), float(acc)
     return best, best_acc, "max balanced accuracy on train episodes"
@@ -51,7 +67,7 @@ def _success_record(
     dists: np.ndarray, labels: np.ndarray, held: np.ndarray, metric: str
 ) -> dict[str, Any]:
     """Threshold chosen on the train episodes, agreement measured on the held-out ones."""
-    thr, train_acc, method = _calibrate_threshold(dists[~held], labels[~held])
+    thr, train_acc, method = calibrate_threshold(dists[~held], labels[~held])
     held_acc = (
         float(((dists[held] < thr) == labels[held]).mean())
         if thr is not None and held.any()
