@@ -136,7 +136,17 @@ class ProgressHeadConfig:
                     "goal_space='effector' places the goal at the effector, read off the whole "
                     "body: it needs target='body_goal' and no goal_fields"
                 )
-            effector_position(self.proprio_fields, np.zeros((1, len(self.proprio_fields))))
+            _ = self.goal_dim  # refuses a body whose effector is unknown
+
+    @property
+    def goal_dim(self) -> int:
+        """``G``: entries of the goal a ``"body_goal"`` head predicts (its goal fields, or the
+        effector's coordinates); ``0`` for the other targets."""
+        idx = goal_index(self.target, self.proprio_fields, self.goal_fields)
+        if idx and self.goal_space == "effector":
+            body = np.zeros((1, len(self.proprio_fields)))
+            return int(effector_position(self.proprio_fields, body).shape[-1])
+        return len(idx)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (``config.json`` adds the model type)."""
@@ -219,17 +229,15 @@ class ProgressHead(nn.Module):
         idx = goal_index(c.target, c.proprio_fields, c.goal_fields)
         self.register_buffer("goal_idx", torch.tensor(idx, dtype=torch.long), persistent=False)
         if idx:
-            out_dim = len(idx)
             if c.goal_space == "effector":
-                out_dim = effector_position(c.proprio_fields, np.zeros((1, len(idx)))).shape[-1]
-                self.register_buffer("effector_mean", torch.zeros(out_dim))
-                self.register_buffer("effector_std", torch.ones(out_dim))
+                self.register_buffer("effector_mean", torch.zeros(c.goal_dim))
+                self.register_buffer("effector_std", torch.ones(c.goal_dim))
             self.goal = nn.Sequential(
                 nn.Linear(c.num_tokens * c.token_dim, c.hidden),
                 nn.GELU(),
                 nn.Linear(c.hidden, c.hidden),
                 nn.GELU(),
-                nn.Linear(c.hidden, out_dim),
+                nn.Linear(c.hidden, c.goal_dim),
             )
 
     def forward(
