@@ -123,6 +123,11 @@ class Args:
     obs_mode: Literal["auto", "patch", "features+proprio"] = "auto"
     """what the PPO arms see: features+proprio (the body beside the features; needs a bundle
     that dreams it), patch (features only) or auto (features+proprio on such a bundle)"""
+    policy_input: Literal["features", "goal"] = "features"
+    """how the PPO arms read the features: ``features`` pools them (SB3PatchExtractor); ``goal``
+    reads them through the bundle's frozen goal readout (SB3GoalExtractor: the body_goal progress
+    head's goal, the body in its space, their gap and the body; needs a bundle that dreams the
+    body and has such a head), the same lens in the dream and in reality"""
     reset_starts: str | None = None
     """a dataset folder (same task, encoded with the bundle's encoder) whose episodes' first
     frames are the ``dream`` and ``bc+ppo`` arms' training starts instead of the bundle's reset
@@ -139,19 +144,22 @@ class Args:
     required for a bundle built at another time)"""
 
 
-def _ppo(env: Any, args: Args) -> Any:
+def _ppo(env: Any, args: Args, bundle: Path) -> Any:
     from stable_baselines3 import PPO
 
-    from rla_gym.sb3 import patch_policy_kwargs
+    from rla_gym.sb3 import goal_policy_kwargs, patch_policy_kwargs
 
     # SB3PatchExtractor pools the features of either; with the body it appends it.
     body = space_reads_body(env.observation_space, "the PPO arm")
+    if args.policy_input == "goal":
+        kwargs = goal_policy_kwargs(bundle, net_arch=[256, 256], log_std_init=-0.5)
+    else:
+        kwargs = patch_policy_kwargs(log_std_init=-0.5)
     return PPO(
         "MultiInputPolicy" if body else "MlpPolicy", env, n_steps=args.n_steps,
         batch_size=args.batch_size,
         n_epochs=args.n_epochs, learning_rate=args.learning_rate, gamma=args.gamma,
-        policy_kwargs=patch_policy_kwargs(log_std_init=-0.5), seed=args.seed, device="cpu",
-        verbose=0,
+        policy_kwargs=kwargs, seed=args.seed, device="cpu", verbose=0,
     )  # fmt: skip
 
 
@@ -208,7 +216,8 @@ def train_arm(
     wanted = {"obs_mode": mode, "reward_mode": args.reward_mode if dream else None,
               "reset_starts": args.reset_starts if dream else None,
               "action_mode": args.action_mode, "budget_min": args.budget_min,
-              "flow_steps": args.flow_steps if dream else None}  # fmt: skip
+              "flow_steps": args.flow_steps if dream else None,
+              "policy_input": args.policy_input}  # fmt: skip
     if record.exists() and path.with_suffix(".zip").exists():
         space = load_sb3_model(path.with_suffix(".zip")).observation_space
         # a record from before an option existed: the option's default (none for the real arm)
@@ -242,7 +251,7 @@ def train_arm(
                   max_episode_steps=int(man["max_episode_steps"]), obs_mode=mode)  # fmt: skip
         env = VecMonitor(DummyVecEnv([lambda: RealFeatureEnv(**kw)] * args.real_envs))
     env.seed(args.seed)
-    model = _ppo(env, args)
+    model = _ppo(env, args, bundle)
     cb = BudgetCallback(args.budget_min * 60.0, points=1, clock="cpu")
     print(f"[{name}] training for {args.budget_min:g} CPU-minutes ...", flush=True)
     t0 = time.perf_counter()
@@ -350,6 +359,7 @@ def main(args: Args) -> dict[str, Any]:
                 train_curve=train["train_curve"],  # mean return of the last episodes per rollout
             )
             row["action_mode"] = args.action_mode
+            row["policy_input"] = args.policy_input
             if arm == "dream":
                 row["reward_mode"] = args.reward_mode or RLAWorldConfig.reward_mode
                 row["reset_starts"] = args.reset_starts  # None: the bundle's reset bank

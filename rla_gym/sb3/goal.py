@@ -1,0 +1,140 @@
+"""An SB3 features extractor that reads the scene through a bundle's goal readout.
+
+A reacher policy trained from scratch has to find the target in 64 x 512 patch features from the
+reward alone. The bundle's ``"body_goal"`` progress head already learned, supervised on the
+bundle's real episodes, where the scene says the body should end up (``ProgressHead.predict_goal``).
+:class:`SB3GoalExtractor` hands the policy that readout, frozen, beside where the body is in the
+same space: a handful of numbers instead of 32,768, so PPO learns control rather than vision. The
+readout is part of the policy's weights (saved in its SB3 zip), so reality reads real features
+through exactly the lens the dream was read through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import nn
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+from rla_gym.envs.body import FEATURES, PROPRIO, space_reads_body
+from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig
+
+__all__ = ["SB3GoalExtractor", "goal_head_path", "goal_policy_kwargs"]
+
+
+def goal_head_path(path: str | Path) -> Path:
+    """A progress-head checkpoint folder, or a bundle folder -> its head's checkpoint folder.
+
+    Raises:
+        FileNotFoundError: neither a head checkpoint nor a bundle with one.
+    """
+    p = Path(path)
+    for cand in (p, p / "progress", p / "checkpoint"):
+        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
+            return cand
+    raise FileNotFoundError(
+        f"{path} holds no progress head (config.json + model.safetensors), nor does its "
+        "progress/ or checkpoint/ folder; pass a bundle or a train-progress checkpoint"
+    )
+
+
+class SB3GoalExtractor(BaseFeaturesExtractor):
+    """``{"features": (B, N, D), "proprio": (B, P)} -> (B, 3G + P)``: the goal read off the
+    features by a frozen ``"body_goal"`` progress head, where the body is in the goal's space,
+    their difference, and the body vector.
+
+    ``G`` is the head's goal size (2 for a reacher effector-goal head: a place for the
+    fingertip; the goal fields for a joint-space head). All three goal-space vectors are the
+    head's standardised ones, so the difference is the quantity its reward is a function of.
+
+    Args:
+        observation_space: the ``Dict(features=(N, D), proprio=(P,))`` of an env that shows the
+            robot's body.
+        head: a progress-head checkpoint folder or a bundle whose ``progress/`` is one; its
+            weights are read when the policy is built, then saved with the policy.
+        config: the head's config (as :func:`goal_policy_kwargs` records it). With it, a policy
+            loaded from its SB3 zip rebuilds the head without ``head`` (another machine, a
+            deleted run): the zip's weights replace whatever ``head`` held.
+
+    Raises:
+        ValueError: a features-only observation space; a head that predicts no goal, reads
+            another body or other features.
+        FileNotFoundError: no head at ``head``.
+    """
+
+    def __init__(
+        self, observation_space: gym.spaces.Dict, head: str, config: dict[str, Any] | None = None
+    ) -> None:
+        if not space_reads_body(observation_space, "SB3GoalExtractor"):
+            raise ValueError(
+                "SB3GoalExtractor compares the goal with the robot's body: it needs a "
+                "features+proprio observation (obs_mode='features+proprio'), got a Box"
+            )
+        if config is None:
+            net = ProgressHead.from_pretrained(goal_head_path(head))
+        else:
+            net = ProgressHead(ProgressHeadConfig(**config)).eval()
+            try:
+                net.load_state_dict(ProgressHead.from_pretrained(goal_head_path(head)).state_dict())
+            except FileNotFoundError:
+                pass  # loaded from a policy's zip: SB3 loads the head's weights with the policy
+        c = net.config
+        if not len(net.goal_idx):
+            raise ValueError(
+                f"the progress head at {head} has target={c.target!r}; SB3GoalExtractor needs a "
+                "'body_goal' head (train-progress --target body_goal)"
+            )
+        feats, body = observation_space[FEATURES].shape, observation_space[PROPRIO].shape
+        if tuple(feats) != (c.num_tokens, c.feature_dim) or body[0] != len(c.proprio_fields):
+            raise ValueError(
+                f"the progress head at {head} reads features ({c.num_tokens}, {c.feature_dim}) "
+                f"and a body of {len(c.proprio_fields)}, but the env shows {tuple(feats)} and "
+                f"{tuple(body)}"
+            )
+        super().__init__(observation_space, 3 * c.goal_dim + int(body[0]))
+        self.head = net.requires_grad_(False)
+
+    def apply(self, fn: Callable[[nn.Module], None]) -> SB3GoalExtractor:
+        """``fn`` on everything but the head. SB3 re-initialises every linear layer of a policy it
+        builds (``ortho_init``, through ``apply``): the readout is trained weights, not an
+        initialisation, and would otherwise read the scene through random projections."""
+        for child in self.children():
+            if child is not self.head:
+                child.apply(fn)
+        fn(self)
+        return self
+
+    def train(self, mode: bool = True) -> SB3GoalExtractor:
+        """The head stays in eval mode: it is a fixed lens, not part of what PPO trains."""
+        super().train(mode)
+        self.head.eval()
+        return self
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``{"features": (B, N, D), "proprio": (B, P)} -> (B, 3G + P)``."""
+        body = observations[PROPRIO].float()
+        with torch.no_grad():
+            goal = self.head.predict_goal(observations[FEATURES])
+            here = self.head.goal_of(body)
+        return torch.cat([goal, here, goal - here, body], dim=-1)
+
+
+def goal_policy_kwargs(head: str | Path, **extra: Any) -> dict[str, Any]:
+    """``policy_kwargs`` for SB3 ``MultiInputPolicy`` that read the scene through the frozen
+    goal readout of ``head`` (:class:`SB3GoalExtractor`).
+
+    Args:
+        head: progress-head checkpoint or bundle folder.
+        **extra: further policy arguments (``net_arch``, ``log_std_init``, ...).
+    """
+    path = goal_head_path(head)
+    config = ProgressHead.from_pretrained(path).config.to_dict()
+    return {
+        "features_extractor_class": SB3GoalExtractor,
+        "features_extractor_kwargs": {"head": str(path), "config": config},
+        **extra,
+    }

@@ -1,0 +1,101 @@
+"""SB3 policies that read the scene through a bundle's frozen goal readout
+(:class:`rla_gym.sb3.SB3GoalExtractor`): what they see, that PPO leaves the readout alone, that
+the readout travels inside the policy's zip, and what they refuse (tiny bundle, CPU, seconds)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tiny_bundle import A, K
+
+from rla_gym.data.proprio import body_spec
+from rla_gym.reward import ProgressHead
+from rla_gym.reward.progress import ProgressHeadConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+FIELDS = body_spec("libero").fields
+P = len(FIELDS)
+
+
+def _head(path: Path, shape: tuple[int, int], **kw: object) -> Path:
+    """An untrained head on the tiny bundle's features, its body statistics fitted, saved."""
+    torch.manual_seed(0)
+    cfg = ProgressHeadConfig(num_tokens=shape[0], feature_dim=shape[1], encoder_fingerprint="x",
+                             token_dim=4, hidden=16, proprio_fields=FIELDS, **kw)  # type: ignore[arg-type]  # fmt: skip
+    head = ProgressHead(cfg)
+    if cfg.proprio_fields:
+        head.fit_body_stats(np.random.default_rng(0).normal(0.5, 0.2, (64, P)))
+    head.save_pretrained(path)
+    return path
+
+
+def test_ppo_reads_the_goal_readout_and_leaves_it_alone(body_bundle: Path, tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from rla_gym.sb3 import SB3GoalExtractor, SB3VecEnvAdapter, goal_policy_kwargs
+
+    env = SB3VecEnvAdapter(num_envs=2, artifacts=str(body_bundle), flow_steps=2)
+    shape = env.observation_space["features"].shape
+    path = _head(tmp_path / "head", shape, target="body_goal", goal_space="effector")
+    model = PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, n_epochs=1, device="cpu",
+                seed=0, policy_kwargs=goal_policy_kwargs(path, net_arch=[16]))  # fmt: skip
+    extractor = model.policy.features_extractor
+    # goal, body in the goal's space, their gap (3 effector coordinates each), the body
+    assert isinstance(extractor, SB3GoalExtractor) and extractor.features_dim == 3 * 3 + P
+    frozen = {k: v.clone() for k, v in extractor.head.state_dict().items()}
+    rest = [p.detach().clone() for n, p in model.policy.named_parameters() if ".head." not in n]
+    model.learn(16)
+    for k, v in extractor.head.state_dict().items():
+        torch.testing.assert_close(v, frozen[k], rtol=0, atol=0)
+    trained = [p for n, p in model.policy.named_parameters() if ".head." not in n]
+    assert any(not torch.equal(a, b) for a, b in zip(rest, trained, strict=True))
+    assert not extractor.head.training  # the lens stays in eval mode when SB3 trains
+
+    # What the policy sees is the head's: its goal read off the features, the body's place, gap.
+    obs = env.reset()
+    t = {k: torch.as_tensor(v) for k, v in obs.items()}
+    seen = extractor(t)
+    head = ProgressHead.from_pretrained(path)
+    with torch.no_grad():
+        goal = head.predict_goal(t["features"])
+        here = head.goal_of(t["proprio"])
+    torch.testing.assert_close(seen[:, :3], goal)
+    torch.testing.assert_close(seen[:, 6:9], goal - here)
+    torch.testing.assert_close(seen[:, 9:], t["proprio"].float())
+    # another scene, another goal: it reads the features
+    t2 = {**t, "features": t["features"].flip(1)}  # the same tokens elsewhere in the scene
+    assert not torch.allclose(extractor(t2)[:, :3], seen[:, :3])
+
+    # The readout travels in the zip: with the head's folder gone, the loaded policy acts alike.
+    model.save(tmp_path / "ppo")
+    shutil.rmtree(path)
+    again = PPO.load(tmp_path / "ppo", device="cpu")
+    a1 = model.predict(obs, deterministic=True)[0]
+    np.testing.assert_allclose(again.predict(obs, deterministic=True)[0], a1, atol=1e-6)
+    assert a1.shape == (2, K * A)
+
+
+def test_the_goal_readout_refuses_what_it_cannot_read(body_bundle: Path, tmp_path: Path) -> None:
+    from rla_gym.sb3 import SB3GoalExtractor, goal_policy_kwargs
+    from rla_gym.sb3.adapter import SB3VecEnvAdapter
+
+    space = SB3VecEnvAdapter(num_envs=1, artifacts=str(body_bundle)).observation_space
+    shape = space["features"].shape
+    with pytest.raises(FileNotFoundError, match="no progress head"):
+        goal_policy_kwargs(tmp_path / "nothing")
+    fraction = _head(tmp_path / "fraction", shape)
+    with pytest.raises(ValueError, match="'body_goal' head"):
+        SB3GoalExtractor(space, str(fraction))
+    goal = _head(tmp_path / "goal", shape, target="body_goal", goal_space="effector")
+    with pytest.raises(ValueError, match="features\\+proprio"):
+        SB3GoalExtractor(space["features"], str(goal))  # type: ignore[arg-type]
+    wide = gym.spaces.Dict(
+        {"features": gym.spaces.Box(-1, 1, (shape[0], shape[1] + 1)), "proprio": space["proprio"]}
+    )
+    with pytest.raises(ValueError, match="reads features"):
+        SB3GoalExtractor(wide, str(goal))
