@@ -87,6 +87,8 @@ def _planner_rows() -> list[str]:
     for name, arm in (rl or {"arms": {}})["arms"].items():
         # PPO from scratch in the body dream (SB3); the #27 bar is 60 % real.
         reads = "reads the body" if arm.get("obs_mode") == "features+proprio" else "reads features"
+        if arm.get("policy_input") == "goal":  # SB3GoalExtractor: the head's goal, not a pooler
+            reads = "reads the bundle's goal readout and the body"
         rate = arm["success"] / arm["episodes"]
         verdict = "met" if rate >= 0.6 else f"missed by {0.6 - rate:.0%}"
         minutes = f", {arm['train_minutes']:.0f} CPU-min" if arm.get("train_minutes") else ""

@@ -1,6 +1,6 @@
-"""Stable-Baselines3 integration: the dreamed batch as an SB3 ``VecEnv`` and a patch-feature
-extractor for SB3 policies (or one that reads the scene through a bundle's goal readout), and a callback that trains for a compute budget. Imports SB3 (the
-``sb3`` extra) only when used."""
+"""Stable-Baselines3 integration: the dreamed batch as an SB3 ``VecEnv``, a patch-feature
+extractor for SB3 policies (and one that reads the scene through a bundle's goal readout), and a
+callback that trains for a compute budget. Imports SB3 (the ``sb3`` extra) only when used."""
 
 from __future__ import annotations
 

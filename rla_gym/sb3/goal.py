@@ -11,14 +11,15 @@ through exactly the lens the dream was read through.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
-from torch import nn
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
 
 from rla_gym.envs.body import FEATURES, PROPRIO, space_reads_body
 from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig
@@ -78,10 +79,9 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
             net = ProgressHead.from_pretrained(goal_head_path(head))
         else:
             net = ProgressHead(ProgressHeadConfig(**config)).eval()
-            try:
+            # Gone (a policy loaded from its zip elsewhere): SB3 loads the zip's weights next.
+            with contextlib.suppress(FileNotFoundError):
                 net.load_state_dict(ProgressHead.from_pretrained(goal_head_path(head)).state_dict())
-            except FileNotFoundError:
-                pass  # loaded from a policy's zip: SB3 loads the head's weights with the policy
         c = net.config
         if not len(net.goal_idx):
             raise ValueError(
