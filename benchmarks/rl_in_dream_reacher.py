@@ -116,8 +116,9 @@ class Args:
     planner_world_model: str | None = None
     """world-model checkpoint of the ``planner-wm`` arm (same encoder as the bundle)"""
     planner_base: str | None = None
-    """a ``bc+ppo`` arm of the result file whose policy the planner arms search residuals around
-    instead of the bundle's base (run that arm first); the row records it"""
+    """a ``bc+ppo`` or ``dream`` arm of the result file whose policy the planner arms search
+    residuals around instead of the bundle's base (run that arm first); the row records it. A
+    ``dream`` arm's PPO was trained from scratch, so a planner around it uses no demonstration"""
     reward_mode: Literal["aligned", "goal", "progress"] | None = None
     """dreamed reward of the dream-trained PPO and the planners (default: the env's)"""
     obs_mode: Literal["auto", "patch", "features+proprio"] = "auto"
@@ -411,10 +412,14 @@ def main(args: Args) -> dict[str, Any]:
             base = None
             if args.planner_base is not None:  # another arm's saved policy, by its row's name
                 base = arms.get(args.planner_base, {}).get("policy")
-                if base is None:
+                kept = arm_dir(args, man, args.planner_base) / "ppo.zip"
+                if base is None and args.planner_base.startswith("dream") and kept.is_file():
+                    base = str(kept)  # PPO trained from scratch in the dream (an SB3 zip)
+                if base is None or args.planner_base not in arms:
                     raise ValueError(
-                        f"--planner-base {args.planner_base!r} is not a bc+ppo arm with a saved "
-                        f"policy in {out_path}; run that arm first (its row records its policy)"
+                        f"--planner-base {args.planner_base!r} is not a bc+ppo or dream arm with a "
+                        f"saved policy in {out_path}; run that arm first (its row records its "
+                        "policy)"
                     )
             policy = PlannerPolicy(str(bundle), pcfg, world_model=wm, reward_mode=args.reward_mode,
                                    base_policy=base)  # fmt: skip

@@ -99,3 +99,43 @@ def test_the_goal_readout_refuses_what_it_cannot_read(body_bundle: Path, tmp_pat
     )
     with pytest.raises(ValueError, match="reads features"):
         SB3GoalExtractor(wide, str(goal))
+
+
+def test_the_planner_searches_around_an_sb3_policy_that_reads_the_body(
+    bundle: Path, body_bundle: Path
+) -> None:
+    """A dream-trained SB3 policy (body dict in, one held action out) as the planner's base:
+    shown the dreamed body, its action held for the chunk, the residual added on top."""
+    from stable_baselines3 import PPO
+
+    from rla_gym.agents import SpaceMismatchError
+    from rla_gym.envs.config import RLAWorldConfig
+    from rla_gym.planning import DreamPlanner, PlannerConfig
+    from rla_gym.sb3 import SB3VecEnvAdapter, patch_policy_kwargs
+
+    env = SB3VecEnvAdapter(num_envs=2, artifacts=str(body_bundle), flow_steps=2,
+                           action_mode="repeat")  # fmt: skip
+    kwargs = patch_policy_kwargs(features_dim=16, token_dim=8, net_arch=(16,))
+    model = PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, n_epochs=1, device="cpu",
+                seed=0, policy_kwargs=kwargs)  # fmt: skip
+    assert model.action_space.shape == (A,)
+    cfg = PlannerConfig(samples=8, iterations=1, horizon=1, residual_scale=0.2, flow_steps=2)
+    planner = DreamPlanner(RLAWorldConfig(artifacts=str(body_bundle)), cfg, base_policy=model)
+    assert planner.base_reads_body
+    obs = env.reset()
+    s, body = torch.as_tensor(obs["features"]), torch.as_tensor(obs["proprio"])
+    held = model.predict(obs, deterministic=True)[0]  # (2, A)
+    zero = torch.zeros(2, K * A)
+    chunk = planner.executed(s, zero, body)
+    np.testing.assert_allclose(chunk.numpy(), np.clip(np.tile(held, K), -1, 1), atol=1e-6)
+    # The body matters to it: another body, another chunk (the policy reads it).
+    assert not torch.allclose(planner.executed(s, zero, body + 1.0), chunk)
+    with pytest.raises(ValueError, match="body="):
+        planner.executed(s, zero)
+    plan = planner.plan(obs["features"][0], demo=0, t=0, body=obs["proprio"][0], seed=0)
+    base = np.tile(held[0], K)
+    assert plan.action.shape == (K * A,)
+    assert np.abs(plan.action - np.clip(base, -1, 1)).max() <= 0.2 + 1e-6  # within the residual
+    # A dream without a body cannot show it one.
+    with pytest.raises(SpaceMismatchError, match="dreams features only"):
+        DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), cfg, base_policy=model)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .body_state import body_policy, body_state
+from .body_state import body_policy, body_state, goal_readout
 from .bundles import bundles
 from .closed_loop import (
     closed_loop,
@@ -67,6 +67,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "main_job": main_job,
     "body_state": body_state,
     "body_policy": body_policy,
+    "goal_readout": goal_readout,
 }
 
 __all__ = ["BLOCKS"]

@@ -213,3 +213,35 @@ def body_policy() -> str:
         stamp(d),
     ]
     return "\n".join(out)
+
+
+def goal_readout() -> str:
+    """A goal-readout policy in reality, told the true target, and in the dream
+    (``goal_readout.py``)."""
+    d = load_result("goal_readout.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/goal_readout.py --policies name=<ppo.zip>`_"
+    out = [
+        "| policy | real (its readout) | real, told the true target | imagined, same starts "
+        "| readout error at the start (median) | goal drift in an episode, real / dream |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, p in d["policies"].items():
+        cells = [f"{p[k]['success']}/{p[k]['episodes']}" for k in
+                 ("real", "real_true_goal", "imagined")]  # fmt: skip
+        drift = p["goal_drift_m"]
+        out.append(
+            f"| {name} | {' | '.join(cells)} | {100 * p['readout_error_m']['median']:.1f} cm | "
+            f"{100 * drift['real']:.1f} / {100 * drift['dream']:.1f} cm |"
+        )
+    seeds = d["eval_seeds"]
+    return "\n".join([
+        *out,
+        "",
+        f"_dm-control reacher-easy, real seeds {seeds[0]}-{seeds[1]} (rl_in_dream_reacher.py's), "
+        f"the bundle's horizon; dreamed at {d['flow_steps']} Euler steps per chunk; success = "
+        "the finger touches the target (reacher-easy: within 6 cm of its centre). Bundle built "
+        f"{d['bundle_created_utc'][:10]}._",
+        "",
+        stamp(d),
+    ])  # fmt: skip

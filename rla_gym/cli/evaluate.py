@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rla_gym.envs.rla_world import RewardMode
 from rla_gym.planning.config import PlannerConfig
+from rla_gym.utils.checkpoint import load_sb3_model
 
 __all__ = [
     "EvalArgs",
@@ -95,35 +95,6 @@ class EvalArgs:
 
 # --------------------------------------------------------------------------- saved policies
 _SB3_ALGOS = ("PPO", "A2C", "SAC", "TD3", "DDPG")
-
-
-def load_sb3_model(path: str | Path, device: str = "cpu") -> Any:
-    """Load a Stable-Baselines3 model ``.zip`` whatever its algorithm.
-
-    The algorithm is read from the module of the stored policy class (``sac.policies`` means SAC,
-    ``td3.policies`` TD3, the shared actor-critic policies PPO).
-
-    Raises:
-        MissingExtraError: stable-baselines3 is not installed.
-        CorruptFileError: the file is not an SB3 model archive.
-    """
-    from rla_gym.errors import CorruptFileError, MissingExtraError
-
-    try:
-        import stable_baselines3 as sb3
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise MissingExtraError("stable-baselines3", "sb3", "to load SB3 models") from e
-    try:
-        with zipfile.ZipFile(path) as z:
-            data = json.loads(z.read("data"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
-        raise CorruptFileError(
-            f"{path} is not a Stable-Baselines3 model archive ({err}); save models with "
-            f"model.save(path)"
-        ) from err
-    module = str(data.get("policy_class", {}).get("__module__", ""))
-    algo = next((a for a in ("SAC", "TD3") if f".{a.lower()}." in module), "PPO")
-    return getattr(sb3, algo).load(path, device=device)
 
 
 class SB3FeaturePolicy:

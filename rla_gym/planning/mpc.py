@@ -10,6 +10,7 @@ the time is counted by the controller, ``K`` control steps per decision.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -120,9 +121,10 @@ class PlannerPolicy:
             the bundle's).
         reward_mode: the dreamed env's reward the candidates are scored by (``"aligned"``,
             ``"goal"`` or ``"progress"``; ``None``: the env's default).
-        base_policy: a saved :class:`~rla_gym.agents.ActorCritic` folder whose chunks a
-            residual planner searches around (``None``: the bundle's base), e.g. the base plus
-            a residual head trained by PPO in the dream.
+        base_policy: a saved :class:`~rla_gym.agents.ActorCritic` folder, or an SB3 model
+            ``.zip``, whose chunks a residual planner searches around (``None``: the bundle's
+            base), e.g. the base plus a residual head trained by PPO in the dream, or a policy
+            trained from scratch in it.
     """
 
     artifacts: str
@@ -135,7 +137,11 @@ class PlannerPolicy:
     def __call__(self) -> MPCController:
         torch.set_num_threads(1)  # one core per simulator worker
         base = None
-        if self.base_policy is not None:
+        if self.base_policy is not None and Path(self.base_policy).is_file():
+            from rla_gym.utils.checkpoint import load_sb3_model
+
+            base = load_sb3_model(self.base_policy, device=self.device)  # an SB3 model .zip
+        elif self.base_policy is not None:
             from rla_gym.agents import ActorCritic
 
             base = ActorCritic.load(self.base_policy, device=self.device).eval()

@@ -60,7 +60,9 @@ class DreamPlanner:
         config: planner options (default: :class:`PlannerConfig` defaults).
         base_policy: in residual mode, the policy whose chunks are perturbed, any object with
             ``predict(obs (B, N, D), deterministic=True) -> ((B, K * A), _)`` (default: the
-            bundle's behaviour-cloned policy ``<bundle>/policy``).
+            bundle's behaviour-cloned policy ``<bundle>/policy``); one that reads the body
+            (``reads_body``, or an SB3 model on ``{"features", "proprio"}``) is shown the dreamed
+            body, and one that returns one action ``(B, A)`` holds it for the chunk.
 
     Raises:
         ValueError: the horizon exceeds the env's episode horizon.
@@ -101,7 +103,7 @@ class DreamPlanner:
                 f"{self.episode_horizon} chunks ({core.bundle_path}); pass --horizon <= "
                 f"{self.episode_horizon}"
             )
-        self.base_policy = None
+        self.base_policy, self.base_reads_body = None, False
         if cfg.residual:
             self.base_policy = base_policy if base_policy is not None else self._bundle_policy()
             self._check_base(self.base_policy)
@@ -128,16 +130,40 @@ class DreamPlanner:
         return ActorCritic.load(path, device=self.core.device).eval()
 
     def _check_base(self, policy: Any) -> None:
-        from rla_gym.agents import SpaceMismatchError
+        """Check a base policy's spaces and note whether it reads the body (``reads_body``, or
+        an SB3 model's ``Dict`` observation space).
 
+        Raises:
+            SpaceMismatchError: other features, an action that is neither a chunk ``K * A`` nor
+                one held action ``A``, or a body-reading base on a dream without a body.
+        """
+        from rla_gym.agents import SpaceMismatchError
+        from rla_gym.envs.body import FEATURES, space_reads_body
+
+        space = getattr(policy, "observation_space", None)  # an SB3 model
+        reads = getattr(policy, "reads_body", None)
+        if reads is None and space is not None:
+            reads = space_reads_body(space, "the planner's base policy")
         obs = tuple(getattr(policy, "observation_shape", ()))
+        if not obs and space is not None:
+            obs = tuple((space[FEATURES] if reads else space).shape)
         act = getattr(policy, "action_dim", None)
+        if act is None and getattr(policy, "action_space", None) is not None:
+            act = int(np.prod(policy.action_space.shape))
         want = (self.core.num_tokens, self.core.feature_dim)
-        if (obs and obs != want) or (act is not None and act != self.action_size):
+        if (obs and obs != want) or (act is not None and act not in (self.action_size,
+                                                                     self.action_dim)):  # fmt: skip
             raise SpaceMismatchError(
                 f"the base policy maps {obs} -> {act} but the dream has features {want} and "
-                f"chunks of K={self.chunk} x A={self.action_dim} = {self.action_size}"
+                f"chunks of K={self.chunk} x A={self.action_dim} = {self.action_size} (or one "
+                f"action of {self.action_dim} held for the chunk)"
             )
+        if reads and not self.core.body_fields:
+            raise SpaceMismatchError(
+                "the base policy reads the robot's body, but this bundle's world model dreams "
+                "features only; plan around it in a bundle that dreams the body"
+            )
+        self.base_reads_body = bool(reads)
 
     def nearest_demo(self, features: np.ndarray | torch.Tensor) -> int:
         """Reference demo an episode starting at ``features (N, D)`` is aligned with: the one
@@ -181,7 +207,7 @@ class DreamPlanner:
         total = np.zeros(m)
         first = sequences[:, 0]
         for h in range(horizon):
-            chunk = self.executed(s, sequences[:, h])
+            chunk = self.executed(s, sequences[:, h], p)
             if h == 0:
                 first = chunk
             s_next, _, p = self.core.dream(
@@ -193,13 +219,27 @@ class DreamPlanner:
             total += reward
         return total, first
 
-    def executed(self, s: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """The chunks ``(M, K*A)`` run from features ``s (M, N, D)`` for search-space values
-        ``candidates (M, K*A)``: the base policy's chunk plus the residual in residual mode, the
-        candidates themselves from scratch; clamped to ``[-1, 1]``."""
+    def executed(
+        self, s: torch.Tensor, candidates: torch.Tensor, body: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The chunks ``(M, K*A)`` run from features ``s (M, N, D)`` (and bodies ``(M, P)``,
+        for a base that reads them) for search-space values ``candidates (M, K*A)``: the base
+        policy's chunk plus the residual in residual mode, the candidates themselves from
+        scratch; clamped to ``[-1, 1]``. A base that acts with one held action ``(M, A)`` (an
+        SB3 policy trained with ``action_mode="repeat"``) gives that action at every step."""
         if self.base_policy is not None:
-            base = torch.as_tensor(self.base_policy.predict(s, deterministic=True)[0])
-            candidates = base.reshape(len(candidates), -1).to(candidates) + candidates
+            from rla_gym.envs.body import FEATURES, PROPRIO
+
+            obs: Any = s.cpu().numpy()
+            if self.base_reads_body:
+                if body is None:
+                    raise ValueError("the base policy reads the robot's body: plan with body=")
+                obs = {FEATURES: obs, PROPRIO: body.cpu().numpy()}
+            base = torch.as_tensor(self.base_policy.predict(obs, deterministic=True)[0])
+            base = base.reshape(len(candidates), -1).to(candidates)
+            if base.shape[1] == self.action_dim != self.action_size:
+                base = base.repeat(1, self.chunk)  # (M, A) -> (M, K*A): held for the chunk
+            candidates = base + candidates
         return candidates.clamp(-1.0, 1.0)
 
     def _body(self, body: np.ndarray | torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -305,7 +345,8 @@ class DreamPlanner:
         found = search_chunks(
             dream, self.config, self.width, size, torch.Generator().manual_seed(seed), warm
         )
-        action = self.executed(s0[None], found.mean[:1])[0]
+        b0 = body_kw.get("body")
+        action = self.executed(s0[None], found.mean[:1], None if b0 is None else b0[None])[0]
         return Plan(
             action=action.numpy().astype(np.float32),
             mean=found.mean.numpy().astype(np.float32),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "dequantize_state_dict",
     "has_checkpoint",
     "load_checkpoint",
+    "load_sb3_model",
     "model_config",
     "quantize_state_dict",
     "read_config",
@@ -363,3 +365,32 @@ def load_checkpoint(
     except (OSError, RuntimeError, EOFError, ValueError) as err:
         raise _corrupt(path, "the optimizer or training state cannot be read", err) from err
     return Checkpoint(config, state_dict, meta, optimizer, train_state, path)
+
+
+def load_sb3_model(path: str | Path, device: str = "cpu") -> Any:
+    """Load a Stable-Baselines3 model ``.zip`` whatever its algorithm.
+
+    The algorithm is read from the module of the stored policy class (``sac.policies`` means SAC,
+    ``td3.policies`` TD3, the shared actor-critic policies PPO).
+
+    Raises:
+        MissingExtraError: stable-baselines3 is not installed.
+        CorruptFileError: the file is not an SB3 model archive.
+    """
+    from rla_gym.errors import MissingExtraError
+
+    try:
+        import stable_baselines3 as sb3
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MissingExtraError("stable-baselines3", "sb3", "to load SB3 models") from e
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+        raise CorruptFileError(
+            f"{path} is not a Stable-Baselines3 model archive ({err}); save models with "
+            f"model.save(path)"
+        ) from err
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    algo = next((a for a in ("SAC", "TD3") if f".{a.lower()}." in module), "PPO")
+    return getattr(sb3, algo).load(path, device=device)
