@@ -98,8 +98,9 @@ def test_rl_in_dream_refuses_the_shipped_result_file_for_another_bundle(
     bench.DEFAULT_OUT.write_text(json.dumps({"bundle_created_utc": "2000-01-01T00:00:00+00:00"}))
     assert bench.result_file(bench.Args(), man) == bench.DEFAULT_OUT
     # A planner around another arm's policy names an arm of the file that saved one.
-    with pytest.raises(ValueError, match="'bc\\+ppo x' is not a bc\\+ppo arm with a saved policy"):
-        bench.main(dataclasses.replace(args, arms=("planner",), planner_base="bc+ppo x", out=own))
+    for name in ("bc+ppo x", "dream x"):  # neither run: no row, no saved policy
+        with pytest.raises(ValueError, match="is not a bc\\+ppo or dream arm with a saved policy"):
+            bench.main(dataclasses.replace(args, arms=("planner",), planner_base=name, out=own))
 
 
 @pytest.mark.sim
