@@ -129,6 +129,10 @@ class Args:
     reads them through the bundle's frozen goal readout (SB3GoalExtractor: the body_goal progress
     head's goal, the body in its space, their gap and the body; needs a bundle that dreams the
     body and has such a head), the same lens in the dream and in reality"""
+    group_size: int = 1
+    """the ``dream`` arm's envs in groups of this many that share their start and the dream's
+    flow noise, with advantages relative to the group (SB3 GroupRelativeAdvantages, the main
+    job's optimiser fix; 1: plain PPO); must divide dream_envs"""
     reset_starts: str | None = None
     """a dataset folder (same task, encoded with the bundle's encoder) whose episodes' first
     frames are the ``dream`` and ``bc+ppo`` arms' training starts instead of the bundle's reset
@@ -218,12 +222,14 @@ def train_arm(
               "reset_starts": args.reset_starts if dream else None,
               "action_mode": args.action_mode, "budget_min": args.budget_min,
               "flow_steps": args.flow_steps if dream else None,
-              "policy_input": args.policy_input}  # fmt: skip
+              "policy_input": args.policy_input,
+              "group_size": args.group_size if dream else None}  # fmt: skip
     if record.exists() and path.with_suffix(".zip").exists():
         space = load_sb3_model(path.with_suffix(".zip")).observation_space
         # a record from before an option existed: the option's default (none for the real arm)
         default = {k: getattr(Args, k, None) for k in wanted}
         default["flow_steps"] = Args.flow_steps if dream else None
+        default["group_size"] = Args.group_size if dream else None
         kept = {k: load_json(record).get(k, default[k]) for k in wanted}
         kept["obs_mode"] = "features+proprio" if space_reads_body(space, str(path)) else "patch"
         changed = [f"{k}={kept[k]!r} there, {wanted[k]!r} here" for k in wanted
@@ -245,7 +251,7 @@ def train_arm(
                             vectorization_mode="vector_entry_point", artifacts=str(bundle),
                             flow_steps=args.flow_steps, action_mode=args.action_mode,
                             obs_mode=mode, **extra)  # fmt: skip
-        env = VecMonitor(SB3VecEnvAdapter(venv.unwrapped))
+        env = VecMonitor(SB3VecEnvAdapter(venv.unwrapped, group_size=args.group_size))
     else:
         kw = dict(sim=man["sim"], task=man["task"], resolution=int(man["resolution"]),
                   encoder=man["encoder"], chunk=int(man["chunk"]), action_mode=args.action_mode,
@@ -254,9 +260,14 @@ def train_arm(
     env.seed(args.seed)
     model = _ppo(env, args, bundle)
     cb = BudgetCallback(args.budget_min * 60.0, points=1, clock="cpu")
+    callbacks: list[Any] = [cb]
+    if dream and args.group_size > 1:
+        from rla_gym.sb3 import GroupRelativeAdvantages
+
+        callbacks.append(GroupRelativeAdvantages(args.group_size))
     print(f"[{name}] training for {args.budget_min:g} CPU-minutes ...", flush=True)
     t0 = time.perf_counter()
-    model.learn(total_timesteps=10**12, callback=cb)
+    model.learn(total_timesteps=10**12, callback=callbacks)
     wall = time.perf_counter() - t0
     env.close()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -365,6 +376,7 @@ def main(args: Args) -> dict[str, Any]:
                 row["reward_mode"] = args.reward_mode or RLAWorldConfig.reward_mode
                 row["reset_starts"] = args.reset_starts  # None: the bundle's reset bank
                 row["flow_steps"] = args.flow_steps
+                row["group_size"] = args.group_size
         elif arm == "random":
             row = {
                 **evaluate_arm(name, RandomChunks(size, args.seed), args, man),
