@@ -37,6 +37,9 @@ def rl_in_dream_reacher() -> str:
             settings.append("reads the body")
         if r.get("action_mode") == "chunk":
             settings.append("acts in whole chunks")
+        if (r.get("group_size") or 1) > 1:
+            settings.append(f"groups of {r['group_size']} envs sharing a start and the flow "
+                            "noise, group-relative advantages")  # fmt: skip
         if r.get("reset_starts"):
             starts = r["reset_starts"]
             settings.append(f"from the first frames of `{starts}`, not the bundle's starts")
