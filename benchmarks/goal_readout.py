@@ -38,11 +38,11 @@ import torch
 import tyro
 
 import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
-from rla_gym.cli.evaluate import load_sb3_model
 from rla_gym.envs.real import RealFeatureEnv
 from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.sb3 import SB3GoalExtractor
 from rla_gym.utils import load_json, provenance, save_json
+from rla_gym.utils.checkpoint import load_sb3_model
 from rla_gym.utils.stats import wilson_interval
 
 DREAM_ID = "RLAWorld-dmc-reacher-v0"

@@ -168,6 +168,9 @@ def _ppo(env: Any, args: Args, bundle: Path) -> Any:
     )  # fmt: skip
 
 
+# Options of the dream-trained PPO arm only (the real arm records None for each).
+DREAM_OPTIONS = ("reward_mode", "reset_starts", "flow_steps", "group_size")
+
 # Arms whose result depends on the bundle's dream or policy; random and real depend only on the
 # bundle's chunk and horizon.
 BUNDLE_ARMS = ("dream", "bc", "bc+ppo", "planner", "planner-wm")
@@ -218,18 +221,14 @@ def train_arm(
     dream = name.split(" ")[0] == "dream"
     # What makes a trained model this arm's: a kept one trained otherwise is refused, not reused
     # under this run's labels (records from before an option existed hold its default).
-    wanted = {"obs_mode": mode, "reward_mode": args.reward_mode if dream else None,
-              "reset_starts": args.reset_starts if dream else None,
-              "action_mode": args.action_mode, "budget_min": args.budget_min,
-              "flow_steps": args.flow_steps if dream else None,
+    wanted = {"obs_mode": mode, "action_mode": args.action_mode, "budget_min": args.budget_min,
               "policy_input": args.policy_input,
-              "group_size": args.group_size if dream else None}  # fmt: skip
+              **{k: getattr(args, k) if dream else None for k in DREAM_OPTIONS}}  # fmt: skip
     if record.exists() and path.with_suffix(".zip").exists():
         space = load_sb3_model(path.with_suffix(".zip")).observation_space
         # a record from before an option existed: the option's default (none for the real arm)
-        default = {k: getattr(Args, k, None) for k in wanted}
-        default["flow_steps"] = Args.flow_steps if dream else None
-        default["group_size"] = Args.group_size if dream else None
+        default = {k: None if k in DREAM_OPTIONS and not dream else getattr(Args, k, None)
+                   for k in wanted}  # fmt: skip
         kept = {k: load_json(record).get(k, default[k]) for k in wanted}
         kept["obs_mode"] = "features+proprio" if space_reads_body(space, str(path)) else "patch"
         changed = [f"{k}={kept[k]!r} there, {wanted[k]!r} here" for k in wanted

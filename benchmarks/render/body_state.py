@@ -59,14 +59,13 @@ def _planner_rows() -> list[str]:
         "|---|---|---|",
     ]
     base = ref["arms"].get("bc")
+    rl = load_result("body_rl_reacher.json") or {"arms": {}}  # PPO from scratch in the dream
     for name, arm in body["arms"].items():
         if not name.startswith("planner"):
             continue
         rate = arm["success"] / arm["episodes"]
         # Around a policy trained from scratch in the dream (body_rl_reacher.json's row).
-        around = ((load_result("body_rl_reacher.json") or {}).get("arms") or {}).get(
-            arm.get("planner_base") or ""
-        )
+        around = rl["arms"].get(arm.get("planner_base") or "")
         if "from scratch" in name:
             verdict = "met" if rate >= 0.7 else f"missed by {0.7 - rate:.0%}"
             if around is not None:
@@ -91,8 +90,7 @@ def _planner_rows() -> list[str]:
                 f"{_against(arm, bc)} against the base's {bc['success']}/{bc['episodes']} on "
                 f"those seeds ({_wins_losses(arm, bc)}) |"
             )
-    rl = load_result("body_rl_reacher.json")
-    for name, arm in (rl or {"arms": {}})["arms"].items():
+    for name, arm in rl["arms"].items():
         # PPO from scratch in the body dream (SB3); the #27 bar is 60 % real.
         reads = "reads the body" if arm.get("obs_mode") == "features+proprio" else "reads features"
         if arm.get("policy_input") == "goal":  # SB3GoalExtractor: the head's goal, not a pooler
