@@ -31,6 +31,7 @@ __all__ = [
     "FEATURES",
     "PROPRIO",
     "BodySpec",
+    "angle_pairs",
     "body_spec",
     "body_vector",
     "check_body",
@@ -136,6 +137,22 @@ def body_vector(sim: str, raw: np.ndarray) -> np.ndarray:
     else:
         out = np.concatenate([raw[..., :3], _rotation_6d(raw[..., 3:7]), raw[..., 7:9]], -1)
     return out.astype(np.float32)
+
+
+def angle_pairs(fields: Sequence[str]) -> list[tuple[str, int, int]]:
+    """The joint angles a body vector carries as sine / cosine pairs: ``(joint, i_sin, i_cos)``
+    for every ``<joint>_sin`` whose ``<joint>_cos`` is also in ``fields``, in field order.
+
+    A body vector holds an angle as its sine and cosine so that it is continuous across
+    ``±pi``; a controller wants the angle itself (a joint-space error is what a PD loop reads,
+    and is awkward to compute from the pairs inside a small network).
+    """
+    fields = tuple(fields)
+    pairs = []
+    for i, name in enumerate(fields):
+        if name.endswith("_sin") and f"{name[:-4]}_cos" in fields:
+            pairs.append((name[:-4], i, fields.index(f"{name[:-4]}_cos")))
+    return pairs
 
 
 REACHER_LINKS = (0.12, 0.12)

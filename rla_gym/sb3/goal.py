@@ -4,7 +4,11 @@ A reacher policy trained from scratch has to find the target in 64 x 512 patch f
 reward alone. The bundle's ``"body_goal"`` progress head already learned, supervised on the
 bundle's real episodes, where the scene says the body should end up (``ProgressHead.predict_goal``).
 :class:`SB3GoalExtractor` hands the policy that readout, frozen, beside where the body is in the
-same space: a handful of numbers instead of 32,768, so PPO learns control rather than vision. The
+same space: a handful of numbers instead of 32,768, so PPO learns control rather than vision.
+Where the goal is a set of joint angles carried as sine / cosine pairs (reacher's joint-space
+head), the readout also hands over each joint's wrapped angle error, the quantity a PD loop acts
+on: on reacher's true state, PPO with that error solves 100 of 100 held-out starts within 25k
+chunks, and with the sine / cosine gap alone 40 (``docs/body.md``). The
 readout is part of the policy's weights (saved in its SB3 zip), so reality reads real features
 through exactly the lens the dream was read through.
 """
@@ -21,6 +25,7 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from rla_gym.data.proprio import angle_pairs
 from rla_gym.envs.body import FEATURES, PROPRIO, space_reads_body
 from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig
 
@@ -44,13 +49,15 @@ def goal_head_path(path: str | Path) -> Path:
 
 
 class SB3GoalExtractor(BaseFeaturesExtractor):
-    """``{"features": (B, N, D), "proprio": (B, P)} -> (B, 3G + P)``: the goal read off the
+    """``{"features": (B, N, D), "proprio": (B, P)} -> (B, 3G + P + J)``: the goal read off the
     features by a frozen ``"body_goal"`` progress head, where the body is in the goal's space,
-    their difference, and the body vector.
+    their difference, the body vector, and the wrapped angle error (goal minus body, radians in
+    ``[-pi, pi)``) of each of the ``J`` joints whose angle the goal holds as a sine / cosine pair.
 
     ``G`` is the head's goal size (2 for a reacher effector-goal head: a place for the
-    fingertip; the goal fields for a joint-space head). All three goal-space vectors are the
-    head's standardised ones, so the difference is the quantity its reward is a function of.
+    fingertip, ``J = 0``; the goal fields for a joint-space head, reacher's: 4, ``J = 2``). All
+    three goal-space vectors are the head's standardised ones, so the difference is the quantity
+    its reward is a function of; the angle errors are read from the unstandardised pairs.
 
     Args:
         observation_space: the ``Dict(features=(N, D), proprio=(P,))`` of an env that shows the
@@ -95,7 +102,10 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
                 f"and a body of {len(c.proprio_fields)}, but the env shows {tuple(feats)} and "
                 f"{tuple(body)}"
             )
-        super().__init__(observation_space, 3 * c.goal_dim + int(body[0]))
+        # (i_sin, i_cos) among the goal fields; an effector goal is a place, not angles.
+        pairs = [] if c.goal_space == "effector" else angle_pairs(c.goal_fields)
+        self._angle_pairs = [(i, j) for _, i, j in pairs]
+        super().__init__(observation_space, 3 * c.goal_dim + int(body[0]) + len(pairs))
         self.head = net.requires_grad_(False)
 
     def apply(self, fn: Callable[[nn.Module], None]) -> SB3GoalExtractor:
@@ -115,12 +125,27 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
         return self
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``{"features": (B, N, D), "proprio": (B, P)} -> (B, 3G + P)``."""
+        """``{"features": (B, N, D), "proprio": (B, P)} -> (B, 3G + P + J)``."""
         body = observations[PROPRIO].float()
         with torch.no_grad():
             goal = self.head.predict_goal(observations[FEATURES])
             here = self.head.goal_of(body)
-        return torch.cat([goal, here, goal - here, body], dim=-1)
+            parts = [goal, here, goal - here, body]
+            if self._angle_pairs:
+                parts.append(self._angle_error(goal, here))
+        return torch.cat(parts, dim=-1)
+
+    def _angle_error(self, goal: torch.Tensor, here: torch.Tensor) -> torch.Tensor:
+        """Standardised goal-space ``goal``, ``here (B, G)`` -> wrapped ``goal - here`` angles
+        ``(B, J)``: the pairs are unstandardised first (a standardised sine and cosine do not
+        make an angle)."""
+        idx = self.head.goal_idx
+        mean, std = self.head.proprio_mean[idx], self.head.proprio_std[idx]
+        g, h = goal * std + mean, here * std + mean
+        i_sin = [i for i, _ in self._angle_pairs]
+        i_cos = [j for _, j in self._angle_pairs]
+        gap = torch.atan2(g[:, i_sin], g[:, i_cos]) - torch.atan2(h[:, i_sin], h[:, i_cos])
+        return torch.remainder(gap + torch.pi, 2 * torch.pi) - torch.pi
 
 
 def goal_policy_kwargs(head: str | Path, **extra: Any) -> dict[str, Any]:
