@@ -149,6 +149,11 @@ class Args:
     required for a bundle built at another time)"""
 
 
+# The goal-readout policy's network: a handful of inputs, so a wider MLP than the pooled
+# features' (whose extractor already mixes 32,768 numbers). Shared with reacher_policy_input.py.
+GOAL_POLICY = {"net_arch": [256, 256], "log_std_init": -0.5}
+
+
 def _ppo(env: Any, args: Args, bundle: Path) -> Any:
     from stable_baselines3 import PPO
 
@@ -157,7 +162,7 @@ def _ppo(env: Any, args: Args, bundle: Path) -> Any:
     # SB3PatchExtractor pools the features of either; with the body it appends it.
     body = space_reads_body(env.observation_space, "the PPO arm")
     if args.policy_input == "goal":
-        kwargs = goal_policy_kwargs(bundle, net_arch=[256, 256], log_std_init=-0.5)
+        kwargs = goal_policy_kwargs(bundle, **GOAL_POLICY)
     else:
         kwargs = patch_policy_kwargs(log_std_init=-0.5)
     return PPO(

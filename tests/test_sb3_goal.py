@@ -139,3 +139,41 @@ def test_the_planner_searches_around_an_sb3_policy_that_reads_the_body(
     # A dream without a body cannot show it one.
     with pytest.raises(SpaceMismatchError, match="dreams features only"):
         DreamPlanner(RLAWorldConfig(artifacts=str(bundle)), cfg, base_policy=model)
+
+
+def test_a_joint_space_goal_readout_hands_over_wrapped_angle_errors(tmp_path: Path) -> None:
+    """Reacher's joint-space head keeps angles as sin / cos pairs; the readout appends goal minus
+    body per joint, wrapped, read from the unstandardised pairs (the error a PD loop acts on)."""
+    from rla_gym.data.proprio import angle_pairs
+    from rla_gym.sb3 import SB3GoalExtractor
+
+    fields = body_spec("dmc").fields  # shoulder_sin, shoulder_cos, wrist_sin, wrist_cos, 2 vel
+    assert angle_pairs(fields) == [("shoulder", 0, 1), ("wrist", 2, 3)]
+    assert angle_pairs(body_spec("libero").fields) == []
+    n, d = 4, 8
+    space = gym.spaces.Dict({"features": gym.spaces.Box(-1, 1, (n, d)),
+                             "proprio": gym.spaces.Box(-np.inf, np.inf, (len(fields),))})  # fmt: skip
+    cfg = ProgressHeadConfig(num_tokens=n, feature_dim=d, encoder_fingerprint="x", token_dim=4,
+                             hidden=16, target="body_goal", proprio_fields=fields,
+                             goal_fields=fields[:4])  # fmt: skip
+    head = ProgressHead(cfg)
+    rng = np.random.default_rng(0)
+    q = rng.uniform(-np.pi, np.pi, (256, 2))
+    head.fit_body_stats(np.concatenate([np.sin(q), np.cos(q), rng.normal(0, 2, (256, 2))], 1)[:, [0, 2, 1, 3, 4, 5]])  # fmt: skip
+    # Pin the goal: the last layer's bias alone decides it (shoulder 3.0 rad, wrist -1.0 rad).
+    goal_q = np.array([3.0, -1.0])
+    raw = torch.tensor([np.sin(goal_q[0]), np.cos(goal_q[0]), np.sin(goal_q[1]), np.cos(goal_q[1])])
+    with torch.no_grad():
+        head.goal[-1].weight.zero_()
+        head.goal[-1].bias.copy_((raw - head.proprio_mean[:4]) / head.proprio_std[:4])
+    head.save_pretrained(tmp_path / "head")
+    ex = SB3GoalExtractor(space, str(tmp_path / "head"))
+    assert ex.features_dim == 3 * 4 + len(fields) + 2
+    body_q = np.array([[-3.0, -1.5], [0.0, 2.0]])  # shoulder across +-pi from the goal's 3.0
+    body = np.concatenate([np.sin(body_q[:, :1]), np.cos(body_q[:, :1]), np.sin(body_q[:, 1:]),
+                           np.cos(body_q[:, 1:]), np.zeros((2, 2))], 1)  # fmt: skip
+    obs = {"features": torch.zeros(2, n, d), "proprio": torch.tensor(body, dtype=torch.float32)}
+    seen = ex(obs)[:, -2:].numpy()
+    want = (goal_q - body_q + np.pi) % (2 * np.pi) - np.pi  # [[6 - 2pi, 0.5], [3, -3]]
+    np.testing.assert_allclose(seen, want, atol=1e-5)
+    assert abs(seen[0, 0]) < 0.3  # 3.0 and -3.0 rad are 0.28 apart, not 6

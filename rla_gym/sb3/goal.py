@@ -103,7 +103,8 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
                 f"{tuple(body)}"
             )
         # (i_sin, i_cos) among the goal fields; an effector goal is a place, not angles.
-        pairs = [] if c.goal_space == "effector" else angle_pairs(c.goal_fields)
+        names = [c.proprio_fields[i] for i in net.goal_idx.tolist()]  # empty goal_fields: all
+        pairs = [] if c.goal_space == "effector" else angle_pairs(names)
         self._angle_pairs = [(i, j) for _, i, j in pairs]
         super().__init__(observation_space, 3 * c.goal_dim + int(body[0]) + len(pairs))
         self.head = net.requires_grad_(False)

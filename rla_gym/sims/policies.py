@@ -199,7 +199,7 @@ class ReacherExpert:
         if self.aim_std > 0:
             self._aim_offset = self.rng.normal(0.0, self.aim_std, size=2)
 
-    def _ik(self, target: np.ndarray, q: np.ndarray) -> np.ndarray:
+    def inverse_kinematics(self, target: np.ndarray, q: np.ndarray) -> np.ndarray:
         """Joint angles ``(2,)`` placing the finger at ``target`` ``(2,)``, nearest to ``q``."""
         l1, l2 = self.l1, self.l2
         r2 = float(np.clip(target @ target, (l1 - l2) ** 2 + 1e-9, (l1 + l2) ** 2 - 1e-9))
@@ -221,7 +221,7 @@ class ReacherExpert:
     def __call__(self, obs: SimStep) -> np.ndarray:
         q = obs.state["qpos"]
         qd = obs.state["qvel"]
-        q_star = self._ik(obs.state["target_pos"] + self._aim_offset, q)
+        q_star = self.inverse_kinematics(obs.state["target_pos"] + self._aim_offset, q)
         err = np.array([_wrap(q_star[0] - q[0]), q_star[1] - q[1]])
         action = np.clip(self._KP * err - self._KD * qd, -1.0, 1.0).astype(np.float32)
         return self.noise(action)
