@@ -177,8 +177,8 @@ def main(args: Args) -> dict[str, Any]:
     print(f"[expert, held] {held}/{args.episodes}")
     for form in args.forms:
         for seed in args.seeds:
-            rows[f"{form}, seed {seed}"] = {"form": form, "seed": seed,
-                                           **train_form(form, seed, args, chunk, horizon)}  # fmt: skip
+            run = train_form(form, seed, args, chunk, horizon)
+            rows[f"{form}, seed {seed}"] = {"form": form, "seed": seed, **run}
     arm = ArmArgs()
     result = {
         "provenance": provenance(seed=list(args.seeds), device="cpu", encoder=None),

@@ -151,15 +151,16 @@ def test_a_joint_space_goal_readout_hands_over_wrapped_angle_errors(tmp_path: Pa
     assert angle_pairs(fields) == [("shoulder", 0, 1), ("wrist", 2, 3)]
     assert angle_pairs(body_spec("libero").fields) == []
     n, d = 4, 8
-    space = gym.spaces.Dict({"features": gym.spaces.Box(-1, 1, (n, d)),
-                             "proprio": gym.spaces.Box(-np.inf, np.inf, (len(fields),))})  # fmt: skip
+    proprio = gym.spaces.Box(-np.inf, np.inf, (len(fields),))
+    space = gym.spaces.Dict({"features": gym.spaces.Box(-1, 1, (n, d)), "proprio": proprio})
     cfg = ProgressHeadConfig(num_tokens=n, feature_dim=d, encoder_fingerprint="x", token_dim=4,
                              hidden=16, target="body_goal", proprio_fields=fields,
                              goal_fields=fields[:4])  # fmt: skip
     head = ProgressHead(cfg)
     rng = np.random.default_rng(0)
     q = rng.uniform(-np.pi, np.pi, (256, 2))
-    head.fit_body_stats(np.concatenate([np.sin(q), np.cos(q), rng.normal(0, 2, (256, 2))], 1)[:, [0, 2, 1, 3, 4, 5]])  # fmt: skip
+    rows = np.stack([np.sin(q[:, 0]), np.cos(q[:, 0]), np.sin(q[:, 1]), np.cos(q[:, 1])], 1)
+    head.fit_body_stats(np.concatenate([rows, rng.normal(0, 2, (256, 2))], 1))
     # Pin the goal: the last layer's bias alone decides it (shoulder 3.0 rad, wrist -1.0 rad).
     goal_q = np.array([3.0, -1.0])
     raw = torch.tensor([np.sin(goal_q[0]), np.cos(goal_q[0]), np.sin(goal_q[1]), np.cos(goal_q[1])])
