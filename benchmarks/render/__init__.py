@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .body_state import body_policy, body_state, goal_readout
+from .body_state import body_policy, body_state, goal_readout, reacher_policy_input
 from .bundles import bundles
 from .closed_loop import (
     closed_loop,
@@ -68,6 +68,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "body_state": body_state,
     "body_policy": body_policy,
     "goal_readout": goal_readout,
+    "reacher_policy_input": reacher_policy_input,
 }
 
 __all__ = ["BLOCKS"]

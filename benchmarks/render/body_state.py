@@ -255,3 +255,51 @@ def goal_readout() -> str:
         "",
         stamp(d),
     ])  # fmt: skip
+
+
+def reacher_policy_input() -> str:
+    """PPO on reacher's true state, the goal shown in three forms (``reacher_policy_input.py``)."""
+    d = load_result("reacher_policy_input.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/reacher_policy_input.py`_"
+    names = {
+        "effector": "where the target is from the fingertip (an effector-goal readout's form)",
+        "sincos": "the goal's joint angles as sin / cos, the body's, their gap (a joint-space "
+        "readout without angle errors)",
+        "angles": "the same plus each joint's wrapped angle error (`SB3GoalExtractor` on a "
+        "joint-space head)",
+    }
+    arms, n = d["arms"], None
+    out = [
+        "| goal shown to PPO | real success per seed, after training | per seed, by chunks "
+        "trained |",
+        "|---|---|---|",
+    ]
+    for form, label in names.items():
+        runs = [r for r in arms.values() if r.get("form") == form]
+        if not runs:
+            continue
+        n = runs[0]["episodes"]
+        finals = " / ".join(f"{r['success']}/{r['episodes']}" for r in runs)
+        curves = "; ".join(
+            ", ".join(f"{c['chunks'] // 1024}k: {c['success']}" for c in r["curve"]) for r in runs
+        )
+        out.append(f"| {label} | {finals} | {curves} |")
+    held = arms["expert, held"]
+    p, seeds = d["ppo"], d["eval_seeds"]
+    return "\n".join([
+        *out,
+        f"| no learning: the scripted IK + PD expert deciding once per chunk, its torque held "
+        f"| {held['success']}/{held['episodes']} | - |",
+        "",
+        f"_dm-control reacher-easy in the real simulator, no camera: the true state, one torque "
+        f"held for each chunk of {d['chunk']} control steps, {d['horizon_chunks']} chunks; reward "
+        "minus the finger-to-target distance at each chunk's end, +1 and the episode ends on a "
+        f"touch. SB3 PPO with rl_in_dream_reacher.py's settings ({p['envs']} envs, n_steps "
+        f"{p['n_steps']}, batch {p['batch_size']}, {p['n_epochs']} epochs, lr "
+        f"{p['learning_rate']}, gamma {p['gamma']}, MLP {p['net_arch']}), seeds "
+        f"{', '.join(str(s) for s in d['provenance']['seed'])}; judged on {n} held-out starts "
+        f"(seeds {seeds[0]}-{seeds[1]}, apart from the 10000+ of every RL arm)._",
+        "",
+        stamp(d),
+    ])  # fmt: skip
