@@ -1,25 +1,30 @@
 """What limits a reacher policy trained from scratch in the dream: its goal, or its control?
 
 A policy that reads the scene through the bundle's goal readout (``SB3GoalExtractor``: the
-effector-goal progress head's place for the fingertip, the body's place, their gap, the body;
-``rl_in_dream_reacher.py --policy-input goal``) is judged three ways on the same real starts
+effector-goal progress head's place for the fingertip, or a joint-space head's goal angles, the
+body's, their gap, the body; ``rl_in_dream_reacher.py --policy-input goal``) is judged three ways
+on the same real starts
 (seeds ``eval_seed + i``, the bundle's horizon, success = the finger touches the target at some
 control step):
 
 * **real**: as trained, the goal read off the real features;
 * **real, true goal**: the same policy told where the target really is (dm-control's target
-  position, standardised as the head standardises its goals): what a perfect readout would add;
+  position; for a joint-space head the joint angles that reach it, the elbow nearest the arm's
+  at the start; standardised as the head standardises its goals): what a perfect readout would
+  add;
 * **imagined**: closed loop in the dream from the same start (the encoded first frame and the
   real body), the bundle's success estimate, the dream's flow noise seeded per start.
 
-Also the readout's error at the start (metres from the real target) and how far the goal read
+Also the readout's error at the start (metres from the real target; a joint-space goal is
+placed by forward kinematics) and how far the goal read
 off the features moves during an episode, in reality (where the target stands still) and in the
 dream. A policy as good with the true goal as with its readout, and as good in the dream as in
 reality, is limited by what its optimiser found in the dream.
 
 Writes ``benchmarks/results/goal_readout.json``:
 ``{"policies": {name: {"real": {"success", "episodes"}, "real_true_goal": {...}, "imagined": {...},
-"readout_error_m": {"mean", "median"}, "goal_drift_m": {"real", "dream"}}}}``.
+"readout_error_m": {"mean", "median"}, "goal_drift_m": {"real", "dream"}, "bundle",
+"bundle_created_utc"}}}``.
 
     python benchmarks/goal_readout.py --policies seed0=<ppo.zip> --artifacts <bundle>  # ~3 min
 """
@@ -38,9 +43,11 @@ import torch
 import tyro
 
 import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
+from rla_gym.data.proprio import effector_position
 from rla_gym.envs.real import RealFeatureEnv
 from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.sb3 import SB3GoalExtractor
+from rla_gym.sims.policies import ReacherExpert
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.checkpoint import load_sb3_model
 from rla_gym.utils.stats import wilson_interval
@@ -51,8 +58,8 @@ DREAM_ID = "RLAWorld-dmc-reacher-v0"
 @dataclass(frozen=True)
 class Args:
     policies: tuple[str, ...]
-    """``name=path`` of SB3 zips whose features extractor is an SB3GoalExtractor with an
-    effector-goal head"""
+    """``name=path`` of SB3 zips whose features extractor is an SB3GoalExtractor (an
+    effector-goal head, or a joint-space head on reacher's joint angles)"""
     artifacts: str | None = None
     """the reacher bundle the policies were trained in (default: the embedded one)"""
     episodes: int = 50
@@ -68,25 +75,51 @@ def _policy(path: str) -> tuple[Any, SB3GoalExtractor]:
     """The SB3 model and its goal readout.
 
     Raises:
-        ValueError: a policy that does not read an effector-goal readout.
+        ValueError: a policy that does not read a goal readout that places the fingertip.
     """
     model = load_sb3_model(path)
     ext = model.policy.features_extractor
-    if not isinstance(ext, SB3GoalExtractor) or ext.head.config.goal_space != "effector":
+    if not isinstance(ext, SB3GoalExtractor):
         raise ValueError(
-            f"{path} does not read the scene through an effector-goal readout (SB3GoalExtractor "
-            "with a goal_space='effector' head); train it with rl_in_dream_reacher.py "
-            "--policy-input goal on a bundle with such a head"
+            f"{path} does not read the scene through a goal readout (SB3GoalExtractor); train it "
+            "with rl_in_dream_reacher.py --policy-input goal"
         )
+    _place(ext, torch.zeros(1, ext.head.config.goal_dim))  # refuses a goal with no place
     return model, ext
 
 
-@contextmanager
-def told_goal(ext: SB3GoalExtractor, place: np.ndarray) -> Iterator[None]:
-    """The policy's readout answers the real target ``place (2,)`` (metres), standardised as the
-    head standardises its goals, whatever the features show."""
+def _goal_names(ext: SB3GoalExtractor) -> list[str]:
+    c = ext.head.config
+    return [c.proprio_fields[i] for i in ext.head.goal_idx.tolist()]
+
+
+def _place(ext: SB3GoalExtractor, goal: torch.Tensor) -> torch.Tensor:
+    """Standardised goals ``(B, G)`` -> the fingertip places ``(B, 2)`` (metres) they mean.
+
+    Raises:
+        ValueError: a joint-space goal without the arm's angles (no place to read).
+    """
     head = ext.head
-    goal = (torch.as_tensor(place, dtype=torch.float32) - head.effector_mean) / head.effector_std
+    if head.config.goal_space == "effector":
+        return goal * head.effector_std + head.effector_mean
+    raw = goal * head.proprio_std[head.goal_idx] + head.proprio_mean[head.goal_idx]
+    return effector_position(_goal_names(ext), raw)
+
+
+@contextmanager
+def told_goal(ext: SB3GoalExtractor, place: np.ndarray, joints: np.ndarray) -> Iterator[None]:
+    """The policy's readout answers the real target ``place (2,)`` (metres) or, for a
+    joint-space head, ``joints (2,)``, the angles that reach it, standardised as the head
+    standardises its goals, whatever the features show."""
+    head = ext.head
+    if head.config.goal_space == "effector":
+        place_t = torch.as_tensor(place, dtype=torch.float32)
+        goal = (place_t - head.effector_mean) / head.effector_std
+    else:
+        body = {"shoulder_sin": np.sin(joints[0]), "shoulder_cos": np.cos(joints[0]),
+                "wrist_sin": np.sin(joints[1]), "wrist_cos": np.cos(joints[1])}  # fmt: skip
+        raw = torch.tensor([body[n] for n in _goal_names(ext)], dtype=torch.float32)
+        goal = (raw - head.proprio_mean[head.goal_idx]) / head.proprio_std[head.goal_idx]
     head.predict_goal = lambda s: goal.expand(len(s), -1)  # type: ignore[method-assign]
     try:
         yield
@@ -98,8 +131,8 @@ def _readout_m(ext: SB3GoalExtractor, features: np.ndarray) -> np.ndarray:
     """The place ``(2,)`` the readout reads off ``(N, D)`` features, in metres."""
     head = ext.head
     with torch.no_grad():
-        g = head.predict_goal(torch.as_tensor(features, dtype=torch.float32)[None])[0]
-    return (g * head.effector_std + head.effector_mean).numpy()
+        g = head.predict_goal(torch.as_tensor(features, dtype=torch.float32)[None])
+        return _place(ext, g)[0].numpy()
 
 
 def _act(model: Any, obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -121,6 +154,7 @@ def measure(path: str, args: Args, bundle: Path) -> dict[str, Any]:
                           max_episode_steps=steps, obs_mode="features+proprio")  # fmt: skip
     dream = gym.make(DREAM_ID, artifacts=str(bundle), action_mode="repeat",
                      obs_mode="features+proprio", flow_steps=args.flow_steps)  # fmt: skip
+    expert = ReacherExpert(real.sim)  # its inverse kinematics: the true goal's joint angles
     hits: dict[str, list[bool]] = {"real": [], "real_true_goal": [], "imagined": []}
     err, drift_real, drift_dream = [], [], []
     try:
@@ -130,9 +164,10 @@ def measure(path: str, args: Args, bundle: Path) -> dict[str, Any]:
                 obs, info = real.reset(seed=seed)
                 start = obs
                 target = real.sim.physics.named.data.geom_xpos["target", :2].copy()
+                joints = expert.inverse_kinematics(target, real.sim.physics.data.qpos[:2].copy())
                 first = _readout_m(ext, obs["features"])
                 ok = bool(info["success"])
-                with told_goal(ext, target) if told else nullcontext():
+                with told_goal(ext, target, joints) if told else nullcontext():
                     for _ in range(steps):
                         obs, _r, term, trunc, info = real.step(_act(model, obs))
                         ok = ok or bool(info.get("success"))
@@ -165,6 +200,8 @@ def measure(path: str, args: Args, bundle: Path) -> dict[str, Any]:
         "goal_drift_m": {"real": float(np.mean(drift_real)), "dream": float(np.mean(drift_dream))},
         "per_episode": {k: [bool(x) for x in v] for k, v in hits.items()},
         "policy": path,
+        "bundle": str(bundle),
+        "bundle_created_utc": man["created_utc"],
     }
 
 
@@ -182,7 +219,6 @@ def main(args: Args) -> dict[str, Any]:
         result.update(
             provenance=provenance(seed=args.eval_seed, encoder=man["encoder_fingerprint"],
                                   device="cpu"),
-            bundle=str(bundle), bundle_created_utc=man["created_utc"],
             eval_seeds=[args.eval_seed, args.eval_seed + args.episodes - 1],
             flow_steps=args.flow_steps,
         )  # fmt: skip

@@ -225,6 +225,12 @@ def body_policy() -> str:
     return "\n".join(out)
 
 
+def _bundle_name(path: str) -> str:
+    """The embedded bundle by name (its absolute path is the measuring machine's), else the
+    folder."""
+    return "the shipped bundle" if "rla_gym/envs/assets/" in path else f"`{path}`"
+
+
 def goal_readout() -> str:
     """A goal-readout policy in reality, told the true target, and in the dream
     (``goal_readout.py``)."""
@@ -233,8 +239,9 @@ def goal_readout() -> str:
         return "_not run yet: `python benchmarks/goal_readout.py --policies name=<ppo.zip>`_"
     out = [
         "| policy | real (its readout) | real, told the true target | imagined, same starts "
-        "| readout error at the start (median) | goal drift in an episode, real / dream |",
-        "|---|---|---|---|---|---|",
+        "| readout error at the start (median) | goal drift in an episode, real / dream "
+        "| bundle (built) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, p in d["policies"].items():
         cells = [f"{p[k]['success']}/{p[k]['episodes']}" for k in
@@ -242,7 +249,9 @@ def goal_readout() -> str:
         drift = p["goal_drift_m"]
         out.append(
             f"| {name} | {' | '.join(cells)} | {100 * p['readout_error_m']['median']:.1f} cm | "
-            f"{100 * drift['real']:.1f} / {100 * drift['dream']:.1f} cm |"
+            f"{100 * drift['real']:.1f} / {100 * drift['dream']:.1f} cm | "
+            f"{_bundle_name(p.get('bundle', d.get('bundle', '')))} "
+            f"({p.get('bundle_created_utc', d.get('bundle_created_utc', ''))[:10]}) |"
         )
     seeds = d["eval_seeds"]
     return "\n".join([
@@ -250,8 +259,9 @@ def goal_readout() -> str:
         "",
         f"_dm-control reacher-easy, real seeds {seeds[0]}-{seeds[1]} (rl_in_dream_reacher.py's), "
         f"the bundle's horizon; dreamed at {d['flow_steps']} Euler steps per chunk; success = "
-        "the finger touches the target (reacher-easy: within 6 cm of its centre). Bundle "
-        f"`{d['bundle']}`, built {d['bundle_created_utc'][:10]}._",
+        "the finger touches the target (reacher-easy: within 6 cm of its centre). A joint-space "
+        "readout is told the joint angles that reach the true target (the elbow nearest the "
+        "arm's at the start) and placed by forward kinematics for its error._",
         "",
         stamp(d),
     ])  # fmt: skip
