@@ -129,6 +129,11 @@ class Args:
     reads them through the bundle's frozen goal readout (SB3GoalExtractor: the body_goal progress
     head's goal, the body in its space, their gap and the body; needs a bundle that dreams the
     body and has such a head), the same lens in the dream and in reality"""
+    goal_head: str | None = None
+    """with ``policy_input=goal``: the progress head (or bundle) whose goal readout the policy
+    reads, when it is not the one the dream's reward reads (default: the bundle's own). E.g.
+    reacher's joint-space head, whose joint-angle errors a policy learns from, as the lens, beside
+    an effector-goal head, the sharper goal, as the reward"""
     group_size: int = 1
     """the ``dream`` arm's envs in groups of this many that share their start and the dream's
     flow noise, with advantages relative to the group (SB3 GroupRelativeAdvantages, the main
@@ -162,7 +167,7 @@ def _ppo(env: Any, args: Args, bundle: Path) -> Any:
     # SB3PatchExtractor pools the features of either; with the body it appends it.
     body = space_reads_body(env.observation_space, "the PPO arm")
     if args.policy_input == "goal":
-        kwargs = goal_policy_kwargs(bundle, **GOAL_POLICY)
+        kwargs = goal_policy_kwargs(args.goal_head or bundle, **GOAL_POLICY)
     else:
         kwargs = patch_policy_kwargs(log_std_init=-0.5)
     return PPO(
@@ -227,7 +232,7 @@ def train_arm(
     # What makes a trained model this arm's: a kept one trained otherwise is refused, not reused
     # under this run's labels (records from before an option existed hold its default).
     wanted = {"obs_mode": mode, "action_mode": args.action_mode, "budget_min": args.budget_min,
-              "policy_input": args.policy_input,
+              "policy_input": args.policy_input, "goal_head": args.goal_head,
               **{k: getattr(args, k) if dream else None for k in DREAM_OPTIONS}}  # fmt: skip
     if record.exists() and path.with_suffix(".zip").exists():
         space = load_sb3_model(path.with_suffix(".zip")).observation_space
@@ -341,6 +346,8 @@ def result_file(args: Args, man: dict[str, Any]) -> Path:
 
 def main(args: Args) -> dict[str, Any]:
     torch.set_num_threads(1)
+    if args.goal_head is not None and args.policy_input != "goal":
+        raise ValueError("--goal-head names the goal readout of --policy-input goal; add it")
     bundle = resolve_artifacts(args.artifacts, "dmc-reacher")
     man = load_json(bundle / "manifest.json")
     out_path = result_file(args, man)
@@ -376,6 +383,8 @@ def main(args: Args) -> dict[str, Any]:
             )
             row["action_mode"] = args.action_mode
             row["policy_input"] = args.policy_input
+            if args.goal_head is not None:
+                row["goal_head"] = args.goal_head
             if arm == "dream":
                 row["reward_mode"] = args.reward_mode or RLAWorldConfig.reward_mode
                 row["reset_starts"] = args.reset_starts  # None: the bundle's reset bank

@@ -95,6 +95,8 @@ def _planner_rows() -> list[str]:
         reads = "reads the body" if arm.get("obs_mode") == "features+proprio" else "reads features"
         if arm.get("policy_input") == "goal":  # SB3GoalExtractor: the head's goal, not a pooler
             reads = "reads the bundle's goal readout and the body"
+            if arm.get("goal_head"):  # a readout other than the reward's head
+                reads = f"reads the goal readout of `{arm['goal_head']}` and the body"
         rate = arm["success"] / arm["episodes"]
         minutes = f", {arm['train_minutes']:.0f} CPU-min" if arm.get("train_minutes") else ""
         if name.startswith("real"):  # the comparison arm: PPO trained in the real simulator
