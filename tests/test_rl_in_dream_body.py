@@ -101,6 +101,9 @@ def test_rl_in_dream_refuses_the_shipped_result_file_for_another_bundle(
     for name in ("bc+ppo x", "dream x"):  # neither run: no row, no saved policy
         with pytest.raises(ValueError, match="is not a bc\\+ppo or dream arm with a saved policy"):
             bench.main(dataclasses.replace(args, arms=("planner",), planner_base=name, out=own))
+    # Another head's goal readout is an option of the goal-input policy only: refused up front.
+    with pytest.raises(ValueError, match="--goal-head names the goal readout"):
+        bench.main(dataclasses.replace(args, arms=("dream",), goal_head="x", out=own))
 
 
 @pytest.mark.sim
