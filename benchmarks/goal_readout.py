@@ -43,7 +43,7 @@ import torch
 import tyro
 
 import rla_gym  # noqa: F401  (registers the RLAWorld-* ids)
-from rla_gym.data.proprio import effector_position
+from rla_gym.data.proprio import body_vector, effector_position
 from rla_gym.envs.real import RealFeatureEnv
 from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.sb3 import SB3GoalExtractor
@@ -88,11 +88,6 @@ def _policy(path: str) -> tuple[Any, SB3GoalExtractor]:
     return model, ext
 
 
-def _goal_names(ext: SB3GoalExtractor) -> list[str]:
-    c = ext.head.config
-    return [c.proprio_fields[i] for i in ext.head.goal_idx.tolist()]
-
-
 def _place(ext: SB3GoalExtractor, goal: torch.Tensor) -> torch.Tensor:
     """Standardised goals ``(B, G)`` -> the fingertip places ``(B, 2)`` (metres) they mean.
 
@@ -101,9 +96,8 @@ def _place(ext: SB3GoalExtractor, goal: torch.Tensor) -> torch.Tensor:
     """
     head = ext.head
     if head.config.goal_space == "effector":
-        return goal * head.effector_std + head.effector_mean
-    raw = goal * head.proprio_std[head.goal_idx] + head.proprio_mean[head.goal_idx]
-    return effector_position(_goal_names(ext), raw)
+        return head.raw_goal(goal)
+    return effector_position(head.goal_field_names, head.raw_goal(goal))
 
 
 @contextmanager
@@ -115,11 +109,9 @@ def told_goal(ext: SB3GoalExtractor, place: np.ndarray, joints: np.ndarray) -> I
     if head.config.goal_space == "effector":
         place_t = torch.as_tensor(place, dtype=torch.float32)
         goal = (place_t - head.effector_mean) / head.effector_std
-    else:
-        body = {"shoulder_sin": np.sin(joints[0]), "shoulder_cos": np.cos(joints[0]),
-                "wrist_sin": np.sin(joints[1]), "wrist_cos": np.cos(joints[1])}  # fmt: skip
-        raw = torch.tensor([body[n] for n in _goal_names(ext)], dtype=torch.float32)
-        goal = (raw - head.proprio_mean[head.goal_idx]) / head.proprio_std[head.goal_idx]
+    else:  # the body at those angles (at rest), in the goal's standardised space
+        body = body_vector("dmc", np.array([joints[0], joints[1], 0.0, 0.0]))
+        goal = head.goal_of(torch.as_tensor(body)[None])[0]
     head.predict_goal = lambda s: goal.expand(len(s), -1)  # type: ignore[method-assign]
     try:
         yield

@@ -44,7 +44,7 @@ from rl_in_dream_reacher import Args as ArmArgs
 
 from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.sims.dmc import DMCSim
-from rla_gym.sims.policies import ReacherExpert
+from rla_gym.sims.policies import ReacherExpert, wrap_angle
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.stats import wilson_interval
 
@@ -74,11 +74,6 @@ class Args:
     """result file"""
 
 
-def wrap(angle: np.ndarray) -> np.ndarray:
-    """Angles wrapped to ``[-pi, pi)``."""
-    return (angle + np.pi) % (2 * np.pi) - np.pi
-
-
 class TrueStateReacher(gym.Env):
     """Real reacher-easy, no camera: one ``(2,)`` torque held for ``chunk`` control steps,
     ``horizon`` chunks; the observation is the true state with the goal in ``form``."""
@@ -101,7 +96,7 @@ class TrueStateReacher(gym.Env):
         goal = np.concatenate([np.sin(goal_q), np.cos(goal_q)])
         parts = [goal, body, goal - body, body, v]
         if self.form == "angles":
-            parts.append(wrap(goal_q - q))
+            parts.append(wrap_angle(goal_q - q))
         return np.concatenate(parts).astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple:

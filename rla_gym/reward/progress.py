@@ -319,6 +319,20 @@ class ProgressHead(nn.Module):
             return (eff - self.effector_mean) / self.effector_std
         return self.normalize_body(proprio.float())[:, self.goal_idx]
 
+    def raw_goal(self, goal: torch.Tensor) -> torch.Tensor:
+        """``"body_goal"`` heads: standardised goal-space vectors ``(B, G)`` (a predicted goal or
+        :meth:`goal_of`) -> unstandardised: the effector's place, or the goal fields' body values
+        (``goal_field_names``, in order)."""
+        if self.config.goal_space == "effector":
+            return goal * self.effector_std + self.effector_mean
+        idx = self.goal_idx
+        return goal * self.proprio_std[idx] + self.proprio_mean[idx]
+
+    @property
+    def goal_field_names(self) -> tuple[str, ...]:
+        """The body fields a body-space goal holds, in order (empty ``goal_fields``: all)."""
+        return tuple(self.config.proprio_fields[i] for i in self.goal_idx.tolist())
+
     def normalize_body(self, proprio: torch.Tensor) -> torch.Tensor:
         """``(B, P)`` body vector -> standardised with the training statistics."""
         return (proprio - self.proprio_mean) / self.proprio_std

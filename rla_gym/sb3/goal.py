@@ -103,10 +103,10 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
                 f"and a body of {len(c.proprio_fields)}, but the env shows {tuple(feats)} and "
                 f"{tuple(body)}"
             )
-        # (i_sin, i_cos) among the goal fields; an effector goal is a place, not angles.
-        names = [c.proprio_fields[i] for i in net.goal_idx.tolist()]  # empty goal_fields: all
-        pairs = [] if c.goal_space == "effector" else angle_pairs(names)
-        self._angle_pairs = [(i, j) for _, i, j in pairs]
+        # Sine and cosine positions among the goal fields; an effector goal is a place, not angles.
+        pairs = [] if c.goal_space == "effector" else angle_pairs(net.goal_field_names)
+        self._i_sin = [i for _, i, _ in pairs]
+        self._i_cos = [j for _, _, j in pairs]
         super().__init__(observation_space, 3 * c.goal_dim + int(body[0]) + len(pairs))
         self.head = net.requires_grad_(False)
 
@@ -133,7 +133,7 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
             goal = self.head.predict_goal(observations[FEATURES])
             here = self.head.goal_of(body)
             parts = [goal, here, goal - here, body]
-            if self._angle_pairs:
+            if self._i_sin:
                 parts.append(self._angle_error(goal, here))
         return torch.cat(parts, dim=-1)
 
@@ -141,12 +141,9 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
         """Standardised goal-space ``goal``, ``here (B, G)`` -> wrapped ``goal - here`` angles
         ``(B, J)``: the pairs are unstandardised first (a standardised sine and cosine do not
         make an angle)."""
-        idx = self.head.goal_idx
-        mean, std = self.head.proprio_mean[idx], self.head.proprio_std[idx]
-        g, h = goal * std + mean, here * std + mean
-        i_sin = [i for i, _ in self._angle_pairs]
-        i_cos = [j for _, j in self._angle_pairs]
-        gap = torch.atan2(g[:, i_sin], g[:, i_cos]) - torch.atan2(h[:, i_sin], h[:, i_cos])
+        g, h = self.head.raw_goal(goal), self.head.raw_goal(here)
+        s, c = self._i_sin, self._i_cos
+        gap = torch.atan2(g[:, s], g[:, c]) - torch.atan2(h[:, s], h[:, c])
         return torch.remainder(gap + torch.pi, 2 * torch.pi) - torch.pi
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "ReacherExpert",
     "make_policy",
     "perturbed_sequences",
+    "wrap_angle",
 ]
 
 POLICY_KINDS: tuple[str, ...] = ("expert", "noisy", "random", "play")
@@ -211,7 +212,7 @@ class ReacherExpert:
                 l2 * np.sin(q2), l1 + l2 * np.cos(q2)
             )
             # The shoulder is unlimited: pick the turn nearest to the current angle.
-            q1 = q[0] + _wrap(q1 - q[0])
+            q1 = q[0] + wrap_angle(q1 - q[0])
             cand = np.array([q1, q2])
             if best is None or np.abs(cand - q).sum() < np.abs(best - q).sum():
                 best = cand
@@ -222,12 +223,12 @@ class ReacherExpert:
         q = obs.state["qpos"]
         qd = obs.state["qvel"]
         q_star = self.inverse_kinematics(obs.state["target_pos"] + self._aim_offset, q)
-        err = np.array([_wrap(q_star[0] - q[0]), q_star[1] - q[1]])
+        err = np.array([wrap_angle(q_star[0] - q[0]), q_star[1] - q[1]])
         action = np.clip(self._KP * err - self._KD * qd, -1.0, 1.0).astype(np.float32)
         return self.noise(action)
 
 
-def _wrap(angle: float | np.ndarray) -> Any:
+def wrap_angle(angle: float | np.ndarray) -> Any:
     """Wrap to ``[-pi, pi)``."""
     return (angle + np.pi) % (2 * np.pi) - np.pi
 
