@@ -44,7 +44,8 @@ from rl_in_dream_reacher import Args as ArmArgs
 
 from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.sims.dmc import DMCSim
-from rla_gym.sims.policies import ReacherExpert, wrap_angle
+from rla_gym.sims.kinematics import wrap_angle
+from rla_gym.sims.policies import ReacherExpert
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.stats import wilson_interval
 

@@ -178,3 +178,49 @@ def test_a_joint_space_goal_readout_hands_over_wrapped_angle_errors(tmp_path: Pa
     want = (goal_q - body_q + np.pi) % (2 * np.pi) - np.pi  # [[6 - 2pi, 0.5], [3, -3]]
     np.testing.assert_allclose(seen, want, atol=1e-5)
     assert abs(seen[0, 0]) < 0.3  # 3.0 and -3.0 rad are 0.28 apart, not 6
+
+
+def test_an_effector_goal_readout_hands_over_the_angle_errors_that_reach_its_place(
+    tmp_path: Path,
+) -> None:
+    """Reacher's effector-goal head reads a place for the fingertip; the readout appends each
+    joint's error to the nearest joint angles that put the fingertip there (inverse kinematics),
+    so a policy sees what a PD loop acts on. A Panda's place has no such angles here: refused."""
+    from rla_gym.data.proprio import effector_joint_error, effector_position, places_reachable
+    from rla_gym.sb3 import SB3GoalExtractor
+
+    fields = body_spec("dmc").fields
+    assert places_reachable(fields) and not places_reachable(FIELDS)
+    with pytest.raises(ValueError, match="shoulder and wrist"):
+        effector_joint_error(FIELDS, np.zeros((1, P)), np.zeros((1, 3)))
+    n, d = 4, 8
+    proprio = gym.spaces.Box(-np.inf, np.inf, (len(fields),))
+    space = gym.spaces.Dict({"features": gym.spaces.Box(-1, 1, (n, d)), "proprio": proprio})
+    cfg = ProgressHeadConfig(num_tokens=n, feature_dim=d, encoder_fingerprint="x", token_dim=4,
+                             hidden=16, target="body_goal", proprio_fields=fields,
+                             goal_space="effector")  # fmt: skip
+    head = ProgressHead(cfg)
+    rng = np.random.default_rng(0)
+
+    def body_of(q: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.sin(q[:, :1]), np.cos(q[:, :1]), np.sin(q[:, 1:]),
+                               np.cos(q[:, 1:]), np.zeros((len(q), 2))], 1)  # fmt: skip
+
+    head.fit_body_stats(body_of(rng.uniform(-np.pi, np.pi, (256, 2))))
+    place = torch.tensor([0.05, -0.15])  # within reach (0 .. 0.24 m from the base)
+    with torch.no_grad():
+        head.goal[-1].weight.zero_()
+        head.goal[-1].bias.copy_((place - head.effector_mean) / head.effector_std)
+    head.save_pretrained(tmp_path / "head")
+    ex = SB3GoalExtractor(space, str(tmp_path / "head"))
+    assert ex.features_dim == 3 * 2 + len(fields) + 2
+    body_q = rng.uniform(-2.5, 2.5, (16, 2))
+    obs = {"features": torch.zeros(16, n, d), "proprio": torch.tensor(body_of(body_q)).float()}
+    err = ex(obs)[:, -2:].numpy().astype(np.float64)
+    # Turning each joint by its error puts the fingertip on the place read off the scene ...
+    tips = effector_position(fields, body_of(body_q + err))
+    np.testing.assert_allclose(tips, np.tile(place.numpy(), (16, 1)), atol=1e-4)
+    # ... by the nearer of the elbow's two ways (never a turn of more than half a circle).
+    assert np.abs(err).max() <= np.pi
+    mirror = effector_joint_error(fields, body_of(body_q + err), place.double().numpy())
+    np.testing.assert_allclose(mirror, 0.0, atol=1e-4)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from rla_gym.sims.kinematics import REACHER_LINKS, two_link_ik, wrap_angle
+
 __all__ = [
     "BODY_SPECS",
     "FEATURES",
@@ -35,7 +37,9 @@ __all__ = [
     "body_spec",
     "body_vector",
     "check_body",
+    "effector_joint_error",
     "effector_position",
+    "places_reachable",
 ]
 
 FEATURES, PROPRIO = "features", "proprio"
@@ -155,12 +159,6 @@ def angle_pairs(fields: Sequence[str]) -> list[tuple[str, int, int]]:
     return pairs
 
 
-REACHER_LINKS = (0.12, 0.12)
-"""Shoulder-to-wrist and wrist-to-fingertip lengths (m) of dm_control's ``reacher.xml``, the
-base at the origin: the fingertip is their forward kinematics (checked against the simulator in
-``tests/test_body_state.py``)."""
-
-
 def effector_position(fields: Sequence[str], body: Any) -> Any:
     """Where the robot's effector is, read off body vectors ``(..., P)`` whose entries are
     ``fields``: reacher's fingertip ``(..., 2)`` (x, y in metres, by forward kinematics of the
@@ -196,6 +194,38 @@ def effector_position(fields: Sequence[str], body: Any) -> Any:
         f"no effector is known for a body with fields {fields}; known: reacher's joint angles "
         "(shoulder_sin ... wrist_cos) and a Panda's eef_x, eef_y, eef_z"
     )
+
+
+def places_reachable(fields: Sequence[str]) -> bool:
+    """Whether :func:`effector_joint_error` knows the joint angles that put this body's effector
+    at a place (reacher's shoulder and wrist, carried as sine / cosine pairs)."""
+    return [name for name, _, _ in angle_pairs(fields)] == ["shoulder", "wrist"]
+
+
+def effector_joint_error(fields: Sequence[str], body: Any, place: Any) -> Any:
+    """Each joint's wrapped angle error ``(..., J)`` (radians in ``[-pi, pi)``) from body vectors
+    ``(..., P)`` to the joint angles that put the effector at ``place`` (the coordinates
+    :func:`effector_position` gives), of the ways to get there the nearest. A goal read off the
+    scene as a place becomes the angle errors a PD loop acts on. Reacher only (``J = 2``: the
+    elbow's two branches, the nearer taken); numpy arrays and torch tensors alike.
+
+    Raises:
+        ValueError: a body whose joints' inverse kinematics is not known.
+    """
+    fields = tuple(fields)
+    pairs = angle_pairs(fields)
+    if not places_reachable(fields):
+        raise ValueError(
+            f"the joint angles reaching a place are known for reacher's shoulder and wrist "
+            f"(shoulder_sin ... wrist_cos), not for a body with fields {fields}"
+        )
+    if isinstance(body, np.ndarray):
+        q = np.stack([np.arctan2(body[..., i], body[..., j]) for _, i, j in pairs], -1)
+    else:
+        import torch
+
+        q = torch.stack([torch.atan2(body[..., i], body[..., j]) for _, i, j in pairs], -1)
+    return wrap_angle(two_link_ik(place, q, REACHER_LINKS) - q)
 
 
 def check_body(proprio: np.ndarray, fields: tuple[str, ...], what: str = "proprio") -> np.ndarray:

@@ -9,7 +9,10 @@ Where the goal is a set of joint angles carried as sine / cosine pairs (reacher'
 head), the readout also hands over each joint's wrapped angle error, the quantity a PD loop acts
 on: on reacher's true state, PPO with that error solves 100 of 100 held-out starts after 32k
 chunks, with the sine / cosine gap alone 31-32 (70-74 after 131k), with the fingertip-to-target
-vector 49 (``benchmarks/reacher_policy_input.py``). The
+vector 49 (``benchmarks/reacher_policy_input.py``). An effector-goal head reads the goal as a
+place for the fingertip; where the body's inverse kinematics is known (reacher), the readout
+hands over the joint-angle errors to the nearest way of reaching that place (before 2026-12-08
+such a policy saw the place and the gap only). The
 readout is part of the policy's weights (saved in its SB3 zip), so reality reads real features
 through exactly the lens the dream was read through.
 """
@@ -26,7 +29,7 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from rla_gym.data.proprio import angle_pairs
+from rla_gym.data.proprio import angle_pairs, effector_joint_error, places_reachable
 from rla_gym.envs.body import FEATURES, PROPRIO, space_reads_body
 from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig
 
@@ -56,7 +59,9 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
     ``[-pi, pi)``) of each of the ``J`` joints whose angle the goal holds as a sine / cosine pair.
 
     ``G`` is the head's goal size (2 for a reacher effector-goal head: a place for the
-    fingertip, ``J = 0``; the goal fields for a joint-space head, reacher's: 4, ``J = 2``). All
+    fingertip, whose ``J = 2`` angle errors are to the nearest joint angles reaching it; the goal
+    fields for a joint-space head, reacher's: 4, ``J = 2``; ``J = 0`` for a body whose angles
+    are neither in the goal nor known to reach a place: a Panda's). All
     three goal-space vectors are the head's standardised ones, so the difference is the quantity
     its reward is a function of; the angle errors are read from the unstandardised pairs.
 
@@ -103,11 +108,15 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
                 f"and a body of {len(c.proprio_fields)}, but the env shows {tuple(feats)} and "
                 f"{tuple(body)}"
             )
-        # Sine and cosine positions among the goal fields; an effector goal is a place, not angles.
+        # Sine and cosine positions among the goal fields. An effector goal is a place: the
+        # joint angles reaching it come by inverse kinematics where the body's are known.
+        self._fields = c.proprio_fields
+        self._place_to_angles = c.goal_space == "effector" and places_reachable(c.proprio_fields)
         pairs = [] if c.goal_space == "effector" else angle_pairs(net.goal_field_names)
         self._i_sin = [i for _, i, _ in pairs]
         self._i_cos = [j for _, _, j in pairs]
-        super().__init__(observation_space, 3 * c.goal_dim + int(body[0]) + len(pairs))
+        joints = len(angle_pairs(c.proprio_fields)) if self._place_to_angles else len(pairs)
+        super().__init__(observation_space, 3 * c.goal_dim + int(body[0]) + joints)
         self.head = net.requires_grad_(False)
 
     def apply(self, fn: Callable[[nn.Module], None]) -> SB3GoalExtractor:
@@ -133,7 +142,9 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
             goal = self.head.predict_goal(observations[FEATURES])
             here = self.head.goal_of(body)
             parts = [goal, here, goal - here, body]
-            if self._i_sin:
+            if self._place_to_angles:
+                parts.append(effector_joint_error(self._fields, body, self.head.raw_goal(goal)))
+            elif self._i_sin:
                 parts.append(self._angle_error(goal, here))
         return torch.cat(parts, dim=-1)
 

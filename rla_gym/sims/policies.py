@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rla_gym.sims.base import Policy, SimAdapter, SimStep
+from rla_gym.sims.kinematics import REACHER_LINKS, two_link_ik, wrap_angle
 
 __all__ = [
     "POLICY_KINDS",
@@ -25,7 +26,6 @@ __all__ = [
     "ReacherExpert",
     "make_policy",
     "perturbed_sequences",
-    "wrap_angle",
 ]
 
 POLICY_KINDS: tuple[str, ...] = ("expert", "noisy", "random", "play")
@@ -191,7 +191,7 @@ class ReacherExpert:
             self.l1 = float(physics.named.model.body_pos["hand", "x"])
             self.l2 = float(physics.named.model.body_pos["finger", "x"])
         else:
-            self.l1 = self.l2 = 0.12
+            self.l1, self.l2 = REACHER_LINKS
         self.aim_std = 0.1 * float(noise)
         self._aim_offset = np.zeros(2)
 
@@ -202,22 +202,7 @@ class ReacherExpert:
 
     def inverse_kinematics(self, target: np.ndarray, q: np.ndarray) -> np.ndarray:
         """Joint angles ``(2,)`` placing the finger at ``target`` ``(2,)``, nearest to ``q``."""
-        l1, l2 = self.l1, self.l2
-        r2 = float(np.clip(target @ target, (l1 - l2) ** 2 + 1e-9, (l1 + l2) ** 2 - 1e-9))
-        cos_q2 = np.clip((r2 - l1**2 - l2**2) / (2 * l1 * l2), -1.0, 1.0)
-        best: np.ndarray | None = None
-        for sign in (1.0, -1.0):  # elbow-left / elbow-right
-            q2 = sign * np.arccos(cos_q2)
-            q1 = np.arctan2(target[1], target[0]) - np.arctan2(
-                l2 * np.sin(q2), l1 + l2 * np.cos(q2)
-            )
-            # The shoulder is unlimited: pick the turn nearest to the current angle.
-            q1 = q[0] + wrap_angle(q1 - q[0])
-            cand = np.array([q1, q2])
-            if best is None or np.abs(cand - q).sum() < np.abs(best - q).sum():
-                best = cand
-        assert best is not None
-        return best
+        return two_link_ik(target, q, (self.l1, self.l2))
 
     def __call__(self, obs: SimStep) -> np.ndarray:
         q = obs.state["qpos"]
@@ -226,11 +211,6 @@ class ReacherExpert:
         err = np.array([wrap_angle(q_star[0] - q[0]), q_star[1] - q[1]])
         action = np.clip(self._KP * err - self._KD * qd, -1.0, 1.0).astype(np.float32)
         return self.noise(action)
-
-
-def wrap_angle(angle: float | np.ndarray) -> Any:
-    """Wrap to ``[-pi, pi)``."""
-    return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
 class RandomPolicy:
