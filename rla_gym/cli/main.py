@@ -1,5 +1,6 @@
 """``rla-gym <verb>``: collect, record, encode, inspect, train-rla, train-wm, train-bc,
-train-progress, train-decoder, build-bundle, add-progress-head, add-decoder, eval.
+train-progress, train-decoder, train-body, build-bundle, add-progress-head, add-decoder,
+add-body-model, eval.
 
 Each verb takes a frozen dataclass of options; ``rla-gym <verb> --help`` lists them.
 """
@@ -147,6 +148,27 @@ def cmd_add_decoder(args: AddDecoderArgs) -> None:
     _print({"decoder": m["decoder"], "total_bytes": m["total_bytes"]})
 
 
+@dataclass(frozen=True, kw_only=True)
+class AddBodyModelArgs:
+    """Ship a trained body model in an existing bundle whose world model dreams the body."""
+
+    bundle: Path
+    """bundle folder (e.g. rla_gym/envs/assets/dmc-reacher)"""
+    model: Path
+    """body-model checkpoint folder (from rla-gym train-body: <out>/checkpoint)"""
+    dtype: Literal["float32", "float16", "int8"] = "float32"
+    """weights storage in the bundle (float32: the body's precision is the point)"""
+
+
+def cmd_add_body_model(args: AddBodyModelArgs) -> None:
+    """Add (or replace) the body model of a bundle: its dream's next body comes from it
+    (RLAWorldConfig.body_dynamics)."""
+    from rla_gym.pipelines.build_bundle import add_body_model
+
+    m = add_body_model(args.bundle, args.model, args.dtype)
+    _print({"body": m["body"], "total_bytes": m["total_bytes"]})
+
+
 def _verbs() -> dict[str, Any]:
     verbs: dict[str, Any] = {
         "collect": cmd_collect,
@@ -156,11 +178,13 @@ def _verbs() -> dict[str, Any]:
         "build-bundle": cmd_build_bundle,
         "add-progress-head": cmd_add_progress_head,
         "add-decoder": cmd_add_decoder,
+        "add-body-model": cmd_add_body_model,
         "eval": cmd_eval,
     }
     # Imported unconditionally: a broken import must fail loudly, not silently remove verbs.
     from rla_gym.cli.train import (
         cmd_train_bc,
+        cmd_train_body,
         cmd_train_decoder,
         cmd_train_progress,
         cmd_train_rla,
@@ -172,6 +196,7 @@ def _verbs() -> dict[str, Any]:
     verbs["train-bc"] = cmd_train_bc
     verbs["train-progress"] = cmd_train_progress
     verbs["train-decoder"] = cmd_train_decoder
+    verbs["train-body"] = cmd_train_body
     return verbs
 
 

@@ -1,5 +1,5 @@
 """Training verbs of the ``rla-gym`` command: ``train-rla``, ``train-wm``, ``train-bc``,
-``train-progress`` and ``train-decoder``.
+``train-progress``, ``train-decoder`` and ``train-body``.
 
 ``train-rla`` and ``train-wm`` resume when their output folder already holds a checkpoint, and both
 run data-parallel under ``torchrun --nproc_per_node N -m rla_gym.cli.main train-...``.
@@ -15,9 +15,11 @@ from rla_gym.pipelines.world_action import TrainBCConfig, train_bc_from_dataset
 from rla_gym.reward.train_progress import TrainProgressConfig, train_progress_head
 from rla_gym.rla.train import TrainRLAConfig, train_rla
 from rla_gym.world_model.train import TrainWorldModelConfig, train_world_model
+from rla_gym.world_model.train_body import TrainBodyConfig, train_body_dynamics
 
 __all__ = [
     "cmd_train_bc",
+    "cmd_train_body",
     "cmd_train_decoder",
     "cmd_train_progress",
     "cmd_train_rla",
@@ -61,3 +63,9 @@ def cmd_train_decoder(cfg: TrainDecoderConfig) -> None:
     """Train the frame decoder (features -> pixels) on a dataset's real (features, frame) pairs,
     held-out split by episode (resumes an existing run; --steps extends it)."""
     _report(train_decoder(cfg))
+
+
+def cmd_train_body(cfg: TrainBodyConfig) -> None:
+    """Train the body's own dynamics (next body from body + action chunk) on a dataset's recorded
+    proprio and actions; add it to a bundle with ``rla-gym add-body-model``."""
+    print(json.dumps(train_body_dynamics(cfg), indent=2))

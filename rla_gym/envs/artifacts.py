@@ -86,6 +86,7 @@ WORLD_MODEL = "world_model"
 POLICY = "policy"
 PROGRESS = "progress"
 DECODER = "decoder"
+BODY = "body"
 MAX_BUNDLE_BYTES = 10_000_000
 """Size budget of an embedded bundle (``total_bytes`` in its manifest)."""
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
@@ -261,6 +262,28 @@ class Artifacts:
             expected_fingerprint=self.manifest["encoder_fingerprint"],
             device=device,
         )
+
+    @property
+    def has_body_model(self) -> bool:
+        """Whether the bundle ships the body's own dynamics (``body/``, ``rla-gym
+        add-body-model``)."""
+        return self.manifest.get(BODY) is not None
+
+    def load_body_model(self, device: str = "cpu") -> Any:
+        """The bundle's body model (:class:`~rla_gym.world_model.body.BodyDynamics`).
+
+        Raises:
+            FileNotFoundError: the bundle has no body model (says how to add one).
+        """
+        from rla_gym.world_model.body import BodyDynamics
+
+        if not self.has_body_model:
+            raise FileNotFoundError(
+                f"bundle {self.path} has no body model; train one with `rla-gym train-body "
+                f"--data <dataset> --out <out>` and add it with `rla-gym add-body-model --bundle "
+                f"{self.path} --model <out>/checkpoint`"
+            )
+        return BodyDynamics.from_pretrained(self.path / BODY, device=device)
 
     @property
     def has_decoder(self) -> bool:

@@ -130,6 +130,7 @@ class DreamCore:
             config.reset_starts,
         )
         self.reference, self.reference_len = self.starts.reference, self.starts.reference_len
+        self.body_model = self._body_model(config.body_dynamics)
         self.reset_features = self.starts.reset_features
         if config.reward_proprio_weight > 0 and not self.body_fields:
             raise ValueError(
@@ -218,6 +219,28 @@ class DreamCore:
         ``None``; ``"auto"`` resolves as the option does, see :mod:`rla_gym.envs.body`)."""
         mode = self.resolve_obs_mode(obs_mode)
         return _body.observation_space(mode, self.num_tokens, self.feature_dim, self.body_dim)
+
+    def _body_model(self, source: str) -> torch.nn.Module | None:
+        """The bundle's body dynamics when ``source`` picks it (see
+        ``RLAWorldConfig.body_dynamics``), else ``None`` (the world model's body head).
+
+        Raises:
+            ValueError: ``body_model`` on a dream without a body or a bundle without one.
+        """
+        if source == "world_model" or (source == "auto" and not self.art.has_body_model):
+            return None
+        if not self.body_fields:
+            raise ValueError(
+                f"body_dynamics={source!r}: the world model of {self.art.path} dreams features "
+                "only; there is no body to move"
+            )
+        model = self.art.load_body_model(str(self.device))  # names how to add one if missing
+        if model.config.proprio_fields != self.body_fields:
+            raise ValueError(
+                f"the body model of {self.art.path} reads {model.config.proprio_fields}, its "
+                f"world model dreams {self.body_fields}"
+            )
+        return model
 
     def resolve_obs_mode(self, obs_mode: ObsMode | None = None) -> _body.ResolvedObsMode:
         """``obs_mode`` (``None``: the config's) with ``"auto"`` resolved for this bundle.
@@ -320,7 +343,10 @@ class DreamCore:
         }
         if self.body_fields:
             # The model names the body's fields if it is missing or malformed.
-            return self.model.sample_state(s, raw, proprio=body, **kw)  # type: ignore[attr-defined]
+            out, body_next = self.model.sample_state(s, raw, proprio=body, **kw)  # type: ignore[attr-defined]
+            if self.body_model is not None:
+                body_next = self.body_model(body, raw)
+            return out, body_next
         if body is not None:
             raise ValueError(
                 "a body (B, P) was given but this world model dreams features only "

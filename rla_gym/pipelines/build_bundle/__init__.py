@@ -48,7 +48,12 @@ from rla_gym.pipelines.build_bundle.calibration import (
 )
 from rla_gym.pipelines.build_bundle.config import BuildBundleConfig
 from rla_gym.pipelines.build_bundle.manifest import make_manifest
-from rla_gym.pipelines.build_bundle.parts import add_decoder, add_part, add_progress_head
+from rla_gym.pipelines.build_bundle.parts import (
+    add_body_model,
+    add_decoder,
+    add_part,
+    add_progress_head,
+)
 from rla_gym.pipelines.build_bundle.sources import EpisodeSelection, open_sources, select_episodes
 from rla_gym.pipelines.build_bundle.weights import copy_policy, store_weights
 
@@ -57,6 +62,7 @@ __all__ = [
     "EpisodeSelection",
     "FeatureBanks",
     "RealCalibration",
+    "add_body_model",
     "add_decoder",
     "add_part",
     "add_progress_head",

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rla_gym.envs.artifacts import DECODER, MANIFEST, MAX_BUNDLE_BYTES, PROGRESS
+from rla_gym.envs.artifacts import BODY, DECODER, MANIFEST, MAX_BUNDLE_BYTES, PROGRESS
 from rla_gym.errors import RLAGymError
 from rla_gym.features.base import sha256_file
 from rla_gym.pipelines.build_bundle.weights import copy_model_files, rewrite_weights
 from rla_gym.utils.io import atomic_folder, load_json, save_json
 
-__all__ = ["add_decoder", "add_part", "add_progress_head"]
+__all__ = ["add_body_model", "add_decoder", "add_part", "add_progress_head"]
 
 
 def add_part(
@@ -77,6 +77,38 @@ def add_progress_head(bundle: str | Path, head: str | Path, dtype: str = "int8")
     record = {"source": str(head), **{k: meta[k] for k in keys if k in meta}}
     manifest = add_part(bundle, PROGRESS, head, dtype, record)
     load_artifacts(bundle).load_progress_head()  # what the env will load, stored weights included
+    return manifest
+
+
+def add_body_model(bundle: str | Path, model: str | Path, dtype: str = "float32") -> dict[str, Any]:
+    """Ship the body's own dynamics in a bundle whose world model dreams the body: the dream's
+    next body then comes from it (``RLAWorldConfig.body_dynamics``).
+
+    Raises:
+        ValueError: a features-only bundle, or a body model of other fields, chunk or actions
+            than the bundle's (checked before the bundle is touched).
+    """
+    from rla_gym.envs.artifacts import load_artifacts
+    from rla_gym.world_model.body import BodyDynamics
+
+    art = load_artifacts(bundle)
+    m = art.manifest
+    # The bank may store bodies for a features-only world model; what matters is what it dreams.
+    fields = tuple(getattr(art.load_world_model(), "proprio_fields", ()))
+    c = BodyDynamics.from_pretrained(model).config
+    want = (fields, int(m["chunk"]), int(m["action_dim"]))
+    if not fields or (c.proprio_fields, c.chunk, c.action_dim) != want:
+        raise ValueError(
+            f"the body model at {model} reads a body of {c.proprio_fields}, chunks of "
+            f"{c.chunk} x {c.action_dim}; the bundle {bundle} dreams "
+            + (f"a body of {want[0]}, chunks of {want[1]} x {want[2]}" if fields else
+               "features only (rebuild it with a world model trained with --proprio)")
+        )  # fmt: skip
+    meta = load_json(Path(model) / "meta.json") if (Path(model) / "meta.json").exists() else {}
+    keys = ("wall_clock_s", "val_r2", "train_episodes", "val_episodes", "data")
+    record = {"source": str(model), **{k: meta[k] for k in keys if k in meta}}
+    manifest = add_part(bundle, BODY, model, dtype, record)
+    load_artifacts(bundle).load_body_model()  # what the env will load, stored weights included
     return manifest
 
 
