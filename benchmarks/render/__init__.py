@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .body_state import body_policy, body_state, goal_readout, reacher_policy_input
+from .body_state import (
+    body_dynamics,
+    body_policy,
+    body_state,
+    goal_readout,
+    reacher_policy_input,
+)
 from .bundles import bundles
 from .closed_loop import (
     closed_loop,
@@ -69,6 +75,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "body_policy": body_policy,
     "goal_readout": goal_readout,
     "reacher_policy_input": reacher_policy_input,
+    "body_dynamics": body_dynamics,
 }
 
 __all__ = ["BLOCKS"]

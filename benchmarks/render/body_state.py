@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rla_gym.utils.provenance import bundle_rows
 
 from .common import (
@@ -315,3 +317,43 @@ def reacher_policy_input() -> str:
         "",
         stamp(d),
     ])  # fmt: skip
+
+
+def body_dynamics() -> str:
+    """The dreamed body under a policy's own actions: world-model head vs body model
+    (``body_dynamics.py``)."""
+    d = load_result("body_dynamics.json")
+    if d is None:
+        return "_not run yet: `python benchmarks/body_dynamics.py --artifacts <bundle> --policy P`_"
+    names = {
+        "world_model": "the world model's body head (reads the scene too)",
+        "body_model": "the bundle's body model (`train-body`: body + action chunk)",
+    }
+    out = []
+    for suite, b in d["bundles"].items():
+        h = len(b["sources"]["body_model"]["effector_gap_m"])
+        out += [
+            f"| {suite}: dreamed body from | effector gap after 1 ... {h} chunks (cm) | body R² "
+            f"after 1 ... {h} chunks |",
+            "|---|---|---|",
+        ]
+        for src, label in names.items():
+            r = b["sources"][src]
+            gap = " / ".join(f"{100 * g:.1f}" for g in r["effector_gap_m"])
+            r2 = " / ".join(f"{x:.3f}" for x in r["body_r2"])
+            out.append(f"| {label} | {gap} | {r2} |")
+        bm = b["body_model"]
+        out += [
+            "",
+            f"_{b['episodes']} real episodes (seeds {b['eval_seeds'][0]}-{b['eval_seeds'][1]}, "
+            f"apart from the RL arms' 10000+) of `{Path(b['policy']).parent.name or b['policy']}` "
+            f"({b['real_success']}/{b['episodes']} real successes), its actions replayed open "
+            f"loop in the dream from the encoded first frame and the real body, "
+            f"{b['flow_steps']} Euler steps; bundle `{b['bundle']}`. The body model: trained in "
+            f"{bm['wall_clock_s']:.0f} s on {bm['train_episodes']} episodes of `{bm['data']}`, "
+            f"held-out R² {bm['val_r2']['1']['pooled']:.4f} / {bm['val_r2']['4']['pooled']:.4f} "
+            f"after 1 / 4 chunks._",
+            "",
+            stamp(b),
+        ]
+    return "\n".join(out)

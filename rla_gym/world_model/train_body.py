@@ -36,11 +36,13 @@ class TrainBodyConfig:
     steps: int = 6000
     """optimiser steps"""
     batch_size: int = 256
+    """windows per optimiser step"""
     learning_rate: float = 1e-3
     """AdamW, cosine-annealed to zero"""
     val_fraction: float = 0.1
     """held-out episodes (by episode id, the world models' split)"""
     seed: int = 0
+    """split and initialisation seed"""
 
 
 def rollout_r2(
