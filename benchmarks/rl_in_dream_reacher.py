@@ -463,8 +463,9 @@ def main(args: Args) -> dict[str, Any]:
                 f"unknown arm {arm!r}; choose from random, bc, bc+ppo, dream, real, planner, "
                 "planner-wm"
             )
-        if args.artifacts is not None and _bundle_arm(arm):
-            row["artifacts"] = str(args.artifacts)  # another bundle's models or reward head
+        if args.artifacts is not None and (_bundle_arm(arm) or args.policy_input == "goal"):
+            # Another bundle's models or reward head, or (a real arm) its goal readout.
+            row["artifacts"] = str(args.artifacts)
         row["wall_minutes"] = (time.perf_counter() - t0) / 60.0
         arms[name] = row
         out = {

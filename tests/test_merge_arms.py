@@ -42,3 +42,8 @@ def test_parallel_runs_merge_with_their_provenance_and_clashes_are_refused(tmp_p
     assert into.read_text() == before  # nothing written by a refused merge
     bench.main(bench.Args(into=into, sources=(again,), replace=True))
     assert load_json(into)["arms"]["dream x"]["success"] == 35
+    both = _result(tmp_path / "both.json", {"dream y": 40, "planner y": 45}, "fff")
+    with pytest.raises(ValueError, match=r"holds no arm \['planner z'\]"):
+        bench.main(bench.Args(into=into, sources=(both,), arms=("planner z",)))
+    bench.main(bench.Args(into=into, sources=(both,), arms=("planner y",)))
+    assert "planner y" in load_json(into)["arms"] and "dream y" not in load_json(into)["arms"]

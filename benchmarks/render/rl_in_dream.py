@@ -37,6 +37,8 @@ def rl_in_dream_reacher() -> str:
             settings.append("reads the body")
         if r.get("policy_input") == "goal":
             settings.append("reads the scene through the bundle's goal readout")
+        if kind == "real" and r.get("artifacts") and r["artifacts"] != d.get("bundle"):
+            settings.append(f"bundle `{r['artifacts']}`")  # the reward label names the others'
         if r.get("action_mode") == "chunk":
             settings.append("acts in whole chunks")
         if (r.get("group_size") or 1) > 1:
@@ -92,7 +94,9 @@ def rl_in_dream_reacher() -> str:
         ok = level and above
         verdict = "met" if ok else "above the real arm, under 60 %" if above else "missed"
         if level and not above:
-            verdict += " (60 % reached; the real-trained arm is not beaten)"
+            tie = real is not None and share(dream) == share(real)
+            verdict += (" (60 % reached; level with the real-trained arm, not above it)" if tie
+                        else " (60 % reached; the real-trained arm is not beaten)")  # fmt: skip
         verdicts.append(
             f"best dream-trained PPO setting ({said(dream)}; target ≥ "
             f"{100 * t['dream_success_min']:.0f} % and above the best real-trained setting, "
