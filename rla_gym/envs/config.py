@@ -124,9 +124,10 @@ class RLAWorldConfig:
     body_dynamics: BodyDynamicsSource = "auto"
     """Where a dream that carries the robot's body gets the next body from: ``body_model``: the
     bundle's own body dynamics (``body/``, ``rla-gym add-body-model``: the body and the action
-    chunk alone; reacher's fingertip 0.3-0.6 cm from the real one over 5 chunks of held-out
-    episodes, where the world model's head drifts 4-12 cm); ``world_model``: the world model's body
-    head (it also reads the scene); ``auto``: the body model when the bundle ships one."""
+    chunk alone; under a policy's own actions from held-out real starts it keeps reacher's
+    fingertip 0.2-0.7 cm from the real one over 5 chunks, where the world model's head drifts
+    4-12 cm: ``benchmarks/body_dynamics.py``); ``world_model``: the world model's body head (it
+    also reads the scene); ``auto``: the body model when the bundle ships one."""
     num_uncertainty_samples: int = 0
     """``S``: with ``S >= 2`` every step draws ``S`` flow samples and reports their spread in
     ``info["uncertainty"]``. The state follows sample 0, whose noise is drawn exactly as without

@@ -240,7 +240,7 @@ class DreamCore:
                 f"the body model of {self.art.path} reads {model.config.proprio_fields}, its "
                 f"world model dreams {self.body_fields}"
             )
-        return model
+        return model.requires_grad_(False)  # stepped like the world model, never trained here
 
     def resolve_obs_mode(self, obs_mode: ObsMode | None = None) -> _body.ResolvedObsMode:
         """``obs_mode`` (``None``: the config's) with ``"auto"`` resolved for this bundle.

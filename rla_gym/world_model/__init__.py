@@ -1,5 +1,8 @@
 """World models in feature space: RLA-WM (flow matching in RLA latent space) and baselines.
 
+The body's own dynamics (:class:`BodyDynamics`: the next body vector from the body and the action
+chunk) is a separate small model a bundle may ship beside its world model.
+
 All models share one API (:class:`Predictor`): ``predict(s_t (B, N, D), actions (B, h, A)) ->
 (B, N, D)`` and ``rollout(s_0, [chunk_1, chunk_2, ...]) -> (B, num_chunks, N, D)``.
 """
@@ -15,6 +18,7 @@ from rla_gym.world_model.baselines import (
     Predictor,
     load_predictor,
 )
+from rla_gym.world_model.body import BodyDynamics, BodyDynamicsConfig
 from rla_gym.world_model.config import PRESETS, BaselineConfig, WorldModelConfig, world_model_preset
 from rla_gym.world_model.model import RLAWorldModel
 
@@ -22,6 +26,8 @@ __all__ = [
     "PRESETS",
     "ActionChunkEncoder",
     "BaselineConfig",
+    "BodyDynamics",
+    "BodyDynamicsConfig",
     "CopyLastFrame",
     "DirectRegressionWM",
     "FeatureFlowWM",
