@@ -47,7 +47,7 @@ from rla_gym.data.proprio import body_vector, effector_position
 from rla_gym.envs.real import RealFeatureEnv
 from rla_gym.envs.rla_world import resolve_artifacts
 from rla_gym.sb3 import SB3GoalExtractor
-from rla_gym.sims.policies import ReacherExpert
+from rla_gym.sims.kinematics import two_link_ik
 from rla_gym.utils import load_json, provenance, save_json
 from rla_gym.utils.checkpoint import load_sb3_model
 from rla_gym.utils.stats import wilson_interval
@@ -146,7 +146,6 @@ def measure(path: str, args: Args, bundle: Path) -> dict[str, Any]:
                           max_episode_steps=steps, obs_mode="features+proprio")  # fmt: skip
     dream = gym.make(DREAM_ID, artifacts=str(bundle), action_mode="repeat",
                      obs_mode="features+proprio", flow_steps=args.flow_steps)  # fmt: skip
-    expert = ReacherExpert(real.sim)  # its inverse kinematics: the true goal's joint angles
     hits: dict[str, list[bool]] = {"real": [], "real_true_goal": [], "imagined": []}
     err, drift_real, drift_dream = [], [], []
     try:
@@ -156,7 +155,7 @@ def measure(path: str, args: Args, bundle: Path) -> dict[str, Any]:
                 obs, info = real.reset(seed=seed)
                 start = obs
                 target = real.sim.physics.named.data.geom_xpos["target", :2].copy()
-                joints = expert.inverse_kinematics(target, real.sim.physics.data.qpos[:2].copy())
+                joints = two_link_ik(target, real.sim.physics.data.qpos[:2].copy())
                 first = _readout_m(ext, obs["features"])
                 ok = bool(info["success"])
                 with told_goal(ext, target, joints) if told else nullcontext():

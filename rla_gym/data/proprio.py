@@ -39,6 +39,7 @@ __all__ = [
     "check_body",
     "effector_joint_error",
     "effector_position",
+    "joint_angles",
     "places_reachable",
 ]
 
@@ -213,19 +214,26 @@ def effector_joint_error(fields: Sequence[str], body: Any, place: Any) -> Any:
         ValueError: a body whose joints' inverse kinematics is not known.
     """
     fields = tuple(fields)
-    pairs = angle_pairs(fields)
     if not places_reachable(fields):
         raise ValueError(
             f"the joint angles reaching a place are known for reacher's shoulder and wrist "
             f"(shoulder_sin ... wrist_cos), not for a body with fields {fields}"
         )
-    if isinstance(body, np.ndarray):
-        q = np.stack([np.arctan2(body[..., i], body[..., j]) for _, i, j in pairs], -1)
-    else:
-        import torch
-
-        q = torch.stack([torch.atan2(body[..., i], body[..., j]) for _, i, j in pairs], -1)
+    q = joint_angles(fields, body)
     return wrap_angle(two_link_ik(place, q, REACHER_LINKS) - q)
+
+
+def joint_angles(fields: Sequence[str], x: Any) -> Any:
+    """The angles ``(..., J)`` (radians) of the joints that vectors ``(..., F)`` with entries
+    ``fields`` carry as sine / cosine pairs (:func:`angle_pairs`, in their order); numpy arrays
+    and torch tensors alike. The pairs must be unstandardised: a standardised sine and cosine do
+    not make an angle."""
+    pairs = angle_pairs(fields)
+    if isinstance(x, np.ndarray):
+        return np.stack([np.arctan2(x[..., i], x[..., j]) for _, i, j in pairs], -1)
+    import torch
+
+    return torch.stack([torch.atan2(x[..., i], x[..., j]) for _, i, j in pairs], -1)
 
 
 def check_body(proprio: np.ndarray, fields: tuple[str, ...], what: str = "proprio") -> np.ndarray:

@@ -29,9 +29,15 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from rla_gym.data.proprio import angle_pairs, effector_joint_error, places_reachable
+from rla_gym.data.proprio import (
+    angle_pairs,
+    effector_joint_error,
+    joint_angles,
+    places_reachable,
+)
 from rla_gym.envs.body import FEATURES, PROPRIO, space_reads_body
 from rla_gym.reward.progress import ProgressHead, ProgressHeadConfig
+from rla_gym.sims.kinematics import wrap_angle
 
 __all__ = ["SB3GoalExtractor", "goal_head_path", "goal_policy_kwargs"]
 
@@ -108,14 +114,14 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
                 f"and a body of {len(c.proprio_fields)}, but the env shows {tuple(feats)} and "
                 f"{tuple(body)}"
             )
-        # Sine and cosine positions among the goal fields. An effector goal is a place: the
-        # joint angles reaching it come by inverse kinematics where the body's are known.
-        self._fields = c.proprio_fields
+        # A joint-space goal carries its joints' angles as sine / cosine pairs. An effector goal
+        # is a place: the joint angles reaching it come by inverse kinematics where the body's
+        # are known.
+        self._fields, self._goal_fields = c.proprio_fields, net.goal_field_names
         self._place_to_angles = c.goal_space == "effector" and places_reachable(c.proprio_fields)
-        pairs = [] if c.goal_space == "effector" else angle_pairs(net.goal_field_names)
-        self._i_sin = [i for _, i, _ in pairs]
-        self._i_cos = [j for _, _, j in pairs]
+        pairs = [] if c.goal_space == "effector" else angle_pairs(self._goal_fields)
         joints = len(angle_pairs(c.proprio_fields)) if self._place_to_angles else len(pairs)
+        self._goal_angles = bool(pairs)
         super().__init__(observation_space, 3 * c.goal_dim + int(body[0]) + joints)
         self.head = net.requires_grad_(False)
 
@@ -144,18 +150,11 @@ class SB3GoalExtractor(BaseFeaturesExtractor):
             parts = [goal, here, goal - here, body]
             if self._place_to_angles:
                 parts.append(effector_joint_error(self._fields, body, self.head.raw_goal(goal)))
-            elif self._i_sin:
-                parts.append(self._angle_error(goal, here))
+            elif self._goal_angles:  # read from the unstandardised pairs
+                to = joint_angles(self._goal_fields, self.head.raw_goal(goal))
+                now = joint_angles(self._goal_fields, self.head.raw_goal(here))
+                parts.append(wrap_angle(to - now))
         return torch.cat(parts, dim=-1)
-
-    def _angle_error(self, goal: torch.Tensor, here: torch.Tensor) -> torch.Tensor:
-        """Standardised goal-space ``goal``, ``here (B, G)`` -> wrapped ``goal - here`` angles
-        ``(B, J)``: the pairs are unstandardised first (a standardised sine and cosine do not
-        make an angle)."""
-        g, h = self.head.raw_goal(goal), self.head.raw_goal(here)
-        s, c = self._i_sin, self._i_cos
-        gap = torch.atan2(g[:, s], g[:, c]) - torch.atan2(h[:, s], h[:, c])
-        return torch.remainder(gap + torch.pi, 2 * torch.pi) - torch.pi
 
 
 def goal_policy_kwargs(head: str | Path, **extra: Any) -> dict[str, Any]:
