@@ -20,6 +20,7 @@ __all__ = [
     "FeatureSplit",
     "branch_points",
     "load_body",
+    "load_body_actions",
     "load_feature_episodes",
     "load_split",
     "sibling_groups",
@@ -112,22 +113,37 @@ def load_body(data: str | Path, ids: Sequence[str]) -> tuple[list[np.ndarray], t
         ValueError: a dataset whose simulator has no body vector, or an episode without proprio
             (every ``rla-gym collect`` records it).
     """
+    bodies, _actions, fields = load_body_actions(data, ids)
+    return bodies, fields
+
+
+def load_body_actions(
+    data: str | Path, ids: Sequence[str]
+) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...]]:
+    """:func:`load_body` plus each episode's actions ``float32 (T, A)`` (simulator units), from
+    the same read of each episode.
+
+    Raises:
+        ValueError: as :func:`load_body`.
+    """
     from rla_gym.data.episodes import EpisodeStore
     from rla_gym.data.proprio import body_spec, body_vector
 
     store = EpisodeStore(data)
     sim = str(store.manifest().get("sim", ""))
     spec = body_spec(sim)
-    out = []
+    bodies, actions = [], []
     for eid in ids:
-        raw = store.read(eid, frames=False).proprio
+        episode = store.read(eid, frames=False)
+        raw = episode.proprio
         if raw.ndim != 2 or raw.shape[1] == 0:
             raise ValueError(
                 f"episode {eid} of {data} has no proprio; record the dataset with "
                 f"`rla-gym collect --sim {sim} ...` (every collector records it)"
             )
-        out.append(body_vector(sim, raw))
-    return out, spec.fields
+        bodies.append(body_vector(sim, raw))
+        actions.append(episode.actions.astype(np.float32))
+    return bodies, actions, spec.fields
 
 
 def load_split(cfg: FeatureDataConfig, seed: int, proprio: bool = False) -> FeatureSplit:

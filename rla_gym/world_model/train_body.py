@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from rla_gym.data.episodes import EpisodeStore
-from rla_gym.data.feature_episodes import load_body
+from rla_gym.data.feature_episodes import load_body_actions
+from rla_gym.utils.stats import r2_score
 from rla_gym.world_model.body import BodyDynamics, BodyDynamicsConfig, body_windows
 
 __all__ = ["TrainBodyConfig", "rollout_r2", "train_body_dynamics"]
@@ -49,8 +50,8 @@ def rollout_r2(
     model: BodyDynamics, bodies: list[np.ndarray], actions: list[np.ndarray], chunks: int
 ) -> dict[str, Any]:
     """R^2 of the body after ``chunks`` chunks, each predicted from the previous prediction, from
-    every chunk-aligned start of the episodes: ``{"pooled": r2, "by_field": {name: r2}}`` (pooled:
-    one minus the summed squared error over the summed variance of every field)."""
+    every chunk-aligned start of the episodes: ``{"pooled": r2, "by_field": {name: r2}}``
+    (:func:`~rla_gym.utils.stats.r2_score`: pooled over every field, and per field)."""
     k, fields = model.config.chunk, model.config.proprio_fields
     pred, true = [], []
     with torch.no_grad():
@@ -67,9 +68,8 @@ def rollout_r2(
     if not pred:
         raise ValueError(f"no held-out episode is {chunks} chunks long")
     p, y = np.concatenate(pred), np.concatenate(true)
-    err, var = ((p - y) ** 2).sum(0), ((y - y.mean(0)) ** 2).sum(0)
-    by_field = {f: float(1 - e / max(v, 1e-12)) for f, e, v in zip(fields, err, var, strict=True)}
-    return {"pooled": float(1 - err.sum() / max(var.sum(), 1e-12)), "by_field": by_field}
+    by_field = {f: r2_score(p[:, i : i + 1], y[:, i : i + 1]) for i, f in enumerate(fields)}
+    return {"pooled": r2_score(p, y), "by_field": by_field}
 
 
 def train_body_dynamics(cfg: TrainBodyConfig) -> dict[str, Any]:
@@ -82,8 +82,7 @@ def train_body_dynamics(cfg: TrainBodyConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     store = EpisodeStore(cfg.data)
     train_ids, val_ids = store.split(cfg.val_fraction, cfg.seed)
-    bodies, fields = load_body(cfg.data, train_ids + val_ids)
-    actions = [store.read(i, frames=False).actions.astype(np.float32) for i in train_ids + val_ids]
+    bodies, actions, fields = load_body_actions(cfg.data, train_ids + val_ids)
     n = len(train_ids)
     x, y = body_windows(bodies[:n], actions[:n], cfg.chunk, fields)
     model = BodyDynamics(
