@@ -61,6 +61,18 @@ def add_part(
     return manifest
 
 
+def _meta(src: str | Path) -> dict[str, Any]:
+    """A model folder's training record (``meta.json``), or ``{}`` without one."""
+    path = Path(src) / "meta.json"
+    return load_json(path) if path.exists() else {}
+
+
+def _record(src: str | Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """What the manifest says of a part: where it came from and ``keys`` of its training record."""
+    meta = _meta(src)
+    return {"source": str(src), **{k: meta[k] for k in keys if k in meta}}
+
+
 def add_progress_head(bundle: str | Path, head: str | Path, dtype: str = "int8") -> dict[str, Any]:
     """Ship a trained progress / success head in a bundle (``reward_mode="progress"``).
 
@@ -72,10 +84,8 @@ def add_progress_head(bundle: str | Path, head: str | Path, dtype: str = "int8")
 
     fp = load_artifacts(bundle).manifest["encoder_fingerprint"]
     ProgressHead.from_pretrained(head, expected_fingerprint=fp)  # refuses a mismatched head
-    meta = load_json(Path(head) / "meta.json") if (Path(head) / "meta.json").exists() else {}
     keys = ("step", "wall_clock_s", "val_metrics", "train_episodes", "val_episodes", "data")
-    record = {"source": str(head), **{k: meta[k] for k in keys if k in meta}}
-    manifest = add_part(bundle, PROGRESS, head, dtype, record)
+    manifest = add_part(bundle, PROGRESS, head, dtype, _record(head, keys))
     load_artifacts(bundle).load_progress_head()  # what the env will load, stored weights included
     return manifest
 
@@ -104,10 +114,8 @@ def add_body_model(bundle: str | Path, model: str | Path, dtype: str = "float32"
             + (f"a body of {want[0]}, chunks of {want[1]} x {want[2]}" if fields else
                "features only (rebuild it with a world model trained with --proprio)")
         )  # fmt: skip
-    meta = load_json(Path(model) / "meta.json") if (Path(model) / "meta.json").exists() else {}
     keys = ("wall_clock_s", "val_r2", "train_episodes", "val_episodes", "data")
-    record = {"source": str(model), **{k: meta[k] for k in keys if k in meta}}
-    manifest = add_part(bundle, BODY, model, dtype, record)
+    manifest = add_part(bundle, BODY, model, dtype, _record(model, keys))
     load_artifacts(bundle).load_body_model()  # what the env will load, stored weights included
     return manifest
 
@@ -169,7 +177,7 @@ def add_decoder(
             f"take {(others + new_bytes) / 1e6:.2f} MB, over the {max_bytes / 1e6:.1f} MB "
             f"budget; train a smaller decoder (--width, --channels) or store it as int8"
         )
-    meta = load_json(Path(decoder) / "meta.json") if (Path(decoder) / "meta.json").exists() else {}
+    meta = _meta(decoder)
     val = meta.get("val_metrics", {})
     record = {
         "source": str(decoder),
